@@ -1,0 +1,100 @@
+"""The exception hierarchy.
+
+Two families:
+
+* :class:`SyncError` and subclasses are raised *by patterns* (or the Google client on their
+  behalf) to end a run with a specific :class:`~trayapp.core.outcomes.OutcomeKind`. Any other
+  exception from a pattern is a ``bug``.
+* :class:`TrayappError` and subclasses are user-facing errors of the app itself (bad settings,
+  unknown charm, corrupt store...). Their message is one clear sentence saying what is wrong and
+  what to do; the CLI prints it as a single line on stderr.
+
+Messages never contain secrets: tokens are never interpolated into an exception.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from trayapp.core.outcomes import OutcomeKind
+
+
+class TrayappError(Exception):
+    """Base for user-facing errors: ``str(err)`` is the message to show."""
+
+
+class ConfigError(TrayappError):
+    """Bad settings or command-line input."""
+
+
+class SettingsError(ConfigError):
+    """A charm's settings failed validation; the message lists each problem by field."""
+
+
+class NotFoundError(TrayappError):
+    """An unknown charm, pattern, account or cell."""
+
+
+class ReadOnlyCellError(TrayappError):
+    """A write through a derived (read-only) cell. Never silently ignored."""
+
+    def __init__(self, cell_name: str) -> None:
+        super().__init__(
+            f"cell {cell_name!r} is read-only (it is derived from other cells); "
+            "write to the writable cell it is computed from instead"
+        )
+        self.cell_name = cell_name
+
+
+class BindingError(ConfigError):
+    """A charm binding that cannot work, refused when the charm is created."""
+
+
+class StoreError(TrayappError):
+    """The database cannot be used."""
+
+
+class StoreCorruptError(StoreError):
+    """The database file is damaged. It has been moved aside, never silently replaced."""
+
+
+class SyncError(Exception):
+    """Raised inside a run to end it with a specific outcome kind."""
+
+    kind: OutcomeKind = OutcomeKind.SERVER_ERROR
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class AuthRequired(SyncError):
+    """The account cannot be used until the user signs in again (or fixes the client)."""
+
+    kind = OutcomeKind.AUTH_REQUIRED
+
+    def __init__(self, message: str, *, account_id: str | None = None) -> None:
+        super().__init__(message)
+        self.account_id = account_id
+
+
+class RateLimited(SyncError):
+    """The server asked us to slow down; ``retry_after`` is when it said to come back."""
+
+    kind = OutcomeKind.RATE_LIMITED
+
+    def __init__(self, message: str, *, retry_after: datetime | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Offline(SyncError):
+    """The network or the server could not be reached."""
+
+    kind = OutcomeKind.OFFLINE
+
+
+class ServerError(SyncError):
+    """The server failed (5xx, or a malformed response)."""
+
+    kind = OutcomeKind.SERVER_ERROR

@@ -1,0 +1,84 @@
+"""How a run ends: the typed outcome kinds and the report a pattern returns.
+
+Every run of a charm's ``bg_updater`` ends in exactly one :class:`OutcomeKind`. The scheduler
+decides what happens next from the kind alone (back off, park the account, reset failures), so
+patterns never need to know about scheduling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class OutcomeKind(StrEnum):
+    """The closed set of ways a run can end. Values are stable: they appear in ``--json``."""
+
+    OK = "ok"
+    AUTH_REQUIRED = "auth_required"
+    RATE_LIMITED = "rate_limited"
+    OFFLINE = "offline"
+    SERVER_ERROR = "server_error"
+    BUG = "bug"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_failure(self) -> bool:
+        """Counts toward consecutive failures (cancelled runs do not: the user or shutdown did it)."""
+        return self not in (OutcomeKind.OK, OutcomeKind.CANCELLED)
+
+    @property
+    def backs_off(self) -> bool:
+        """Transient or repeated failures that reschedule with exponential backoff.
+
+        ``auth_required`` is not here: it parks the charm until its account is usable again.
+        """
+        return self in (
+            OutcomeKind.RATE_LIMITED,
+            OutcomeKind.OFFLINE,
+            OutcomeKind.SERVER_ERROR,
+            OutcomeKind.BUG,
+            OutcomeKind.TIMEOUT,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    """What a pattern's ``bg_updater`` returns on success.
+
+    ``partial`` names the parts that failed while the rest succeeded (for example one calendar of
+    several); a report with ``partial`` set is still an ``ok`` outcome but is shown as a warning.
+    """
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    partial: tuple[str, ...] = ()
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("added", "updated", "removed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"RunReport.{name} must be >= 0")
+
+    @property
+    def changed(self) -> int:
+        return self.added + self.updated + self.removed
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """The recorded end of one run, whatever happened."""
+
+    kind: OutcomeKind
+    report: RunReport = field(default_factory=RunReport)
+    message: str = ""
+    traceback: str | None = None
+    # For rate_limited: the earliest time the server said to try again, if it said one.
+    retry_after: datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.kind is OutcomeKind.OK

@@ -1,0 +1,195 @@
+"""Per-charm status and run history: the data the tray, the CLI and ``--json`` all show.
+
+These are plain, Qt-free values. The scheduler produces them, the store persists them (so they
+survive restarts), and observers (the tray, ``trayapp status``) read snapshots. ``to_json`` is the
+stable, documented shape of ``trayapp status --json`` (see docs/cli.md); add fields, never rename.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from trayapp.core.outcomes import OutcomeKind, RunOutcome
+
+
+class CharmState(StrEnum):
+    """What the scheduler is doing with a charm right now."""
+
+    SCHEDULED = "scheduled"  # waiting for its next due time; healthy or not, see last_outcome
+    RUNNING = "running"
+    PAUSED = "paused"  # by the user, until resumed or until paused_until
+    PARKED = "parked"  # its account needs the user (sign in again); runs once the account is usable
+    BACKING_OFF = "backing_off"  # after a transient failure, waiting longer than its interval
+
+
+def _dt(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _parse_dt(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
+            self.added + other.added, self.updated + other.updated, self.removed + other.removed
+        )
+
+    def to_json(self) -> dict[str, int]:
+        return {"added": self.added, "updated": self.updated, "removed": self.removed}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Counts:
+        if not isinstance(data, dict):
+            return cls()
+        return cls(int(data.get("added", 0)), int(data.get("updated", 0)), int(data.get("removed", 0)))
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One finished run, kept in the charm's history (the last 50 are persisted)."""
+
+    charm_id: str
+    started_at: datetime
+    finished_at: datetime
+    outcome: OutcomeKind
+    counts: Counts = field(default_factory=Counts)
+    message: str = ""
+    traceback: str | None = None
+    partial: tuple[str, ...] = ()
+    trigger: str = "schedule"  # schedule | manual | resume | account
+
+    @property
+    def duration_s(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+    @classmethod
+    def from_outcome(
+        cls,
+        charm_id: str,
+        started_at: datetime,
+        finished_at: datetime,
+        outcome: RunOutcome,
+        trigger: str = "schedule",
+    ) -> RunRecord:
+        r = outcome.report
+        return cls(
+            charm_id=charm_id,
+            started_at=started_at,
+            finished_at=finished_at,
+            outcome=outcome.kind,
+            counts=Counts(r.added, r.updated, r.removed),
+            message=outcome.message or r.message,
+            traceback=outcome.traceback,
+            partial=r.partial,
+            trigger=trigger,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "charm_id": self.charm_id,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat(),
+            "duration_s": round(self.duration_s, 3),
+            "outcome": self.outcome.value,
+            "counts": self.counts.to_json(),
+            "message": self.message,
+            "traceback": self.traceback,
+            "partial": list(self.partial),
+            "trigger": self.trigger,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunRecord:
+        started = _parse_dt(data["started_at"])
+        finished = _parse_dt(data["finished_at"])
+        assert started is not None and finished is not None
+        return cls(
+            charm_id=str(data["charm_id"]),
+            started_at=started,
+            finished_at=finished,
+            outcome=OutcomeKind(data["outcome"]),
+            counts=Counts.from_json(data.get("counts")),
+            message=str(data.get("message", "")),
+            traceback=data.get("traceback"),
+            partial=tuple(data.get("partial", ())),
+            trigger=str(data.get("trigger", "schedule")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CharmStatus:
+    """Everything the user may want to know about one charm, at a glance."""
+
+    charm_id: str
+    state: CharmState = CharmState.SCHEDULED
+    last_run_at: datetime | None = None
+    last_success_at: datetime | None = None
+    next_due_at: datetime | None = None
+    consecutive_failures: int = 0
+    last_outcome: OutcomeKind | None = None
+    last_error_kind: OutcomeKind | None = None
+    last_error: str | None = None
+    last_counts: Counts = field(default_factory=Counts)
+    totals: Counts = field(default_factory=Counts)
+    paused: bool = False
+    paused_until: datetime | None = None  # None while paused means "until resumed"
+    # Set by the loop-lag watchdog: this charm's updater blocked the event loop.
+    blocked_loop: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.consecutive_failures == 0 and self.last_outcome in (None, OutcomeKind.OK)
+
+    def with_(self, **changes: Any) -> CharmStatus:
+        return replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "charm_id": self.charm_id,
+            "state": self.state.value,
+            "healthy": self.healthy,
+            "last_run_at": _dt(self.last_run_at),
+            "last_success_at": _dt(self.last_success_at),
+            "next_due_at": _dt(self.next_due_at),
+            "consecutive_failures": self.consecutive_failures,
+            "last_outcome": self.last_outcome.value if self.last_outcome else None,
+            "last_error_kind": self.last_error_kind.value if self.last_error_kind else None,
+            "last_error": self.last_error,
+            "last_counts": self.last_counts.to_json(),
+            "totals": self.totals.to_json(),
+            "paused": self.paused,
+            "paused_until": _dt(self.paused_until),
+            "blocked_loop": self.blocked_loop,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CharmStatus:
+        def kind(v: Any) -> OutcomeKind | None:
+            return OutcomeKind(v) if v else None
+
+        return cls(
+            charm_id=str(data["charm_id"]),
+            state=CharmState(data.get("state", CharmState.SCHEDULED.value)),
+            last_run_at=_parse_dt(data.get("last_run_at")),
+            last_success_at=_parse_dt(data.get("last_success_at")),
+            next_due_at=_parse_dt(data.get("next_due_at")),
+            consecutive_failures=int(data.get("consecutive_failures", 0)),
+            last_outcome=kind(data.get("last_outcome")),
+            last_error_kind=kind(data.get("last_error_kind")),
+            last_error=data.get("last_error"),
+            last_counts=Counts.from_json(data.get("last_counts")),
+            totals=Counts.from_json(data.get("totals")),
+            paused=bool(data.get("paused", False)),
+            paused_until=_parse_dt(data.get("paused_until")),
+            blocked_loop=data.get("blocked_loop"),
+        )
