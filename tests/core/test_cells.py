@@ -1,0 +1,256 @@
+"""Cells: typed persistence, the registry, derived views and subscriptions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from trayapp.core.cells import Cell, DerivedCell
+from trayapp.core.errors import NotFoundError, ReadOnlyCellError, StoreError
+from trayapp.core.store import Store
+
+
+class Token(BaseModel):
+    access: str
+    expires_at: datetime
+    scopes: list[str] = []
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "profile" / "store.db"
+
+
+@pytest.fixture
+def store(db: Path) -> Iterator[Store]:
+    s = Store.open(db)
+    yield s
+    s.close()
+
+
+def test_typed_values_round_trip_across_reopen(db: Path) -> None:
+    when = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)
+    token = Token(access="a-token", expires_at=when, scopes=["x"])
+    with Store.open(db) as s:
+        s.cell("charm:a:cursor", int | None, None).set(42)
+        s.cell("charm:a:when", datetime, when).set(when)
+        s.cell("account:g:auth", Token | None, None).set(token)
+        s.cell("charm:a:list", list[str], []).set(["b", "a"])
+        s.cell("charm:a:map", dict[str, int], {}).set({"z": 1})
+    with Store.open(db) as s:
+        assert s.cell("charm:a:cursor", int | None, None).get() == 42
+        got_when = s.cell("charm:a:when", datetime, when).get()
+        assert got_when == when and got_when.tzinfo is not None
+        got_token = s.cell("account:g:auth", Token | None, None).get()
+        assert isinstance(got_token, Token) and got_token == token
+        assert s.cell("charm:a:list", list[str], []).get() == ["b", "a"]
+        assert s.cell("charm:a:map", dict[str, int], {}).get() == {"z": 1}
+
+
+def test_default_is_returned_but_not_stored(store: Store) -> None:
+    cell = store.cell("charm:a:cursor", int | None, None)
+    assert cell.get() is None
+    with pytest.raises(NotFoundError):
+        store.lookup("charm:b:cursor")
+    assert store.cell_names("charm:") == ["charm:a:cursor"]  # declared, though never stored
+
+
+def test_wrong_type_is_refused_at_the_write_without_showing_the_value(store: Store) -> None:
+    cell = store.cell("account:g:auth", int, 0)
+    with pytest.raises(TypeError, match="account:g:auth") as err:
+        cell.set("secret-token-value")  # type: ignore[arg-type]
+    assert "secret-token-value" not in str(err.value)
+    assert cell.get() == 0
+
+
+def test_update_is_read_modify_write(store: Store) -> None:
+    cell = store.cell("app:counter", int, 0)
+    assert cell.update(lambda v: v + 1) == 1
+    assert cell.update(lambda v: v + 1) == 2
+    assert cell.get() == 2
+
+
+def test_registry_returns_one_object_per_name(store: Store) -> None:
+    a = store.cell("app:x", int, 0)
+    assert store.cell("app:x", int, 0) is a
+    assert store.lookup("app:x") is a
+    with pytest.raises(TypeError, match="app:x"):
+        store.cell("app:x", str, "")
+
+
+def test_writable_and_derived_names_cannot_collide(store: Store) -> None:
+    a = store.cell("app:a", int, 1)
+    store.derived("app:view", [a], lambda v: v * 2)
+    with pytest.raises(StoreError, match="app:view"):
+        store.cell("app:view", int, 0)
+    with pytest.raises(StoreError, match="app:a"):
+        store.derived("app:a", [a], lambda v: v)
+    with pytest.raises(StoreError, match="app:view"):
+        store.derived("app:view", [a], lambda v: v)
+
+
+def test_stored_but_undeclared_cell_is_discoverable_after_restart(db: Path) -> None:
+    with Store.open(db) as s:
+        s.cell("account:g:auth", Token, None).set(
+            Token(access="t", expires_at=datetime(2026, 1, 1, tzinfo=UTC))
+        )
+    with Store.open(db) as s:
+        found = s.lookup("account:g:auth")
+        assert isinstance(found, Cell) and s.is_writable("account:g:auth")
+        # Undeclared: plain JSON until code declares the real type.
+        raw = found.get()
+        assert raw["access"] == "t" and isinstance(raw["expires_at"], str)
+        seen: list[Any] = []
+        found.subscribe(seen.append)
+        typed = s.cell("account:g:auth", Token, None)
+        assert typed is found  # same object: the earlier subscriber keeps working
+        assert isinstance(typed.get(), Token)
+        typed.set(Token(access="u", expires_at=datetime(2027, 1, 1, tzinfo=UTC)))
+        assert [t.access for t in seen] == ["u"]
+
+
+def test_derived_cell_recomputes_and_refuses_writes(store: Store) -> None:
+    a = store.cell("charm:c:a", int, 1)
+    b = store.cell("charm:c:b", int, 10)
+    total = store.derived("charm:c:total", [a, b], lambda x, y: x + y)
+    assert total.get() == 11
+    a.set(5)
+    assert total.get() == 15
+    assert not store.is_writable("charm:c:total") and store.is_writable("charm:c:a")
+    assert isinstance(store.lookup("charm:c:total"), DerivedCell)
+    with pytest.raises(ReadOnlyCellError, match="charm:c:total") as err:
+        total.set(3)
+    assert err.value.cell_name == "charm:c:total"
+    with pytest.raises(ReadOnlyCellError, match="charm:c:total"):
+        total.update(lambda v: v + 1)
+    assert total.get() == 15 and a.get() == 5 and b.get() == 10
+
+
+def test_derived_subscribers_hear_only_real_changes_and_chains_propagate(store: Store) -> None:
+    a = store.cell("app:a", int, 0)
+    parity = store.derived("app:parity", [a], lambda v: v % 2)
+    label = store.derived("app:label", [parity], lambda p: "odd" if p else "even")
+    parities: list[int] = []
+    labels: list[str] = []
+    parity.subscribe(parities.append)
+    label.subscribe(labels.append)
+    a.set(2)  # parity unchanged (0 -> 0)
+    a.set(3)
+    a.set(5)  # unchanged again
+    a.set(6)
+    assert parities == [1, 0]
+    assert labels == ["odd", "even"]
+
+
+def test_subscribers_run_after_commit_and_never_for_rollback(store: Store) -> None:
+    cell = store.cell("app:a", int, 0)
+    seen: list[int] = []
+    cell.subscribe(seen.append)
+    with store.transaction():
+        cell.set(1)
+        cell.set(2)
+        assert seen == []  # not yet committed
+        assert cell.get() == 2  # but visible inside the transaction
+    assert seen == [2]  # once per commit, with the committed value
+    with pytest.raises(RuntimeError), store.transaction():
+        cell.set(99)
+        raise RuntimeError("boom")
+    assert cell.get() == 2 and seen == [2]
+    cell.set(2)  # same value: no change, no notification
+    assert seen == [2]
+
+
+def test_unsubscribe_and_failing_subscriber(store: Store) -> None:
+    cell = store.cell("app:a", int, 0)
+    seen: list[int] = []
+
+    def bad(_: int) -> None:
+        raise ValueError("subscriber bug")
+
+    cell.subscribe(bad)
+    unsubscribe = cell.subscribe(seen.append)
+    cell.set(1)  # the failing subscriber is logged; the others still run
+    unsubscribe()
+    unsubscribe()  # idempotent
+    cell.set(2)
+    assert seen == [1]
+
+
+def test_inner_failure_rolls_back_only_the_inner_block(store: Store) -> None:
+    cursor = store.cell("charm:a:cursor", int, 0)
+    items = store.collection("charm:a:items")
+    seen: list[int] = []
+    cursor.subscribe(seen.append)
+    with store.transaction():
+        cursor.set(1)
+        items.upsert("kept", 1)
+        try:
+            with store.transaction():
+                cursor.set(2)
+                items.upsert("dropped", 2)
+                raise ValueError("inner")
+        except ValueError:
+            pass
+        assert cursor.get() == 1 and "dropped" not in items
+        with store.transaction():
+            items.upsert("inner-ok", 3)
+    assert cursor.get() == 1 and seen == [1]
+    assert sorted(items.keys()) == ["inner-ok", "kept"]
+
+
+def test_rollback_in_inner_level_does_not_notify(store: Store) -> None:
+    a = store.cell("app:a", int, 0)
+    b = store.cell("app:b", int, 0)
+    seen_a: list[int] = []
+    seen_b: list[int] = []
+    a.subscribe(seen_a.append)
+    b.subscribe(seen_b.append)
+    with store.transaction():
+        b.set(1)
+        with pytest.raises(KeyError), store.transaction():
+            a.set(1)
+            raise KeyError("x")
+    assert seen_a == [] and seen_b == [1]
+
+
+def test_cursor_and_items_commit_together_or_not_at_all(db: Path) -> None:
+    with Store.open(db) as s:
+        cursor = s.cell("charm:a:cursor", str | None, None)
+        items = s.collection("charm:a:items")
+        with pytest.raises(ConnectionError), s.transaction():
+            items.upsert_many([("m1", {"subject": "hi"}), ("m2", {"subject": "yo"})])
+            cursor.set("history-2")
+            raise ConnectionError("network dropped mid-sync")
+        assert cursor.get() is None and len(items) == 0
+        with s.transaction():
+            items.upsert_many([("m1", {"subject": "hi"}), ("m2", {"subject": "yo"})])
+            cursor.set("history-2")
+    with Store.open(db) as s:
+        assert s.cell("charm:a:cursor", str | None, None).get() == "history-2"
+        assert len(s.collection("charm:a:items")) == 2
+
+
+def test_drop_prefix_removes_a_charms_cells_and_collections(store: Store) -> None:
+    a = store.cell("charm:a:cursor", int, 0)
+    a.set(5)
+    other = store.cell("charm:ab:cursor", int, 0)  # shares the text prefix "charm:a" only
+    other.set(7)
+    store.collection("charm:a:items").upsert("k", 1)
+    store.collection("charm:ab:items").upsert("k", 1)
+    store.derived("charm:a:view", [a], lambda v: v)
+    seen: list[int] = []
+    a.subscribe(seen.append)
+    store.drop_prefix("charm:a:")
+    assert seen == [0]  # told the value went back to the default
+    assert store.cell_names("charm:a:") == []
+    assert len(store.collection("charm:a:items")) == 0
+    assert other.get() == 7 and len(store.collection("charm:ab:items")) == 1
+    with pytest.raises(NotFoundError):
+        store.lookup("charm:a:view")
+    with pytest.raises(ValueError):
+        store.drop_prefix("")

@@ -1,0 +1,733 @@
+"""The SQLite store behind cells, collections and run history.
+
+One database file per profile, opened with the stdlib ``sqlite3`` module in WAL mode. The
+guarantees other modules build on:
+
+* A transaction (:meth:`Store.transaction`) commits everything written inside it or nothing, so
+  a sync cursor never advances past items that were not stored (a crash mid-sync re-fetches).
+* Subscribers hear about a change only after it is committed, never about a rolled-back one.
+* A damaged database is never silently replaced by an empty one: it is moved aside, intact, and
+  the user is told where it is (:class:`~trayapp.core.errors.StoreCorruptError`).
+* Collections cost O(log n) per item change and O(1) to count, so an incremental sync of a
+  100k-item mailbox costs what changed, not what exists.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, TypeVar, overload
+
+from trayapp.core.cells import Cell, DerivedCell, Unsubscribe, _Subscribers
+from trayapp.core.errors import NotFoundError, StoreCorruptError, StoreError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SortKey = str | int | float | None
+UpsertResult = Literal["added", "updated", "unchanged"]
+
+# SQLite primary result codes (the low byte of ``sqlite3.Error.sqlite_errorcode``).
+_SQLITE_PERM = 3
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+_SQLITE_READONLY = 8
+_SQLITE_IOERR = 10
+_SQLITE_CORRUPT = 11
+_SQLITE_FULL = 13
+_SQLITE_CANTOPEN = 14
+_SQLITE_NOTADB = 26
+
+BUSY_TIMEOUT_S = 5.0
+
+
+# --- schema ------------------------------------------------------------------------------------
+# Each migration takes the schema from version i to i+1 inside one transaction (SQLite DDL is
+# transactional), so a crash mid-upgrade leaves the old version intact. Append only: never edit
+# a migration that has shipped.
+
+
+def _migrate_v1(conn: sqlite3.Connection) -> None:
+    """Cells and collection items."""
+    conn.execute("CREATE TABLE cells (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
+    conn.execute(
+        """CREATE TABLE items (
+               coll TEXT NOT NULL,
+               key TEXT NOT NULL,
+               sort_key ANY,
+               value TEXT NOT NULL,
+               PRIMARY KEY (coll, key)
+           ) WITHOUT ROWID"""
+    )
+    conn.execute("CREATE INDEX items_by_sort ON items (coll, sort_key, key)")
+
+
+def _migrate_v2(conn: sqlite3.Connection) -> None:
+    """Per-collection item counts, kept by triggers, so ``len(collection)`` is one row read.
+
+    (v1 counted with ``COUNT(*)``, which walks the whole collection.)
+    """
+    conn.execute(
+        "CREATE TABLE collections (name TEXT PRIMARY KEY, count INTEGER NOT NULL DEFAULT 0)"
+        " WITHOUT ROWID"
+    )
+    conn.execute(
+        "INSERT INTO collections (name, count) SELECT coll, COUNT(*) FROM items GROUP BY coll"
+    )
+    # An UPSERT that turns into an UPDATE fires update triggers only, so counts stay exact.
+    conn.execute(
+        """CREATE TRIGGER items_count_insert AFTER INSERT ON items BEGIN
+               INSERT INTO collections (name, count) VALUES (NEW.coll, 1)
+                   ON CONFLICT (name) DO UPDATE SET count = count + 1;
+           END"""
+    )
+    conn.execute(
+        """CREATE TRIGGER items_count_delete AFTER DELETE ON items BEGIN
+               UPDATE collections SET count = count - 1 WHERE name = OLD.coll;
+           END"""
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_v1, _migrate_v2)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _encode_json(value: Any) -> str:
+    """Canonical JSON, so "unchanged" can be decided by comparing stored text."""
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"collection values must be JSON data: {exc}") from None
+
+
+class _CorruptFile(Exception):
+    """Raised inside :meth:`Store.open` when the integrity check finds damage."""
+
+
+def _primary(exc: sqlite3.Error) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
+
+
+class Store:
+    """The profile's database.
+
+    Not thread-safe by design: one connection, used only from the thread that opened it (the
+    event-loop thread). The engine is asyncio on one thread and every query is a short indexed
+    read or write, so a connection pool or a worker thread would only add locking. Use from
+    another thread raises ``RuntimeError`` rather than corrupting transaction state.
+    """
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        """Use :meth:`open`."""
+        self.path = path
+        self._conn: sqlite3.Connection | None = conn
+        self._thread = threading.get_ident()
+        self._depth = 0
+        # One set of changed names per open transaction level; merged on release, dropped on
+        # rollback; notified after the outermost commit.
+        self._pending: list[dict[str, None]] = []
+        self._aborted = False
+        self._cells: dict[str, Cell[Any] | DerivedCell[Any]] = {}
+        self._derived: list[DerivedCell[Any]] = []  # creation order is a topological order
+        self._collections: dict[str, Collection] = {}
+
+    # --- opening and closing -------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        """Open (creating or migrating) the database at ``path``.
+
+        Raises :class:`StoreCorruptError` after moving a damaged file aside, and
+        :class:`StoreError` for an unusable file (permissions, newer schema, locked, disk full).
+        """
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except PermissionError:
+            raise StoreError(
+                f"cannot create the folder {path.parent} for the database: permission denied; "
+                f"make it writable by your user (or choose another profile folder)"
+            ) from None
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the folder {path.parent} for the database: {exc.strerror}"
+            ) from None
+        try:
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _open_error(path, exc) from None
+        try:
+            cls._configure_and_check(conn, path)
+        except _CorruptFile as exc:
+            conn.close()
+            raise _move_aside(path, str(exc)) from None
+        except sqlite3.Error as exc:
+            conn.close()
+            if _primary(exc) in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+                raise _move_aside(path, str(exc)) from None
+            raise _open_error(path, exc) from None
+        except BaseException:
+            conn.close()
+            raise
+        return cls(path, conn)
+
+    @staticmethod
+    def _configure_and_check(conn: sqlite3.Connection, path: Path) -> None:
+        # The first statement reads the header: a non-database file fails here (NOTADB).
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the database {path} was written by a newer trayapp (schema v{version}, this "
+                f"version understands up to v{SCHEMA_VERSION}); upgrade trayapp to open it"
+            )
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"cannot put the database {path} in WAL mode (got {mode!r})")
+        # synchronous=NORMAL in WAL mode: a commit survives an app crash or kill -9 (the WAL
+        # is written before COMMIT returns) and the database is never corrupted by power loss;
+        # at worst the last few commits before a power cut roll back, atomically. That only
+        # re-fetches what those syncs fetched, because cursors and items commit together, so
+        # FULL's fsync on every commit would buy nothing the user could notice.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        # quick_check is O(pages) but skips index cross-checks: milliseconds for a typical
+        # profile, and it catches torn or truncated files before we trust them.
+        rows = conn.execute("PRAGMA quick_check").fetchall()
+        problems = [str(r[0]) for r in rows if r[0] != "ok"]
+        if problems:
+            raise _CorruptFile(f"quick_check failed: {'; '.join(problems[:3])}")
+        Store._migrate(conn, version)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection, version: int) -> None:
+        for target, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                migration(conn)
+                conn.execute(f"PRAGMA user_version={target}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            log.info("store schema migrated to v%d", target)
+
+    def close(self) -> None:
+        """Close the connection; idempotent. Closing checkpoints the WAL into the main file."""
+        if self._conn is None:
+            return
+        self._check_thread()
+        if self._depth:
+            raise StoreError("cannot close the store inside a transaction")
+        self._conn.close()
+        self._conn = None
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- low level ----------------------------------------------------------------------------
+
+    def _check_thread(self) -> None:
+        if threading.get_ident() != self._thread:
+            raise RuntimeError(
+                "the Store was used from another thread; it belongs to the event-loop thread "
+                "that opened it (schedule the call there, e.g. loop.call_soon_threadsafe)"
+            )
+
+    def _db(self) -> sqlite3.Connection:
+        self._check_thread()
+        if self._conn is None:
+            raise StoreError(f"the store {self.path} is closed")
+        return self._conn
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        conn = self._db()
+        try:
+            return conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise self._runtime_error(exc) from None
+
+    def _runtime_error(self, exc: sqlite3.Error) -> StoreError:
+        code = _primary(exc)
+        if code == _SQLITE_FULL:
+            return StoreError(
+                f"the disk holding {self.path} is full; the change was rolled back and nothing "
+                f"already saved was lost; free some disk space and try again"
+            )
+        if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+            return StoreCorruptError(
+                f"the database {self.path} is damaged ({exc}); quit trayapp and start it again: "
+                f"the damaged file will be moved aside and kept"
+            )
+        if code in (_SQLITE_READONLY, _SQLITE_PERM, _SQLITE_CANTOPEN):
+            return StoreError(
+                f"cannot write the database {self.path}: permission denied; make it and its "
+                f"folder writable by your user"
+            )
+        if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+            return StoreError(
+                f"the database {self.path} is locked by another program (is a second trayapp "
+                f"running?); quit the other one and try again"
+            )
+        if code == _SQLITE_IOERR:
+            return StoreError(f"cannot read or write the database {self.path}: {exc}")
+        return StoreError(f"database error in {self.path}: {exc}")
+
+    # --- transactions -------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes: all commit together at the outermost level, or none do.
+
+        Re-entrant. An inner level is a SAVEPOINT, so an exception caught by the caller inside
+        an outer transaction undoes just the inner block. Subscribers run after the outermost
+        commit.
+        """
+        conn = self._db()
+        level = self._depth
+        if level == 0:
+            self._execute("BEGIN IMMEDIATE")
+            self._aborted = False
+        else:
+            self._execute(f"SAVEPOINT sp{level}")
+        self._pending.append({})
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._depth -= 1
+            self._pending.pop()
+            if conn.in_transaction:
+                if level == 0:
+                    conn.execute("ROLLBACK")
+                else:
+                    conn.execute(f"ROLLBACK TO sp{level}")
+                    conn.execute(f"RELEASE sp{level}")
+            elif level > 0:
+                # SQLite rolled the whole transaction back itself (e.g. disk full).
+                self._aborted = True
+            raise
+        self._depth -= 1
+        changes = self._pending.pop()
+        if level > 0:
+            self._pending[-1].update(changes)
+            self._execute(f"RELEASE sp{level}")
+            return
+        if self._aborted or not conn.in_transaction:
+            self._aborted = False
+            raise StoreError(
+                f"a write to {self.path} failed earlier in this transaction and SQLite rolled "
+                f"the whole transaction back; nothing from it was saved"
+            )
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise self._runtime_error(exc) from None
+        self._notify(changes)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._depth > 0
+
+    def _changed(self, name: str) -> None:
+        self._pending[-1][name] = None
+
+    def _notify(self, changes: dict[str, None]) -> None:
+        if not changes:
+            return
+        names = set(changes)
+        for name in changes:
+            target = self._cells.get(name)
+            if isinstance(target, Cell):
+                target._notify()
+            coll = self._collections.get(name)
+            if coll is not None:
+                coll._subscribers.notify(coll)
+        for derived in list(self._derived):
+            if derived._depends_on(names) and derived._notify():
+                names.add(derived.name)
+
+    # --- cells --------------------------------------------------------------------------------
+
+    def _read_cell(self, name: str) -> str | None:
+        row = self._execute("SELECT value FROM cells WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _write_cell(self, name: str, value: str) -> None:
+        with self.transaction():
+            cur = self._execute(
+                "INSERT INTO cells (name, value) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+                " WHERE value IS NOT excluded.value",
+                (name, value),
+            )
+            # Writing the value a cell already holds changes nothing and notifies nobody.
+            if cur.rowcount > 0:
+                self._changed(name)
+
+    @overload
+    def cell(self, name: str, type_: type[T], default: T) -> Cell[T]: ...
+    @overload
+    def cell(self, name: str, type_: Any, default: Any = None) -> Cell[Any]: ...
+    def cell(self, name: str, type_: Any, default: Any = None) -> Cell[Any]:
+        """The writable cell ``name`` of type ``type_``; the same object for the same name.
+
+        Declaring a name again with a different type is a programming error (TypeError); a
+        name already used by a derived cell raises :class:`StoreError`.
+        """
+        self._db()
+        existing = self._cells.get(name)
+        if isinstance(existing, DerivedCell):
+            raise StoreError(
+                f"{name!r} is already a derived (read-only) cell; choose another name for the "
+                f"writable cell"
+            )
+        if existing is not None:
+            if not existing.declared:
+                existing._redeclare(type_, default)
+            elif existing.type != type_:
+                raise TypeError(
+                    f"cell {name!r} is already declared as {existing.type!r}, not {type_!r}"
+                )
+            return existing
+        cell: Cell[Any] = Cell(self, name, type_, default)
+        self._cells[name] = cell
+        return cell
+
+    def derived(
+        self,
+        name: str,
+        sources: Sequence[Cell[Any] | DerivedCell[Any]],
+        compute: Callable[..., T],
+    ) -> DerivedCell[T]:
+        """A read-only cell computed as ``compute(*(s.get() for s in sources))``.
+
+        Derived cells are code, not data: they are not persisted and exist once declared in
+        this process. Declaring the same name again replaces nothing: it raises StoreError.
+        """
+        self._db()
+        if name in self._cells:
+            kind = "derived" if isinstance(self._cells[name], DerivedCell) else "writable"
+            raise StoreError(f"{name!r} is already declared as a {kind} cell; choose another name")
+        if self._read_cell(name) is not None:
+            raise StoreError(
+                f"{name!r} is a stored writable cell; a derived cell needs another name"
+            )
+        for source in sources:
+            if self._cells.get(source.name) is not source:
+                raise StoreError(f"source {source.name!r} of {name!r} is not a cell of this store")
+        view: DerivedCell[T] = DerivedCell(self, name, sources, compute)
+        self._cells[name] = view
+        self._derived.append(view)
+        return view
+
+    def lookup(self, name: str) -> Cell[Any] | DerivedCell[Any]:
+        """The cell called ``name``, declared in this process or stored by an earlier run.
+
+        A stored cell nobody declared yet comes back as ``Cell[Any]`` holding plain JSON values
+        (dicts, lists, strings, numbers) with default None; a later :meth:`cell` call with the
+        real type upgrades that same object, so existing subscribers keep working.
+        """
+        existing = self._cells.get(name)
+        if existing is not None:
+            return existing
+        if self._read_cell(name) is None:
+            raise NotFoundError(f"no cell named {name!r}")
+        cell: Cell[Any] = Cell(self, name, Any, None, declared=False)
+        self._cells[name] = cell
+        return cell
+
+    def is_writable(self, name: str) -> bool:
+        """Raises NotFoundError for an unknown name."""
+        return self.lookup(name).writable
+
+    def cell_names(self, prefix: str = "") -> list[str]:
+        """Declared and stored cell names starting with ``prefix``, sorted."""
+        stored = {
+            str(r[0])
+            for r in self._execute(
+                "SELECT name FROM cells WHERE substr(name, 1, ?) = ?", (len(prefix), prefix)
+            )
+        }
+        declared = {n for n in self._cells if n.startswith(prefix)}
+        return sorted(stored | declared)
+
+    # --- collections --------------------------------------------------------------------------
+
+    def collection(self, name: str) -> Collection:
+        """The keyed collection ``name`` (created lazily: it exists once it holds an item)."""
+        self._db()
+        coll = self._collections.get(name)
+        if coll is None:
+            coll = self._collections[name] = Collection(self, name)
+        return coll
+
+    def collection_names(self, prefix: str = "") -> list[str]:
+        rows = self._execute(
+            "SELECT name FROM collections WHERE substr(name, 1, ?) = ? AND count > 0 ORDER BY name",
+            (len(prefix), prefix),
+        )
+        return [str(r[0]) for r in rows]
+
+    def drop_prefix(self, prefix: str) -> None:
+        """Delete every cell and collection whose name starts with ``prefix``, atomically.
+
+        Used when a charm is removed. Subscribers of dropped cells are told the cell's default
+        value; derived cells named under the prefix are forgotten.
+        """
+        if not prefix:
+            raise ValueError("drop_prefix needs a non-empty prefix (refusing to drop everything)")
+        with self.transaction():
+            cells = [
+                str(r[0])
+                for r in self._execute(
+                    "SELECT name FROM cells WHERE substr(name, 1, ?) = ?", (len(prefix), prefix)
+                )
+            ]
+            self._execute("DELETE FROM cells WHERE substr(name, 1, ?) = ?", (len(prefix), prefix))
+            colls = [
+                str(r[0])
+                for r in self._execute(
+                    "SELECT name FROM collections WHERE substr(name, 1, ?) = ?",
+                    (len(prefix), prefix),
+                )
+            ]
+            for coll in colls:
+                # Per collection, so each delete walks the primary-key range of that collection.
+                self._execute("DELETE FROM items WHERE coll = ?", (coll,))
+                self._changed(coll)
+            self._execute(
+                "DELETE FROM collections WHERE substr(name, 1, ?) = ?", (len(prefix), prefix)
+            )
+            for name in cells:
+                self._changed(name)
+        for name in [n for n in self._cells if n.startswith(prefix)]:
+            target = self._cells.pop(name)
+            if isinstance(target, DerivedCell):
+                self._derived.remove(target)
+        for name in [n for n in self._collections if n.startswith(prefix)]:
+            del self._collections[name]
+
+
+class Collection:
+    """Keyed JSON items with an optional sort key (usually a timestamp), stored per item.
+
+    Every change is one primary-key write inside the current transaction (or its own
+    transaction when none is open). ``len`` reads a counter maintained by triggers.
+    """
+
+    def __init__(self, store: Store, name: str) -> None:
+        self._store = store
+        self.name = name
+        self._subscribers: _Subscribers[Collection] = _Subscribers(name)
+
+    def __repr__(self) -> str:
+        return f"Collection({self.name!r})"
+
+    def subscribe(self, callback: Callable[[Collection], None]) -> Unsubscribe:
+        """Coarse change notification ("this collection changed"), after commit."""
+        return self._subscribers.add(callback)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        row = self._store._execute(
+            "SELECT value FROM items WHERE coll = ? AND key = ?", (self.name, key)
+        ).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        row = self._store._execute(
+            "SELECT 1 FROM items WHERE coll = ? AND key = ?", (self.name, key)
+        ).fetchone()
+        return row is not None
+
+    def __len__(self) -> int:
+        row = self._store._execute(
+            "SELECT count FROM collections WHERE name = ?", (self.name,)
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def upsert(self, key: str, value: Any, sort_key: SortKey = None) -> UpsertResult:
+        """Insert or replace one item; "unchanged" (and no write) if identical to what's stored."""
+        text = _encode_json(value)
+        with self._store.transaction():
+            return self._upsert(key, text, sort_key)
+
+    def _upsert(self, key: str, text: str, sort_key: SortKey) -> UpsertResult:
+        store = self._store
+        row = store._execute(
+            "SELECT value, sort_key FROM items WHERE coll = ? AND key = ?", (self.name, key)
+        ).fetchone()
+        if row is None:
+            store._execute(
+                "INSERT INTO items (coll, key, sort_key, value) VALUES (?, ?, ?, ?)",
+                (self.name, key, sort_key, text),
+            )
+            store._changed(self.name)
+            return "added"
+        if row[0] == text and row[1] == sort_key:
+            return "unchanged"
+        store._execute(
+            "UPDATE items SET value = ?, sort_key = ? WHERE coll = ? AND key = ?",
+            (text, sort_key, self.name, key),
+        )
+        store._changed(self.name)
+        return "updated"
+
+    def upsert_many(
+        self, items: Iterable[tuple[str, Any] | tuple[str, Any, SortKey]]
+    ) -> tuple[int, int]:
+        """Upsert ``(key, value)`` or ``(key, value, sort_key)`` tuples in one transaction.
+
+        Returns ``(added, updated)``.
+        """
+        added = updated = 0
+        with self._store.transaction():
+            for item in items:
+                key, value = item[0], item[1]
+                sort_key = item[2] if len(item) > 2 else None
+                result = self._upsert(key, _encode_json(value), sort_key)
+                if result == "added":
+                    added += 1
+                elif result == "updated":
+                    updated += 1
+        return added, updated
+
+    def delete(self, key: str) -> bool:
+        with self._store.transaction():
+            cur = self._store._execute(
+                "DELETE FROM items WHERE coll = ? AND key = ?", (self.name, key)
+            )
+            if cur.rowcount > 0:
+                self._store._changed(self.name)
+                return True
+            return False
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        deleted = 0
+        with self._store.transaction():
+            for key in keys:
+                cur = self._store._execute(
+                    "DELETE FROM items WHERE coll = ? AND key = ?", (self.name, key)
+                )
+                deleted += max(cur.rowcount, 0)
+            if deleted:
+                self._store._changed(self.name)
+        return deleted
+
+    def keys(self) -> list[str]:
+        """All keys, in key order."""
+        rows = self._store._execute(
+            "SELECT key FROM items WHERE coll = ? ORDER BY key", (self.name,)
+        )
+        return [str(r[0]) for r in rows]
+
+    def items(
+        self, limit: int | None = None, offset: int = 0, newest_first: bool = False
+    ) -> list[tuple[str, Any]]:
+        """``(key, value)`` pairs ordered by sort key, then key (reversed if newest_first)."""
+        order = "DESC" if newest_first else "ASC"
+        rows = self._store._execute(
+            f"SELECT key, value FROM items WHERE coll = ?"
+            f" ORDER BY sort_key {order}, key {order} LIMIT ? OFFSET ?",
+            (self.name, -1 if limit is None else limit, offset),
+        )
+        return [(str(k), json.loads(v)) for k, v in rows]
+
+    def clear(self) -> int:
+        """Delete every item; returns how many there were."""
+        with self._store.transaction():
+            cur = self._store._execute("DELETE FROM items WHERE coll = ?", (self.name,))
+            if cur.rowcount > 0:
+                self._store._changed(self.name)
+            return max(cur.rowcount, 0)
+
+    def trim(self, keep: int) -> int:
+        """Delete all but the newest ``keep`` items by sort key; returns how many went."""
+        if keep < 0:
+            raise ValueError("keep must be >= 0")
+        with self._store.transaction():
+            cur = self._store._execute(
+                "DELETE FROM items WHERE coll = ? AND key IN ("
+                " SELECT key FROM items WHERE coll = ?"
+                " ORDER BY sort_key DESC, key DESC LIMIT -1 OFFSET ?)",
+                (self.name, self.name, keep),
+            )
+            if cur.rowcount > 0:
+                self._store._changed(self.name)
+            return max(cur.rowcount, 0)
+
+
+# --- open errors ------------------------------------------------------------------------------
+
+
+def _open_error(path: Path, exc: sqlite3.Error) -> StoreError:
+    code = _primary(exc)
+    if code in (_SQLITE_CANTOPEN, _SQLITE_PERM, _SQLITE_READONLY):
+        return StoreError(
+            f"cannot open the database {path}: permission denied or not a regular file; make "
+            f"the file and its folder {path.parent} readable and writable by your user"
+        )
+    if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return StoreError(
+            f"the database {path} is locked by another program (is a second trayapp "
+            f"running?); quit the other one and try again"
+        )
+    if code == _SQLITE_FULL:
+        return StoreError(
+            f"the disk holding {path} is full; nothing was changed; free some disk space and "
+            f"start trayapp again"
+        )
+    return StoreError(f"cannot open the database {path}: {exc}")
+
+
+def _move_aside(path: Path, reason: str) -> StoreCorruptError:
+    """Rename the damaged database (and its WAL/SHM) out of the way; never delete it."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    try:
+        path.rename(target)
+        for suffix in ("-wal", "-shm"):
+            side = path.with_name(path.name + suffix)
+            if side.exists():
+                side.rename(target.with_name(target.name + suffix))
+    except OSError as exc:
+        return StoreCorruptError(
+            f"the database {path} is damaged ({reason}) and could not be moved aside "
+            f"({exc.strerror}); move it away yourself (keep it: it may be recoverable with "
+            f"`sqlite3 {path} .recover`) and start trayapp again"
+        )
+    log.error("damaged database %s moved to %s: %s", path, target, reason)
+    return StoreCorruptError(
+        f"the database {path} is damaged ({reason}); it was moved, unchanged, to {target}. "
+        f"Start trayapp again to begin with a fresh database (your charms and accounts must "
+        f"be added again), or try to recover data with `sqlite3 {target} .recover`"
+    )
