@@ -151,16 +151,22 @@ class Store:
         """
         path = Path(path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # mkdir on an existing folder we may not write to fails with EACCES, not EEXIST.
+            if not path.parent.is_dir():
+                path.parent.mkdir(parents=True, exist_ok=True)
         except PermissionError:
             raise StoreError(
-                f"cannot create the folder {path.parent} for the database: permission denied; "
-                f"make it writable by your user (or choose another profile folder)"
+                f"cannot reach or create the folder {path.parent} for the database: permission "
+                f"denied; make it (and the folders above it) writable by your user"
             ) from None
         except OSError as exc:
             raise StoreError(
                 f"cannot create the folder {path.parent} for the database: {exc.strerror}"
             ) from None
+        if not _has_sqlite_header(path):
+            # Decided before SQLite touches the file: a failed SQLite open deletes a -wal it
+            # cannot use when it closes, and we promise to keep everything as it was.
+            raise _move_aside(path, "not an SQLite database")
         try:
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as exc:
@@ -703,6 +709,28 @@ def _open_error(path: Path, exc: sqlite3.Error) -> StoreError:
             f"start trayapp again"
         )
     return StoreError(f"cannot open the database {path}: {exc}")
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _has_sqlite_header(path: Path) -> bool:
+    """False for an existing file that cannot be an SQLite database (missing or empty is fine)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
+    except FileNotFoundError:
+        return True
+    except PermissionError:
+        raise StoreError(
+            f"cannot open the database {path}: permission denied; make the file and its "
+            f"folder {path.parent} readable and writable by your user"
+        ) from None
+    except IsADirectoryError:
+        raise StoreError(
+            f"cannot open the database {path}: it is a folder, not a file; move it away"
+        ) from None
+    return head in (b"", _SQLITE_MAGIC)
 
 
 def _move_aside(path: Path, reason: str) -> StoreCorruptError:

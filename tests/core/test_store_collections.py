@@ -1,0 +1,181 @@
+"""Collections: the per-item API, ordering, trimming, and cost at 100k items."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trayapp.core.store import Collection, Store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store.open(tmp_path / "store.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def coll(store: Store) -> Collection:
+    return store.collection("charm:a:items")
+
+
+def test_upsert_reports_added_updated_unchanged(coll: Collection) -> None:
+    assert coll.upsert("m1", {"subject": "hi", "labels": ["a"]}, sort_key=10) == "added"
+    # Same data (dict key order does not matter): no write.
+    assert coll.upsert("m1", {"labels": ["a"], "subject": "hi"}, sort_key=10) == "unchanged"
+    assert coll.upsert("m1", {"subject": "hi", "labels": ["b"]}, sort_key=10) == "updated"
+    assert coll.upsert("m1", {"subject": "hi", "labels": ["b"]}, sort_key=11) == "updated"
+    assert coll.get("m1") == {"subject": "hi", "labels": ["b"]}
+    assert len(coll) == 1 and "m1" in coll and "m2" not in coll and 3 not in coll
+    assert coll.get("missing") is None and coll.get("missing", 0) == 0
+
+
+def test_unchanged_upsert_does_not_write_or_notify(store: Store, coll: Collection) -> None:
+    coll.upsert("m1", {"v": 1})
+    changes = store._db().total_changes
+    seen: list[Collection] = []
+    coll.subscribe(seen.append)
+    assert coll.upsert("m1", {"v": 1}) == "unchanged"
+    assert store._db().total_changes == changes and seen == []
+    coll.upsert("m1", {"v": 2})
+    assert seen == [coll]
+
+
+def test_upsert_many_and_delete_many(coll: Collection) -> None:
+    assert coll.upsert_many([("a", 1, 1), ("b", 2, 2), ("c", 3)]) == (3, 0)
+    assert coll.upsert_many([("a", 1, 1), ("b", 20, 2), ("d", 4, 4)]) == (1, 1)
+    assert len(coll) == 4
+    assert coll.delete("a") is True and coll.delete("a") is False
+    assert coll.delete_many(["b", "zz", "c"]) == 2
+    assert coll.keys() == ["d"] and len(coll) == 1
+
+
+def test_values_must_be_json(coll: Collection) -> None:
+    with pytest.raises(TypeError, match="JSON"):
+        coll.upsert("k", object())
+    assert len(coll) == 0
+
+
+def test_items_are_ordered_by_sort_key_then_key(coll: Collection) -> None:
+    coll.upsert_many([("c", "C", 2), ("a", "A", 2), ("b", "B", 1), ("z", "Z", 3)])
+    assert [k for k, _ in coll.items()] == ["b", "a", "c", "z"]
+    assert [k for k, _ in coll.items(newest_first=True)] == ["z", "c", "a", "b"]
+    assert coll.items(limit=2, newest_first=True) == [("z", "Z"), ("c", "C")]
+    assert coll.items(limit=2, offset=1) == [("a", "A"), ("c", "C")]
+    assert coll.keys() == ["a", "b", "c", "z"]
+
+
+def test_trim_keeps_the_newest(coll: Collection) -> None:
+    coll.upsert_many((f"k{i:03}", i, i) for i in range(100))
+    assert coll.trim(keep=10) == 90
+    assert len(coll) == 10
+    assert [k for k, _ in coll.items()] == [f"k{i:03}" for i in range(90, 100)]
+    assert coll.trim(keep=10) == 0
+    assert coll.clear() == 10 and len(coll) == 0 and coll.items() == []
+
+
+def test_collections_are_separate(store: Store) -> None:
+    a, b = store.collection("charm:a:items"), store.collection("charm:b:items")
+    assert store.collection("charm:a:items") is a
+    a.upsert("k", 1)
+    b.upsert("k", 2)
+    a.clear()
+    assert len(a) == 0 and b.get("k") == 2 and len(b) == 1
+    assert store.collection_names("charm:") == ["charm:b:items"]
+
+
+def test_collection_changes_join_the_current_transaction(store: Store, coll: Collection) -> None:
+    seen: list[Collection] = []
+    coll.subscribe(seen.append)
+    with pytest.raises(RuntimeError), store.transaction():
+        coll.upsert("a", 1)
+        coll.delete("a")
+        coll.upsert("b", 1)
+        assert len(coll) == 1
+        raise RuntimeError("abort")
+    assert len(coll) == 0 and seen == []
+    with store.transaction():
+        coll.upsert("a", 1)
+        coll.upsert("b", 1)
+        assert seen == []
+    assert seen == [coll]  # one coarse notification per commit
+
+
+# --- scale -------------------------------------------------------------------------------------
+
+N = 100_000
+
+
+def _plan(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> str:
+    return " | ".join(str(r[3]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+
+
+def _vm_steps(conn: sqlite3.Connection, fn: Callable[[], object]) -> int:
+    """SQLite virtual-machine instructions executed by ``fn``: a cost that does not jitter."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    conn.set_progress_handler(count, 1)
+    try:
+        fn()
+    finally:
+        conn.set_progress_handler(None, 1)
+    return steps
+
+
+def test_item_operations_stay_cheap_at_100k(store: Store) -> None:
+    small = store.collection("charm:small:items")
+    big = store.collection("charm:big:items")
+    small.upsert_many((f"k{i:06}", {"i": i}, i) for i in range(100))
+    big.upsert_many((f"k{i:06}", {"i": i}, i) for i in range(N))
+    assert len(big) == N
+    conn = store._db()
+
+    def ops(c: Collection) -> Callable[[], object]:
+        def run() -> None:
+            assert c.upsert("k000050", {"i": -1}, 50) == "updated"
+            assert c.upsert("new", {"i": 0}, 10**9) == "added"
+            assert c.get("k000050") == {"i": -1}
+            assert "new" in c
+            len(c)
+            assert c.delete("new")
+
+        return run
+
+    small_steps = _vm_steps(conn, ops(small))
+    big_steps = _vm_steps(conn, ops(big))
+    # O(log n): 1000x more items costs a few more b-tree levels, not 1000x the work.
+    assert big_steps < small_steps * 2, (small_steps, big_steps)
+    assert len(big) == N
+
+    # And the plans say why: primary-key searches, never a scan of the items table.
+    for sql in (
+        "SELECT value, sort_key FROM items WHERE coll = ? AND key = ?",
+        "UPDATE items SET value = ?, sort_key = ? WHERE coll = ? AND key = ?",
+        "DELETE FROM items WHERE coll = ? AND key = ?",
+    ):
+        plan = _plan(conn, sql, ("x",) * sql.count("?"))
+        assert "USING PRIMARY KEY" in plan and "SCAN" not in plan, plan
+    plan = _plan(conn, "SELECT count FROM collections WHERE name = ?", ("x",))
+    assert "USING PRIMARY KEY" in plan and "SCAN" not in plan, plan
+    # Newest-first paging walks the sort index, without a temporary sort of the collection.
+    plan = _plan(
+        conn,
+        "SELECT key, value FROM items WHERE coll = ? ORDER BY sort_key DESC, key DESC"
+        " LIMIT ? OFFSET ?",
+        ("x", 10, 0),
+    )
+    assert "items_by_sort" in plan and "TEMP B-TREE" not in plan, plan
+
+    page_steps = _vm_steps(conn, lambda: big.items(limit=20, newest_first=True))
+    assert page_steps < 2000, page_steps  # a page costs its 20 rows, not the 100k
+    assert big.trim(keep=N - 10) == 10 and len(big) == N - 10
