@@ -1,0 +1,952 @@
+"""The event-driven loop that runs each charm's updater on its schedule.
+
+One task sleeps until the earliest due charm *or* a command, whichever comes first: it awaits
+``clock.wait(wakeup_event, timeout=seconds until the earliest due time)``. There is no polling
+tick: an app whose next charm is due in an hour wakes once, in an hour. Commands (``run_now``,
+``pause``, ``account_usable``...) act at once and set the wake-up event only when they move the
+earliest due time forward, so the loop re-plans its sleep.
+
+Timing decisions, in one place:
+
+* **Due times are wall-clock** (aware UTC, persisted as ``CharmStatus.next_due_at``), so they
+  keep their meaning across restarts and suspends. On start, a charm whose due time passed runs
+  once, staggered with the other overdue charms.
+* **The next due time counts from when a run ends**, plus the interval with a bounded jitter
+  (``interval * (1 ± entry.jitter)``, seeded rng for tests). Counting from the end means a slow
+  run never causes back-to-back runs and the gap between two runs is never shorter than the
+  interval (minus jitter); the jitter spreads charms that were added together.
+* **Backoff** (:class:`BackoffPolicy`) for ``rate_limited``, ``offline``, ``server_error``,
+  ``timeout`` and ``bug``: 30 s, 60 s, 120 s... up to 1 h, with jitter downward only, never
+  shorter than the server's ``retry_after``. It is independent of the interval (a daily charm
+  that failed retries sooner than tomorrow) and never disables a charm for good.
+* **auth_required parks** every charm of the account until :meth:`Scheduler.account_usable`;
+  then they all run at once (trigger ``account``).
+* **Suspend/resume**: when wall time advanced far more than monotonic time between two wake-ups
+  (or on :meth:`Scheduler.wake`), overdue charms run once each (not once per missed interval),
+  staggered over a few seconds. A backward wall step pulls far-future due times back in.
+
+Concurrency: a global limit and a per-account limit. Runs wait in one FIFO queue and start as
+slots free up; a run whose account is at its limit lets the runs behind it pass. (Two nested
+``asyncio.Semaphore``s would make a run hold a global slot while it waits for its account's.)
+
+A run is a task awaited with a deadline (``entry.timeout``); at the deadline it is cancelled, so
+the updater's code after its current ``await`` never runs, and recorded as ``timeout``.
+
+Everything here runs on the event loop thread; call the commands from that thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import random
+import traceback
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import FrameType
+from typing import Any
+
+from trayapp.core.clock import Clock
+from trayapp.core.errors import AuthRequired, NotFoundError, RateLimited, SyncError
+from trayapp.core.events import (
+    CharmStatusChanged,
+    EngineEvent,
+    LoopBlocked,
+    RunFinished,
+    RunStarted,
+)
+from trayapp.core.outcomes import OutcomeKind, RunOutcome, RunReport
+from trayapp.core.status import CharmState, CharmStatus, RunRecord
+from trayapp.core.statusrepo import StatusRepo
+from trayapp.core.watchdog import LoopWatchdog
+
+log = logging.getLogger(__name__)
+
+Runner = Callable[[str, str], Awaitable[RunReport | RunOutcome]]
+"""``runner(charm_id, trigger)``: run one charm's updater once.
+
+Return a :class:`RunReport` (``ok``), or a full :class:`RunOutcome` if the caller already
+classified the run; raise a :class:`SyncError` subclass to end with its kind. Any other
+exception is recorded as ``bug`` with its traceback.
+"""
+
+EventCallback = Callable[[EngineEvent], None]
+
+# Triggers, as recorded in RunRecord.trigger.
+TRIGGER_SCHEDULE = "schedule"
+TRIGGER_MANUAL = "manual"
+TRIGGER_RESUME = "resume"
+TRIGGER_ACCOUNT = "account"
+
+# wake() reasons with a meaning beyond "re-evaluate now".
+WAKE_RESUMED = "resumed"  # from sleep: overdue charms run once each, staggered
+WAKE_NETWORK = "network"  # network back: charms backing off because offline retry now too
+
+# Wall time advancing this much more than monotonic time between two wake-ups means the machine
+# slept. Large enough that NTP slews and a loaded machine never trigger it.
+WALL_JUMP_THRESHOLD = 10.0
+# Overdue charms after a resume (or at start) start this far apart, at most over STAGGER_MAX s.
+STAGGER_STEP = 0.25
+STAGGER_MAX = 10.0
+# After cancelling a timed-out run, how long to wait for it to actually stop before recording it.
+CANCEL_GRACE = 5.0
+# How long shutdown() waits (real time) for cancelled runs to unwind before giving up on them.
+SHUTDOWN_GRACE = 5.0
+
+_CANCEL_TIMEOUT = "timeout"
+_CANCEL_SHUTDOWN = "shutdown"
+_CANCEL_USER = "user"
+_CANCEL_REMOVED = "removed"
+_CANCEL_PAUSED = "paused"
+
+_ACTION_RUN = "run"
+_ACTION_UNPAUSE = "unpause"
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleEntry:
+    """How one charm is scheduled. ``jitter`` is a fraction of the interval (0.1 = ±10 %)."""
+
+    charm_id: str
+    interval: timedelta
+    account_id: str | None = None
+    timeout: timedelta = timedelta(minutes=10)
+    jitter: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.interval <= timedelta(0):
+            raise ValueError(f"interval of charm {self.charm_id!r} must be positive")
+        if self.timeout <= timedelta(0):
+            raise ValueError(f"timeout of charm {self.charm_id!r} must be positive")
+        if not 0.0 <= self.jitter < 1.0:
+            raise ValueError(f"jitter of charm {self.charm_id!r} must be in [0, 1)")
+
+
+@dataclass(frozen=True, slots=True)
+class BackoffPolicy:
+    """Exponential backoff with jitter and a cap.
+
+    The n-th consecutive failure waits ``min(cap, base * factor**(n-1))`` scaled by a random
+    factor in ``[1 - jitter, 1]``: jitter only shortens, so the cap is a true bound and charms
+    that failed together (the network dropped) do not retry together.
+    """
+
+    base: float = 30.0
+    factor: float = 2.0
+    cap: float = 3600.0
+    jitter: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.base <= 0 or self.factor < 1 or self.cap < self.base:
+            raise ValueError("BackoffPolicy needs base > 0, factor >= 1 and cap >= base")
+        if not 0.0 <= self.jitter < 1.0:
+            raise ValueError("BackoffPolicy jitter must be in [0, 1)")
+
+    def delay(self, failures: int, rng: random.Random) -> float:
+        """Seconds to wait after ``failures`` consecutive failures (1 = the first)."""
+        exponent = min(max(failures, 1) - 1, 64)  # 2**64 * 30 s is far past any cap
+        raw = min(self.cap, self.base * self.factor**exponent)
+        return raw * rng.uniform(1.0 - self.jitter, 1.0)
+
+
+@dataclass(eq=False, slots=True)
+class _Run:
+    """One requested run: queued, then executing, then resolved."""
+
+    charm_id: str
+    trigger: str
+    future: asyncio.Future[RunOutcome]
+    task: asyncio.Task[None] | None = None  # _execute
+    work: asyncio.Future[RunOutcome] | None = None  # _invoke, the updater itself
+    cancel_reason: str | None = None
+    auth_account: str | None = None  # from AuthRequired.account_id
+    blocked: str | None = None  # set by the watchdog while this run executes
+    started_mono: float = 0.0
+
+
+@dataclass(eq=False, slots=True)
+class _Charm:
+    entry: ScheduleEntry
+    status: CharmStatus
+    parked: bool = False
+    timer_token: int = 0
+    timer_at: float | None = None  # POSIX seconds (wall clock) of the live timer
+    timer_action: str = _ACTION_RUN
+    timer_trigger: str = TRIGGER_SCHEDULE
+    pending: _Run | None = None  # queued, waiting for a slot
+    active: _Run | None = None  # executing
+    zombie: asyncio.Future[RunOutcome] | None = None  # ignored cancellation, still running
+
+
+class Scheduler:
+    """Runs charms on their schedules; see the module docstring for the timing rules.
+
+    ``on_event`` receives :class:`CharmStatusChanged`, :class:`RunStarted`, :class:`RunFinished`
+    and :class:`LoopBlocked` on the loop thread; its exceptions are logged, never propagated.
+    ``loop_lag_threshold`` (seconds, ``<= 0`` disables) is the stall the watchdog reports.
+    """
+
+    def __init__(
+        self,
+        runner: Runner,
+        repo: StatusRepo,
+        clock: Clock,
+        *,
+        max_concurrency: int = 4,
+        per_account_concurrency: int = 2,
+        backoff: BackoffPolicy | None = None,
+        rng: random.Random | None = None,
+        on_event: EventCallback | None = None,
+        loop_lag_threshold: float = 1.0,
+    ) -> None:
+        if max_concurrency < 1 or per_account_concurrency < 1:
+            raise ValueError("concurrency limits must be >= 1")
+        self._runner = runner
+        self._repo = repo
+        self._clock = clock
+        self._max_concurrency = max_concurrency
+        self._per_account = per_account_concurrency
+        self._backoff = backoff or BackoffPolicy()
+        self._rng = rng or random.Random()
+        self._on_event = on_event
+        self._lag_threshold = loop_lag_threshold
+
+        self._persisted = self._load_persisted()
+        self._charms: dict[str, _Charm] = {}
+        self._parked_accounts: set[str] = set()
+        # Timers: (due POSIX seconds, seq, charm id, token); stale entries are skipped lazily.
+        self._heap: list[tuple[float, int, str, int]] = []
+        self._seq = itertools.count()
+        self._queue: OrderedDict[str, _Run] = OrderedDict()
+        self._running = 0
+        self._running_by_account: Counter[str] = Counter()
+
+        self._wakeup = asyncio.Event()
+        self._sleeping = False  # the loop is awaiting its wake-up (not mid-iteration)
+        self._sleep_until: float | None = None  # when it plans to wake; None: only on a command
+        self._wake_reasons: list[str] = []
+        self._last_wall: float | None = None
+        self._last_mono: float | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._watchdog: LoopWatchdog | None = None
+        self._started = False
+        self._stopping = False
+        self.loop_wakeups = 0  # loop iterations: the "no polling" tests and benchmark read it
+
+    # ---------------------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Start the loop. Charms whose due time passed while the app was off run once each."""
+        if self._started:
+            return
+        self._started = True
+        loop = asyncio.get_running_loop()
+        if self._lag_threshold > 0:
+            self._watchdog = LoopWatchdog(loop, self._lag_threshold, self._on_loop_blocked)
+        now = self._clock.now().timestamp()
+        overdue: list[_Charm] = []
+        for charm in self._charms.values():
+            if charm.pending is not None:
+                continue
+            due = self._due_ts(charm)
+            if not charm.status.paused and not charm.parked and due <= now:
+                overdue.append(charm)
+            else:
+                self._reschedule(charm)
+        self._stagger(overdue, TRIGGER_SCHEDULE)
+        self._loop_task = loop.create_task(self._loop(), name="trayapp-scheduler")
+        self._loop_task.add_done_callback(self._loop_ended)
+        self._dispatch()
+
+    async def shutdown(self) -> None:
+        """Stop: cancel running runs (recorded as ``cancelled``), drop queued ones, persist.
+
+        Returns within about :data:`SHUTDOWN_GRACE` seconds even if an updater ignores
+        cancellation; such a run is recorded as cancelled and left behind.
+        """
+        if self._stopping:
+            return
+        self._stopping = True
+        self._wakeup.set()
+        if self._loop_task is not None:
+            await asyncio.wait({self._loop_task})
+        for run in list(self._queue.values()):
+            self._drop_pending(run, "the app is shutting down")
+        runs = [c.active for c in self._charms.values() if c.active is not None]
+        for run in runs:
+            run.cancel_reason = _CANCEL_SHUTDOWN
+            if run.work is not None:
+                run.work.cancel()
+        tasks = {run.task for run in runs if run.task is not None}
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE)
+            for task in stuck:
+                task.cancel()  # _execute records its run as cancelled and returns
+            if stuck:
+                await asyncio.wait(stuck, timeout=SHUTDOWN_GRACE)
+        if self._watchdog is not None:
+            self._watchdog.close()
+
+    # --------------------------------------------------------------------------- charm registry
+
+    def add(self, entry: ScheduleEntry) -> None:
+        """Schedule a charm. One with persisted status keeps its due time; a new one runs now."""
+        if entry.charm_id in self._charms:
+            raise ValueError(f"charm {entry.charm_id!r} is already scheduled; use update()")
+        status = self._persisted.pop(entry.charm_id, None)
+        if status is None:
+            status = CharmStatus(entry.charm_id, next_due_at=self._clock.now())
+        parked = (
+            status.state is CharmState.PARKED
+            or status.last_outcome is OutcomeKind.AUTH_REQUIRED
+            or (entry.account_id is not None and entry.account_id in self._parked_accounts)
+        )
+        if (
+            status.paused
+            and status.paused_until is not None
+            and status.paused_until <= self._clock.now()
+        ):
+            status = status.with_(paused=False, paused_until=None)
+        charm = _Charm(entry=entry, status=status, parked=parked)
+        self._charms[entry.charm_id] = charm
+        self._update(charm, force=True)
+        if self._started:
+            self._reschedule(charm)
+
+    def update(self, entry: ScheduleEntry) -> None:
+        """Change a charm's interval, account, timeout or jitter.
+
+        A new interval takes effect from the last run's end (so a shorter interval may make the
+        charm due at once); a charm backing off keeps its backoff.
+        """
+        charm = self._get(entry.charm_id)
+        old = charm.entry
+        charm.entry = entry
+        changes: dict[str, Any] = {}
+        if entry.account_id != old.account_id:
+            charm.parked = (
+                entry.account_id is not None and entry.account_id in self._parked_accounts
+            )
+        if entry.interval != old.interval and self._state_for(charm) is not CharmState.BACKING_OFF:
+            base = charm.status.last_run_at or self._clock.now()
+            changes["next_due_at"] = base + timedelta(seconds=self._interval_delay(entry))
+        self._update(charm, **changes)
+        if self._started and charm.pending is None and charm.active is None:
+            self._reschedule(charm)
+
+    def remove(self, charm_id: str) -> None:
+        """Forget a charm: its timer, queued run and status go; a running run is cancelled."""
+        charm = self._get(charm_id)
+        del self._charms[charm_id]
+        self._clear_timer(charm)
+        if charm.pending is not None:
+            self._drop_pending(charm.pending, "the charm was removed")
+        if charm.active is not None and charm.active.work is not None:
+            charm.active.cancel_reason = _CANCEL_REMOVED
+            charm.active.work.cancel()
+        try:
+            self._repo.delete(charm_id)
+        except Exception:
+            log.exception("could not delete the status of charm %s", charm_id)
+
+    # ---------------------------------------------------------------------------------- commands
+
+    def run_now(self, charm_id: str, trigger: str = TRIGGER_MANUAL) -> asyncio.Future[RunOutcome]:
+        """Run a charm as soon as a slot is free; the future resolves with its outcome.
+
+        Coalesces: if a run of this charm is queued or in progress, its future is returned and no
+        second run starts. A queued run_now jumps ahead of scheduled runs. A paused charm runs
+        once and stays paused; a parked charm runs once (the user asked) and is unparked only if
+        that run succeeds.
+        """
+        charm = self._get(charm_id)
+        if charm.active is not None:
+            return charm.active.future
+        run = self._enqueue(charm, trigger)
+        self._queue.move_to_end(charm_id, last=False)
+        self._dispatch()
+        return run.future
+
+    def run_all(self, trigger: str = TRIGGER_MANUAL) -> dict[str, asyncio.Future[RunOutcome]]:
+        """:meth:`run_now` for every charm, paused and parked ones included."""
+        return {charm_id: self.run_now(charm_id, trigger) for charm_id in list(self._charms)}
+
+    def cancel(self, charm_id: str) -> bool:
+        """Cancel a charm's running or queued run (recorded as ``cancelled``). False if none."""
+        charm = self._get(charm_id)
+        if charm.pending is not None:
+            self._drop_pending(charm.pending, "cancelled by the user")
+            self._reschedule(charm)
+            return True
+        run = charm.active
+        if run is None or run.work is None or run.work.done():
+            return False
+        run.cancel_reason = _CANCEL_USER
+        run.work.cancel()
+        return True
+
+    def pause(self, charm_id: str | None = None, until: datetime | None = None) -> None:
+        """Pause one charm (or all): no scheduled runs until resumed or until ``until``.
+
+        A run already in progress finishes; a queued scheduled run is dropped. The pause and its
+        end time persist (``CharmStatus.paused``/``paused_until``).
+        """
+        if until is not None and until.tzinfo is None:
+            raise ValueError("pause(until=...) needs an aware datetime")
+        for charm in self._select(charm_id):
+            if charm.pending is not None and charm.pending.trigger == TRIGGER_SCHEDULE:
+                self._drop_pending(charm.pending, "paused")
+            self._update(charm, paused=True, paused_until=until)
+            if charm.pending is None and charm.active is None:
+                self._reschedule(charm)
+
+    def resume(self, charm_id: str | None = None) -> None:
+        """Undo :meth:`pause`. A charm whose due time passed while paused runs now (once)."""
+        for charm in self._select(charm_id):
+            if charm.status.paused:
+                self._unpause(charm)
+
+    def account_usable(self, account_id: str) -> None:
+        """The account works again (signed in): unpark its charms and run them all now."""
+        self._parked_accounts.discard(account_id)
+        for charm in self._charms.values():
+            if charm.entry.account_id != account_id or not charm.parked:
+                continue
+            charm.parked = False
+            self._update(charm)
+            if charm.active is not None:
+                continue
+            if charm.status.paused:
+                self._reschedule(charm)
+            else:
+                self._clear_timer(charm)
+                self._enqueue(charm, TRIGGER_ACCOUNT)
+        self._dispatch()
+
+    def wake(self, reason: str) -> None:
+        """Re-evaluate now: after a resume from sleep (:data:`WAKE_RESUMED`), when the network
+        came back (:data:`WAKE_NETWORK`: charms backing off because offline retry too), or for
+        any other reason (just re-plan). Overdue charms run once each, staggered.
+        """
+        self._wake_reasons.append(reason)
+        self._wakeup.set()
+
+    # ------------------------------------------------------------------------------------ status
+
+    def status(self, charm_id: str) -> CharmStatus:
+        return self._get(charm_id).status
+
+    def statuses(self) -> dict[str, CharmStatus]:
+        return {charm_id: charm.status for charm_id, charm in self._charms.items()}
+
+    def entries(self) -> dict[str, ScheduleEntry]:
+        return {charm_id: charm.entry for charm_id, charm in self._charms.items()}
+
+    @property
+    def running(self) -> int:
+        """How many runs are executing now."""
+        return self._running
+
+    # -------------------------------------------------------------------------------- the loop
+
+    async def _loop(self) -> None:
+        while True:
+            # Single-threaded: no command can slip in between clear() and the wait below.
+            self._wakeup.clear()
+            if self._stopping:
+                return
+            self.loop_wakeups += 1
+            self._check_wall_jump()
+            if self._wake_reasons:
+                reasons, self._wake_reasons = self._wake_reasons, []
+                self._on_wake(reasons)
+            self._fire_due_timers()
+            self._dispatch()
+            timeout = self._seconds_to_next_timer()
+            self._sleep_until = None if timeout is None else self._clock.now().timestamp() + timeout
+            self._sleeping = True
+            try:
+                await self._clock.wait(self._wakeup, timeout)
+            finally:
+                self._sleeping = False
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("the scheduler loop crashed", exc_info=task.exception())
+
+    def _check_wall_jump(self) -> None:
+        wall = self._clock.now().timestamp()
+        mono = self._clock.monotonic()
+        if self._last_wall is not None and self._last_mono is not None:
+            drift = (wall - self._last_wall) - (mono - self._last_mono)
+            if drift > WALL_JUMP_THRESHOLD:
+                log.info("wall clock jumped %.0f s ahead (suspend/resume?)", drift)
+                self._stagger(self._overdue(), TRIGGER_RESUME)
+            elif drift < -WALL_JUMP_THRESHOLD:
+                log.info("wall clock stepped %.0f s back", -drift)
+                self._clamp_future_timers()
+        self._last_wall, self._last_mono = wall, mono
+
+    def _on_wake(self, reasons: list[str]) -> None:
+        overdue = self._overdue()
+        if WAKE_NETWORK in reasons:
+            seen = {c.entry.charm_id for c in overdue}
+            overdue += [
+                c
+                for c in self._charms.values()
+                if c.entry.charm_id not in seen
+                and c.timer_at is not None
+                and c.timer_action == _ACTION_RUN
+                and c.status.last_error_kind is OutcomeKind.OFFLINE
+            ]
+        trigger = TRIGGER_RESUME if WAKE_RESUMED in reasons else TRIGGER_SCHEDULE
+        self._stagger(overdue, trigger)
+
+    def _overdue(self) -> list[_Charm]:
+        now = self._clock.now().timestamp()
+        return [
+            c
+            for c in self._charms.values()
+            if c.timer_at is not None and c.timer_action == _ACTION_RUN and c.timer_at <= now
+        ]
+
+    def _stagger(self, charms: list[_Charm], trigger: str) -> None:
+        """Make overdue charms due now, a short step apart in their original order."""
+        if not charms:
+            return
+        charms.sort(key=lambda c: (self._due_ts(c), c.entry.charm_id))
+        step = min(STAGGER_STEP, STAGGER_MAX / len(charms))
+        now = self._clock.now().timestamp()
+        for i, charm in enumerate(charms):
+            self._set_timer(charm, now + i * step, _ACTION_RUN, trigger)
+
+    def _clamp_future_timers(self) -> None:
+        """After a backward wall step, no charm should wait longer than it could have planned."""
+        now = self._clock.now()
+        for charm in self._charms.values():
+            if charm.timer_at is None or charm.timer_action != _ACTION_RUN:
+                continue
+            entry = charm.entry
+            longest = entry.interval.total_seconds() * (1 + entry.jitter)
+            if self._state_for(charm) is CharmState.BACKING_OFF:
+                longest = max(longest, self._backoff.cap)
+            if charm.timer_at > now.timestamp() + longest:
+                due = now + timedelta(seconds=self._interval_delay(entry))
+                self._update(charm, next_due_at=due)
+                self._reschedule(charm)
+
+    def _fire_due_timers(self) -> None:
+        now = self._clock.now().timestamp()
+        while self._heap and self._heap[0][0] <= now:
+            _, _, charm_id, token = heapq.heappop(self._heap)
+            charm = self._charms.get(charm_id)
+            if charm is None or charm.timer_token != token or charm.timer_at is None:
+                continue
+            action, trigger = charm.timer_action, charm.timer_trigger
+            charm.timer_at = None
+            if action == _ACTION_UNPAUSE:
+                self._unpause(charm)
+            else:
+                self._enqueue(charm, trigger)
+
+    def _seconds_to_next_timer(self) -> float | None:
+        while self._heap:
+            _, _, charm_id, token = self._heap[0]
+            charm = self._charms.get(charm_id)
+            if charm is not None and charm.timer_token == token and charm.timer_at is not None:
+                return max(0.0, self._heap[0][0] - self._clock.now().timestamp())
+            heapq.heappop(self._heap)  # stale: drop it so it never causes a wake-up
+        return None
+
+    # -------------------------------------------------------------------------------- timers
+
+    def _set_timer(self, charm: _Charm, at: float, action: str, trigger: str) -> None:
+        charm.timer_token += 1
+        charm.timer_at = at
+        charm.timer_action = action
+        charm.timer_trigger = trigger
+        heapq.heappush(self._heap, (at, next(self._seq), charm.entry.charm_id, charm.timer_token))
+        # Earlier than the loop's planned wake-up: let it re-plan. Not when later: a finished run
+        # arming its next timer must not wake an idle loop. (While the loop is mid-iteration it
+        # plans after this anyway.)
+        if self._sleeping and (self._sleep_until is None or at < self._sleep_until):
+            self._wakeup.set()
+
+    def _clear_timer(self, charm: _Charm) -> None:
+        charm.timer_token += 1
+        charm.timer_at = None
+
+    def _reschedule(self, charm: _Charm) -> None:
+        """Arm the one timer a charm at rest needs: its next run, or the end of its pause."""
+        self._clear_timer(charm)
+        if self._stopping or charm.pending is not None or charm.active is not None:
+            return
+        status = charm.status
+        if status.paused:
+            if status.paused_until is not None:
+                self._set_timer(
+                    charm, status.paused_until.timestamp(), _ACTION_UNPAUSE, TRIGGER_SCHEDULE
+                )
+        elif not charm.parked:
+            self._set_timer(charm, self._due_ts(charm), _ACTION_RUN, TRIGGER_SCHEDULE)
+
+    def _due_ts(self, charm: _Charm) -> float:
+        due = charm.status.next_due_at
+        return due.timestamp() if due is not None else self._clock.now().timestamp()
+
+    def _unpause(self, charm: _Charm) -> None:
+        self._update(charm, paused=False, paused_until=None)
+        if charm.pending is None and charm.active is None:
+            self._reschedule(charm)
+
+    def _interval_delay(self, entry: ScheduleEntry) -> float:
+        seconds = entry.interval.total_seconds()
+        return seconds * (1.0 + entry.jitter * self._rng.uniform(-1.0, 1.0))
+
+    # ------------------------------------------------------------------------- queue and slots
+
+    def _enqueue(self, charm: _Charm, trigger: str) -> _Run:
+        if charm.active is not None:
+            return charm.active
+        if charm.pending is not None:
+            return charm.pending
+        self._clear_timer(charm)
+        future: asyncio.Future[RunOutcome] = asyncio.get_running_loop().create_future()
+        run = _Run(charm_id=charm.entry.charm_id, trigger=trigger, future=future)
+        charm.pending = run
+        self._queue[run.charm_id] = run
+        return run
+
+    def _drop_pending(self, run: _Run, why: str) -> None:
+        self._queue.pop(run.charm_id, None)
+        charm = self._charms.get(run.charm_id)
+        if charm is not None and charm.pending is run:
+            charm.pending = None
+        if not run.future.done():
+            run.future.set_result(RunOutcome(OutcomeKind.CANCELLED, message=f"not run: {why}"))
+
+    def _dispatch(self) -> None:
+        """Start queued runs while slots are free, oldest first."""
+        if not self._started or self._stopping or not self._queue:
+            return
+        starting: list[tuple[_Charm, _Run]] = []
+        for charm_id, run in self._queue.items():
+            if self._running >= self._max_concurrency:
+                break
+            charm = self._charms[charm_id]
+            if charm.zombie is not None:
+                continue
+            account = charm.entry.account_id
+            if account is not None:
+                if self._running_by_account[account] >= self._per_account:
+                    continue
+                self._running_by_account[account] += 1
+            self._running += 1
+            starting.append((charm, run))
+        for charm, run in starting:
+            del self._queue[run.charm_id]
+            charm.pending = None
+            charm.active = run
+            run.task = asyncio.get_running_loop().create_task(
+                self._execute(charm, run), name=f"trayapp-run:{run.charm_id}"
+            )
+
+    def _release_slot(self, charm: _Charm) -> None:
+        self._running -= 1
+        account = charm.entry.account_id
+        if account is not None:
+            self._running_by_account[account] -= 1
+            if self._running_by_account[account] <= 0:
+                del self._running_by_account[account]
+
+    # -------------------------------------------------------------------------------- one run
+
+    async def _execute(self, charm: _Charm, run: _Run) -> None:
+        charm_id = charm.entry.charm_id
+        account = charm.entry.account_id
+        started_at = self._clock.now()
+        run.started_mono = self._clock.monotonic()
+        timeout = charm.entry.timeout.total_seconds()
+        self._update(charm)  # -> RUNNING
+        self._emit(RunStarted(charm_id, run.trigger))
+        if self._watchdog is not None:
+            self._watchdog.run_started()
+
+        coro = self._invoke(charm_id, run)
+        frame: FrameType | None = getattr(coro, "cr_frame", None)
+        if self._watchdog is not None:
+            self._watchdog.label(frame, charm_id)
+        work = asyncio.ensure_future(coro)
+        run.work = work
+        done = asyncio.Event()
+        work.add_done_callback(lambda _: done.set())
+        try:
+            if not await self._clock.wait(done, timeout):
+                run.cancel_reason = run.cancel_reason or _CANCEL_TIMEOUT
+                work.cancel()
+                await self._clock.wait(done, CANCEL_GRACE)
+        except asyncio.CancelledError:
+            if run.cancel_reason != _CANCEL_SHUTDOWN:
+                work.cancel()
+                self._finish(charm, run, started_at, RunOutcome(OutcomeKind.CANCELLED), account)
+                raise
+            # shutdown() gave up waiting for an updater that ignores cancellation.
+        outcome = self._outcome_of(run, work, timeout)
+        if not work.done():
+            log.error("charm %s ignored cancellation; its updater is still running", charm_id)
+            charm.zombie = work
+            work.add_done_callback(lambda _: self._zombie_done(charm))
+        elif self._watchdog is not None:
+            self._watchdog.unlabel(frame)
+        self._finish(charm, run, started_at, outcome, account)
+
+    async def _invoke(self, charm_id: str, run: _Run) -> RunOutcome:
+        """Call the runner and classify how it ended.
+
+        This coroutine's frame is what the watchdog looks for on the loop thread's stack: while
+        an updater blocks the loop, this frame is below it and is labelled with ``charm_id``.
+        """
+        try:
+            result = await self._runner(charm_id, run.trigger)
+        except SyncError as err:
+            if isinstance(err, AuthRequired):
+                run.auth_account = err.account_id
+            retry_after = err.retry_after if isinstance(err, RateLimited) else None
+            return RunOutcome(err.kind, message=err.message or str(err), retry_after=retry_after)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            return RunOutcome(
+                OutcomeKind.BUG,
+                message=f"{type(err).__name__}: {err}",
+                traceback=traceback.format_exc(),
+            )
+        if isinstance(result, RunOutcome):
+            return result
+        if isinstance(result, RunReport):
+            return RunOutcome(OutcomeKind.OK, report=result)
+        return RunOutcome(
+            OutcomeKind.BUG,
+            message=f"the updater returned {type(result).__name__}, expected a RunReport",
+        )
+
+    def _outcome_of(
+        self, run: _Run, work: asyncio.Future[RunOutcome], timeout: float
+    ) -> RunOutcome:
+        reason = run.cancel_reason
+        if work.done() and not work.cancelled():
+            exc = work.exception()
+            if exc is not None and not isinstance(exc, Exception):
+                raise exc  # KeyboardInterrupt, SystemExit: not ours to swallow
+        if reason == _CANCEL_TIMEOUT:
+            return RunOutcome(
+                OutcomeKind.TIMEOUT,
+                message=f"the update took longer than {timeout:g} s and was stopped",
+            )
+        if reason is not None:
+            why = {
+                _CANCEL_SHUTDOWN: "the app was shutting down",
+                _CANCEL_USER: "cancelled by the user",
+                _CANCEL_REMOVED: "the charm was removed",
+                _CANCEL_PAUSED: "paused",
+            }.get(reason, reason)
+            return RunOutcome(OutcomeKind.CANCELLED, message=f"stopped: {why}")
+        if work.cancelled():
+            return RunOutcome(
+                OutcomeKind.BUG,
+                message="the updater was cancelled from inside (a CancelledError escaped it)",
+            )
+        exc = work.exception()
+        if exc is not None:  # an Exception escaping _invoke is a scheduler bug; record it anyway
+            return RunOutcome(
+                OutcomeKind.BUG,
+                message=f"{type(exc).__name__}: {exc}",
+                traceback="".join(traceback.format_exception(exc)),
+            )
+        return work.result()
+
+    def _zombie_done(self, charm: _Charm) -> None:
+        charm.zombie = None
+        log.info("the abandoned run of charm %s finally stopped", charm.entry.charm_id)
+        self._dispatch()
+
+    def _finish(
+        self,
+        charm: _Charm,
+        run: _Run,
+        started_at: datetime,
+        outcome: RunOutcome,
+        account: str | None,
+    ) -> None:
+        charm_id = charm.entry.charm_id
+        ended = self._clock.now()
+        charm.active = None
+        self._release_slot(charm)
+        if self._watchdog is not None:
+            self._watchdog.run_finished()
+        record = RunRecord.from_outcome(charm_id, started_at, ended, outcome, run.trigger)
+        removed = self._charms.get(charm_id) is not charm
+        if not removed:
+            self._record(charm, run, record, outcome, ended, account)
+        self._emit(RunFinished(record))
+        if not run.future.done():
+            run.future.set_result(outcome)
+        self._dispatch()
+
+    def _record(
+        self,
+        charm: _Charm,
+        run: _Run,
+        record: RunRecord,
+        outcome: RunOutcome,
+        ended: datetime,
+        account: str | None,
+    ) -> None:
+        kind = outcome.kind
+        status = charm.status
+        changes: dict[str, Any] = {"last_run_at": ended, "last_outcome": kind}
+        if kind is OutcomeKind.OK:
+            counts = record.counts
+            changes.update(
+                last_success_at=ended,
+                consecutive_failures=0,
+                last_error_kind=None,
+                last_error=None,
+                last_counts=counts,
+                totals=status.totals + counts,
+            )
+            if account is None or account not in self._parked_accounts:
+                charm.parked = False
+            elif run.trigger == TRIGGER_MANUAL:
+                charm.parked = False  # the user ran it and it worked: that charm is fine
+        elif kind.is_failure:
+            changes.update(
+                consecutive_failures=status.consecutive_failures + 1,
+                last_error_kind=kind,
+                last_error=outcome.message or kind.value,
+            )
+        if kind is not OutcomeKind.CANCELLED:
+            changes["blocked_loop"] = run.blocked  # a clean run clears an old stall
+
+        failures = changes.get("consecutive_failures", status.consecutive_failures)
+        if kind is OutcomeKind.AUTH_REQUIRED:
+            changes["next_due_at"] = None
+        elif kind.backs_off:
+            delay = self._backoff.delay(failures, self._rng)
+            if outcome.retry_after is not None:
+                delay = max(delay, (outcome.retry_after - ended).total_seconds())
+            changes["next_due_at"] = ended + timedelta(seconds=delay)
+        elif run.cancel_reason == _CANCEL_SHUTDOWN:
+            changes["next_due_at"] = ended  # interrupted: run it again at the next start
+        else:
+            changes["next_due_at"] = ended + timedelta(seconds=self._interval_delay(charm.entry))
+
+        try:
+            self._repo.append_run(record)
+        except Exception:
+            log.exception("could not save the run history of charm %s", charm.entry.charm_id)
+        if kind is OutcomeKind.AUTH_REQUIRED:
+            charm.parked = True
+        self._update(charm, **changes)
+        if kind is OutcomeKind.AUTH_REQUIRED:
+            self._park(charm, run.auth_account or account)
+        elif not self._stopping:
+            self._reschedule(charm)
+
+    def _park(self, charm: _Charm, account: str | None) -> None:
+        """Park every charm of ``account`` (or just this one if it has no account)."""
+        if account is None:
+            targets = [charm]
+        else:
+            self._parked_accounts.add(account)
+            targets = [c for c in self._charms.values() if c.entry.account_id == account]
+            if charm not in targets:
+                targets.append(charm)
+        for target in targets:
+            target.parked = True
+            if target.pending is not None and target.pending.trigger != TRIGGER_MANUAL:
+                self._drop_pending(target.pending, "its account needs signing in again")
+            if target.active is None and target.pending is None:
+                self._clear_timer(target)
+            self._update(target)
+
+    # ---------------------------------------------------------------------------- watchdog
+
+    def _on_loop_blocked(self, charm_id: str | None, seconds: float) -> None:
+        log.warning(
+            "the event loop was blocked for %.1f s%s",
+            seconds,
+            f" by charm {charm_id}" if charm_id else "",
+        )
+        self._emit(LoopBlocked(charm_id, seconds))
+        charm = self._charms.get(charm_id) if charm_id is not None else None
+        if charm is None:
+            return
+        message = (
+            f"its updater blocked the app for {seconds:.1f} s; it must not call blocking code "
+            "(use await, or asyncio.to_thread for blocking work)"
+        )
+        if charm.active is not None:
+            charm.active.blocked = message
+        self._update(charm, blocked_loop=message)
+
+    # ------------------------------------------------------------------------------ helpers
+
+    def _get(self, charm_id: str) -> _Charm:
+        charm = self._charms.get(charm_id)
+        if charm is None:
+            raise NotFoundError(f"no charm {charm_id!r} is scheduled; check the charm id")
+        return charm
+
+    def _select(self, charm_id: str | None) -> Iterable[_Charm]:
+        return list(self._charms.values()) if charm_id is None else [self._get(charm_id)]
+
+    def _state_for(self, charm: _Charm, status: CharmStatus | None = None) -> CharmState:
+        status = status or charm.status
+        if charm.active is not None:
+            return CharmState.RUNNING
+        if status.paused:
+            return CharmState.PAUSED
+        if charm.parked:
+            return CharmState.PARKED
+        if (
+            status.consecutive_failures > 0
+            and status.last_error_kind is not None
+            and status.last_error_kind.backs_off
+        ):
+            return CharmState.BACKING_OFF
+        return CharmState.SCHEDULED
+
+    def _update(self, charm: _Charm, *, force: bool = False, **changes: Any) -> None:
+        """Apply changes, derive the state, and persist and announce if anything changed."""
+        status = charm.status.with_(**changes) if changes else charm.status
+        status = status.with_(state=self._state_for(charm, status))
+        if status == charm.status and not force:
+            return
+        charm.status = status
+        if self._charms.get(status.charm_id) is not charm:
+            return
+        try:
+            self._repo.save(status)
+        except Exception:
+            log.exception("could not save the status of charm %s", status.charm_id)
+        self._emit(CharmStatusChanged(status.charm_id, status))
+
+    def _emit(self, event: EngineEvent) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(event)
+        except Exception:
+            log.exception("an event observer failed on %s", type(event).__name__)
+
+    def _load_persisted(self) -> dict[str, CharmStatus]:
+        try:
+            return self._repo.load_all()
+        except Exception:
+            log.exception("could not load saved charm status; starting fresh")
+            return {}
