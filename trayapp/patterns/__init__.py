@@ -1,1 +1,16 @@
-"""patterns package."""
+"""Built-in patterns, registered in code (third-party ones come through entry points).
+
+Each module here imports only :mod:`trayapp.api` and third-party libraries, exactly as a plugin
+would. To add a built-in, import its class here and append it to :data:`BUILTIN_PATTERNS`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trayapp.api import Pattern
+from trayapp.patterns.feed import FeedImporter
+
+BUILTIN_PATTERNS: tuple[type[Pattern[Any]], ...] = (FeedImporter,)
+
+__all__ = ["BUILTIN_PATTERNS"]
