@@ -1,0 +1,128 @@
+"""The persisted shapes of accounts and their (non-secret) token metadata.
+
+Kept apart from :mod:`trayapp.auth.accounts` so the token provider and the account manager can
+both import them without importing each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from trayapp.auth.secrets import SecretStoreKind
+
+
+class AccountState(StrEnum):
+    """Where an account stands. Values are stable: they appear in ``--json``."""
+
+    SIGNED_IN = "signed_in"
+    NEEDS_SIGN_IN = "needs_sign_in"  # the grant is gone: the user must sign in again
+    KEYRING_NOT_READY = "keyring_not_ready"  # secrets are locked away for now; retry later
+    CLIENT_MISCONFIGURED = "client_misconfigured"  # the OAuth client was rejected
+    NEEDS_PERMISSION = "needs_permission"  # a charm needs scopes the user has not granted
+    SIGNED_OUT = "signed_out"  # the user signed out on purpose
+
+
+class Cause(StrEnum):
+    """Why an account left ``signed_in``: machine-readable, for tests, status and the tray."""
+
+    INVALID_GRANT = "invalid_grant"  # revoked, expired, password change, token limit...
+    TESTING_EXPIRY = "testing_expiry"  # invalid_grant ~7 days after consent (app in Testing)
+    REAUTH_REQUIRED = "reauth_required"  # invalid_rapt / rapt_required: admin re-auth policy
+    INVALID_CLIENT = "invalid_client"
+    INSUFFICIENT_SCOPE = "insufficient_scope"
+    SECRET_MISSING = "secret_missing"  # the keyring no longer has the token
+    KEYRING_LOCKED = "keyring_locked"
+    SIGNED_OUT = "signed_out"
+    NEVER_SIGNED_IN = "never_signed_in"
+
+
+class Account(BaseModel):
+    """One Google account in a profile. Never deleted because something failed."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str
+    email: str | None = None
+    name: str | None = None
+    scopes: tuple[str, ...] = ()  # granted scopes
+    state: AccountState = AccountState.NEEDS_SIGN_IN
+    reason: str = ""  # user-facing sentence for any state but signed_in
+    cause: Cause | None = None
+    missing_scopes: tuple[str, ...] = ()  # for needs_permission
+    secret_store: SecretStoreKind | None = None  # where its tokens are
+    client_id: str | None = None  # the OAuth client its grant belongs to
+    created_at: datetime
+    updated_at: datetime
+    granted_at: datetime | None = None  # when the current refresh token was obtained
+
+    @property
+    def usable(self) -> bool:
+        return self.state is AccountState.SIGNED_IN
+
+    @property
+    def label(self) -> str:
+        return self.email or self.id
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` / IPC shape. Holds no secrets by construction."""
+        return {
+            "id": self.id,
+            "email": self.email,
+            "name": self.name,
+            "state": self.state.value,
+            "usable": self.usable,
+            "reason": self.reason,
+            "cause": self.cause.value if self.cause else None,
+            "scopes": list(self.scopes),
+            "missing_scopes": list(self.missing_scopes),
+            "secret_store": self.secret_store.value if self.secret_store else None,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "granted_at": self.granted_at.isoformat() if self.granted_at else None,
+        }
+
+
+class AuthMeta(BaseModel):
+    """What the account's auth cell ``account:<id>:auth`` holds: token *metadata* only.
+
+    The tokens themselves are in the secret store. ``generation`` counts token changes; the
+    secret payload carries the same number, so a crash between writing the secret and the cell
+    is detected (the access token is then not trusted, and refreshed).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    generation: int = 0
+    expiry: datetime | None = None
+    scopes: tuple[str, ...] = ()
+    fingerprint: str | None = None  # sha256 prefix of the access token: tells tokens apart
+    refreshed_at: datetime | None = None
+    granted_at: datetime | None = None
+    has_refresh_token: bool = False
+
+
+class SecretPayload(BaseModel):
+    """The one secret per account: JSON in the keyring (or the 0600 file)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    refresh_token: str | None = None
+    access_token: str | None = None
+    generation: int = 0
+
+    def __repr__(self) -> str:  # never print tokens, even by accident
+        return f"SecretPayload(generation={self.generation}, ...)"
+
+    __str__ = __repr__
+
+
+def fingerprint(token: str | None) -> str | None:
+    """A short, non-reversible tag for a token (12 hex chars of SHA-256)."""
+    if not token:
+        return None
+    return hashlib.sha256(token.encode()).hexdigest()[:12]

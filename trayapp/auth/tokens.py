@@ -1,0 +1,473 @@
+"""One token provider per account: valid access tokens, single-flight refresh, write-back, triage.
+
+Why it is built the way it is:
+
+* **google-auth does the OAuth part.** ``google.oauth2.credentials.Credentials.refresh`` knows
+  the refresh grant, Google's error bodies, the re-auth (RAPT) dance and which statuses are
+  worth retrying; re-implementing that would only drift from Google's behaviour. It is
+  synchronous and sleeps between its own retries (3 attempts, ~1 s then ~2 s, on 5xx/429), so
+  it runs in ``asyncio.to_thread`` over an httpx-backed transport
+  (:class:`~trayapp.auth.transport.HttpxRequest`), never on the event loop.
+* **One refresh in flight per account.** The first caller that finds the token stale starts a
+  refresh *task*; every other caller awaits the same task through ``asyncio.shield``, so 50
+  charms asking at once cause one request to the token endpoint, and a caller that is cancelled
+  (its run timed out) does not cancel the refresh the others are waiting for.
+* **Write-back before hand-out.** A new token (and a rotated refresh token) goes to the secret
+  store, then its metadata to the auth cell ``account:<id>:auth`` in one store transaction, and
+  only then is it returned. If either write fails, nobody gets the token. The cell must be
+  writable: a provider bound to a derived (read-only) cell refuses to be constructed, instead
+  of discovering at the first refresh that its write-back goes nowhere.
+* **Triage.** A refresh failure becomes exactly one of: the account needs sign-in (revoked or
+  expired grant, re-auth policy), the client is misconfigured, a permission is missing, or a
+  transient failure (server error, network) that changes nothing about the account and is
+  retried later with backoff. The first three change the account's state once and raise
+  :class:`~trayapp.core.errors.AuthRequired`; while the account is in such a state, callers get
+  ``AuthRequired`` at once with no request to Google, until the user signs in again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from google.auth import exceptions as ga_exceptions
+from google.oauth2.credentials import Credentials
+
+from trayapp.auth.models import (
+    AccountState,
+    AuthMeta,
+    Cause,
+    SecretPayload,
+    fingerprint,
+)
+from trayapp.auth.secrets import KeyringNotReady
+from trayapp.auth.transport import HttpxRequest
+from trayapp.core.errors import (
+    AuthRequired,
+    NotFoundError,
+    Offline,
+    ReadOnlyCellError,
+    ServerError,
+    SyncError,
+    TrayappError,
+)
+from trayapp.core.redact import redact, register_secret
+
+if TYPE_CHECKING:
+    from trayapp.auth.accounts import AccountManager
+    from trayapp.core.cells import Cell
+
+log = logging.getLogger(__name__)
+
+# Refresh this long before the token expires. Larger than google-auth's own 225 s threshold so
+# a token we hand out is always one google-auth would also call valid, with room for a run.
+REFRESH_MARGIN = timedelta(minutes=5)
+# invalid_grant this close to 7 days after consent is almost surely Google's 7-day limit for
+# apps whose OAuth consent screen is in "Testing" status.
+TESTING_EXPIRY = timedelta(days=7)
+TESTING_EXPIRY_SLACK = timedelta(hours=12)
+
+_REAUTH_ERRORS = ("invalid_rapt", "rapt_required")
+
+
+# --- triage ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Triage:
+    """What a refresh failure means. ``state`` is None for transient failures."""
+
+    state: AccountState | None
+    cause: Cause | None
+    message: str
+    transient_kind: type[SyncError] | None = None  # Offline or ServerError when transient
+
+
+def triage_refresh_error(
+    exc: BaseException,
+    *,
+    status: int | None,
+    account_label: str,
+    granted_at: datetime | None,
+    now: datetime,
+) -> Triage:
+    """Classify a failed refresh. Never includes a token in the message (the text is redacted)."""
+    signin_hint = (
+        f"sign in again with `trayapp accounts signin {account_label}` or from the tray menu"
+    )
+    if isinstance(exc, ga_exceptions.TransportError) and not isinstance(
+        exc, ga_exceptions.RefreshError
+    ):
+        return Triage(
+            None,
+            None,
+            f"cannot reach Google's token endpoint ({redact(str(exc))}); will retry",
+            Offline,
+        )
+    data: dict[str, Any] = {}
+    if (
+        isinstance(exc, ga_exceptions.RefreshError)
+        and len(exc.args) > 1
+        and isinstance(exc.args[1], dict)
+    ):
+        data = exc.args[1]
+    error = str(data.get("error") or "")
+    subtype = str(data.get("error_subtype") or "")
+    description = redact(str(data.get("error_description") or ""))[:200]
+    text = str(exc.args[0]) if exc.args else ""
+
+    if (error == "invalid_grant" and subtype in _REAUTH_ERRORS) or (
+        not data and text.startswith("Reauthentication is needed")
+    ):
+        return Triage(
+            AccountState.NEEDS_SIGN_IN,
+            Cause.REAUTH_REQUIRED,
+            f"Your Google Workspace administrator requires {account_label} to sign in again "
+            f"(re-authentication policy); {signin_hint}",
+        )
+    if error == "invalid_grant":
+        age = now - granted_at if granted_at else None
+        if age is not None and abs(age - TESTING_EXPIRY) <= TESTING_EXPIRY_SLACK:
+            return Triage(
+                AccountState.NEEDS_SIGN_IN,
+                Cause.TESTING_EXPIRY,
+                f"Google ended the sign-in of {account_label} after about 7 days: Google "
+                "expires sign-ins every 7 days for OAuth apps whose consent screen is in "
+                "'Testing' status (publish the app in Google Cloud Console to stop this); "
+                + signin_hint,
+            )
+        return Triage(
+            AccountState.NEEDS_SIGN_IN,
+            Cause.INVALID_GRANT,
+            f"Google no longer accepts the sign-in of {account_label} (access was revoked or "
+            f"expired: {description or 'invalid_grant'}); {signin_hint}",
+        )
+    if error in ("invalid_client", "unauthorized_client"):
+        return Triage(
+            AccountState.CLIENT_MISCONFIGURED,
+            Cause.INVALID_CLIENT,
+            f"Google rejected the app's OAuth client ({error}: {description or 'no detail'}); "
+            "import a valid Desktop-app client JSON with `trayapp accounts client import FILE`, "
+            f"then {signin_hint}",
+        )
+    if error == "invalid_scope":
+        return Triage(
+            AccountState.NEEDS_PERMISSION,
+            Cause.INSUFFICIENT_SCOPE,
+            f"{account_label} has not granted a permission Pattern Sync asks for "
+            f"({description or 'invalid_scope'}); {signin_hint} and allow the requested access",
+        )
+    if status is None and not data and isinstance(exc, ga_exceptions.TransportError):
+        return Triage(None, None, "cannot reach Google's token endpoint; will retry", Offline)
+    shown = error or (f"HTTP {status}" if status else "unexpected response")
+    return Triage(
+        None,
+        None,
+        f"Google's token endpoint failed ({shown}{': ' + description if description else ''}); "
+        "will retry",
+        ServerError,
+    )
+
+
+# --- the provider ------------------------------------------------------------------------------
+
+
+def _to_aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _naive_utc(value: datetime | None) -> datetime | None:
+    # google-auth compares expiry with naive UTC datetimes.
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+class TokenProvider:
+    """Access tokens for one account (implements ``trayapp.google.tokens.TokenSource``).
+
+    Created by :meth:`AccountManager.provider`; one instance per account and event loop.
+    """
+
+    def __init__(
+        self,
+        manager: AccountManager,
+        account_id: str,
+        auth_cell: Cell[AuthMeta],
+        *,
+        now: Callable[[], datetime] | None = None,
+        http_client_factory: Callable[[], httpx.Client] | None = None,
+    ) -> None:
+        if not getattr(auth_cell, "writable", False):
+            # Refuse up front: a provider whose write-back cannot land would hand out tokens
+            # that are lost at the next restart, which is the bug this app exists to avoid.
+            raise ReadOnlyCellError(getattr(auth_cell, "name", repr(auth_cell)))
+        self._manager = manager
+        self.account_id = account_id
+        self._cell = auth_cell
+        self._now = now or (lambda: datetime.now(UTC))
+        self._http_client_factory = http_client_factory
+        self._creds: Credentials | None = None
+        self._token: str | None = None
+        self._expiry: datetime | None = None
+        self._inflight: asyncio.Task[str] | None = None
+        # Counters for status and tests: how many refresh grants this provider sent.
+        self.refresh_count = 0
+
+    # -- TokenSource ---------------------------------------------------------------------------
+
+    async def access_token(self) -> str:
+        """A token valid for at least :data:`REFRESH_MARGIN`; refreshes (once) if needed."""
+        self._raise_if_unusable()
+        if self._fresh():
+            assert self._token is not None
+            return self._token
+        return await self._single_flight(force=False)
+
+    async def refresh_after_rejection(self, rejected: str) -> str:
+        """After an API answered 401 to ``rejected``: a different, freshly refreshed token.
+
+        If another caller already replaced ``rejected``, that newer token is returned without a
+        new refresh, so a burst of 401s from many charms still causes one refresh.
+        """
+        self._raise_if_unusable()
+        if self._inflight is not None:
+            token = await asyncio.shield(self._inflight)
+            if token != rejected:
+                return token
+        if self._token is not None and self._token != rejected and self._fresh():
+            return self._token
+        return await self._single_flight(force=True, rejected=rejected)
+
+    # -- more API ------------------------------------------------------------------------------
+
+    def insufficient_scope(self, required: Sequence[str]) -> AuthRequired:
+        """Record that an API call needed scopes the grant lacks; return the error to raise.
+
+        For the Google client's 403 ``insufficient_scope`` and for charms whose pattern needs
+        scopes the account never granted.
+        """
+        account = self._manager.get(self.account_id)
+        missing = tuple(s for s in required if s not in account.scopes) or tuple(required)
+        message = (
+            f"{account.label} has not granted the access a charm needs "
+            f"({', '.join(missing)}); sign in again with "
+            f"`trayapp accounts signin {account.label}` and allow it"
+        )
+        self._manager._set_state(
+            self.account_id,
+            AccountState.NEEDS_PERMISSION,
+            message,
+            Cause.INSUFFICIENT_SCOPE,
+            missing_scopes=missing,
+        )
+        return AuthRequired(message, account_id=self.account_id)
+
+    def reset(self) -> None:
+        """Forget in-memory tokens (after a sign-in or sign-out); the next ask reloads them."""
+        self._creds = None
+        self._token = None
+        self._expiry = None
+
+    @property
+    def expiry(self) -> datetime | None:
+        return self._expiry
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _raise_if_unusable(self) -> None:
+        try:
+            account = self._manager.get(self.account_id)
+        except NotFoundError as exc:
+            raise AuthRequired(str(exc), account_id=self.account_id) from None
+        if not account.usable:
+            raise AuthRequired(
+                account.reason or f"{account.label} is not signed in",
+                account_id=self.account_id,
+            )
+
+    def _fresh(self) -> bool:
+        return (
+            self._token is not None
+            and self._expiry is not None
+            and self._now() < self._expiry - REFRESH_MARGIN
+        )
+
+    async def _single_flight(self, *, force: bool, rejected: str | None = None) -> str:
+        task = self._inflight
+        if task is None:
+            task = asyncio.get_running_loop().create_task(
+                self._obtain(force=force, rejected=rejected),
+                name=f"token-refresh:{self.account_id}",
+            )
+            self._inflight = task
+            task.add_done_callback(self._flight_done)
+        return await asyncio.shield(task)
+
+    def _flight_done(self, task: asyncio.Task[str]) -> None:
+        if self._inflight is task:
+            self._inflight = None
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter may have been cancelled meanwhile
+
+    async def _obtain(self, *, force: bool, rejected: str | None) -> str:
+        creds = await self._load()
+        if not force and self._fresh():
+            assert self._token is not None
+            return self._token
+        if force and rejected is not None and self._token not in (None, rejected) and self._fresh():
+            assert self._token is not None
+            return self._token
+        return await self._refresh(creds)
+
+    async def _load(self) -> Credentials:
+        """The account's credentials, read from the secret store once per provider."""
+        if self._creds is not None:
+            return self._creds
+        manager = self._manager
+        account = manager.get(self.account_id)
+        try:
+            client = manager.clients.require()
+        except NotFoundError as exc:
+            raise self._fail(
+                AccountState.CLIENT_MISCONFIGURED, str(exc), Cause.INVALID_CLIENT
+            ) from None
+        if account.secret_store is None:
+            raise self._fail(
+                AccountState.NEEDS_SIGN_IN,
+                f"no saved sign-in for {account.label}; sign in with "
+                f"`trayapp accounts signin {account.label}`",
+                Cause.SECRET_MISSING,
+            )
+        store = manager.vault.store(account.secret_store)
+        key = manager.secret_key(self.account_id)
+        try:
+            raw = await asyncio.to_thread(store.get, key)
+        except KeyringNotReady as exc:
+            raise self._fail(
+                AccountState.KEYRING_NOT_READY, str(exc), Cause.KEYRING_LOCKED
+            ) from None
+        except TrayappError as exc:
+            raise self._fail(AccountState.NEEDS_SIGN_IN, str(exc), Cause.SECRET_MISSING) from None
+        payload = SecretPayload.model_validate_json(raw) if raw else None
+        if payload is None or not payload.refresh_token:
+            raise self._fail(
+                AccountState.NEEDS_SIGN_IN,
+                f"the saved sign-in of {account.label} is missing from the "
+                f"{store.description}; sign in again with "
+                f"`trayapp accounts signin {account.label}`",
+                Cause.SECRET_MISSING,
+            )
+        register_secret(payload.refresh_token, payload.access_token)
+        meta = self._cell.get()
+        token = payload.access_token if payload.generation == meta.generation else None
+        expiry = _to_aware(meta.expiry) if token else None
+        # token_uri is passed explicitly, never taken from google-auth's defaults: its
+        # from_authorized_user_info() resets it to Google's URL, which would send an emulator
+        # (or any non-Google issuer) account's refresh token to the internet.
+        creds = Credentials(  # type: ignore[no-untyped-call]
+            token=token,
+            refresh_token=payload.refresh_token,
+            token_uri=client.token_uri,
+            client_id=client.client_id,
+            client_secret=client.secret,
+            scopes=list(account.scopes) or None,
+            expiry=_naive_utc(expiry),
+        )
+        self._creds = creds
+        self._token = token
+        self._expiry = expiry
+        return creds
+
+    async def _refresh(self, creds: Credentials) -> str:
+        account = self._manager.get(self.account_id)
+        client = (
+            self._http_client_factory() if self._http_client_factory else None
+        )  # None: the transport makes (and closes) its own
+        request = HttpxRequest(client)
+        self.refresh_count += 1
+        try:
+            await asyncio.to_thread(creds.refresh, request)
+        except (ga_exceptions.RefreshError, ga_exceptions.TransportError) as exc:
+            verdict = triage_refresh_error(
+                exc,
+                status=request.last_status,
+                account_label=account.label,
+                granted_at=account.granted_at,
+                now=self._now(),
+            )
+            log.warning(
+                "token refresh for account %s failed after %d attempt(s): %s",
+                self.account_id,
+                len(request.statuses),
+                verdict.message,
+            )
+            if verdict.state is not None:
+                raise self._fail(verdict.state, verdict.message, verdict.cause) from None
+            kind = verdict.transient_kind or ServerError
+            raise kind(verdict.message) from None
+        finally:
+            request.close()
+            if client is not None:
+                client.close()
+        token: str | None = creds.token
+        if not token:
+            raise ServerError("Google's token endpoint returned no access token; will retry")
+        register_secret(token, creds.refresh_token)
+        # Expiry on our clock: google-auth computed it from its own utcnow() + expires_in.
+        lifetime = (_to_aware(creds.expiry) or datetime.now(UTC)) - datetime.now(UTC)
+        expiry = self._now() + lifetime
+        await self._write_back(creds, token, expiry)
+        self._token = token
+        self._expiry = expiry
+        return token
+
+    async def _write_back(self, creds: Credentials, token: str, expiry: datetime) -> None:
+        """Secret store first, then the auth cell; both before anyone sees the token."""
+        manager = self._manager
+        account = manager.get(self.account_id)
+        meta = self._cell.get()
+        generation = meta.generation + 1
+        payload = SecretPayload(
+            refresh_token=creds.refresh_token, access_token=token, generation=generation
+        )
+        assert account.secret_store is not None
+        store = manager.vault.store(account.secret_store)
+        try:
+            await asyncio.to_thread(
+                store.set, manager.secret_key(self.account_id), payload.model_dump_json()
+            )
+        except KeyringNotReady as exc:
+            # The refreshed credentials stay in memory (self._creds), so the next attempt after
+            # the keyring is unlocked writes them instead of refreshing again.
+            raise self._fail(
+                AccountState.KEYRING_NOT_READY, str(exc), Cause.KEYRING_LOCKED
+            ) from None
+        scopes = tuple(creds.granted_scopes or account.scopes)
+        new_meta = AuthMeta(
+            generation=generation,
+            expiry=expiry,
+            scopes=scopes,
+            fingerprint=fingerprint(token),
+            refreshed_at=self._now(),
+            granted_at=meta.granted_at or account.granted_at,
+            has_refresh_token=bool(creds.refresh_token),
+        )
+        self._cell.set(new_meta)
+        log.info(
+            "refreshed the access token of account %s (generation %d, valid until %s)",
+            self.account_id,
+            generation,
+            expiry.isoformat(timespec="seconds"),
+        )
+
+    def _fail(self, state: AccountState, message: str, cause: Cause | None) -> AuthRequired:
+        self._manager._set_state(self.account_id, state, message, cause)
+        return AuthRequired(message, account_id=self.account_id)
