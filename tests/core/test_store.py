@@ -275,3 +275,24 @@ def test_disk_full_in_a_caught_inner_level_undoes_just_that_level(store: Store) 
             assert "full" in str(exc)
     # The caught failure undid the inner block only, wholly: no item of it was kept.
     assert cursor.get() == 5 and len(items) == 0 and items.keys() == []
+
+
+def test_outer_commit_refuses_when_sqlite_already_rolled_everything_back(store: Store) -> None:
+    """SQLite may roll a whole transaction back on some errors (e.g. SQLITE_FULL mid-statement).
+
+    A caller that catches the inner error must not believe the outer block was saved.
+    """
+    cursor = store.cell("charm:a:cursor", int, 0)
+    seen: list[int] = []
+    cursor.subscribe(seen.append)
+    with pytest.raises(StoreError, match="nothing from it was saved"), store.transaction():
+        cursor.set(5)
+        try:
+            with store.transaction():
+                store._db().execute("ROLLBACK")  # what SQLite does on its own in that case
+                raise sqlite3.OperationalError("simulated")
+        except sqlite3.OperationalError:
+            pass
+    assert cursor.get() == 0 and seen == []
+    cursor.set(6)  # and the store works normally afterwards
+    assert cursor.get() == 6 and seen == [6]

@@ -74,7 +74,7 @@ def test_sigkill_never_leaves_a_partial_transaction(tmp_path: Path) -> None:
     rng.seed(seed)
     print(f"seed={seed}")  # shown by pytest if the test fails
     cursor = 0
-    for _ in range(6):
+    for _ in range(12):
         reported = _run_and_kill(db, rng.randint(1, 40))
         assert reported > cursor, f"seed={seed}: writer did not resume from the stored cursor"
         cursor = _check(db, reported)
