@@ -81,6 +81,7 @@ def test_registry_returns_one_object_per_name(store: Store) -> None:
     assert store.lookup("app:x") is a
     with pytest.raises(TypeError, match="app:x"):
         store.cell("app:x", str, "")
+    assert store.cell("app:x", Any) is a and a.type is int  # Any: "whatever it is"
 
 
 def test_writable_and_derived_names_cannot_collide(store: Store) -> None:

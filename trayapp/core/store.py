@@ -401,8 +401,9 @@ class Store:
     def cell(self, name: str, type_: Any, default: Any = None) -> Cell[Any]:
         """The writable cell ``name`` of type ``type_``; the same object for the same name.
 
-        Declaring a name again with a different type is a programming error (TypeError); a
-        name already used by a derived cell raises :class:`StoreError`.
+        Declaring a name again with a different type is a programming error (TypeError),
+        except ``Any``, which means "whatever it is" and returns the existing cell with its
+        type. A name already used by a derived cell raises :class:`StoreError`.
         """
         self._db()
         existing = self._cells.get(name)
@@ -414,7 +415,7 @@ class Store:
         if existing is not None:
             if not existing.declared:
                 existing._redeclare(type_, default)
-            elif existing.type != type_:
+            elif type_ is not Any and existing.type != type_:
                 raise TypeError(
                     f"cell {name!r} is already declared as {existing.type!r}, not {type_!r}"
                 )
