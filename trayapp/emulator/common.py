@@ -1,0 +1,102 @@
+"""Shared pieces of the API handlers: JSON responses, bearer auth, scope checks, quota."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from trayapp.emulator import errors
+from trayapp.emulator.scopes import METHOD_SCOPES
+from trayapp.emulator.state import Account, EmulatorState
+
+#: Gmail quota units per method (reference section 3.4).
+GMAIL_COSTS: dict[str, int] = {
+    "gmail.users.getProfile": 1,
+    "gmail.users.history.list": 2,
+    "gmail.users.messages.list": 5,
+    "gmail.users.messages.get": 5,
+    "gmail.users.messages.attachments.get": 5,
+    "gmail.users.labels.list": 1,
+    "gmail.users.labels.get": 1,
+    "gmail.users.messages.modify": 5,
+    "gmail.users.messages.batchModify": 50,
+    "gmail.users.messages.send": 100,
+}
+
+
+class JSONResponseGoogle(Response):
+    media_type = "application/json; charset=UTF-8"
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def emu_state(request: Request) -> EmulatorState:
+    state: EmulatorState = request.scope["emu"].state
+    return state
+
+
+def error_response(err: errors.ApiError) -> Response:
+    headers = dict(errors.ERROR_HEADERS)
+    headers.update(err.headers)
+    return Response(err.render(), status_code=err.code, headers=headers)
+
+
+def bearer_token(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return request.query_params.get("access_token") or request.query_params.get("oauth_token")
+
+
+def authorize(request: Request, method_id: str, user_id: str | None = None) -> Account:
+    """Authenticate the bearer token, check scopes, the userId and the per-user quota."""
+    state = emu_state(request)
+    service = (
+        "gmail.googleapis.com" if method_id.startswith("gmail.") else "calendar-json.googleapis.com"
+    )
+    if method_id.startswith("oauth2."):
+        service = "oauth2.googleapis.com"
+    token = bearer_token(request)
+    if token is None:
+        raise errors.login_required(service)
+    at = state.access_tokens.get(token)
+    if at is None or not state.access_valid(at):
+        raise errors.auth_error()
+    allowed = METHOD_SCOPES[method_id]
+    if not set(at.scopes) & allowed:
+        raise errors.insufficient_scope(service, sorted(allowed))
+    acct = state.accounts.get(at.email)
+    if acct is None:
+        raise errors.auth_error()
+    if user_id is not None and user_id != "me" and user_id.lower() != acct.email.lower():
+        raise errors.delegation_denied(user_id)
+    quota = state.quota_usage
+    now = state.clock.now()
+    if state.quota.enabled:
+        if method_id.startswith("gmail."):
+            cost = GMAIL_COSTS.get(method_id, 5)
+            retry = quota.charge(
+                ("gmail", acct.email), now, cost, state.quota.gmail_units_per_minute
+            )
+            if retry is not None:
+                from trayapp.emulator.app import iso_z
+
+                raise errors.user_rate_retry_after(iso_z(retry), 429)
+        elif method_id.startswith("calendar."):
+            retry = quota.charge(
+                ("calendar", acct.email), now, 1, state.quota.calendar_requests_per_minute
+            )
+            if retry is not None:
+                raise errors.user_rate_limit_legacy(403)
+    return acct
+
+
+def token_scopes(request: Request) -> set[str]:
+    state = emu_state(request)
+    token = bearer_token(request)
+    at = state.access_tokens.get(token or "")
+    return set(at.scopes) if at else set()

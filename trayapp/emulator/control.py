@@ -1,0 +1,384 @@
+"""The control API: how tests and the demo seed drive the emulator.
+
+The same operations are served over HTTP as ``POST /__emu__/<operation>`` with the keyword
+arguments as a JSON object (see docs/emulator.md). When the server runs in another thread, every
+call is marshalled onto the server's event loop, so tests never race the HTTP handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from trayapp.emulator.faults import FaultRule
+from trayapp.emulator.scopes import normalize_scopes
+from trayapp.emulator.state import EmulatorState, LogEntry
+
+if TYPE_CHECKING:
+    from trayapp.emulator.app import EmulatorApp
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Operations available over HTTP at ``POST /__emu__/<name>``.
+HTTP_OPERATIONS: set[str] = set()
+
+
+def _op(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run the operation on the server's loop thread (state is single-threaded)."""
+    HTTP_OPERATIONS.add(fn.__name__)
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        self: Control = args[0]  # type: ignore[assignment]
+        loop = self.app.loop
+        if loop is None or not loop.is_running():
+            return fn(*args, **kwargs)
+        try:
+            if asyncio.get_running_loop() is loop:
+                return fn(*args, **kwargs)
+        except RuntimeError:
+            pass
+        fut: concurrent.futures.Future[R] = concurrent.futures.Future()
+
+        def call() -> None:
+            try:
+                fut.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # handed back to the calling thread
+                fut.set_exception(exc)
+
+        loop.call_soon_threadsafe(call)
+        return fut.result(timeout=60)
+
+    return wrapper
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """An emulated OAuth client ("Desktop app" type)."""
+
+    id: str
+    secret: str
+    testing: bool = False
+
+    @property
+    def client_id(self) -> str:
+        return self.id
+
+    @property
+    def client_secret(self) -> str:
+        return self.secret
+
+    def client_config(self, base_url: str) -> dict[str, Any]:
+        """The ``client_secret.json`` shape Google's console downloads, pointed at the emulator."""
+        return {
+            "installed": {
+                "client_id": self.id,
+                "client_secret": self.secret,
+                "auth_uri": f"{base_url}/o/oauth2/auth",
+                "token_uri": f"{base_url}/token",
+                "auth_provider_x509_cert_url": f"{base_url}/oauth2/v1/certs",
+                "project_id": "trayapp-emulator",
+                "redirect_uris": ["http://localhost"],
+            }
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "secret": self.secret, "testing": self.testing}
+
+
+class Control:
+    """In-process control of one emulator instance."""
+
+    def __init__(self, app: EmulatorApp) -> None:
+        self.app = app
+
+    @property
+    def state(self) -> EmulatorState:
+        return self.app.state
+
+    # ---- lifecycle ----
+
+    @_op
+    def reset(self, seed: int | None = None) -> None:
+        """Forget everything: accounts, clients, tokens, mail, calendars, faults, log, clock."""
+        from trayapp.emulator.state import EmulatorState
+
+        conformance = self.state.conformance
+        self.app.state = EmulatorState(seed)
+        self.app.state.conformance = conformance
+        if conformance is not None:
+            conformance.clear()
+
+    # ---- accounts, clients, tokens ----
+
+    @_op
+    def create_account(self, email: str, name: str | None = None) -> dict[str, str]:
+        acct = self.state.create_account(email, name)
+        return {"email": acct.email, "name": acct.name, "id": acct.id}
+
+    @_op
+    def create_client(
+        self, client_id: str | None = None, client_secret: str | None = None, testing: bool = False
+    ) -> ClientInfo:
+        c = self.state.create_client(client_id, client_secret, testing)
+        return ClientInfo(c.client_id, c.client_secret, c.testing)
+
+    @_op
+    def issue_tokens(
+        self, email: str, client_id: str, scopes: Iterable[str] | str
+    ) -> dict[str, Any]:
+        """Mint a refresh + access token pair as if the user had consented (skips the browser)."""
+        state = self.state
+        acct = state.account(email)
+        if client_id not in state.clients:
+            raise KeyError(f"no emulated OAuth client {client_id!r}; create it with create_client")
+        scope_t = normalize_scopes(scopes if isinstance(scopes, str) else " ".join(scopes))
+        state.grants.setdefault((acct.email.lower(), client_id), set()).update(scope_t)
+        refresh = state.issue_refresh_token(acct.email, client_id, scope_t)
+        access = state.issue_access_token(acct.email, client_id, scope_t, refresh.token)
+        return state.token_response(access, refresh, include_refresh=True)
+
+    @_op
+    def revoke_refresh_token(self, email_or_token: str) -> int:
+        """Revoke one refresh token, or every refresh token of an account; returns how many."""
+        state = self.state
+        targets = [
+            t
+            for t in state.refresh_tokens.values()
+            if not t.revoked and (t.token == email_or_token or t.email == email_or_token.lower())
+        ]
+        for t in targets:
+            state.revoke_refresh(t)
+        return len(targets)
+
+    @_op
+    def expire_access_tokens(self, email: str) -> int:
+        """Make the account's access tokens expired now (next API call gets 401 authError)."""
+        state = self.state
+        now = state.clock.now()
+        n = 0
+        for t in state.access_tokens.values():
+            if t.email == email.lower() and t.expires_at > now:
+                t.expires_at = now
+                n += 1
+        return n
+
+    @_op
+    def set_consent(
+        self,
+        *,
+        default_account: str | None = None,
+        auto_approve: bool | None = None,
+        deny: bool | None = None,
+        auto_submit: str | None = None,
+    ) -> dict[str, Any]:
+        """Configure the consent page. ``auto_submit`` is "allow", "deny" or "" (off)."""
+        c = self.state.consent
+        if auto_submit is not None:
+            if auto_submit not in ("allow", "deny", ""):
+                raise ValueError("auto_submit must be 'allow', 'deny' or '' (off)")
+            c.auto_submit = auto_submit or None
+        if default_account is not None:
+            c.default_account = default_account
+        if auto_approve is not None:
+            c.auto_approve = auto_approve
+        if deny is not None:
+            c.deny = deny
+        return {
+            "default_account": c.default_account,
+            "auto_approve": c.auto_approve,
+            "deny": c.deny,
+            "auto_submit": c.auto_submit,
+        }
+
+    @_op
+    def set_refresh_token_cap(self, cap: int) -> None:
+        self.state.refresh_token_cap = cap
+
+    @_op
+    def set_emit_refresh_token_expires_in(self, enabled: bool) -> None:
+        self.state.emit_refresh_token_expires_in = enabled
+
+    # ---- clock ----
+
+    @_op
+    def advance_clock(self, seconds: float) -> float:
+        """Move the virtual clock forward (token lifetimes, code TTL, quota windows)."""
+        return self.state.clock.advance(seconds)
+
+    @_op
+    def now(self) -> float:
+        return self.state.clock.now()
+
+    # ---- Gmail ----
+
+    @_op
+    def add_message(
+        self,
+        email: str,
+        raw: bytes | str,
+        label_ids: Iterable[str] | None = None,
+        internal_date: int | None = None,
+        thread_id: str | None = None,
+    ) -> str:
+        """Store an RFC 822 message; returns its Gmail id. ``internal_date`` is epoch ms."""
+        data = raw.encode("utf-8") if isinstance(raw, str) else raw
+        labels = list(label_ids) if label_ids is not None else ["INBOX", "UNREAD"]
+        return self.state.account(email).mailbox.add_message(
+            data, labels, internal_date=internal_date, thread_id=thread_id
+        )
+
+    @_op
+    def modify_labels(
+        self, email: str, message_id: str, add: Iterable[str] = (), remove: Iterable[str] = ()
+    ) -> list[str]:
+        return self.state.account(email).mailbox.modify_labels(message_id, list(add), list(remove))
+
+    @_op
+    def delete_message(self, email: str, message_id: str) -> None:
+        self.state.account(email).mailbox.delete_message(message_id)
+
+    @_op
+    def create_label(self, email: str, name: str, label_id: str | None = None) -> str:
+        return self.state.account(email).mailbox.create_label(name, label_id)
+
+    @_op
+    def delete_label(self, email: str, label_id: str) -> None:
+        self.state.account(email).mailbox.delete_label(label_id)
+
+    @_op
+    def labels(self, email: str) -> list[dict[str, Any]]:
+        return [lbl.to_json() for lbl in self.state.account(email).mailbox.labels.values()]
+
+    @_op
+    def message_ids(self, email: str) -> list[str]:
+        return list(self.state.account(email).mailbox.messages)
+
+    @_op
+    def history_id(self, email: str) -> str:
+        return str(self.state.account(email).mailbox.history_id)
+
+    @_op
+    def set_history_floor(self, email: str, history_id: int | str | None = None) -> str:
+        """startHistoryId below the floor answers 404; None puts the floor at the current id."""
+        return str(
+            self.state.account(email).mailbox.set_floor(
+                None if history_id is None else int(history_id)
+            )
+        )
+
+    # ---- Calendar ----
+
+    @_op
+    def add_calendar(self, email: str, calendar_id: str | None = None, **fields: Any) -> str:
+        return self.state.account(email).calendars.add_calendar(calendar_id, fields)
+
+    @_op
+    def update_calendar(self, email: str, calendar_id: str, **fields: Any) -> None:
+        self.state.account(email).calendars.update_calendar(calendar_id, fields)
+
+    @_op
+    def remove_calendar(self, email: str, calendar_id: str) -> None:
+        self.state.account(email).calendars.remove_calendar(calendar_id)
+
+    @_op
+    def add_event(self, email: str, calendar_id: str, event: dict[str, Any]) -> str:
+        """Insert an event (Google's Event JSON shape); returns its id."""
+        return self.state.account(email).calendars.add_event(calendar_id, event)
+
+    @_op
+    def update_event(
+        self, email: str, calendar_id: str, event_id: str, fields: dict[str, Any]
+    ) -> None:
+        """Patch an event; for an instance id of a recurring series this creates an exception."""
+        self.state.account(email).calendars.update_event(calendar_id, event_id, fields)
+
+    @_op
+    def cancel_event(self, email: str, calendar_id: str, event_id: str) -> None:
+        """Delete an event (it becomes ``cancelled``); an instance id cancels one occurrence."""
+        self.state.account(email).calendars.cancel_event(calendar_id, event_id)
+
+    @_op
+    def invalidate_sync_tokens(self, email: str, calendar_id: str | None = None) -> None:
+        """Every sync token issued so far (for one calendar or all) now answers 410."""
+        self.state.account(email).calendars.invalidate(calendar_id)
+
+    @_op
+    def event(self, email: str, calendar_id: str, event_id: str) -> dict[str, Any]:
+        return self.state.account(email).calendars.event_json(calendar_id, event_id)
+
+    # ---- faults, quota, batch ----
+
+    @_op
+    def add_fault(self, rule: FaultRule | None = None, **fields: Any) -> str:
+        """Add a fault rule (or build one from keyword fields); returns its id."""
+        r = rule if rule is not None else FaultRule(**fields)
+        self.state.faults.add(r)
+        return r.id
+
+    @_op
+    def clear_faults(self, rule_id: str | None = None) -> None:
+        self.state.faults.clear(rule_id)
+
+    @_op
+    def faults(self) -> list[dict[str, Any]]:
+        return [r.to_json() for r in self.state.faults.rules]
+
+    @_op
+    def set_quota(
+        self,
+        *,
+        gmail_units_per_minute: int | None = None,
+        gmail_concurrency: int | None = None,
+        calendar_requests_per_minute: int | None = None,
+        enabled: bool | None = None,
+    ) -> dict[str, Any]:
+        q = self.state.quota
+        if gmail_units_per_minute is not None:
+            q.gmail_units_per_minute = gmail_units_per_minute
+        if gmail_concurrency is not None:
+            q.gmail_concurrency = gmail_concurrency
+        if calendar_requests_per_minute is not None:
+            q.calendar_requests_per_minute = calendar_requests_per_minute
+        if enabled is not None:
+            q.enabled = enabled
+        return dict(vars(q))
+
+    @_op
+    def set_batch_shuffle(self, enabled: bool) -> None:
+        """Reply to batch parts in random order (clients must match by Content-ID)."""
+        self.state.batch_shuffle = enabled
+
+    # ---- request log and conformance ----
+
+    @_op
+    def requests(self, *, path: str | None = None, api_method: str | None = None) -> list[LogEntry]:
+        """Logged API/OAuth requests (control-plane calls are not logged), oldest first."""
+        import fnmatch
+
+        out = list(self.state.log)
+        if path is not None:
+            out = [e for e in out if fnmatch.fnmatchcase(e.path, path)]
+        if api_method is not None:
+            out = [e for e in out if fnmatch.fnmatchcase(e.api_method or "", api_method)]
+        return out
+
+    @_op
+    def clear_log(self) -> None:
+        self.state.log.clear()
+
+    @_op
+    def request_violations(self) -> list[str]:
+        """Requests that did not conform to discovery (only when conformance checking is on)."""
+        conf = self.state.conformance
+        return list(conf.request_violations) if conf is not None else []
+
+    @_op
+    def response_violations(self) -> list[str]:
+        conf = self.state.conformance
+        return list(conf.response_violations) if conf is not None else []

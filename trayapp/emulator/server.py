@@ -1,0 +1,80 @@
+"""Running the emulator under uvicorn, in the current loop or in a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Generator
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from trayapp.emulator.app import TRANSPORT_KEY, EmulatorApp
+
+
+class TransportH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, exposing the socket transport to the app.
+
+    Fault injection needs the raw transport to reset a connection (RST) or cut a body short;
+    ASGI has no standard way to do that, so each connection wraps the app to put the transport
+    in ``scope["extensions"]``.
+    """
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        inner = self.app
+
+        async def app_with_transport(scope: Any, receive: Any, send: Any) -> None:
+            scope.setdefault("extensions", {})[TRANSPORT_KEY] = transport
+            await inner(scope, receive, send)
+
+        self.app = app_with_transport
+
+
+class QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to its host (tests, the CLI)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
+
+
+def make_server(app: EmulatorApp, *, log_level: str = "warning") -> QuietServer:
+    config = uvicorn.Config(
+        app,
+        http=TransportH11Protocol,
+        lifespan="on",
+        log_level=log_level,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=3,
+        timeout_keep_alive=30,
+    )
+    return QuietServer(config)
+
+
+async def wait_started(
+    server: QuietServer, task: asyncio.Task[None], timeout: float = 30.0
+) -> None:
+    """Wait for uvicorn to report it is serving (or for its task to fail)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("the emulator server stopped during startup")
+        if loop.time() > deadline:
+            raise TimeoutError("the emulator server did not start within 30 s")
+        await asyncio.sleep(0.005)

@@ -1,0 +1,221 @@
+"""Test helpers: start a real emulator on 127.0.0.1 and drive it.
+
+Two ways to run it::
+
+    async with EmulatorServer() as emu:            # in the test's event loop
+        ...
+    with EmulatorServer.in_thread() as emu:         # uvicorn in a background thread
+        ...
+
+Either way ``emu.base_url`` is the real URL (port 0 is bound first, so the port is known before
+any client starts) and ``emu.control`` is the in-process :class:`~trayapp.emulator.control.Control`.
+With ``conformance=True`` (the default) every request and response is checked against Google's
+discovery documents; leaving the context raises if the emulator produced a non-conforming
+response, and ``emu.control.request_violations()`` lists requests a client got wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from trayapp.emulator.app import EmulatorApp
+from trayapp.emulator.control import ClientInfo, Control
+from trayapp.emulator.server import QuietServer, bind_socket, make_server, wait_started
+
+GMAIL_READONLY = "https://www.googleapis.com/auth/gmail.readonly"
+CALENDAR_READONLY = "https://www.googleapis.com/auth/calendar.readonly"
+DEFAULT_SCOPES = (
+    GMAIL_READONLY,
+    CALENDAR_READONLY,
+    "openid",
+    "https://www.googleapis.com/auth/userinfo.email",
+)
+
+
+@dataclass
+class Session:
+    """What ``EmulatorServer.quick_setup`` made: an account, a client and a token pair."""
+
+    email: str
+    client: ClientInfo
+    access_token: str
+    refresh_token: str
+    scopes: tuple[str, ...]
+
+
+class EmulatorServer:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency_ms: int = 0,
+        conformance: bool = True,
+        seed: int | None = 0,
+        demo: bool = False,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.app = EmulatorApp(latency_ms=latency_ms)
+        self.app.state.rng.seed(seed)
+        self.control = Control(self.app)
+        self.conformance = conformance
+        self.demo = demo
+        self.base_url = ""
+        self._server: QuietServer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+        self._thread_error: BaseException | None = None
+
+    # ---- async (current loop) ----
+
+    async def __aenter__(self) -> EmulatorServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+        if exc_type is None:
+            self.raise_for_response_violations()
+
+    async def start(self) -> None:
+        self._prepare()
+        sock = bind_socket(self.host, self.port)
+        self.port = sock.getsockname()[1]
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.base_url = f"http://{host}:{self.port}"
+        self.app.loop = asyncio.get_running_loop()
+        self._server = make_server(self.app)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
+        await wait_started(self._server, self._task)
+
+    async def stop(self) -> None:
+        if self._server is None or self._task is None:
+            return
+        self.app.begin_shutdown()
+        self._server.should_exit = True
+        await self._task
+        self._server = None
+
+    # ---- background thread ----
+
+    @classmethod
+    @contextlib.contextmanager
+    def in_thread(cls, **kwargs: Any) -> Generator[EmulatorServer, None, None]:
+        """Run uvicorn in a daemon thread with its own loop (for sync, subprocess and e2e tests)."""
+        emu = cls(**kwargs)
+        emu.start_thread()
+        ok = False
+        try:
+            yield emu
+            ok = True
+        finally:
+            emu.stop_thread()
+        if ok:
+            emu.raise_for_response_violations()
+
+    def start_thread(self) -> None:
+        ready = threading.Event()
+
+        def run() -> None:
+            async def main() -> None:
+                await self.start()
+                ready.set()
+                assert self._task is not None
+                await self._task
+
+            try:
+                asyncio.run(main())
+            except BaseException as exc:  # reported to the starting thread
+                self._thread_error = exc
+                ready.set()
+
+        self._thread = threading.Thread(target=run, name="trayapp-emulator", daemon=True)
+        self._thread.start()
+        if not ready.wait(60):
+            raise TimeoutError("the emulator thread did not start within 60 s")
+        if self._thread_error is not None:
+            raise RuntimeError("the emulator thread failed to start") from self._thread_error
+
+    def stop_thread(self) -> None:
+        loop = self.app.loop
+        if self._thread is None or loop is None:
+            return
+
+        def stop() -> None:
+            self.app.begin_shutdown()
+            if self._server is not None:
+                self._server.should_exit = True
+
+        if loop.is_running():
+            loop.call_soon_threadsafe(stop)
+        self._thread.join(30)
+        self._thread = None
+
+    def __enter__(self) -> EmulatorServer:
+        self.start_thread()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop_thread()
+        if exc_type is None:
+            self.raise_for_response_violations()
+
+    # ---- conveniences ----
+
+    def _prepare(self) -> None:
+        if self.conformance and self.app.state.conformance is None:
+            from trayapp.emulator.conformance import Conformance
+
+            self.app.state.conformance = Conformance.load(strict=True)
+        if self.demo:
+            from trayapp.emulator.seed import seed_demo
+
+            seed_demo(self.control)
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def quick_setup(
+        self,
+        email: str = "user@example.com",
+        scopes: Iterable[str] = DEFAULT_SCOPES,
+        *,
+        name: str | None = None,
+        testing_client: bool = False,
+    ) -> Session:
+        """Create an account and a client and mint tokens, skipping the consent page."""
+        self.control.create_account(email, name=name)
+        client = self.control.create_client(testing=testing_client)
+        tokens = self.control.issue_tokens(email, client.id, list(scopes))
+        return Session(
+            email,
+            client,
+            tokens["access_token"],
+            tokens["refresh_token"],
+            tuple(tokens["scope"].split()),
+        )
+
+    def raise_for_response_violations(self) -> None:
+        problems = self.control.response_violations() if self._thread is None else []
+        if problems:
+            raise AssertionError(
+                "the emulator sent responses that do not conform to discovery:\n"
+                + "\n".join(problems[:20])
+            )
