@@ -1,0 +1,289 @@
+"""Single instance: a per-user private local socket to the running engine (tray or headless).
+
+A second ``trayapp`` launch, or ``trayapp sync`` while the tray runs, sends its request here
+instead of opening the same profile with a second engine. Qt-free (plain asyncio), so the
+headless engine serves it too.
+
+Privacy: on POSIX a Unix socket in a 0700 directory of the user's runtime dir (falling back to
+a per-user 0700 directory under the temp dir), the socket itself 0600, and on Linux the peer's
+uid is checked with SO_PEERCRED. The socket name is derived from the profile path, so two
+profiles can run side by side. On Windows (untested here) it is a loopback TCP port whose
+number and a random token sit in a 0600 file in the profile; requests without the token are
+refused.
+
+Wire format: one JSON object per line, one response line per request. Requests:
+``{"cmd": "ping"}``, ``{"cmd": "activate"}`` (also ``"show-menu"``), ``{"cmd": "status"}``,
+``{"cmd": "sync", "charms": [ids] | null, "wait": bool}``. Responses carry ``"ok": true`` or
+``"ok": false, "error": "..."``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import secrets
+import socket
+import struct
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 64 * 1024
+IS_WINDOWS = sys.platform == "win32"
+
+
+class IpcEngine(Protocol):
+    """What the IPC server needs of ``trayapp.core.engine.Engine``."""
+
+    def sync_now(self, charm_id: str | None = None) -> None: ...
+    def statuses(self) -> Mapping[str, Any]: ...
+
+
+class AlreadyRunning(Exception):
+    """Another instance serves this profile; talk to it with :func:`try_send`."""
+
+
+def _key(profile_dir: Path) -> str:
+    return hashlib.sha256(str(Path(profile_dir).resolve()).encode()).hexdigest()[:16]
+
+
+def _private_dir() -> Path:
+    """A 0700 directory owned by us: the runtime dir if there is one, else one under /tmp."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    base = Path(runtime) / "trayapp" if runtime and Path(runtime).is_dir() else None
+    if base is None:
+        base = Path(tempfile.gettempdir()) / f"trayapp-{os.getuid()}"
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = base.stat()
+    if st.st_uid != os.getuid() or st.st_mode & 0o077:
+        # Someone else's or a loosened directory: never put our socket there.
+        os.chmod(base, 0o700)
+        if base.stat().st_uid != os.getuid():
+            raise PermissionError(f"{base} is not owned by this user; remove it and retry")
+    return base
+
+
+def socket_path(profile_dir: Path) -> Path:
+    return _private_dir() / f"{_key(profile_dir)}.sock"
+
+
+def _token_file(profile_dir: Path) -> Path:
+    return Path(profile_dir) / "ipc-endpoint.json"
+
+
+@dataclass
+class Server:
+    """A running IPC server; ``close()`` stops it and removes the socket."""
+
+    server: asyncio.AbstractServer
+    path: Path | None
+    handlers: dict[str, Callable[[dict[str, Any]], Any]] = field(default_factory=dict)
+    _lock_fd: int | None = None
+
+    def on(self, cmd: str, handler: Callable[[dict[str, Any]], Any]) -> None:
+        """Register a handler (e.g. the tray's ``activate``); may return a value or awaitable."""
+        self.handlers[cmd] = handler
+
+    async def close(self) -> None:
+        self.server.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.server.wait_closed(), 2)
+        if self.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+def _peer_is_us(writer: asyncio.StreamWriter) -> bool:
+    sock = writer.get_extra_info("socket")
+    if sock is None or not hasattr(socket, "SO_PEERCRED"):
+        return True  # other POSIX systems: the 0700 directory and 0600 socket protect it
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return bool(uid == os.getuid())
+
+
+def _outcome_json(outcome: Any) -> dict[str, Any]:
+    kind = getattr(outcome, "kind", None)
+    report = getattr(outcome, "report", None)
+    return {
+        "kind": getattr(kind, "value", str(kind)),
+        "message": str(getattr(outcome, "message", "") or ""),
+        "added": getattr(report, "added", 0),
+        "updated": getattr(report, "updated", 0),
+        "removed": getattr(report, "removed", 0),
+    }
+
+
+async def _dispatch(engine: IpcEngine, server: Server, req: dict[str, Any]) -> dict[str, Any]:
+    cmd = req.get("cmd")
+    if not isinstance(cmd, str):
+        return {"ok": False, "error": "request has no 'cmd'"}
+    if cmd == "show-menu":
+        cmd = "activate"
+    if cmd in server.handlers:
+        result = server.handlers[cmd](req)
+        if asyncio.iscoroutine(result):
+            result = await result
+        return {"ok": True, **(result if isinstance(result, dict) else {})}
+    if cmd == "ping":
+        return {"ok": True, "pid": os.getpid()}
+    if cmd == "activate":
+        return {"ok": True, "shown": False}  # headless: nothing to show
+    if cmd == "status":
+        statuses = engine.statuses()
+        return {
+            "ok": True,
+            "statuses": {
+                k: (v.to_json() if hasattr(v, "to_json") else v) for k, v in statuses.items()
+            },
+        }
+    if cmd == "sync":
+        charms = req.get("charms")
+        if charms is not None and not (
+            isinstance(charms, list) and all(isinstance(c, str) for c in charms)
+        ):
+            return {"ok": False, "error": "'charms' must be a list of charm ids or null"}
+        if req.get("wait"):
+            sync = getattr(engine, "sync", None)
+            if sync is None:
+                return {"ok": False, "error": "this engine cannot run an awaited sync"}
+            outcomes = await sync(charms)
+            return {"ok": True, "outcomes": {k: _outcome_json(v) for k, v in outcomes.items()}}
+        for cid in charms or [None]:
+            engine.sync_now(cid)
+        return {"ok": True, "queued": charms}
+    return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+
+async def serve(engine: IpcEngine, profile_dir: Path) -> Server:
+    """Start serving this profile; raises :class:`AlreadyRunning` if another instance does."""
+    holder: list[Server] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            if not IS_WINDOWS and not _peer_is_us(writer):
+                return
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                try:
+                    req = json.loads(line)
+                    if not isinstance(req, dict):
+                        raise ValueError("not an object")
+                    if IS_WINDOWS and req.get("token") != holder[0].handlers.get("__token__"):
+                        resp: dict[str, Any] = {"ok": False, "error": "bad token"}
+                    else:
+                        resp = await _dispatch(engine, holder[0], req)
+                except asyncio.CancelledError:
+                    raise
+                except ValueError:
+                    resp = {"ok": False, "error": "request is not a JSON object"}
+                except Exception as exc:
+                    log.exception("IPC request failed")
+                    resp = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+                writer.write(json.dumps(resp, default=str).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    profile_dir = Path(profile_dir)
+    if IS_WINDOWS:  # untested here
+        if try_send(profile_dir, {"cmd": "ping"}, 1.0) is not None:
+            raise AlreadyRunning(str(profile_dir))
+        srv = await asyncio.start_server(handle, "127.0.0.1", 0, limit=MAX_LINE)
+        port = srv.sockets[0].getsockname()[1]
+        token = secrets.token_urlsafe(24)
+        tf = _token_file(profile_dir)
+        tf.write_text(json.dumps({"port": port, "token": token}), encoding="utf-8")
+        server = Server(srv, None)
+        server.handlers["__token__"] = token  # type: ignore[assignment]
+        holder.append(server)
+        return server
+
+    path = socket_path(profile_dir)
+    import fcntl
+
+    lock_fd = os.open(str(path) + ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(lock_fd)
+        raise AlreadyRunning(str(profile_dir)) from None
+    # We hold the lock: any socket file left is from a crashed instance.
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    old_umask = os.umask(0o177)
+    try:
+        srv = await asyncio.start_unix_server(handle, path=str(path), limit=MAX_LINE)
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    server = Server(srv, path, _lock_fd=lock_fd)
+    holder.append(server)
+    return server
+
+
+def try_send(profile_dir: Path, command: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+    """Send one request to the running instance; None when no instance serves this profile.
+
+    Blocking on purpose: the CLI calls it before deciding whether to start an engine at all.
+    """
+    profile_dir = Path(profile_dir)
+    try:
+        if IS_WINDOWS:  # untested here
+            info = json.loads(_token_file(profile_dir).read_text(encoding="utf-8"))
+            sock = socket.create_connection(("127.0.0.1", int(info["port"])), timeout=timeout)
+            command = {**command, "token": info["token"]}
+        else:
+            path = socket_path(profile_dir)
+            if not path.exists():
+                return None
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            sock.connect(str(path))
+    except (OSError, ValueError, KeyError):
+        return None
+    with sock:
+        try:
+            sock.sendall(json.dumps(command).encode() + b"\n")
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return None
+                buf += chunk
+                if len(buf) > MAX_LINE * 16:
+                    return None
+        except OSError:
+            return None
+    try:
+        resp = json.loads(buf)
+    except ValueError:
+        return None
+    return resp if isinstance(resp, dict) else None
+
+
+def send_sync(
+    profile_dir: Path, charms: Sequence[str] | None, *, wait: bool, timeout: float
+) -> dict[str, Any] | None:
+    """Convenience for ``trayapp sync``: ask the running instance to sync."""
+    return try_send(
+        profile_dir,
+        {"cmd": "sync", "charms": list(charms) if charms else None, "wait": wait},
+        timeout,
+    )

@@ -1,0 +1,248 @@
+"""The app shell: QApplication + qasync running the same Engine as ``trayapp run --headless``.
+
+Shutdown is one path whatever starts it (Quit, SIGTERM/SIGINT, the session ending): a quit
+request sets an asyncio event; the main coroutine then stops the tray, the IPC server and the
+engine (runs in progress are recorded as cancelled) and returns 0. ``aboutToQuit`` feeds the
+same event, and if Qt's loop has already ended by then the shutdown coroutine is finished on a
+fresh pass of the loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from trayapp import DISPLAY_NAME
+from trayapp.ipc import AlreadyRunning, Server, serve, try_send
+
+log = logging.getLogger(__name__)
+
+TRAY_WAIT_ENV = "TRAYAPP_TRAY_WAIT"  # seconds to wait for a panel at login (default 10)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="trayapp", description=f"{DISPLAY_NAME} tray")
+    p.add_argument("--profile", default=None, help="profile directory")
+    p.add_argument("--demo", action="store_true", help="run with demo charms")
+    p.add_argument(
+        "--no-tray", action="store_true", help="show the status window instead of a tray icon"
+    )
+    return p.parse_args(list(argv) if argv is not None else None)
+
+
+def _namespace(args: Any) -> argparse.Namespace:
+    if args is None or isinstance(args, (list, tuple)):
+        return parse_args(args)
+    return argparse.Namespace(
+        profile=getattr(args, "profile", None),
+        demo=bool(getattr(args, "demo", False)),
+        no_tray=bool(getattr(args, "no_tray", False)),
+    )
+
+
+def _profile_dir(ns: argparse.Namespace) -> Path:
+    from trayapp.core.profile import Profile
+
+    if ns.demo and not ns.profile:
+        # A demo must never touch the user's real profile.
+        return Path(tempfile.mkdtemp(prefix="trayapp-demo-"))
+    return Profile.resolve(ns.profile).path
+
+
+def main(args: Any = None) -> int:
+    """Entry point used by ``trayapp`` with no subcommand (``args``: the CLI's namespace)."""
+    ns = _namespace(args)
+    try:
+        profile_dir = _profile_dir(ns)
+    except Exception as exc:  # ProfileError is user-facing: one line, no traceback
+        print(f"trayapp: {exc}", file=sys.stderr)
+        return 2
+    # Single instance: a running app for this profile shows its menu instead.
+    reply = try_send(profile_dir, {"cmd": "activate"}, timeout=3.0)
+    if reply is not None:
+        print(f"{DISPLAY_NAME} is already running for this profile; showing it.", file=sys.stderr)
+        return 0
+
+    os.environ.setdefault("QT_QPA_PLATFORMTHEME", "")
+    import qasync
+    from PySide6.QtWidgets import QApplication, QSystemTrayIcon
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    app.setApplicationName(DISPLAY_NAME)
+    app.setQuitOnLastWindowClosed(False)
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    runner = AppRunner(ns, profile_dir)
+    app.aboutToQuit.connect(runner.request_quit)
+    _wait_for_tray(app, QSystemTrayIcon, ns.no_tray)
+    try:
+        with loop:
+            try:
+                rc: int = loop.run_until_complete(runner.run())
+                return rc
+            except RuntimeError as exc:
+                if "stopped before Future completed" not in str(exc):
+                    raise
+                # Qt's loop ended underneath us (session end): finish the shutdown properly.
+                rc = loop.run_until_complete(runner.shutdown())
+                return rc
+    except AlreadyRunning:
+        print(f"{DISPLAY_NAME} is already starting for this profile.", file=sys.stderr)
+        return 0
+
+
+def _wait_for_tray(app: Any, tray_cls: Any, no_tray: bool) -> None:
+    """At login the app may start before the panel: give the tray a few seconds to appear."""
+    if no_tray or tray_cls.isSystemTrayAvailable():
+        return
+    if os.environ.get("QT_QPA_PLATFORM") == "offscreen":
+        return
+    deadline = time.monotonic() + float(os.environ.get(TRAY_WAIT_ENV, "10"))
+    while time.monotonic() < deadline and not tray_cls.isSystemTrayAvailable():
+        app.processEvents()
+        time.sleep(0.25)
+
+
+class AppRunner:
+    def __init__(self, ns: argparse.Namespace, profile_dir: Path) -> None:
+        self.ns = ns
+        self.profile_dir = profile_dir
+        self._quit = asyncio.Event()
+        self._stopped = False
+        self.engine: Any = None
+        self.controller: Any = None
+        self.ipc: Server | None = None
+        self.demo: Any = None
+        self._signal_socks: tuple[socket.socket, socket.socket] | None = None
+
+    def request_quit(self) -> None:
+        self._quit.set()
+
+    async def run(self) -> int:
+        from trayapp.core.engine import Engine
+        from trayapp.ui.prefs import UiPrefs
+        from trayapp.ui.tray import TestReporter, TrayController
+
+        report = TestReporter(os.environ.get("TRAYAPP_TEST_REPORT"))
+        self.engine = Engine(self.profile_dir)
+        self.ipc = await serve(self.engine, self.profile_dir)
+        try:
+            if self.ns.demo:
+                from trayapp.ui.demo import DemoFeedServer, seed_demo_charms
+
+                self.demo = DemoFeedServer(
+                    on_request=lambda path: report(f"TRAYAPP_DEMO_REQUEST GET {path}")
+                )
+                base = await self.demo.start()
+                seed_demo_charms(self.engine, base)
+            prefs = UiPrefs.load(self.profile_dir)
+            from datetime import timedelta
+
+            from trayapp.ui.notify_policy import NotificationPolicy
+
+            grace = float(os.environ.get("TRAYAPP_NOTIFY_GRACE", prefs.grace_seconds))
+            policy = NotificationPolicy(
+                grace=timedelta(seconds=grace),
+                new_items_summary=prefs.notify_new_items,
+                errors_enabled=prefs.notify_errors,
+            )
+            self.controller = TrayController(
+                self.engine,
+                _accounts_for(self.engine),
+                on_quit=self.request_quit,
+                policy=policy,
+                force_status_window=self.ns.no_tray,
+                report=report,
+            )
+            self.ipc.on("activate", lambda _req: self._activate())
+            await self.engine.start()
+            await self.controller.start()
+            self._install_signal_handlers()
+            report(f"TRAYAPP_PROFILE {self.profile_dir}")
+            await self._quit.wait()
+        finally:
+            await self.shutdown()
+        return 0
+
+    def _activate(self) -> dict[str, Any]:
+        if self.controller is not None:
+            self.controller.activate()
+        return {"shown": True}
+
+    async def shutdown(self) -> int:
+        if self._stopped:
+            return 0
+        self._stopped = True
+        if self.controller is not None:
+            with contextlib.suppress(Exception):
+                await self.controller.stop()
+        if self.ipc is not None:
+            await self.ipc.close()
+        if self.engine is not None:
+            await self.engine.stop()
+            close = getattr(self.engine, "close", None)
+            if callable(close):
+                close()
+        if self.demo is not None:
+            await self.demo.stop()
+        self._remove_signal_handlers()
+        return 0
+
+    def _install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT end the app cleanly even while Qt sits in C code.
+
+        Python runs signal handlers only between bytecodes, which may be never while Qt waits;
+        ``set_wakeup_fd`` makes the signal write a byte to a socket the loop watches
+        (a QSocketNotifier under qasync), so no polling timer is needed.
+        """
+        if sys.platform == "win32":
+            return
+        rsock, wsock = socket.socketpair()
+        rsock.setblocking(False)
+        wsock.setblocking(False)
+        self._signal_socks = (rsock, wsock)
+        signal.set_wakeup_fd(wsock.fileno())
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_a: None)
+
+        def readable() -> None:
+            with contextlib.suppress(OSError):
+                rsock.recv(64)
+            self.request_quit()
+
+        asyncio.get_running_loop().add_reader(rsock.fileno(), readable)
+
+    def _remove_signal_handlers(self) -> None:
+        if self._signal_socks is None:
+            return
+        rsock, wsock = self._signal_socks
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().remove_reader(rsock.fileno())
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+        rsock.close()
+        wsock.close()
+        self._signal_socks = None
+
+
+def _accounts_for(engine: Any) -> Any:
+    """The account source: trayapp.auth's manager when the engine has one, else none."""
+    from trayapp.ui.accounts import AuthAccounts, NoAccounts
+
+    manager = getattr(engine, "accounts", None)
+    if manager is not None and hasattr(manager, "accounts"):
+        return AuthAccounts(manager)
+    return NoAccounts()

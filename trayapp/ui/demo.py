@@ -1,0 +1,114 @@
+"""Demo mode (``trayapp --demo``): something real to watch syncing on a fresh machine.
+
+Until the Gmail/Calendar importers are wired to the built-in Google emulator for demo mode, the
+demo runs feed-importer charms against a tiny in-process feed server on 127.0.0.1. Each feed
+gains an item every few requests, so syncs show real counts; every request is logged (and, in
+test mode, reported) so the end-to-end tests can see a click turn into a fetch.
+
+Written on asyncio streams rather than the emulator's Starlette stack because it serves three
+static-ish XML documents; it is Qt-free and shares the app's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+from xml.sax.saxutils import escape
+
+log = logging.getLogger(__name__)
+
+DEMO_FEEDS = {
+    "project-news": "Project news",
+    "release-notes": "Release notes",
+    "team-blog": "Team blog",
+}
+DEMO_INTERVAL = timedelta(minutes=2)
+NEW_ITEM_EVERY = 2  # requests per new item, per feed
+
+
+@dataclass
+class DemoFeedServer:
+    on_request: Callable[[str], None] = lambda _path: None
+    requests: list[str] = field(default_factory=list)
+    _server: asyncio.AbstractServer | None = None
+    _hits: dict[str, int] = field(default_factory=dict)
+    port: int = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.base_url
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+
+    def feed_xml(self, slug: str) -> str:
+        hits = self._hits.get(slug, 0)
+        count = 3 + hits // NEW_ITEM_EVERY
+        title = DEMO_FEEDS[slug]
+        base = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+        items = []
+        for n in range(count, 0, -1):
+            when = format_datetime(base + timedelta(hours=n))
+            items.append(
+                f"<item><title>{escape(title)} #{n}</title>"
+                f"<link>{self.base_url}/{slug}/{n}</link><guid>{slug}-{n}</guid>"
+                f"<pubDate>{when}</pubDate><description>Demo item {n}</description></item>"
+            )
+        return (
+            '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+            f"<title>{escape(title)}</title><link>{self.base_url}/{slug}</link>"
+            f"<description>Pattern Sync demo feed</description>{''.join(items)}</channel></rss>"
+        )
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                request_line = await reader.readline()
+                if not request_line:
+                    return
+                while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                    pass  # headers: the demo feed ignores them (no conditional GET)
+                parts = request_line.decode("latin-1").split()
+                path = parts[1] if len(parts) > 1 else "/"
+                slug = path.strip("/").removesuffix(".xml")
+                if slug in DEMO_FEEDS:
+                    self._hits[slug] = self._hits.get(slug, 0) + 1
+                    body = self.feed_xml(slug).encode()
+                    head = "HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml; charset=utf-8\r\n"
+                else:
+                    body = b"not found"
+                    head = "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n"
+                self.requests.append(path)
+                self.on_request(path)
+                writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+
+def seed_demo_charms(engine: Any, base_url: str) -> None:
+    """Add the demo charms to an empty profile; on a reused profile, repoint them to this port."""
+    existing = {c.name: c for c in engine.charms()}
+    for slug, title in DEMO_FEEDS.items():
+        url = f"{base_url}/{slug}.xml"
+        charm = existing.get(title)
+        if charm is None:
+            engine.add_charm("feed-importer", {"url": url}, name=title, interval=DEMO_INTERVAL)
+        elif charm.settings.get("url") != url:
+            engine.update_charm(charm.id, settings={**charm.settings, "url": url})

@@ -1,0 +1,591 @@
+"""The tray's view of the engine: a snapshot, and pure functions from it to icon, summary and menu.
+
+Nothing here imports Qt, so the whole "what does the user see" logic is unit-tested without a
+display, and the Qt layer (``menu.py``, ``tray.py``) only copies these descriptions onto widgets.
+Keys in :class:`MenuItem` are stable across snapshots: the Qt layer updates the action with the
+same key in place and only adds or removes actions when charms or accounts come and go (some
+Linux tray hosts break menus that are rebuilt while they are shown).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from trayapp.core.outcomes import OutcomeKind
+from trayapp.core.status import CharmState, CharmStatus
+
+# ---------------------------------------------------------------------------------------------
+# Accounts: the UI's own small interface, so the menu works before and without trayapp.auth.
+
+
+class AccountState(StrEnum):
+    SIGNED_IN = "signed_in"
+    NEEDS_SIGN_IN = "needs_sign_in"
+    KEYRING_NOT_READY = "keyring_not_ready"
+    CLIENT_MISCONFIGURED = "client_misconfigured"
+    NEEDS_PERMISSION = "needs_permission"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    """What the tray shows about one account; adapters build it from ``trayapp.auth``."""
+
+    id: str
+    email: str
+    state: AccountState = AccountState.SIGNED_IN
+    reason: str = ""  # one sentence: what happened ("Google refused the saved sign-in")
+    cause: str = ""  # the likely cause, when one is known ("OAuth client in Testing: 7-day expiry")
+    signing_in: bool = False  # a browser sign-in is waiting for the user
+
+    @property
+    def needs_user(self) -> bool:
+        """States only the user can fix; a locked keychain is not one of them (it is retried)."""
+        return self.state in (
+            AccountState.NEEDS_SIGN_IN,
+            AccountState.NEEDS_PERMISSION,
+            AccountState.CLIENT_MISCONFIGURED,
+        )
+
+
+class CharmLike(Protocol):
+    """The fields of ``trayapp.core.charms.CharmInfo`` the tray reads."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def pattern_id(self) -> str: ...
+    @property
+    def account_id(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CharmView:
+    id: str
+    name: str
+    pattern_id: str
+    account_id: str | None
+    status: CharmStatus
+
+
+@dataclass(frozen=True, slots=True)
+class LoopBlock:
+    charm_id: str | None
+    seconds: float
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RecentEntry:
+    """One entry of "Recent notifications" as the menu shows it."""
+
+    id: int
+    title: str
+    at: datetime
+    shown: bool  # False: the desktop had no notification service, kept here instead
+    action_label: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    now: datetime
+    charms: tuple[CharmView, ...] = ()
+    accounts: tuple[AccountView, ...] = ()
+    loop_block: LoopBlock | None = None
+    recent: tuple[RecentEntry, ...] = ()
+
+    def account(self, account_id: str | None) -> AccountView | None:
+        return next((a for a in self.accounts if a.id == account_id), None)
+
+
+def make_snapshot(
+    now: datetime,
+    charms: Sequence[CharmLike],
+    statuses: dict[str, CharmStatus],
+    accounts: Sequence[AccountView] = (),
+    loop_block: LoopBlock | None = None,
+    recent: Sequence[RecentEntry] = (),
+) -> Snapshot:
+    views = tuple(
+        CharmView(c.id, c.name, c.pattern_id, c.account_id, statuses.get(c.id) or CharmStatus(c.id))
+        for c in charms
+    )
+    return Snapshot(now, views, tuple(accounts), loop_block, tuple(recent))
+
+
+# ---------------------------------------------------------------------------------------------
+# Relative times
+
+
+def _plural(n: int, unit: str) -> str:
+    return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
+
+
+def relative_past(when: datetime | None, now: datetime) -> str:
+    if when is None:
+        return "never"
+    secs = (now - when).total_seconds()
+    if secs < 45:
+        return "just now"
+    mins = round(secs / 60)
+    if mins < 60:
+        return f"{mins} min ago"
+    hours = round(secs / 3600)
+    if hours < 24:
+        return f"{_plural(hours, 'hour')} ago"
+    days = round(secs / 86400)
+    return "yesterday" if days == 1 else f"{days} days ago"
+
+
+def relative_future(when: datetime | None, now: datetime) -> str:
+    if when is None:
+        return "not scheduled"
+    secs = (when - now).total_seconds()
+    if secs <= 5:
+        return "now"
+    if secs < 60:
+        return f"in {int(secs)} s"
+    mins = round(secs / 60)
+    if mins < 60:
+        return f"in {mins} min"
+    local = when.astimezone()
+    if secs < 86400 and local.date() == now.astimezone().date():
+        return f"at {local:%H:%M}"
+    return f"{local:%a %H:%M}"
+
+
+def tomorrow_morning(now: datetime, hour: int = 8) -> datetime:
+    """ "Until tomorrow" means tomorrow at 08:00 local time, the usual meaning in peers."""
+    local = now.astimezone()
+    nxt = (local + timedelta(days=1)).replace(hour=hour, minute=0, second=0, microsecond=0)
+    return nxt
+
+
+# ---------------------------------------------------------------------------------------------
+# Overall state: icon and one-line summary
+
+
+class IconState(StrEnum):
+    OK = "ok"
+    SYNCING = "syncing"
+    ATTENTION = "attention"
+    ERROR = "error"
+    PAUSED = "paused"
+    OFFLINE = "offline"
+
+
+_TRANSIENT = (OutcomeKind.OFFLINE,)
+
+
+def charm_failing(c: CharmView) -> bool:
+    s = c.status
+    return s.consecutive_failures > 0 and s.last_outcome is not None and s.last_outcome.is_failure
+
+
+def charm_needs_sign_in(c: CharmView, snap: Snapshot) -> bool:
+    acct = snap.account(c.account_id)
+    if acct is not None and acct.needs_user:
+        return True
+    s = c.status
+    return s.state is CharmState.PARKED or (
+        charm_failing(c) and s.last_outcome is OutcomeKind.AUTH_REQUIRED
+    )
+
+
+def icon_state(snap: Snapshot) -> IconState:
+    """Priority: what the user must act on first, then what is happening, then health.
+
+    Attention beats syncing so a click-to-sync never hides a dead token; syncing beats error so
+    a retry shows it is being worked on.
+    """
+    if any(a.needs_user for a in snap.accounts) or any(
+        charm_needs_sign_in(c, snap) for c in snap.charms
+    ):
+        return IconState.ATTENTION
+    if any(c.status.state is CharmState.RUNNING for c in snap.charms):
+        return IconState.SYNCING
+    failing = [c for c in snap.charms if charm_failing(c) and not c.status.paused]
+    if failing:
+        if all(c.status.last_outcome in _TRANSIENT for c in failing):
+            return IconState.OFFLINE
+        return IconState.ERROR
+    if snap.charms and all(c.status.paused for c in snap.charms):
+        return IconState.PAUSED
+    return IconState.OK
+
+
+def _names(items: Sequence[str]) -> str:
+    if len(items) <= 2:
+        return " and ".join(items)
+    return f"{items[0]} and {len(items) - 1} others"
+
+
+def summary(snap: Snapshot) -> str:
+    """The header line and tooltip: answers "is everything syncing?" in one line."""
+    state = icon_state(snap)
+    if not snap.charms and not snap.accounts:
+        return "No charms yet: add one in Settings"
+    if state is IconState.ATTENTION:
+        who = [a.email for a in snap.accounts if a.needs_user]
+        if not who:
+            who = [c.name for c in snap.charms if charm_needs_sign_in(c, snap)]
+        verb = "needs" if len(who) == 1 else "need"
+        return f"{_names(who)} {verb} you to sign in"
+    if state is IconState.SYNCING:
+        running = [c.name for c in snap.charms if c.status.state is CharmState.RUNNING]
+        return f"Syncing {_names(running)}…"
+    if state is IconState.OFFLINE:
+        return "Offline: will retry automatically"
+    if state is IconState.ERROR:
+        failing = [c for c in snap.charms if charm_failing(c) and not c.status.paused]
+        if len(failing) == 1:
+            err = failing[0].status.last_error or failing[0].status.last_outcome or "failed"
+            return f"{failing[0].name} is failing: {_first_line(str(err))}"
+        return f"{_names([c.name for c in failing])} are failing"
+    if state is IconState.PAUSED:
+        untils = [c.status.paused_until for c in snap.charms]
+        if all(u is not None for u in untils):
+            return f"Paused, resumes {relative_future(max(u for u in untils if u), snap.now)}"
+        return "Paused until you resume"
+    active = [c for c in snap.charms if not c.status.paused]
+    if not active:
+        return "No charms yet: add one in Settings"
+    successes = [c.status.last_success_at for c in active]
+    if any(s is None for s in successes):
+        return "Waiting for the first sync"
+    oldest = min(s for s in successes if s is not None)
+    text = f"All synced {relative_past(oldest, snap.now)}"
+    if len(active) < len(snap.charms):
+        text += f" ({len(snap.charms) - len(active)} paused)"
+    return text
+
+
+def _first_line(text: str, limit: int = 80) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+# ---------------------------------------------------------------------------------------------
+# Menu description
+
+
+@dataclass(frozen=True, slots=True)
+class MenuItem:
+    """One menu entry. ``key`` identifies it across updates; ``command`` is what a click does.
+
+    Commands are small strings (``"sync:<charm id>"``) parsed by :func:`parse_command`, so the
+    description stays plain data that tests compare directly.
+    """
+
+    key: str
+    text: str = ""
+    command: str | None = None
+    enabled: bool = True
+    visible: bool = True
+    checkable: bool = False
+    checked: bool = False
+    separator: bool = False
+    bold: bool = False
+    tooltip: str = ""
+    children: tuple[MenuItem, ...] | None = None  # not None: a submenu
+
+    def find(self, key: str) -> MenuItem | None:
+        if self.key == key:
+            return self
+        for child in self.children or ():
+            hit = child.find(key)
+            if hit is not None:
+                return hit
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class MenuModel:
+    items: tuple[MenuItem, ...]
+
+    def find(self, key: str) -> MenuItem | None:
+        for item in self.items:
+            hit = item.find(key)
+            if hit is not None:
+                return hit
+        return None
+
+    def keys(self) -> list[str]:
+        out: list[str] = []
+
+        def walk(items: Sequence[MenuItem]) -> None:
+            for i in items:
+                out.append(i.key)
+                walk(i.children or ())
+
+        walk(self.items)
+        return out
+
+
+def _sep(key: str) -> MenuItem:
+    return MenuItem(key=key, separator=True, enabled=False)
+
+
+def _info(key: str, text: str, visible: bool = True) -> MenuItem:
+    return MenuItem(key=key, text=text, enabled=False, visible=visible)
+
+
+_STATE_MARK = {
+    IconState.OK: "✓",
+    IconState.SYNCING: "⟳",
+    IconState.ATTENTION: "!",
+    IconState.ERROR: "✗",
+    IconState.PAUSED: "⏸",
+    IconState.OFFLINE: "○",
+}
+
+
+def charm_state(c: CharmView, snap: Snapshot) -> IconState:
+    if charm_needs_sign_in(c, snap):
+        return IconState.ATTENTION
+    if c.status.state is CharmState.RUNNING:
+        return IconState.SYNCING
+    if c.status.paused:
+        return IconState.PAUSED
+    if charm_failing(c):
+        return IconState.OFFLINE if c.status.last_outcome in _TRANSIENT else IconState.ERROR
+    return IconState.OK
+
+
+def charm_line(c: CharmView, snap: Snapshot) -> str:
+    """The charm's one-line entry: its state in words, with the most useful time."""
+    s, now = c.status, snap.now
+    st = charm_state(c, snap)
+    if st is IconState.ATTENTION:
+        detail = "needs sign-in"
+    elif st is IconState.SYNCING:
+        detail = "syncing…"
+    elif st is IconState.PAUSED:
+        detail = (
+            f"paused, resumes {relative_future(s.paused_until, now)}"
+            if s.paused_until
+            else "paused"
+        )
+    elif st in (IconState.ERROR, IconState.OFFLINE):
+        kind = (s.last_outcome or OutcomeKind.SERVER_ERROR).value.replace("_", " ")
+        detail = f"{kind}, retry {relative_future(s.next_due_at, now)}"
+    elif s.last_success_at is None:
+        detail = "not synced yet"
+    else:
+        detail = f"synced {relative_past(s.last_success_at, now)}"
+    return f"{_STATE_MARK[st]}  {c.name} — {detail}"
+
+
+def _counts_text(c: CharmView) -> str:
+    lc, tot = c.status.last_counts, c.status.totals
+    return f"Last run: +{lc.added} ~{lc.updated} −{lc.removed} · total {tot.added} added"
+
+
+def _charm_menu(c: CharmView, snap: Snapshot) -> MenuItem:
+    s, now, k = c.status, snap.now, f"charm:{c.id}"
+    needs = charm_needs_sign_in(c, snap)
+    acct = snap.account(c.account_id)
+    err = s.last_error if charm_failing(c) and s.last_error else None
+    blocked = s.blocked_loop
+    children = (
+        _info(f"{k}:success", f"Last success: {relative_past(s.last_success_at, now)}"),
+        _info(
+            f"{k}:next",
+            f"Next run: {relative_future(s.next_due_at, now)}"
+            if not s.paused and s.state is not CharmState.PARKED
+            else "Next run: after sign-in"
+            if s.state is CharmState.PARKED or needs
+            else "Next run: when resumed",
+        ),
+        _info(f"{k}:counts", _counts_text(c)),
+        _info(f"{k}:error", f"Error: {_first_line(err or '')}", visible=err is not None),
+        _info(
+            f"{k}:blocked",
+            f"Slowed the app: {_first_line(blocked or '')}",
+            visible=blocked is not None,
+        ),
+        _sep(f"{k}:sep1"),
+        MenuItem(f"{k}:sync", "Sync now", command=f"sync:{c.id}"),
+        MenuItem(
+            f"{k}:pause",
+            "Resume" if s.paused else "Pause",
+            command=f"resume:{c.id}" if s.paused else f"pause:{c.id}",
+        ),
+        MenuItem(
+            f"{k}:signin",
+            f"Sign in again as {acct.email}…" if acct else "Sign in again…",
+            command=f"signin:{c.account_id}",
+            visible=needs and c.account_id is not None and not (acct and acct.signing_in),
+        ),
+        MenuItem(
+            f"{k}:cancel_signin",
+            "Cancel sign-in",
+            command=f"cancel_signin:{c.account_id}",
+            visible=bool(acct and acct.signing_in),
+        ),
+        MenuItem(f"{k}:reset", "Reset and resync…", command=f"reset:{c.id}"),
+        MenuItem(f"{k}:remove", "Remove…", command=f"remove:{c.id}"),
+    )
+    tooltip = _first_line(err) if err else ""
+    return MenuItem(k, charm_line(c, snap), tooltip=tooltip, children=children)
+
+
+def _account_items(a: AccountView) -> tuple[MenuItem, ...]:
+    k = f"account:{a.id}"
+    if a.signing_in:
+        state = "waiting for you in the browser"
+    elif a.state is AccountState.SIGNED_IN:
+        state = "signed in"
+    elif a.state is AccountState.KEYRING_NOT_READY:
+        state = "keychain locked, retrying"
+    elif a.state is AccountState.CLIENT_MISCONFIGURED:
+        state = "OAuth client needs fixing"
+    elif a.state is AccountState.NEEDS_PERMISSION:
+        state = "needs permission"
+    else:
+        state = "needs sign-in"
+    tip = " ".join(x for x in (a.reason, a.cause) if x)
+    return (
+        MenuItem(k, f"{a.email} — {state}", enabled=False, tooltip=tip),
+        MenuItem(
+            f"{k}:signin",
+            f"Sign in again as {a.email}…",
+            command=f"signin:{a.id}",
+            visible=a.needs_user and not a.signing_in,
+        ),
+        MenuItem(
+            f"{k}:copylink",
+            "Copy sign-in link",
+            command=f"copy_signin_link:{a.id}",
+            visible=a.signing_in,
+        ),
+        MenuItem(
+            f"{k}:cancel", "Cancel sign-in", command=f"cancel_signin:{a.id}", visible=a.signing_in
+        ),
+    )
+
+
+def build_menu(snap: Snapshot) -> MenuModel:
+    """The whole tray menu for one snapshot. "Sync all now" and "Pause all" come first."""
+    now = snap.now
+    all_paused = bool(snap.charms) and all(c.status.paused for c in snap.charms)
+    any_paused = any(c.status.paused for c in snap.charms)
+    untils = [c.status.paused_until for c in snap.charms if c.status.paused]
+    if all_paused and untils and all(u is not None for u in untils):
+        pause_title = f"Paused, resumes {relative_future(max(u for u in untils if u), now)}"
+    elif all_paused:
+        pause_title = "Paused until resumed"
+    else:
+        pause_title = "Pause all"
+    blocked = snap.loop_block
+    blocked_name = None
+    if blocked is not None:
+        c = next((c for c in snap.charms if c.id == blocked.charm_id), None)
+        blocked_name = c.name if c else "A charm"
+    items: list[MenuItem] = [
+        # Enabled (readable, not greyed out); a click opens Activity for the details.
+        MenuItem("header", summary(snap), command="activity", bold=True),
+        _info(
+            "blocked",
+            f"⚠ {blocked_name} froze the app for {blocked.seconds:.1f} s "
+            f"({relative_past(blocked.at, now)})"
+            if blocked
+            else "",
+            visible=blocked is not None,
+        ),
+        _sep("sep:top"),
+        MenuItem("sync_all", "Sync all now", command="sync_all", enabled=bool(snap.charms)),
+        MenuItem(
+            "pause_all",
+            pause_title,
+            enabled=bool(snap.charms),
+            children=(
+                MenuItem(
+                    "pause_all:resume", "Resume all", command="resume_all", visible=any_paused
+                ),
+                MenuItem("pause_all:1h", "For 1 hour", command="pause_all:1h"),
+                MenuItem("pause_all:8h", "For 8 hours", command="pause_all:8h"),
+                MenuItem("pause_all:tomorrow", "Until tomorrow", command="pause_all:tomorrow"),
+                MenuItem("pause_all:forever", "Until resumed", command="pause_all:forever"),
+            ),
+        ),
+        _sep("sep:charms"),
+    ]
+    items.extend(_charm_menu(c, snap) for c in snap.charms)
+    items.append(_sep("sep:accounts"))
+    items.append(_info("accounts", "Accounts"))
+    for a in snap.accounts:
+        items.extend(_account_items(a))
+    items.append(MenuItem("add_account", "Add account…", command="add_account"))
+    items.append(_sep("sep:app"))
+    recent_children = tuple(
+        MenuItem(
+            f"recent:{r.id}",
+            f"{r.title} · {relative_past(r.at, now)}" + ("" if r.shown else " (not shown)"),
+            command=f"recent:{r.id}",
+        )
+        for r in snap.recent
+    )
+    items.append(
+        MenuItem(
+            "recent",
+            "Recent notifications",
+            enabled=bool(recent_children),
+            children=recent_children or (MenuItem("recent:none", "Nothing yet", enabled=False),),
+        )
+    )
+    items += [
+        MenuItem("settings", "Settings…", command="settings"),
+        MenuItem("activity", "Activity…", command="activity"),
+        MenuItem("open_data", "Open data folder", command="open_data"),
+        _sep("sep:quit"),
+        MenuItem("quit", "Quit Pattern Sync", command="quit"),
+    ]
+    return MenuModel(tuple(items))
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    arg: str | None = None
+
+
+def parse_command(text: str) -> Command:
+    name, _, arg = text.partition(":")
+    return Command(name, arg or None)
+
+
+def pause_until(choice: str, now: datetime) -> datetime | None:
+    """Map a "Pause all" choice to the engine's ``until`` (None = until resumed)."""
+    if choice == "1h":
+        return now + timedelta(hours=1)
+    if choice == "8h":
+        return now + timedelta(hours=8)
+    if choice == "tomorrow":
+        return tomorrow_morning(now)
+    if choice == "forever":
+        return None
+    raise ValueError(f"unknown pause choice {choice!r}")
+
+
+@dataclass
+class CommandTable:
+    """Maps command names to handlers; unknown commands are reported, never silently dropped."""
+
+    handlers: dict[str, Callable[[str | None], object]] = field(default_factory=dict)
+
+    def dispatch(self, text: str) -> object:
+        cmd = parse_command(text)
+        handler = self.handlers.get(cmd.name)
+        if handler is None:
+            raise KeyError(f"no handler for tray command {cmd.name!r}")
+        return handler(cmd.arg)

@@ -1,0 +1,151 @@
+"""Delivering notices: the desktop's notification service first, the tray balloon as fallback.
+
+desktop-notifier speaks freedesktop D-Bus on Linux (with action buttons), and the native APIs on
+macOS and Windows, so we do not hand-write a D-Bus client. Its pitfalls are handled here: the
+availability check is ``get_capabilities()`` (``send()`` only logs when no server exists), every
+call is bounded by ``asyncio.wait_for`` (a server that owns the name but never answers would hang
+``send()``), callbacks are plain functions, and the notifier is created on the running qasync loop.
+
+Whatever happens, the notice goes into :class:`~trayapp.ui.notify_policy.RecentNotices` with how
+it was shown, so nothing is lost when the desktop has no notification service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from trayapp import DISPLAY_NAME
+from trayapp.ui.notify_policy import Notice, RecentNotice, RecentNotices
+
+log = logging.getLogger(__name__)
+
+CALL_TIMEOUT_S = 5.0
+
+
+class Notifier:
+    def __init__(
+        self,
+        on_action: Callable[[str], None],
+        now: Callable[[], datetime],
+        *,
+        balloon: Callable[[Notice], bool] | None = None,
+        icon: Path | None = None,
+        report: Callable[[str], None] | None = None,
+        use_desktop: bool = True,
+    ) -> None:
+        self._on_action = on_action
+        self._now = now
+        self._balloon = balloon
+        self._icon = icon
+        self._report = report or (lambda _line: None)
+        self._use_desktop = use_desktop
+        self._desktop: Any = None
+        self.desktop_available = False
+        self.recent = RecentNotices()
+        self._sent: dict[str, Any] = {}  # notice key -> desktop-notifier Notification
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        self._listeners.append(callback)
+
+    async def start(self) -> None:
+        """Find out once whether a notification service answers (bounded, never hangs)."""
+        if not self._use_desktop:
+            return
+        try:
+            from desktop_notifier import DesktopNotifier, Icon
+
+            app_icon = Icon(path=self._icon) if self._icon else None
+            self._desktop = (
+                DesktopNotifier(app_name=DISPLAY_NAME, app_icon=app_icon)
+                if app_icon
+                else DesktopNotifier(app_name=DISPLAY_NAME)
+            )
+            caps = await asyncio.wait_for(self._desktop.get_capabilities(), CALL_TIMEOUT_S)
+            self.desktop_available = True
+            log.debug("notification service capabilities: %s", caps)
+        except Exception as exc:
+            log.info("no desktop notification service (%s); using the tray balloon", exc)
+            self._desktop = None
+            self.desktop_available = False
+
+    def deliver(self, notice: Notice) -> RecentNotice:
+        """Show a notice; always returns its Recent-notifications entry."""
+        if self._desktop is not None and self.desktop_available:
+            shown_by = "desktop"
+            task = asyncio.get_running_loop().create_task(self._send(notice))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif self._balloon is not None and self._balloon(notice):
+            shown_by = "tray"
+        else:
+            shown_by = "none"
+        entry = self.recent.add(notice, self._now(), shown_by)
+        self._report(f"TRAYAPP_NOTIFIED {shown_by} {notice.kind} {notice.title}")
+        for cb in self._listeners:
+            cb()
+        return entry
+
+    async def _send(self, notice: Notice) -> None:
+        from desktop_notifier import Button, Urgency
+
+        old = self._sent.pop(notice.key, None)
+        try:
+            if old is not None:
+                # Replacing in place is not supported: clear the old one, then send the new one.
+                await asyncio.wait_for(self._desktop.clear(old), CALL_TIMEOUT_S)
+        except Exception:
+            log.debug("could not clear an old notification", exc_info=True)
+        action = notice.action
+        buttons = []
+        if notice.action_label and action:
+            buttons.append(Button(title=notice.action_label, on_pressed=self._callback(action)))
+        if notice.kind == "failing" and notice.key.startswith("charm:"):
+            buttons.append(
+                Button(
+                    title="Mute until it changes",
+                    on_pressed=self._callback(f"mute:{notice.key.split(':', 1)[1]}"),
+                )
+            )
+        try:
+            identifier = await asyncio.wait_for(
+                self._desktop.send(
+                    title=notice.title,
+                    message=notice.body,
+                    urgency=Urgency.Critical if notice.urgent else Urgency.Normal,
+                    buttons=buttons,
+                    on_clicked=self._callback(action) if action else None,
+                ),
+                CALL_TIMEOUT_S,
+            )
+            self._sent[notice.key] = identifier
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("the notification service did not take a notification", exc_info=True)
+
+    def _callback(self, command: str) -> Callable[[], None]:
+        # desktop-notifier calls plain functions on the loop thread; never pass a coroutine.
+        def run() -> None:
+            self._on_action(command)
+
+        return run
+
+    def run_recent(self, entry_id: int) -> None:
+        """A click on a Recent-notifications entry runs its action (or opens Activity)."""
+        entry = self.recent.get(entry_id)
+        if entry is None:
+            return
+        self._on_action(entry.notice.action or "activity")
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

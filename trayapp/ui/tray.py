@@ -1,0 +1,482 @@
+"""The tray controller: observes the engine, shows icon/menu/notifications, sends commands.
+
+It holds no sync logic. Engine events only mark the view dirty; one zero-delay single-shot timer
+coalesces a burst of events into one refresh. Relative times tick only while the menu (or the
+status window) is visible, so an idle tray has no timers running at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import webbrowser
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from PySide6.QtCore import QObject, QTimer, QUrl
+from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtWidgets import QMenu, QMessageBox, QSystemTrayIcon, QWidget
+
+from trayapp import DISPLAY_NAME
+from trayapp.core.events import (
+    AccountChanged,
+    CharmsChanged,
+    EngineEvent,
+    LoopBlocked,
+    RunFinished,
+)
+from trayapp.core.status import CharmStatus, RunRecord
+from trayapp.ui.accounts import AccountsSource, NoAccounts
+from trayapp.ui.icons import icon_path, state_icon
+from trayapp.ui.menu import MenuBinder, new_menu
+from trayapp.ui.model import (
+    CharmLike,
+    CommandTable,
+    IconState,
+    LoopBlock,
+    RecentEntry,
+    Snapshot,
+    build_menu,
+    icon_state,
+    make_snapshot,
+    pause_until,
+    summary,
+)
+from trayapp.ui.notifier import Notifier
+from trayapp.ui.notify_policy import Notice, NotificationPolicy
+
+log = logging.getLogger(__name__)
+
+TEST_REPORT_ENV = "TRAYAPP_TEST_REPORT"  # "stderr" or a file path: machine-readable UI events
+MENU_TICK_MS = 15_000
+LOOP_BLOCK_SHOWN_FOR = timedelta(hours=1)
+
+
+class EngineLike(Protocol):
+    """The part of ``trayapp.core.engine.Engine`` the tray uses (see docs/architecture.md)."""
+
+    @property
+    def profile(self) -> Any: ...
+    def charms(self) -> Sequence[CharmLike]: ...
+    def statuses(self) -> Mapping[str, CharmStatus]: ...
+    def subscribe(self, callback: Callable[[EngineEvent], None]) -> Callable[[], None]: ...
+    def sync_now(self, charm_id: str | None = None) -> None: ...
+    def pause(self, charm_id: str | None = None, until: datetime | None = None) -> None: ...
+    def resume(self, charm_id: str | None = None) -> None: ...
+    def reset_charm(self, charm_id: str) -> Any: ...
+    def remove_charm(self, charm_id: str) -> Any: ...
+    def history(self, charm_id: str, limit: int = 50) -> Sequence[RunRecord]: ...
+
+
+class TestReporter:
+    """Machine-readable lines for the end-to-end tests (where to click, what was notified)."""
+
+    def __init__(self, target: str | None) -> None:
+        self._target = target
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._target)
+
+    def __call__(self, line: str) -> None:
+        if not self._target:
+            return
+        if self._target == "stderr":
+            print(line, file=sys.stderr, flush=True)
+        else:
+            with open(self._target, "a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class TrayController(QObject):
+    def __init__(
+        self,
+        engine: EngineLike,
+        accounts: AccountsSource | None = None,
+        *,
+        now: Callable[[], datetime] = _utcnow,
+        on_quit: Callable[[], None] = lambda: None,
+        policy: NotificationPolicy | None = None,
+        use_desktop_notifications: bool = True,
+        force_status_window: bool = False,
+        report: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self.accounts: AccountsSource = accounts or NoAccounts()
+        self.now = now
+        self._on_quit = on_quit
+        self.report = report or TestReporter(os.environ.get(TEST_REPORT_ENV))
+        self.policy = policy or NotificationPolicy()
+        self.notifier = Notifier(
+            self.run_command,
+            now,
+            balloon=self._balloon,
+            icon=icon_path(IconState.OK),
+            report=self.report,
+            use_desktop=use_desktop_notifications,
+        )
+        self.notifier.on_change(self.schedule_refresh)
+        self._loop_block: LoopBlock | None = None
+        self._unsubscribe: list[Callable[[], None]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._windows: dict[str, QWidget] = {}
+        self.state: IconState | None = None
+        self.refreshes = 0
+
+        self.menu: QMenu = new_menu()
+        self.binder = MenuBinder(self.menu, self.run_command)
+        self.menu.aboutToShow.connect(self._menu_shown)
+        self.menu.aboutToHide.connect(self._menu_hidden)
+
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(0)
+        self._refresh_timer.timeout.connect(self.refresh)
+        self._tick = QTimer(self)  # runs only while the menu or status window is visible
+        self._tick.setInterval(MENU_TICK_MS)
+        self._tick.timeout.connect(self.refresh)
+        self._grace_timer = QTimer(self)
+        self._grace_timer.setSingleShot(True)
+        self._grace_timer.timeout.connect(self.refresh)
+
+        self.tray: QSystemTrayIcon | None = None
+        self.status_window: QWidget | None = None
+        use_tray = QSystemTrayIcon.isSystemTrayAvailable() and not force_status_window
+        if use_tray:
+            self.tray = QSystemTrayIcon(state_icon(IconState.OK), self)
+            self.tray.setContextMenu(self.menu)
+            self.tray.activated.connect(self._activated)
+        self.commands = self._command_table()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._unsubscribe.append(self.engine.subscribe(self._on_engine_event))
+        self._unsubscribe.append(self.accounts.subscribe(self.schedule_refresh))
+        await self.notifier.start()
+        self.policy.started(self.now())
+        self._arm_grace_timer()
+        self.refresh()
+        if self.tray is not None:
+            self.tray.show()
+            if not isinstance(self.report, TestReporter) or self.report.enabled:
+                self._report_geometry(0)
+        else:
+            from trayapp.ui.windows import StatusWindow
+
+            win = StatusWindow(self)
+            self.status_window = win
+            win.show()
+            self.report("TRAYAPP_STATUS_WINDOW")
+        self.report("TRAYAPP_READY")
+
+    async def stop(self) -> None:
+        for unsub in self._unsubscribe:
+            unsub()
+        self._unsubscribe.clear()
+        self._tick.stop()
+        self._refresh_timer.stop()
+        self._grace_timer.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.notifier.stop()
+        for win in list(self._windows.values()):
+            win.close()
+        if self.status_window is not None:
+            self.status_window.close()
+        if self.tray is not None:
+            self.tray.hide()
+
+    def _report_geometry(self, attempt: int, last: tuple[int, int, int, int] | None = None) -> None:
+        """Report where the icon is once the tray host has embedded it (test mode only).
+
+        Right after ``show()`` Qt answers with the unembedded window at (0, 0); the position is
+        reported once it has left the origin and held still for a few polls.
+        """
+        if self.tray is None:
+            return
+        g = self.tray.geometry()
+        geo = (g.x(), g.y(), g.width(), g.height())
+        settled = geo == last and g.width() > 0 and (g.x(), g.y()) != (0, 0)
+        if settled or (attempt >= 100 and g.width() > 0):
+            self.report("TRAYAPP_TRAY_GEOMETRY {} {} {} {}".format(*geo))
+        elif attempt < 100:
+            QTimer.singleShot(100, lambda: self._report_geometry(attempt + 1, geo))
+
+    def _arm_grace_timer(self) -> None:
+        until = self.policy.quiet_until()
+        if until is not None:
+            ms = max(0, int((until - self.now()).total_seconds() * 1000) + 50)
+            self._grace_timer.start(ms)
+
+    def resumed_from_sleep(self) -> None:
+        """Called when the machine wakes: a fresh quiet period, then the engine catches up."""
+        self.policy.resumed_from_sleep(self.now())
+        self._arm_grace_timer()
+        notify = getattr(self.engine, "notify_resumed_from_sleep", None)
+        if callable(notify):
+            notify()
+
+    # -- observing --------------------------------------------------------------------------
+
+    def _on_engine_event(self, event: EngineEvent) -> None:
+        if isinstance(event, LoopBlocked):
+            self._loop_block = LoopBlock(event.charm_id, event.seconds, self.now())
+            self.report(f"TRAYAPP_LOOP_BLOCKED {event.charm_id} {event.seconds:.2f}")
+        elif isinstance(event, RunFinished):
+            name = next(
+                (c.name for c in self.engine.charms() if c.id == event.record.charm_id),
+                event.record.charm_id,
+            )
+            notice = self.policy.observe_run(event.record, name)
+            if notice is not None:
+                self.notifier.deliver(notice)
+            self.report(f"TRAYAPP_RUN_FINISHED {event.record.charm_id} {event.record.outcome}")
+        elif isinstance(event, (CharmsChanged, AccountChanged)):
+            pass
+        self.schedule_refresh()
+
+    def schedule_refresh(self) -> None:
+        if not self._refresh_timer.isActive():
+            self._refresh_timer.start()
+
+    def snapshot(self) -> Snapshot:
+        now = self.now()
+        block = self._loop_block
+        if block is not None and now - block.at > LOOP_BLOCK_SHOWN_FOR:
+            block = self._loop_block = None
+        recent = [
+            RecentEntry(e.id, e.notice.title, e.at, e.shown_by != "none", e.notice.action_label)
+            for e in self.notifier.recent.items()[:10]
+        ]
+        return make_snapshot(
+            now,
+            list(self.engine.charms()),
+            dict(self.engine.statuses()),
+            self.accounts.accounts(),
+            block,
+            recent,
+        )
+
+    def refresh(self) -> None:
+        self.refreshes += 1
+        snap = self.snapshot()
+        state = icon_state(snap)
+        text = summary(snap)
+        if state is not self.state:
+            self.state = state
+            if self.tray is not None:
+                self.tray.setIcon(state_icon(state))
+            self.report(f"TRAYAPP_ICON_STATE {state.value}")
+        if self.tray is not None and self.tray.toolTip() != f"{DISPLAY_NAME}: {text}":
+            self.tray.setToolTip(f"{DISPLAY_NAME}: {text}")
+        self.binder.apply(build_menu(snap))
+        for notice in self.policy.observe(snap):
+            self.notifier.deliver(notice)
+        if self.status_window is not None:
+            update = getattr(self.status_window, "update_from", None)
+            if callable(update):
+                update(snap)
+        for win in self._windows.values():
+            update = getattr(win, "update_from", None)
+            if callable(update) and win.isVisible():
+                update(snap)
+
+    def _menu_shown(self) -> None:
+        self.refresh()
+        self._tick.start()
+        if isinstance(self.report, TestReporter) and self.report.enabled:
+            QTimer.singleShot(50, self._report_menu)
+
+    def _report_menu(self) -> None:
+        g = self.menu.geometry()
+        self.report(f"TRAYAPP_MENU_SHOWN {g.x()} {g.y()} {g.width()} {g.height()}")
+
+    def _menu_hidden(self) -> None:
+        self._tick.stop()
+
+    def visible_window_ticking(self, visible: bool) -> None:
+        """Windows that show relative times call this from show/hide events."""
+        if visible:
+            self._tick.start()
+        elif not self.menu.isVisible():
+            self._tick.stop()
+
+    def _activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
+        if reason == QSystemTrayIcon.ActivationReason.Trigger:
+            self.report("TRAYAPP_CLICKED sync_all")
+            self.engine.sync_now(None)
+            self.schedule_refresh()
+
+    def activate(self) -> None:
+        """A second launch asked us to show ourselves: pop the menu (or raise the window)."""
+        if self.status_window is not None:
+            self.status_window.show()
+            self.status_window.raise_()
+            self.status_window.activateWindow()
+        elif self.tray is not None:
+            geo = self.tray.geometry()
+            self.menu.popup(geo.bottomLeft() if geo.isValid() else self.menu.pos())
+
+    def _balloon(self, notice: Notice) -> bool:
+        if self.tray is None or not self.tray.isVisible() or not self.tray.supportsMessages():
+            return False
+        icon = (
+            QSystemTrayIcon.MessageIcon.Warning
+            if notice.kind in ("sign_in", "failing")
+            else QSystemTrayIcon.MessageIcon.Information
+        )
+        self.tray.showMessage(notice.title, notice.body, icon, 15_000)
+        return True
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def _command_table(self) -> CommandTable:
+        e = self.engine
+        return CommandTable(
+            {
+                "sync_all": lambda _a: e.sync_now(None),
+                "sync": lambda a: e.sync_now(a),
+                "pause": lambda a: e.pause(a, None),
+                "resume": lambda a: e.resume(a),
+                "pause_all": lambda a: e.pause(None, pause_until(a or "forever", self.now())),
+                "resume_all": lambda _a: e.resume(None),
+                "signin": lambda a: self.sign_in(a),
+                "cancel_signin": lambda a: self.accounts.cancel_sign_in(a),
+                "copy_signin_link": lambda a: self._copy_link(a),
+                "add_account": lambda _a: self.open_window("settings", "accounts"),
+                "reset": lambda a: self._confirm_reset(a),
+                "remove": lambda a: self._confirm_remove(a),
+                "mute": lambda a: self._mute(a),
+                "recent": lambda a: self.notifier.run_recent(int(a or 0)),
+                "settings": lambda a: self.open_window("settings", a),
+                "activity": lambda a: self.open_window("activity", a),
+                "open_data": lambda _a: self.open_data_folder(),
+                "quit": lambda _a: self._on_quit(),
+            }
+        )
+
+    def run_command(self, command: str) -> None:
+        """Every menu item, notification action and IPC request ends here."""
+        self.report(f"TRAYAPP_COMMAND {command}")
+        try:
+            result = self.commands.dispatch(command)
+            if asyncio.iscoroutine(result):
+                self.spawn(result)
+        except Exception:
+            log.exception("tray command %r failed", command)
+        self.schedule_refresh()
+
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        """Run a coroutine from a slot; errors are logged, cancellation is expected at quit."""
+
+        async def guarded() -> Any:
+            try:
+                return await coro
+            except asyncio.CancelledError:
+                log.debug("tray task cancelled")
+                raise
+            except Exception:
+                log.exception("tray task failed")
+                return None
+
+        task = asyncio.get_running_loop().create_task(guarded())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def sign_in(self, account_id: str | None) -> None:
+        async def flow() -> None:
+            url = await self.accounts.begin_sign_in(account_id)
+            self.report(f"TRAYAPP_SIGN_IN_STARTED {account_id}")
+            self.schedule_refresh()
+            # webbrowser honours $BROWSER (xdg-open otherwise); it only spawns a process, but
+            # keep it off the loop thread anyway.
+            await asyncio.get_running_loop().run_in_executor(None, webbrowser.open, url)
+
+        self.spawn(flow())
+
+    def _copy_link(self, account_id: str | None) -> None:
+        url = self.accounts.sign_in_url(account_id)
+        if url:
+            QGuiApplication.clipboard().setText(url)
+
+    def _mute(self, charm_id: str | None) -> None:
+        if charm_id:
+            self.policy.mute(charm_id, self.snapshot())
+
+    def _name(self, charm_id: str | None) -> str:
+        return next((c.name for c in self.engine.charms() if c.id == charm_id), str(charm_id))
+
+    def _confirm(self, title: str, text: str, on_yes: Callable[[], None]) -> None:
+        # Non-modal (open(), not exec()): no nested event loop inside the qasync loop.
+        box = QMessageBox(QMessageBox.Icon.Question, title, text)
+        box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+
+        def done(result: int) -> None:
+            if result == QMessageBox.StandardButton.Yes:
+                on_yes()
+                self.schedule_refresh()
+            box.deleteLater()
+
+        box.finished.connect(done)
+        self._windows[f"confirm:{id(box)}"] = box
+        box.finished.connect(lambda _r: self._windows.pop(f"confirm:{id(box)}", None))
+        box.open()
+
+    def _confirm_reset(self, charm_id: str | None) -> None:
+        if not charm_id:
+            return
+        name = self._name(charm_id)
+        self._confirm(
+            "Reset and resync",
+            f"Forget what {name} has imported and sync it again from scratch?",
+            lambda: self._call(self.engine.reset_charm, charm_id),
+        )
+
+    def _confirm_remove(self, charm_id: str | None) -> None:
+        if not charm_id:
+            return
+        name = self._name(charm_id)
+        self._confirm(
+            "Remove charm",
+            f"Remove {name} and the data it imported? This cannot be undone.",
+            lambda: self._call(self.engine.remove_charm, charm_id),
+        )
+
+    def _call(self, fn: Callable[[str], Any], arg: str) -> None:
+        result = fn(arg)
+        if asyncio.iscoroutine(result):
+            self.spawn(result)
+
+    def open_data_folder(self) -> None:
+        path = Path(getattr(self.engine.profile, "path", self.engine.profile))
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+
+    def open_window(self, which: str, arg: str | None = None) -> QWidget:
+        from trayapp.ui.windows import ActivityWindow, SettingsWindow
+
+        win = self._windows.get(which)
+        if win is None:
+            win = SettingsWindow(self) if which == "settings" else ActivityWindow(self)
+            self._windows[which] = win
+        focus = getattr(win, "focus", None)
+        if callable(focus):
+            focus(arg)
+        win.show()
+        win.raise_()
+        win.activateWindow()
+        self.report(f"TRAYAPP_WINDOW_SHOWN {which}")
+        return win
