@@ -367,6 +367,7 @@ class Scheduler:
         if charm.active is not None:
             return charm.active.future
         run = self._enqueue(charm, trigger)
+        run.trigger = trigger  # a queued scheduled run becomes the user's run
         self._queue.move_to_end(charm_id, last=False)
         self._dispatch()
         return run.future

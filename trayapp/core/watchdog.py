@@ -66,6 +66,11 @@ class LoopWatchdog:
         self._thread: threading.Thread | None = None
         self.stalls = 0  # stalls reported so far
 
+    @property
+    def watching(self) -> bool:
+        """True while runs are in progress (heartbeat armed, thread checking)."""
+        return self._active.is_set()
+
     # -- frames -----------------------------------------------------------------------------------
 
     def label(self, frame: FrameType | None, charm_id: str) -> None:
