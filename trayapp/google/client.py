@@ -1,0 +1,355 @@
+"""``GoogleApi``: one account's HTTP connection to Google, with auth, retries and quota.
+
+Every request of every Gmail or Calendar call goes through :meth:`GoogleApi.send`, so the rules
+live in one place:
+
+* ``Authorization`` comes from the account's :class:`~trayapp.google.tokens.TokenSource`. A 401
+  triggers exactly one forced refresh and one retry; a second 401 ends the run with
+  ``auth_required`` (no loop, however the refresh went).
+* 429, 5xx and 403 rate-limit reasons are retried with truncated exponential backoff and
+  jitter (:class:`~trayapp.google.retry.RetryPolicy`), waiting at least as long as Google asked
+  ("Retry after <time>" or ``Retry-After``). When the attempts run out, or Google asks for a
+  longer pause than a run should block, the request raises ``RateLimited``/``ServerError`` with
+  ``retry_after`` set, and the scheduler does the waiting.
+* Any other 4xx raises at once (:class:`~trayapp.google.errors.GoogleRequestError`).
+* Connection failures and timeouts are retried a couple of times, then raise ``Offline``.
+* Each request is charged to the account's :class:`~trayapp.google.quota.AccountQuota` first.
+
+Query parameters are encoded the way Google's discovery documents spell them: booleans as
+``true``/``false`` (never Python's ``True``), repeated parameters as repeated keys, datetimes
+as RFC 3339 with an offset.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from enum import Enum
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import httpx
+
+from trayapp.core.clock import Clock, SystemClock
+from trayapp.core.errors import Offline
+from trayapp.google.endpoints import GoogleEndpoints
+from trayapp.google.errors import (
+    GoogleApiError,
+    classify,
+    parse_error,
+    unreadable_response,
+)
+from trayapp.google.quota import AccountQuota, RateBudget, gmail_cost
+from trayapp.google.retry import RetryPolicy, sleep
+from trayapp.google.tokens import TokenSource
+
+if TYPE_CHECKING:
+    from trayapp.google.calendar import CalendarClient
+    from trayapp.google.gmail import GmailClient
+
+log = logging.getLogger(__name__)
+
+ServiceName = Literal["gmail", "calendar"]
+ParamValue = str | int | bool | datetime | Enum | Iterable[str | int | Enum] | None
+Params = Mapping[str, ParamValue]
+QueryItems = list[tuple[str, str]]
+
+_TITLES: dict[str, str] = {"gmail": "Gmail", "calendar": "Google Calendar"}
+_BATCH_PATHS: dict[str, str] = {"gmail": "batch/gmail/v1", "calendar": "batch/calendar/v3"}
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+def encode_params(params: Params) -> QueryItems:
+    """Google's spelling of query parameters, as ordered ``(name, value)`` pairs.
+
+    ``None`` drops the parameter; a list or tuple repeats it; ``bool`` becomes ``true``/``false``;
+    an aware ``datetime`` becomes RFC 3339 (Calendar rejects times without an offset, so a naive
+    one raises ``ValueError`` here instead of a 400 from Google).
+    """
+    items: QueryItems = []
+    for name, value in params.items():
+        if value is None:
+            continue
+        if isinstance(value, str | int | bool | datetime | Enum):
+            items.append((name, _scalar(name, value)))
+        else:
+            items.extend((name, _scalar(name, v)) for v in value)
+    return items
+
+
+def _scalar(name: str, value: str | int | bool | datetime | Enum) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"parameter {name!r} needs a timezone-aware datetime")
+        return value.isoformat()
+    return str(value)
+
+
+class GoogleApi:
+    """One account's connection to Gmail and Calendar (one ``httpx.AsyncClient``).
+
+    Create one per account and share it between that account's charms; close it with
+    :meth:`aclose` (or ``async with``). ``quota`` defaults to a private budget; pass the
+    registry's ``AccountQuota`` to share it with other ``GoogleApi`` objects of the account.
+    ``clock`` and ``rng`` make the backoff deterministic in tests; ``transport`` lets tests use
+    ``httpx.MockTransport``.
+    """
+
+    def __init__(
+        self,
+        tokens: TokenSource,
+        *,
+        endpoints: GoogleEndpoints | None = None,
+        account_id: str | None = None,
+        quota: AccountQuota | None = None,
+        retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        user_agent: str = "trayapp (Pattern Sync)",
+    ) -> None:
+        self.tokens = tokens
+        self.endpoints = endpoints or GoogleEndpoints()
+        self.account_id = account_id
+        self.clock: Clock = clock or SystemClock()
+        self.quota = quota or AccountQuota.create(clock=self.clock)
+        self.retry = retry or RetryPolicy()
+        self.rng = rng or random.Random()
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            timeout=timeout,
+            headers={"User-Agent": user_agent, "Accept": "application/json"},
+            follow_redirects=False,
+        )
+        self.requests_sent = 0  # HTTP requests that left the client (tests and benchmarks)
+
+    async def __aenter__(self) -> GoogleApi:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def gmail(self) -> GmailClient:
+        from trayapp.google.gmail import GmailClient
+
+        return GmailClient(self)
+
+    def calendar(self) -> CalendarClient:
+        from trayapp.google.calendar import CalendarClient
+
+        return CalendarClient(self)
+
+    # ---- plumbing shared by the service clients ----------------------------------------------
+
+    def base(self, service: ServiceName) -> str:
+        return self.endpoints.gmail_base if service == "gmail" else self.endpoints.calendar_base
+
+    def url(self, service: ServiceName, path: str) -> str:
+        """Absolute URL of ``path`` (relative to the service's root, e.g. ``gmail/v1/...``)."""
+        return self.base(service) + path.lstrip("/")
+
+    def batch_url(self, service: ServiceName) -> str:
+        return self.url(service, _BATCH_PATHS[service])
+
+    def budget(self, service: ServiceName) -> RateBudget:
+        return self.quota.gmail if service == "gmail" else self.quota.calendar
+
+    def cost(self, service: ServiceName, method_id: str) -> int:
+        return gmail_cost(method_id) if service == "gmail" else 1
+
+    @staticmethod
+    def title(service: ServiceName) -> str:
+        return _TITLES[service]
+
+    async def get_json(
+        self, service: ServiceName, method_id: str, path: str, params: Params | None = None
+    ) -> dict[str, Any]:
+        """GET ``path`` and return its JSON object (errors raised as described above)."""
+        response = await self.send(
+            service,
+            method_id,
+            "GET",
+            self.url(service, path),
+            params=encode_params(params or {}),
+            cost=self.cost(service, method_id),
+        )
+        return self.json_object(service, response.status_code, response.content)
+
+    def json_object(self, service: ServiceName, status: int, body: bytes) -> dict[str, Any]:
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise unreadable_response(self.title(service), status, "not JSON") from None
+        if not isinstance(data, dict):
+            raise unreadable_response(self.title(service), status, "not a JSON object")
+        return data
+
+    async def send(
+        self,
+        service: ServiceName,
+        method_id: str,
+        method: str,
+        url: str,
+        *,
+        params: Sequence[tuple[str, str]] = (),
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        cost: float = 1,
+    ) -> httpx.Response:
+        """Send one request with auth, quota, retries; return the 2xx response or raise."""
+        title = self.title(service)
+        budget = self.budget(service)
+        refreshed = False
+        failures = 0  # retryable HTTP errors so far
+        transport_failures = 0
+        while True:
+            response: httpx.Response | None = None
+            delay = 0.0
+            async with budget.reserve(cost):
+                token = await self.tokens.access_token()
+                try:
+                    response = await self._http.request(
+                        method,
+                        url,
+                        params=list(params),
+                        content=content,
+                        headers={**(headers or {}), "Authorization": f"Bearer {token}"},
+                    )
+                except httpx.TransportError as exc:
+                    transport_failures += 1
+                    problem = _transport_problem(exc)
+                    if transport_failures >= self.retry.transport_attempts:
+                        raise Offline(
+                            f"Could not reach {title} ({problem}); "
+                            "check the network connection. The sync will be retried."
+                        ) from exc
+                    delay = self.retry.backoff(transport_failures - 1, self.rng)
+                    log.info("%s %s: %s; retrying in %.1f s", title, method_id, problem, delay)
+                finally:
+                    self.requests_sent += 1
+            if response is None:
+                await sleep(self.clock, delay)
+                continue
+            if response.is_success:
+                return response
+
+            err = parse_error(
+                response.status_code, response.headers, response.content, now=self.clock.now()
+            )
+            if err.status == 401 and not refreshed:
+                # Exactly one forced refresh and one retry: a second 401 is classified below.
+                refreshed = True
+                log.info("%s %s: 401, refreshing the access token once", title, method_id)
+                await self.tokens.refresh_after_rejection(token)
+                continue
+            delay = self.plan_retry(service, method_id, err, failures)
+            failures += 1
+            await sleep(self.clock, delay)
+
+    def plan_retry(
+        self, service: ServiceName, method_id: str, err: GoogleApiError, failures: int
+    ) -> float:
+        """Seconds to wait before retrying after ``err``, or raise if it must not be retried.
+
+        ``failures`` is how many retryable errors this call has already had.
+        """
+        title = self.title(service)
+        if err.is_rate_limit:
+            self.budget(service).note_rate_limited()
+        now = self.clock.now()
+        if not err.is_retryable:
+            raise classify(err, service=title, account_id=self.account_id, retry_after=err.retry_at)
+        delay = self.retry.wait_for(failures, self.rng, now, err.retry_at)
+        if failures + 1 >= self.retry.max_attempts or delay > self.retry.max_wait:
+            raise classify(
+                err,
+                service=title,
+                account_id=self.account_id,
+                retry_after=now + timedelta(seconds=delay),
+            )
+        log.info(
+            "%s %s: %s; retry %d/%d in %.1f s",
+            title,
+            method_id,
+            err.describe(),
+            failures + 1,
+            self.retry.max_attempts - 1,
+            delay,
+        )
+        return delay
+
+
+def _transport_problem(exc: httpx.TransportError) -> str:
+    """A short, secret-free description (httpx messages can carry whole URLs)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "the request timed out"
+    if isinstance(exc, httpx.ConnectError):
+        return "connection failed"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the connection was cut"
+    return type(exc).__name__
+
+
+# ---- helpers the service clients share --------------------------------------------------
+
+_E = TypeVar("_E", bound=str)
+
+
+def canonical(value: str, allowed: tuple[_E, ...], what: str) -> _E:
+    """Discovery's spelling of an enum value (``"FULL"`` → ``"full"``), else ``ValueError``.
+
+    Google's discovery enums are case-sensitive (``format=FULL`` fails validation), so values
+    are matched without case and sent exactly as the document spells them.
+    """
+    for option in allowed:
+        if option.lower() == value.lower():
+            return option
+    raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(allowed)}")
+
+
+def json_list(title: str, data: Mapping[str, Any], key: str) -> list[Any]:
+    """``data[key]`` as a list; Google omits empty lists, so a missing key is ``[]``."""
+    value = data.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise unreadable_response(title, 200, f"{key!r} is not a list")
+    return value
+
+
+def json_str(data: Mapping[str, Any], key: str) -> str | None:
+    """``data[key]`` if it is a non-empty string, else None."""
+    value = data.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+class PageTokens:
+    """Follows ``nextPageToken``s, refusing one seen before: a server loop must not hang a run."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self._seen: set[str] = set()
+
+    def follow(self, token: str | None) -> str | None:
+        if token is None:
+            return None
+        if token in self._seen:
+            raise unreadable_response(self.title, 200, "the same page token came back twice")
+        self._seen.add(token)
+        return token
