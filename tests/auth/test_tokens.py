@@ -136,8 +136,8 @@ async def test_a_cancelled_asker_does_not_cancel_the_refresh_others_wait_for(
     provider = manager.provider(account.id)
     first = asyncio.create_task(provider.access_token())
     second = asyncio.create_task(provider.access_token())
-    await asyncio.sleep(0)  # both are waiting on the one refresh
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # one loop turn: both tasks run up to awaiting the refresh
+    assert provider._inflight is not None
     first.cancel()
     token = await second
     assert first.cancelled()
