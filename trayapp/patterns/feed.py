@@ -242,14 +242,19 @@ def entry_key(entry: Any) -> str:
         value = entry.get(field)
         if isinstance(value, str) and value.strip():
             return value.strip()
-    basis = "\x1f".join(str(entry.get(f) or "") for f in ("title", "published", "updated"))
+    basis = "\x1f".join(str(_raw(entry, f) or "") for f in ("title", "published", "updated"))
     if not basis.strip("\x1f"):
         basis = str(entry.get("summary") or "")
     return "sha256:" + hashlib.sha256(basis.encode()).hexdigest()
 
 
+def _raw(entry: Any, key: str) -> Any:
+    """``entry[key]`` without feedparser's deprecated updated<->published fallback mapping."""
+    return dict.get(entry, key) if isinstance(entry, dict) else None
+
+
 def _when(entry: Any, field: str) -> datetime | None:
-    parsed = entry.get(f"{field}_parsed")
+    parsed = _raw(entry, f"{field}_parsed")
     if not isinstance(parsed, time.struct_time):
         return None
     # feedparser normalises dates to UTC struct_time.

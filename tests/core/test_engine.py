@@ -1,0 +1,433 @@
+"""The Engine end to end: real store, real scheduler on the system clock, real HTTP on 127.0.0.1.
+
+Waits are on engine events (with generous timeouts), never on sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+
+from trayapp.api import AuthRequired, BaseModel, CellSpec, Pattern, RunReport, UpdateContext
+from trayapp.core.engine import USER_AGENT, Engine
+from trayapp.core.errors import BindingError, ConfigError, NotFoundError, SettingsError
+from trayapp.core.events import CharmsChanged, EngineEvent, RunFinished, RunStarted
+from trayapp.core.outcomes import OutcomeKind
+from trayapp.core.patterns import PatternRegistry
+from trayapp.core.profile import Profile
+from trayapp.core.status import CharmState
+from trayapp.patterns.feed import FeedImporter
+
+FEEDS = Path(__file__).resolve().parents[1] / "data" / "feeds"
+WAIT = 30.0  # generous: a loaded 2-core CI machine
+
+
+# --- a local static feed server (the stdlib's, with Last-Modified / If-Modified-Since) ----------
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    user_agents: list[str]
+
+    def do_GET(self) -> None:
+        self.user_agents.append(self.headers.get("User-Agent", ""))
+        super().do_GET()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def feed_server(tmp_path: Path) -> Iterator[tuple[str, list[str], Path]]:
+    root = tmp_path / "www"
+    root.mkdir()
+    for name in ("rss2-guid.xml", "atom.xml"):
+        (root / name).write_bytes((FEEDS / name).read_bytes())
+    agents: list[str] = []
+    handler = type("H", (_Handler,), {"user_agents": agents})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", agents, root
+    httpd.shutdown()
+    httpd.server_close()
+
+
+# --- test patterns -------------------------------------------------------------------------------
+
+
+class NoSettings(BaseModel):
+    pass
+
+
+class Forever(Pattern[NoSettings]):
+    """Awaits until cancelled; records that it was."""
+
+    id = "forever"
+    title = "Forever"
+    Settings = NoSettings
+    cancelled: ClassVar[list[str]] = []
+    entered = asyncio.Event()  # replaced per test (events belong to one loop)
+
+    async def bg_updater(self, ctx: UpdateContext[NoSettings]) -> RunReport:
+        Forever.entered.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            Forever.cancelled.append(ctx.charm_id)
+            raise
+        return RunReport()
+
+
+class Buggy(Pattern[NoSettings]):
+    id = "buggy"
+    title = "Buggy"
+    Settings = NoSettings
+
+    async def bg_updater(self, ctx: UpdateContext[NoSettings]) -> RunReport:
+        raise ValueError("pattern bug here")
+
+
+class NeedsAuth(Pattern[NoSettings]):
+    """Writes the account's auth cell; fails with AuthRequired until it holds 'good'."""
+
+    id = "needs-auth"
+    title = "Needs Auth"
+    Settings = NoSettings
+    scopes = ("https://www.googleapis.com/auth/gmail.readonly",)
+    cells = (CellSpec("auth", writes=True, owner="account"), CellSpec("seen", writes=True))
+    googles: ClassVar[list[Any]] = []
+
+    async def bg_updater(self, ctx: UpdateContext[NoSettings]) -> RunReport:
+        NeedsAuth.googles.append(ctx.google)
+        if ctx.cell("auth").get() != "good":
+            raise AuthRequired("signed out", account_id=ctx.account_id)
+        ctx.cell("seen").set(True)
+        return RunReport(updated=1)
+
+
+def registry() -> PatternRegistry:
+    reg = PatternRegistry()
+    for cls in (FeedImporter, Forever, Buggy, NeedsAuth):
+        reg.register(cls)
+    return reg
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
+    eng = Engine(Profile.resolve(tmp_path / "profile"), patterns=registry(), jitter=0.0)
+    yield eng
+    await eng.stop()
+    eng.close()
+
+
+class Events:
+    """Collects engine events and lets a test await a condition on them."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.events: list[EngineEvent] = []
+        self._changed = asyncio.Event()
+        engine.subscribe(self._on)
+
+    def _on(self, event: EngineEvent) -> None:
+        self.events.append(event)
+        self._changed.set()
+
+    async def wait_for(self, predicate: Callable[[list[EngineEvent]], bool]) -> None:
+        async with asyncio.timeout(WAIT):
+            while not predicate(self.events):
+                self._changed.clear()
+                await self._changed.wait()
+
+    def finished(self, charm_id: str) -> list[RunFinished]:
+        return [
+            e for e in self.events if isinstance(e, RunFinished) and e.record.charm_id == charm_id
+        ]
+
+
+# --- one-shot sync -------------------------------------------------------------------------------
+
+
+async def test_one_shot_sync_imports_a_feed_and_persists_status(
+    tmp_path: Path, feed_server: tuple[str, list[str], Path]
+) -> None:
+    base, agents, _ = feed_server
+    profile = Profile.resolve(tmp_path / "profile")
+    async with Engine(profile, patterns=registry()) as eng:
+        info = eng.add_charm("feed-importer", {"url": f"{base}/rss2-guid.xml"}, name="Eng Blog")
+        assert info.id == "eng-blog"
+        assert info.interval == timedelta(minutes=30)
+        results = await eng.sync()
+        assert results["eng-blog"].kind is OutcomeKind.OK
+        assert results["eng-blog"].report.added == 3
+        assert agents == [USER_AGENT]
+        assert USER_AGENT.startswith("PatternSync/")
+
+    # A new engine on the same profile sees the charm, its status and its history.
+    async with Engine(profile, patterns=registry()) as eng:
+        status = eng.status("eng-blog")
+        assert status.last_outcome is OutcomeKind.OK and status.last_success_at is not None
+        assert status.totals.added == 3
+        assert status.next_due_at is not None and status.next_due_at > datetime.now(UTC)
+        assert [r.outcome for r in eng.history("eng-blog")] == [OutcomeKind.OK]
+        assert len(eng.store.collection("charm:eng-blog:items")) == 3
+
+
+async def test_one_shot_sync_of_one_charm_leaves_other_overdue_charms_alone(
+    engine: Engine, feed_server: tuple[str, list[str], Path]
+) -> None:
+    base, agents, _ = feed_server
+    engine.add_charm("feed-importer", {"url": f"{base}/rss2-guid.xml"}, name="a")
+    engine.add_charm("feed-importer", {"url": f"{base}/atom.xml"}, name="b")
+
+    results = await engine.sync(["b"])
+
+    assert list(results) == ["b"] and results["b"].ok
+    assert engine.history("a") == []
+    assert len(agents) == 1
+
+
+async def test_sync_with_an_unknown_charm_runs_nothing(
+    engine: Engine, feed_server: tuple[str, list[str], Path]
+) -> None:
+    base, agents, _ = feed_server
+    engine.add_charm("feed-importer", {"url": f"{base}/rss2-guid.xml"}, name="a")
+    with pytest.raises(NotFoundError, match=r"unknown charm 'nope'; existing charms: a"):
+        await engine.sync(["a", "nope"])
+    assert agents == []
+
+
+async def test_a_pattern_exception_is_a_bug_with_traceback(engine: Engine) -> None:
+    engine.add_charm("buggy", {})
+    outcome = (await engine.sync())["buggy"]
+    assert outcome.kind is OutcomeKind.BUG
+    assert "ValueError: pattern bug here" in outcome.message
+    assert outcome.traceback is not None and "bg_updater" in outcome.traceback
+    assert engine.status("buggy").consecutive_failures == 1
+
+
+async def test_paused_charm_syncs_once_and_stays_paused(
+    engine: Engine, feed_server: tuple[str, list[str], Path]
+) -> None:
+    base, _, _ = feed_server
+    engine.add_charm("feed-importer", {"url": f"{base}/atom.xml"}, name="a")
+    engine.pause("a")
+    assert engine.status("a").paused and engine.status("a").state is CharmState.PAUSED
+
+    assert (await engine.sync(["a"]))["a"].ok
+    assert engine.status("a").paused
+
+    engine.resume("a")
+    assert not engine.status("a").paused
+
+
+# --- long-running --------------------------------------------------------------------------------
+
+
+async def test_running_engine_syncs_on_its_interval_with_conditional_get(
+    engine: Engine, feed_server: tuple[str, list[str], Path]
+) -> None:
+    base, agents, _ = feed_server
+    events = Events(engine)
+    engine.add_charm(
+        "feed-importer", {"url": f"{base}/rss2-guid.xml"}, name="a", interval=timedelta(seconds=1)
+    )
+    await engine.start()
+    await events.wait_for(lambda _: len(events.finished("a")) >= 2)
+
+    first, second = events.finished("a")[:2]
+    assert first.record.outcome is OutcomeKind.OK and first.record.counts.added == 3
+    # The static server answers If-Modified-Since with 304: nothing changed, nothing counted.
+    assert second.record.outcome is OutcomeKind.OK and second.record.counts.added == 0
+    assert second.record.message == "not modified"
+    gap = (second.record.started_at - first.record.finished_at).total_seconds()
+    assert gap >= 0.9
+    assert len(agents) >= 2
+
+
+async def test_charm_added_to_a_running_engine_runs_at_once(
+    engine: Engine, feed_server: tuple[str, list[str], Path]
+) -> None:
+    base, _, _ = feed_server
+    events = Events(engine)
+    await engine.start()
+    engine.add_charm("feed-importer", {"url": f"{base}/atom.xml"}, name="late")
+    await events.wait_for(lambda _: bool(events.finished("late")))
+    assert events.finished("late")[0].record.counts.added == 2
+    assert any(isinstance(e, CharmsChanged) for e in events.events)
+
+
+async def test_stop_cancels_a_running_run_and_records_it_cancelled(engine: Engine) -> None:
+    Forever.cancelled.clear()
+    Forever.entered = asyncio.Event()
+    engine.add_charm("forever", {})
+    await engine.start()
+    await asyncio.wait_for(Forever.entered.wait(), WAIT)
+
+    await engine.stop()
+
+    assert Forever.cancelled == ["forever"]
+    assert [r.outcome for r in engine.history("forever")] == [OutcomeKind.CANCELLED]
+
+
+async def test_auth_required_parks_until_the_account_is_usable(engine: Engine) -> None:
+    events = Events(engine)
+    NeedsAuth.googles.clear()
+    engine.google_factory = lambda account_id: {"account": account_id}
+    engine.add_charm("needs-auth", {}, account_id="me@example.com")
+    await engine.start()
+    await events.wait_for(lambda _: bool(events.finished("needs-auth")))
+    assert engine.status("needs-auth").state is CharmState.PARKED
+    assert NeedsAuth.googles == [{"account": "me@example.com"}]
+
+    engine.store.cell("account:me@example.com:auth", Any).set("good")
+    engine.account_usable("me@example.com")
+    await events.wait_for(lambda _: len(events.finished("needs-auth")) >= 2)
+
+    assert events.finished("needs-auth")[1].record.outcome is OutcomeKind.OK
+    assert engine.store.lookup("charm:needs-auth:seen").get() is True
+
+
+async def test_a_failing_subscriber_does_not_break_the_engine(
+    engine: Engine, feed_server: tuple[str, list[str], Path]
+) -> None:
+    base, _, _ = feed_server
+
+    def boom(event: EngineEvent) -> None:
+        raise RuntimeError("observer bug")
+
+    engine.subscribe(boom)
+    engine.add_charm("feed-importer", {"url": f"{base}/atom.xml"}, name="a")
+    assert (await engine.sync())["a"].ok
+
+
+# --- charms ---------------------------------------------------------------------------------------
+
+
+async def test_add_charm_validates_before_storing(engine: Engine) -> None:
+    with pytest.raises(SettingsError, match=r"url: not a valid http\(s\) URL"):
+        engine.add_charm("feed-importer", {"url": "not a url"})
+    with pytest.raises(
+        NotFoundError, match=r"unknown pattern 'nope'; available patterns: .*feed-importer"
+    ):
+        engine.add_charm("nope", {})
+    with pytest.raises(ConfigError, match=r"'needs-auth' needs Google access .*--account"):
+        engine.add_charm("needs-auth", {})
+    with pytest.raises(ConfigError, match="interval"):
+        engine.add_charm("buggy", {}, interval=timedelta(0))
+    assert engine.charms() == []
+
+
+async def test_binding_a_written_slot_to_a_derived_cell_is_refused(engine: Engine) -> None:
+    auth = engine.store.cell("account:x:auth", Any)
+    engine.store.derived("account:x:auth-view", [auth], lambda v: v)
+
+    with pytest.raises(BindingError) as info:
+        engine.add_charm("needs-auth", {}, account_id="x", bindings={"auth": "account:x:auth-view"})
+
+    assert str(info.value) == (
+        "pattern 'needs-auth' writes its 'auth' input, but 'account:x:auth-view' is read-only "
+        "(derived). Bind 'auth' to a writable cell such as 'account:x:auth'."
+    )
+    assert engine.charms() == []
+    # The writable default is accepted.
+    info_ok = engine.add_charm("needs-auth", {}, account_id="x")
+    assert info_ok.bindings == {"auth": "account:x:auth", "seen": "charm:needs-auth:seen"}
+
+
+async def test_charm_ids_are_unique_readable_slugs(engine: Engine) -> None:
+    ids = [engine.add_charm("buggy", {}, name="Café News!").id for _ in range(3)]
+    assert ids == ["cafe-news", "cafe-news-2", "cafe-news-3"]
+    assert engine.add_charm("buggy", {}).id == "buggy"
+    assert engine.add_charm("buggy", {}, name="東京").id == "buggy-2"
+
+
+async def test_remove_charm_drops_its_cells_collections_status_and_history(
+    engine: Engine, feed_server: tuple[str, list[str], Path]
+) -> None:
+    base, _, _ = feed_server
+    engine.add_charm("feed-importer", {"url": f"{base}/atom.xml"}, name="a")
+    await engine.sync()
+    assert engine.store.cell_names("charm:a:") and len(engine.store.collection("charm:a:items"))
+
+    engine.remove_charm("a")
+
+    assert engine.charms() == [] and engine.statuses() == {}
+    assert engine.store.cell_names("charm:a:") == []
+    assert engine.store.collection_names("charm:a:") == []
+    with pytest.raises(NotFoundError):
+        engine.status("a")
+    # A new charm with the same name starts from nothing.
+    engine.add_charm("feed-importer", {"url": f"{base}/atom.xml"}, name="a")
+    assert engine.history("a") == [] and len(engine.store.collection("charm:a:items")) == 0
+
+
+async def test_changing_the_feed_url_resets_the_charm(
+    engine: Engine, feed_server: tuple[str, list[str], Path]
+) -> None:
+    base, _, _ = feed_server
+    engine.add_charm("feed-importer", {"url": f"{base}/rss2-guid.xml"}, name="a")
+    await engine.sync()
+    items = engine.store.collection("charm:a:items")
+    assert len(items) == 3
+
+    engine.update_charm("a", settings={"url": f"{base}/rss2-guid.xml", "max_items": 10})
+    assert len(items) == 3  # not a reset: same feed
+
+    engine.update_charm("a", settings={"url": f"{base}/atom.xml"})
+    assert len(items) == 0  # another feed: the old items went with the old URL
+    assert engine.status("a").next_due_at is not None
+    assert engine.status("a").next_due_at <= datetime.now(UTC)  # resync is due now
+    outcome = (await engine.sync())["a"]
+    assert outcome.report.added == 2 and len(items) == 2
+
+
+async def test_update_charm_interval_and_name(engine: Engine) -> None:
+    engine.add_charm("buggy", {}, name="x")
+    info = engine.update_charm("x", name="Renamed", interval=timedelta(minutes=5))
+    assert (info.id, info.name, info.interval) == ("x", "Renamed", timedelta(minutes=5))
+    assert engine.charm("x") == info
+    with pytest.raises(SettingsError, match="nope: unknown setting"):
+        engine.update_charm("x", settings={"nope": 1})
+
+
+async def test_reset_while_running_cancels_the_run_then_resyncs(engine: Engine) -> None:
+    events = Events(engine)
+    Forever.cancelled.clear()
+    Forever.entered = asyncio.Event()
+    engine.add_charm("forever", {})
+    await engine.start()
+    await asyncio.wait_for(Forever.entered.wait(), WAIT)
+
+    engine.reset_charm("forever")
+
+    await events.wait_for(
+        lambda evs: sum(isinstance(e, RunStarted) and e.charm_id == "forever" for e in evs) >= 2
+    )
+    assert Forever.cancelled == ["forever"]
+    assert events.finished("forever")[0].record.outcome is OutcomeKind.CANCELLED
+
+
+async def test_http_transport_is_injectable(tmp_path: Path) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=(FEEDS / "atom.xml").read_bytes())
+
+    async with Engine(
+        tmp_path / "p", patterns=registry(), http_transport=httpx.MockTransport(handler)
+    ) as eng:
+        eng.add_charm("feed-importer", {"url": "https://feeds.example.invalid/x.atom"})
+        outcome = (await eng.sync())["feed-importer"]
+    assert outcome.report.added == 2
+    assert seen[0].headers["user-agent"] == USER_AGENT

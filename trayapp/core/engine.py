@@ -1,0 +1,560 @@
+"""The Engine: the one facade the CLI, the tray and the tests call.
+
+It opens the profile's store, knows the patterns, owns the charms, the scheduler and the shared
+HTTP client, and turns a scheduled run into a call of the right pattern's ``bg_updater`` with a
+fresh :class:`~trayapp.core.patterns.UpdateContext`. Observers subscribe to
+:data:`~trayapp.core.events.EngineEvent` and read snapshots; nothing outside reaches into the
+store or the scheduler to change state ("one way in for each action").
+
+Two ways to drive it:
+
+* **Long-running** (the tray, ``trayapp run --headless``): ``await engine.start()`` starts the
+  scheduler with every charm; commands act on the live loop; ``await engine.stop()``.
+* **One-shot** (``trayapp sync``): ``await engine.sync(ids)`` on an engine that was not started
+  schedules *only* those charms, runs each once, and shuts the loop down again. Other charms that
+  happen to be overdue are left alone instead of being started and then cancelled at exit.
+
+An engine that is not started still answers every read (charms, statuses, history) and records
+pause/resume, so quick CLI commands never start a loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from trayapp import __version__
+from trayapp.core.charms import CharmInfo, CharmRepo, default_binding, resolve_bindings
+from trayapp.core.clock import Clock, SystemClock
+from trayapp.core.errors import ConfigError, NotFoundError, SettingsError
+from trayapp.core.events import CharmsChanged, CharmStatusChanged, EngineEvent
+from trayapp.core.outcomes import OutcomeKind, RunOutcome, RunReport
+from trayapp.core.patterns import Pattern, PatternRegistry, UpdateContext
+from trayapp.core.profile import Profile
+from trayapp.core.scheduler import (
+    WAKE_NETWORK,
+    WAKE_RESUMED,
+    BackoffPolicy,
+    ScheduleEntry,
+    Scheduler,
+)
+from trayapp.core.status import CharmState, CharmStatus, RunRecord
+from trayapp.core.statusrepo import HISTORY_KEEP, StoreStatusRepo
+from trayapp.core.store import Store
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"PatternSync/{__version__}"
+# Feeds and APIs answer in seconds; a minute-long read means the server is stuck. Patterns that
+# need more (a large download) pass their own timeout per request. The run's own deadline
+# (Pattern.timeout) bounds the whole run regardless.
+HTTP_TIMEOUT = httpx.Timeout(60.0, connect=15.0)
+MIN_INTERVAL = timedelta(seconds=1)
+
+GoogleFactory = Callable[[str], Any]
+"""``google_factory(account_id)`` -> the per-account Google services given to ``ctx.google``."""
+
+EventCallback = Callable[[EngineEvent], None]
+Unsubscribe = Callable[[], None]
+
+
+class Engine:
+    """See the module docstring. Construct on the thread that runs the event loop."""
+
+    def __init__(
+        self,
+        profile: Profile | str | Path,
+        *,
+        clock: Clock | None = None,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+        patterns: PatternRegistry | None = None,
+        google_factory: GoogleFactory | None = None,
+        max_concurrency: int = 4,
+        per_account_concurrency: int = 2,
+        backoff: BackoffPolicy | None = None,
+        jitter: float = 0.1,
+        rng: random.Random | None = None,
+        loop_lag_threshold: float = 1.0,
+    ) -> None:
+        self.profile = profile if isinstance(profile, Profile) else Profile.resolve(profile)
+        self.clock: Clock = clock or SystemClock()
+        self.patterns = patterns if patterns is not None else PatternRegistry.default()
+        self.google_factory = google_factory
+        self.store = Store.open(self.profile.db_path)
+        self._status_repo = StoreStatusRepo(self.store)
+        self._charms = CharmRepo(self.store)
+        self._http_transport = http_transport
+        self._http: httpx.AsyncClient | None = None
+        self._subscribers: list[EventCallback] = []
+        self._scheduler_options: dict[str, Any] = {
+            "max_concurrency": max_concurrency,
+            "per_account_concurrency": per_account_concurrency,
+            "backoff": backoff,
+            "rng": rng,
+            "loop_lag_threshold": loop_lag_threshold,
+        }
+        self._jitter = jitter
+        self._scheduler: Scheduler | None = None
+        self._started = False  # long-running mode: the scheduler holds every charm
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # ----------------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Start the scheduler with every charm. Overdue charms run once, staggered."""
+        if self._started:
+            return
+        if self._scheduler is not None:
+            raise RuntimeError("a one-shot sync is in progress; await it before start()")
+        self._scheduler = self._make_scheduler(c.id for c in self._charms.all())
+        self._started = True
+        await self._scheduler.start()
+        log.info(
+            "engine started with %d charm(s), profile %s", len(self.charms()), self.profile.path
+        )
+
+    async def stop(self) -> None:
+        """Graceful: runs in progress are cancelled and recorded as ``cancelled``."""
+        scheduler, self._scheduler = self._scheduler, None
+        self._started = False
+        if scheduler is not None:
+            await scheduler.shutdown()
+        for task in list(self._background):
+            task.cancel()
+        if self._background:
+            await asyncio.wait(self._background)
+        if self._http is not None:
+            client, self._http = self._http, None
+            await client.aclose()
+
+    def close(self) -> None:
+        """Close the store. Call after :meth:`stop` (or on an engine that never started)."""
+        if self._scheduler is not None:
+            raise RuntimeError("stop the engine before closing it")
+        self.store.close()
+
+    async def aclose(self) -> None:
+        await self.stop()
+        self.close()
+
+    async def __aenter__(self) -> Engine:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop` (not during a one-shot :meth:`sync`)."""
+        return self._started
+
+    # ------------------------------------------------------------------------------ charms
+
+    def charms(self) -> list[CharmInfo]:
+        """Every charm, oldest first."""
+        return self._charms.all()
+
+    def charm(self, charm_id: str) -> CharmInfo:
+        """Raises NotFoundError naming the existing charms."""
+        return self._charms.get(charm_id)
+
+    def add_charm(
+        self,
+        pattern_id: str,
+        settings: Mapping[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        account_id: str | None = None,
+        interval: timedelta | None = None,
+        bindings: Mapping[str, str] | None = None,
+    ) -> CharmInfo:
+        """Validate and create a charm; it runs as soon as the engine is running.
+
+        Raises NotFoundError (unknown pattern), SettingsError (each bad field named),
+        ConfigError (missing account, bad interval or name) or BindingError (a written slot
+        bound to a read-only cell), all before anything is stored.
+        """
+        pattern = self.patterns.get(pattern_id)
+        if account_id is not None and not account_id.strip():
+            account_id = None
+        if pattern.needs_account and account_id is None:
+            what = (
+                f"Google access ({', '.join(pattern.scopes)})" if pattern.scopes else "an account"
+            )
+            raise ConfigError(
+                f"pattern {pattern.id!r} needs {what}; add the charm with an account "
+                "(--account ACCOUNT; see 'trayapp accounts list')"
+            )
+        validated = pattern.validate_settings(settings or {})
+        interval = self._check_interval(
+            interval if interval is not None else pattern.default_interval
+        )
+        display = (name if name is not None else pattern.title).strip()
+        if not display:
+            raise ConfigError("the charm name is empty; give it a name (--name NAME)")
+        charm_id = self._charms.new_id(display, fallback=pattern.id)
+        resolved = resolve_bindings(pattern, charm_id, account_id, bindings, self.store)
+        info = CharmInfo(
+            id=charm_id,
+            pattern_id=pattern.id,
+            name=display,
+            settings=pattern.dump_settings(validated),
+            account_id=account_id,
+            interval=interval,
+            bindings=resolved,
+            created_at=self.clock.now(),
+        )
+        with self.store.transaction():
+            # Anything left under this id by an earlier charm of the same name is not ours.
+            self.store.drop_prefix(info.prefix())
+            self._status_repo.delete(charm_id)
+            self._charms.save(info)
+        if self._started and self._scheduler is not None:
+            self._scheduler.add(self._entry(info, pattern))
+        log.info("added charm %s (%s)", charm_id, pattern.id)
+        self.publish(CharmsChanged())
+        return info
+
+    def update_charm(
+        self,
+        charm_id: str,
+        *,
+        settings: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        interval: timedelta | None = None,
+    ) -> CharmInfo:
+        """Change a charm. ``settings`` replaces the settings as a whole (validated).
+
+        If the pattern says the change invalidates what was synced (``needs_reset``), the charm's
+        cells and collections are cleared and it resyncs now.
+        """
+        info = self._charms.get(charm_id)
+        pattern = self.patterns.get(info.pattern_id)
+        changes: dict[str, Any] = {}
+        reset = False
+        if settings is not None:
+            new = pattern.validate_settings(settings)
+            try:
+                old = pattern.validate_settings(info.settings)
+            except SettingsError:
+                reset = True  # the old settings no longer even validate: start clean
+            else:
+                reset = pattern.needs_reset(old, new)
+            changes["settings"] = pattern.dump_settings(new)
+        if name is not None:
+            if not name.strip():
+                raise ConfigError("the charm name is empty; give it a name")
+            changes["name"] = name.strip()
+        if interval is not None:
+            changes["interval"] = self._check_interval(interval)
+        if not changes:
+            return info
+        updated = dataclasses.replace(info, **changes)
+        self._charms.save(updated)
+        if self._started and self._scheduler is not None and "interval" in changes:
+            self._scheduler.update(self._entry(updated, pattern))
+        self.publish(CharmsChanged())
+        if reset:
+            self.reset_charm(charm_id)
+        return updated
+
+    def remove_charm(self, charm_id: str) -> None:
+        """Delete a charm with its cells, collections, status and history."""
+        info = self._charms.get(charm_id)
+        if self._scheduler is not None and charm_id in self._scheduler.entries():
+            self._scheduler.remove(charm_id)  # cancels a running run; deletes its status
+        with self.store.transaction():
+            self.store.drop_prefix(info.prefix())
+            self._status_repo.delete(charm_id)
+            self._charms.delete(charm_id)
+        log.info("removed charm %s", charm_id)
+        self.publish(CharmsChanged())
+
+    def reset_charm(self, charm_id: str) -> None:
+        """Forget what the charm synced (its cursor and data), then resync it now.
+
+        A run in progress is cancelled first, so it cannot write into the cleared state.
+        """
+        info = self._charms.get(charm_id)
+        scheduler = self._live_scheduler(charm_id)
+        busy = scheduler is not None and scheduler.status(charm_id).state is CharmState.RUNNING
+        if scheduler is not None and busy:
+            previous = scheduler.run_now(charm_id)  # the running run's future
+            scheduler.cancel(charm_id)
+        self.store.drop_prefix(info.prefix())
+        log.info("reset charm %s", charm_id)
+        if scheduler is None:
+            self._persist_due_now(charm_id)
+        elif busy:
+            self._spawn(self._rerun_after(previous, charm_id))
+        else:
+            scheduler.run_now(charm_id)
+
+    async def _rerun_after(self, previous: asyncio.Future[RunOutcome], charm_id: str) -> None:
+        await asyncio.wait({previous})
+        scheduler = self._live_scheduler(charm_id)
+        if scheduler is not None:
+            scheduler.run_now(charm_id)
+
+    # ------------------------------------------------------------------------------ commands
+
+    def sync_now(self, charm_id: str | None = None) -> None:
+        """Run one charm (or all) as soon as possible; coalesces with a run in progress.
+
+        On an engine that is not running, marks them due now so the next start runs them.
+        """
+        ids = [self._charms.get(charm_id).id] if charm_id is not None else self._ids()
+        for cid in ids:
+            scheduler = self._live_scheduler(cid)
+            if scheduler is not None:
+                scheduler.run_now(cid)
+            else:
+                self._persist_due_now(cid)
+
+    async def sync(self, charm_ids: Iterable[str] | None = None) -> dict[str, RunOutcome]:
+        """Run the given charms (default: all) once each and wait for every outcome.
+
+        Unknown ids raise NotFoundError before anything runs. Paused charms run once and stay
+        paused. On an engine that is not running, only these charms are scheduled for the pass.
+        """
+        ids = list(dict.fromkeys(charm_ids)) if charm_ids is not None else self._ids()
+        for cid in ids:
+            self._charms.get(cid)
+        if not ids:
+            return {}
+        if self._started and self._scheduler is not None:
+            futures = {cid: self._scheduler.run_now(cid) for cid in ids}
+            return {cid: await fut for cid, fut in futures.items()}
+        if self._scheduler is not None:
+            raise RuntimeError("another one-shot sync is in progress")
+        scheduler = self._scheduler = self._make_scheduler(ids)
+        try:
+            await scheduler.start()
+            futures = {cid: scheduler.run_now(cid) for cid in ids}
+            await asyncio.wait(set(futures.values()))
+            return {cid: fut.result() for cid, fut in futures.items()}
+        finally:
+            self._scheduler = None
+            await scheduler.shutdown()
+
+    def pause(self, charm_id: str | None = None, until: datetime | None = None) -> None:
+        """Pause one charm (or all) until resumed, or until ``until`` (aware datetime)."""
+        if until is not None and until.tzinfo is None:
+            raise ConfigError("a pause end time needs a time zone")
+        ids = [self._charms.get(charm_id).id] if charm_id is not None else self._ids()
+        for cid in ids:
+            scheduler = self._live_scheduler(cid)
+            if scheduler is not None:
+                scheduler.pause(cid, until)
+            else:
+                self._save_status(
+                    self._stored_status(cid).with_(
+                        paused=True, paused_until=until, state=CharmState.PAUSED
+                    )
+                )
+
+    def resume(self, charm_id: str | None = None) -> None:
+        ids = [self._charms.get(charm_id).id] if charm_id is not None else self._ids()
+        for cid in ids:
+            scheduler = self._live_scheduler(cid)
+            if scheduler is not None:
+                scheduler.resume(cid)
+            else:
+                status = self._stored_status(cid)
+                if status.paused:
+                    state = (
+                        CharmState.SCHEDULED if status.state is CharmState.PAUSED else status.state
+                    )
+                    self._save_status(status.with_(paused=False, paused_until=None, state=state))
+
+    def account_usable(self, account_id: str) -> None:
+        """The account works again (signed in): its parked charms run now.
+
+        The seam for the accounts module; forwards to the scheduler. On an engine that is not
+        running there is nothing parked in memory: the next start decides from the saved status.
+        """
+        if self._scheduler is not None:
+            self._scheduler.account_usable(account_id)
+
+    def notify_resumed_from_sleep(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.wake(WAKE_RESUMED)
+
+    def notify_network_changed(self, online: bool) -> None:
+        if online and self._scheduler is not None:
+            self._scheduler.wake(WAKE_NETWORK)
+
+    # --------------------------------------------------------------------------------- state
+
+    def statuses(self) -> dict[str, CharmStatus]:
+        """Every charm's status, by charm id, in charm order."""
+        stored = self._status_repo.load_all()
+        live = self._scheduler.statuses() if self._scheduler is not None else {}
+        return {cid: live.get(cid) or stored.get(cid) or CharmStatus(cid) for cid in self._ids()}
+
+    def status(self, charm_id: str) -> CharmStatus:
+        self._charms.get(charm_id)
+        scheduler = self._live_scheduler(charm_id)
+        if scheduler is not None:
+            return scheduler.status(charm_id)
+        return self._stored_status(charm_id)
+
+    def history(self, charm_id: str, limit: int = HISTORY_KEEP) -> list[RunRecord]:
+        """The charm's last runs, newest first."""
+        self._charms.get(charm_id)
+        return self._status_repo.history(charm_id, limit)
+
+    def subscribe(self, callback: EventCallback) -> Unsubscribe:
+        """Call ``callback(event)`` for every engine event, on the loop thread.
+
+        Callbacks must not block; an exception in one is logged and never reaches the engine.
+        """
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def publish(self, event: EngineEvent) -> None:
+        """Deliver an event to every subscriber (other engine parts, e.g. accounts, use it)."""
+        for callback in list(self._subscribers):
+            try:
+                callback(event)
+            except Exception:
+                log.exception("an engine event subscriber failed on %s", type(event).__name__)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The shared HTTP client (created on first use, inside the event loop)."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                timeout=HTTP_TIMEOUT,
+                headers={"User-Agent": USER_AGENT},
+                transport=self._http_transport,
+            )
+        return self._http
+
+    # ------------------------------------------------------------------------------ the runner
+
+    async def _run_charm(self, charm_id: str, trigger: str) -> RunReport | RunOutcome:
+        """The scheduler's runner: one call of the charm's ``bg_updater``."""
+        info = self._charms.find(charm_id)
+        if info is None:
+            return RunOutcome(OutcomeKind.CANCELLED, message="the charm was removed")
+        try:
+            pattern = self.patterns.get(info.pattern_id)
+        except NotFoundError:
+            return RunOutcome(
+                OutcomeKind.BUG,
+                message=f"pattern {info.pattern_id!r} is not installed (was its plugin "
+                "uninstalled?); reinstall it or remove the charm",
+            )
+        try:
+            settings = pattern.validate_settings(info.settings)
+        except SettingsError as exc:
+            return RunOutcome(
+                OutcomeKind.BUG, message=f"{exc}; fix the charm's settings (the pattern changed)"
+            )
+        bindings = dict(info.bindings)
+        for spec in pattern.cells:  # a slot added by a newer version of the pattern
+            if spec.name not in bindings:
+                bindings[spec.name] = default_binding(pattern, spec.name, info.id, info.account_id)
+        google = None
+        if self.google_factory is not None and info.account_id is not None:
+            google = self.google_factory(info.account_id)
+        ctx: UpdateContext[Any] = UpdateContext(
+            charm_id=info.id,
+            settings=settings,
+            account_id=info.account_id,
+            store=self.store,
+            specs={spec.name: spec for spec in pattern.cells},
+            bindings=bindings,
+            collections=tuple(pattern.collections),
+            http=self.http,
+            google=google,
+            log=logging.LoggerAdapter(
+                logging.getLogger(f"trayapp.charm.{info.id}"), {"charm_id": info.id}
+            ),
+            now=self.clock.now,
+        )
+        log.debug("running charm %s (%s, trigger %s)", info.id, pattern.id, trigger)
+        return await pattern.bg_updater(ctx)
+
+    # ------------------------------------------------------------------------------ helpers
+
+    def _make_scheduler(self, charm_ids: Iterable[str]) -> Scheduler:
+        scheduler = Scheduler(
+            self._run_charm,
+            self._status_repo,
+            self.clock,
+            on_event=self.publish,
+            **self._scheduler_options,
+        )
+        for cid in charm_ids:
+            info = self._charms.get(cid)
+            scheduler.add(self._entry(info, self._pattern_or_none(info.pattern_id)))
+        return scheduler
+
+    def _entry(self, info: CharmInfo, pattern: Pattern[Any] | None) -> ScheduleEntry:
+        timeout = pattern.timeout if pattern is not None else timedelta(minutes=5)
+        return ScheduleEntry(
+            charm_id=info.id,
+            interval=info.interval,
+            account_id=info.account_id,
+            timeout=timeout,
+            jitter=self._jitter,
+        )
+
+    def _pattern_or_none(self, pattern_id: str) -> Pattern[Any] | None:
+        try:
+            return self.patterns.get(pattern_id)
+        except NotFoundError:
+            return None
+
+    def _live_scheduler(self, charm_id: str) -> Scheduler | None:
+        scheduler = self._scheduler
+        if scheduler is not None and charm_id in scheduler.entries():
+            return scheduler
+        return None
+
+    def _ids(self) -> list[str]:
+        return [c.id for c in self._charms.all()]
+
+    def _stored_status(self, charm_id: str) -> CharmStatus:
+        return self._status_repo.load_all().get(charm_id) or CharmStatus(charm_id)
+
+    def _save_status(self, status: CharmStatus) -> None:
+        self._status_repo.save(status)
+        self.publish(CharmStatusChanged(status.charm_id, status))
+
+    def _persist_due_now(self, charm_id: str) -> None:
+        status = self._stored_status(charm_id)
+        self._save_status(status.with_(next_due_at=self.clock.now()))
+
+    def _check_interval(self, interval: timedelta) -> timedelta:
+        if not isinstance(interval, timedelta) or interval < MIN_INTERVAL:
+            raise ConfigError(
+                f"the interval must be at least {MIN_INTERVAL.total_seconds():g} second(s)"
+            )
+        return interval
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
