@@ -14,6 +14,7 @@ from trayapp.google.client import GoogleApi
 from trayapp.google.endpoints import GoogleEndpoints
 from trayapp.google.retry import RetryPolicy
 
+from .discovery_check import check
 from .emulator_tokens import EmulatorTokens
 from .helpers import StepClock
 
@@ -37,7 +38,14 @@ class Rig:
 async def emu() -> AsyncIterator[EmulatorServer]:
     async with EmulatorServer() as server:
         yield server
-        # Every request our clients sent must fit Google's discovery documents.
+        # Every request our clients sent must fit Google's discovery documents: checked here
+        # with our own small validator, and by the emulator's once it has one.
+        problems = [
+            problem
+            for entry in server.control.requests()
+            for problem in check(entry.api_method or "", entry.method, entry.path, entry.query)
+        ]
+        assert problems == []
         assert server.control.request_violations() == []
 
 

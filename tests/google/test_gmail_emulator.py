@@ -13,7 +13,8 @@ from .conftest import EMAIL, Rig
 def rfc822(n: int, subject: str | None = None) -> bytes:
     return (
         f"From: Sender {n} <s{n}@example.org>\r\nTo: {EMAIL}\r\n"
-        f"Subject: {subject or f'Message {n}'}\r\nDate: Mon, 2 Nov 2026 10:{n % 60:02d}:00 +0000\r\n"
+        f"Subject: {subject or f'Message {n}'}\r\n"
+        f"Date: Mon, 2 Nov 2026 10:{n % 60:02d}:00 +0000\r\n"
         f"Message-ID: <m{n}@example.org>\r\n\r\nBody {n}\r\n"
     ).encode()
 
