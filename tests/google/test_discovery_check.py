@@ -28,11 +28,16 @@ def test_flags_python_spelling_and_unknown_params() -> None:
     assert len(problems) == 2  # wrong case, and a repeat of a non-repeated parameter
 
 
-def test_flags_bounds_paths_methods_and_missing_required() -> None:
+def test_flags_integers_booleans_paths_methods_and_offsets() -> None:
     assert check(
         "gmail.users.messages.list", "GET", "/gmail/v1/users/me/messages", [("maxResults", "many")]
     )
-    assert check("gmail.users.history.list", "GET", "/gmail/v1/users/me/history", [])
+    assert check(
+        "gmail.users.messages.list",
+        "GET",
+        "/gmail/v1/users/me/messages",
+        [("includeSpamTrash", "1")],
+    )
     assert check("gmail.users.getProfile", "POST", "/gmail/v1/users/me/profile", [])
     assert check("gmail.users.getProfile", "GET", "/gmail/v1/me/profile", [])
     assert check(
