@@ -107,6 +107,7 @@ class TrayController(QObject):
         policy: NotificationPolicy | None = None,
         use_desktop_notifications: bool = True,
         force_status_window: bool = False,
+        use_tray: bool | None = None,
         report: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__()
@@ -150,7 +151,8 @@ class TrayController(QObject):
 
         self.tray: QSystemTrayIcon | None = None
         self.status_window: QWidget | None = None
-        use_tray = QSystemTrayIcon.isSystemTrayAvailable() and not force_status_window
+        if use_tray is None:
+            use_tray = QSystemTrayIcon.isSystemTrayAvailable() and not force_status_window
         if use_tray:
             self.tray = QSystemTrayIcon(state_icon(IconState.OK), self)
             self.tray.setContextMenu(self.menu)

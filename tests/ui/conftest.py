@@ -1,0 +1,72 @@
+"""Fixtures for the tray tests: offscreen Qt, a qasync loop, a real Engine on a temp profile."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+
+import pytest
+import qasync
+from PySide6.QtWidgets import QApplication
+
+T = TypeVar("T")
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Let the loop (Qt events included) run until ``predicate`` holds; fail after ``timeout``."""
+
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+class QLoop:
+    """Runs coroutines on a qasync loop so Qt timers, signals and asyncio share one thread.
+
+    Run a whole scenario in one ``run()``: qasync 0.28 can lose socket readiness that arrives
+    while its loop is stopped between two ``run_until_complete`` calls (an in-flight HTTP
+    response then never completes).
+    """
+
+    def __init__(self, loop: qasync.QEventLoop) -> None:
+        self.loop = loop
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 20.0) -> T:
+        return self.loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+        """Spin the loop (Qt events included) until ``predicate`` holds; fail after ``timeout``."""
+
+        async def poll() -> None:
+            while not predicate():
+                await asyncio.sleep(0.02)
+
+        self.run(poll(), timeout)
+
+
+@pytest.fixture
+def qloop(qapp: QApplication) -> Iterator[QLoop]:
+    # As in the app: closing a window must not quit (and so stop the qasync loop).
+    qapp.setQuitOnLastWindowClosed(False)
+    loop = qasync.QEventLoop(qapp, already_running=False)
+    asyncio.set_event_loop(loop)
+    try:
+        yield QLoop(loop)
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+@pytest.fixture
+def profile_dir(tmp_path: Path) -> Path:
+    p = tmp_path / "profile"
+    p.mkdir()
+    return p

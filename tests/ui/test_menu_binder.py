@@ -1,0 +1,71 @@
+"""The QMenu is updated in place: same QAction objects, created only when charms come and go."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from PySide6.QtWidgets import QApplication
+
+from trayapp.core.outcomes import OutcomeKind
+from trayapp.core.status import CharmStatus
+from trayapp.ui.menu import MenuBinder, new_menu
+from trayapp.ui.model import build_menu, make_snapshot
+from tests.ui.test_model import GMAIL, NEWS, NOW, Charm, failing, ok
+
+
+def test_state_changes_update_actions_in_place(qapp: QApplication) -> None:
+    fired: list[str] = []
+    menu = new_menu()
+    binder = MenuBinder(menu, fired.append)
+    binder.apply(build_menu(make_snapshot(NOW, [GMAIL, NEWS], {"news": ok("news")})))
+    created = binder.created
+    header = binder.action("header")
+    news = binder.action("charm:news")
+    err = binder.action("charm:news:error")
+    assert header is not None and news is not None and err is not None
+    assert not err.isVisible()
+
+    bad = failing("news", OutcomeKind.SERVER_ERROR, "HTTP 503")
+    binder.apply(build_menu(make_snapshot(NOW, [GMAIL, NEWS], {"news": bad})))
+    assert binder.created == created and binder.removed == 0  # nothing rebuilt
+    assert binder.action("header") is header and binder.action("charm:news") is news
+    assert header.text() == "News is failing: HTTP 503"
+    assert news.text().startswith("✗  News")
+    assert err.isVisible() and err.text() == "Error: HTTP 503"
+
+    # The submenu's "Sync now" fires its command.
+    sync = binder.action("charm:news:sync")
+    assert sync is not None
+    sync.trigger()
+    assert fired == ["sync:news"]
+
+
+def test_adding_and_removing_a_charm_touches_only_its_actions(qapp: QApplication) -> None:
+    menu = new_menu()
+    binder = MenuBinder(menu, lambda _c: None)
+    blog = Charm("blog", "Blog")
+    binder.apply(build_menu(make_snapshot(NOW, [NEWS], {"news": ok("news")})))
+    before = binder.created
+    keep = binder.action("charm:news")
+    binder.apply(build_menu(make_snapshot(NOW, [NEWS, blog], {"news": ok("news")})))
+    added = binder.created - before
+    charm_keys = build_menu(make_snapshot(NOW, [blog], {})).keys()
+    assert added == len([k for k in charm_keys if k.startswith("charm:blog")])
+    assert binder.action("charm:news") is keep
+    # The new entry sits right after News, before the Accounts separator.
+    texts = [a.text() for a in menu.actions() if a.text()]
+    assert texts.index("✓  News — synced 2 min ago") + 1 == texts.index("✓  Blog — not synced yet")
+    binder.apply(build_menu(make_snapshot(NOW, [NEWS], {"news": ok("news")})))
+    assert binder.action("charm:blog") is None and binder.action("charm:blog:sync") is None
+    assert binder.removed == 1  # the submenu action; its children went with it
+    assert binder.action("charm:news") is keep
+
+
+def test_relative_times_change_text_not_structure(qapp: QApplication) -> None:
+    binder = MenuBinder(new_menu(), lambda _c: None)
+    st = {"news": CharmStatus("news", last_success_at=NOW, last_outcome=OutcomeKind.OK)}
+    binder.apply(build_menu(make_snapshot(NOW, [NEWS], st)))
+    created = binder.created
+    binder.apply(build_menu(make_snapshot(NOW + timedelta(minutes=5), [NEWS], st)))
+    assert binder.created == created
+    assert binder.action("header").text() == "All synced 5 min ago"  # type: ignore[union-attr]

@@ -1,0 +1,218 @@
+"""The pure view model: icon state, summary line, menu description, relative times."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from trayapp.core.outcomes import OutcomeKind
+from trayapp.core.status import CharmState, CharmStatus, Counts
+from trayapp.ui.model import (
+    AccountState,
+    AccountView,
+    IconState,
+    LoopBlock,
+    RecentEntry,
+    build_menu,
+    icon_state,
+    make_snapshot,
+    parse_command,
+    pause_until,
+    relative_future,
+    relative_past,
+    summary,
+)
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Charm:
+    id: str
+    name: str
+    pattern_id: str = "feed-importer"
+    account_id: str | None = None
+
+
+def ok(cid: str, ago: timedelta = timedelta(minutes=2), **kw: object) -> CharmStatus:
+    return CharmStatus(
+        cid,
+        last_success_at=NOW - ago,
+        last_run_at=NOW - ago,
+        last_outcome=OutcomeKind.OK,
+        next_due_at=NOW + timedelta(minutes=3),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def failing(cid: str, kind: OutcomeKind, msg: str, n: int = 2) -> CharmStatus:
+    return CharmStatus(
+        cid,
+        state=CharmState.BACKING_OFF,
+        last_outcome=kind,
+        last_error_kind=kind,
+        last_error=msg,
+        consecutive_failures=n,
+        last_success_at=NOW - timedelta(hours=3),
+        next_due_at=NOW + timedelta(minutes=4),
+    )
+
+
+GMAIL = Charm("gmail", "Gmail", "gmail-importer", "acct1")
+NEWS = Charm("news", "News")
+
+
+def test_relative_times() -> None:
+    assert relative_past(NOW - timedelta(seconds=10), NOW) == "just now"
+    assert relative_past(NOW - timedelta(minutes=2), NOW) == "2 min ago"
+    assert relative_past(NOW - timedelta(hours=1), NOW) == "1 hour ago"
+    assert relative_past(NOW - timedelta(hours=5), NOW) == "5 hours ago"
+    assert relative_past(NOW - timedelta(days=1), NOW) == "yesterday"
+    assert relative_past(None, NOW) == "never"
+    assert relative_future(NOW + timedelta(seconds=30), NOW) == "in 30 s"
+    assert relative_future(NOW + timedelta(minutes=3), NOW) == "in 3 min"
+    assert relative_future(NOW - timedelta(seconds=1), NOW) == "now"
+
+
+def test_all_good_header_and_icon() -> None:
+    snap = make_snapshot(NOW, [GMAIL, NEWS], {"gmail": ok("gmail"), "news": ok("news")})
+    assert icon_state(snap) is IconState.OK
+    assert summary(snap) == "All synced 2 min ago"
+    menu = build_menu(snap)
+    assert menu.items[0].text == "All synced 2 min ago"
+    # "Sync all now" and "Pause all" come first, right under the header.
+    keys = [i.key for i in menu.items if not i.separator and i.visible]
+    assert keys[:3] == ["header", "sync_all", "pause_all"]
+    entry = menu.find("charm:gmail")
+    assert entry is not None and entry.text == "✓  Gmail — synced 2 min ago"
+    assert menu.find("charm:gmail:signin").visible is False  # type: ignore[union-attr]
+
+
+def test_summary_uses_oldest_success_so_it_never_overstates() -> None:
+    snap = make_snapshot(
+        NOW, [GMAIL, NEWS], {"gmail": ok("gmail"), "news": ok("news", timedelta(hours=2))}
+    )
+    assert summary(snap) == "All synced 2 hours ago"
+
+
+def test_account_needing_sign_in_is_attention_with_one_click_fix() -> None:
+    acct = AccountView(
+        "acct1", "ada@example.com", AccountState.NEEDS_SIGN_IN, "Google refused the saved sign-in."
+    )
+    parked = CharmStatus("gmail", state=CharmState.PARKED, last_outcome=OutcomeKind.AUTH_REQUIRED)
+    snap = make_snapshot(NOW, [GMAIL, NEWS], {"gmail": parked, "news": ok("news")}, [acct])
+    assert icon_state(snap) is IconState.ATTENTION
+    assert summary(snap) == "ada@example.com needs you to sign in"
+    menu = build_menu(snap)
+    item = menu.find("charm:gmail:signin")
+    assert item is not None and item.visible and item.command == "signin:acct1"
+    assert item.text == "Sign in again as ada@example.com…"
+    top = menu.find("account:acct1:signin")
+    assert top is not None and top.visible and top.command == "signin:acct1"
+    assert menu.find("charm:gmail:next").text == "Next run: after sign-in"  # type: ignore[union-attr]
+    # The healthy charm is unaffected.
+    assert menu.find("charm:news:signin").visible is False  # type: ignore[union-attr]
+
+
+def test_sign_in_in_progress_offers_cancel_and_copy_link() -> None:
+    acct = AccountView("acct1", "ada@example.com", AccountState.NEEDS_SIGN_IN, signing_in=True)
+    snap = make_snapshot(NOW, [GMAIL], {"gmail": CharmStatus("gmail")}, [acct])
+    menu = build_menu(snap)
+    assert menu.find("account:acct1:signin").visible is False  # type: ignore[union-attr]
+    assert menu.find("account:acct1:cancel").visible is True  # type: ignore[union-attr]
+    assert menu.find("account:acct1:copylink").visible is True  # type: ignore[union-attr]
+    assert menu.find("charm:gmail:cancel_signin").visible is True  # type: ignore[union-attr]
+
+
+def test_locked_keychain_is_not_sign_in() -> None:
+    acct = AccountView("acct1", "ada@example.com", AccountState.KEYRING_NOT_READY)
+    snap = make_snapshot(NOW, [GMAIL], {"gmail": ok("gmail")}, [acct])
+    assert icon_state(snap) is IconState.OK
+    assert "keychain locked" in build_menu(snap).find("account:acct1").text  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        ({"news": CharmStatus("news", state=CharmState.RUNNING)}, IconState.SYNCING),
+        ({"news": failing("news", OutcomeKind.SERVER_ERROR, "HTTP 503")}, IconState.ERROR),
+        ({"news": failing("news", OutcomeKind.OFFLINE, "no route")}, IconState.OFFLINE),
+        ({"news": ok("news", paused=True)}, IconState.PAUSED),
+        ({"news": failing("news", OutcomeKind.BUG, "KeyError", 1)}, IconState.ERROR),
+    ],
+)
+def test_state_to_icon(statuses: dict[str, CharmStatus], expected: IconState) -> None:
+    assert icon_state(make_snapshot(NOW, [NEWS], statuses)) is expected
+
+
+def test_attention_beats_syncing_and_syncing_beats_error() -> None:
+    acct = AccountView("acct1", "a@x", AccountState.NEEDS_SIGN_IN)
+    running = CharmStatus("news", state=CharmState.RUNNING)
+    snap = make_snapshot(NOW, [GMAIL, NEWS], {"news": running}, [acct])
+    assert icon_state(snap) is IconState.ATTENTION
+    snap = make_snapshot(
+        NOW,
+        [GMAIL, NEWS],
+        {"gmail": failing("gmail", OutcomeKind.SERVER_ERROR, "x"), "news": running},
+    )
+    assert icon_state(snap) is IconState.SYNCING
+
+
+def test_error_summary_and_charm_details() -> None:
+    st = failing("news", OutcomeKind.SERVER_ERROR, "HTTP 503 from feed.example\ntrace")
+    st = st.with_(last_counts=Counts(3, 1, 0), totals=Counts(40, 2, 1))
+    snap = make_snapshot(NOW, [NEWS], {"news": st})
+    assert summary(snap) == "News is failing: HTTP 503 from feed.example"
+    menu = build_menu(snap)
+    assert menu.find("charm:news").text == "✗  News — server error, retry in 4 min"  # type: ignore[union-attr]
+    err = menu.find("charm:news:error")
+    assert err is not None and err.visible and err.text == "Error: HTTP 503 from feed.example"
+    assert menu.find("charm:news:success").text == "Last success: 3 hours ago"  # type: ignore[union-attr]
+    assert menu.find("charm:news:counts").text == "Last run: +3 ~1 −0 · total 40 added"  # type: ignore[union-attr]
+
+
+def test_pause_all_menu() -> None:
+    until = NOW + timedelta(hours=1)
+    snap = make_snapshot(NOW, [NEWS], {"news": ok("news", paused=True, paused_until=until)})
+    menu = build_menu(snap)
+    pause = menu.find("pause_all")
+    assert pause is not None and pause.text.startswith("Paused, resumes")
+    assert menu.find("pause_all:resume").visible is True  # type: ignore[union-attr]
+    assert menu.find("charm:news:pause").command == "resume:news"  # type: ignore[union-attr]
+    snap = make_snapshot(NOW, [NEWS], {"news": ok("news")})
+    assert build_menu(snap).find("pause_all:resume").visible is False  # type: ignore[union-attr]
+    assert pause_until("1h", NOW) == NOW + timedelta(hours=1)
+    assert pause_until("8h", NOW) == NOW + timedelta(hours=8)
+    assert pause_until("forever", NOW) is None
+    tomorrow = pause_until("tomorrow", NOW)
+    assert tomorrow is not None and tomorrow > NOW and tomorrow.astimezone().hour == 8
+
+
+def test_loop_block_and_recent_notifications_show_in_menu() -> None:
+    snap = make_snapshot(
+        NOW,
+        [NEWS],
+        {"news": ok("news")},
+        loop_block=LoopBlock("news", 2.5, NOW - timedelta(minutes=1)),
+        recent=[RecentEntry(7, "Sign in again to a@x", NOW, shown=False, action_label="Sign in")],
+    )
+    menu = build_menu(snap)
+    blocked = menu.find("blocked")
+    assert blocked is not None and blocked.visible
+    assert blocked.text == "⚠ News froze the app for 2.5 s (1 min ago)"
+    entry = menu.find("recent:7")
+    assert entry is not None and entry.command == "recent:7" and "(not shown)" in entry.text
+
+
+def test_menu_keys_are_stable_across_state_changes() -> None:
+    a = build_menu(make_snapshot(NOW, [NEWS], {"news": ok("news")}))
+    b = build_menu(make_snapshot(NOW, [NEWS], {"news": failing("news", OutcomeKind.BUG, "x")}))
+    assert a.keys() == b.keys()
+
+
+def test_parse_command() -> None:
+    assert parse_command("sync:abc").arg == "abc"
+    assert parse_command("sync_all").arg is None
+    assert parse_command("pause_all:1h").name == "pause_all"

@@ -1,0 +1,155 @@
+"""Notification policy: state changes only, merged, quiet periods, mute until the error changes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from trayapp.core.outcomes import OutcomeKind
+from trayapp.core.status import CharmState, CharmStatus, Counts, RunRecord
+from trayapp.ui.model import AccountState, AccountView, Snapshot, make_snapshot
+from trayapp.ui.notify_policy import NotificationPolicy, RecentNotices
+from tests.ui.test_model import GMAIL, NEWS, Charm, failing, ok
+
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+GRACE_OVER = T0 + timedelta(seconds=16)
+BLOG = Charm("blog", "Blog")
+
+
+def snap(at: datetime, statuses: dict[str, CharmStatus], accounts=(), charms=None) -> Snapshot:  # type: ignore[no-untyped-def]
+    return make_snapshot(at, charms or [GMAIL, NEWS, BLOG], statuses, list(accounts))
+
+
+def started_policy() -> NotificationPolicy:
+    p = NotificationPolicy()
+    p.started(T0)
+    return p
+
+
+def test_nothing_during_the_startup_quiet_period_and_transient_blip_never_shown() -> None:
+    p = started_policy()
+    blip = {"news": failing("news", OutcomeKind.OFFLINE, "network down")}
+    assert p.observe(snap(T0 + timedelta(seconds=3), blip)) == []
+    # Recovered before the quiet period ended: the user is never told.
+    assert p.observe(snap(GRACE_OVER, {"news": ok("news")})) == []
+
+
+def test_problem_still_there_after_quiet_period_is_shown_once() -> None:
+    p = started_policy()
+    bad = {"news": failing("news", OutcomeKind.SERVER_ERROR, "HTTP 503")}
+    assert p.observe(snap(T0 + timedelta(seconds=5), bad)) == []
+    first = p.observe(snap(GRACE_OVER, bad))
+    assert [n.title for n in first] == ["News stopped syncing"]
+    assert "HTTP 503" in first[0].body
+    # Same state again (every refresh): merged, never repeated.
+    for k in range(5):
+        assert p.observe(snap(GRACE_OVER + timedelta(minutes=k), bad)) == []
+
+
+def test_transient_failure_needs_to_repeat_but_a_bug_is_shown_at_once() -> None:
+    p = started_policy()
+    once = {"news": failing("news", OutcomeKind.OFFLINE, "timeout", n=1)}
+    assert p.observe(snap(GRACE_OVER, once)) == []
+    twice = {"news": failing("news", OutcomeKind.OFFLINE, "timeout", n=2)}
+    assert len(p.observe(snap(GRACE_OVER, twice))) == 1
+    p2 = started_policy()
+    bug = {"blog": failing("blog", OutcomeKind.BUG, "KeyError: 'title'", n=1)}
+    assert [n.kind for n in p2.observe(snap(GRACE_OVER, bug))] == ["failing"]
+
+
+def test_failures_at_the_same_time_are_merged_into_one() -> None:
+    p = started_policy()
+    both = {
+        "news": failing("news", OutcomeKind.SERVER_ERROR, "HTTP 502"),
+        "blog": failing("blog", OutcomeKind.SERVER_ERROR, "HTTP 502"),
+    }
+    out = p.observe(snap(GRACE_OVER, both))
+    assert len(out) == 1
+    assert out[0].title == "2 charms stopped syncing: News, Blog"
+    assert out[0].body == "HTTP 502"
+
+
+def test_recovery_is_told_only_after_a_failure_was_told() -> None:
+    p = started_policy()
+    bad = {"news": failing("news", OutcomeKind.SERVER_ERROR, "HTTP 503")}
+    p.observe(snap(GRACE_OVER, bad))
+    out = p.observe(snap(GRACE_OVER + timedelta(minutes=5), {"news": ok("news")}))
+    assert [(n.kind, n.title) for n in out] == [("recovered", "News is syncing again")]
+    assert p.observe(snap(GRACE_OVER + timedelta(minutes=6), {"news": ok("news")})) == []
+
+
+def test_one_notification_per_account_however_many_charms_it_parks() -> None:
+    p = started_policy()
+    acct = AccountView(
+        "acct1",
+        "ada@example.com",
+        AccountState.NEEDS_SIGN_IN,
+        reason="Google refused the saved sign-in.",
+        cause="The OAuth client is in Testing, so sign-ins expire after 7 days.",
+    )
+    cal = Charm("cal", "Calendar", "gcal", "acct1")
+    parked = CharmStatus(
+        "x", state=CharmState.PARKED, last_outcome=OutcomeKind.AUTH_REQUIRED, consecutive_failures=1
+    )
+    statuses = {"gmail": parked.with_(charm_id="gmail"), "cal": parked.with_(charm_id="cal")}
+    out = p.observe(snap(GRACE_OVER, statuses, [acct], [GMAIL, cal]))
+    assert len(out) == 1
+    n = out[0]
+    assert n.kind == "sign_in" and n.title == "Sign in again to ada@example.com"
+    assert "7 days" in n.body and n.action == "signin:acct1" and n.action_label == "Sign in again"
+    assert p.observe(snap(GRACE_OVER + timedelta(minutes=1), statuses, [acct], [GMAIL, cal])) == []
+    # Signed in again: one "recovered", and a later expiry notifies again.
+    fine = AccountView("acct1", "ada@example.com", AccountState.SIGNED_IN)
+    out = p.observe(snap(GRACE_OVER + timedelta(minutes=2), {}, [fine], [GMAIL, cal]))
+    assert [n.kind for n in out] == ["recovered"]
+    out = p.observe(snap(GRACE_OVER + timedelta(days=7), statuses, [acct], [GMAIL, cal]))
+    assert [n.kind for n in out] == ["sign_in"]
+
+
+def test_mute_holds_until_the_error_changes() -> None:
+    p = started_policy()
+    e1 = {"news": failing("news", OutcomeKind.SERVER_ERROR, "HTTP 503")}
+    s1 = snap(GRACE_OVER, e1)
+    p.mute("news", s1)
+    assert p.observe(s1) == []
+    assert p.observe(snap(GRACE_OVER + timedelta(hours=1), e1)) == []
+    e2 = {"news": failing("news", OutcomeKind.SERVER_ERROR, "HTTP 404: feed moved")}
+    out = p.observe(snap(GRACE_OVER + timedelta(hours=2), e2))
+    assert [n.title for n in out] == ["News stopped syncing"] and "moved" in out[0].body
+    assert not p.is_muted("news")
+
+
+def test_resume_from_sleep_starts_a_new_quiet_period() -> None:
+    p = started_policy()
+    wake = T0 + timedelta(hours=3)
+    p.resumed_from_sleep(wake)
+    bad = {"news": failing("news", OutcomeKind.OFFLINE, "no network", n=3)}
+    assert p.observe(snap(wake + timedelta(seconds=5), bad)) == []
+    assert len(p.observe(snap(wake + timedelta(seconds=16), bad))) == 1
+
+
+def test_no_sync_complete_spam_and_optional_new_items_summary() -> None:
+    rec = RunRecord("news", T0, T0, OutcomeKind.OK, Counts(added=4))
+    p = started_policy()
+    assert p.observe_run(rec, "News") is None  # off by default
+    p.new_items_summary = True
+    n = p.observe_run(rec, "News")
+    assert n is not None and n.title == "News: 4 new items"
+    assert p.observe_run(RunRecord("news", T0, T0, OutcomeKind.OK), "News") is None
+
+
+def test_errors_can_be_turned_off() -> None:
+    p = started_policy()
+    p.errors_enabled = False
+    bad = {"news": failing("news", OutcomeKind.BUG, "boom")}
+    assert p.observe(snap(GRACE_OVER, bad)) == []
+
+
+def test_recent_keeps_what_could_not_be_shown() -> None:
+    p = started_policy()
+    out = p.observe(snap(GRACE_OVER, {"news": failing("news", OutcomeKind.BUG, "boom")}))
+    recent = RecentNotices(limit=3)
+    entry = recent.add(out[0], GRACE_OVER, "none")
+    assert recent.get(entry.id) is entry and recent.items()[0].shown_by == "none"
+    for _ in range(5):
+        recent.add(out[0], GRACE_OVER, "desktop")
+    assert len(recent.items()) == 3 and recent.get(entry.id) is None

@@ -1,0 +1,210 @@
+"""The tray controller on a real Engine, a real SQLite profile and a real local feed server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from PySide6.QtWidgets import QLabel, QSystemTrayIcon
+
+from tests.ui.conftest import QLoop, until
+from trayapp.core.engine import Engine
+from trayapp.core.events import LoopBlocked
+from trayapp.core.outcomes import OutcomeKind
+from trayapp.ui.demo import DemoFeedServer, seed_demo_charms
+from trayapp.ui.model import IconState
+from trayapp.ui.notify_policy import NotificationPolicy
+from trayapp.ui.tray import TrayController
+from trayapp.ui.windows import NO_TRAY_HINT, ActivityWindow, StatusWindow
+
+
+@dataclass
+class Env:
+    engine: Engine
+    ctl: TrayController
+    feeds: DemoFeedServer
+    lines: list[str]
+    quits: list[bool]
+
+    def all_ok(self) -> bool:
+        st = self.engine.statuses()
+        return len(st) == 3 and all(
+            s.last_outcome is OutcomeKind.OK and s.state.value == "scheduled" for s in st.values()
+        )
+
+    def trigger(self, key: str) -> None:
+        act = self.ctl.binder.action(key)
+        assert act is not None, key
+        act.trigger()
+
+    def text(self, key: str) -> str:
+        act = self.ctl.binder.action(key)
+        assert act is not None, key
+        return act.text()
+
+
+@asynccontextmanager
+async def tray_env(profile_dir: Path, *, use_tray: bool = True) -> AsyncIterator[Env]:
+    feeds = DemoFeedServer()
+    base = await feeds.start()
+    engine = Engine(profile_dir)
+    seed_demo_charms(engine, base)
+    lines: list[str] = []
+    quits: list[bool] = []
+    ctl = TrayController(
+        engine,
+        on_quit=lambda: quits.append(True),
+        policy=NotificationPolicy(grace=timedelta(0)),
+        use_desktop_notifications=False,
+        use_tray=use_tray,
+        report=lines.append,
+    )
+    await engine.start()
+    await ctl.start()
+    env = Env(engine, ctl, feeds, lines, quits)
+    try:
+        await until(env.all_ok)
+        yield env
+    finally:
+        await ctl.stop()
+        await engine.stop()
+        engine.close()
+        await feeds.stop()
+
+
+def scenario(qloop: QLoop, profile_dir: Path, body: Callable[[Env], Awaitable[None]]) -> None:
+    async def run() -> None:
+        async with tray_env(profile_dir) as env:
+            await body(env)
+
+    qloop.run(run(), timeout=60)
+
+
+def test_left_click_syncs_every_charm(qloop: QLoop, profile_dir: Path) -> None:
+    async def body(env: Env) -> None:
+        before = len(env.feeds.requests)
+        assert env.ctl.tray is not None
+        env.ctl.tray.activated.emit(QSystemTrayIcon.ActivationReason.Trigger)
+        await until(lambda: len(env.feeds.requests) >= before + 3)
+        assert sorted(env.feeds.requests[before:]) == [
+            "/project-news.xml",
+            "/release-notes.xml",
+            "/team-blog.xml",
+        ]
+        await until(lambda: env.ctl.state is IconState.OK and env.all_ok())
+        assert "TRAYAPP_ICON_STATE syncing" in env.lines
+        # A context-menu (right) click is not a sync.
+        n = len(env.feeds.requests)
+        env.ctl.tray.activated.emit(QSystemTrayIcon.ActivationReason.Context)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert len(env.feeds.requests) == n
+
+    scenario(qloop, profile_dir, body)
+
+
+def test_menu_shows_each_charm_and_the_header(qloop: QLoop, profile_dir: Path) -> None:
+    async def body(env: Env) -> None:
+        env.ctl.refresh()
+        assert env.text("header").startswith("All synced")
+        for cid, name in [("project-news", "Project news"), ("team-blog", "Team blog")]:
+            assert env.text(f"charm:{cid}").startswith(f"✓  {name} — synced")
+        assert "+3" in env.text("charm:project-news:counts")  # the demo feed starts with 3 items
+        assert env.ctl.tray is not None
+        assert env.ctl.tray.toolTip().startswith("Pattern Sync: All synced")
+
+    scenario(qloop, profile_dir, body)
+
+
+def test_pause_all_for_an_hour_then_resume(qloop: QLoop, profile_dir: Path) -> None:
+    async def body(env: Env) -> None:
+        env.trigger("pause_all:1h")
+        await until(lambda: all(s.paused for s in env.engine.statuses().values()))
+        until_set = {s.paused_until for s in env.engine.statuses().values()}
+        assert len(until_set) == 1
+        (when,) = until_set
+        assert when is not None
+        assert abs((when - (datetime.now(UTC) + timedelta(hours=1))).total_seconds()) < 60
+        await until(lambda: env.ctl.state is IconState.PAUSED)
+        assert env.text("pause_all").startswith("Paused, resumes")
+        env.trigger("pause_all:resume")
+        await until(lambda: not any(s.paused for s in env.engine.statuses().values()))
+        await until(lambda: env.ctl.state in (IconState.OK, IconState.SYNCING))
+
+    scenario(qloop, profile_dir, body)
+
+
+def test_per_charm_pause_and_sync_now(qloop: QLoop, profile_dir: Path) -> None:
+    async def body(env: Env) -> None:
+        env.trigger("charm:team-blog:pause")
+        await until(lambda: env.engine.status("team-blog").paused)
+        await until(lambda: env.text("charm:team-blog:pause") == "Resume")
+        before = len(env.feeds.requests)
+        env.trigger("charm:project-news:sync")
+        await until(lambda: "/project-news.xml" in env.feeds.requests[before:])
+
+    scenario(qloop, profile_dir, body)
+
+
+def test_failures_notify_once_and_are_kept_when_no_service(
+    qloop: QLoop, profile_dir: Path
+) -> None:
+    async def body(env: Env) -> None:
+        env.engine.update_charm("team-blog", settings={"url": f"{env.feeds.base_url}/gone.xml"})
+        for attempt in (1, 2, 3):
+            env.engine.sync_now("team-blog")
+            await until(
+                lambda n=attempt: env.engine.status("team-blog").consecutive_failures >= n  # type: ignore[misc]
+            )
+        await until(lambda: any(ln.startswith("TRAYAPP_NOTIFIED") for ln in env.lines))
+        env.ctl.refresh()
+        notified = [ln for ln in env.lines if ln.startswith("TRAYAPP_NOTIFIED")]
+        assert len(notified) == 1 and "Team blog stopped syncing" in notified[0]
+        entries = env.ctl.notifier.recent.items()
+        assert len(entries) == 1 and entries[0].shown_by in ("tray", "none")
+        # The entry is in the menu and its action still works (Activity on that charm).
+        assert "Team blog stopped syncing" in env.text(f"recent:{entries[0].id}")
+        env.trigger(f"recent:{entries[0].id}")
+        win = env.ctl._windows.get("activity")
+        assert isinstance(win, ActivityWindow) and win.current_charm() == "team-blog"
+        assert win.table.rowCount() >= 3
+        outcome = win.table.item(0, 2)
+        assert outcome is not None and outcome.text() != "ok"
+        assert env.ctl.state is IconState.ERROR
+
+    scenario(qloop, profile_dir, body)
+
+
+def test_loop_blocked_charm_is_shown(qloop: QLoop, profile_dir: Path) -> None:
+    async def body(env: Env) -> None:
+        env.engine.publish(LoopBlocked("release-notes", 2.4))
+        await until(lambda: env.ctl.binder.action("blocked").isVisible())  # type: ignore[union-attr]
+        assert env.text("blocked").startswith("⚠ Release notes froze the app for 2.4 s")
+
+    scenario(qloop, profile_dir, body)
+
+
+def test_quit_goes_through_on_quit(qloop: QLoop, profile_dir: Path) -> None:
+    async def body(env: Env) -> None:
+        env.trigger("quit")
+        assert env.quits == [True]
+
+    scenario(qloop, profile_dir, body)
+
+
+def test_status_window_when_there_is_no_tray(qloop: QLoop, profile_dir: Path) -> None:
+    async def run() -> None:
+        async with tray_env(profile_dir, use_tray=False) as env:
+            win = env.ctl.status_window
+            assert isinstance(win, StatusWindow) and win.isVisible()
+            env.ctl.refresh()
+            assert win.summary.text().startswith("All synced")
+            hints = [w.text() for w in win.findChildren(QLabel) if w.objectName() == "hint"]
+            assert hints == [NO_TRAY_HINT]
+            assert "TRAYAPP_STATUS_WINDOW" in env.lines
+
+    qloop.run(run(), timeout=60)
