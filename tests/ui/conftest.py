@@ -17,14 +17,18 @@ from PySide6.QtWidgets import QApplication
 T = TypeVar("T")
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Let the loop (Qt events included) run until ``predicate`` holds; fail after ``timeout``."""
+async def until(predicate: Callable[[], bool], within: float = 20.0) -> None:
+    """Let the loop (Qt events included) run until ``predicate`` holds; fail after ``within`` s.
+
+    A condition wait, not a fixed sleep: the predicates span Qt widgets and engine state, which
+    share no single event to await, so they are re-checked every 20 ms up to a generous deadline.
+    """
 
     async def poll() -> None:
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
-    await asyncio.wait_for(poll(), timeout)
+    await asyncio.wait_for(poll(), within)
 
 
 class QLoop:
@@ -44,11 +48,7 @@ class QLoop:
     def wait_until(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
         """Spin the loop (Qt events included) until ``predicate`` holds; fail after ``timeout``."""
 
-        async def poll() -> None:
-            while not predicate():
-                await asyncio.sleep(0.02)
-
-        self.run(poll(), timeout)
+        self.run(until(predicate, timeout), timeout + 1)
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ from datetime import timedelta
 
 from PySide6.QtWidgets import QApplication
 
+from tests.ui.test_model import GMAIL, NEWS, NOW, Charm, failing, ok
 from trayapp.core.outcomes import OutcomeKind
 from trayapp.core.status import CharmStatus
 from trayapp.ui.menu import MenuBinder, new_menu
 from trayapp.ui.model import build_menu, make_snapshot
-from tests.ui.test_model import GMAIL, NEWS, NOW, Charm, failing, ok
 
 
 def test_state_changes_update_actions_in_place(qapp: QApplication) -> None:

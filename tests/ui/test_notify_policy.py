@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from tests.ui.test_model import GMAIL, NEWS, Charm, failing, ok
 from trayapp.core.outcomes import OutcomeKind
 from trayapp.core.status import CharmState, CharmStatus, Counts, RunRecord
 from trayapp.ui.model import AccountState, AccountView, Snapshot, make_snapshot
 from trayapp.ui.notify_policy import NotificationPolicy, RecentNotices
-from tests.ui.test_model import GMAIL, NEWS, Charm, failing, ok
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 GRACE_OVER = T0 + timedelta(seconds=16)

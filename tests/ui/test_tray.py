@@ -150,9 +150,7 @@ def test_per_charm_pause_and_sync_now(qloop: QLoop, profile_dir: Path) -> None:
     scenario(qloop, profile_dir, body)
 
 
-def test_failures_notify_once_and_are_kept_when_no_service(
-    qloop: QLoop, profile_dir: Path
-) -> None:
+def test_failures_notify_once_and_are_kept_when_no_service(qloop: QLoop, profile_dir: Path) -> None:
     async def body(env: Env) -> None:
         env.engine.update_charm("team-blog", settings={"url": f"{env.feeds.base_url}/gone.xml"})
         for attempt in (1, 2, 3):
