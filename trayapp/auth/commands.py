@@ -1,0 +1,281 @@
+"""``trayapp accounts ...``: add, list, sign in, sign out, status, and the OAuth client import.
+
+The CLI calls :func:`register` with its subparsers; each command parser gets
+``func=run`` (``args.func(args) -> exit code``), so a CLI that dispatches with
+``args.func(args)`` needs nothing else. ``run`` opens the profile named by ``args.profile``
+(the CLI's global ``--profile``; ``$TRAYAPP_PROFILE`` or the default otherwise), does its work
+through :class:`~trayapp.auth.accounts.AccountManager`, and closes it. A caller that already
+holds an open store (the tray, tests) calls :func:`handle` with it instead.
+
+Output never contains a token or the client secret: ``--json`` documents are built from
+``Account.to_json`` and ``ClientConfig.public_summary``, which hold none by construction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from trayapp.auth.accounts import AccountManager
+from trayapp.auth.client_config import load_client_file
+from trayapp.auth.models import AccountState
+from trayapp.auth.signin import DEFAULT_TIMEOUT, default_opener
+from trayapp.core.errors import TrayappError
+from trayapp.core.store import Store
+
+GMAIL_READONLY = "https://www.googleapis.com/auth/gmail.readonly"
+CALENDAR_READONLY = "https://www.googleapis.com/auth/calendar.readonly"
+DEFAULT_SCOPES = (GMAIL_READONLY, CALENDAR_READONLY)
+
+_STATE_TEXT = {
+    AccountState.SIGNED_IN: "signed in",
+    AccountState.NEEDS_SIGN_IN: "needs sign-in",
+    AccountState.KEYRING_NOT_READY: "waiting for keyring",
+    AccountState.CLIENT_MISCONFIGURED: "OAuth client problem",
+    AccountState.NEEDS_PERMISSION: "needs permission",
+    AccountState.SIGNED_OUT: "signed out",
+}
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``accounts`` and its subcommands to the CLI's subparsers."""
+    accounts = subparsers.add_parser(
+        "accounts", help="Google accounts: add, sign in, sign out, status"
+    )
+    sub = accounts.add_subparsers(dest="accounts_command", metavar="COMMAND", required=True)
+
+    def json_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+    def browser_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--no-browser",
+            action="store_true",
+            help="do not open a browser; only print the link to open",
+        )
+        p.add_argument(
+            "--timeout",
+            type=float,
+            default=DEFAULT_TIMEOUT,
+            help=f"seconds to wait for the browser (default {int(DEFAULT_TIMEOUT)})",
+        )
+
+    add = sub.add_parser("add", help="add a Google account (opens the browser to sign in)")
+    add.add_argument(
+        "--scope",
+        action="append",
+        dest="scopes",
+        metavar="SCOPE",
+        help="OAuth scope to ask for (repeatable; default: Gmail and Calendar read-only)",
+    )
+    browser_flags(add)
+
+    lst = sub.add_parser("list", help="list the accounts and their state")
+    json_flag(lst)
+
+    signin = sub.add_parser("signin", help="sign an account in again")
+    signin.add_argument("account", help="account id or email")
+    signin.add_argument("--scope", action="append", dest="scopes", metavar="SCOPE")
+    browser_flags(signin)
+
+    signout = sub.add_parser("signout", help="revoke an account's access and forget its tokens")
+    signout.add_argument("account", help="account id or email")
+    signout.add_argument(
+        "--remove", action="store_true", help="also remove the account from this profile"
+    )
+
+    status = sub.add_parser("status", help="detailed state of the accounts and token storage")
+    status.add_argument("account", nargs="?", help="account id or email (default: all)")
+    json_flag(status)
+
+    client = sub.add_parser("client", help="the OAuth client used to sign in")
+    client_sub = client.add_subparsers(dest="client_command", metavar="COMMAND", required=True)
+    imp = client_sub.add_parser("import", help="import a Desktop-app OAuth client JSON file")
+    imp.add_argument("file", type=Path)
+    show = client_sub.add_parser("show", help="show the configured OAuth client (no secret)")
+    json_flag(show)
+
+    for parser in (accounts, add, lst, signin, signout, status, client, imp, show):
+        parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point for ``args.func(args)``: open the profile, run the command, close."""
+    from trayapp.core.profile import Profile
+
+    try:
+        profile = Profile.resolve(getattr(args, "profile", None))
+        store = Store.open(profile.db_path)
+    except TrayappError as exc:
+        print(f"trayapp: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return asyncio.run(handle(args, store, profile.path))
+    except KeyboardInterrupt:
+        print("trayapp: cancelled", file=sys.stderr)
+        return 130
+    finally:
+        store.close()
+
+
+async def handle(
+    args: argparse.Namespace,
+    store: Store,
+    profile_dir: Path,
+    *,
+    manager: AccountManager | None = None,
+    out: TextIO | None = None,
+    opener: Callable[[str], Any] | None = None,
+) -> int:
+    """Run one ``accounts`` command on an open store. Returns the exit code."""
+    out = out or sys.stdout
+    own = manager is None
+    manager = manager or AccountManager(store, profile_dir)
+    try:
+        return await _dispatch(args, manager, out, opener)
+    except TrayappError as exc:
+        print(f"trayapp: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if own:
+            await manager.aclose()
+
+
+async def _dispatch(
+    args: argparse.Namespace,
+    manager: AccountManager,
+    out: TextIO,
+    opener: Callable[[str], Any] | None,
+) -> int:
+    command = args.accounts_command
+    if command == "client":
+        return _client(args, manager, out)
+    if command == "list":
+        return _list(args, manager, out)
+    if command == "status":
+        return _status(args, manager, out)
+    if command in ("add", "signin"):
+        return await _signin(args, manager, out, opener)
+    if command == "signout":
+        account = manager.find(args.account)
+        result = await manager.sign_out(account.id)
+        if args.remove:
+            manager.remove(account.id)
+            print(f"{result.message} Removed {account.label} from this profile.", file=out)
+        else:
+            print(result.message, file=out)
+        return 0 if result.revoked else 2
+    raise TrayappError(f"unknown accounts command {command!r}")
+
+
+def _client(args: argparse.Namespace, manager: AccountManager, out: TextIO) -> int:
+    if args.client_command == "import":
+        config = load_client_file(args.file)
+        changed = manager.import_client(config)
+        print(f"Imported OAuth client {config.client_id} from {args.file}.", file=out)
+        for account in changed:
+            print(f"  {account.label}: {account.reason}", file=out)
+        return 0
+    current = manager.clients.get()
+    if args.json:
+        print(json.dumps({"client": current.public_summary() if current else None}), file=out)
+    elif current is None:
+        print("No OAuth client configured; use `trayapp accounts client import FILE`.", file=out)
+    else:
+        for key, value in current.public_summary().items():
+            print(f"{key}: {value}", file=out)
+    return 0
+
+
+def _list(args: argparse.Namespace, manager: AccountManager, out: TextIO) -> int:
+    accounts = manager.accounts()
+    if args.json:
+        doc = {
+            "accounts": [a.to_json() for a in accounts],
+            "secret_storage": manager.secret_storage_status(),
+        }
+        print(json.dumps(doc, indent=2), file=out)
+        return 0
+    if not accounts:
+        print("No accounts. Add one with `trayapp accounts add`.", file=out)
+    for a in accounts:
+        print(f"{a.id}  {a.email or '(unknown email)'}  {_STATE_TEXT[a.state]}", file=out)
+    warning = manager.vault.warning
+    if warning:
+        print(f"warning: {warning}", file=out)
+    return 0
+
+
+def _status(args: argparse.Namespace, manager: AccountManager, out: TextIO) -> int:
+    accounts = [manager.find(args.account)] if args.account else manager.accounts()
+    rows: list[dict[str, Any]] = []
+    for a in accounts:
+        meta = manager.auth_cell(a.id).get()
+        row = a.to_json()
+        row["token"] = {
+            "expiry": meta.expiry.isoformat() if meta.expiry else None,
+            "refreshed_at": meta.refreshed_at.isoformat() if meta.refreshed_at else None,
+            "generation": meta.generation,
+            "has_refresh_token": meta.has_refresh_token,
+        }
+        rows.append(row)
+    client = manager.clients.get()
+    doc = {
+        "accounts": rows,
+        "client": client.public_summary() if client else None,
+        "secret_storage": manager.secret_storage_status(),
+    }
+    if args.json:
+        print(json.dumps(doc, indent=2), file=out)
+        return 0 if all(r["usable"] for r in rows) else 3
+    for r in rows:
+        print(
+            f"{r['email'] or r['id']} ({r['id']}): {_STATE_TEXT[AccountState(r['state'])]}",
+            file=out,
+        )
+        if r["reason"]:
+            print(f"  {r['reason']}", file=out)
+        if r["token"]["expiry"]:
+            print(f"  access token valid until {r['token']['expiry']}", file=out)
+        print(f"  tokens stored in: {r['secret_store'] or 'nowhere (not signed in)'}", file=out)
+    if client is None:
+        print("No OAuth client configured; use `trayapp accounts client import FILE`.", file=out)
+    warning = manager.vault.warning
+    if warning:
+        print(f"warning: {warning}", file=out)
+    return 0 if all(r["usable"] for r in rows) else 3
+
+
+async def _signin(
+    args: argparse.Namespace,
+    manager: AccountManager,
+    out: TextIO,
+    opener: Callable[[str], Any] | None,
+) -> int:
+    account_id = manager.find(args.account).id if args.accounts_command == "signin" else None
+    scopes = tuple(args.scopes or (() if account_id else DEFAULT_SCOPES))
+
+    def show(url: str) -> None:
+        print("Sign in in your browser. If it does not open, open this link:", file=out)
+        print(f"  {url}", file=out)
+        out.flush()
+
+    if opener is None:
+        opener = _no_browser if args.no_browser else default_opener
+    account = await manager.sign_in(
+        account_id, scopes, opener=opener, on_url=show, timeout=args.timeout
+    )
+    print(f"Signed in as {account.email} (account {account.id}).", file=out)
+    warning = manager.vault.warning
+    if warning:
+        print(f"warning: {warning}", file=out)
+    return 0
+
+
+def _no_browser(url: str) -> bool:
+    return True

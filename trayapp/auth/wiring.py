@@ -1,0 +1,73 @@
+"""How the accounts layer plugs into the engine and the Google clients.
+
+Kept out of :mod:`trayapp.auth.accounts` so that module needs neither the engine nor the Google
+client package: the engine is wired to accounts here, in one place, by whoever builds both (the
+CLI, the tray, tests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from trayapp.auth.accounts import AccountManager
+from trayapp.auth.client_config import ClientConfig
+from trayapp.auth.models import Account
+from trayapp.auth.secrets import SecretVault
+from trayapp.core.events import AccountChanged
+from trayapp.google.endpoints import GoogleEndpoints
+
+if TYPE_CHECKING:
+    import httpx
+
+    from trayapp.core.engine import Engine
+
+
+def google_endpoints(config: ClientConfig) -> GoogleEndpoints:
+    """All Google URLs for this client: Google's own, or everything on the issuer's origin.
+
+    The client JSON names the OAuth endpoints; the API roots follow from them (Google's real
+    roots for Google, the same origin for the emulator), so the emulator needs no code switch.
+    """
+    base = GoogleEndpoints() if config.is_google else GoogleEndpoints.for_base(config.gmail_base)
+    return dataclasses.replace(
+        base,
+        auth_uri=config.auth_uri,
+        token_uri=config.token_uri,
+        revoke_uri=config.revoke_uri,
+        userinfo_uri=config.userinfo_uri,
+    )
+
+
+def attach_accounts(
+    engine: Engine,
+    *,
+    vault: SecretVault | None = None,
+    http: httpx.AsyncClient | None = None,
+) -> AccountManager:
+    """An AccountManager over the engine's store, publishing to the engine.
+
+    Every committed account change becomes an ``AccountChanged`` engine event, and an account
+    that becomes usable (signed in again, keyring unlocked) calls ``engine.account_usable``,
+    which unparks that account's charms at once.
+    """
+    manager = AccountManager(
+        engine.store, engine.profile.path, vault=vault, now=engine.clock.now, http=http
+    )
+
+    def on_change(account: Account) -> None:
+        engine.publish(AccountChanged(account.id))
+        if account.usable:
+            engine.account_usable(account.id)
+
+    manager.subscribe(on_change)
+    return manager
+
+
+def google_api_kwargs(manager: AccountManager, account_id: str) -> dict[str, Any]:
+    """Keyword arguments for ``trayapp.google.client.GoogleApi`` for one account."""
+    return {
+        "tokens": manager.provider(account_id),
+        "endpoints": google_endpoints(manager.clients.require()),
+        "account_id": account_id,
+    }
