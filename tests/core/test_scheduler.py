@@ -255,6 +255,21 @@ async def test_added_after_start_runs_at_once_and_removed_stops(h: Harness) -> N
         h.scheduler.status("a")
 
 
+async def test_removing_a_running_charm_cancels_it_and_leaves_no_status(h: Harness) -> None:
+    h.behaviours["a"] = gated(asyncio.Event())
+    await h.start(ScheduleEntry("a", 10 * MIN))
+    future = h.scheduler.run_now("a")
+    h.scheduler.remove("a")
+    await h.clock.settle()
+    assert future.result().kind is OutcomeKind.CANCELLED
+    assert "a" not in h.repo.load_all()  # the finishing run did not resurrect it
+    assert h.repo.history("a") == []
+    h.scheduler.add(ScheduleEntry("a", 10 * MIN))  # the id can be reused at once
+    await h.clock.settle()
+    assert len(h.runs_of("a")) == 2
+    assert h.scheduler.status("a").last_outcome is None  # a fresh charm, not the removed one
+
+
 # ---------------------------------------------------------------------------------- timeouts
 
 
@@ -307,6 +322,7 @@ async def test_updater_that_ignores_cancellation_is_not_run_twice(
     await h.clock.run_for(20 + scheduler_module.CANCEL_GRACE)
     assert h.scheduler.status("a").last_outcome is OutcomeKind.TIMEOUT
     assert "ignored cancellation" in caplog.text
+    assert "ignored being stopped" in (h.scheduler.status("a").last_error or "")
     await h.clock.run_for(3600)  # due again many times, but the abandoned run still runs
     assert len(h.runs_of("a")) == 1
     release.set()
@@ -345,6 +361,16 @@ async def test_exceptions_map_to_outcomes(h: Harness, exc: Exception, kind: Outc
         assert "in behaviour" in record.traceback  # the updater's own frame is kept
     else:
         assert record.traceback is None
+
+
+async def test_secrets_in_error_messages_are_redacted(h: Harness) -> None:
+    h.behaviours["a"] = raising(RuntimeError("GET /x?access_token=ya29.SECRETSECRET failed"))
+    await h.start(ScheduleEntry("a", 10 * MIN))
+    record = h.repo.history("a")[0]
+    assert record.outcome is OutcomeKind.BUG
+    assert "SECRETSECRET" not in record.message
+    assert record.traceback is not None and "SECRETSECRET" not in record.traceback
+    assert "SECRETSECRET" not in (h.scheduler.status("a").last_error or "")
 
 
 async def test_ok_report_counts_and_status_fields(h: Harness) -> None:

@@ -45,7 +45,7 @@ import random
 import traceback
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
@@ -60,6 +60,7 @@ from trayapp.core.events import (
     RunStarted,
 )
 from trayapp.core.outcomes import OutcomeKind, RunOutcome, RunReport
+from trayapp.core.redact import redact
 from trayapp.core.status import CharmState, CharmStatus, RunRecord
 from trayapp.core.statusrepo import StatusRepo
 from trayapp.core.watchdog import LoopWatchdog
@@ -744,10 +745,14 @@ class Scheduler:
             if exc is not None and not isinstance(exc, Exception):
                 raise exc  # KeyboardInterrupt, SystemExit: not ours to swallow
         if reason == _CANCEL_TIMEOUT:
-            return RunOutcome(
-                OutcomeKind.TIMEOUT,
-                message=f"the update took longer than {timeout:g} s and was stopped",
-            )
+            message = f"the update took longer than {timeout:g} s and was stopped"
+            if not work.done():
+                message = (
+                    f"the update took longer than {timeout:g} s and ignored being stopped; "
+                    "it will not run again until it ends (the pattern must not swallow "
+                    "asyncio.CancelledError)"
+                )
+            return RunOutcome(OutcomeKind.TIMEOUT, message=message)
         if reason is not None:
             why = {
                 _CANCEL_SHUTDOWN: "the app was shutting down",
@@ -789,6 +794,12 @@ class Scheduler:
         self._release_slot(charm)
         if self._watchdog is not None:
             self._watchdog.run_finished()
+        # Messages and tracebacks are persisted and shown (tray, --json): scrub secrets first.
+        outcome = replace(
+            outcome,
+            message=redact(outcome.message),
+            traceback=redact(outcome.traceback) if outcome.traceback else outcome.traceback,
+        )
         record = RunRecord.from_outcome(charm_id, started_at, ended, outcome, run.trigger)
         removed = self._charms.get(charm_id) is not charm
         if not removed:

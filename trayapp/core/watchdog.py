@@ -59,7 +59,6 @@ class LoopWatchdog:
         self._expected = 0.0  # when the pending beat should fire (monotonic)
         self._last_beat = 0.0  # read by the thread; float stores are atomic under the GIL
         self._suspect: str | None = None
-        self._sampled_beat = -1.0  # the beat whose stall the thread already sampled
         self._loop_thread_id: int | None = None
         self._active = threading.Event()
         self._closed = False
@@ -152,8 +151,10 @@ class LoopWatchdog:
 
     def _check(self, now: float) -> None:
         lag = now - self._expected
+        # Always consume the suspect: one sampled during a stall too short to report must not
+        # be blamed for the next one.
+        suspect, self._suspect = self._suspect, None
         if lag > self._threshold:
-            suspect, self._suspect = self._suspect, None
             self.stalls += 1
             try:
                 self._on_blocked(suspect, lag)
@@ -169,14 +170,14 @@ class LoopWatchdog:
             self._active.wait()  # parked here, without wake-ups, while no run is in progress
             if self._closed:
                 return
-            time.sleep(self._interval)
+            # Twice per beat: a stall is sampled well before it ends, even on a busy machine.
+            time.sleep(self._interval / 2)
             if self._closed:
                 return
             if not self._active.is_set():
                 continue
-            last = self._last_beat
-            if time.monotonic() - last > self._threshold and last != self._sampled_beat:
-                self._sampled_beat = last
+            # Sample until a labelled frame is found: the first look may land between runs.
+            if time.monotonic() - self._last_beat > self._threshold and self._suspect is None:
                 self._sample()
 
     def _sample(self) -> None:
