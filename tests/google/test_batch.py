@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.message
 import email.parser
 import email.policy
 import json
@@ -38,9 +39,11 @@ def parse_batch_request(request: httpx.Request) -> list[tuple[str, str]]:
     message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(raw)
     parts = []
     for part in message.get_payload():
+        assert isinstance(part, email.message.Message)
         assert part.get_content_type() == "application/http"
-        body = part.get_payload(decode=True).decode()
-        parts.append((part["Content-ID"], body.splitlines()[0]))
+        payload = part.get_payload(decode=True)
+        assert isinstance(payload, bytes)
+        parts.append((str(part["Content-ID"]), payload.decode().splitlines()[0]))
     return parts
 
 
