@@ -1,0 +1,103 @@
+"""Single instance over a private local socket, with a real Engine behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from trayapp.core.engine import Engine
+from trayapp.ipc import AlreadyRunning, serve, socket_path, try_send
+from trayapp.ui.demo import DemoFeedServer, seed_demo_charms
+
+
+@pytest.fixture(autouse=True)
+def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "run"
+    d.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(d))
+    return d
+
+
+def ask(profile: Path, cmd: dict[str, object]) -> asyncio.Future[dict[str, object] | None]:
+    """try_send blocks (the CLI calls it before any loop exists): run it off the loop."""
+    return asyncio.get_running_loop().run_in_executor(None, try_send, profile, cmd, 10.0)
+
+
+async def test_status_sync_and_activate_reach_the_running_instance(
+    profile_dir: Path, runtime_dir: Path
+) -> None:
+    feeds = DemoFeedServer()
+    seed_engine = Engine(profile_dir)
+    seed_demo_charms(seed_engine, await feeds.start())
+    engine = seed_engine
+    server = await serve(engine, profile_dir)
+    shown: list[bool] = []
+    server.on("activate", lambda _req: shown.append(True) or {"shown": True})
+    try:
+        path = socket_path(profile_dir)
+        assert path.parent.parent == runtime_dir
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+        status = await ask(profile_dir, {"cmd": "status"})
+        assert status is not None and status["ok"] is True
+        assert set(status["statuses"]) == {"project-news", "release-notes", "team-blog"}  # type: ignore[arg-type]
+
+        reply = await ask(profile_dir, {"cmd": "sync", "charms": ["team-blog"], "wait": True})
+        assert reply is not None and reply["ok"] is True
+        assert reply["outcomes"]["team-blog"]["kind"] == "ok"  # type: ignore[index]
+        assert reply["outcomes"]["team-blog"]["added"] == 3  # type: ignore[index]
+        assert feeds.requests == ["/team-blog.xml"]
+
+        reply = await ask(profile_dir, {"cmd": "show-menu"})
+        assert reply == {"ok": True, "shown": True} and shown == [True]
+
+        bad = await ask(profile_dir, {"cmd": "format-disk"})
+        assert bad is not None and bad["ok"] is False and "unknown command" in str(bad["error"])
+    finally:
+        await server.close()
+        await engine.stop()
+        engine.close()
+        await feeds.stop()
+    assert not socket_path(profile_dir).exists()
+    assert try_send(profile_dir, {"cmd": "ping"}, 1.0) is None
+
+
+async def test_second_server_for_the_same_profile_is_refused(profile_dir: Path) -> None:
+    engine = Engine(profile_dir)
+    server = await serve(engine, profile_dir)
+    try:
+        with pytest.raises(AlreadyRunning):
+            await serve(engine, profile_dir)
+        pong = await ask(profile_dir, {"cmd": "ping"})
+        assert pong is not None and pong["pid"] == os.getpid()
+    finally:
+        await server.close()
+        engine.close()
+    # After a clean close a new instance can serve again.
+    engine = Engine(profile_dir)
+    server = await serve(engine, profile_dir)
+    await server.close()
+    engine.close()
+
+
+async def test_stale_socket_from_a_crash_is_replaced(profile_dir: Path) -> None:
+    path = socket_path(profile_dir)
+    path.write_text("left behind by a crashed instance")
+    assert try_send(profile_dir, {"cmd": "ping"}, 1.0) is None
+    engine = Engine(profile_dir)
+    server = await serve(engine, profile_dir)
+    try:
+        pong = await ask(profile_dir, {"cmd": "ping"})
+        assert pong is not None and pong["ok"] is True
+    finally:
+        await server.close()
+        engine.close()
+
+
+def test_no_instance_means_none(profile_dir: Path) -> None:
+    assert try_send(profile_dir, {"cmd": "status"}, 1.0) is None

@@ -1,0 +1,159 @@
+"""Settings (schema-generated, validated forms; autostart; notification prefs) and Activity."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from PySide6.QtWidgets import QApplication, QLineEdit
+
+from trayapp.core.engine import Engine
+from trayapp.ui.autostart import Autostart
+from trayapp.ui.prefs import UiPrefs
+from trayapp.ui.tray import TrayController
+from trayapp.ui.windows import ActivityWindow, SettingsWindow
+
+
+@pytest.fixture
+def ctl(
+    qapp: QApplication, profile_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TrayController]:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    engine = Engine(profile_dir)
+    c = TrayController(
+        engine, use_desktop_notifications=False, use_tray=False, report=lambda _l: None
+    )
+    yield c
+    for w in c._windows.values():
+        w.close()
+    engine.close()
+
+
+def settings(ctl: TrayController) -> SettingsWindow:
+    win = ctl.open_window("settings", "charms")
+    assert isinstance(win, SettingsWindow)
+    return win
+
+
+def test_charm_form_is_generated_from_the_pattern_schema_and_validated_inline(
+    ctl: TrayController,
+) -> None:
+    win = settings(ctl)
+    win.pattern.setCurrentIndex(win.pattern.findData("feed-importer"))
+    assert win.form is not None
+    url = win.form.editor("url")
+    assert isinstance(url, QLineEdit)
+    assert "RSS or Atom" in url.toolTip()  # the field's description from the schema
+    url.setText("not a url")
+    max_items = win.form.editor("max_items")
+    assert isinstance(max_items, QLineEdit)
+    max_items.setText("0")
+    assert win.save_charm() is False
+    assert win.form.error_text("url") == "not a valid http(s) URL"
+    assert win.form.error_text("max_items") == "must be at least 1"
+    assert ctl.engine.charms() == []
+
+    url.setText("https://example.org/feed.xml")
+    max_items.setText("")
+    win.name.setText("Example feed")
+    win.interval.setValue(45)
+    assert win.save_charm() is True
+    assert win.form.error_text("url") is None
+    (charm,) = ctl.engine.charms()
+    assert charm.name == "Example feed" and charm.interval == timedelta(minutes=45)
+    assert charm.settings["url"] == "https://example.org/feed.xml"
+    assert win.charm_list.count() == 1
+
+
+def test_editing_a_charm_loads_its_settings_and_saves_through_the_engine(
+    ctl: TrayController,
+) -> None:
+    ctl.engine.add_charm(  # type: ignore[attr-defined]
+        "feed-importer",
+        {"url": "https://example.org/a.xml"},
+        name="A",
+        interval=timedelta(minutes=30),
+    )
+    win = settings(ctl)
+    win.charm_list.setCurrentRow(0)
+    assert win.form is not None
+    url = win.form.editor("url")
+    assert isinstance(url, QLineEdit) and url.text() == "https://example.org/a.xml"
+    assert win.interval.value() == 30 and not win.pattern.isEnabled()
+    url.setText("https://example.org/b.xml")
+    assert win.save_charm() is True
+    (charm,) = ctl.engine.charms()
+    assert charm.settings["url"] == "https://example.org/b.xml"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="XDG autostart is Linux")
+def test_autostart_entry_shows_its_mechanism_and_repairs_a_stale_path(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    exe = tmp_path / "bin" / "trayapp"
+    exe.parent.mkdir()
+    exe.write_text("#!/bin/sh\n")
+    auto = Autostart("linux", home=home, config_home=home / ".config", command=[str(exe)])
+    st = auto.status()
+    assert st.mechanism == "XDG autostart entry" and not st.enabled and st.tested
+    st = auto.enable()
+    assert st.enabled and not st.stale
+    text = auto.desktop_path.read_text()
+    assert f"Exec={exe}" in text and "Name=Pattern Sync" in text and "@" not in text
+    # The app moved: the entry now points at a path that no longer exists.
+    new_exe = tmp_path / "new" / "trayapp"
+    new_exe.parent.mkdir()
+    new_exe.write_text("#!/bin/sh\n")
+    exe.unlink()
+    moved = Autostart(
+        "linux",
+        home=home,
+        config_home=home / ".config",
+        command=[str(tmp_path / "new" / "trayapp")],
+    )
+    stale = moved.status()
+    assert stale.enabled and stale.stale and "repair it" in stale.describe()
+    fixed = moved.repair()
+    assert fixed.enabled and not fixed.stale
+    assert f"Exec={tmp_path / 'new' / 'trayapp'}" in auto.desktop_path.read_text()
+    assert not moved.disable().enabled and not auto.desktop_path.exists()
+
+
+def test_settings_general_tab_toggles_autostart_and_saves_notification_prefs(
+    ctl: TrayController, tmp_path: Path
+) -> None:
+    win = settings(ctl)
+    assert "XDG autostart entry" in win.autostart_info.text()
+    win.autostart_box.setChecked(True)
+    assert (tmp_path / "config" / "autostart" / "trayapp.desktop").is_file()
+    assert ": on" in win.autostart_info.text()
+    win.autostart_box.setChecked(False)
+    assert not (tmp_path / "config" / "autostart" / "trayapp.desktop").exists()
+
+    win.notify_new.setChecked(True)
+    win.notify_errors.setChecked(False)
+    profile = Path(ctl.engine.profile.path)  # type: ignore[attr-defined]
+    prefs = UiPrefs.load(profile)
+    assert prefs.notify_new_items is True and prefs.notify_errors is False
+    assert ctl.policy.new_items_summary is True and ctl.policy.errors_enabled is False
+    assert json.loads((profile / "ui.json").read_text())["notify_new_items"] is True
+
+
+def test_activity_diagnostics_are_redacted(ctl: TrayController) -> None:
+    ctl.engine.add_charm(  # type: ignore[attr-defined]
+        "feed-importer",
+        {"url": "https://example.org/feed.xml?access_token=ya29.SECRETSECRETSECRET"},
+        name="Leaky ya29.SECRETSECRETSECRET",
+    )
+    win = ctl.open_window("activity")
+    assert isinstance(win, ActivityWindow)
+    text = win.diagnostics()
+    data = json.loads(text)
+    assert data["charms"][0]["pattern"] == "feed-importer"
+    assert "SECRETSECRETSECRET" not in text
+    win.copy_diagnostics()
+    assert "SECRETSECRETSECRET" not in QApplication.clipboard().text()
+    assert win.copy.text() == "Copied (secrets removed)"
