@@ -763,6 +763,22 @@ async def test_global_and_per_account_limits(make: Callable[..., Harness]) -> No
     assert h.scheduler.running == 0
 
 
+async def test_account_change_during_a_run_releases_the_right_slot(
+    make: Callable[..., Harness],
+) -> None:
+    h = make(per_account_concurrency=1)
+    gate = asyncio.Event()
+    h.behaviours["a"] = gated(gate)
+    await h.start(ScheduleEntry("a", 60 * MIN, account_id="A"))
+    h.scheduler.update(ScheduleEntry("a", 60 * MIN, account_id="B"))  # moved while running
+    gate.set()
+    await h.clock.settle()
+    h.scheduler.add(ScheduleEntry("a2", 60 * MIN, account_id="A"))
+    await h.clock.settle()
+    assert len(h.runs_of("a2")) == 1  # A's slot was given back, not B's
+    assert h.scheduler.running == 0
+
+
 # -------------------------------------------------------------------------- events and status
 
 
@@ -861,6 +877,13 @@ async def test_shutdown_cancels_runs_records_them_and_returns_promptly(
     assert status.next_due_at == h.clock.now()  # interrupted: runs again at the next start
     assert h.repo.history("a")[0].outcome is OutcomeKind.CANCELLED
     assert h.repo.history("b") == []  # never started, so never recorded
+
+
+async def test_run_now_after_shutdown_resolves_at_once(h: Harness) -> None:
+    await h.start(ScheduleEntry("a", 10 * MIN))
+    await h.scheduler.shutdown()
+    future = h.scheduler.run_now("a")
+    assert future.done() and future.result().kind is OutcomeKind.CANCELLED
 
 
 async def test_shutdown_gives_up_on_an_updater_that_ignores_cancellation(

@@ -166,7 +166,7 @@ class _Run:
     cancel_reason: str | None = None
     auth_account: str | None = None  # from AuthRequired.account_id
     blocked: str | None = None  # set by the watchdog while this run executes
-    started_mono: float = 0.0
+    account: str | None = None  # the account whose slot it holds (fixed at dispatch)
 
 
 @dataclass(eq=False, slots=True)
@@ -367,6 +367,12 @@ class Scheduler:
         charm = self._get(charm_id)
         if charm.active is not None:
             return charm.active.future
+        if self._stopping:
+            future: asyncio.Future[RunOutcome] = asyncio.get_running_loop().create_future()
+            future.set_result(
+                RunOutcome(OutcomeKind.CANCELLED, message="not run: the app is shutting down")
+            )
+            return future
         run = self._enqueue(charm, trigger)
         run.trigger = trigger  # a queued scheduled run becomes the user's run
         self._queue.move_to_end(charm_id, last=False)
@@ -462,12 +468,16 @@ class Scheduler:
             if self._stopping:
                 return
             self.loop_wakeups += 1
-            self._check_wall_jump()
-            if self._wake_reasons:
-                reasons, self._wake_reasons = self._wake_reasons, []
-                self._on_wake(reasons)
-            self._fire_due_timers()
-            self._dispatch()
+            try:
+                self._check_wall_jump()
+                if self._wake_reasons:
+                    reasons, self._wake_reasons = self._wake_reasons, []
+                    self._on_wake(reasons)
+                self._fire_due_timers()
+                self._dispatch()
+            except Exception:
+                # A scheduler bug must not stop every charm for good: log it and keep planning.
+                log.exception("scheduler loop iteration failed")
             timeout = self._seconds_to_next_timer()
             self._sleep_until = None if timeout is None else self._clock.now().timestamp() + timeout
             self._sleeping = True
@@ -648,6 +658,7 @@ class Scheduler:
                     continue
                 self._running_by_account[account] += 1
             self._running += 1
+            run.account = account
             starting.append((charm, run))
         for charm, run in starting:
             del self._queue[run.charm_id]
@@ -657,9 +668,9 @@ class Scheduler:
                 self._execute(charm, run), name=f"trayapp-run:{run.charm_id}"
             )
 
-    def _release_slot(self, charm: _Charm) -> None:
+    def _release_slot(self, run: _Run) -> None:
         self._running -= 1
-        account = charm.entry.account_id
+        account = run.account
         if account is not None:
             self._running_by_account[account] -= 1
             if self._running_by_account[account] <= 0:
@@ -669,9 +680,8 @@ class Scheduler:
 
     async def _execute(self, charm: _Charm, run: _Run) -> None:
         charm_id = charm.entry.charm_id
-        account = charm.entry.account_id
+        account = run.account
         started_at = self._clock.now()
-        run.started_mono = self._clock.monotonic()
         timeout = charm.entry.timeout.total_seconds()
         self._update(charm)  # -> RUNNING
         self._emit(RunStarted(charm_id, run.trigger))
@@ -791,7 +801,7 @@ class Scheduler:
         charm_id = charm.entry.charm_id
         ended = self._clock.now()
         charm.active = None
-        self._release_slot(charm)
+        self._release_slot(run)
         if self._watchdog is not None:
             self._watchdog.run_finished()
         # Messages and tracebacks are persisted and shown (tray, --json): scrub secrets first.
