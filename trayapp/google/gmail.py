@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
 from urllib.parse import quote
 
 from trayapp.core.errors import SyncError
-from trayapp.google.batch import DEFAULT_BATCH_SIZE, BatchCall, run_batched
+from trayapp.google.batch import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_PARALLEL_BATCHES,
+    BatchCall,
+    run_batched,
+)
 from trayapp.google.client import PageTokens, canonical, encode_params, json_list, json_str
 from trayapp.google.errors import GoogleRequestError, HistoryExpired, unreadable_response
 
@@ -243,15 +248,22 @@ class GmailClient:
         metadata_headers: Sequence[str] = (),
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        parallel: int = DEFAULT_PARALLEL_BATCHES,
     ) -> MessagesResult:
-        """Fetch many messages in batches of ``batch_size`` (parts that fail are retried alone)."""
+        """Fetch many messages in batches of ``batch_size`` (parts that fail are retried alone).
+
+        Up to ``parallel`` batches are in flight at once (the account's quota paces them), so a
+        slow round trip does not leave the quota unused.
+        """
         unique = list(dict.fromkeys(ids))
         params = encode_params(_get_params(format, metadata_headers))
         calls = [
             BatchCall("gmail.users.messages.get", self._path("messages", mid), params)
             for mid in unique
         ]
-        results = await run_batched(self.api, "gmail", calls, batch_size=batch_size)
+        results = await run_batched(
+            self.api, "gmail", calls, batch_size=batch_size, parallel=parallel
+        )
         out = MessagesResult()
         for mid, result in zip(unique, results, strict=True):
             if result.data is not None:
