@@ -571,6 +571,30 @@ async def test_auth_required_parks_the_account_until_usable(h: Harness) -> None:
         assert status.healthy
 
 
+async def test_parking_survives_a_restart(make: Callable[..., Harness]) -> None:
+    first = make()
+    first.behaviours["a1"] = raising(AuthRequired("sign in again"))
+    await first.start(
+        ScheduleEntry("a1", 10 * MIN, account_id="alice"),
+        ScheduleEntry("a2", 10 * MIN, account_id="alice"),
+    )
+    await first.clock.run_for(5)
+    await first.scheduler.shutdown()
+
+    second = make(clock=first.clock, repo=first.repo)
+    await second.start(
+        ScheduleEntry("a1", 10 * MIN, account_id="alice"),
+        ScheduleEntry("a2", 10 * MIN, account_id="alice"),
+    )
+    second.scheduler.add(ScheduleEntry("a3", 10 * MIN, account_id="alice"))
+    await second.clock.run_for(3600)
+    assert second.calls == []
+    assert {s.state for s in second.scheduler.statuses().values()} == {CharmState.PARKED}
+    second.scheduler.account_usable("alice")
+    await second.clock.settle()
+    assert sorted(c[0] for c in second.calls) == ["a1", "a2", "a3"]
+
+
 async def test_auth_required_account_from_error_wins(h: Harness) -> None:
     h.behaviours["a"] = raising(AuthRequired("sign in", account_id="carol"))
     await h.start(

@@ -3,8 +3,8 @@
 One task sleeps until the earliest due charm *or* a command, whichever comes first: it awaits
 ``clock.wait(wakeup_event, timeout=seconds until the earliest due time)``. There is no polling
 tick: an app whose next charm is due in an hour wakes once, in an hour. Commands (``run_now``,
-``pause``, ``account_usable``...) act at once and set the wake-up event only when they move the
-earliest due time forward, so the loop re-plans its sleep.
+``pause``, ``account_usable``...) act at once, and set the wake-up event only when they make
+something due earlier than the loop planned to wake, so it re-plans its sleep.
 
 Timing decisions, in one place:
 
@@ -312,6 +312,9 @@ class Scheduler:
             and status.paused_until <= self._clock.now()
         ):
             status = status.with_(paused=False, paused_until=None)
+        if parked and entry.account_id is not None:
+            # Parked before a restart: the account still needs the user, for every charm of it.
+            self._parked_accounts.add(entry.account_id)
         charm = _Charm(entry=entry, status=status, parked=parked)
         self._charms[entry.charm_id] = charm
         self._update(charm, force=True)
