@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -40,3 +46,28 @@ def session(emu: EmulatorServer) -> Session:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+CLIENTS = Path(__file__).parent / "clients"
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def run_client(script: str, *args: str) -> Any:
+    """Run a script from tests/emulator/clients with Google's own client libraries.
+
+    A subprocess, because pytest puts ``tests/`` on sys.path and ``tests/google`` would shadow
+    the installed ``google`` namespace package inside the test process.
+    """
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(CLIENTS / script),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=str(CLIENTS),
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    return json.loads(out.decode().strip().splitlines()[-1])

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -56,7 +57,7 @@ async def _run_browser_flow(emu: EmulatorServer, decision: str) -> dict[str, lis
         "access_type": "offline",
     }
     url = emu.url("/o/oauth2/v2/auth?" + urlencode(params))
-    with tempfile.TemporaryDirectory() as profile:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         assert CHROMIUM is not None
         proc = subprocess.Popen(
             [
@@ -78,11 +79,12 @@ async def _run_browser_flow(emu: EmulatorServer, decision: str) -> dict[str, lis
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env={**os.environ, "HOME": profile},
+            start_new_session=True,  # its own process group, so its helpers die with it
         )
         try:
             target = await asyncio.wait_for(got, 60)
         finally:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             server.close()
             await server.wait_closed()

@@ -15,7 +15,7 @@ import pytest
 from trayapp.emulator.control import ClientInfo
 from trayapp.emulator.testing import EmulatorServer, Session
 
-from .conftest import bearer
+from .conftest import bearer, run_client
 
 GMAIL = "https://www.googleapis.com/auth/gmail.readonly"
 REDIRECT = "http://127.0.0.1:53123/"
@@ -457,23 +457,18 @@ async def test_google_auth_credentials_refresh_against_emulator(
     emu: EmulatorServer, session: Session
 ) -> None:
     """The real google-auth library refreshes through the emulator's token endpoint."""
-    import asyncio
-
-    import google.auth.transport.requests
-    from google.oauth2.credentials import Credentials
-
-    creds = Credentials(
-        token=None,
-        refresh_token=session.refresh_token,
-        token_uri=emu.url("/token"),
-        client_id=session.client.id,
-        client_secret=session.client.secret,
-    )
-    await asyncio.to_thread(creds.refresh, google.auth.transport.requests.Request())
-    assert creds.token is not None and creds.token.startswith("ya29.")
-    assert creds.expiry is not None
+    args = (emu.url("/token"), session.refresh_token, session.client.id, session.client.secret)
+    out = await run_client("google_auth_refresh.py", *args)
+    assert out == {"ok": True, "token_prefix": "ya29.", "has_expiry": True}
     entries = emu.control.requests(api_method="oauth.token")
     assert len(entries) == 1
     # Secrets are fingerprinted in the request log.
     assert session.refresh_token not in entries[0].body.decode()
     assert re.search(r"refresh_token=sha256:[0-9a-f]{12}", entries[0].body.decode())
+    emu.control.revoke_refresh_token(session.email)
+    dead = await run_client("google_auth_refresh.py", *args)
+    assert dead["ok"] is False and dead["retryable"] is False
+    assert dead["args"] == [
+        "invalid_grant: Token has been expired or revoked.",
+        {"error": "invalid_grant", "error_description": "Token has been expired or revoked."},
+    ]

@@ -1,7 +1,431 @@
+"""Calendar v3 handlers: calendarList.list and events.list/get with Google's sync rules."""
+
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
+
+from trayapp.emulator import errors
+from trayapp.emulator.calendar_store import (
+    Calendar,
+    CalendarStore,
+    event_bounds,
+    parse_rfc3339,
+    render_event,
+    rfc3339_ms,
+)
+from trayapp.emulator.common import (
+    JSONResponseGoogle,
+    authorize,
+    decode_token,
+    encode_token,
+    error_response,
+)
+
+#: Parameters that cannot be combined with syncToken (reference section 1.3).
+EVENTS_SYNC_FORBIDDEN = (
+    "iCalUID",
+    "orderBy",
+    "privateExtendedProperty",
+    "q",
+    "sharedExtendedProperty",
+    "timeMin",
+    "timeMax",
+    "updatedMin",
+)
+ROLE_RANK = {"freeBusyReader": 0, "reader": 1, "writer": 2, "owner": 3}
+
+
+def _handler(
+    method_id: str,
+) -> Callable[[Callable[[Request, CalendarStore], Any]], Callable[[Request], Any]]:
+    def deco(fn: Callable[[Request, CalendarStore], Any]) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                acct = authorize(request, method_id)
+                result = fn(request, acct.calendars)
+            except errors.ApiError as err:
+                return error_response(err)
+            return JSONResponseGoogle(result)
+
+        endpoint.__name__ = fn.__name__
+        return endpoint
+
+    return deco
+
+
+def _bool(request: Request, name: str) -> bool | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if raw not in ("true", "false"):
+        raise errors.calendar_bad_request(f"Invalid boolean value: '{raw}'.", name)
+    return raw == "true"
+
+
+def _int(request: Request, name: str, default: int, maximum: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise errors.calendar_bad_request(
+            f"Invalid value '{raw}'. Values must match the following regular expression: '-?\\d+'",
+            name,
+        ) from None
+    if value < 1:
+        raise errors.calendar_bad_request(
+            f"Invalid value '{raw}'. Values must be greater than or equal to 1.", name
+        )
+    return min(value, maximum)
+
+
+def _time(request: Request, name: str) -> datetime | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    dt = parse_rfc3339(raw)
+    if dt is None:
+        raise errors.calendar_bad_request("Bad Request", name)
+    return dt
+
+
+def _fp(parts: list[tuple[str, str]]) -> str:
+    return hashlib.sha256(json.dumps(sorted(parts)).encode()).hexdigest()[:16]
+
+
+def _sync_fingerprint(request: Request, cal_id: str, keys: tuple[str, ...]) -> str:
+    """Parameters that must stay the same between the initial and the incremental syncs."""
+    return _fp(
+        [(k, v) for k, v in request.query_params.multi_items() if k in keys] + [("cal", cal_id)]
+    )
+
+
+def _page_fingerprint(request: Request) -> str:
+    return _fp(
+        [
+            (k, v)
+            for k, v in request.query_params.multi_items()
+            if k not in ("pageToken", "maxResults")
+        ]
+        + [("path", request.url.path)]
+    )
+
+
+def _etag(counter: int, gen: int) -> str:
+    return f'"p3{counter:012d}{gen:04d}g"'
+
+
+# ---- calendarList.list ----
+
+
+@_handler("calendar.calendarList.list")
+def calendar_list(request: Request, store: CalendarStore) -> dict[str, Any]:
+    qp = request.query_params
+    sync = qp.get("syncToken")
+    if sync is not None and qp.get("minAccessRole") is not None:
+        raise errors.calendar_bad_request(
+            "The minAccessRole parameter cannot be used together with syncToken.", "minAccessRole"
+        )
+    max_results = _int(request, "maxResults", 100, 250)
+    show_deleted = bool(_bool(request, "showDeleted"))
+    show_hidden = bool(_bool(request, "showHidden"))
+    min_role = qp.get("minAccessRole")
+    if min_role is not None and min_role not in ROLE_RANK:
+        raise errors.calendar_bad_request(
+            f"Invalid value for minAccessRole: {min_role}", "minAccessRole"
+        )
+    fp_sync = _fp([("list", store.email)])
+    since: int | None = None
+    if sync is not None:
+        tok = decode_token(sync, fp_sync)
+        if tok is None or tok.get("g") != store.list_generation:
+            raise errors.full_sync_required()
+        since = int(tok["n"])
+    snapshot, after = store.list_counter, None
+    page_token = qp.get("pageToken")
+    if page_token:
+        ptok = decode_token(page_token, _page_fingerprint(request))
+        if ptok is None:
+            raise errors.calendar_bad_request("Invalid page token value.", "pageToken")
+        if ptok.get("g") != store.list_generation:
+            raise errors.full_sync_required()
+        snapshot, after = int(ptok["s"]), str(ptok["k"])
+    entries = sorted(
+        store.calendars.values(), key=lambda c: (not c.entry.fields.get("primary"), c.entry.id)
+    )
+    items = []
+    for cal in entries:
+        e = cal.entry
+        if since is not None:
+            if e.seq <= since:
+                continue
+        else:
+            if e.deleted and not show_deleted:
+                continue
+            if e.fields.get("hidden") and not show_hidden:
+                continue
+            if (
+                min_role is not None
+                and ROLE_RANK.get(e.fields.get("accessRole", "reader"), 0) < ROLE_RANK[min_role]
+            ):
+                continue
+        items.append(cal)
+    keyed = [(f"{int(not c.entry.fields.get('primary'))}:{c.entry.id}", c) for c in items]
+    if after is not None:
+        keyed = [(k, c) for k, c in keyed if k > after]
+    page = keyed[:max_results]
+    out: dict[str, Any] = {
+        "kind": "calendar#calendarList",
+        "etag": _etag(snapshot, store.list_generation),
+    }
+    if len(keyed) > max_results:
+        out["nextPageToken"] = encode_token(
+            {
+                "s": snapshot,
+                "k": page[-1][0],
+                "g": store.list_generation,
+                "f": _page_fingerprint(request),
+            }
+        )
+    else:
+        out["nextSyncToken"] = encode_token(
+            {"n": snapshot, "g": store.list_generation, "f": fp_sync}
+        )
+    out["items"] = [c.entry.to_json() for _, c in page]
+    return out
+
+
+# ---- events.list ----
+
+SYNC_KEYS = ("singleEvents", "eventTypes", "showHiddenInvitations")
+
+
+def _start_key(ev: dict[str, Any], cal: Calendar) -> str:
+    try:
+        start, _ = event_bounds(ev, cal.tz)
+    except (KeyError, ValueError):
+        return "9999"
+    return start.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
+
+
+@_handler("calendar.events.list")
+def events_list(request: Request, store: CalendarStore) -> dict[str, Any]:
+    qp = request.query_params
+    cal = store.resolve(request.path_params["calendarId"])
+    if cal is None:
+        raise errors.calendar_not_found()
+    sync = qp.get("syncToken")
+    show_deleted = _bool(request, "showDeleted")
+    single = bool(_bool(request, "singleEvents"))
+    if sync is not None:
+        for name in EVENTS_SYNC_FORBIDDEN:
+            if name in qp:
+                raise errors.calendar_bad_request(
+                    f"The parameter {name} cannot be used together with syncToken.", name
+                )
+        if show_deleted is False:
+            raise errors.calendar_bad_request(
+                "showDeleted=false cannot be used together with syncToken.", "showDeleted"
+            )
+    max_results = _int(request, "maxResults", 250, 2500)
+    time_min, time_max = _time(request, "timeMin"), _time(request, "timeMax")
+    updated_min = _time(request, "updatedMin")
+    if time_min is not None and time_max is not None and time_min >= time_max:
+        raise errors.time_range_empty()
+    order_by = qp.get("orderBy")
+    if order_by is not None and order_by not in ("startTime", "updated"):
+        raise errors.calendar_bad_request(f"Invalid value for orderBy: {order_by}", "orderBy")
+    if order_by == "startTime" and not single:
+        raise errors.calendar_bad_request(
+            "The requested ordering is not available for the particular query.", "orderBy"
+        )
+    fp_sync = _sync_fingerprint(request, cal.entry.id, SYNC_KEYS)
+    since: int | None = None
+    if sync is not None:
+        tok = decode_token(sync, fp_sync)
+        if tok is None or tok.get("g") != cal.generation:
+            raise errors.full_sync_required()
+        since = int(tok["n"])
+    snapshot, after = cal.counter, None
+    page_token = qp.get("pageToken")
+    if page_token:
+        ptok = decode_token(page_token, _page_fingerprint(request))
+        if ptok is None:
+            raise errors.calendar_bad_request("Invalid page token value.", "pageToken")
+        if ptok.get("g") != cal.generation:
+            raise errors.full_sync_required()
+        snapshot, after = int(ptok["s"]), str(ptok["k"])
+
+    include_cancelled = since is not None or bool(show_deleted)
+    items = _collect(store, cal, since, single, include_cancelled, time_min, time_max)
+    q = (qp.get("q") or "").lower()
+    ical = qp.get("iCalUID")
+    types = set(qp.getlist("eventTypes"))
+    upd = rfc3339_ms(updated_min.timestamp()) if updated_min is not None else None
+
+    def keep(ev: dict[str, Any]) -> bool:
+        if q and not any(
+            q in str(ev.get(f, "")).lower() for f in ("summary", "description", "location")
+        ):
+            return False
+        if ical is not None and ev.get("iCalUID") != ical:
+            return False
+        if types and ev.get("eventType", "default") not in types:
+            return False
+        return upd is None or ev.get("updated", "") >= upd
+
+    items = [ev for ev in items if keep(ev)]
+    if order_by == "updated":
+        keyed = [(f"{ev.get('updated', '')}|{ev['id']}", ev) for ev in items]
+    else:
+        keyed = [(f"{_start_key(ev, cal)}|{ev['id']}", ev) for ev in items]
+    keyed.sort(key=lambda kv: kv[0])
+    if after is not None:
+        keyed = [(k, ev) for k, ev in keyed if k > after]
+    page = keyed[:max_results]
+    rendered = [render_event(ev, show_full_cancelled=False) for _, ev in page]
+    f = cal.entry.fields
+    out: dict[str, Any] = {
+        "kind": "calendar#events",
+        "etag": _etag(snapshot, cal.generation),
+        "summary": f.get("summaryOverride", f.get("summary", cal.entry.id)),
+        "description": f.get("description", ""),
+        "updated": max(
+            [ev.get("updated", "") for ev in rendered] + [rfc3339_ms(cal.entry.updated)]
+        ),
+        "timeZone": qp.get("timeZone") or f.get("timeZone", "UTC"),
+        "accessRole": f.get("accessRole", "owner"),
+        "defaultReminders": f.get("defaultReminders", []),
+    }
+    if len(keyed) > max_results:
+        out["nextPageToken"] = encode_token(
+            {"s": snapshot, "k": page[-1][0], "g": cal.generation, "f": _page_fingerprint(request)}
+        )
+    else:
+        # Only on the last page, and always there (reference section 1.3).
+        out["nextSyncToken"] = encode_token({"n": snapshot, "g": cal.generation, "f": fp_sync})
+    out["items"] = rendered
+    return out
+
+
+def _overlaps(
+    ev: dict[str, Any], cal: Calendar, time_min: datetime | None, time_max: datetime | None
+) -> bool:
+    if time_min is None and time_max is None:
+        return True
+    try:
+        start, end = event_bounds(ev, cal.tz)
+    except (KeyError, ValueError):
+        return True
+    if end <= start:
+        end = start
+    if time_min is not None and end <= time_min and not (start == end and start >= time_min):
+        return False
+    return not (time_max is not None and start >= time_max)
+
+
+def _collect(
+    store: CalendarStore,
+    cal: Calendar,
+    since: int | None,
+    single: bool,
+    include_cancelled: bool,
+    time_min: datetime | None,
+    time_max: datetime | None,
+) -> list[dict[str, Any]]:
+    events = cal.events
+    changed = [
+        ev for eid, ev in events.items() if since is None or cal.event_seq.get(eid, 0) > since
+    ]
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for ev in changed:
+        is_master = bool(ev.get("recurrence"))
+        cancelled = ev.get("status") == "cancelled"
+        if cancelled and not include_cancelled:
+            continue
+        if single and is_master and not cancelled:
+            for inst in store.expand(
+                cal, ev, time_min if since is None else None, time_max if since is None else None
+            ):
+                exc = events.get(inst["id"])
+                if exc is not None:
+                    if since is not None and cal.event_seq.get(inst["id"], 0) > since:
+                        continue  # reported on its own below
+                    inst = exc
+                    if inst.get("status") == "cancelled" and not include_cancelled:
+                        continue
+                if inst["id"] in seen:
+                    continue
+                if since is None and not _overlaps(inst, cal, time_min, time_max):
+                    continue
+                seen.add(inst["id"])
+                out.append(inst)
+            continue
+        if single and since is None and "recurringEventId" in ev:
+            master = events.get(ev["recurringEventId"])
+            if master is not None and master.get("status") != "cancelled":
+                continue  # already produced through its master's expansion
+        if since is None and not cancelled:
+            if is_master and not single:
+                if not store.expand(cal, ev, time_min, time_max):
+                    continue
+            elif not _overlaps(ev, cal, time_min, time_max):
+                continue
+        if ev["id"] in seen:
+            continue
+        seen.add(ev["id"])
+        out.append(ev)
+    return out
+
+
+@_handler("calendar.events.get")
+def events_get(request: Request, store: CalendarStore) -> dict[str, Any]:
+    cal = store.resolve(request.path_params["calendarId"])
+    if cal is None:
+        raise errors.calendar_not_found()
+    eid = request.path_params["eventId"]
+    ev = cal.events.get(eid)
+    if ev is None:
+        try:
+            ev = store._instance_seed(cal, eid)
+        except KeyError:
+            raise errors.calendar_not_found() from None
+        ev = {
+            **ev,
+            "etag": cal.events[ev["recurringEventId"]]["etag"],
+            "updated": cal.events[ev["recurringEventId"]]["updated"],
+        }
+    return ev
 
 
 def routes() -> list[Route]:
-    return []
+    return [
+        Route(
+            "/calendar/v3/users/me/calendarList",
+            calendar_list,
+            methods=["GET"],
+            name="calendar.calendarList.list",
+        ),
+        Route(
+            "/calendar/v3/calendars/{calendarId}/events",
+            events_list,
+            methods=["GET"],
+            name="calendar.events.list",
+        ),
+        Route(
+            "/calendar/v3/calendars/{calendarId}/events/{eventId}",
+            events_get,
+            methods=["GET"],
+            name="calendar.events.get",
+        ),
+    ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from typing import Any
 
@@ -100,3 +102,50 @@ def token_scopes(request: Request) -> set[str]:
     token = bearer_token(request)
     at = state.access_tokens.get(token or "")
     return set(at.scopes) if at else set()
+
+
+def encode_token(payload: dict[str, Any]) -> str:
+    return (
+        base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode())
+        .decode()
+        .rstrip("=")
+    )
+
+
+def decode_token(token: str, fingerprint: str) -> dict[str, Any] | None:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        payload = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(payload, dict) or payload.get("f") != fingerprint:
+        return None
+    return payload
+
+
+def query_fingerprint(
+    request: Request, exclude: tuple[str, ...] = ("pageToken", "maxResults")
+) -> str:
+    items = sorted(
+        (k, v)
+        for k, v in request.query_params.multi_items()
+        if k not in exclude and k not in GLOBAL_PARAMS
+    )
+    items.append(("path", request.url.path))
+    return hashlib.sha256(json.dumps(items).encode()).hexdigest()[:16]
+
+
+GLOBAL_PARAMS = {
+    "alt",
+    "fields",
+    "key",
+    "oauth_token",
+    "prettyPrint",
+    "quotaUser",
+    "$.xgafv",
+    "access_token",
+    "callback",
+    "uploadType",
+    "upload_protocol",
+    "userIp",
+}

@@ -338,4 +338,24 @@ def canonical(name: str, *, retry_at_iso: str = "") -> ApiError:
         ) from None
 
 
-CANONICAL_NAMES = ["400-invalidArgument", "401", "403-insufficientPermissions", "404", "410", "410-updatedMinTooLongAgo", "429", "429-concurrent", "429-userRateLimitExceeded-retry-after", "403-userRateLimitExceeded-retry-after", "403-rateLimitExceeded", "403-quotaExceeded", "429-quotaExceeded", "403-userRateLimitExceeded", "403-calendarRateLimit", "429-calendarRateLimit", "500", "503", "502-html"]
+CANONICAL_NAMES = [
+    "400-invalidArgument",
+    "401",
+    "403-insufficientPermissions",
+    "404",
+    "410",
+    "410-updatedMinTooLongAgo",
+    "429",
+    "429-concurrent",
+    "429-userRateLimitExceeded-retry-after",
+    "403-userRateLimitExceeded-retry-after",
+    "403-rateLimitExceeded",
+    "403-quotaExceeded",
+    "429-quotaExceeded",
+    "403-userRateLimitExceeded",
+    "403-calendarRateLimit",
+    "429-calendarRateLimit",
+    "500",
+    "503",
+    "502-html",
+]

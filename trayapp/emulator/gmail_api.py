@@ -1,7 +1,413 @@
+"""Gmail v1 handlers: profile, labels, messages.list/get, attachments.get, history.list.
+
+Parameters are read the way Google's front end reads them: repeated parameters
+(``labelIds``, ``metadataHeaders``, ``historyTypes``) may repeat, enums fold case, bad numbers
+answer 400, and page tokens are opaque and bound to the query that produced them.
+"""
+
 from __future__ import annotations
 
+import base64
+import calendar as _calendar
+import hashlib
+import json
+import re
+import shlex
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
+
+from trayapp.emulator import errors
+from trayapp.emulator.common import (
+    JSONResponseGoogle,
+    authorize,
+    decode_token,
+    encode_token,
+    error_response,
+    query_fingerprint,
+    token_scopes,
+)
+from trayapp.emulator.gmail_store import Mailbox, StoredMessage
+from trayapp.emulator.scopes import GMAIL_METADATA
+
+FORMATS = ("minimal", "full", "raw", "metadata")
+HISTORY_TYPES = {
+    "messageadded": "messageAdded",
+    "messagedeleted": "messageDeleted",
+    "labeladded": "labelAdded",
+    "labelremoved": "labelRemoved",
+}
+BROAD_SCOPES = {
+    "https://mail.google.com/",
+    "https://www.googleapis.com/auth/gmail.modify",
+    "https://www.googleapis.com/auth/gmail.readonly",
+}
+
+
+def _handler(
+    method_id: str,
+) -> Callable[[Callable[[Request, Mailbox], Any]], Callable[[Request], Any]]:
+    """Wrap a handler with auth/scope/quota checks and error rendering."""
+
+    def deco(fn: Callable[[Request, Mailbox], Any]) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                acct = authorize(request, method_id, request.path_params.get("userId"))
+                result = fn(request, acct.mailbox)
+            except errors.ApiError as err:
+                return error_response(err)
+            return result if isinstance(result, Response) else JSONResponseGoogle(result)
+
+        endpoint.__name__ = fn.__name__
+        return endpoint
+
+    return deco
+
+
+def _metadata_only(request: Request) -> bool:
+    scopes = token_scopes(request)
+    return GMAIL_METADATA in scopes and not scopes & BROAD_SCOPES
+
+
+def _uint(request: Request, name: str, default: int, maximum: int | None = None) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+        if value < 0:
+            raise ValueError
+    except ValueError:
+        raise errors.invalid_argument(f"Invalid value at '{name}' ({raw})") from None
+    return min(value, maximum) if maximum is not None else value
+
+
+def _bool(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return False
+    if raw.lower() not in ("true", "false"):
+        raise errors.invalid_argument(f"Invalid value at '{name}' ({raw})")
+    return raw.lower() == "true"
+
+
+# ---- handlers ----
+
+
+@_handler("gmail.users.getProfile")
+def get_profile(request: Request, box: Mailbox) -> dict[str, Any]:
+    return {
+        "emailAddress": box.email,
+        "messagesTotal": len(box.messages),
+        "threadsTotal": len({m.thread_id for m in box.messages.values()}),
+        "historyId": str(box.history_id),
+    }
+
+
+@_handler("gmail.users.labels.list")
+def labels_list(request: Request, box: Mailbox) -> dict[str, Any]:
+    return {"labels": [lbl.to_json() for lbl in box.labels.values()]}
+
+
+@_handler("gmail.users.labels.get")
+def labels_get(request: Request, box: Mailbox) -> dict[str, Any]:
+    lbl = box.labels.get(request.path_params["id"])
+    if lbl is None:
+        raise errors.gmail_not_found()
+    return {**lbl.to_json(), **box.label_counts(lbl.id)}
+
+
+@_handler("gmail.users.messages.get")
+def messages_get(request: Request, box: Mailbox) -> dict[str, Any]:
+    fmt = (request.query_params.get("format") or "full").lower()
+    if fmt not in FORMATS:
+        raise errors.invalid_argument(
+            f"Invalid value at 'format' ({request.query_params.get('format')})"
+        )
+    if fmt in ("full", "raw") and _metadata_only(request):
+        raise errors.ApiError(
+            403,
+            f"Metadata scope doesn't allow format {fmt.upper()}",
+            [
+                {
+                    "message": f"Metadata scope doesn't allow format {fmt.upper()}",
+                    "domain": "global",
+                    "reason": "forbidden",
+                }
+            ],
+            "PERMISSION_DENIED",
+        )
+    msg = box.messages.get(request.path_params["id"])
+    if msg is None:
+        raise errors.gmail_not_found()
+    return msg.render(fmt, request.query_params.getlist("metadataHeaders"))
+
+
+@_handler("gmail.users.messages.attachments.get")
+def attachments_get(request: Request, box: Mailbox) -> dict[str, Any]:
+    msg = box.messages.get(request.path_params["messageId"])
+    if msg is None:
+        raise errors.gmail_not_found()
+    data = msg.parsed.attachments.get(request.path_params["id"])
+    if data is None:
+        raise errors.invalid_argument("Invalid attachment token")
+    return {
+        "attachmentId": request.path_params["id"],
+        "size": len(data),
+        "data": base64.urlsafe_b64encode(data).decode(),
+    }
+
+
+@_handler("gmail.users.messages.list")
+def messages_list(request: Request, box: Mailbox) -> dict[str, Any]:
+    max_results = _uint(request, "maxResults", 100, 500) or 100
+    include_spam_trash = _bool(request, "includeSpamTrash")
+    label_ids = request.query_params.getlist("labelIds")
+    q = request.query_params.get("q")
+    if q is not None and _metadata_only(request):
+        raise errors.ApiError(
+            403,
+            "Metadata scope does not support 'q' parameter",
+            [
+                {
+                    "message": "Metadata scope does not support 'q' parameter",
+                    "domain": "global",
+                    "reason": "forbidden",
+                }
+            ],
+            "PERMISSION_DENIED",
+        )
+    matcher = compile_query(q or "", box, box.clock.now())
+    explicit_spam_trash = matcher.mentions_spam_trash
+    fp = query_fingerprint(request)
+    start_after: tuple[int, str] | None = None
+    token = request.query_params.get("pageToken")
+    if token:
+        payload = decode_token(token, fp)
+        if payload is None:
+            raise errors.invalid_argument("Invalid pageToken")
+        start_after = (int(payload["d"]), str(payload["i"]))
+    matched: list[StoredMessage] = []
+    for msg in box.sorted_messages():
+        if (
+            not include_spam_trash
+            and not explicit_spam_trash
+            and ("SPAM" in msg.label_ids or "TRASH" in msg.label_ids)
+        ):
+            continue
+        if any(lid not in msg.label_ids for lid in label_ids):
+            continue
+        if not matcher(msg):
+            continue
+        matched.append(msg)
+    if start_after is not None:
+        matched_page = [m for m in matched if (m.internal_date, m.id) < start_after]
+    else:
+        matched_page = matched
+    page = matched_page[:max_results]
+    out: dict[str, Any] = {}
+    if page:
+        out["messages"] = [m.ref() for m in page]
+    if len(matched_page) > max_results:
+        last = page[-1]
+        out["nextPageToken"] = encode_token({"d": last.internal_date, "i": last.id, "f": fp})
+    out["resultSizeEstimate"] = len(matched)
+    return out
+
+
+@_handler("gmail.users.history.list")
+def history_list(request: Request, box: Mailbox) -> dict[str, Any]:
+    raw_start = request.query_params.get("startHistoryId")
+    if raw_start is None or not raw_start.isdigit():
+        raise errors.bad_start_history_id()
+    start = int(raw_start)
+    if start < box.floor:
+        raise errors.gmail_not_found()
+    max_results = _uint(request, "maxResults", 100, 500) or 100
+    types: set[str] = set()
+    for t in request.query_params.getlist("historyTypes"):
+        key = HISTORY_TYPES.get(t.lower())
+        if key is None:
+            raise errors.invalid_argument(f"Invalid value at 'history_types' ({t})")
+        types.add(key)
+    label_id = request.query_params.get("labelId")
+    fp = query_fingerprint(request)
+    after = start
+    token = request.query_params.get("pageToken")
+    if token:
+        payload = decode_token(token, fp)
+        if payload is None:
+            raise errors.invalid_argument("Invalid pageToken")
+        after = int(payload["h"])
+    # Like Google, a page scans a window of raw records and then filters, so a filtered
+    # page can be empty and still carry a nextPageToken (reference: lieer#22/#24).
+    window = [r for r in _records_after(box, after)][: max_results + 1]
+    scanned = window[:max_results]
+    records = [
+        r
+        for r in scanned
+        if (not types or r.kind in types)
+        and (label_id is None or label_id in r.message_labels or label_id in r.changed_labels)
+    ]
+    out: dict[str, Any] = {}
+    if records:
+        out["history"] = [r.to_json() for r in records]
+    if len(window) > max_results:
+        out["nextPageToken"] = encode_token({"h": scanned[-1].id, "f": fp})
+    out["historyId"] = str(box.history_id)
+    return out
+
+
+def _records_after(box: Mailbox, after: int) -> list[Any]:
+    import bisect
+
+    ids = _history_ids(box)
+    return box.history[bisect.bisect_right(ids, after) :]
+
+
+def _history_ids(box: Mailbox) -> list[int]:
+    cache: tuple[int, list[int]] | None = getattr(box, "_history_id_cache", None)
+    if cache is None or cache[0] != len(box.history):
+        cache = (len(box.history), [r.id for r in box.history])
+        box._history_id_cache = cache  # type: ignore[attr-defined]
+    return cache[1]
+
+
+# ---- the q subset ----
+
+
+class Matcher:
+    def __init__(
+        self, preds: list[Callable[[StoredMessage], bool]], mentions_spam_trash: bool
+    ) -> None:
+        self.preds = preds
+        self.mentions_spam_trash = mentions_spam_trash
+
+    def __call__(self, msg: StoredMessage) -> bool:
+        return all(p(msg) for p in self.preds)
+
+
+def _parse_date(value: str) -> float:
+    if value.isdigit():
+        return float(value)
+    for fmt in ("%Y/%m/%d", "%Y-%m-%d", "%m/%d/%Y"):
+        try:
+            return _calendar.timegm(datetime.strptime(value, fmt).replace(tzinfo=UTC).timetuple())
+        except ValueError:
+            continue
+    raise errors.invalid_argument(f"Invalid date in query: {value}")
+
+
+def _relative(value: str) -> float:
+    m = re.fullmatch(r"(\d+)([dmyh])", value.lower())
+    if not m:
+        raise errors.invalid_argument(f"Invalid relative date in query: {value}")
+    n, unit = int(m.group(1)), m.group(2)
+    return n * {"h": 3600, "d": 86400, "m": 30 * 86400, "y": 365 * 86400}[unit]
+
+
+def _header_contains(names: tuple[str, ...], needle: str) -> Callable[[StoredMessage], bool]:
+    needle = needle.lower()
+
+    def pred(msg: StoredMessage) -> bool:
+        idx = msg.parsed.header_index
+        return any(needle in v.lower() for n in names for v in idx.get(n, []))
+
+    return pred
+
+
+def compile_query(q: str, box: Mailbox, now: float) -> Matcher:
+    """Compile the supported subset of Gmail's search syntax (see docs/emulator.md)."""
+    try:
+        terms = shlex.split(q)
+    except ValueError:
+        terms = q.split()
+    preds: list[Callable[[StoredMessage], bool]] = []
+    mentions = False
+    for term in terms:
+        negate = term.startswith("-") and len(term) > 1
+        if negate:
+            term = term[1:]
+        key, sep, value = term.partition(":")
+        key = key.lower() if sep else ""
+        pred: Callable[[StoredMessage], bool]
+        if key == "in" or key == "label":
+            v = value.lower()
+            if key == "in" and v == "anywhere":
+                mentions = True
+                continue
+            lbl = box.label_by_name({"drafts": "DRAFT", "chats": "CHAT"}.get(v, value))
+            if lbl is None:
+                pred = lambda m: False  # noqa: E731 - unknown label matches nothing, as in Gmail
+            else:
+                lid = lbl.id
+                mentions = mentions or lid in ("SPAM", "TRASH")
+                pred = lambda m, lid=lid: lid in m.label_ids  # type: ignore[misc]  # noqa: E731
+        elif key == "is":
+            mapping = {
+                "unread": ("UNREAD", True),
+                "read": ("UNREAD", False),
+                "starred": ("STARRED", True),
+                "important": ("IMPORTANT", True),
+            }
+            if value.lower() not in mapping:
+                raise errors.invalid_argument(f"Unsupported query term is:{value}")
+            lid, present = mapping[value.lower()]
+            pred = lambda m, lid=lid, present=present: (lid in m.label_ids) == present  # type: ignore[misc]  # noqa: E731
+        elif key == "from":
+            pred = _header_contains(("from",), value)
+        elif key == "to":
+            pred = _header_contains(("to", "cc", "bcc"), value)
+        elif key == "subject":
+            pred = _header_contains(("subject",), value)
+        elif key in ("after", "before", "newer_than", "older_than"):
+            if key in ("after", "before"):
+                bound_ms = int(_parse_date(value) * 1000)
+            else:
+                bound_ms = int((now - _relative(value)) * 1000)
+            if key in ("after", "newer_than"):
+                pred = lambda m, b=bound_ms: m.internal_date >= b  # type: ignore[misc]  # noqa: E731
+            else:
+                pred = lambda m, b=bound_ms: m.internal_date < b  # type: ignore[misc]  # noqa: E731
+        elif key == "has" and value.lower() == "attachment":
+            pred = lambda m: m.parsed.has_attachment  # noqa: E731
+        elif key == "rfc822msgid":
+            pred = _header_contains(("message-id",), value)
+        elif not key:
+            word = term.lower()
+            pred = lambda m, w=word: (  # type: ignore[misc]  # noqa: E731
+                w in " ".join(m.parsed.header_index.get("subject", [])).lower()
+                or w in m.parsed.text.lower()
+                or w in " ".join(m.parsed.header_index.get("from", [])).lower()
+            )
+        else:
+            raise errors.invalid_argument(f"Unsupported query operator {key}:")
+        preds.append((lambda m, p=pred: not p(m)) if negate else pred)  # type: ignore[misc]
+    return Matcher(preds, mentions)
 
 
 def routes() -> list[Route]:
-    return []
+    base = "/gmail/v1/users/{userId}"
+    return [
+        Route(f"{base}/profile", get_profile, methods=["GET"], name="gmail.users.getProfile"),
+        Route(f"{base}/labels", labels_list, methods=["GET"], name="gmail.users.labels.list"),
+        Route(f"{base}/labels/{{id}}", labels_get, methods=["GET"], name="gmail.users.labels.get"),
+        Route(f"{base}/messages", messages_list, methods=["GET"], name="gmail.users.messages.list"),
+        Route(
+            f"{base}/messages/{{id}}",
+            messages_get,
+            methods=["GET"],
+            name="gmail.users.messages.get",
+        ),
+        Route(
+            f"{base}/messages/{{messageId}}/attachments/{{id}}",
+            attachments_get,
+            methods=["GET"],
+            name="gmail.users.messages.attachments.get",
+        ),
+        Route(f"{base}/history", history_list, methods=["GET"], name="gmail.users.history.list"),
+    ]

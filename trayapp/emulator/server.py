@@ -22,7 +22,7 @@ class TransportH11Protocol(H11Protocol):
     in ``scope["extensions"]``.
     """
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         inner = self.app
 
