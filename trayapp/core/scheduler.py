@@ -24,6 +24,12 @@ Timing decisions, in one place:
 * **Suspend/resume**: when wall time advanced far more than monotonic time between two wake-ups
   (or on :meth:`Scheduler.wake`), overdue charms run once each (not once per missed interval),
   staggered over a few seconds. A backward wall step pulls far-future due times back in.
+  Sleeping uses monotonic time, which stands still during suspend, so without help a jump is
+  noticed at the loop's next planned wake-up: the app calls ``wake(WAKE_RESUMED)`` on the OS's
+  resume signal to act at once.
+* **User commands beat the schedule, not the user's settings**: ``run_now`` on a paused charm
+  runs it once and leaves it paused; on a parked charm it runs once (the user asked) and
+  unparks that charm only if the run succeeds.
 
 Concurrency: a global limit and a per-account limit. Runs wait in one FIFO queue and start as
 slots free up; a run whose account is at its limit lets the runs behind it pass. (Two nested
@@ -714,7 +720,7 @@ class Scheduler:
         if not work.done():
             log.error("charm %s ignored cancellation; its updater is still running", charm_id)
             charm.zombie = work
-            work.add_done_callback(lambda _: self._zombie_done(charm))
+            work.add_done_callback(lambda _: self._zombie_done(charm, frame))
         elif self._watchdog is not None:
             self._watchdog.unlabel(frame)
         self._finish(charm, run, started_at, outcome, account)
@@ -788,8 +794,10 @@ class Scheduler:
             )
         return work.result()
 
-    def _zombie_done(self, charm: _Charm) -> None:
+    def _zombie_done(self, charm: _Charm, frame: FrameType | None) -> None:
         charm.zombie = None
+        if self._watchdog is not None:
+            self._watchdog.unlabel(frame)
         log.info("the abandoned run of charm %s finally stopped", charm.entry.charm_id)
         self._dispatch()
 
