@@ -310,6 +310,25 @@ class Engine:
         if scheduler is not None:
             scheduler.run_now(charm_id)
 
+    def reload_charms(self) -> None:
+        """Pick up charm definitions another process changed in the store (``trayapp charms``
+        while the tray runs): new charms are scheduled, removed ones dropped, intervals updated.
+        """
+        if not self._started or self._scheduler is None:
+            return
+        scheduler = self._scheduler
+        current = {info.id: info for info in self._charms.all()}
+        entries = scheduler.entries()
+        for cid in entries.keys() - current.keys():
+            scheduler.remove(cid)
+        for cid, info in current.items():
+            entry = self._entry(info, self._pattern_or_none(info.pattern_id))
+            if cid not in entries:
+                scheduler.add(entry)
+            elif entries[cid] != entry:
+                scheduler.update(entry)
+        self.publish(CharmsChanged())
+
     # ------------------------------------------------------------------------------ commands
 
     def sync_now(self, charm_id: str | None = None) -> None:
