@@ -26,7 +26,7 @@ class AccountsSource(Protocol):
         ...
 
     async def begin_sign_in(self, account_id: str | None) -> str:
-        """Start a browser sign-in (None = a new account); return the URL to open.
+        """Start a browser sign-in (None = a new account) and open the browser; return its URL.
 
         The flow keeps waiting for the browser in the background; ``cancel_sign_in`` stops it.
         Never called by the loop on its own: only from a user's click.
@@ -57,6 +57,19 @@ class NoAccounts:
         return None
 
 
+_CAUSES = {
+    "testing_expiry": "The OAuth client is in Testing status, so Google ends its sign-ins after "
+    "7 days; publish the client (or sign in again each week).",
+    "invalid_grant": "The saved sign-in was revoked or expired (password change, removed access, "
+    "or too many sign-ins).",
+    "reauth_required": "Your organisation requires you to sign in again periodically.",
+    "invalid_client": "Google rejected the OAuth client; check the client JSON in Settings.",
+    "insufficient_scope": "A charm needs access that was not granted.",
+    "secret_missing": "The saved token is no longer in the keychain.",
+    "keyring_locked": "The keychain is locked; Pattern Sync retries when it unlocks.",
+}
+
+
 def _state(value: Any) -> AccountState:
     try:
         return AccountState(str(getattr(value, "value", value)))
@@ -64,38 +77,39 @@ def _state(value: Any) -> AccountState:
         return AccountState.NEEDS_SIGN_IN
 
 
-class AuthAccounts:
-    """Adapter over ``trayapp.auth``'s account manager, duck-typed so it follows that module.
+def cause_text(cause: Any) -> str:
+    """The likely cause in words (peers only say "invalid_grant")."""
+    if cause is None:
+        return ""
+    return _CAUSES.get(str(getattr(cause, "value", cause)), "")
 
-    Expected of ``manager``: ``accounts()`` returning objects with ``id``, ``email``, ``state``
-    (and optionally ``reason``/``cause``), ``subscribe(callback)``, and ``sign_in(account_id)``
-    returning a flow with an awaitable ``url()`` (or a ``url`` attribute), ``wait()`` and
-    ``cancel()``. Missing pieces degrade to "no accounts" instead of breaking the tray.
+
+class AuthAccounts:
+    """Adapter over ``trayapp.auth.accounts.AccountManager``.
+
+    ``manager.sign_in`` runs the whole browser flow (it opens the browser through its default
+    opener, which honours ``$BROWSER``) and returns the signed-in account; the URL arrives
+    through ``on_url``. The adapter runs it as a task so the menu can offer "Cancel sign-in" and
+    "Copy sign-in link" while it waits. ``on_result(account_id, error)`` reports how it ended.
     """
 
     def __init__(self, manager: Any) -> None:
         self._m = manager
-        self._flows: dict[str | None, Any] = {}
+        self._flows: dict[str | None, asyncio.Task[Any]] = {}
         self._urls: dict[str | None, str] = {}
         self._callbacks: list[Callable[[], None]] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.on_result: Callable[[str | None, BaseException | None], None] = lambda _a, _e: None
 
     def accounts(self) -> list[AccountView]:
-        try:
-            raw = list(self._m.accounts())
-        except Exception:
-            log.exception("could not list accounts")
-            return []
         out = []
-        for a in raw:
-            st = getattr(a, "state", AccountState.SIGNED_IN)
+        for a in self._m.accounts():
             out.append(
                 AccountView(
                     id=str(a.id),
-                    email=str(getattr(a, "email", a.id)),
-                    state=_state(getattr(st, "kind", st)),
-                    reason=str(getattr(a, "reason", "") or getattr(st, "reason", "") or ""),
-                    cause=str(getattr(a, "cause", "") or getattr(st, "cause", "") or ""),
+                    email=str(getattr(a, "label", None) or a.email or a.id),
+                    state=_state(a.state),
+                    reason=str(a.reason or ""),
+                    cause=cause_text(a.cause),
                     signing_in=str(a.id) in self._flows,
                 )
             )
@@ -107,61 +121,49 @@ class AuthAccounts:
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         self._callbacks.append(callback)
-        unsub = getattr(self._m, "subscribe", None)
-        inner = unsub(lambda *_a: callback()) if callable(unsub) else None
+        inner = self._m.subscribe(lambda _account: callback())
 
         def remove() -> None:
             if callback in self._callbacks:
                 self._callbacks.remove(callback)
-            if callable(inner):
-                inner()
+            inner()
 
         return remove
 
     async def begin_sign_in(self, account_id: str | None) -> str:
         self.cancel_sign_in(account_id)
-        flow = self._m.sign_in(account_id)
-        if asyncio.iscoroutine(flow):
-            flow = await flow
-        url_attr = getattr(flow, "url", None)
-        url = url_attr() if callable(url_attr) else url_attr
-        if asyncio.iscoroutine(url):
-            url = await url
-        self._flows[account_id] = flow
-        self._urls[account_id] = str(url)
-        self._changed()
-        task = asyncio.get_running_loop().create_task(self._wait(account_id, flow))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return str(url)
+        loop = asyncio.get_running_loop()
+        url: asyncio.Future[str] = loop.create_future()
 
-    async def _wait(self, account_id: str | None, flow: Any) -> None:
-        try:
-            waiter = getattr(flow, "wait", None)
-            if callable(waiter):
-                await waiter()
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            log.info("sign-in did not complete", exc_info=True)
-        finally:
-            if self._flows.get(account_id) is flow:
-                del self._flows[account_id]
-                self._urls.pop(account_id, None)
-            self._changed()
+        def got_url(u: str) -> None:
+            self._urls[account_id] = u
+            if not url.done():
+                url.set_result(u)
+
+        task = loop.create_task(self._m.sign_in(account_id, on_url=got_url))
+        self._flows[account_id] = task
+        task.add_done_callback(lambda t: self._finished(account_id, t))
+        self._changed()
+        await asyncio.wait({url, task}, return_when=asyncio.FIRST_COMPLETED)
+        if url.done():
+            return url.result()
+        task.result()  # raised before a URL existed (e.g. no OAuth client configured)
+        raise RuntimeError("the sign-in ended before it produced a URL")
+
+    def _finished(self, account_id: str | None, task: asyncio.Task[Any]) -> None:
+        if self._flows.get(account_id) is task:
+            del self._flows[account_id]
+            self._urls.pop(account_id, None)
+        error = asyncio.CancelledError() if task.cancelled() else task.exception()
+        if error is not None and not isinstance(error, asyncio.CancelledError):
+            log.info("sign-in did not complete: %s", error)
+        self.on_result(account_id, error)
+        self._changed()
 
     def cancel_sign_in(self, account_id: str | None) -> None:
-        flow = self._flows.pop(account_id, None)
-        self._urls.pop(account_id, None)
-        if flow is not None:
-            cancel = getattr(flow, "cancel", None)
-            if callable(cancel):
-                res = cancel()
-                if asyncio.iscoroutine(res):
-                    task = asyncio.get_running_loop().create_task(res)
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-            self._changed()
+        task = self._flows.get(account_id)
+        if task is not None and not task.done():
+            task.cancel()
 
     def sign_in_url(self, account_id: str | None) -> str | None:
         return self._urls.get(account_id)

@@ -126,6 +126,34 @@ class AppRunner:
         self.ipc: Server | None = None
         self.demo: Any = None
         self._signal_socks: tuple[socket.socket, socket.socket] | None = None
+        self._google: dict[str, Any] = {}
+        self._accounts: Any = None
+
+    def _attach_accounts(self, engine: Any) -> Any:
+        """Accounts and per-account Google clients, wired as for ``trayapp run --headless``.
+
+        One GoogleApi per account, shared by its charms and closed at shutdown.
+        """
+        from trayapp.ui.accounts import AuthAccounts, NoAccounts
+
+        try:
+            from trayapp.auth.wiring import attach_accounts, google_api_kwargs
+            from trayapp.google.client import GoogleApi
+        except ImportError:
+            return NoAccounts()
+        manager = attach_accounts(engine)
+        self._accounts = manager
+        if engine.google_factory is None:
+
+            def factory(account_id: str) -> Any:
+                api = self._google.get(account_id)
+                if api is None:
+                    api = GoogleApi(**google_api_kwargs(manager, account_id))
+                    self._google[account_id] = api
+                return api
+
+            engine.google_factory = factory
+        return AuthAccounts(manager)
 
     def request_quit(self) -> None:
         self._quit.set()
@@ -137,6 +165,7 @@ class AppRunner:
 
         report = TestReporter(os.environ.get("TRAYAPP_TEST_REPORT"))
         self.engine = Engine(self.profile_dir)
+        accounts = self._attach_accounts(self.engine)
         self.ipc = await serve(self.engine, self.profile_dir)
         try:
             if self.ns.demo:
@@ -146,6 +175,7 @@ class AppRunner:
                     on_request=lambda path: report(f"TRAYAPP_DEMO_REQUEST GET {path}")
                 )
                 base = await self.demo.start()
+                report(f"TRAYAPP_DEMO_FEEDS {base}")
                 seed_demo_charms(self.engine, base)
             prefs = UiPrefs.load(self.profile_dir)
             from datetime import timedelta
@@ -160,7 +190,7 @@ class AppRunner:
             )
             self.controller = TrayController(
                 self.engine,
-                _accounts_for(self.engine),
+                accounts,
                 on_quit=self.request_quit,
                 policy=policy,
                 force_status_window=self.ns.no_tray,
@@ -192,6 +222,12 @@ class AppRunner:
             await self.ipc.close()
         if self.engine is not None:
             await self.engine.stop()
+            for api in self._google.values():
+                with contextlib.suppress(Exception):
+                    await api.aclose()
+            if self._accounts is not None:
+                with contextlib.suppress(Exception):
+                    await self._accounts.aclose()
             close = getattr(self.engine, "close", None)
             if callable(close):
                 close()
@@ -236,13 +272,3 @@ class AppRunner:
         rsock.close()
         wsock.close()
         self._signal_socks = None
-
-
-def _accounts_for(engine: Any) -> Any:
-    """The account source: trayapp.auth's manager when the engine has one, else none."""
-    from trayapp.ui.accounts import AuthAccounts, NoAccounts
-
-    manager = getattr(engine, "accounts", None)
-    if manager is not None and hasattr(manager, "accounts"):
-        return AuthAccounts(manager)
-    return NoAccounts()

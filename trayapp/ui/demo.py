@@ -38,6 +38,9 @@ class DemoFeedServer:
     requests: list[str] = field(default_factory=list)
     _server: asyncio.AbstractServer | None = None
     _hits: dict[str, int] = field(default_factory=dict)
+    # Feeds made to fail (HTTP 503) through /_demo/fail/<slug>: lets a user (and the e2e tests)
+    # see what a failing charm looks like; /_demo/heal/<slug> undoes it.
+    failing: set[str] = field(default_factory=set)
     port: int = 0
 
     @property
@@ -85,7 +88,18 @@ class DemoFeedServer:
                 parts = request_line.decode("latin-1").split()
                 path = parts[1] if len(parts) > 1 else "/"
                 slug = path.strip("/").removesuffix(".xml")
-                if slug in DEMO_FEEDS:
+                control = path.split("/")
+                if len(control) == 4 and control[1] == "_demo" and control[3] in DEMO_FEEDS:
+                    if control[2] == "fail":
+                        self.failing.add(control[3])
+                    elif control[2] == "heal":
+                        self.failing.discard(control[3])
+                    body = b"ok"
+                    head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                elif slug in self.failing:
+                    body = b"demo outage"
+                    head = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                elif slug in DEMO_FEEDS:
                     self._hits[slug] = self._hits.get(slug, 0) + 1
                     body = self.feed_xml(slug).encode()
                     head = "HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml; charset=utf-8\r\n"

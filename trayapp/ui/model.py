@@ -28,6 +28,7 @@ class AccountState(StrEnum):
     KEYRING_NOT_READY = "keyring_not_ready"
     CLIENT_MISCONFIGURED = "client_misconfigured"
     NEEDS_PERMISSION = "needs_permission"
+    SIGNED_OUT = "signed_out"  # on purpose: shown, never an alert
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,6 +448,8 @@ def _account_items(a: AccountView) -> tuple[MenuItem, ...]:
         state = "OAuth client needs fixing"
     elif a.state is AccountState.NEEDS_PERMISSION:
         state = "needs permission"
+    elif a.state is AccountState.SIGNED_OUT:
+        state = "signed out"
     else:
         state = "needs sign-in"
     tip = " ".join(x for x in (a.reason, a.cause) if x)

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import os
 import sys
-import webbrowser
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -158,6 +157,8 @@ class TrayController(QObject):
             self.tray.setContextMenu(self.menu)
             self.tray.activated.connect(self._activated)
         self.commands = self._command_table()
+        if hasattr(self.accounts, "on_result"):
+            self.accounts.on_result = self._sign_in_result
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -399,15 +400,42 @@ class TrayController(QObject):
         return task
 
     def sign_in(self, account_id: str | None) -> None:
+        """Start the browser sign-in from a click (menu, notification, Settings), never alone."""
+
         async def flow() -> None:
-            url = await self.accounts.begin_sign_in(account_id)
+            try:
+                await self.accounts.begin_sign_in(account_id)
+            except Exception as exc:
+                self.notifier.deliver(
+                    Notice(
+                        f"signin-error:{account_id}",
+                        "failing",
+                        "Sign-in could not start",
+                        str(exc),
+                        "Open settings",
+                        "settings:accounts",
+                    )
+                )
+                return
             self.report(f"TRAYAPP_SIGN_IN_STARTED {account_id}")
             self.schedule_refresh()
-            # webbrowser honours $BROWSER (xdg-open otherwise); it only spawns a process, but
-            # keep it off the loop thread anyway.
-            await asyncio.get_running_loop().run_in_executor(None, webbrowser.open, url)
 
         self.spawn(flow())
+
+    def _sign_in_result(self, account_id: str | None, error: BaseException | None) -> None:
+        self.report(f"TRAYAPP_SIGN_IN_DONE {account_id} {type(error).__name__ if error else 'ok'}")
+        if error is not None and not isinstance(error, asyncio.CancelledError):
+            self.notifier.deliver(
+                Notice(
+                    f"signin-error:{account_id}",
+                    "failing",
+                    "Sign-in did not complete",
+                    str(error),
+                    "Try again",
+                    f"signin:{account_id}" if account_id else "add_account",
+                )
+            )
+        self.schedule_refresh()
 
     def _copy_link(self, account_id: str | None) -> None:
         url = self.accounts.sign_in_url(account_id)
