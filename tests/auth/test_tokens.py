@@ -475,3 +475,28 @@ async def test_no_token_in_any_profile_file_logs_json_or_errors(
             assert secret is not None and secret not in text
     finally:
         reopened.close()
+
+
+async def test_sign_out_during_a_refresh_never_brings_the_tokens_back(
+    manager: AccountManager,
+    emu: EmulatorServer,
+    client_info: ClientInfo,
+    clock: Clock,
+    keyring_mem: MemoryKeyring,
+) -> None:
+    account = await signed_in(manager, emu, client_info)
+    clock.offset = timedelta(hours=2)
+    emu.control.add_fault(kind="latency", endpoint="oauth.token", latency_ms=300, times=1)
+    provider = manager.provider(account.id)
+    asking = asyncio.create_task(provider.access_token())
+    await asyncio.sleep(0)  # the refresh is in flight
+    assert provider._inflight is not None
+
+    result = await manager.sign_out(account.id)
+
+    await asyncio.gather(asking, return_exceptions=True)
+    assert result.account.state is AccountState.SIGNED_OUT
+    assert keyring_mem.data == {}
+    assert manager.auth_cell(account.id).get().fingerprint is None
+    with pytest.raises(AuthRequired, match="signed out"):
+        await provider.access_token()

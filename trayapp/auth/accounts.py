@@ -198,6 +198,8 @@ class AccountManager:
     ) -> Account:
         """Change an account's state (never its email or anything else); publish it."""
         current = self.get(account_id)
+        if current.state is AccountState.SIGNED_OUT and state is not AccountState.SIGNED_IN:
+            return current  # signed out on purpose: a late failure does not change that
         if (
             current.state is state
             and current.reason == reason
@@ -353,6 +355,8 @@ class AccountManager:
         """
         client = self.clients.require()
         register_secret(grant.access_token, grant.refresh_token)
+        if account_id is not None and account_id in self._providers:
+            await self._providers[account_id].settle()
         now = self._now()
         if account_id is None:
             account_id = _new_account_id()
@@ -426,6 +430,8 @@ class AccountManager:
         Local secrets are deleted even when revocation fails (offline): the user asked to sign
         out, and the message says how to finish the revocation by hand.
         """
+        if account_id in self._providers:
+            await self._providers[account_id].settle()
         account = self.get(account_id)
         payload: SecretPayload | None = None
         if account.secret_store is not None:

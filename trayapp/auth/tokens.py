@@ -270,6 +270,16 @@ class TokenProvider:
         )
         return AuthRequired(message, account_id=self.account_id)
 
+    async def settle(self) -> None:
+        """Wait for an in-flight refresh to end (whatever its result) without starting one.
+
+        Sign-in and sign-out call this first, so a refresh that started with the old grant can
+        never write its token over the new grant's, or bring back a signed-out account's.
+        """
+        task = self._inflight
+        if task is not None:
+            await asyncio.wait([task])
+
     def reset(self) -> None:
         """Forget in-memory tokens (after a sign-in or sign-out); the next ask reloads them."""
         self._creds = None
@@ -438,7 +448,11 @@ class TokenProvider:
         payload = SecretPayload(
             refresh_token=creds.refresh_token, access_token=token, generation=generation
         )
-        assert account.secret_store is not None
+        if account.secret_store is None or not account.usable:
+            # Signed out (or re-signed in) while the refresh ran: its result must not be saved.
+            raise AuthRequired(
+                account.reason or f"{account.label} is not signed in", account_id=self.account_id
+            )
         store = manager.vault.store(account.secret_store)
         try:
             await asyncio.to_thread(
