@@ -903,6 +903,38 @@ async def test_shutdown_cancels_runs_records_them_and_returns_promptly(
     assert h.repo.history("b") == []  # never started, so never recorded
 
 
+async def test_shutdown_right_after_run_now_is_prompt(make: Callable[..., Harness]) -> None:
+    h = make()
+    h.behaviours["a"] = gated(asyncio.Event())
+    await h.start()
+    h.scheduler.add(ScheduleEntry("a", 10 * MIN))
+    future = h.scheduler.run_now("a")  # dispatched, its task not yet stepped
+    await asyncio.wait_for(h.scheduler.shutdown(), 1)  # far less than SHUTDOWN_GRACE
+    assert future.result().kind is OutcomeKind.CANCELLED
+    assert h.repo.history("a")[0].outcome is OutcomeKind.CANCELLED
+
+
+async def test_cancel_before_the_run_starts(h: Harness) -> None:
+    await h.start()
+    h.scheduler.add(ScheduleEntry("a", 10 * MIN))
+    future = h.scheduler.run_now("a")
+    assert h.scheduler.cancel("a")
+    assert not h.scheduler.cancel("a")  # already being cancelled
+    await h.clock.settle()
+    assert future.result().kind is OutcomeKind.CANCELLED
+    assert h.calls == []
+
+
+async def test_run_that_finished_as_shutdown_began_keeps_its_outcome(h: Harness) -> None:
+    await h.start()
+    h.scheduler.add(ScheduleEntry("a", 10 * MIN))
+    future = h.scheduler.run_now("a")
+    await asyncio.sleep(0)  # the updater returns at its first step; the scheduler has not seen it
+    await h.scheduler.shutdown()
+    assert future.result().ok
+    assert h.repo.history("a")[0].outcome is OutcomeKind.OK
+
+
 async def test_run_now_after_shutdown_resolves_at_once(h: Harness) -> None:
     await h.start(ScheduleEntry("a", 10 * MIN))
     await h.scheduler.shutdown()

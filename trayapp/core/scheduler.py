@@ -114,6 +114,20 @@ _ACTION_RUN = "run"
 _ACTION_UNPAUSE = "unpause"
 
 
+_CANCEL_MESSAGES = {
+    _CANCEL_SHUTDOWN: "the app was shutting down",
+    _CANCEL_USER: "cancelled by the user",
+    _CANCEL_REMOVED: "the charm was removed",
+    _CANCEL_PAUSED: "paused",
+}
+
+
+def _cancelled(reason: str) -> RunOutcome:
+    return RunOutcome(
+        OutcomeKind.CANCELLED, message=f"stopped: {_CANCEL_MESSAGES.get(reason, reason)}"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ScheduleEntry:
     """How one charm is scheduled. ``jitter`` is a fraction of the interval (0.1 = ±10 %)."""
@@ -285,9 +299,7 @@ class Scheduler:
             self._drop_pending(run, "the app is shutting down")
         runs = [c.active for c in self._charms.values() if c.active is not None]
         for run in runs:
-            run.cancel_reason = _CANCEL_SHUTDOWN
-            if run.work is not None:
-                run.work.cancel()
+            self._stop_run(run, _CANCEL_SHUTDOWN)
         tasks = {run.task for run in runs if run.task is not None}
         if tasks:
             _, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE)
@@ -355,9 +367,8 @@ class Scheduler:
         self._clear_timer(charm)
         if charm.pending is not None:
             self._drop_pending(charm.pending, "the charm was removed")
-        if charm.active is not None and charm.active.work is not None:
-            charm.active.cancel_reason = _CANCEL_REMOVED
-            charm.active.work.cancel()
+        if charm.active is not None:
+            self._stop_run(charm.active, _CANCEL_REMOVED)
         try:
             self._repo.delete(charm_id)
         except Exception:
@@ -400,10 +411,9 @@ class Scheduler:
             self._reschedule(charm)
             return True
         run = charm.active
-        if run is None or run.work is None or run.work.done():
+        if run is None or run.cancel_reason is not None or (run.work and run.work.done()):
             return False
-        run.cancel_reason = _CANCEL_USER
-        run.work.cancel()
+        self._stop_run(run, _CANCEL_USER)
         return True
 
     def pause(self, charm_id: str | None = None, until: datetime | None = None) -> None:
@@ -687,15 +697,25 @@ class Scheduler:
 
     # -------------------------------------------------------------------------------- one run
 
+    def _stop_run(self, run: _Run, reason: str) -> None:
+        """Cancel a dispatched run; one whose task has not started yet ends before it calls
+        the updater (see the top of _execute)."""
+        run.cancel_reason = run.cancel_reason or reason
+        if run.work is not None:
+            run.work.cancel()
+
     async def _execute(self, charm: _Charm, run: _Run) -> None:
         charm_id = charm.entry.charm_id
         account = run.account
         started_at = self._clock.now()
         timeout = charm.entry.timeout.total_seconds()
+        if self._watchdog is not None:
+            self._watchdog.run_started()  # paired with run_finished() in _finish
+        if run.cancel_reason is not None:  # stopped between dispatch and this first step
+            self._finish(charm, run, started_at, _cancelled(run.cancel_reason), account)
+            return
         self._update(charm)  # -> RUNNING
         self._emit(RunStarted(charm_id, run.trigger))
-        if self._watchdog is not None:
-            self._watchdog.run_started()
 
         coro = self._invoke(charm_id, run)
         frame: FrameType | None = getattr(coro, "cr_frame", None)
@@ -772,14 +792,10 @@ class Scheduler:
                     "asyncio.CancelledError)"
                 )
             return RunOutcome(OutcomeKind.TIMEOUT, message=message)
+        if work.done() and not work.cancelled() and work.exception() is None:
+            return work.result()  # it finished before the cancellation reached it
         if reason is not None:
-            why = {
-                _CANCEL_SHUTDOWN: "the app was shutting down",
-                _CANCEL_USER: "cancelled by the user",
-                _CANCEL_REMOVED: "the charm was removed",
-                _CANCEL_PAUSED: "paused",
-            }.get(reason, reason)
-            return RunOutcome(OutcomeKind.CANCELLED, message=f"stopped: {why}")
+            return _cancelled(reason)
         if work.cancelled():
             return RunOutcome(
                 OutcomeKind.BUG,
