@@ -1,0 +1,852 @@
+"""Gmail importer: the messages matching a search query, kept in sync without losing any.
+
+How a run decides what to do (the ``state`` cell holds everything between runs):
+
+* **No cursor yet, or a full sync in progress** -> full sync. The profile's ``historyId`` is
+  read *first* (so any change made while we list and fetch shows up in the history after it),
+  then ``messages.list`` for the query is followed page by page and the ids are fetched in
+  batches of 50, a few batches in flight so the account's shared quota budget, not latency, sets
+  the pace. Every stored batch commits together with the progress (the next page token and the
+  ids listed but not stored yet), so a killed full sync resumes where it stopped. Only when the
+  last id is stored does the start ``historyId`` become the cursor, in the same transaction that
+  removes what a *re*sync no longer found.
+* **A cursor** -> incremental sync. ``history.list`` from the cursor, following *every* page
+  (the importer we replace stored the first page's historyId and lost the rest), collecting per
+  message whether it was added, deleted or relabelled. Candidates are then checked against the
+  query (below); matches are stored, messages that no longer match or no longer exist are
+  removed, and the new ``historyId`` is written in the same transaction as all of it. A run that
+  fails anywhere before that commit stores nothing and the next run starts from the same cursor.
+* **History 404** (``startHistoryId`` too old) -> a resumable full resync, in the same run. If
+  the history is refused again before any incremental sync has worked since, a resync cannot
+  help (lieer's "full sync forever" loop): the run ends with a ``server_error`` that says so and
+  later runs only retry the one cheap history call until Gmail accepts it again, or the user
+  resets the charm.
+
+**Which added or relabelled messages match the query.** Gmail's search language (``from:``,
+``has:attachment``, ``older_than:``, ``{a b}``, ``OR``...) cannot be evaluated faithfully on our
+side, so Gmail evaluates it: the candidates are fetched first (they are needed anyway if they
+match, and their ``internalDate`` comes with them), grouped into clusters of nearby
+``internalDate`` values, and for each cluster ``messages.list`` runs with the user's query
+narrowed by ``after:``/``before:`` to the cluster's time span; the matches are the candidates
+that come back. Cost per incremental sync with changes: one ``messages.get`` (5 units) per
+candidate that is not stored yet (relabelled stored messages need no fetch: the history record
+carries their labels) plus one ``messages.list`` page (5 units) per cluster, where a page holds
+up to 500 ids of the query within the cluster's span, typically minutes. The alternatives cost
+more: listing the whole query every run is O(mailbox) and ``rfc822msgid:`` needs one list call
+per candidate. Required labels are checked locally first, so candidates without them are not
+fetched at all.
+
+Like every built-in pattern it imports only :mod:`trayapp.api` and third-party libraries; the
+Google client arrives as ``ctx.google`` and is used through the small protocols below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol
+
+from trayapp.api import (
+    BaseModel,
+    CellSpec,
+    Collection,
+    Field,
+    Pattern,
+    RunReport,
+    ServerError,
+    SyncError,
+    UpdateContext,
+    field_validator,
+)
+from trayapp.patterns.gmail_message import (
+    HEADER_NAMES,
+    Parts,
+    api_format,
+    decode_b64url,
+    to_item,
+    with_labels,
+)
+
+GMAIL_READONLY = "https://www.googleapis.com/auth/gmail.readonly"
+
+BATCH_SIZE = 50  # Google: "sending batches larger than 50 requests is not recommended"
+PARALLEL_BATCHES = 3  # enough to keep the quota budget busy through 50-100 ms of latency
+LIST_PAGE_SIZE = 500  # messages.list maximum: fewest list calls per id
+# Candidates whose internalDate lies within this of each other share one messages.list check.
+CLUSTER_GAP_MS = 6 * 3600 * 1000
+PARALLEL_CHECKS = 4
+
+
+# ---- settings and state ---------------------------------------------------------------------
+
+
+class GmailSettings(BaseModel):
+    """What to import. Changing any of it resets the cursor and resyncs (``needs_reset``)."""
+
+    query: str = Field(
+        default="in:inbox",
+        max_length=1000,
+        description="Gmail search query, as typed in Gmail's search box (empty: all mail "
+        "except spam and trash)",
+    )
+    max_messages: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="Keep only the newest N matching messages (unset: no limit)",
+    )
+    since: date | None = Field(
+        default=None,
+        description="Import only messages received on or after this date (YYYY-MM-DD, UTC)",
+    )
+    parts: Parts = Field(
+        default="text",
+        description="What to keep of each message: 'headers' only, 'text' body, 'text+html' "
+        "bodies, or 'raw' (everything, plus the original message for .eml export)",
+    )
+    labels: list[str] = Field(
+        default_factory=list,
+        description="Only messages carrying all of these labels (names or ids, e.g. "
+        "'STARRED' or 'Work/Projects')",
+    )
+
+    @field_validator("query")
+    @classmethod
+    def _one_line_query(cls, value: str) -> str:
+        value = value.strip()
+        if any(ch in value for ch in "\r\n\t\x00"):
+            raise ValueError("the query must be one line of text, as typed in Gmail's search box")
+        return value
+
+    @field_validator("since", mode="before")
+    @classmethod
+    def _iso_date(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return date.fromisoformat(value.strip())
+            except ValueError:
+                raise ValueError("not a date; use YYYY-MM-DD, e.g. 2024-01-31") from None
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _clean_labels(cls, value: list[str]) -> list[str]:
+        cleaned = [label.strip() for label in value]
+        if any(not label for label in cleaned):
+            raise ValueError("a label name is empty; remove it or give the label's name")
+        return list(dict.fromkeys(cleaned))
+
+
+class FullSync(BaseModel):
+    """A full sync in progress, committed with every stored batch so a killed one resumes."""
+
+    start_history_id: str
+    page_token: str | None = None
+    listing_done: bool = False
+    pending: list[str] = Field(default_factory=list)  # listed, not stored yet (in list order)
+    listed: int = 0
+    prune: bool = False  # a resync: remove what the listing no longer finds
+    reason: Literal["initial", "expired", "settings"] = "initial"
+    added: int = 0
+    updated: int = 0
+
+
+class GmailState(BaseModel):
+    """What the importer remembers between runs (the charm's ``state`` cell)."""
+
+    history_id: str | None = None  # the cursor; set only once a full sync has completed
+    fingerprint: str | None = None  # the settings the cursor and the messages belong to
+    label_ids: list[str] = Field(
+        default_factory=list
+    )  # the label filter resolved to ids when the full sync began
+    full_sync: FullSync | None = None
+    # History 404s since the last incremental sync that worked: a second one means the resync
+    # did not give Gmail a cursor it accepts, and resyncing again would only loop.
+    expiries: int = 0
+    last_full_sync: datetime | None = None
+
+
+# ---- what the importer needs from the Google client (trayapp.google.GmailClient) ------------
+
+
+class _MessagePage(Protocol):
+    @property
+    def messages(self) -> Sequence[Mapping[str, Any]]: ...
+    @property
+    def next_page_token(self) -> str | None: ...
+
+
+class _HistoryPage(Protocol):
+    @property
+    def history(self) -> Sequence[Mapping[str, Any]]: ...
+    @property
+    def history_id(self) -> str: ...
+    @property
+    def next_page_token(self) -> str | None: ...
+
+
+class _Fetched(Protocol):
+    @property
+    def messages(self) -> Mapping[str, Mapping[str, Any]]: ...
+    @property
+    def not_found(self) -> Sequence[str]: ...
+    @property
+    def errors(self) -> Mapping[str, SyncError]: ...
+
+
+class GmailApi(Protocol):
+    """The calls the importer makes; ``trayapp.google.GmailClient`` provides them."""
+
+    async def get_profile(self) -> Mapping[str, Any]: ...
+    async def list_labels(self) -> Sequence[Mapping[str, Any]]: ...
+    async def list_message_ids(
+        self,
+        q: str | None = None,
+        label_ids: Sequence[str] = (),
+        max_results: int = LIST_PAGE_SIZE,
+        page_token: str | None = None,
+    ) -> _MessagePage: ...
+    async def get_messages(
+        self,
+        ids: Iterable[str],
+        format: Literal["metadata", "full", "raw"] = "metadata",
+        metadata_headers: Sequence[str] = (),
+    ) -> _Fetched: ...
+    def list_history(self, start_history_id: str | int) -> AsyncIterator[_HistoryPage]: ...
+
+
+class ExportSource(Protocol):
+    """What :meth:`GmailImporter.export` reads (an ``UpdateContext`` is one)."""
+
+    @property
+    def settings(self) -> Any: ...
+    def collection(self, name: str) -> Collection: ...
+    def cell(self, slot: str) -> Any: ...
+
+
+class ExportError(ValueError):
+    """An export that cannot be made as asked; the message says what to change."""
+
+
+def _is_history_expired(exc: BaseException) -> bool:
+    """The client's ``HistoryExpired`` (a 404 on history.list).
+
+    ``trayapp.api`` does not export that class yet, so it is recognised by name (and by the
+    404 it wraps) rather than importing ``trayapp.google`` as a plugin could not.
+    """
+    if any(cls.__name__ == "HistoryExpired" for cls in type(exc).__mro__):
+        return True
+    api_error = getattr(exc, "api_error", None)
+    return isinstance(exc, SyncError) and getattr(api_error, "status", None) == 404
+
+
+class HistoryLoop(ServerError):
+    """Gmail refused the history again right after a full resync: resyncing would loop."""
+
+
+class LabelNotFound(ValueError):
+    """A label in the charm's ``labels`` setting does not exist in the mailbox."""
+
+
+# ---- the pattern ----------------------------------------------------------------------------
+
+
+class GmailImporter(Pattern[GmailSettings]):
+    id = "gmail-importer"
+    title = "Gmail Importer"
+    description = (
+        "Imports the Gmail messages that match a search query and keeps them in sync, "
+        "incrementally, without losing a message when a run is interrupted."
+    )
+    Settings = GmailSettings
+    scopes = (GMAIL_READONLY,)
+    default_interval = timedelta(minutes=5)
+    # A first full sync of a large mailbox runs at Gmail's quota (~47 messages/s); it resumes
+    # where it stopped if the deadline cuts it, so the deadline only bounds one stretch of it.
+    timeout = timedelta(minutes=30)
+    cells = (CellSpec("state", writes=True, default=GmailState(), type=GmailState),)
+    collections = ("messages", "sweep")
+    export_formats: ClassVar[tuple[str, ...]] = ("jsonl", "eml")
+
+    def needs_reset(self, old: GmailSettings, new: GmailSettings) -> bool:
+        # Every setting shapes which messages are kept or what is kept of them.
+        return fingerprint(old) != fingerprint(new)
+
+    async def bg_updater(self, ctx: UpdateContext[GmailSettings]) -> RunReport:
+        if ctx.google is None:
+            raise ServerError(
+                "the Gmail importer has no Google account to use; add it again with an account"
+            )
+        gmail: GmailApi = ctx.google.gmail()
+        sync = _Sync(ctx, gmail)
+        return await sync.run()
+
+    # ---- export -------------------------------------------------------------------------
+
+    def export(self, source: ExportSource, fmt: str, dest: Path) -> int:
+        """Write the charm's messages to ``dest``; returns how many were written.
+
+        ``jsonl``: ``dest`` is a file, one message per line, oldest first (the ``raw`` field is
+        left out: ``eml`` is its export). ``eml``: ``dest`` is a directory that receives one
+        ``<id>.eml`` per message; it needs the ``raw`` parts setting.
+        """
+        if fmt not in self.export_formats:
+            raise ExportError(
+                f"unknown export format {fmt!r}; the Gmail importer exports "
+                + " or ".join(self.export_formats)
+            )
+        messages = source.collection("messages")
+        dest = Path(dest)
+        if fmt == "jsonl":
+            return _export_jsonl(messages, dest)
+        settings = source.settings
+        if getattr(settings, "parts", None) != "raw":
+            raise ExportError(
+                f"this charm keeps {getattr(settings, 'parts', 'some')!r} parts, not the raw "
+                "messages .eml files are made of; set its parts setting to 'raw' (the charm "
+                "resyncs), then export again"
+            )
+        return _export_eml(messages, dest)
+
+
+def fingerprint(settings: GmailSettings) -> str:
+    """A short digest of the settings that decide what the cursor and the messages mean."""
+    data = settings.model_dump(mode="json")
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def effective_query(settings: GmailSettings) -> str:
+    """The user's query plus the ``since`` bound, as sent to messages.list."""
+    terms = []
+    if settings.query:
+        terms.append(_grouped(settings.query))
+    if settings.since is not None:
+        start = datetime(settings.since.year, settings.since.month, settings.since.day, tzinfo=UTC)
+        # Epoch seconds, not a date: Gmail reads after:YYYY/MM/DD in Pacific time.
+        terms.append(f"after:{int(start.timestamp()) - 1}")
+    return " ".join(terms)
+
+
+def _grouped(query: str) -> str:
+    """The query in parentheses when terms are appended to it, so its ORs stay its own."""
+    return f"({query})" if any(ch.isspace() for ch in query) else query
+
+
+# ---- one run ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Change:
+    """What the history says happened to one message since the cursor."""
+
+    added: bool = False
+    deleted: bool = False
+    labels: list[str] | None = None  # its labels after the last change seen, when known
+    added_labels: set[str] = field(default_factory=set)
+    removed_labels: set[str] = field(default_factory=set)
+
+
+class _Sync:
+    def __init__(self, ctx: UpdateContext[GmailSettings], gmail: GmailApi) -> None:
+        self.ctx = ctx
+        self.gmail = gmail
+        self.settings = ctx.settings
+        self.cell = ctx.cell("state")
+        self.messages = ctx.collection("messages")
+        self.sweep = ctx.collection("sweep")
+        self.parts: Parts = ctx.settings.parts
+        self.format = api_format(self.parts)
+        self.headers = HEADER_NAMES if self.format == "metadata" else ()
+        self.query = effective_query(ctx.settings)
+        self.fingerprint = fingerprint(ctx.settings)
+
+    @property
+    def state(self) -> GmailState:
+        value = self.cell.get()
+        return value if isinstance(value, GmailState) else GmailState.model_validate(value)
+
+    def save(self, state: GmailState) -> None:
+        self.cell.set(state)
+
+    async def run(self) -> RunReport:
+        state = self.state
+        if state.fingerprint != self.fingerprint and (state.history_id or state.full_sync):
+            # Settings changed under a cursor (the engine normally resets the charm first):
+            # the cursor and the stored messages describe other settings.
+            self.ctx.log.info("settings changed since the last sync; starting a full resync")
+            state = await self.begin_full_sync(state, "settings")
+        if state.full_sync is None and state.history_id is None:
+            state = await self.begin_full_sync(state, "initial")
+        if state.full_sync is not None:
+            return await self.full_sync(state)
+        return await self.incremental(state)
+
+    # ---- full sync ----------------------------------------------------------------------
+
+    async def begin_full_sync(
+        self, state: GmailState, reason: Literal["initial", "expired", "settings"]
+    ) -> GmailState:
+        profile = await self.gmail.get_profile()
+        start = str(profile.get("historyId") or "")
+        if not start.isdigit():
+            raise ServerError("Gmail's profile has no historyId; the sync will be retried")
+        label_ids = await self.resolve_labels() if self.settings.labels else []
+        new = state.model_copy(
+            update={
+                "fingerprint": self.fingerprint,
+                "label_ids": label_ids,
+                "full_sync": FullSync(
+                    start_history_id=start,
+                    prune=len(self.messages) > 0,
+                    reason=reason,
+                ),
+            }
+        )
+        with self.ctx.transaction():
+            self.sweep.clear()
+            self.save(new)
+        self.ctx.log.info("full sync started (%s) at historyId %s", reason, start)
+        return new
+
+    async def resolve_labels(self) -> list[str]:
+        labels = await self.gmail.list_labels()
+        by_id = {str(lbl.get("id")): str(lbl.get("id")) for lbl in labels}
+        by_name = {str(lbl.get("name", "")).lower(): str(lbl.get("id")) for lbl in labels}
+        resolved: list[str] = []
+        for wanted in self.settings.labels:
+            label_id = by_id.get(wanted) or by_id.get(wanted.upper()) or by_name.get(wanted.lower())
+            if label_id is None:
+                raise LabelNotFound(
+                    f"the mailbox has no label {wanted!r}; fix the charm's labels setting "
+                    "(label names as shown in Gmail, or ids such as STARRED)"
+                )
+            resolved.append(label_id)
+        return resolved
+
+    async def full_sync(self, state: GmailState) -> RunReport:
+        progress = state.full_sync
+        assert progress is not None
+        queue: deque[str] = deque(progress.pending)  # stored by no run yet: fetch first
+        in_flight: dict[asyncio.Future[Any], list[str]] = {}
+        lister: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                while (
+                    len(in_flight) < PARALLEL_BATCHES
+                    and queue
+                    and (len(queue) >= BATCH_SIZE or self.state_progress().listing_done)
+                ):
+                    chunk = [queue.popleft() for _ in range(min(BATCH_SIZE, len(queue)))]
+                    in_flight[asyncio.ensure_future(self.fetch(chunk))] = chunk
+                current = self.state_progress()
+                if (
+                    lister is None
+                    and not current.listing_done
+                    and len(queue) < BATCH_SIZE * PARALLEL_BATCHES
+                ):
+                    lister = asyncio.ensure_future(
+                        self.gmail.list_message_ids(
+                            self.query or None,
+                            self.state.label_ids,
+                            self.page_size(current),
+                            current.page_token,
+                        )
+                    )
+                waiting: set[asyncio.Future[Any]] = set(in_flight)
+                if lister is not None:
+                    waiting.add(lister)
+                if not waiting:
+                    break
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                errors: list[BaseException] = []
+                # Store everything that arrived before raising anything, so no fetched batch
+                # is thrown away because another one failed.
+                for finished in done:
+                    fetched_ids = in_flight.pop(finished, None)
+                    if fetched_ids is None:
+                        lister = None
+                    problem = finished.exception()
+                    if problem is not None:
+                        errors.append(problem)
+                    elif fetched_ids is None:
+                        queue.extend(self.store_page(finished.result()))
+                    else:
+                        errors.extend(self.store_fetched(fetched_ids, finished.result()))
+                if errors:
+                    raise errors[0]
+        finally:
+            leftovers = [*in_flight, *([lister] if lister is not None else [])]
+            for leftover in leftovers:
+                leftover.cancel()
+            if leftovers:
+                await asyncio.gather(*leftovers, return_exceptions=True)
+        return self.finish_full_sync()
+
+    def state_progress(self) -> FullSync:
+        progress = self.state.full_sync
+        assert progress is not None
+        return progress
+
+    def page_size(self, progress: FullSync) -> int:
+        if self.settings.max_messages is None:
+            return LIST_PAGE_SIZE
+        return max(1, min(LIST_PAGE_SIZE, self.settings.max_messages - progress.listed))
+
+    def store_page(self, page: _MessagePage) -> list[str]:
+        """Commit a listed page as pending work; returns the ids to fetch."""
+        state = self.state
+        progress = state.full_sync
+        assert progress is not None
+        pending = set(progress.pending)
+        ids: list[str] = []
+        for ref in page.messages:
+            mid = ref.get("id")
+            if isinstance(mid, str) and mid and mid not in pending:
+                pending.add(mid)
+                ids.append(mid)
+        limit = self.settings.max_messages
+        if limit is not None:
+            ids = ids[: max(0, limit - progress.listed)]
+        listed = progress.listed + len(ids)
+        done = page.next_page_token is None or (limit is not None and listed >= limit)
+        updated = progress.model_copy(
+            update={
+                "pending": [*progress.pending, *ids],
+                "page_token": None if done else page.next_page_token,
+                "listing_done": done,
+                "listed": listed,
+            }
+        )
+        with self.ctx.transaction():
+            if progress.prune:
+                self.sweep.upsert_many((mid, 1) for mid in ids)
+            self.save(state.model_copy(update={"full_sync": updated}))
+        self.ctx.log.info("full sync: listed %d messages%s", listed, "" if not done else " (all)")
+        return ids
+
+    async def fetch(self, ids: list[str]) -> _Fetched:
+        return await self.gmail.get_messages(ids, self.format, self.headers)
+
+    def store_fetched(self, chunk: list[str], fetched: _Fetched) -> list[SyncError]:
+        """Store one fetched batch with the progress that no longer lists it as pending."""
+        state = self.state
+        progress = state.full_sync
+        assert progress is not None
+        done = set(fetched.messages) | set(fetched.not_found)
+        added = updated = 0
+        with self.ctx.transaction():
+            for mid in chunk:
+                message = fetched.messages.get(mid)
+                if message is None:
+                    continue
+                item = to_item(message, self.parts)
+                result = self.messages.upsert(mid, item, sort_key=item["internalDate"])
+                added += result == "added"
+                updated += result == "updated"
+            remaining = [mid for mid in progress.pending if mid not in done]
+            self.save(
+                state.model_copy(
+                    update={
+                        "full_sync": progress.model_copy(
+                            update={
+                                "pending": remaining,
+                                "added": progress.added + added,
+                                "updated": progress.updated + updated,
+                            }
+                        )
+                    }
+                )
+            )
+        self.ctx.log.info(
+            "full sync: stored %d messages (%d to go in listed pages)",
+            len(fetched.messages),
+            len(remaining),
+        )
+        if fetched.not_found:
+            self.ctx.log.debug(
+                "%d messages were deleted before they could be fetched", len(fetched.not_found)
+            )
+        # What was stored stays stored; the ids that failed stay pending for the next run.
+        return list(fetched.errors.values())
+
+    def finish_full_sync(self) -> RunReport:
+        state = self.state
+        progress = state.full_sync
+        assert progress is not None
+        removed = 0
+        with self.ctx.transaction():
+            if progress.prune:
+                stale = set(self.messages.keys()) - set(self.sweep.keys())
+                removed = self.messages.delete_many(stale)
+                self.sweep.clear()
+            self.save(
+                state.model_copy(
+                    update={
+                        "history_id": progress.start_history_id,
+                        "full_sync": None,
+                        "last_full_sync": self.ctx.now(),
+                    }
+                )
+            )
+        self.ctx.log.info(
+            "full sync done: %d messages, cursor historyId %s",
+            len(self.messages),
+            progress.start_history_id,
+        )
+        what = {
+            "initial": "full sync",
+            "expired": "full resync (history expired)",
+            "settings": "full resync (settings changed)",
+        }[progress.reason]
+        return RunReport(
+            added=progress.added,
+            updated=progress.updated,
+            removed=removed,
+            message=f"{what}: {len(self.messages)} messages",
+        )
+
+    # ---- incremental sync ---------------------------------------------------------------
+
+    async def incremental(self, state: GmailState) -> RunReport:
+        assert state.history_id is not None
+        changes: dict[str, _Change] = {}
+        cursor = state.history_id
+        pages = 0
+        try:
+            async for page in self.gmail.list_history(state.history_id):
+                pages += 1
+                for record in page.history:
+                    _apply_record(changes, record)
+                cursor = page.history_id
+        except SyncError as exc:
+            if not _is_history_expired(exc):
+                raise
+            return await self.history_expired(state, exc)
+        if pages > 1:
+            self.ctx.log.info("history: %d pages, %d messages changed", pages, len(changes))
+        if not changes:
+            if cursor != state.history_id or state.expiries:
+                self.save(state.model_copy(update={"history_id": cursor, "expiries": 0}))
+            return RunReport()
+        return await self.apply_changes(state, changes, cursor)
+
+    async def history_expired(self, state: GmailState, exc: SyncError) -> RunReport:
+        if state.expiries >= 1:
+            raise HistoryLoop(
+                "Gmail refused the change history again right after a full resync, so another "
+                "resync would not help; automatic resyncs are stopped to avoid a loop. Later "
+                "runs retry the history; to force a full sync now, reset the charm."
+            ) from exc
+        self.ctx.log.warning("Gmail history from %s has expired; resyncing", state.history_id)
+        state = state.model_copy(update={"expiries": state.expiries + 1})
+        state = await self.begin_full_sync(state, "expired")
+        return await self.full_sync(state)
+
+    async def apply_changes(
+        self, state: GmailState, changes: dict[str, _Change], cursor: str
+    ) -> RunReport:
+        required = set(state.label_ids)
+        gone = {mid for mid, ch in changes.items() if ch.deleted}
+        stored: dict[str, dict[str, Any]] = {}
+        to_fetch: list[str] = []
+        for mid, ch in changes.items():
+            if ch.deleted:
+                continue
+            current = self.messages.get(mid)
+            if current is not None:
+                labels = _labels_after(ch, current.get("labelIds") or [])
+                stored[mid] = with_labels(current, labels)
+            elif ch.labels is None or required <= set(ch.labels):
+                to_fetch.append(mid)
+        fetched_items: dict[str, dict[str, Any]] = {}
+        if to_fetch:
+            fetched = await self.gmail.get_messages(to_fetch, self.format, self.headers)
+            for error in fetched.errors.values():
+                raise error  # nothing is committed: the next run starts from the same cursor
+            gone |= set(fetched.not_found)
+            for mid, message in fetched.messages.items():
+                fetched_items[mid] = to_item(message, self.parts)
+        candidates = {**stored, **fetched_items}
+        local = {mid for mid, item in candidates.items() if required <= set(item["labelIds"])}
+        matching = await self.matching(local, candidates)
+
+        added = updated = removed = 0
+        with self.ctx.transaction():
+            for mid in gone:
+                removed += self.messages.delete(mid)
+            for mid, item in candidates.items():
+                if mid in matching:
+                    result = self.messages.upsert(mid, item, sort_key=item["internalDate"])
+                    added += result == "added"
+                    updated += result == "updated"
+                else:
+                    removed += self.messages.delete(mid)
+            if self.settings.max_messages is not None:
+                removed += self.messages.trim(self.settings.max_messages)
+            self.save(state.model_copy(update={"history_id": cursor, "expiries": 0}))
+        return RunReport(added=added, updated=updated, removed=removed)
+
+    async def matching(self, ids: set[str], items: Mapping[str, Mapping[str, Any]]) -> set[str]:
+        """The ``ids`` that Gmail's search for the query returns (see the module docstring)."""
+        if not ids:
+            return set()
+        ordered = sorted(ids, key=lambda mid: (items[mid]["internalDate"], mid))
+        clusters: list[list[str]] = [[ordered[0]]]
+        for mid in ordered[1:]:
+            last = items[clusters[-1][-1]]["internalDate"]
+            if items[mid]["internalDate"] - last <= CLUSTER_GAP_MS:
+                clusters[-1].append(mid)
+            else:
+                clusters.append([mid])
+        gate = asyncio.Semaphore(PARALLEL_CHECKS)
+
+        async def check(cluster: list[str]) -> set[str]:
+            low = items[cluster[0]]["internalDate"] // 1000 - 1
+            high = -(-items[cluster[-1]]["internalDate"] // 1000) + 1
+            query = " ".join(
+                t
+                for t in (self.query and _grouped(self.query), f"after:{low}", f"before:{high}")
+                if t
+            )
+            wanted = set(cluster)
+            found: set[str] = set()
+            token: str | None = None
+            async with gate:
+                while True:
+                    page = await self.gmail.list_message_ids(
+                        query, self.state.label_ids, LIST_PAGE_SIZE, token
+                    )
+                    found |= {str(ref.get("id")) for ref in page.messages} & wanted
+                    token = page.next_page_token
+                    if token is None or found == wanted:
+                        return found
+
+        results = await _gather_or_cancel([check(cluster) for cluster in clusters])
+        return set().union(*results)
+
+
+def _apply_record(changes: dict[str, _Change], record: Mapping[str, Any]) -> None:
+    def refs(key: str) -> Iterable[Mapping[str, Any]]:
+        for entry in record.get(key) or []:
+            message = entry.get("message") if isinstance(entry, Mapping) else None
+            if isinstance(message, Mapping) and isinstance(message.get("id"), str):
+                yield entry
+
+    for entry in refs("messagesAdded"):
+        ch = changes.setdefault(entry["message"]["id"], _Change())
+        ch.added = True
+        _note_labels(ch, entry["message"])
+    for entry in refs("messagesDeleted"):
+        changes.setdefault(entry["message"]["id"], _Change()).deleted = True
+    for key, added in (("labelsAdded", True), ("labelsRemoved", False)):
+        for entry in refs(key):
+            ch = changes.setdefault(entry["message"]["id"], _Change())
+            delta = {str(x) for x in entry.get("labelIds") or []}
+            if added:
+                ch.added_labels |= delta
+                ch.removed_labels -= delta
+            else:
+                ch.removed_labels |= delta
+                ch.added_labels -= delta
+            _note_labels(ch, entry["message"])
+
+
+def _note_labels(ch: _Change, message: Mapping[str, Any]) -> None:
+    labels = message.get("labelIds")
+    if isinstance(labels, list):
+        # Labels as of this record: later deltas apply on top of them.
+        ch.labels = [str(x) for x in labels]
+        ch.added_labels.clear()
+        ch.removed_labels.clear()
+
+
+def _labels_after(ch: _Change, stored: Sequence[str]) -> list[str]:
+    base = set(ch.labels) if ch.labels is not None else set(stored)
+    return sorted((base | ch.added_labels) - ch.removed_labels)
+
+
+async def _gather_or_cancel(jobs: Sequence[Any]) -> list[Any]:
+    """``gather`` that cancels the siblings of a failing job and raises that job's error."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+# ---- export -------------------------------------------------------------------------------
+
+
+def _export_jsonl(messages: Collection, dest: Path) -> int:
+    if dest.is_dir():
+        raise ExportError(f"{dest} is a directory; give a file name for the .jsonl export")
+    count = 0
+    with _atomic_file(dest) as out:
+        for _key, value in _all_items(messages):
+            if isinstance(value, dict):
+                value = {k: v for k, v in value.items() if k != "raw"}
+            out.write(json.dumps(value, ensure_ascii=False, sort_keys=True).encode() + b"\n")
+            count += 1
+    return count
+
+
+def _all_items(messages: Collection, chunk: int = 500) -> Iterable[tuple[str, Any]]:
+    """Every item oldest first, a chunk at a time (a mailbox may not fit in memory twice)."""
+    offset = 0
+    while True:
+        items = messages.items(limit=chunk, offset=offset)
+        yield from items
+        if len(items) < chunk:
+            return
+        offset += chunk
+
+
+def _export_eml(messages: Collection, dest: Path) -> int:
+    if dest.exists() and not dest.is_dir():
+        raise ExportError(
+            f"{dest} is a file; .eml export writes one file per message into a "
+            "directory, so give a directory"
+        )
+    dest.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for key, value in _all_items(messages):
+        raw = value.get("raw") if isinstance(value, dict) else None
+        if not isinstance(raw, str):
+            raise ExportError(
+                f"message {key} was stored without its raw form; reset the charm so it "
+                "resyncs with the raw parts setting, then export again"
+            )
+        with _atomic_file(dest / f"{_safe_name(key)}.eml") as out:
+            out.write(decode_b64url(raw))
+        count += 1
+    return count
+
+
+def _safe_name(key: str) -> str:
+    return "".join(ch for ch in key if ch.isalnum() or ch in "-_") or "message"
+
+
+@contextlib.contextmanager
+def _atomic_file(path: Path) -> Any:
+    """Write to a temporary file beside ``path`` and rename it into place when complete."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
