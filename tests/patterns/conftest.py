@@ -48,6 +48,7 @@ from trayapp.emulator.state import Clock as EmulatorClock
 from trayapp.emulator.testing import DEFAULT_SCOPES, EmulatorServer
 from trayapp.google.client import GoogleApi
 from trayapp.google.quota import QuotaConfig, QuotaRegistry
+from trayapp.google.retry import RetryPolicy
 
 EMAIL = "alice@example.com"
 
@@ -114,6 +115,7 @@ class GoogleHarness:
     email: str
     quota: QuotaRegistry
     clock: Any = None
+    api_options: dict[str, Any] = field(default_factory=dict)
     apis: dict[str, GoogleApi] = field(default_factory=dict)
     _mail_seq: int = 0
 
@@ -126,6 +128,7 @@ class GoogleHarness:
             kwargs = google_api_kwargs(self.accounts, account_id)
             if self.clock is not None:
                 kwargs["clock"] = self.clock
+            kwargs.update(self.api_options)
             api = GoogleApi(**kwargs, quota=self.quota.for_account(account_id))
             self.apis[account_id] = api
         return api
@@ -236,6 +239,12 @@ def _clean_redaction() -> Iterable[None]:
 
 
 @pytest.fixture
+def time_warp() -> type[TimeWarp]:
+    """The :class:`TimeWarp` class, for tests (conftest modules are not importable by name)."""
+    return TimeWarp
+
+
+@pytest.fixture
 async def emu() -> AsyncIterator[EmulatorServer]:
     async with EmulatorServer() as server:
         yield server
@@ -243,7 +252,8 @@ async def emu() -> AsyncIterator[EmulatorServer]:
 
 @pytest.fixture
 async def google_harness(tmp_path: Path, emu: EmulatorServer) -> AsyncIterator[HarnessFactory]:
-    """``await google_harness(patterns=(...,), quota=QuotaConfig(...), warp=TimeWarp(...))``."""
+    """``await google_harness(patterns=(...,), quota=QuotaConfig(...), warp=TimeWarp(...),
+    retry=RetryPolicy(...))``: every argument but ``patterns`` is optional."""
     made: list[GoogleHarness] = []
 
     async def make(
@@ -252,6 +262,7 @@ async def google_harness(tmp_path: Path, emu: EmulatorServer) -> AsyncIterator[H
         quota: QuotaConfig | None = None,
         warp: TimeWarp | None = None,
         email_address: str = EMAIL,
+        retry: RetryPolicy | None = None,
     ) -> GoogleHarness:
         if warp is not None:
             emu.app.state.clock = WarpedEmulatorClock(warp)
@@ -270,6 +281,7 @@ async def google_harness(tmp_path: Path, emu: EmulatorServer) -> AsyncIterator[H
             email=email_address,
             quota=registry,
             clock=warp,
+            api_options={"retry": retry} if retry is not None else {},
         )
         engine.google_factory = harness.google
         made.append(harness)

@@ -1,0 +1,218 @@
+"""The Gmail importer when things go wrong: failing batch parts, messages deleted between list
+and get, expired history, a resync that cannot help, and a tight quota.
+
+After every scenario the stored set is compared with the emulator's own answer to the query.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from trayapp.core.outcomes import OutcomeKind
+from trayapp.google.quota import QuotaConfig
+from trayapp.google.retry import RetryPolicy
+from trayapp.patterns.gmail import GmailImporter, GmailState
+
+# Fixtures come from tests/patterns/conftest.py (not importable by name: pytest owns it).
+GoogleHarness = Any
+HarnessFactory = Any
+
+# Backoff in milliseconds: the tests exercise the retry paths, not the waiting.
+FAST_RETRY = RetryPolicy(base_delay=0.01, max_delay=0.05, max_wait=5.0)
+GET = "gmail.users.messages.get"
+
+
+@pytest.fixture
+async def h(google_harness: HarnessFactory) -> GoogleHarness:
+    return await google_harness(patterns=(GmailImporter,), retry=FAST_RETRY)
+
+
+def state_of(h: GoogleHarness, charm: str) -> GmailState:
+    value = h.engine.store.cell(f"charm:{charm}:state", GmailState, default=GmailState()).get()
+    assert isinstance(value, GmailState)
+    return value
+
+
+async def assert_matches_gmail(h: GoogleHarness, charm: str, query: str = "in:inbox") -> None:
+    expected = await h.query_ids(query)
+    stored = set(h.items(charm))
+    assert stored == expected, (
+        f"missing {sorted(expected - stored)}, extra {sorted(stored - expected)}"
+    )
+
+
+def message_path(mid: str) -> str:
+    return f"/gmail/v1/users/*/messages/{mid}"
+
+
+async def test_failed_batch_parts_are_retried_alone_and_nothing_is_lost(h: GoogleHarness) -> None:
+    ids = [h.add_mail(f"m{n}") for n in range(120)]
+    for status in ("503", "429", "500"):
+        h.emu.control.add_fault(kind="status", status=status, endpoint=GET, times=4)
+    charm = h.add_charm("gmail-importer", {})
+
+    outcome = await h.sync(charm)
+
+    assert outcome.kind is OutcomeKind.OK, outcome.message
+    assert set(h.items(charm)) == set(ids)
+    parts = [e for e in h.emu.control.requests(api_method=GET) if e.batch_part]
+    assert sum(1 for e in parts if e.fault) == 12
+    # Only the 12 failed calls were sent again, not their whole batches.
+    assert len(parts) == len(ids) + 12
+
+
+async def test_a_part_that_keeps_failing_ends_the_run_and_the_next_run_completes(
+    h: GoogleHarness,
+) -> None:
+    ids = [h.add_mail(f"m{n}") for n in range(60)]
+    stuck = ids[30]
+    rule = h.emu.control.add_fault(kind="status", status="503", path=message_path(stuck))
+    charm = h.add_charm("gmail-importer", {})
+
+    failed = await h.sync(charm)
+
+    assert failed.kind is OutcomeKind.SERVER_ERROR
+    state = state_of(h, charm)
+    assert state.history_id is None, "the cursor must not advance past a message not stored"
+    assert state.full_sync is not None and state.full_sync.pending == [stuck]
+    assert set(h.items(charm)) == set(ids) - {stuck}  # the rest was kept
+
+    h.emu.control.clear_faults(rule)
+    h.emu.control.clear_log()
+    outcome = await h.sync(charm)
+
+    assert outcome.kind is OutcomeKind.OK, outcome.message
+    assert set(h.items(charm)) == set(ids)
+    # The resumed run fetched only what was missing and did not list again.
+    assert len(h.emu.control.requests(api_method=GET)) == 1
+    assert not h.emu.control.requests(api_method="gmail.users.messages.list")
+    assert state_of(h, charm).history_id is not None
+
+
+async def test_messages_deleted_between_list_and_get_are_skipped(h: GoogleHarness) -> None:
+    ids = [h.add_mail(f"m{n}") for n in range(40)]
+    # Every batch fails until the rule is lifted: the run lists, then stops with ids pending.
+    rule = h.emu.control.add_fault(kind="status", status="503", endpoint="gmail.batch")
+    charm = h.add_charm("gmail-importer", {})
+    assert (await h.sync(charm)).kind is OutcomeKind.SERVER_ERROR
+    pending = state_of(h, charm).full_sync
+    assert pending is not None and len(pending.pending) == 40
+
+    deleted = ids[::7]
+    for mid in deleted:
+        h.emu.control.delete_message(h.email, mid)
+    h.emu.control.clear_faults(rule)
+    outcome = await h.sync(charm)
+
+    assert outcome.kind is OutcomeKind.OK, outcome.message
+    assert set(h.items(charm)) == set(ids) - set(deleted)
+    await assert_matches_gmail(h, charm)
+
+
+async def test_a_failed_fetch_in_incremental_mode_keeps_the_cursor(h: GoogleHarness) -> None:
+    h.add_mail("first")
+    charm = h.add_charm("gmail-importer", {})
+    assert (await h.sync(charm)).kind is OutcomeKind.OK
+    cursor = state_of(h, charm).history_id
+    new = [h.add_mail(f"new {n}") for n in range(3)]
+    rule = h.emu.control.add_fault(kind="status", status="503", path=message_path(new[1]))
+
+    failed = await h.sync(charm)
+
+    assert failed.kind is OutcomeKind.SERVER_ERROR
+    assert state_of(h, charm).history_id == cursor
+    h.emu.control.clear_faults(rule)
+    assert (await h.sync(charm)).kind is OutcomeKind.OK
+    assert set(new) <= set(h.items(charm))
+    await assert_matches_gmail(h, charm)
+
+
+async def test_expired_history_starts_a_full_resync_that_prunes_what_is_gone(
+    h: GoogleHarness,
+) -> None:
+    ids = [h.add_mail(f"m{n}") for n in range(10)]
+    charm = h.add_charm("gmail-importer", {})
+    assert (await h.sync(charm)).kind is OutcomeKind.OK
+    control = h.emu.control
+    control.delete_message(h.email, ids[0])
+    control.modify_labels(h.email, ids[1], remove=["INBOX"])
+    added = h.add_mail("new")
+    control.set_history_floor(h.email)  # every older startHistoryId now answers 404
+
+    outcome = await h.sync(charm)
+
+    assert outcome.kind is OutcomeKind.OK, outcome.message
+    assert "history expired" in outcome.report.message
+    assert outcome.report.removed == 2 and outcome.report.added == 1
+    assert added in h.items(charm)
+    await assert_matches_gmail(h, charm)
+    state = state_of(h, charm)
+    assert state.history_id == control.history_id(h.email) and state.expiries == 1
+
+    # The new cursor works: the next change is picked up incrementally, and the loop
+    # breaker is re-armed.
+    later = h.add_mail("later")
+    control.clear_log()
+    assert (await h.sync(charm)).kind is OutcomeKind.OK
+    assert later in h.items(charm)
+    assert not control.requests(api_method="gmail.users.getProfile")
+    assert state_of(h, charm).expiries == 0
+
+
+async def test_a_resync_that_does_not_advance_the_cursor_is_reported_not_looped(
+    h: GoogleHarness,
+) -> None:
+    for n in range(5):
+        h.add_mail(f"m{n}")
+    charm = h.add_charm("gmail-importer", {})
+    assert (await h.sync(charm)).kind is OutcomeKind.OK
+    control = h.emu.control
+    # Gmail refuses every history id we could get, even the profile's current one.
+    control.set_history_floor(h.email, int(control.history_id(h.email)) + 10**9)
+
+    resynced = await h.sync(charm)  # the first 404: one full resync is worth trying
+    assert resynced.kind is OutcomeKind.OK
+    control.clear_log()
+    outcomes = [await h.sync(charm) for _ in range(3)]
+
+    assert [o.kind for o in outcomes] == [OutcomeKind.SERVER_ERROR] * 3
+    assert "would not help" in outcomes[0].message and "reset the charm" in outcomes[0].message
+    # No further full sync: each run only retried the one cheap history call.
+    assert [e.api_method for e in control.requests()] == ["gmail.users.history.list"] * 3
+    assert len(h.items(charm)) == 5
+
+    # Once Gmail accepts the history again, incremental sync simply resumes.
+    control.set_history_floor(h.email, 0)
+    new = h.add_mail("after recovery")
+    assert (await h.sync(charm)).kind is OutcomeKind.OK
+    assert new in h.items(charm) and state_of(h, charm).expiries == 0
+
+
+async def test_full_sync_under_a_tight_quota_gets_at_most_a_handful_of_429s(
+    google_harness: HarnessFactory, time_warp: Any
+) -> None:
+    # One virtual minute of quota every 3 real seconds, on both sides of the wire.
+    warp = time_warp(20.0)
+    scale = 0.2  # 3,000 units a minute: the 700 messages below need more than a minute of it
+    h = await google_harness(
+        patterns=(GmailImporter,), quota=QuotaConfig().scaled(scale), warp=warp, retry=FAST_RETRY
+    )
+    h.emu.control.set_quota(gmail_units_per_minute=int(15_000 * scale), enabled=True)
+    ids = [h.add_mail(f"m{n}") for n in range(700)]
+    charm = h.add_charm("gmail-importer", {"parts": "headers"})
+    h.emu.control.clear_log()
+
+    start = warp.monotonic()
+    outcome = await h.sync(charm)
+    elapsed = warp.monotonic() - start
+
+    assert outcome.kind is OutcomeKind.OK, outcome.message
+    assert set(h.items(charm)) == set(ids)
+    statuses = [e.status for e in h.emu.control.requests()]
+    limited = sum(1 for s in statuses if s in (429, 403))
+    assert limited <= 3, f"{limited} rate-limit answers"
+    units = 700 * 5 + 2 * 5 + 1
+    floor = units / (15_000 * scale / 60)
+    assert elapsed >= floor * 0.9, "faster than the quota allows: the budget is not pacing"
