@@ -212,34 +212,35 @@ class EmulatorApp:
             await self.router(scope, recv_replay, send)
             return
 
-        latency, rule = state.faults.select(
-            api_method=api_method,
-            path=path,
-            method=scope["method"],
-            account=account,
-            batch_part=batch_part,
-        )
-        latency += self.latency_ms
-        if latency:
-            await asyncio.sleep(latency / 1000)
-        if rule is not None:
-            entry.fault = f"{rule.id}:{rule.kind}"
-            await self._apply_fault(rule, scope, recv_replay, receive, send, entry)
-            return
-
+        # The per-user concurrency cap counts a request from arrival (including injected
+        # latency) to its response; batch parts are counted one by one, not the envelope.
         cap_key = None
-        if account is not None and api_method is not None and api_method.startswith("gmail."):
-            if (
-                state.quota.enabled
-                and self.in_flight.get(account, 0) >= state.quota.gmail_concurrency
-            ):
-                await self._send_capture(
-                    _api_error_capture(errors.too_many_concurrent()), send, entry
-                )
+        if (
+            account is not None
+            and api_method is not None
+            and api_method.startswith("gmail.")
+            and api_method != "gmail.batch"
+        ):
+            if state.quota.enabled and self.in_flight.get(account, 0) >= state.quota.gmail_concurrency:
+                await self._send_capture(_api_error_capture(errors.too_many_concurrent()), send, entry)
                 return
             cap_key = account
             self.in_flight[account] = self.in_flight.get(account, 0) + 1
         try:
+            latency, rule = state.faults.select(
+                api_method=api_method,
+                path=path,
+                method=scope["method"],
+                account=account,
+                batch_part=batch_part,
+            )
+            latency += self.latency_ms
+            if latency:
+                await asyncio.sleep(latency / 1000)
+            if rule is not None:
+                entry.fault = f"{rule.id}:{rule.kind}"
+                await self._apply_fault(rule, scope, recv_replay, receive, send, entry)
+                return
             cap = ResponseCapture()
             await self.router(scope, recv_replay, cap.send)
         finally:

@@ -14,6 +14,10 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from trayapp.emulator.errors import CANONICAL_NAMES
+
+ALIASES = ("401-authError", "404-notFound", "410-fullSyncRequired", "429-rateLimitExceeded")
+
 FaultKind = Literal[
     "status", "latency", "hang", "reset", "reset_after_headers", "truncate", "token_error"
 ]
@@ -68,9 +72,10 @@ class FaultRule:
             raise ValueError(
                 f"unknown fault kind {self.kind!r}; use one of {', '.join(FAULT_KINDS)}"
             )
-        if self.kind == "status" and not self.status:
+        if self.kind == "status" and self.status not in (*CANONICAL_NAMES, *ALIASES):
             raise ValueError(
-                "a status fault needs status=<canonical name>, e.g. '429' or '502-html'"
+                f"unknown canonical error {self.status!r} for a status fault; "
+                f"use one of {', '.join(CANONICAL_NAMES)}"
             )
         if self.kind == "token_error" and self.token_error not in TOKEN_ERRORS:
             raise ValueError(f"token_error must be one of {', '.join(TOKEN_ERRORS)}")

@@ -104,7 +104,7 @@ class EmulatorServer:
         if self._server is None or self._task is None:
             return
         self.app.begin_shutdown()
-        self._server.should_exit = True
+        self._server.request_exit()
         await self._task
         self._server = None
 
@@ -156,7 +156,7 @@ class EmulatorServer:
         def stop() -> None:
             self.app.begin_shutdown()
             if self._server is not None:
-                self._server.should_exit = True
+                self._server.request_exit()
 
         if loop.is_running():
             loop.call_soon_threadsafe(stop)
