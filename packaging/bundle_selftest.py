@@ -1,0 +1,237 @@
+"""Proves a frozen bundle collected everything the app needs at run time.
+
+PyInstaller finds imports by reading bytecode, so whatever a library loads by name at run time
+(keyring's entry-point backends, Qt's platform and image plugins, package data read through
+``importlib.resources``, certificates) can be silently missing from a bundle that builds fine and
+even starts. Each check below uses the thing the way the app will, inside the frozen
+interpreter, and the JSON report says which one broke and why. ``packaging/entry.py`` runs this
+when ``TRAYAPP_BUNDLE_SELFTEST`` names the report file; the build script and
+tests/packaging run it against every bundle they build.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Check = Callable[[], Any]
+
+# Modules a frozen app must be able to import: the app's own dependencies plus the pieces they
+# load lazily or by name (each of these has gone missing from somebody's PyInstaller bundle).
+REQUIRED_MODULES = (
+    "certifi",
+    "dateutil.tz",
+    "desktop_notifier",
+    "desktop_notifier.backends.dbus",
+    "dbus_fast.aio",
+    "feedparser",
+    "google.auth",
+    "google.oauth2.credentials",
+    "httpx",
+    "icalendar",
+    "jeepney.io.asyncio",
+    "keyring.backends.SecretService",
+    "keyring.backends.chainer",
+    "keyring.backends.fail",
+    "platformdirs",
+    "pydantic",
+    "pydantic_core",
+    "qasync",
+    "secretstorage",
+    "sqlite3",
+    "ssl",
+    "starlette.applications",
+    "uvicorn",
+    "uvicorn.lifespan.on",
+    "uvicorn.loops.auto",
+    "uvicorn.protocols.http.auto",
+    "uvicorn.protocols.websockets.auto",
+    "zoneinfo",
+)
+
+# Qt plugins the tray needs: xcb (X11) and wayland to show anything, offscreen for tests and
+# headless diagnostics, the SVG image format and icon engine because every icon is an SVG.
+REQUIRED_QT_PLUGINS = (
+    "platforms/libqxcb.so",
+    "platforms/libqwayland.so",
+    "platforms/libqoffscreen.so",
+    "imageformats/libqsvg.so",
+    "iconengines/libqsvgicon.so",
+)
+
+_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16">'
+    '<rect width="16" height="16" fill="#2a7ae2"/></svg>'
+)
+
+
+def _version() -> dict[str, str]:
+    from importlib.metadata import version
+
+    import trayapp
+
+    meta = version("trayapp")
+    if trayapp.__version__ != meta or "unknown" in meta:
+        raise RuntimeError(f"__version__ {trayapp.__version__!r} != metadata {meta!r}")
+    return {"version": meta}
+
+
+def _trayapp_modules() -> dict[str, int]:
+    import trayapp
+
+    # __main__ modules run the app when imported; everything else must import cleanly.
+    names = [
+        m.name
+        for m in pkgutil.walk_packages(trayapp.__path__, "trayapp.")
+        if not m.name.endswith(".__main__")
+    ]
+    failed = {}
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            failed[name] = f"{type(exc).__name__}: {exc}"
+    if failed:
+        raise RuntimeError(f"cannot import {failed}")
+    if len(names) < 3:
+        raise RuntimeError(f"only {names} were collected")
+    return {"modules": len(names)}
+
+
+def _modules() -> dict[str, int]:
+    failed = {}
+    for name in REQUIRED_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            failed[name] = f"{type(exc).__name__}: {exc}"
+    if failed:
+        raise RuntimeError(f"cannot import {failed}")
+    return {"modules": len(REQUIRED_MODULES)}
+
+
+def _keyring() -> dict[str, Any]:
+    from importlib.metadata import entry_points
+
+    from keyring.backend import get_all_keyring
+
+    group = sorted(ep.name for ep in entry_points(group="keyring.backends"))
+    if "SecretService" not in group:
+        raise RuntimeError(f"keyring.backends entry points lost: {group}")
+    names = sorted(f"{type(k).__module__}.{type(k).__name__}" for k in get_all_keyring())
+    # Viable backends depend on the session (a D-Bus session bus for SecretService); the
+    # entry points and the class being importable are what the bundle controls.
+    from keyring.backends.SecretService import Keyring
+
+    return {"entry_points": group, "viable": names, "secretservice": Keyring.__module__}
+
+
+def _notifier() -> dict[str, str]:
+    from importlib.resources import files
+
+    icon = files("desktop_notifier.resources") / "python.png"
+    if not icon.is_file():
+        raise RuntimeError("desktop_notifier.resources/python.png was not collected")
+    from desktop_notifier import DesktopNotifier
+
+    return {"class": DesktopNotifier.__name__}
+
+
+def _certifi() -> dict[str, str]:
+    import ssl
+
+    import certifi
+
+    where = certifi.where()
+    ctx = ssl.create_default_context(cafile=where)
+    if not ctx.get_ca_certs():
+        raise RuntimeError(f"no CA certificates loaded from {where}")
+    return {"cafile": where}
+
+
+def _qt() -> dict[str, Any]:
+    from PySide6.QtCore import QByteArray, QLibraryInfo
+    from PySide6.QtGui import QGuiApplication, QIcon, QImageReader, QPixmap
+
+    plugins = Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.PluginsPath))
+    missing = [p for p in REQUIRED_QT_PLUGINS if not (plugins / p).is_file()]
+    if missing:
+        raise RuntimeError(f"Qt plugins missing under {plugins}: {missing}")
+    # Offscreen whatever the session: this proves files and plugins, not that a display exists.
+    app = QGuiApplication.instance() or QGuiApplication([sys.argv[0], "-platform", "offscreen"])
+    _keep_alive.append(app)
+    formats = {bytes(f.data()).decode() for f in QImageReader.supportedImageFormats()}
+    if "svg" not in formats:
+        raise RuntimeError(f"no SVG image format; have {sorted(formats)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        svg = Path(tmp) / "probe.svg"
+        svg.write_text(_SVG)
+        pixmap = QIcon(str(svg)).pixmap(32, 32)
+        if pixmap.isNull():
+            raise RuntimeError("QIcon could not render an SVG (iconengines/libqsvgicon.so)")
+    direct = QPixmap()
+    if not direct.loadFromData(QByteArray(_SVG.encode()), "svg"):
+        raise RuntimeError("QPixmap could not load SVG data (imageformats/libqsvg.so)")
+    return {"platform": QGuiApplication.platformName(), "plugins": str(plugins)}
+
+
+def _environment() -> dict[str, Any]:
+    """Children (xdg-open, the browser) get the user's environment; the app keeps its libraries."""
+    import subprocess
+
+    bundle = getattr(sys, "_MEIPASS", None)
+    child = subprocess.run(["env"], capture_output=True, text=True, check=True).stdout
+    leaked = [
+        line
+        for line in child.splitlines()
+        if bundle and bundle in line and not line.startswith(("_=", "PWD=", "OLDPWD="))
+    ]
+    if leaked:
+        raise RuntimeError(f"child processes inherit bundle paths: {leaked}")
+    at_exec: dict[str, str] = {}
+    proc = Path("/proc/self/environ")
+    if proc.exists():
+        for item in proc.read_bytes().split(b"\0"):
+            key, _, value = item.decode(errors="replace").partition("=")
+            if key == "LD_LIBRARY_PATH":
+                at_exec[key] = value
+    return {"_MEIPASS": bundle, "loader_path_at_start": at_exec.get("LD_LIBRARY_PATH")}
+
+
+_keep_alive: list[object] = []  # the QGuiApplication must outlive the checks
+
+CHECKS: dict[str, Check] = {
+    "version": _version,
+    "trayapp_modules": _trayapp_modules,
+    "modules": _modules,
+    "keyring": _keyring,
+    "notifier": _notifier,
+    "certifi": _certifi,
+    "qt": _qt,
+    "environment": _environment,
+}
+
+
+def run(report_path: str) -> int:
+    """Run every check, write the JSON report, and return 0 only if all passed."""
+    results: dict[str, dict[str, Any]] = {}
+    for name, check in CHECKS.items():
+        try:
+            results[name] = {"ok": True, "detail": check()}
+        except Exception as exc:
+            results[name] = {
+                "ok": False,
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(limit=5),
+            }
+    ok = all(r["ok"] for r in results.values())
+    report = {"ok": ok, "frozen": bool(getattr(sys, "frozen", False)), "checks": results}
+    Path(report_path).write_text(json.dumps(report, indent=2, default=str))
+    return 0 if ok else 1
