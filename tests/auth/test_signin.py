@@ -4,11 +4,13 @@ page and its redirects like a browser, and a real headless Chromium."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -252,16 +254,15 @@ async def test_sign_out_revokes_and_deletes_local_secrets(
 
 
 @pytest.fixture
-def chromium() -> Iterator[Callable[[str], None]]:
+def chromium(tmp_path: Path) -> Iterator[Callable[[str], None]]:
     """An opener that starts headless Chromium on the URL (flags per desktop-testing.md)."""
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium); CI installs it")
     procs: list[subprocess.Popen[bytes]] = []
-    dirs: list[tempfile.TemporaryDirectory[str]] = []
 
     def open_(url: str) -> None:
-        profile = tempfile.TemporaryDirectory()
-        dirs.append(profile)
+        profile = tmp_path / f"chromium-{len(procs)}"
+        profile.mkdir()
         procs.append(
             subprocess.Popen(
                 [
@@ -276,22 +277,23 @@ def chromium() -> Iterator[Callable[[str], None]]:
                     "--no-first-run",
                     "--disable-default-apps",
                     "--disable-extensions",
-                    f"--user-data-dir={profile.name}",
+                    f"--user-data-dir={profile}",
                     "--remote-debugging-port=0",
                     url,
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                env={**os.environ, "HOME": profile.name},
+                env={**os.environ, "HOME": str(profile)},
+                # Its own process group, so the renderer and helper processes die with it.
+                start_new_session=True,
             )
         )
 
     yield open_
     for proc in procs:
-        proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    for d in dirs:
-        d.cleanup()
 
 
 async def test_headless_chromium_signs_in_through_the_consent_page(
