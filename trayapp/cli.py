@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(args_list)
     handler: Handler = getattr(args, "handler", None) or _cmd_tray
-    configure_logging(_verbosity(args, default=1 if handler is _cmd_run else 0))
+    configure_logging(_log_level(args, long_running=handler is _cmd_run))
     try:
         return int(handler(args))
     except TrayappError as exc:
@@ -231,7 +231,7 @@ def _route_emulator(argv: list[str]) -> int | None:
             from trayapp.emulator import cli as emulator_cli  # type: ignore[attr-defined,unused-ignore]
         except ImportError as exc:
             return fail(f"the Google emulator is not available in this installation ({exc})")
-        configure_logging(_count_flags(argv[:i]))
+        configure_logging(logging.INFO if _count_flags(argv[:i]) > 0 else logging.WARNING)
         return int(emulator_cli.main(argv[i + 1 :]))
     return None
 
@@ -240,18 +240,23 @@ def _count_flags(argv: Sequence[str]) -> int:
     return sum(a in ("-v", "--verbose") for a in argv) - sum(a in ("-q", "--quiet") for a in argv)
 
 
-def _verbosity(args: argparse.Namespace, default: int) -> int:
-    return default + int(getattr(args, "verbose", 0)) - int(getattr(args, "quiet", 0))
+def _log_level(args: argparse.Namespace, *, long_running: bool) -> int:
+    """``run`` logs INFO by default (it is a service); one-shot commands print their own
+    results and errors, so they log nothing unless asked (-v: INFO, -vv: DEBUG)."""
+    verbose = int(getattr(args, "verbose", 0)) - int(getattr(args, "quiet", 0))
+    if long_running:
+        verbose += 1
+    if verbose >= 2:
+        return logging.DEBUG
+    if verbose == 1:
+        return logging.INFO
+    if verbose == 0 and long_running:
+        return logging.WARNING
+    return logging.CRITICAL
 
 
-def configure_logging(verbosity: int) -> None:
-    """Log to stderr: warnings by default, INFO with -v (or under ``run``), DEBUG with -vv.
-
-    A redacting filter scrubs tokens from every record before it is written.
-    """
-    level = logging.DEBUG if verbosity >= 2 else logging.INFO if verbosity == 1 else logging.WARNING
-    if verbosity < 0:
-        level = logging.ERROR
+def configure_logging(level: int) -> None:
+    """Log to stderr at ``level``; a redacting filter scrubs tokens from every record."""
     root = logging.getLogger()
     if not any(getattr(h, "_trayapp", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
@@ -773,7 +778,7 @@ def _cmd_patterns_list(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------- helpers
 
 
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)", re.IGNORECASE)
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(sec|min|s|m|h|d)", re.IGNORECASE)
 _UNIT_S = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
 
