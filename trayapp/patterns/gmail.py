@@ -9,7 +9,8 @@ How a run decides what to do (the ``state`` cell holds everything between runs):
   the pace. Every stored batch commits together with the progress (the next page token and the
   ids listed but not stored yet), so a killed full sync resumes where it stopped. Only when the
   last id is stored does the start ``historyId`` become the cursor, in the same transaction that
-  removes what a *re*sync no longer found.
+  removes what a *re*sync no longer found; the same run then catches up through the history
+  from that cursor with whatever changed while it listed and fetched.
 * **A cursor** -> incremental sync. ``history.list`` from the cursor, following *every* page
   (the importer we replace stored the first page's historyId and lost the rest), collecting per
   message whether it was added, deleted or relabelled. Candidates are then checked against the
@@ -17,10 +18,10 @@ How a run decides what to do (the ``state`` cell holds everything between runs):
   removed, and the new ``historyId`` is written in the same transaction as all of it. A run that
   fails anywhere before that commit stores nothing and the next run starts from the same cursor.
 * **History 404** (``startHistoryId`` too old) -> a resumable full resync, in the same run. If
-  the history is refused again before any incremental sync has worked since, a resync cannot
-  help (lieer's "full sync forever" loop): the run ends with a ``server_error`` that says so and
-  later runs only retry the one cheap history call until Gmail accepts it again, or the user
-  resets the charm.
+  Gmail refuses the history again before any incremental sync has worked since (the resync's
+  own catch-up is the first try), a resync cannot help (lieer's "full sync forever" loop): the
+  run ends with a ``server_error`` that says so, and later runs only retry the one cheap
+  history call until Gmail accepts it again, or the user resets the charm.
 
 **Which added or relabelled messages match the query.** Gmail's search language (``from:``,
 ``has:attachment``, ``older_than:``, ``{a b}``, ``OR``...) cannot be evaluated faithfully on our
@@ -489,7 +490,18 @@ class _Sync:
                 leftover.cancel()
             if leftovers:
                 await asyncio.gather(*leftovers, return_exceptions=True)
-        return self.finish_full_sync()
+        summary = self.finish_full_sync()
+        # Catch up at once with what changed while we listed and fetched (it is all in the
+        # history after the start historyId), so the run ends with the store matching the
+        # mailbox, not the mailbox as it was when the sync began. This is also the first use
+        # of the new cursor: if Gmail refuses it, the loop breaker fires now.
+        caught_up = await self.incremental(self.state)
+        return RunReport(
+            added=summary.added + caught_up.added,
+            updated=summary.updated + caught_up.updated,
+            removed=summary.removed + caught_up.removed,
+            message=summary.message,
+        )
 
     def state_progress(self) -> FullSync:
         progress = self.state.full_sync
