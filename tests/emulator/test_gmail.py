@@ -101,6 +101,11 @@ async def test_raw_minimal_metadata_formats(
     assert len(all_headers["payload"]["headers"]) == 8
     bad = await get(http, session, f"{G}/messages/{mid}", format="bogus")
     assert bad.status_code == 400
+    # The conformance recorder flags the bad enum value a client sent.
+    assert emu.control.take_request_violations() == [
+        f"GET {G}/messages/{mid}?format=bogus: format='bogus' is not one of "
+        "['minimal', 'full', 'raw', 'metadata']"
+    ]
 
 
 async def test_single_part_message_has_body_data_at_root(

@@ -379,6 +379,16 @@ class Control:
         return list(conf.request_violations) if conf is not None else []
 
     @_op
+    def take_request_violations(self) -> list[str]:
+        """Return and forget the request violations (for tests that send bad requests on purpose)."""
+        conf = self.state.conformance
+        if conf is None:
+            return []
+        out = list(conf.request_violations)
+        conf.request_violations.clear()
+        return out
+
+    @_op
     def response_violations(self) -> list[str]:
         conf = self.state.conformance
         return list(conf.response_violations) if conf is not None else []
