@@ -6,6 +6,7 @@ against the emulator in ``test_integration.py``.
 
 from __future__ import annotations
 
+import logging
 import random
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -236,3 +237,21 @@ async def test_message_format_is_sent_lowercase() -> None:
     assert rec.requests[0].url.params["format"] == "full"
     with pytest.raises(ValueError):
         await api.gmail().get_message("m1", format="everything")  # type: ignore[arg-type]
+
+
+async def test_tokens_never_reach_logs_or_messages(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="trayapp.google")
+    script = [
+        canned("429-rateLimitExceeded"),
+        canned("401-authError"),
+        canned("503-backendError"),
+        canned("401-authError"),
+    ]
+    api, _, _, tokens = make_api(script)
+    async with api:
+        with pytest.raises(AuthRequired) as info:
+            await api.gmail().get_profile()
+    assert "retry" in caplog.text.lower()  # the retries were logged...
+    for secret in ("tok-1", "tok-2", tokens.current):
+        assert secret not in caplog.text  # ...without the tokens
+        assert secret not in str(info.value)
