@@ -500,3 +500,20 @@ async def test_sign_out_during_a_refresh_never_brings_the_tokens_back(
     assert manager.auth_cell(account.id).get().fingerprint is None
     with pytest.raises(AuthRequired, match="signed out"):
         await provider.access_token()
+
+
+async def test_accounts_are_independent(
+    manager: AccountManager, emu: EmulatorServer, client_info: ClientInfo, clock: Clock
+) -> None:
+    emu.control.create_account("bob@example.com", name="Bob")
+    alice = await signed_in(manager, emu, client_info)
+    bob = await manager.complete_sign_in(
+        grant_from_emulator(emu, client_info, email="bob@example.com")
+    )
+    assert [a.email for a in manager.accounts()] == [EMAIL, "bob@example.com"]
+    emu.control.revoke_refresh_token(EMAIL)
+    clock.offset = timedelta(hours=2)
+    with pytest.raises(AuthRequired):
+        await manager.provider(alice.id).access_token()
+    assert await manager.provider(bob.id).access_token()
+    assert manager.get(bob.id).usable and not manager.get(alice.id).usable
