@@ -14,8 +14,8 @@ breaks the rest:
 * ``trayapp.ui.app.main(args) -> int`` runs the tray (``trayapp`` with no command);
 * ``trayapp.emulator.cli.main(argv) -> int`` gets everything after ``trayapp emulator``;
 * ``trayapp.auth.commands.register(subparsers)`` adds ``trayapp accounts ...``: each parser it
-  adds sets ``handler=fn`` with ``fn(args: argparse.Namespace) -> int`` (``args.profile`` is the
-  ``--profile`` value; :func:`open_engine` opens the engine for it);
+  adds sets ``handler=fn`` (or ``func=fn``) with ``fn(args: argparse.Namespace) -> int``
+  (``args.profile`` is the ``--profile`` value; :func:`open_engine` opens the engine for it);
 * ``trayapp export`` will be added here (see ``_add_export``).
 """
 
@@ -59,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return routed
     parser = build_parser()
     args = parser.parse_args(args_list)
-    handler: Handler = getattr(args, "handler", None) or _cmd_tray
+    # ``handler`` for our commands; ``func`` is the argparse idiom other packages may use.
+    handler: Handler = getattr(args, "handler", None) or getattr(args, "func", None) or _cmd_tray
     configure_logging(_log_level(args, long_running=handler is _cmd_run))
     try:
         return int(handler(args))
