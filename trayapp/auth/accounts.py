@@ -573,10 +573,17 @@ class AccountManager:
     # -- status -----------------------------------------------------------------------------
 
     def secret_storage_status(self) -> dict[str, Any]:
-        """For `accounts status` and the tray: where secrets go, and any warning to show."""
+        """For `accounts status` and the tray: where secrets go, and any warning to show.
+
+        Blocks briefly (asks the keyring daemon whether it answers): call it off the loop.
+        """
+        available, why = self.vault.keyring.available()
         return {
             "mode": self.vault.mode,
             "keyring": self.vault.keyring.description,
+            "keyring_available": available,
+            "keyring_problem": why or None,
+            "file": str(self.vault.file.path),
             "warning": self.vault.warning,
         }
 
