@@ -1,4 +1,4 @@
-"""A real browser (headless Chromium) completes the consent page and reaches the loopback redirect."""
+"""A real browser (headless Chromium) completes the consent page up to the loopback redirect."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import hashlib
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -59,8 +58,8 @@ async def _run_browser_flow(emu: EmulatorServer, decision: str) -> dict[str, lis
     url = emu.url("/o/oauth2/v2/auth?" + urlencode(params))
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         assert CHROMIUM is not None
-        proc = subprocess.Popen(
-            [
+        proc = await asyncio.create_subprocess_exec(
+            *[
                 CHROMIUM,
                 "--headless",
                 "--no-sandbox",
@@ -76,8 +75,8 @@ async def _run_browser_flow(emu: EmulatorServer, decision: str) -> dict[str, lis
                 "--remote-debugging-port=0",
                 url,
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
             env={**os.environ, "HOME": profile},
             start_new_session=True,  # its own process group, so its helpers die with it
         )
@@ -85,7 +84,7 @@ async def _run_browser_flow(emu: EmulatorServer, decision: str) -> dict[str, lis
             target = await asyncio.wait_for(got, 60)
         finally:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            await proc.wait()
             server.close()
             await server.wait_closed()
     query = parse_qs(urlsplit(target).query)

@@ -37,7 +37,9 @@ async def get(http: httpx.AsyncClient, s: Session, path: str, **params: Any) -> 
     return await http.get(path, params=params, headers=bearer(s.access_token))
 
 
-async def all_pages(http: httpx.AsyncClient, s: Session, path: str, **params: Any) -> tuple[list[dict[str, Any]], str, int]:
+async def all_pages(
+    http: httpx.AsyncClient, s: Session, path: str, **params: Any
+) -> tuple[list[dict[str, Any]], str, int]:
     """Follow nextPageToken; check the page invariants; return items, nextSyncToken, pages."""
     items: list[dict[str, Any]] = []
     pages = 0
@@ -54,7 +56,9 @@ async def all_pages(http: httpx.AsyncClient, s: Session, path: str, **params: An
         params["pageToken"] = page["nextPageToken"]
 
 
-def timed(summary: str, start: str, end: str, tz: str | None = None, **extra: Any) -> dict[str, Any]:
+def timed(
+    summary: str, start: str, end: str, tz: str | None = None, **extra: Any
+) -> dict[str, Any]:
     s: dict[str, Any] = {"dateTime": start}
     e: dict[str, Any] = {"dateTime": end}
     if tz:
@@ -62,15 +66,21 @@ def timed(summary: str, start: str, end: str, tz: str | None = None, **extra: An
     return {"summary": summary, "start": s, "end": e, **extra}
 
 
-async def test_calendar_list_pagination_and_incremental_sync(emu: EmulatorServer, http: httpx.AsyncClient, session: Session) -> None:
+async def test_calendar_list_pagination_and_incremental_sync(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
     e = session.email
     ids = [emu.control.add_calendar(e, summary=f"Cal {i}") for i in range(4)]
     hidden = emu.control.add_calendar(e, summary="Hidden", hidden=True)
-    items, token, pages = await all_pages(http, session, "/calendar/v3/users/me/calendarList", maxResults=2)
+    items, token, pages = await all_pages(
+        http, session, "/calendar/v3/users/me/calendarList", maxResults=2
+    )
     assert pages == 3
-    assert [c["id"] for c in items][0] == e and items[0]["primary"] is True
+    assert items[0]["id"] == e and items[0]["primary"] is True
     assert {c["id"] for c in items} == {e, *ids}
-    with_hidden, _, _ = await all_pages(http, session, "/calendar/v3/users/me/calendarList", showHidden="true")
+    with_hidden, _, _ = await all_pages(
+        http, session, "/calendar/v3/users/me/calendarList", showHidden="true"
+    )
     assert hidden in {c["id"] for c in with_hidden}
 
     empty = (await get(http, session, "/calendar/v3/users/me/calendarList", syncToken=token)).json()
@@ -78,34 +88,50 @@ async def test_calendar_list_pagination_and_incremental_sync(emu: EmulatorServer
     emu.control.update_calendar(e, ids[0], summary="Renamed")
     emu.control.remove_calendar(e, ids[1])
     emu.control.update_calendar(e, hidden, summary="Still hidden")
-    changed, token2, _ = await all_pages(http, session, "/calendar/v3/users/me/calendarList", syncToken=token)
+    changed, token2, _ = await all_pages(
+        http, session, "/calendar/v3/users/me/calendarList", syncToken=token
+    )
     by_id = {c["id"]: c for c in changed}
     assert set(by_id) == {ids[0], ids[1], hidden}  # deleted and hidden entries always returned
     assert by_id[ids[0]]["summary"] == "Renamed"
     assert by_id[ids[1]]["deleted"] is True
-    bad = await get(http, session, "/calendar/v3/users/me/calendarList", syncToken=token2, minAccessRole="owner")
+    bad = await get(
+        http, session, "/calendar/v3/users/me/calendarList", syncToken=token2, minAccessRole="owner"
+    )
     assert bad.status_code == 400
     emu.control.invalidate_sync_tokens(e)
     gone = await get(http, session, "/calendar/v3/users/me/calendarList", syncToken=token2)
     assert gone.status_code == 410 and gone.json() == FULL_SYNC_410
 
 
-async def test_calendar_list_max_results_capped_at_250(emu: EmulatorServer, http: httpx.AsyncClient, session: Session) -> None:
+async def test_calendar_list_max_results_capped_at_250(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
     for i in range(260):
         emu.control.add_calendar(session.email, summary=f"c{i}")
     page = (await get(http, session, "/calendar/v3/users/me/calendarList", maxResults=1000)).json()
     assert len(page["items"]) == 250 and "nextPageToken" in page
 
 
-async def test_events_full_then_paginated_incremental_sync(emu: EmulatorServer, http: httpx.AsyncClient, session: Session) -> None:
+async def test_events_full_then_paginated_incremental_sync(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
     e = session.email
-    ids = [emu.control.add_event(e, e, timed(f"E{i}", f"2026-02-{i + 1:02d}T10:00:00Z", f"2026-02-{i + 1:02d}T11:00:00Z")) for i in range(7)]
+    ids = [
+        emu.control.add_event(
+            e, e, timed(f"E{i}", f"2026-02-{i + 1:02d}T10:00:00Z", f"2026-02-{i + 1:02d}T11:00:00Z")
+        )
+        for i in range(7)
+    ]
     items, token, pages = await all_pages(http, session, events_path(e), maxResults=3)
     assert pages == 3 and sorted(i["id"] for i in items) == sorted(ids)
 
     emu.control.update_event(e, e, ids[0], {"summary": "E0 changed"})
     emu.control.cancel_event(e, e, ids[1])
-    new = [emu.control.add_event(e, e, timed(f"N{i}", "2026-03-01T10:00:00Z", "2026-03-01T11:00:00Z")) for i in range(3)]
+    new = [
+        emu.control.add_event(e, e, timed(f"N{i}", "2026-03-01T10:00:00Z", "2026-03-01T11:00:00Z"))
+        for i in range(3)
+    ]
     # Paginated incremental sync: the same syncToken with each pageToken.
     seen: list[dict[str, Any]] = []
     params: dict[str, Any] = {"syncToken": token, "maxResults": 2}
@@ -121,7 +147,12 @@ async def test_events_full_then_paginated_incremental_sync(emu: EmulatorServer, 
     by_id = {i["id"]: i for i in seen}
     assert set(by_id) == {ids[0], ids[1], *new}
     assert by_id[ids[0]]["summary"] == "E0 changed"
-    assert by_id[ids[1]] == {"kind": "calendar#event", "etag": by_id[ids[1]]["etag"], "id": ids[1], "status": "cancelled"}
+    assert by_id[ids[1]] == {
+        "kind": "calendar#event",
+        "etag": by_id[ids[1]]["etag"],
+        "id": ids[1],
+        "status": "cancelled",
+    }
     after = (await get(http, session, events_path(e), syncToken=next_token)).json()
     assert after["items"] == []
     # Full sync hides cancelled events unless showDeleted.
@@ -145,14 +176,18 @@ async def test_events_full_then_paginated_incremental_sync(emu: EmulatorServer, 
         ("showDeleted", "false"),
     ],
 )
-async def test_sync_token_forbidden_combinations(emu: EmulatorServer, http: httpx.AsyncClient, session: Session, name: str, value: str) -> None:
+async def test_sync_token_forbidden_combinations(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session, name: str, value: str
+) -> None:
     token = (await get(http, session, events_path("primary"))).json()["nextSyncToken"]
     resp = await get(http, session, events_path("primary"), syncToken=token, **{name: value})
     assert resp.status_code == 400
     assert resp.json()["error"]["code"] == 400
 
 
-async def test_sync_token_410_cases(emu: EmulatorServer, http: httpx.AsyncClient, session: Session) -> None:
+async def test_sync_token_410_cases(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
     e = session.email
     emu.control.add_event(e, e, timed("a", "2026-02-01T10:00:00Z", "2026-02-01T11:00:00Z"))
     token = (await get(http, session, events_path(e))).json()["nextSyncToken"]
@@ -174,21 +209,53 @@ async def test_sync_token_410_cases(emu: EmulatorServer, http: httpx.AsyncClient
     assert (await get(http, session, events_path(other), syncToken=tok_other)).status_code == 200
 
 
-async def test_single_events_expansion_with_exceptions(emu: EmulatorServer, http: httpx.AsyncClient, session: Session) -> None:
+async def test_single_events_expansion_with_exceptions(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
     e = session.email
     master = emu.control.add_event(
-        e, e, timed("Standup", "2026-03-02T09:00:00-05:00", "2026-03-02T09:15:00-05:00", "America/New_York", recurrence=["RRULE:FREQ=WEEKLY;COUNT=4"])
+        e,
+        e,
+        timed(
+            "Standup",
+            "2026-03-02T09:00:00-05:00",
+            "2026-03-02T09:15:00-05:00",
+            "America/New_York",
+            recurrence=["RRULE:FREQ=WEEKLY;COUNT=4"],
+        ),
     )
     # 2026-03-08 is the US DST switch: occurrences stay at 09:00 local.
     moved = f"{master}_20260309T130000Z"
     cancelled = f"{master}_20260316T130000Z"
-    emu.control.update_event(e, e, moved, {"summary": "Standup (moved)", "start": {"dateTime": "2026-03-09T10:00:00-04:00", "timeZone": "America/New_York"}, "end": {"dateTime": "2026-03-09T10:15:00-04:00", "timeZone": "America/New_York"}})
+    emu.control.update_event(
+        e,
+        e,
+        moved,
+        {
+            "summary": "Standup (moved)",
+            "start": {"dateTime": "2026-03-09T10:00:00-04:00", "timeZone": "America/New_York"},
+            "end": {"dateTime": "2026-03-09T10:15:00-04:00", "timeZone": "America/New_York"},
+        },
+    )
     emu.control.cancel_event(e, e, cancelled)
-    items, token, _ = await all_pages(http, session, events_path(e), singleEvents="true", orderBy="startTime")
-    assert [i["id"] for i in items] == [f"{master}_20260302T140000Z", moved, f"{master}_20260323T130000Z"]
-    assert [i["start"]["dateTime"] for i in items] == ["2026-03-02T09:00:00-05:00", "2026-03-09T10:00:00-04:00", "2026-03-23T09:00:00-04:00"]
+    items, token, _ = await all_pages(
+        http, session, events_path(e), singleEvents="true", orderBy="startTime"
+    )
+    assert [i["id"] for i in items] == [
+        f"{master}_20260302T140000Z",
+        moved,
+        f"{master}_20260323T130000Z",
+    ]
+    assert [i["start"]["dateTime"] for i in items] == [
+        "2026-03-02T09:00:00-05:00",
+        "2026-03-09T10:00:00-04:00",
+        "2026-03-23T09:00:00-04:00",
+    ]
     assert all(i["recurringEventId"] == master for i in items)
-    assert items[1]["originalStartTime"] == {"dateTime": "2026-03-09T09:00:00-04:00", "timeZone": "America/New_York"}
+    assert items[1]["originalStartTime"] == {
+        "dateTime": "2026-03-09T09:00:00-04:00",
+        "timeZone": "America/New_York",
+    }
     assert "recurrence" not in items[0]
     # singleEvents=false: the master plus its (non-cancelled) exceptions.
     raw, _, _ = await all_pages(http, session, events_path(e))
@@ -196,7 +263,9 @@ async def test_single_events_expansion_with_exceptions(emu: EmulatorServer, http
     assert next(i for i in raw if i["id"] == master)["recurrence"] == ["RRULE:FREQ=WEEKLY;COUNT=4"]
     # Incremental: a cancelled occurrence carries id, recurringEventId and originalStartTime.
     emu.control.cancel_event(e, e, f"{master}_20260323T130000Z")
-    changed = (await get(http, session, events_path(e), singleEvents="true", syncToken=token)).json()["items"]
+    changed = (
+        await get(http, session, events_path(e), singleEvents="true", syncToken=token)
+    ).json()["items"]
     assert changed == [
         {
             "kind": "calendar#event",
@@ -204,42 +273,90 @@ async def test_single_events_expansion_with_exceptions(emu: EmulatorServer, http
             "id": f"{master}_20260323T130000Z",
             "status": "cancelled",
             "recurringEventId": master,
-            "originalStartTime": {"dateTime": "2026-03-23T09:00:00-04:00", "timeZone": "America/New_York"},
+            "originalStartTime": {
+                "dateTime": "2026-03-23T09:00:00-04:00",
+                "timeZone": "America/New_York",
+            },
         }
     ]
 
 
-async def test_time_bounds_are_exclusive_and_need_offsets(emu: EmulatorServer, http: httpx.AsyncClient, session: Session) -> None:
+async def test_time_bounds_are_exclusive_and_need_offsets(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
     e = session.email
     a = emu.control.add_event(e, e, timed("a", "2026-04-01T10:00:00Z", "2026-04-01T11:00:00Z"))
     b = emu.control.add_event(e, e, timed("b", "2026-04-01T11:00:00Z", "2026-04-01T12:00:00Z"))
-    day = emu.control.add_event(e, e, {"summary": "all day", "start": {"date": "2026-04-02"}, "end": {"date": "2026-04-03"}})
-    daily = emu.control.add_event(e, e, {"summary": "daily", "start": {"date": "2026-04-01"}, "end": {"date": "2026-04-02"}, "recurrence": ["RRULE:FREQ=DAILY"]})
+    day = emu.control.add_event(
+        e, e, {"summary": "all day", "start": {"date": "2026-04-02"}, "end": {"date": "2026-04-03"}}
+    )
+    daily = emu.control.add_event(
+        e,
+        e,
+        {
+            "summary": "daily",
+            "start": {"date": "2026-04-01"},
+            "end": {"date": "2026-04-02"},
+            "recurrence": ["RRULE:FREQ=DAILY"],
+        },
+    )
 
     async def ids(**params: Any) -> set[str]:
         items, _, _ = await all_pages(http, session, events_path(e), singleEvents="true", **params)
         return {i["id"] for i in items}
 
     # timeMin bounds end time (exclusive), timeMax bounds start time (exclusive).
-    assert await ids(timeMin="2026-04-01T11:00:00Z", timeMax="2026-04-01T12:00:00Z") == {b, f"{daily}_20260401"}
-    assert await ids(timeMin="2026-04-01T09:00:00Z", timeMax="2026-04-01T11:00:00Z") == {a, f"{daily}_20260401"}
-    assert await ids(timeMin="2026-04-02T00:00:00Z", timeMax="2026-04-04T00:00:00Z") == {day, f"{daily}_20260402", f"{daily}_20260403"}
-    assert await ids(timeMin="2026-04-01T12:00:00+02:00", timeMax="2026-04-01T13:00:00+02:00") == {a, f"{daily}_20260401"}
+    assert await ids(timeMin="2026-04-01T11:00:00Z", timeMax="2026-04-01T12:00:00Z") == {
+        b,
+        f"{daily}_20260401",
+    }
+    assert await ids(timeMin="2026-04-01T09:00:00Z", timeMax="2026-04-01T11:00:00Z") == {
+        a,
+        f"{daily}_20260401",
+    }
+    assert await ids(timeMin="2026-04-02T00:00:00Z", timeMax="2026-04-04T00:00:00Z") == {
+        day,
+        f"{daily}_20260402",
+        f"{daily}_20260403",
+    }
+    assert await ids(timeMin="2026-04-01T12:00:00+02:00", timeMax="2026-04-01T13:00:00+02:00") == {
+        a,
+        f"{daily}_20260401",
+    }
     no_offset = await get(http, session, events_path(e), timeMin="2026-04-01T10:00:00")
     assert no_offset.status_code == 400
-    empty = await get(http, session, events_path(e), timeMin="2026-04-02T00:00:00Z", timeMax="2026-04-01T00:00:00Z")
+    empty = await get(
+        http,
+        session,
+        events_path(e),
+        timeMin="2026-04-02T00:00:00Z",
+        timeMax="2026-04-01T00:00:00Z",
+    )
     assert empty.status_code == 400
     assert empty.json()["error"]["errors"][0]["reason"] == "timeRangeEmpty"
     bad_order = await get(http, session, events_path(e), orderBy="startTime")
     assert bad_order.status_code == 400
     # An unbounded daily series is expanded up to a horizon, not forever.
-    unbounded = (await get(http, session, events_path(e), singleEvents="true", maxResults=2500)).json()
+    unbounded = (
+        await get(http, session, events_path(e), singleEvents="true", maxResults=2500)
+    ).json()
     assert 100 < len(unbounded["items"]) <= 2500
 
 
-async def test_events_max_results_capped_at_2500(emu: EmulatorServer, http: httpx.AsyncClient, session: Session) -> None:
+async def test_events_max_results_capped_at_2500(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
     e = session.email
-    emu.control.add_event(e, e, {"summary": "d", "start": {"date": "2020-01-01"}, "end": {"date": "2020-01-02"}, "recurrence": ["RRULE:FREQ=DAILY;COUNT=3000"]})
+    emu.control.add_event(
+        e,
+        e,
+        {
+            "summary": "d",
+            "start": {"date": "2020-01-01"},
+            "end": {"date": "2020-01-02"},
+            "recurrence": ["RRULE:FREQ=DAILY;COUNT=3000"],
+        },
+    )
     emu.control.set_quota(enabled=False)
     page = (await get(http, session, events_path(e), singleEvents="true", maxResults=5000)).json()
     assert len(page["items"]) == 1000  # the per-series expansion cap
@@ -251,11 +368,20 @@ async def test_events_max_results_capped_at_2500(emu: EmulatorServer, http: http
     assert len(default["items"]) == 250
 
 
-async def test_percent_encoded_calendar_ids_and_primary(emu: EmulatorServer, http: httpx.AsyncClient, session: Session) -> None:
+async def test_percent_encoded_calendar_ids_and_primary(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
     e = session.email
-    cid = emu.control.add_calendar(e, "#contacts@group.v.calendar.google.com", summary="Birthdays", accessRole="reader")
-    ev = emu.control.add_event(e, cid, {"summary": "Bday", "start": {"date": "2026-06-01"}, "end": {"date": "2026-06-02"}})
-    resp = await http.get("/calendar/v3/calendars/%23contacts%40group.v.calendar.google.com/events", headers=bearer(session.access_token))
+    cid = emu.control.add_calendar(
+        e, "#contacts@group.v.calendar.google.com", summary="Birthdays", accessRole="reader"
+    )
+    ev = emu.control.add_event(
+        e, cid, {"summary": "Bday", "start": {"date": "2026-06-01"}, "end": {"date": "2026-06-02"}}
+    )
+    resp = await http.get(
+        "/calendar/v3/calendars/%23contacts%40group.v.calendar.google.com/events",
+        headers=bearer(session.access_token),
+    )
     assert resp.status_code == 200
     page = resp.json()
     assert [i["id"] for i in page["items"]] == [ev]
@@ -264,13 +390,23 @@ async def test_percent_encoded_calendar_ids_and_primary(emu: EmulatorServer, htt
     assert primary["summary"] == e
     missing = await get(http, session, events_path("nope@group.calendar.google.com"))
     assert missing.status_code == 404
-    assert missing.json() == {"error": {"code": 404, "message": "Not Found", "errors": [{"message": "Not Found", "domain": "global", "reason": "notFound"}]}}
+    assert missing.json() == {
+        "error": {
+            "code": 404,
+            "message": "Not Found",
+            "errors": [{"message": "Not Found", "domain": "global", "reason": "notFound"}],
+        }
+    }
     one = (await get(http, session, f"{events_path(cid)}/{ev}")).json()
     assert one["id"] == ev
 
 
-async def test_calendar_scope_required(emu: EmulatorServer, http: httpx.AsyncClient, session: Session) -> None:
-    gmail_only = emu.control.issue_tokens(session.email, session.client.id, ["https://www.googleapis.com/auth/gmail.readonly"])
+async def test_calendar_scope_required(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
+    gmail_only = emu.control.issue_tokens(
+        session.email, session.client.id, ["https://www.googleapis.com/auth/gmail.readonly"]
+    )
     resp = await http.get(events_path("primary"), headers=bearer(gmail_only["access_token"]))
     assert resp.status_code == 403
     assert resp.json()["error"]["status"] == "PERMISSION_DENIED"

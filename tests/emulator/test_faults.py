@@ -24,8 +24,14 @@ async def profile(http: httpx.AsyncClient, s: Session) -> httpx.Response:
     return await http.get(PROFILE, headers=bearer(s.access_token))
 
 
-def body(code: int, message: str, domain: str, reason: str, status: str | None = None, **extra: str) -> dict[str, Any]:
-    err: dict[str, Any] = {"code": code, "message": message, "errors": [{"message": message, "domain": domain, "reason": reason, **extra}]}
+def body(
+    code: int, message: str, domain: str, reason: str, status: str | None = None, **extra: str
+) -> dict[str, Any]:
+    err: dict[str, Any] = {
+        "code": code,
+        "message": message,
+        "errors": [{"message": message, "domain": domain, "reason": reason, **extra}],
+    }
     if status:
         err["status"] = status
     return {"error": err}
@@ -37,21 +43,93 @@ BACKOFF = "We encountered an internal error. Please try again using truncated ex
 @pytest.mark.parametrize(
     ("name", "code", "expected"),
     [
-        ("429", 429, body(429, "Resource has been exhausted (e.g. check quota).", "global", "rateLimitExceeded", "RESOURCE_EXHAUSTED")),
-        ("429-concurrent", 429, body(429, "Too many concurrent requests for user", "global", "rateLimitExceeded", "RESOURCE_EXHAUSTED")),
-        ("403-rateLimitExceeded", 403, body(403, "Resource has been exhausted (e.g. check quota).", "global", "rateLimitExceeded", "PERMISSION_DENIED")),
-        ("403-userRateLimitExceeded", 403, body(403, "User Rate Limit Exceeded", "usageLimits", "userRateLimitExceeded")),
-        ("404", 404, body(404, "Requested entity was not found.", "global", "notFound", "NOT_FOUND")),
+        (
+            "429",
+            429,
+            body(
+                429,
+                "Resource has been exhausted (e.g. check quota).",
+                "global",
+                "rateLimitExceeded",
+                "RESOURCE_EXHAUSTED",
+            ),
+        ),
+        (
+            "429-concurrent",
+            429,
+            body(
+                429,
+                "Too many concurrent requests for user",
+                "global",
+                "rateLimitExceeded",
+                "RESOURCE_EXHAUSTED",
+            ),
+        ),
+        (
+            "403-rateLimitExceeded",
+            403,
+            body(
+                403,
+                "Resource has been exhausted (e.g. check quota).",
+                "global",
+                "rateLimitExceeded",
+                "PERMISSION_DENIED",
+            ),
+        ),
+        (
+            "403-userRateLimitExceeded",
+            403,
+            body(403, "User Rate Limit Exceeded", "usageLimits", "userRateLimitExceeded"),
+        ),
+        (
+            "404",
+            404,
+            body(404, "Requested entity was not found.", "global", "notFound", "NOT_FOUND"),
+        ),
         (
             "410-fullSyncRequired",
             410,
-            body(410, "Sync token is no longer valid, a full sync is required.", "calendar", "fullSyncRequired", locationType="parameter", location="syncToken"),
+            body(
+                410,
+                "Sync token is no longer valid, a full sync is required.",
+                "calendar",
+                "fullSyncRequired",
+                locationType="parameter",
+                location="syncToken",
+            ),
         ),
-        ("500", 500, {"error": {"code": 500, "message": "Internal Server Error", "errors": [{"message": BACKOFF, "domain": "global", "reason": "internalError"}]}}),
-        ("503", 503, {"error": {"code": 503, "message": "Service Unavailable", "errors": [{"message": BACKOFF, "domain": "global", "reason": "backendError"}]}}),
+        (
+            "500",
+            500,
+            {
+                "error": {
+                    "code": 500,
+                    "message": "Internal Server Error",
+                    "errors": [{"message": BACKOFF, "domain": "global", "reason": "internalError"}],
+                }
+            },
+        ),
+        (
+            "503",
+            503,
+            {
+                "error": {
+                    "code": 503,
+                    "message": "Service Unavailable",
+                    "errors": [{"message": BACKOFF, "domain": "global", "reason": "backendError"}],
+                }
+            },
+        ),
     ],
 )
-async def test_status_faults_send_canonical_bodies(emu: EmulatorServer, http: httpx.AsyncClient, session: Session, name: str, code: int, expected: dict[str, Any]) -> None:
+async def test_status_faults_send_canonical_bodies(
+    emu: EmulatorServer,
+    http: httpx.AsyncClient,
+    session: Session,
+    name: str,
+    code: int,
+    expected: dict[str, Any],
+) -> None:
     emu.control.add_fault(kind="status", status=name, endpoint="gmail.users.getProfile", times=1)
     resp = await profile(http, session)
     assert resp.status_code == code
@@ -62,13 +140,23 @@ async def test_status_faults_send_canonical_bodies(emu: EmulatorServer, http: ht
     assert entry.status == code and entry.fault is not None and entry.fault.endswith(":status")
 
 
-async def test_retry_after_variants(emu: EmulatorServer, http: httpx.AsyncClient, session: Session) -> None:
-    emu.control.add_fault(kind="status", status="403-userRateLimitExceeded-retry-after", endpoint="gmail.*", times=1, retry_after=7)
+async def test_retry_after_variants(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
+    emu.control.add_fault(
+        kind="status",
+        status="403-userRateLimitExceeded-retry-after",
+        endpoint="gmail.*",
+        times=1,
+        retry_after=7,
+    )
     resp = await profile(http, session)
     assert resp.status_code == 403
     assert resp.headers["retry-after"] == "7"
     message = resp.json()["error"]["message"]
-    m = re.fullmatch(r"User-rate limit exceeded\.  Retry after (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)", message)
+    m = re.fullmatch(
+        r"User-rate limit exceeded\.  Retry after (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)", message
+    )
     assert m, message
     at = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
     assert 890 < at - emu.control.now() <= 900
@@ -83,7 +171,9 @@ async def test_html_502(emu: EmulatorServer, http: httpx.AsyncClient, session: S
     assert "<title>Error 502 (Server Error)!!1</title>" in resp.text
 
 
-async def test_fault_matching_by_method_account_times_probability(emu: EmulatorServer, http: httpx.AsyncClient, session: Session) -> None:
+async def test_fault_matching_by_method_account_times_probability(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
     bob = emu.quick_setup("bob@example.com", ["https://www.googleapis.com/auth/gmail.readonly"])
     emu.control.add_fault(kind="status", status="500", account="bob@example.com", times=2)
     assert (await profile(http, session)).status_code == 200
@@ -104,8 +194,12 @@ async def test_fault_matching_by_method_account_times_probability(emu: EmulatorS
         emu.control.add_fault(kind="status", status="418")
 
 
-async def test_latency_fault(emu: EmulatorServer, http: httpx.AsyncClient, session: Session) -> None:
-    emu.control.add_fault(kind="latency", latency_ms=300, endpoint="gmail.users.getProfile", times=1)
+async def test_latency_fault(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
+    emu.control.add_fault(
+        kind="latency", latency_ms=300, endpoint="gmail.users.getProfile", times=1
+    )
     t0 = time.monotonic()
     assert (await profile(http, session)).status_code == 200
     assert time.monotonic() - t0 >= 0.3
@@ -119,7 +213,9 @@ async def test_hang_fault_trips_client_timeout(emu: EmulatorServer, session: Ses
         assert (await profile(http, session)).status_code == 200
 
 
-async def test_connection_reset_faults(emu: EmulatorServer, http: httpx.AsyncClient, session: Session) -> None:
+async def test_connection_reset_faults(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
     emu.control.add_fault(kind="reset", endpoint="gmail.users.getProfile", times=1)
     with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
         await profile(http, session)
@@ -129,7 +225,9 @@ async def test_connection_reset_faults(emu: EmulatorServer, http: httpx.AsyncCli
     assert (await profile(http, session)).status_code == 200
 
 
-async def test_truncated_body(emu: EmulatorServer, http: httpx.AsyncClient, session: Session) -> None:
+async def test_truncated_body(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
     emu.control.add_message(session.email, simple("x" * 50))
     emu.control.add_fault(kind="truncate", endpoint="gmail.users.messages.list", times=1)
     with pytest.raises(httpx.RemoteProtocolError):
@@ -139,43 +237,101 @@ async def test_truncated_body(emu: EmulatorServer, http: httpx.AsyncClient, sess
 @pytest.mark.parametrize(
     ("kind", "code", "expected"),
     [
-        ("invalid_grant", 400, {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}),
-        ("invalid_client", 401, {"error": "invalid_client", "error_description": "The OAuth client was not found."}),
-        ("invalid_rapt", 400, {"error": "invalid_grant", "error_description": "reauth related error (invalid_rapt)", "error_subtype": "invalid_rapt"}),
-        ("500", 500, {"error": "internal_failure", "error_description": "Internal error encountered."}),
-        ("503", 503, {"error": "temporarily_unavailable", "error_description": "Service Unavailable"}),
+        (
+            "invalid_grant",
+            400,
+            {"error": "invalid_grant", "error_description": "Token has been expired or revoked."},
+        ),
+        (
+            "invalid_client",
+            401,
+            {"error": "invalid_client", "error_description": "The OAuth client was not found."},
+        ),
+        (
+            "invalid_rapt",
+            400,
+            {
+                "error": "invalid_grant",
+                "error_description": "reauth related error (invalid_rapt)",
+                "error_subtype": "invalid_rapt",
+            },
+        ),
+        (
+            "500",
+            500,
+            {"error": "internal_failure", "error_description": "Internal error encountered."},
+        ),
+        (
+            "503",
+            503,
+            {"error": "temporarily_unavailable", "error_description": "Service Unavailable"},
+        ),
     ],
 )
-async def test_token_endpoint_faults(emu: EmulatorServer, http: httpx.AsyncClient, session: Session, kind: str, code: int, expected: dict[str, str]) -> None:
+async def test_token_endpoint_faults(
+    emu: EmulatorServer,
+    http: httpx.AsyncClient,
+    session: Session,
+    kind: str,
+    code: int,
+    expected: dict[str, str],
+) -> None:
     emu.control.add_fault(kind="token_error", token_error=kind, times=1)
-    form = {"grant_type": "refresh_token", "refresh_token": session.refresh_token, "client_id": session.client.id, "client_secret": session.client.secret}
+    form = {
+        "grant_type": "refresh_token",
+        "refresh_token": session.refresh_token,
+        "client_id": session.client.id,
+        "client_secret": session.client.secret,
+    }
     resp = await http.post("/token", data=form)
     assert (resp.status_code, resp.json()) == (code, expected)
     assert (await http.post("/token", data=form)).status_code == 200
 
 
-async def test_token_endpoint_html_503(emu: EmulatorServer, http: httpx.AsyncClient, session: Session) -> None:
+async def test_token_endpoint_html_503(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
     emu.control.add_fault(kind="token_error", token_error="503-html", times=1)
     resp = await http.post("/token", data={"grant_type": "refresh_token"})
     assert resp.status_code == 503 and resp.headers["content-type"].startswith("text/html")
 
 
-async def test_inner_batch_part_fails_alone(emu: EmulatorServer, http: httpx.AsyncClient, session: Session) -> None:
+async def test_inner_batch_part_fails_alone(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
     ids = [emu.control.add_message(session.email, simple(f"m{i}")) for i in range(3)]
     emu.control.add_fault(kind="status", status="429", endpoint="gmail.users.messages.get", times=1)
-    reqs = [(f"c{i}", f"GET /gmail/v1/users/me/messages/{mid}?format=minimal") for i, mid in enumerate(ids)]
-    resp = await http.post("/batch/gmail/v1", content=batch_body("b", reqs), headers={"content-type": "multipart/mixed; boundary=b", **bearer(session.access_token)})
+    reqs = [
+        (f"c{i}", f"GET /gmail/v1/users/me/messages/{mid}?format=minimal")
+        for i, mid in enumerate(ids)
+    ]
+    resp = await http.post(
+        "/batch/gmail/v1",
+        content=batch_body("b", reqs),
+        headers={"content-type": "multipart/mixed; boundary=b", **bearer(session.access_token)},
+    )
     parts = parse_batch(resp)
     assert [parts[f"response-c{i}"][0] for i in range(3)] == [429, 200, 200]
     assert parts["response-c0"][1]["error"]["errors"][0]["reason"] == "rateLimitExceeded"
 
 
-async def test_gmail_unit_quota_per_user_per_minute(emu: EmulatorServer, http: httpx.AsyncClient, session: Session) -> None:
+async def test_gmail_unit_quota_per_user_per_minute(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
     mid = emu.control.add_message(session.email, simple("a"))
     emu.control.set_quota(gmail_units_per_minute=20)  # messages.get costs 5
-    codes = [(await http.get(f"/gmail/v1/users/me/messages/{mid}", headers=bearer(session.access_token))).status_code for _ in range(5)]
+    codes = [
+        (
+            await http.get(
+                f"/gmail/v1/users/me/messages/{mid}", headers=bearer(session.access_token)
+            )
+        ).status_code
+        for _ in range(5)
+    ]
     assert codes == [200, 200, 200, 200, 429]
-    resp = await http.get(f"/gmail/v1/users/me/messages/{mid}", headers=bearer(session.access_token))
+    resp = await http.get(
+        f"/gmail/v1/users/me/messages/{mid}", headers=bearer(session.access_token)
+    )
     assert resp.json()["error"]["message"].startswith("User-rate limit exceeded.  Retry after ")
     assert (await profile(http, session)).status_code == 429  # getProfile costs 1, window full
     emu.control.advance_clock(61)
@@ -183,11 +339,19 @@ async def test_gmail_unit_quota_per_user_per_minute(emu: EmulatorServer, http: h
     # Batch parts are charged one by one.
     emu.control.advance_clock(61)
     reqs = [(f"c{i}", f"GET /gmail/v1/users/me/messages/{mid}?format=minimal") for i in range(6)]
-    parts = parse_batch(await http.post("/batch/gmail/v1", content=batch_body("b", reqs), headers={"content-type": "multipart/mixed; boundary=b", **bearer(session.access_token)}))
+    parts = parse_batch(
+        await http.post(
+            "/batch/gmail/v1",
+            content=batch_body("b", reqs),
+            headers={"content-type": "multipart/mixed; boundary=b", **bearer(session.access_token)},
+        )
+    )
     assert sorted(status for status, _ in parts.values()) == [200, 200, 200, 200, 429, 429]
 
 
-async def test_gmail_concurrency_cap(emu: EmulatorServer, http: httpx.AsyncClient, session: Session) -> None:
+async def test_gmail_concurrency_cap(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
     emu.control.set_quota(gmail_concurrency=2)
     gate = emu.control.add_fault(kind="latency", latency_ms=400, endpoint="gmail.users.getProfile")
     del gate
@@ -198,14 +362,29 @@ async def test_gmail_concurrency_cap(emu: EmulatorServer, http: httpx.AsyncClien
     assert limited.json()["error"]["message"] == "Too many concurrent requests for user"
 
 
-async def test_calendar_requests_per_minute(emu: EmulatorServer, http: httpx.AsyncClient, session: Session) -> None:
+async def test_calendar_requests_per_minute(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
     emu.control.set_quota(calendar_requests_per_minute=3)
-    codes = [(await http.get("/calendar/v3/users/me/calendarList", headers=bearer(session.access_token))).status_code for _ in range(4)]
+    codes = [
+        (
+            await http.get(
+                "/calendar/v3/users/me/calendarList", headers=bearer(session.access_token)
+            )
+        ).status_code
+        for _ in range(4)
+    ]
     assert codes == [200, 200, 200, 403]
-    resp = await http.get("/calendar/v3/users/me/calendarList", headers=bearer(session.access_token))
-    assert resp.json() == body(403, "User Rate Limit Exceeded", "usageLimits", "userRateLimitExceeded")
+    resp = await http.get(
+        "/calendar/v3/users/me/calendarList", headers=bearer(session.access_token)
+    )
+    assert resp.json() == body(
+        403, "User Rate Limit Exceeded", "usageLimits", "userRateLimitExceeded"
+    )
     emu.control.advance_clock(60)
-    assert (await http.get("/calendar/v3/users/me/calendarList", headers=bearer(session.access_token))).status_code == 200
+    assert (
+        await http.get("/calendar/v3/users/me/calendarList", headers=bearer(session.access_token))
+    ).status_code == 200
 
 
 async def test_control_plane_over_http(emu: EmulatorServer, http: httpx.AsyncClient) -> None:
@@ -213,17 +392,34 @@ async def test_control_plane_over_http(emu: EmulatorServer, http: httpx.AsyncCli
 
     ops = (await http.get("/__emu__/")).json()["operations"]
     assert {"create_account", "add_fault", "requests", "reset"} <= set(ops)
-    assert (await http.post("/__emu__/create_account", json={"email": "z@example.com", "name": "Zed"})).json()["result"]["email"] == "z@example.com"
+    assert (
+        await http.post("/__emu__/create_account", json={"email": "z@example.com", "name": "Zed"})
+    ).json()["result"]["email"] == "z@example.com"
     client = (await http.post("/__emu__/create_client", json={})).json()["result"]
-    tokens = (await http.post("/__emu__/issue_tokens", json={"email": "z@example.com", "client_id": client["id"], "scopes": ["https://www.googleapis.com/auth/gmail.readonly"]})).json()["result"]
+    tokens = (
+        await http.post(
+            "/__emu__/issue_tokens",
+            json={
+                "email": "z@example.com",
+                "client_id": client["id"],
+                "scopes": ["https://www.googleapis.com/auth/gmail.readonly"],
+            },
+        )
+    ).json()["result"]
     raw = base64.b64encode(simple("over http")).decode()
-    mid = (await http.post("/__emu__/add_message", json={"email": "z@example.com", "raw_base64": raw})).json()["result"]
-    fault = (await http.post("/__emu__/add_fault", json={"kind": "status", "status": "503", "times": 1})).json()["result"]
+    mid = (
+        await http.post("/__emu__/add_message", json={"email": "z@example.com", "raw_base64": raw})
+    ).json()["result"]
+    fault = (
+        await http.post("/__emu__/add_fault", json={"kind": "status", "status": "503", "times": 1})
+    ).json()["result"]
     assert fault.startswith("fault-")
     h = bearer(tokens["access_token"])
     assert (await http.get(f"/gmail/v1/users/me/messages/{mid}", headers=h)).status_code == 503
     assert (await http.get(f"/gmail/v1/users/me/messages/{mid}", headers=h)).status_code == 200
-    log = (await http.post("/__emu__/requests", json={"api_method": "gmail.users.messages.get"})).json()["result"]
+    log = (
+        await http.post("/__emu__/requests", json={"api_method": "gmail.users.messages.get"})
+    ).json()["result"]
     assert [e["status"] for e in log] == [503, 200]
     assert log[0]["headers"]["authorization"].startswith("Bearer sha256:")
     assert tokens["access_token"] not in str(log)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import email.message
 import email.parser
 import email.policy
+import itertools
 import re
 from typing import Any
 
@@ -289,7 +291,7 @@ async def test_history_records_gaps_filters_and_pagination(
     assert resp["historyId"] == emu.control.history_id(session.email)
     ids = [int(r["id"]) for r in recs]
     assert ids == sorted(ids) and all(i > int(start) for i in ids)
-    assert [r["messages"] for r in recs][0] == [{"id": a, "threadId": a}]
+    assert recs[0]["messages"] == [{"id": a, "threadId": a}]
     kinds = [next(k for k in r if k not in ("id", "messages")) for r in recs]
     assert kinds == [
         "messagesAdded",
@@ -309,7 +311,7 @@ async def test_history_records_gaps_filters_and_pagination(
             await get(http, session, f"{G}/history", startHistoryId=start, maxResults=500)
         ).json()["history"]
     ]
-    assert any(y - x > 1 for x, y in zip(all_ids, all_ids[1:], strict=False))
+    assert any(y - x > 1 for x, y in itertools.pairwise(all_ids))
 
     only_added = (
         await http.get(
@@ -324,9 +326,7 @@ async def test_history_records_gaps_filters_and_pagination(
     starred = (
         await get(http, session, f"{G}/history", startHistoryId=start, labelId="STARRED")
     ).json()
-    assert [r.get("labelsAdded", [{}])[0].get("labelIds") for r in starred["history"]][0] == [
-        "STARRED"
-    ]
+    assert starred["history"][0]["labelsAdded"][0]["labelIds"] == ["STARRED"]
 
     collected: list[str] = []
     params: dict[str, Any] = {"startHistoryId": start, "maxResults": 4}
@@ -430,7 +430,8 @@ async def test_scope_checks(emu: EmulatorServer, http: httpx.AsyncClient, sessio
 def batch_body(boundary: str, requests: list[tuple[str, str]]) -> bytes:
     out = ""
     for cid, line in requests:
-        out += f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <{cid}>\r\n\r\n{line} HTTP/1.1\r\n\r\n\r\n"
+        out += f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <{cid}>\r\n\r\n"
+        out += f"{line} HTTP/1.1\r\n\r\n\r\n"
     return (out + f"--{boundary}--\r\n").encode()
 
 
@@ -441,9 +442,13 @@ def parse_batch(resp: httpx.Response) -> dict[str, tuple[int, Any]]:
         b"Content-Type: " + resp.headers["content-type"].encode() + b"\r\n\r\n" + resp.content
     )
     out: dict[str, tuple[int, Any]] = {}
-    for part in msg.get_payload():
-        cid = part["Content-ID"].strip("<>")
+    parts = msg.get_payload()
+    assert isinstance(parts, list)
+    for part in parts:
+        assert isinstance(part, email.message.Message)
+        cid = str(part["Content-ID"]).strip("<>")
         text = part.get_payload()
+        assert isinstance(text, str)
         status_line, rest = text.split("\r\n", 1)
         body = rest.split("\r\n\r\n", 1)[1]
         out[cid] = (int(status_line.split()[1]), json.loads(body))

@@ -397,7 +397,7 @@ async def test_refresh_token_only_at_first_consent_or_prompt_consent(
 async def test_include_granted_scopes_adds_earlier_grants(
     http: httpx.AsyncClient, client: ClientInfo
 ) -> None:
-    verifier, challenge = pkce()
+    _, challenge = pkce()
     await consent(http, auth_params(client, challenge))
     cal = "https://www.googleapis.com/auth/calendar.readonly"
     q = await consent(

@@ -9,6 +9,7 @@ handlers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import struct
@@ -76,10 +77,8 @@ def _abort(transport: Any) -> None:
     """Close with RST (SO_LINGER 0), which clients see as 'connection reset by peer'."""
     sock = transport.get_extra_info("socket")
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
     transport.abort()
 
 
@@ -221,8 +220,13 @@ class EmulatorApp:
             and api_method.startswith("gmail.")
             and api_method != "gmail.batch"
         ):
-            if state.quota.enabled and self.in_flight.get(account, 0) >= state.quota.gmail_concurrency:
-                await self._send_capture(_api_error_capture(errors.too_many_concurrent()), send, entry)
+            if (
+                state.quota.enabled
+                and self.in_flight.get(account, 0) >= state.quota.gmail_concurrency
+            ):
+                await self._send_capture(
+                    _api_error_capture(errors.too_many_concurrent()), send, entry
+                )
                 return
             cap_key = account
             self.in_flight[account] = self.in_flight.get(account, 0) + 1
@@ -416,7 +420,10 @@ def token_fault_capture(kind: str) -> ResponseCapture:
     if kind == "503-html":
         cap.status = 503
         cap.headers = [(b"content-type", b"text/html; charset=UTF-8")]
-        cap.body += b"<html><head><title>503 Service Unavailable</title></head><body>Service Unavailable</body></html>"
+        cap.body += (
+            b"<html><head><title>503 Service Unavailable</title></head>"
+            b"<body>Service Unavailable</body></html>"
+        )
         return cap
     bodies: dict[str, tuple[int, dict[str, str]]] = {
         "invalid_grant": (400, errors.invalid_grant().body()),

@@ -79,7 +79,9 @@ def load_discovery(name: str) -> dict[str, Any]:
             "conformance checking needs the test dependency google-api-python-client==2.202.0 "
             "(pip install -e '.[test]'), or start EmulatorServer(conformance=False)"
         ) from exc
-    doc: dict[str, Any] = json.loads((root / f"discovery_cache/documents/{name}.json").read_text("utf-8"))
+    doc: dict[str, Any] = json.loads(
+        (root / f"discovery_cache/documents/{name}.json").read_text("utf-8")
+    )
     return doc
 
 
@@ -138,13 +140,15 @@ class Conformance:
     """Checks requests and responses; collects violations when used by the emulator."""
 
     def __init__(self, docs: dict[str, dict[str, Any]], *, strict: bool = True) -> None:
-        from jsonschema import Draft202012Validator
+        import importlib
 
+        # Imported by name: jsonschema is a test dependency without bundled type stubs.
+        draft: Any = importlib.import_module("jsonschema").Draft202012Validator
         self.strict = strict
         self.methods: dict[str, MethodSpec] = {}
         self._validators: dict[tuple[str, str], Any] = {}
         self._defs: dict[str, dict[str, Any]] = {}
-        self._validator_cls = Draft202012Validator
+        self._validator_cls = draft
         self.request_violations: list[str] = []
         self.response_violations: list[str] = []
         for api, doc in docs.items():
@@ -157,9 +161,15 @@ class Conformance:
                 params = {**doc.get("parameters", {}), **m.get("parameters", {})}
                 resp = m.get("response", {}).get("$ref")
                 self.methods[m["id"]] = MethodSpec(
-                    m["id"], m["httpMethod"], regex, params, resp, frozenset(m.get("scopes", [])), api
+                    m["id"],
+                    m["httpMethod"],
+                    regex,
+                    params,
+                    resp,
+                    frozenset(m.get("scopes", [])),
+                    api,
                 )
-        self._error_validator = Draft202012Validator(ERROR_SCHEMA)
+        self._error_validator = draft(ERROR_SCHEMA)
 
     @classmethod
     def load(cls, strict: bool = True) -> Conformance:
@@ -197,10 +207,13 @@ class Conformance:
         problems += invariants(method_id, body)
         return problems
 
-    def check_response(self, api_method: str, status: int, body: bytes, content_type: str | None) -> str | None:
+    def check_response(
+        self, api_method: str, status: int, body: bytes, content_type: str | None
+    ) -> str | None:
         """Emulator hook: returns (and records) a problem description, or None."""
         if api_method not in self.methods:
             return None
+        problem: str | None = None
         if not (content_type or "").startswith("application/json"):
             problem = f"{api_method}: non-JSON response ({content_type})"
         else:
@@ -210,7 +223,8 @@ class Conformance:
                 problem = f"{api_method}: response is not valid JSON"
             else:
                 problems = self.validate_response(api_method, decoded, status)
-                problem = f"{api_method} ({status}): " + "; ".join(problems[:5]) if problems else None
+                if problems:
+                    problem = f"{api_method} ({status}): " + "; ".join(problems[:5])
         if problem is not None:
             self.response_violations.append(problem)
         return problem
@@ -236,12 +250,19 @@ class Conformance:
                 problems.append(f"unknown query parameter {name!r}")
                 continue
             if counts[name] > 1 and not param.get("repeated"):
-                problems.append(f"parameter {name!r} is not repeated but appears {counts[name]} times")
+                problems.append(
+                    f"parameter {name!r} is not repeated but appears {counts[name]} times"
+                )
             problems += _check_value(name, value, param)
         return problems
 
     def check_request(
-        self, api_method: str, method: str, path: str, query: Iterable[tuple[str, str]], entry: Any = None
+        self,
+        api_method: str,
+        method: str,
+        path: str,
+        query: Iterable[tuple[str, str]],
+        entry: Any = None,
     ) -> None:
         if api_method not in self.methods:
             return

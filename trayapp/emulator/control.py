@@ -380,7 +380,7 @@ class Control:
 
     @_op
     def take_request_violations(self) -> list[str]:
-        """Return and forget the request violations (for tests that send bad requests on purpose)."""
+        """Return and forget the request violations (for tests sending bad requests on purpose)."""
         conf = self.state.conformance
         if conf is None:
             return []

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import calendar as _calendar
-import hashlib
-import json
 import re
 import shlex
 from collections.abc import Callable

@@ -169,8 +169,9 @@ def _consent_page(
         for k, v in params.items()
     )
     accounts = "".join(
-        f'<label class="account"><input type="radio" name="account" value="{html.escape(a.email)}"'
-        f"{' checked' if a.email == email else ''}> {html.escape(a.name)} &lt;{html.escape(a.email)}&gt;</label><br>"
+        f'<label class="account"><input type="radio" name="account" '
+        f'value="{html.escape(a.email)}"{" checked" if a.email == email else ""}> '
+        f"{html.escape(a.name)} &lt;{html.escape(a.email)}&gt;</label><br>"
         for a in state.accounts.values()
     )
     scopes = "".join(f"<li>{html.escape(s)}</li>" for s in normalize_scopes(params["scope"]))
@@ -184,7 +185,8 @@ def _consent_page(
         script = f"<script>document.getElementById('{button}').click();</script>"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Sign in - Google Accounts (emulator)</title>
-<style>body{{font-family:sans-serif;max-width:40em;margin:3em auto}}button{{font-size:1.1em;margin:.5em}}</style>
+<style>body{{font-family:sans-serif;max-width:40em;margin:3em auto}}
+button{{font-size:1.1em;margin:.5em}}</style>
 </head><body>
 <h1>{html.escape(client.name)} wants to access your Google Account</h1>
 <p>This is the local Google emulator's consent page. No real Google account is involved.</p>

@@ -74,7 +74,8 @@ class QuietServer(uvicorn.Server):
             connection.shutdown()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self.config.timeout_graceful_shutdown or 3)
-        while (self.server_state.connections or self.server_state.tasks) and loop.time() < deadline:
+        # uvicorn tracks connections and tasks in plain sets with no completion event.
+        while (self.server_state.connections or self.server_state.tasks) and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
         for task in list(self.server_state.tasks):
             task.cancel()
@@ -111,12 +112,11 @@ def make_server(app: EmulatorApp, *, log_level: str = "warning") -> QuietServer:
     return QuietServer(config)
 
 
-async def wait_started(
-    server: QuietServer, task: asyncio.Task[None], timeout: float = 30.0
-) -> None:
+async def wait_started(server: QuietServer, task: asyncio.Task[None], limit: float = 30.0) -> None:
     """Wait for uvicorn to report it is serving (or for its task to fail)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + limit
+    # uvicorn sets a plain ``started`` flag and offers no event to await.
     while not server.started:
         if task.done():
             task.result()

@@ -241,6 +241,7 @@ class EmulatorState:
         from trayapp.emulator.faults import FaultSet
 
         self.clock = Clock()
+        self.seed = seed
         self.rng = random.Random(seed)
         self.accounts: dict[str, Account] = {}
         self.clients: dict[str, OAuthClient] = {}
@@ -281,12 +282,15 @@ class EmulatorState:
             return self.accounts[key]
         self.next_account_number += self.rng.randrange(1, 10_000_000)
         display = name or email.partition("@")[0].replace(".", " ").title()
+        # Each account has its own RNG (seeded from the state's seed and the address), so its
+        # ids do not depend on what happened to other accounts.
+        acct_rng = random.Random(f"{self.seed}:{key}") if self.seed is not None else random.Random()
         acct = Account(
             email=email,
             name=display,
             id=str(self.next_account_number),
-            mailbox=Mailbox(email, self.clock, self.rng),
-            calendars=CalendarStore(email, display, self.clock, self.rng),
+            mailbox=Mailbox(email, self.clock, acct_rng),
+            calendars=CalendarStore(email, display, self.clock, acct_rng),
         )
         self.accounts[key] = acct
         if self.consent.default_account is None:
@@ -296,9 +300,8 @@ class EmulatorState:
     def create_client(
         self, client_id: str | None = None, client_secret: str | None = None, testing: bool = False
     ) -> OAuthClient:
-        cid = client_id or (
-            f"{self.rng.randrange(10**11, 10**12)}-{secrets.token_hex(16)}.apps.googleusercontent.com"
-        )
+        project = self.rng.randrange(10**11, 10**12)
+        cid = client_id or f"{project}-{secrets.token_hex(16)}.apps.googleusercontent.com"
         secret = client_secret or ("GOCSPX-" + secrets.token_urlsafe(21))
         client = OAuthClient(cid, secret, testing)
         self.clients[cid] = client

@@ -27,6 +27,7 @@ from typing import Any
 from trayapp.emulator.app import EmulatorApp
 from trayapp.emulator.control import ClientInfo, Control
 from trayapp.emulator.server import QuietServer, bind_socket, make_server, wait_started
+from trayapp.emulator.state import EmulatorState
 
 GMAIL_READONLY = "https://www.googleapis.com/auth/gmail.readonly"
 CALENDAR_READONLY = "https://www.googleapis.com/auth/calendar.readonly"
@@ -62,8 +63,7 @@ class EmulatorServer:
     ) -> None:
         self.host = host
         self.port = port
-        self.app = EmulatorApp(latency_ms=latency_ms)
-        self.app.state.rng.seed(seed)
+        self.app = EmulatorApp(EmulatorState(seed), latency_ms=latency_ms)
         self.control = Control(self.app)
         self.conformance = conformance
         self.demo = demo

@@ -1,0 +1,92 @@
+"""``trayapp emulator [--port N] [--seed demo] [--latency-ms N]``: run it in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+
+from trayapp.emulator.app import EmulatorApp
+from trayapp.emulator.control import Control
+from trayapp.emulator.server import bind_socket, make_server, wait_started
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="trayapp emulator",
+        description="Run the local Google emulator (OAuth, Gmail v1, Calendar v3) on 127.0.0.1. "
+        "Point the app at the printed URL; no real Google host is contacted.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port to bind (default: 0, any free port)")
+    p.add_argument("--seed", choices=["demo"], help="fill it with the demo mailbox and calendars")
+    p.add_argument("--latency-ms", type=int, default=0, help="added latency for every request")
+    p.add_argument("--auto-approve", action="store_true", help="consent page approves at once")
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON line of startup facts instead of text"
+    )
+    return p
+
+
+async def serve(args: argparse.Namespace) -> int:
+    app = EmulatorApp(latency_ms=args.latency_ms)
+    control = Control(app)
+    facts: dict[str, object] = {}
+    if args.seed == "demo":
+        from trayapp.emulator.seed import seed_demo
+
+        info = seed_demo(control)
+        facts.update(
+            account=info.email,
+            client_id=info.client_id,
+            client_secret=info.client_secret,
+            messages=info.message_count,
+        )
+    if args.auto_approve:
+        control.set_consent(auto_approve=True)
+    try:
+        sock = bind_socket(args.host, args.port)
+    except OSError as exc:
+        print(
+            f"trayapp emulator: cannot listen on {args.host}:{args.port} ({exc.strerror}); "
+            "choose another --port or use --port 0",
+            file=sys.stderr,
+        )
+        return 2
+    port = sock.getsockname()[1]
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    base_url = f"http://{host}:{port}"
+    app.loop = asyncio.get_running_loop()
+    server = make_server(app)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    await wait_started(server, task)
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        app.begin_shutdown()
+        server.request_exit()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    facts = {"base_url": base_url, **facts}
+    if args.json:
+        print(json.dumps(facts), flush=True)
+    else:
+        print(f"Google emulator running at {base_url}", flush=True)
+        if "account" in facts:
+            print(f"  demo account:       {facts['account']}")
+            print(f"  OAuth client id:    {facts['client_id']}")
+            secret = facts["client_secret"]
+            print(f"  OAuth client secret: {secret}  (emulator-only, not a real secret)")
+            print(f"  messages:           {facts['messages']}")
+        print("  control API:        POST /__emu__/<operation>  (see docs/emulator.md)")
+        print("Press Ctrl+C to stop.", flush=True)
+    await task
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return asyncio.run(serve(args))
