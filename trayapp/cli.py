@@ -371,6 +371,7 @@ async def _run_headless(args: argparse.Namespace) -> int:
     from trayapp.core.events import EngineEvent, LoopBlocked, RunFinished
 
     engine = open_engine(args)
+    server: Any = None
     try:
         server = await ipc.serve(engine, engine.profile.path)
     except ipc.AlreadyRunning:
@@ -379,7 +380,11 @@ async def _run_headless(args: argparse.Namespace) -> int:
             f"{DISPLAY_NAME} is already running for the profile {engine.profile.path}; "
             "stop it first, or talk to it with 'trayapp sync' and 'trayapp status'"
         )
-    register_ipc_commands(server, engine)
+    except OSError as exc:
+        # Syncing does not need the control socket; only other trayapp commands do.
+        log.warning("cannot open the control socket (%s); running without it", exc)
+    else:
+        register_ipc_commands(server, engine)
 
     def on_event(event: EngineEvent) -> None:
         if isinstance(event, RunFinished):
@@ -413,7 +418,8 @@ async def _run_headless(args: argparse.Namespace) -> int:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        await server.close()
+        if server is not None:
+            await server.close()
         await engine.stop()
         engine.close()
     log.info("stopped")

@@ -337,6 +337,7 @@ class Engine:
         On an engine that is not running, marks them due now so the next start runs them.
         """
         ids = [self._charms.get(charm_id).id] if charm_id is not None else self._ids()
+        self._ensure_scheduled(ids)
         for cid in ids:
             scheduler = self._live_scheduler(cid)
             if scheduler is not None:
@@ -356,6 +357,7 @@ class Engine:
         if not ids:
             return {}
         if self._started and self._scheduler is not None:
+            self._ensure_scheduled(ids)
             futures = {cid: self._scheduler.run_now(cid) for cid in ids}
             return {cid: await fut for cid, fut in futures.items()}
         if self._scheduler is not None:
@@ -421,9 +423,12 @@ class Engine:
 
     def statuses(self) -> dict[str, CharmStatus]:
         """Every charm's status, by charm id, in charm order."""
-        stored = self._status_repo.load_all()
+        ids = self._ids()
         live = self._scheduler.statuses() if self._scheduler is not None else {}
-        return {cid: live.get(cid) or stored.get(cid) or CharmStatus(cid) for cid in self._ids()}
+        # A running engine holds every charm's status in memory: read the store only for
+        # charms it does not schedule (not running, a one-shot sync, or added elsewhere).
+        stored = self._status_repo.load_all() if any(cid not in live for cid in ids) else {}
+        return {cid: live.get(cid) or stored.get(cid) or CharmStatus(cid) for cid in ids}
 
     def status(self, charm_id: str) -> CharmStatus:
         self._charms.get(charm_id)
@@ -545,6 +550,15 @@ class Engine:
             return self.patterns.get(pattern_id)
         except NotFoundError:
             return None
+
+    def _ensure_scheduled(self, ids: Iterable[str]) -> None:
+        """Charms another process (the CLI) added since start get scheduled before use."""
+        scheduler = self._scheduler
+        if not self._started or scheduler is None:
+            return
+        entries = scheduler.entries()
+        if any(cid not in entries for cid in ids):
+            self.reload_charms()
 
     def _live_scheduler(self, charm_id: str) -> Scheduler | None:
         scheduler = self._scheduler

@@ -15,6 +15,7 @@ Like every built-in pattern it imports only :mod:`trayapp.api` and third-party l
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import email.utils
 import hashlib
@@ -96,7 +97,10 @@ class FeedImporter(Pattern[FeedSettings]):
             return RunReport(message="not modified")
         _raise_for_status(status, resp_headers, host, ctx.now())
 
-        parsed = feedparser.parse(
+        # Parsing is CPU work (a large feed takes a while): off the event loop, so other
+        # charms keep running and the loop-lag watchdog has nothing to report.
+        parsed = await asyncio.to_thread(
+            feedparser.parse,
             # A stream, never bytes or str: feedparser treats a str as a URL to fetch or a
             # file name to open, which would bypass ctx.http.
             io.BytesIO(body),
