@@ -237,7 +237,9 @@ async def incremental_scaling(rounds: int) -> None:
                 )
                 times: dict[str, list[float]] = {small: [], large: []}
                 next_seed = 1000
-                for r in range(rounds):
+                # Round 0 is a warm-up, not measured: the first commit after the 99,000-item
+                # insert checkpoints its write-ahead log, whichever charm makes it.
+                for r in range(rounds + 1):
                     control = emu.control
                     seed(emu, 20, next_seed)
                     next_seed += 20
@@ -248,7 +250,9 @@ async def incremental_scaling(rounds: int) -> None:
                         control.modify_labels(EMAIL, mid, remove=["UNREAD"], add=["STARRED"])
                     order = (small, large) if r % 2 else (large, small)
                     for charm in order:
-                        times[charm].append(await world.sync(charm))
+                        elapsed = await world.sync(charm)
+                        if r:
+                            times[charm].append(elapsed)
                 a, b = statistics.median(times[small]), statistics.median(times[large])
                 row(f"incremental, {sizes[0]:,} stored (median of {rounds})", f"{a * 1e3:.0f} ms")
                 row(f"incremental, {sizes[1]:,} stored (median of {rounds})", f"{b * 1e3:.0f} ms")
@@ -266,7 +270,7 @@ async def main() -> None:
         help="multiply Gmail's quota (emulator and client) by this; 1 = Google's",
     )
     parser.add_argument("--messages", type=int, default=5000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     print(f"Gmail importer benchmark (quota x{args.scale:g}, {LATENCY_MS} ms latency per request)")
     print(f"| {'measure':<52} | {'value':>18} | {'target':<14} |")

@@ -171,6 +171,20 @@ async def test_query_is_honoured_in_incremental_mode(h: GoogleHarness) -> None:
     await assert_matches_gmail(h, charm, query)
 
 
+async def test_messages_that_cannot_match_cost_no_request(h: GoogleHarness) -> None:
+    h.add_mail("first")
+    charm = h.add_charm("gmail-importer", {"query": "in:inbox from:bob"})
+    assert (await h.sync(charm)).kind is OutcomeKind.OK
+    h.add_mail("sent by me", labels=("SENT",))
+    h.add_mail("junk", labels=("SPAM",))
+    h.emu.control.clear_log()
+
+    outcome = await h.sync(charm)
+
+    assert outcome.kind is OutcomeKind.OK and outcome.report.changed == 0
+    assert [e.api_method for e in h.emu.control.requests()] == ["gmail.users.history.list"]
+
+
 async def test_label_filter_in_both_modes_and_a_message_that_starts_matching_is_fetched(
     h: GoogleHarness,
 ) -> None:

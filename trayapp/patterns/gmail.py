@@ -34,8 +34,9 @@ candidate that is not stored yet (relabelled stored messages need no fetch: the 
 carries their labels) plus one ``messages.list`` page (5 units) per cluster, where a page holds
 up to 500 ids of the query within the cluster's span, typically minutes. The alternatives cost
 more: listing the whole query every run is O(mailbox) and ``rfc822msgid:`` needs one list call
-per candidate. Required labels are checked locally first, so candidates without them are not
-fetched at all.
+per candidate. Necessary label conditions are checked locally first (the ``labels`` setting,
+``in:inbox``-style terms of a purely ANDed query, SPAM/TRASH exclusion), so candidates that
+cannot match, such as sent mail under the default ``in:inbox``, cost no request at all.
 
 Like every built-in pattern it imports only :mod:`trayapp.api` and third-party libraries; the
 Google client arrives as ``ctx.google`` and is used through the small protocols below.
@@ -338,8 +339,14 @@ def effective_query(settings: GmailSettings) -> str:
 
 
 def _grouped(query: str) -> str:
-    """The query in parentheses when terms are appended to it, so its ORs stay its own."""
-    return f"({query})" if any(ch.isspace() for ch in query) else query
+    """The query with ``OR`` alternatives kept together when terms are ANDed to it.
+
+    Gmail binds ``OR`` (and ``{}``) tighter than the implicit AND of juxtaposed terms, so a
+    plain conjunction needs no parentheses; one with alternatives gets them to be safe.
+    """
+    tokens = query.split()
+    alternatives = "OR" in tokens or "{" in query or "|" in tokens
+    return f"({query})" if alternatives else query
 
 
 # ---- one run ------------------------------------------------------------------------------
@@ -666,7 +673,7 @@ class _Sync:
     async def apply_changes(
         self, state: GmailState, changes: dict[str, _Change], cursor: str
     ) -> RunReport:
-        required = set(state.label_ids)
+        possible = _LabelCheck(set(state.label_ids), self.settings.query)
         gone = {mid for mid, ch in changes.items() if ch.deleted}
         stored: dict[str, dict[str, Any]] = {}
         to_fetch: list[str] = []
@@ -677,7 +684,7 @@ class _Sync:
             if current is not None:
                 labels = _labels_after(ch, current.get("labelIds") or [])
                 stored[mid] = with_labels(current, labels)
-            elif ch.labels is None or required <= set(ch.labels):
+            elif ch.labels is None or possible(ch.labels):
                 to_fetch.append(mid)
         fetched_items: dict[str, dict[str, Any]] = {}
         if to_fetch:
@@ -688,7 +695,7 @@ class _Sync:
             for mid, message in fetched.messages.items():
                 fetched_items[mid] = to_item(message, self.parts)
         candidates = {**stored, **fetched_items}
-        local = {mid for mid, item in candidates.items() if required <= set(item["labelIds"])}
+        local = {mid for mid, item in candidates.items() if possible(item["labelIds"])}
         matching = await self.matching(local, candidates)
 
         added = updated = removed = 0
@@ -744,6 +751,59 @@ class _Sync:
 
         results = await _gather_or_cancel([check(cluster) for cluster in clusters])
         return set().union(*results)
+
+
+# Query terms that hold only for messages carrying a system label. In a query made only of
+# ANDed terms (no OR, braces, parentheses or negation) each such term is a necessary condition.
+_LABEL_TERMS: dict[str, str] = {
+    "in:inbox": "INBOX",
+    "in:sent": "SENT",
+    "in:drafts": "DRAFT",
+    "in:spam": "SPAM",
+    "in:trash": "TRASH",
+    "is:starred": "STARRED",
+    "is:unread": "UNREAD",
+    "is:important": "IMPORTANT",
+    "label:inbox": "INBOX",
+    "label:starred": "STARRED",
+    "label:unread": "UNREAD",
+}
+_SPAM_TRASH_TERMS = (
+    "in:spam",
+    "in:trash",
+    "in:anywhere",
+    "label:spam",
+    "label:trash",
+    "is:spam",
+    "is:trash",
+)
+
+
+class _LabelCheck:
+    """Whether a message with given labels *can* match, decided without asking Gmail.
+
+    Only exact necessary conditions: the required labels of the ``labels`` setting, the system
+    labels a purely conjunctive query demands (``in:inbox`` needs INBOX), and the rule that
+    messages.list leaves out SPAM and TRASH unless the query asks for them. Messages that pass
+    are still checked by Gmail; those that fail cost no request at all (sent mail under the
+    default ``in:inbox`` query is the common case).
+    """
+
+    def __init__(self, required: set[str], query: str) -> None:
+        self.required = set(required)
+        terms = query.lower().split()
+        conjunctive = not any(
+            t == "or" or t.startswith("-") or any(ch in t for ch in "{}()") for t in terms
+        )
+        if conjunctive:
+            self.required |= {_LABEL_TERMS[t] for t in terms if t in _LABEL_TERMS}
+        self.spam_trash_ok = any(term in query.lower() for term in _SPAM_TRASH_TERMS)
+
+    def __call__(self, labels: Iterable[str]) -> bool:
+        have = set(labels)
+        if not self.spam_trash_ok and have & {"SPAM", "TRASH"}:
+            return False
+        return self.required <= have
 
 
 def _apply_record(changes: dict[str, _Change], record: Mapping[str, Any]) -> None:
