@@ -429,3 +429,39 @@ def test_settings_from_set_and_json() -> None:
         '{"url": "https://a", "max_items": 3}', ["url=https://b?x=1", "max_items:=5", "flag:=true"]
     )
     assert got == {"url": "https://b?x=1", "max_items": 5, "flag": True}
+
+
+def test_changes_made_while_an_engine_runs_reach_it(profile: Path, feed_url: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trayapp", "--profile", str(profile), "run", "--headless"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT,
+    )  # fmt: skip
+    err = Lines(proc.stderr)
+    try:
+        err.wait_for(r"running headless with 0 charm")
+        add = trayapp(
+            profile,
+            "charms",
+            "add",
+            "feed-importer",
+            "--name",
+            "late",
+            "--set",
+            f"url={feed_url}/atom.xml",
+        )
+        assert add.returncode == 0 and add.stderr == "", add.stderr
+        err.wait_for(r"charm late: ok \(\+2 ~0 -0\)")  # the running engine scheduled it
+
+        assert trayapp(profile, "charms", "pause", "late").returncode == 0
+        status = json.loads(trayapp(profile, "status", "--json").stdout)["charms"][0]["status"]
+        assert status["paused"] is True and status["state"] == "paused"
+
+        assert trayapp(profile, "charms", "remove", "late").returncode == 0
+        proc.terminate()
+        assert proc.wait(timeout=WAIT) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in err.rest()
+    assert json.loads(trayapp(profile, "status", "--json").stdout)["charms"] == []
