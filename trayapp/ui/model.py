@@ -246,7 +246,7 @@ def summary(snap: Snapshot) -> str:
         failing = [c for c in snap.charms if charm_failing(c) and not c.status.paused]
         if len(failing) == 1:
             err = failing[0].status.last_error or failing[0].status.last_outcome or "failed"
-            return f"{failing[0].name} is failing: {_first_line(str(err))}"
+            return f"{failing[0].name} is failing: {_first_line(str(err), 56)}"
         return f"{_names([c.name for c in failing])} are failing"
     if state is IconState.PAUSED:
         untils = [c.status.paused_until for c in snap.charms]

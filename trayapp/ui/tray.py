@@ -308,6 +308,7 @@ class TrayController(QObject):
 
     def _menu_hidden(self) -> None:
         self._tick.stop()
+        self.report("TRAYAPP_MENU_HIDDEN")
 
     def visible_window_ticking(self, visible: bool) -> None:
         """Windows that show relative times call this from show/hide events."""
@@ -317,7 +318,12 @@ class TrayController(QObject):
             self._tick.stop()
 
     def _activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
-        if reason == QSystemTrayIcon.ActivationReason.Trigger:
+        # A second click soon after the first arrives as DoubleClick; it is still a click
+        # (the engine coalesces it with the sync already running).
+        if reason in (
+            QSystemTrayIcon.ActivationReason.Trigger,
+            QSystemTrayIcon.ActivationReason.DoubleClick,
+        ):
             self.report("TRAYAPP_CLICKED sync_all")
             self.engine.sync_now(None)
             self.schedule_refresh()

@@ -1,0 +1,221 @@
+"""A throwaway Linux desktop for end-to-end tests: D-Bus, Xvfb, a tray host, a notification daemon.
+
+Everything is started by the tests themselves and torn down afterwards (processes are tracked
+and killed by pid). Readiness is always awaited through an event: Xvfb writes its display
+number to ``-displayfd``, the bus prints its address, dbus-monitor prints its first message,
+the app writes report lines. Nothing here sleeps for a fixed time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+NEEDED = ("Xvfb", "trayer", "xdotool", "import", "dbus-daemon", "dbus-monitor", "dunst")
+
+
+def missing_tools() -> list[str]:
+    return [t for t in NEEDED if shutil.which(t) is None]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> object:
+    """Re-check ``predicate`` until it returns something truthy; fail with ``what``."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+class ReportLog:
+    """The app's TRAYAPP_* report lines (the file named by TRAYAPP_TEST_REPORT)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def lines(self) -> list[str]:
+        try:
+            return self.path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+
+    def mark(self) -> int:
+        return len(self.lines())
+
+    def since(self, mark: int) -> list[str]:
+        return self.lines()[mark:]
+
+    def wait(
+        self, prefix: str, timeout: float = 30, *, after: int = 0, count: int = 1
+    ) -> list[str]:
+        def found() -> list[str] | None:
+            hits = [ln for ln in self.since(after) if ln.startswith(prefix)]
+            return hits if len(hits) >= count else None
+
+        result = wait_for(found, timeout, f"{count} report line(s) {prefix!r}")
+        assert isinstance(result, list)
+        return result
+
+
+@dataclass
+class Desktop:
+    workdir: Path
+    display: str = ""
+    bus: str = ""
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    notify_log: Path | None = None
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            DISPLAY=self.display,
+            DBUS_SESSION_BUS_ADDRESS=self.bus,
+            XDG_RUNTIME_DIR=str(self.workdir / "run"),
+            XDG_CONFIG_HOME=str(self.workdir / "config"),
+            HOME=str(self.workdir / "home"),
+        )
+        env.pop("QT_QPA_PLATFORM", None)
+        env.update(extra)
+        return env
+
+    def spawn(self, args: Sequence[str], *, log: str, **kw: object) -> subprocess.Popen[bytes]:
+        out = open(self.workdir / f"{log}.log", "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            list(args),
+            stdout=kw.pop("stdout", out),  # type: ignore[arg-type]
+            stderr=subprocess.STDOUT if kw.pop("merge", True) else out,  # type: ignore[arg-type]
+            env=kw.pop("env", self.env()),  # type: ignore[arg-type]
+            start_new_session=True,
+            **kw,  # type: ignore[arg-type]
+        )
+        self.procs.append(proc)
+        return proc
+
+    def start(self) -> None:
+        for d in ("run", "config", "home"):
+            (self.workdir / d).mkdir(mode=0o700, exist_ok=True)
+        # A private session bus: its address is the first line it prints.
+        bus = subprocess.Popen(
+            ["dbus-daemon", "--session", "--nofork", "--print-address=1", "--nopidfile"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.procs.append(bus)
+        assert bus.stdout is not None
+        self.bus = bus.stdout.readline().decode().strip()
+        assert self.bus.startswith("unix:"), self.bus
+        # Xvfb picks a free display itself and writes its number to -displayfd.
+        rfd, wfd = os.pipe()
+        xvfb = subprocess.Popen(
+            ["Xvfb", "-displayfd", str(wfd), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+            pass_fds=(wfd,),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.procs.append(xvfb)
+        os.close(wfd)
+        with os.fdopen(rfd) as r:
+            number = r.readline().strip()
+        assert number.isdigit(), f"Xvfb did not report a display ({number!r})"
+        self.display = f":{number}"
+        self.spawn(
+            [
+                "trayer",
+                "--edge", "top", "--align", "right", "--widthtype", "request",
+                "--height", "32", "--SetDockType", "true", "--transparent", "false",
+            ],
+            log="trayer",
+        )  # fmt: skip
+        # Capture every Notify call on the bus, then start the notification daemon.
+        self.notify_log = self.workdir / "notify.log"
+        monitor = self.spawn(
+            [
+                "dbus-monitor",
+                "--session",
+                "type='method_call',interface='org.freedesktop.Notifications',member='Notify'",
+            ],
+            log="dbus-monitor",
+            stdout=open(self.notify_log, "wb"),  # noqa: SIM115
+        )
+        wait_for(
+            lambda: (self.notify_log and self.notify_log.stat().st_size > 0) or monitor.poll(),
+            20,
+            "dbus-monitor to attach",
+        )
+        # Bottom-right, away from the tray: a popup over the icon would swallow the next click.
+        dunstrc = self.workdir / "dunstrc"
+        dunstrc.write_text("[global]\norigin = bottom-right\noffset = 10x10\n")
+        self.spawn(["dunst", "-config", str(dunstrc)], log="dunst")
+        wait_for(self._notifications_owned, 20, "dunst to own org.freedesktop.Notifications")
+
+    def _notifications_owned(self) -> bool:
+        res = subprocess.run(
+            [
+                "dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus",
+                "/org/freedesktop/DBus", "org.freedesktop.DBus.NameHasOwner",
+                "string:org.freedesktop.Notifications",
+            ],
+            env=self.env(),
+            capture_output=True,
+            check=False,
+        )  # fmt: skip
+        return b"boolean true" in res.stdout
+
+    def notify_calls(self) -> list[str]:
+        """The Notify calls seen on the bus, one string (title + body) per call."""
+        assert self.notify_log is not None
+        text = self.notify_log.read_text(errors="replace")
+        calls = text.split("method call")[1:]
+        out = []
+        for call in calls:
+            if "member=Notify" in call:
+                strings = re.findall(r'string "((?:[^"\\]|\\.)*)"', call)
+                out.append(" | ".join(strings))
+        return out
+
+    def xdotool(self, *args: str) -> None:
+        subprocess.run(["xdotool", *args], env=self.env(), check=True)
+
+    def click(self, x: int, y: int, button: int) -> None:
+        self.xdotool("mousemove", str(x), str(y), "click", str(button))
+
+    def screenshot(self, path: Path, crop: tuple[int, int, int, int] | None = None) -> Path:
+        """Screenshot the root window; ``crop`` (x, y, w, h) is cut out and enlarged 4x."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["import", "-window", "root", str(path)], env=self.env(), check=True)
+        if crop is not None:
+            x, y, w, h = crop
+            subprocess.run(
+                ["convert", str(path), "-crop", f"{w}x{h}+{x}+{y}", "+repage", "-scale", "400%",
+                 str(path)],
+                check=True,
+            )  # fmt: skip
+        return path
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+        for proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
