@@ -289,6 +289,47 @@ def open_engine(args: argparse.Namespace) -> Any:
     return Engine(Profile.resolve(getattr(args, "profile", None)))
 
 
+class AccountsWiring:
+    """Google accounts for an engine that runs charms, wired as the tray wires them.
+
+    ``trayapp.auth.wiring.attach_accounts`` connects the account manager to the engine (sign-in
+    events unpark charms); ``engine.google_factory`` hands each charm its account's GoogleApi,
+    one per account, shared by that account's charms (so they share its quota) and closed at
+    the end. Absent packages mean no accounts: feed charms still run.
+    """
+
+    def __init__(self, engine: Any) -> None:
+        self._apis: dict[str, Any] = {}
+        self._manager: Any = None
+        try:
+            from trayapp.auth.wiring import attach_accounts, google_api_kwargs
+            from trayapp.google.client import GoogleApi
+        except ImportError as exc:
+            log.info("Google accounts are not available (%s)", exc)
+            return
+        manager = self._manager = attach_accounts(engine)
+        if engine.google_factory is not None:
+            return
+
+        def factory(account_id: str) -> Any:
+            api = self._apis.get(account_id)
+            if api is None:
+                api = self._apis[account_id] = GoogleApi(**google_api_kwargs(manager, account_id))
+            return api
+
+        engine.google_factory = factory
+
+    async def aclose(self) -> None:
+        for api in self._apis.values():
+            try:
+                await api.aclose()
+            except Exception:
+                log.exception("closing a Google client failed")
+        self._apis.clear()
+        if self._manager is not None and hasattr(self._manager, "aclose"):
+            await self._manager.aclose()
+
+
 def _running_instance(profile_dir: Path) -> bool:
     from trayapp import ipc
 
@@ -401,6 +442,7 @@ async def _run_headless(args: argparse.Namespace) -> int:
             log.warning("charm %s blocked the event loop for %.1f s", event.charm_id, event.seconds)
 
     engine.subscribe(on_event)
+    accounts = AccountsWiring(engine)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -421,6 +463,7 @@ async def _run_headless(args: argparse.Namespace) -> int:
         if server is not None:
             await server.close()
         await engine.stop()
+        await accounts.aclose()
         engine.close()
     log.info("stopped")
     return EXIT_OK
@@ -448,7 +491,12 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 async def _sync_here(args: argparse.Namespace) -> list[dict[str, Any]]:
     engine = open_engine(args)
     async with engine:
-        outcomes = await engine.sync(args.charms or None)
+        accounts = AccountsWiring(engine)
+        try:
+            outcomes = await engine.sync(args.charms or None)
+        finally:
+            await engine.stop()
+            await accounts.aclose()
         return [
             _result_json(
                 cid, outcome.kind.value, outcome.report, outcome.message, outcome.retry_after

@@ -328,3 +328,28 @@ def test_context_hands_out_a_derived_cell_as_is_and_writes_through_it_raise(tmp_
         assert ctx.cell("view").get() == 4
         with pytest.raises(ReadOnlyCellError, match="app:double"):
             ctx.cell("cursor").set(1)
+
+
+def test_builtin_patterns_import_only_the_public_api() -> None:
+    """Built-ins use trayapp.api (and their own helper modules) exactly as a plugin would."""
+    import ast
+
+    import trayapp.patterns
+
+    offenders = []
+    for path in sorted(Path(trayapp.patterns.__file__).parent.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] if node.level == 0 else ["trayapp.patterns"]
+            else:
+                continue
+            for name in names:
+                if name.split(".")[0] != "trayapp":
+                    continue
+                if name == "trayapp.api" or name.startswith("trayapp.patterns"):
+                    continue
+                offenders.append(f"{path.name}:{node.lineno} imports {name}")
+    assert offenders == []

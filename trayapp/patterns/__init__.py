@@ -10,7 +10,8 @@ from typing import Any
 
 from trayapp.api import Pattern
 from trayapp.patterns.feed import FeedImporter
+from trayapp.patterns.gmail import GmailImporter
 
-BUILTIN_PATTERNS: tuple[type[Pattern[Any]], ...] = (FeedImporter,)
+BUILTIN_PATTERNS: tuple[type[Pattern[Any]], ...] = (FeedImporter, GmailImporter)
 
 __all__ = ["BUILTIN_PATTERNS"]
