@@ -218,3 +218,30 @@ async def test_full_sync_under_a_tight_quota_gets_at_most_a_handful_of_429s(
     units = 700 * 5 + 2 * 5 + 1
     floor = units / (15_000 * scale / 60)
     assert elapsed >= floor * 0.9, "faster than the quota allows: the budget is not pacing"
+
+
+async def test_a_long_full_sync_stops_between_batches_and_continues_next_run(
+    h: GoogleHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    import trayapp.patterns.gmail as gmail_module
+
+    # Every run may work for "no time at all": it stores what is already in flight, then stops.
+    monkeypatch.setattr(gmail_module, "FULL_SYNC_STRETCH", timedelta(0))
+    ids = [h.add_mail(f"m{n}") for n in range(300)]
+    charm = h.add_charm("gmail-importer", {})
+
+    first = await h.sync(charm)
+
+    assert first.kind is OutcomeKind.OK
+    assert "full sync in progress" in first.report.message
+    assert 0 < first.report.added < 300 and state_of(h, charm).history_id is None
+    runs = 1
+    while state_of(h, charm).history_id is None:
+        assert (await h.sync(charm)).kind is OutcomeKind.OK
+        runs += 1
+        assert runs < 10
+    assert set(h.items(charm)) == set(ids)
+    gets = h.emu.control.requests(api_method=GET)
+    assert len([e for e in gets if e.batch_part]) == 300, "no message fetched twice"

@@ -50,6 +50,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -86,6 +87,9 @@ LIST_PAGE_SIZE = 500  # messages.list maximum: fewest list calls per id
 # Candidates whose internalDate lies within this of each other share one messages.list check.
 CLUSTER_GAP_MS = 6 * 3600 * 1000
 PARALLEL_CHECKS = 4
+# A full sync stops taking new work after this long in one run and continues at the next run,
+# so a large mailbox never meets the run's deadline (``GmailImporter.timeout``) mid-batch.
+FULL_SYNC_STRETCH = timedelta(minutes=20)
 
 
 # ---- settings and state ---------------------------------------------------------------------
@@ -158,8 +162,6 @@ class FullSync(BaseModel):
     listed: int = 0
     prune: bool = False  # a resync: remove what the listing no longer finds
     reason: Literal["initial", "expired", "settings"] = "initial"
-    added: int = 0
-    updated: int = 0
 
 
 class GmailState(BaseModel):
@@ -376,6 +378,8 @@ class _Sync:
         self.headers = HEADER_NAMES if self.format == "metadata" else ()
         self.query = effective_query(ctx.settings)
         self.fingerprint = fingerprint(ctx.settings)
+        self.added = self.updated = 0  # by this run
+        self.batches_stored = 0
 
     @property
     def state(self) -> GmailState:
@@ -446,10 +450,13 @@ class _Sync:
         queue: deque[str] = deque(progress.pending)  # stored by no run yet: fetch first
         in_flight: dict[asyncio.Future[Any], list[str]] = {}
         lister: asyncio.Future[Any] | None = None
+        stop_at = time.monotonic() + FULL_SYNC_STRETCH.total_seconds()
         try:
             while True:
+                more = self.batches_stored == 0 or time.monotonic() < stop_at
                 while (
-                    len(in_flight) < PARALLEL_BATCHES
+                    more
+                    and len(in_flight) < PARALLEL_BATCHES
                     and queue
                     and (len(queue) >= BATCH_SIZE or self.state_progress().listing_done)
                 ):
@@ -457,7 +464,8 @@ class _Sync:
                     in_flight[asyncio.ensure_future(self.fetch(chunk))] = chunk
                 current = self.state_progress()
                 if (
-                    lister is None
+                    more
+                    and lister is None
                     and not current.listing_done
                     and len(queue) < BATCH_SIZE * PARALLEL_BATCHES
                 ):
@@ -497,6 +505,14 @@ class _Sync:
                 leftover.cancel()
             if leftovers:
                 await asyncio.gather(*leftovers, return_exceptions=True)
+        progress = self.state_progress()
+        if progress.pending or not progress.listing_done:
+            return RunReport(
+                added=self.added,
+                updated=self.updated,
+                message=f"full sync in progress: {len(self.messages)} messages so far; "
+                "it continues at the next run",
+            )
         summary = self.finish_full_sync()
         # Catch up at once with what changed while we listed and fetched (it is all in the
         # history after the start historyId), so the run ends with the store matching the
@@ -562,6 +578,7 @@ class _Sync:
         assert progress is not None
         done = set(fetched.messages) | set(fetched.not_found)
         added = updated = 0
+        self.batches_stored += 1
         with self.ctx.transaction():
             for mid in chunk:
                 message = fetched.messages.get(mid)
@@ -574,17 +591,11 @@ class _Sync:
             remaining = [mid for mid in progress.pending if mid not in done]
             self.save(
                 state.model_copy(
-                    update={
-                        "full_sync": progress.model_copy(
-                            update={
-                                "pending": remaining,
-                                "added": progress.added + added,
-                                "updated": progress.updated + updated,
-                            }
-                        )
-                    }
+                    update={"full_sync": progress.model_copy(update={"pending": remaining})}
                 )
             )
+        self.added += added
+        self.updated += updated
         self.ctx.log.info(
             "full sync: stored %d messages (%d to go in listed pages)",
             len(fetched.messages),
@@ -627,8 +638,8 @@ class _Sync:
             "settings": "full resync (settings changed)",
         }[progress.reason]
         return RunReport(
-            added=progress.added,
-            updated=progress.updated,
+            added=self.added,
+            updated=self.updated,
             removed=removed,
             message=f"{what}: {len(self.messages)} messages",
         )
