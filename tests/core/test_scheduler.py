@@ -595,6 +595,61 @@ async def test_parking_survives_a_restart(make: Callable[..., Harness]) -> None:
     assert sorted(c[0] for c in second.calls) == ["a1", "a2", "a3"]
 
 
+async def test_a_parked_charm_that_is_also_paused_stays_parked_after_a_restart(
+    make: Callable[..., Harness],
+) -> None:
+    first = make()
+    first.behaviours["a1"] = raising(AuthRequired("sign in again"))
+    await first.start(
+        ScheduleEntry("a1", 10 * MIN, account_id="alice"),
+        ScheduleEntry("a2", 10 * MIN, account_id="alice"),
+    )
+    await first.clock.run_for(5)
+    first.scheduler.pause("a2")  # shows "paused"; parked all the same
+    await first.scheduler.shutdown()
+    assert first.repo.load_all()["a2"].parked
+
+    # a2 is added first: its own saved status must say it is parked, whatever the order.
+    second = make(clock=first.clock, repo=first.repo)
+    await second.start(
+        ScheduleEntry("a2", 10 * MIN, account_id="alice"),
+        ScheduleEntry("a1", 10 * MIN, account_id="alice"),
+    )
+    second.scheduler.resume("a2")
+    await second.clock.run_for(3600)
+    assert second.calls == []
+    assert second.scheduler.status("a2").state is CharmState.PARKED
+
+
+async def test_a_sign_in_while_paused_is_not_undone_by_a_restart(
+    make: Callable[..., Harness],
+) -> None:
+    first = make()
+    first.behaviours["a1"] = raising(AuthRequired("sign in again"))
+    await first.start(
+        ScheduleEntry("a1", 10 * MIN, account_id="alice"),
+        ScheduleEntry("a2", 10 * MIN, account_id="alice"),
+    )
+    await first.clock.run_for(5)
+    first.scheduler.pause("a1")
+    first.scheduler.account_usable("alice")  # a1 stays paused; its last outcome stays auth
+    await first.clock.settle()
+    assert first.scheduler.status("a1").last_outcome is OutcomeKind.AUTH_REQUIRED
+    assert not first.scheduler.status("a1").parked
+    await first.scheduler.shutdown()
+
+    second = make(clock=first.clock, repo=first.repo)
+    await second.start(
+        ScheduleEntry("a1", 10 * MIN, account_id="alice"),
+        ScheduleEntry("a2", 10 * MIN, account_id="alice"),
+    )
+    await second.clock.run_for(3600)
+    assert second.scheduler.status("a2").state is CharmState.SCHEDULED
+    assert len(second.runs_of("a2")) >= 5  # the account works: nothing parked it again
+    assert second.scheduler.status("a1").state is CharmState.PAUSED
+    assert not second.scheduler.status("a1").parked
+
+
 async def test_auth_required_account_from_error_wins(h: Harness) -> None:
     h.behaviours["a"] = raising(AuthRequired("sign in", account_id="carol"))
     await h.start(
@@ -737,6 +792,28 @@ async def test_pause_drops_a_queued_scheduled_run(make: Callable[..., Harness]) 
     gate.set()
     await h.clock.run_for(60)
     assert h.runs_of("z") == []
+
+
+async def test_pause_drops_a_queued_run_the_user_did_not_ask_for(
+    make: Callable[..., Harness],
+) -> None:
+    h = make(max_concurrency=1)
+    await h.start(ScheduleEntry("z", 10 * MIN))
+    assert len(h.runs_of("z")) == 1
+    gate = asyncio.Event()
+    h.behaviours["busy"] = gated(gate)
+    h.scheduler.add(ScheduleEntry("busy", 10 * MIN))
+    await h.clock.run_for(1)
+    assert h.scheduler.status("busy").state is CharmState.RUNNING  # holds the only slot
+    h.clock.jump_wall(6 * 3600)  # the machine slept: z is overdue and queues as a resume run
+    h.scheduler.wake(WAKE_RESUMED)
+    await h.clock.run_for(STAGGER_MAX)
+    assert len(h.runs_of("z")) == 1  # still queued behind "busy"
+    h.scheduler.pause("z")
+    gate.set()
+    await h.clock.run_for(60)
+    assert len(h.runs_of("z")) == 1
+    assert h.scheduler.status("z").state is CharmState.PAUSED
 
 
 # -------------------------------------------------------------------------------- concurrency

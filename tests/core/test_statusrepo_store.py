@@ -106,3 +106,23 @@ def test_behaves_like_the_in_memory_repo(tmp_path: Path) -> None:
         assert persisted.load_all() == memory.load_all()
         assert persisted.history("a") == memory.history("a")
         assert persisted.history("a", limit=2) == memory.history("a", limit=2)
+
+
+def test_parked_round_trips_and_is_inferred_for_statuses_saved_before_it_existed() -> None:
+    parked = CharmStatus("c", state=CharmState.PAUSED, paused=True, parked=True)
+    assert CharmStatus.from_json(parked.to_json()) == parked
+
+    def saved_without_parked(status: CharmStatus) -> dict[str, object]:
+        data = status.to_json()
+        del data["parked"]
+        return data
+
+    old_parked = CharmStatus("c", state=CharmState.PARKED)
+    old_auth = CharmStatus("c", state=CharmState.PAUSED, last_outcome=OutcomeKind.AUTH_REQUIRED)
+    old_fine = CharmStatus("c", state=CharmState.PAUSED, last_outcome=OutcomeKind.OK)
+    assert CharmStatus.from_json(saved_without_parked(old_parked)).parked
+    assert CharmStatus.from_json(saved_without_parked(old_auth)).parked
+    assert not CharmStatus.from_json(saved_without_parked(old_fine)).parked
+    # Saved with the field: it wins over the old inference (signed in again while paused).
+    signed_in = CharmStatus("c", state=CharmState.PAUSED, last_outcome=OutcomeKind.AUTH_REQUIRED)
+    assert not CharmStatus.from_json(signed_in.to_json()).parked

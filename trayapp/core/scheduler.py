@@ -192,8 +192,7 @@ class _Run:
 @dataclass(eq=False, slots=True)
 class _Charm:
     entry: ScheduleEntry
-    status: CharmStatus
-    parked: bool = False
+    status: CharmStatus  # parked/paused live here, so what is persisted is what is in force
     timer_token: int = 0
     timer_at: float | None = None  # POSIX seconds (wall clock) of the live timer
     timer_action: str = _ACTION_RUN
@@ -274,7 +273,7 @@ class Scheduler:
             if charm.pending is not None:
                 continue
             due = self._due_ts(charm)
-            if not charm.status.paused and not charm.parked and due <= now:
+            if not charm.status.paused and not charm.status.parked and due <= now:
                 overdue.append(charm)
             else:
                 self._reschedule(charm)
@@ -316,24 +315,26 @@ class Scheduler:
         """Schedule a charm. One with persisted status keeps its due time; a new one runs now."""
         if entry.charm_id in self._charms:
             raise ValueError(f"charm {entry.charm_id!r} is already scheduled; use update()")
+        account = entry.account_id
         status = self._persisted.pop(entry.charm_id, None)
         if status is None:
-            status = CharmStatus(entry.charm_id, next_due_at=self._clock.now())
-        parked = (
-            status.state is CharmState.PARKED
-            or status.last_outcome is OutcomeKind.AUTH_REQUIRED
-            or (entry.account_id is not None and entry.account_id in self._parked_accounts)
-        )
+            # New: it waits with its siblings if their account needs signing in again.
+            status = CharmStatus(
+                entry.charm_id,
+                next_due_at=self._clock.now(),
+                parked=account is not None and account in self._parked_accounts,
+            )
         if (
             status.paused
             and status.paused_until is not None
             and status.paused_until <= self._clock.now()
         ):
             status = status.with_(paused=False, paused_until=None)
-        if parked and entry.account_id is not None:
-            # Parked before a restart: the account still needs the user, for every charm of it.
-            self._parked_accounts.add(entry.account_id)
-        charm = _Charm(entry=entry, status=status, parked=parked)
+        if status.parked and account is not None:
+            # Parked before a restart: the account still needs the user (charms added later
+            # park too) until account_usable().
+            self._parked_accounts.add(account)
+        charm = _Charm(entry=entry, status=status)
         self._charms[entry.charm_id] = charm
         self._update(charm, force=True)
         if self._started:
@@ -350,7 +351,7 @@ class Scheduler:
         charm.entry = entry
         changes: dict[str, Any] = {}
         if entry.account_id != old.account_id:
-            charm.parked = (
+            changes["parked"] = (
                 entry.account_id is not None and entry.account_id in self._parked_accounts
             )
         if entry.interval != old.interval and self._state_for(charm) is not CharmState.BACKING_OFF:
@@ -419,13 +420,15 @@ class Scheduler:
     def pause(self, charm_id: str | None = None, until: datetime | None = None) -> None:
         """Pause one charm (or all): no scheduled runs until resumed or until ``until``.
 
-        A run already in progress finishes; a queued scheduled run is dropped. The pause and its
-        end time persist (``CharmStatus.paused``/``paused_until``).
+        A run already in progress finishes; a queued run the user did not ask for (scheduled,
+        after a resume from sleep, after a sign-in) is dropped, as it would not have been queued
+        had the charm been paused already. The pause and its end time persist
+        (``CharmStatus.paused``/``paused_until``).
         """
         if until is not None and until.tzinfo is None:
             raise ValueError("pause(until=...) needs an aware datetime")
         for charm in self._select(charm_id):
-            if charm.pending is not None and charm.pending.trigger == TRIGGER_SCHEDULE:
+            if charm.pending is not None and charm.pending.trigger != TRIGGER_MANUAL:
                 self._drop_pending(charm.pending, "paused")
             self._update(charm, paused=True, paused_until=until)
             if charm.pending is None and charm.active is None:
@@ -441,10 +444,9 @@ class Scheduler:
         """The account works again (signed in): unpark its charms and run them all now."""
         self._parked_accounts.discard(account_id)
         for charm in self._charms.values():
-            if charm.entry.account_id != account_id or not charm.parked:
+            if charm.entry.account_id != account_id or not charm.status.parked:
                 continue
-            charm.parked = False
-            self._update(charm)
+            self._update(charm, parked=False)
             if charm.active is not None:
                 continue
             if charm.status.paused:
@@ -622,7 +624,7 @@ class Scheduler:
                 self._set_timer(
                     charm, status.paused_until.timestamp(), _ACTION_UNPAUSE, TRIGGER_SCHEDULE
                 )
-        elif not charm.parked:
+        elif not charm.status.parked:
             self._set_timer(charm, self._due_ts(charm), _ACTION_RUN, TRIGGER_SCHEDULE)
 
     def _due_ts(self, charm: _Charm) -> float:
@@ -868,10 +870,12 @@ class Scheduler:
                 last_counts=counts,
                 totals=status.totals + counts,
             )
-            if account is None or account not in self._parked_accounts:
-                charm.parked = False
-            elif run.trigger == TRIGGER_MANUAL:
-                charm.parked = False  # the user ran it and it worked: that charm is fine
+            if (
+                account is None
+                or account not in self._parked_accounts
+                or run.trigger == TRIGGER_MANUAL  # the user ran it and it worked: it is fine
+            ):
+                changes["parked"] = False
         elif kind.is_failure:
             changes.update(
                 consecutive_failures=status.consecutive_failures + 1,
@@ -884,6 +888,7 @@ class Scheduler:
         failures = changes.get("consecutive_failures", status.consecutive_failures)
         if kind is OutcomeKind.AUTH_REQUIRED:
             changes["next_due_at"] = None
+            changes["parked"] = True
         elif kind.backs_off:
             delay = self._backoff.delay(failures, self._rng)
             if outcome.retry_after is not None:
@@ -898,8 +903,6 @@ class Scheduler:
             self._repo.append_run(record)
         except Exception:
             log.exception("could not save the run history of charm %s", charm.entry.charm_id)
-        if kind is OutcomeKind.AUTH_REQUIRED:
-            charm.parked = True
         self._update(charm, **changes)
         if kind is OutcomeKind.AUTH_REQUIRED:
             self._park(charm, run.auth_account or account)
@@ -916,12 +919,11 @@ class Scheduler:
             if charm not in targets:
                 targets.append(charm)
         for target in targets:
-            target.parked = True
             if target.pending is not None and target.pending.trigger != TRIGGER_MANUAL:
                 self._drop_pending(target.pending, "its account needs signing in again")
             if target.active is None and target.pending is None:
                 self._clear_timer(target)
-            self._update(target)
+            self._update(target, parked=True)
 
     # ---------------------------------------------------------------------------- watchdog
 
@@ -960,7 +962,7 @@ class Scheduler:
             return CharmState.RUNNING
         if status.paused:
             return CharmState.PAUSED
-        if charm.parked:
+        if status.parked:
             return CharmState.PARKED
         if (
             status.consecutive_failures > 0

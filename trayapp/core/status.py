@@ -51,7 +51,9 @@ class Counts:
     def from_json(cls, data: Any) -> Counts:
         if not isinstance(data, dict):
             return cls()
-        return cls(int(data.get("added", 0)), int(data.get("updated", 0)), int(data.get("removed", 0)))
+        return cls(
+            int(data.get("added", 0)), int(data.get("updated", 0)), int(data.get("removed", 0))
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,10 @@ class CharmStatus:
     paused_until: datetime | None = None  # None while paused means "until resumed"
     # Set by the loop-lag watchdog: this charm's updater blocked the event loop.
     blocked_loop: str | None = None
+    # Its account needs the user (sign in again): no scheduled runs until the account is usable.
+    # Kept apart from ``state`` because a charm can be parked and paused at once (``state`` shows
+    # one of them), and parking must survive a restart in either case.
+    parked: bool = False
 
     @property
     def healthy(self) -> bool:
@@ -170,6 +176,7 @@ class CharmStatus:
             "paused": self.paused,
             "paused_until": _dt(self.paused_until),
             "blocked_loop": self.blocked_loop,
+            "parked": self.parked,
         }
 
     @classmethod
@@ -177,6 +184,13 @@ class CharmStatus:
         def kind(v: Any) -> OutcomeKind | None:
             return OutcomeKind(v) if v else None
 
+        parked = data.get("parked")
+        if parked is None:
+            # Saved before ``parked`` existed: parking was implied by the state or by the last
+            # outcome (a parked charm that was also paused showed only "paused").
+            parked = data.get("state") == CharmState.PARKED.value or (
+                data.get("last_outcome") == OutcomeKind.AUTH_REQUIRED.value
+            )
         return cls(
             charm_id=str(data["charm_id"]),
             state=CharmState(data.get("state", CharmState.SCHEDULED.value)),
@@ -192,4 +206,5 @@ class CharmStatus:
             paused=bool(data.get("paused", False)),
             paused_until=_parse_dt(data.get("paused_until")),
             blocked_loop=data.get("blocked_loop"),
+            parked=bool(parked),
         )
