@@ -229,10 +229,11 @@ async def test_max_messages_keeps_the_newest_in_both_modes(h: GoogleHarness) -> 
 
 async def test_since_date_bounds_the_import(h: GoogleHarness) -> None:
     old = h.add_mail("old", when=datetime(2025, 12, 31, 23, 59, tzinfo=UTC))
+    midnight = h.add_mail("midnight", when=datetime(2026, 1, 1, 0, 0, tzinfo=UTC))
     recent = h.add_mail("recent", when=datetime(2026, 1, 1, 0, 1, tzinfo=UTC))
     charm = h.add_charm("gmail-importer", {"since": "2026-01-01"})
     assert (await h.sync(charm)).kind is OutcomeKind.OK
-    assert set(h.items(charm)) == {recent}
+    assert set(h.items(charm)) == {midnight, recent}
     assert old not in h.items(charm)
 
 

@@ -336,7 +336,7 @@ def effective_query(settings: GmailSettings) -> str:
     if settings.since is not None:
         start = datetime(settings.since.year, settings.since.month, settings.since.day, tzinfo=UTC)
         # Epoch seconds, not a date: Gmail reads after:YYYY/MM/DD in Pacific time.
-        terms.append(f"after:{int(start.timestamp()) - 1}")
+        terms.append(f"after:{int(start.timestamp())}")
     return " ".join(terms)
 
 
