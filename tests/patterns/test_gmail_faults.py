@@ -245,3 +245,22 @@ async def test_a_long_full_sync_stops_between_batches_and_continues_next_run(
     assert set(h.items(charm)) == set(ids)
     gets = h.emu.control.requests(api_method=GET)
     assert len([e for e in gets if e.batch_part]) == 300, "no message fetched twice"
+
+
+async def test_outcomes_map_to_the_engine_kinds(h: GoogleHarness) -> None:
+    h.add_mail("m")
+    charm = h.add_charm("gmail-importer", {})
+    control = h.emu.control
+
+    # Gmail asks to come back in 15 minutes: the run ends rate_limited, with that time.
+    rule = control.add_fault(kind="status", status="429-userRateLimitExceeded-retry-after")
+    limited = await h.sync(charm)
+    assert limited.kind is OutcomeKind.RATE_LIMITED
+    assert limited.retry_after is not None
+    control.clear_faults(rule)
+
+    # The user revoked access: auth_required, and nothing was stored.
+    control.revoke_refresh_token(h.email)
+    denied = await h.sync(charm)
+    assert denied.kind is OutcomeKind.AUTH_REQUIRED
+    assert h.items(charm) == {} and state_of(h, charm).history_id is None
