@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import sqlite3
@@ -296,3 +297,43 @@ def test_outer_commit_refuses_when_sqlite_already_rolled_everything_back(store: 
     assert cursor.get() == 0 and seen == []
     cursor.set(6)  # and the store works normally afterwards
     assert cursor.get() == 6 and seen == [6]
+
+
+async def test_a_transaction_held_across_an_await_refuses_other_tasks_writes(store: Store) -> None:
+    """Another task's write must not silently join (and roll back with) a transaction that
+    its owner holds open across an await."""
+    cursor = store.cell("charm:a:cursor", int, 0)
+    status = store.cell("app:other", str, "")
+    inside = asyncio.Event()
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        with store.transaction():
+            cursor.set(1)
+            inside.set()
+            await release.wait()
+            raise RuntimeError("the sync failed after the await")
+
+    task = asyncio.create_task(holder(), name="holder")
+    await asyncio.wait_for(inside.wait(), 10)
+
+    async def other() -> None:
+        status.set("saved")
+
+    with pytest.raises(RuntimeError, match="'holder' holds a transaction open across an await"):
+        await asyncio.create_task(other(), name="other")
+    release.set()
+    with pytest.raises(RuntimeError, match="the sync failed"):
+        await asyncio.wait_for(task, 10)
+    assert cursor.get() == 0
+    assert status.get() == ""
+
+    # The owner's own nested writes still work, and the store is usable afterwards.
+    async def owner_nests() -> None:
+        with store.transaction():
+            cursor.set(2)
+            with store.transaction():
+                status.set("nested")
+
+    await asyncio.wait_for(asyncio.create_task(owner_nests()), 10)
+    assert (cursor.get(), status.get()) == (2, "nested")

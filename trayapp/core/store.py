@@ -14,6 +14,7 @@ guarantees other modules build on:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sqlite3
@@ -108,6 +109,17 @@ def _encode_json(value: Any) -> str:
         raise TypeError(f"collection values must be JSON data: {exc}") from None
 
 
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running event loop: plain synchronous use (CLI, tests)
+        return None
+
+
+def _task_name(task: asyncio.Task[Any] | None) -> str:
+    return f"task {task.get_name()!r}" if task is not None else "code outside any task"
+
+
 class _CorruptFile(Exception):
     """Raised inside :meth:`Store.open` when the integrity check finds damage."""
 
@@ -136,6 +148,8 @@ class Store:
         # rollback; notified after the outermost commit.
         self._pending: list[dict[str, None]] = []
         self._aborted = False
+        # The asyncio task (None outside one) that opened the outermost transaction.
+        self._owner: asyncio.Task[Any] | None = None
         self._cells: dict[str, Cell[Any] | DerivedCell[Any]] = {}
         self._derived: list[DerivedCell[Any]] = []  # creation order is a topological order
         self._collections: dict[str, Collection] = {}
@@ -309,12 +323,25 @@ class Store:
         Re-entrant. An inner level is a SAVEPOINT, so an exception caught by the caller inside
         an outer transaction undoes just the inner block. Subscribers run after the outermost
         commit.
+
+        A transaction must not span an ``await``: the connection is shared by every task, so
+        another task's writes would silently join it (and vanish if it rolls back). A write from
+        a different task while one is open raises ``RuntimeError`` instead.
         """
         conn = self._db()
         level = self._depth
+        task = _current_task()
         if level == 0:
             self._execute("BEGIN IMMEDIATE")
             self._aborted = False
+            self._owner = task
+        elif task is not self._owner:
+            raise RuntimeError(
+                f"a write to {self.path} came from {_task_name(task)} while "
+                f"{_task_name(self._owner)} holds a transaction open across an await; finish a "
+                "transaction's writes before awaiting anything (fetch first, then write in one "
+                "`with store.transaction()`)"
+            )
         else:
             self._execute(f"SAVEPOINT sp{level}")
         self._pending.append({})
@@ -324,6 +351,8 @@ class Store:
         except BaseException:
             self._depth -= 1
             self._pending.pop()
+            if level == 0:
+                self._owner = None
             if conn.in_transaction:
                 if level == 0:
                     conn.execute("ROLLBACK")
@@ -340,6 +369,7 @@ class Store:
             self._pending[-1].update(changes)
             self._execute(f"RELEASE sp{level}")
             return
+        self._owner = None
         if self._aborted or not conn.in_transaction:
             self._aborted = False
             raise StoreError(
