@@ -6,6 +6,7 @@ against the emulator in ``test_integration.py``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from datetime import UTC, datetime, timedelta
@@ -255,3 +256,27 @@ async def test_tokens_never_reach_logs_or_messages(caplog: pytest.LogCaptureFixt
     for secret in ("tok-1", "tok-2", tokens.current):
         assert secret not in caplog.text  # ...without the tokens
         assert secret not in str(info.value)
+
+
+async def test_the_token_is_obtained_before_quota_is_spent_or_a_slot_is_held() -> None:
+    api, rec, _, _ = make_api([ok({"historyId": "1"})])
+    budget = api.quota.gmail
+    slots_free_during_refresh: list[bool] = []
+
+    class SignedOut:
+        async def access_token(self) -> str:
+            slots_free_during_refresh.append(not budget._slots.locked())
+            raise AuthRequired("sign in again", account_id="acct-1")
+
+        async def refresh_after_rejection(self, rejected: str) -> str:
+            raise AssertionError("no request was sent, so nothing was rejected")
+
+    api.tokens = SignedOut()
+    budget.max_concurrent = 1
+    budget._slots = asyncio.Semaphore(1)
+    async with api:
+        with pytest.raises(AuthRequired):
+            await api.gmail().get_profile()
+    assert rec.requests == []
+    assert budget.spent == 0
+    assert slots_free_during_refresh == [True]

@@ -221,8 +221,10 @@ class GoogleApi:
         while True:
             response: httpx.Response | None = None
             delay = 0.0
+            # The token first: a refresh (seconds, with google-auth's own retries) must not hold
+            # one of the account's request slots, and a failed one must not spend quota.
+            token = await self.tokens.access_token()
             async with budget.reserve(cost):
-                token = await self.tokens.access_token()
                 try:
                     response = await self._http.request(
                         method,
