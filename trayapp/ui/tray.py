@@ -148,6 +148,17 @@ class TrayController(QObject):
         self._grace_timer.setSingleShot(True)
         self._grace_timer.timeout.connect(self.refresh)
 
+        # Test mode only: polls the icon geometry until the tray host has placed it.
+        self._geo_timer = QTimer(self)
+        self._geo_timer.setInterval(100)
+        self._geo_timer.timeout.connect(self._report_geometry)
+        self._geo_polls = 0
+        self._geo_last: tuple[int, int, int, int] | None = None
+        self._menu_report_timer = QTimer(self)
+        self._menu_report_timer.setSingleShot(True)
+        self._menu_report_timer.setInterval(50)
+        self._menu_report_timer.timeout.connect(self._report_menu)
+
         self.tray: QSystemTrayIcon | None = None
         self.status_window: QWidget | None = None
         if use_tray is None:
@@ -172,7 +183,7 @@ class TrayController(QObject):
         if self.tray is not None:
             self.tray.show()
             if not isinstance(self.report, TestReporter) or self.report.enabled:
-                self._report_geometry(0)
+                self._geo_timer.start()
         else:
             from trayapp.ui.windows import StatusWindow
 
@@ -189,6 +200,8 @@ class TrayController(QObject):
         self._tick.stop()
         self._refresh_timer.stop()
         self._grace_timer.stop()
+        self._geo_timer.stop()
+        self._menu_report_timer.stop()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -201,21 +214,24 @@ class TrayController(QObject):
         if self.tray is not None:
             self.tray.hide()
 
-    def _report_geometry(self, attempt: int, last: tuple[int, int, int, int] | None = None) -> None:
+    def _report_geometry(self) -> None:
         """Report where the icon is once the tray host has embedded it (test mode only).
 
         Right after ``show()`` Qt answers with the unembedded window at (0, 0); the position is
-        reported once it has left the origin and held still for a few polls.
+        reported once it has left the origin and held still for one poll (100 ms), or after 10 s.
         """
         if self.tray is None:
+            self._geo_timer.stop()
             return
         g = self.tray.geometry()
         geo = (g.x(), g.y(), g.width(), g.height())
-        settled = geo == last and g.width() > 0 and (g.x(), g.y()) != (0, 0)
-        if settled or (attempt >= 100 and g.width() > 0):
-            self.report("TRAYAPP_TRAY_GEOMETRY {} {} {} {}".format(*geo))
-        elif attempt < 100:
-            QTimer.singleShot(100, lambda: self._report_geometry(attempt + 1, geo))
+        self._geo_polls += 1
+        settled = geo == self._geo_last and g.width() > 0 and (g.x(), g.y()) != (0, 0)
+        self._geo_last = geo
+        if settled or self._geo_polls >= 100:
+            self._geo_timer.stop()
+            if g.width() > 0:
+                self.report("TRAYAPP_TRAY_GEOMETRY {} {} {} {}".format(*geo))
 
     def _arm_grace_timer(self) -> None:
         until = self.policy.quiet_until()
@@ -300,7 +316,7 @@ class TrayController(QObject):
         self.refresh()
         self._tick.start()
         if isinstance(self.report, TestReporter) and self.report.enabled:
-            QTimer.singleShot(50, self._report_menu)
+            self._menu_report_timer.start()
 
     def _report_menu(self) -> None:
         g = self.menu.geometry()
