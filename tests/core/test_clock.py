@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from trayapp.core.clock import Clock, FakeClock, SystemClock
+from trayapp.core.clock import Clock, FakeClock, SystemClock, sleep
 
 
 async def test_system_clock_is_aware_utc_and_waits_for_the_event() -> None:
@@ -95,3 +95,17 @@ def test_fake_clock_rejects_naive_start_and_backward_advance() -> None:
         clock.advance(-1)
     clock.advance(1)
     assert clock.now() == FakeClock().now() + timedelta(seconds=1)
+
+
+async def test_sleep_waits_on_the_given_clock_not_on_real_time() -> None:
+    clock = FakeClock()
+    sleeper = asyncio.ensure_future(sleep(clock, 5))
+    await clock.run_for(4.9)
+    assert not sleeper.done()
+    await clock.run_for(0.1)
+    assert sleeper.done()
+    await sleeper
+    waits = clock.waits
+    await sleep(clock, 0)  # nothing to wait for: no timer at all
+    await sleep(clock, -1)
+    assert clock.waits == waits

@@ -69,6 +69,16 @@ class SystemClock:
         return True
 
 
+async def sleep(clock: Clock, seconds: float) -> None:
+    """``asyncio.sleep`` on ``clock``: a test's :class:`FakeClock` decides when the sleeper wakes.
+
+    For backoff and pacing waits in code that takes a Clock; ``asyncio.sleep`` there would wait
+    on real time even in a test that fakes it.
+    """
+    if seconds > 0:
+        await clock.wait(asyncio.Event(), seconds)
+
+
 DEFAULT_FAKE_START = datetime(2026, 1, 1, tzinfo=UTC)
 
 

@@ -42,6 +42,7 @@ from urllib.parse import unquote
 
 import httpx
 
+from trayapp.core.clock import sleep
 from trayapp.core.errors import RateLimited, SyncError
 from trayapp.google.errors import (
     GoogleApiError,
@@ -50,7 +51,6 @@ from trayapp.google.errors import (
     parse_error,
     unreadable_response,
 )
-from trayapp.google.retry import sleep
 
 if TYPE_CHECKING:
     from trayapp.google.client import GoogleApi, ServiceName

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
 
-from trayapp.core.clock import Clock, SystemClock
+from trayapp.core.clock import Clock, SystemClock, sleep
 from trayapp.core.errors import Offline
 from trayapp.google.endpoints import GoogleEndpoints
 from trayapp.google.errors import (
@@ -43,7 +43,7 @@ from trayapp.google.errors import (
     unreadable_response,
 )
 from trayapp.google.quota import AccountQuota, RateBudget, gmail_cost
-from trayapp.google.retry import RetryPolicy, sleep
+from trayapp.google.retry import RetryPolicy
 from trayapp.google.tokens import TokenSource
 
 if TYPE_CHECKING:

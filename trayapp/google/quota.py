@@ -25,8 +25,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from trayapp.core.clock import Clock, SystemClock
-from trayapp.google.retry import sleep
+from trayapp.core.clock import Clock, SystemClock, sleep
 
 #: Gmail quota units per method id (developers.google.com/gmail/api/reference/quota).
 GMAIL_COSTS: dict[str, int] = {

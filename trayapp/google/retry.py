@@ -9,12 +9,9 @@ away), the request fails at once with ``retry_after`` set, and the scheduler doe
 
 from __future__ import annotations
 
-import asyncio
 import random
 from dataclasses import dataclass
 from datetime import datetime
-
-from trayapp.core.clock import Clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +53,3 @@ class RetryPolicy:
         if retry_at is not None:
             delay = max(delay, (retry_at - now).total_seconds())
         return delay
-
-
-async def sleep(clock: Clock, seconds: float) -> None:
-    """Sleep on ``clock`` so a test clock decides when the sleeper wakes."""
-    if seconds > 0:
-        await clock.wait(asyncio.Event(), seconds)
