@@ -1,0 +1,181 @@
+"""Export of the Google Calendar importer's events: JSON lines and iCalendar.
+
+The .ics file is read back with icalendar and its recurring series re-expanded with dateutil;
+the result must be what the upcoming view (itself checked against Google's expansion) shows.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import icalendar
+import pytest
+from dateutil import rrule
+from gcal_helpers import StoreSource, all_day, events, timed, upcoming
+
+from trayapp.core.outcomes import OutcomeKind
+from trayapp.patterns.gcalendar import CalendarImporter, ExportError
+
+GoogleHarness = Any
+HarnessFactory = Any
+
+NY = "America/New_York"
+WINDOW = (datetime(2026, 10, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))
+
+
+@pytest.fixture
+async def h(google_harness: HarnessFactory) -> GoogleHarness:
+    return await google_harness(patterns=(CalendarImporter,))
+
+
+@pytest.fixture
+async def synced(h: GoogleHarness) -> tuple[GoogleHarness, str, dict[str, str]]:
+    c, e = h.emu.control, h.email
+    weekly = c.add_event(
+        e,
+        e,
+        timed(
+            "standup",
+            "2026-10-19T09:00:00-04:00",
+            "2026-10-19T09:30:00-04:00",
+            NY,
+            recurrence=[
+                "RRULE:FREQ=WEEKLY;BYDAY=MO;COUNT=8",
+                "EXDATE;TZID=America/New_York:20261130T090000",
+            ],
+        ),
+    )
+    c.update_event(
+        e,
+        e,
+        f"{weekly}_20261026T130000Z",
+        {
+            "start": {"dateTime": "2026-10-27T11:00:00-04:00", "timeZone": NY},
+            "end": {"dateTime": "2026-10-27T12:00:00-04:00", "timeZone": NY},
+            "summary": "standup (moved)",
+        },
+    )
+    c.cancel_event(e, e, f"{weekly}_20261109T140000Z")
+    meeting = c.add_event(
+        e,
+        e,
+        timed(
+            "planning",
+            "2026-11-03T15:00:00Z",
+            "2026-11-03T16:00:00Z",
+            description="Agenda: everything",
+            location="Room 1",
+            attendees=[
+                {"email": e, "self": True, "responseStatus": "accepted"},
+                {"email": "bob@example.com", "displayName": "Bob", "responseStatus": "tentative"},
+            ],
+            conferenceData={
+                "conferenceSolution": {"name": "Google Meet"},
+                "entryPoints": [{"entryPointType": "video", "uri": "https://meet.google.com/x"}],
+            },
+        ),
+    )
+    holiday = c.add_event(e, e, all_day("holiday", "2026-12-24", "2026-12-26"))
+    charm = h.add_charm("gcalendar-importer", {})
+    assert (await h.sync(charm)).kind is OutcomeKind.OK
+    return h, charm, {"weekly": weekly, "meeting": meeting, "holiday": holiday}
+
+
+def test_unknown_format_and_directory_are_refused(tmp_path: Path) -> None:
+    pattern = CalendarImporter()
+    with pytest.raises(ExportError, match="exports jsonl or ics"):
+        pattern.export(object(), "csv", tmp_path / "x.csv")  # type: ignore[arg-type]
+
+
+async def test_jsonl_has_every_event_once_ordered_by_start(
+    synced: tuple[GoogleHarness, str, dict[str, str]], tmp_path: Path
+) -> None:
+    h, charm, ids = synced
+    dest = tmp_path / "out" / "events.jsonl"
+    count = CalendarImporter().export(StoreSource(h, charm), "jsonl", dest)
+
+    lines = [json.loads(line) for line in dest.read_text("utf-8").splitlines()]
+    live = [v for v in events(h, charm).values() if v.get("status") != "cancelled"]
+    assert count == len(lines) == len(live) == 4  # series, moved occurrence, meeting, holiday
+    assert [ev["id"] for ev in lines][0] == ids["weekly"]
+    assert lines[-1]["id"] == ids["holiday"] and lines[-1]["allDay"] is True
+    meeting = next(ev for ev in lines if ev["id"] == ids["meeting"])
+    assert meeting["conference"]["uri"] == "https://meet.google.com/x"
+    assert meeting["attendees"][1] == {
+        "email": "bob@example.com",
+        "displayName": "Bob",
+        "responseStatus": "tentative",
+    }
+    with pytest.raises(ExportError, match="is a directory"):
+        CalendarImporter().export(StoreSource(h, charm), "jsonl", tmp_path)
+
+
+def _ics_occurrences(cal: icalendar.Calendar, start: datetime, end: datetime) -> list[Any]:
+    """Expand the exported file the way a calendar program would (RRULE, EXDATE, RECURRENCE-ID)."""
+    out = []
+    overrides = {}
+    for ve in cal.walk("VEVENT"):
+        if "RECURRENCE-ID" in ve:
+            overrides[(str(ve["UID"]), ve["RECURRENCE-ID"].dt)] = ve
+    for ve in cal.walk("VEVENT"):
+        if "RECURRENCE-ID" in ve:
+            continue
+        dtstart = ve["DTSTART"].dt
+        if not isinstance(dtstart, datetime):
+            continue  # the all-day holiday: checked separately
+        duration = ve["DTEND"].dt - dtstart
+        if "RRULE" not in ve:
+            out.append((dtstart.astimezone(UTC), (dtstart + duration).astimezone(UTC)))
+            continue
+        rules = rrule.rruleset()
+        rules.rrule(rrule.rrulestr(ve["RRULE"].to_ical().decode(), dtstart=dtstart))
+        exdates = ve.get("EXDATE")
+        for group in exdates if isinstance(exdates, list) else [exdates] if exdates else []:
+            for d in group.dts:
+                rules.exdate(d.dt)
+        for occ in rules:
+            override = overrides.get((str(ve["UID"]), occ))
+            if override is not None:
+                s, e = override["DTSTART"].dt, override["DTEND"].dt
+            else:
+                s, e = occ, occ + duration
+            out.append((s.astimezone(UTC), e.astimezone(UTC)))
+    return sorted(o for o in out if o[1] > start and o[0] < end)
+
+
+async def test_ics_round_trips_series_exceptions_and_attendees(
+    synced: tuple[GoogleHarness, str, dict[str, str]], tmp_path: Path
+) -> None:
+    h, charm, ids = synced
+    dest = tmp_path / "calendar.ics"
+    count = CalendarImporter().export(StoreSource(h, charm), "ics", dest)
+
+    cal = icalendar.Calendar.from_ical(dest.read_bytes())
+    vevents = list(cal.walk("VEVENT"))
+    assert count == len(vevents) == 4
+    assert [tz["TZID"] for tz in cal.walk("VTIMEZONE")] == [NY]
+    master = next(v for v in vevents if "RRULE" in v)
+    moved = next(v for v in vevents if "RECURRENCE-ID" in v)
+    assert str(moved["UID"]) == str(master["UID"])
+    assert moved["RECURRENCE-ID"].dt == datetime(2026, 10, 26, 13, tzinfo=UTC)
+    assert str(moved["SUMMARY"]) == "standup (moved)"
+    meeting = next(v for v in vevents if str(v["SUMMARY"]) == "planning")
+    attendees = {str(a): a.params["PARTSTAT"] for a in meeting["ATTENDEE"]}
+    assert attendees == {f"mailto:{h.email}": "ACCEPTED", "mailto:bob@example.com": "TENTATIVE"}
+    assert str(meeting["LOCATION"]) == "Room 1"
+    holiday = next(v for v in vevents if str(v["SUMMARY"]) == "holiday")
+    assert (holiday["DTSTART"].dt.isoformat(), holiday["DTEND"].dt.isoformat()) == (
+        "2026-12-24",
+        "2026-12-26",
+    )
+
+    timed_view = [
+        (o.start.astimezone(UTC), o.end.astimezone(UTC))
+        for o in upcoming(h, charm, *WINDOW)
+        if not o.all_day
+    ]
+    assert _ics_occurrences(cal, *WINDOW) == sorted(timed_view)
+    assert len(timed_view) == 7  # 8 Mondays, one cancelled, one EXDATE, plus the meeting
