@@ -12,6 +12,7 @@ from trayapp.auth.client_config import ClientConfigRepo, parse_client_json
 from trayapp.core.errors import ConfigError
 from trayapp.core.redact import (
     MASK,
+    SECRET_FIELDS,
     RedactingFilter,
     redact,
     redact_mapping,
@@ -117,6 +118,13 @@ def test_redact_mapping() -> None:
         "nested": [{"refresh_token": MASK, "n": 1}],
         "msg": f"Bearer {MASK}",
     }
+
+
+def test_mappings_and_text_mask_the_same_field_names() -> None:
+    for field in SECRET_FIELDS:
+        assert redact_mapping({field: "s3cr3t-value"}) == {field: MASK}, field
+        assert "s3cr3t-value" not in redact(f'{{"{field}": "s3cr3t-value"}}'), field
+        assert "s3cr3t-value" not in redact(f"x=1&{field}=s3cr3t-value"), field
 
 
 def test_log_filter_scrubs_messages_args_and_tracebacks(caplog: pytest.LogCaptureFixture) -> None:

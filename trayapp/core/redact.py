@@ -32,10 +32,21 @@ _known: set[str] = set()
 _known_lock = threading.Lock()
 _known_pattern: re.Pattern[str] | None = None
 
-_KEYS = (
-    r"access_token|refresh_token|id_token|client_secret|code_verifier|code|token|"
-    r"assertion|password|rapt|api_key"
+# Field names whose values are secrets, in JSON, forms, query strings and mappings alike.
+SECRET_FIELDS = (
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "client_secret",
+    "code_verifier",
+    "code",
+    "token",
+    "assertion",
+    "password",
+    "rapt",
+    "api_key",
 )
+_KEYS = "|".join(SECRET_FIELDS)
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Authorization: Bearer xxx / Basic xxx
     (re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {MASK}"),
@@ -93,17 +104,7 @@ def redact_mapping(data: Any, keys: Iterable[str] = ()) -> Any:
 
     ``keys`` adds field names to mask besides the usual token and secret names.
     """
-    names = {k.lower() for k in keys} | {
-        "access_token",
-        "refresh_token",
-        "id_token",
-        "client_secret",
-        "code",
-        "code_verifier",
-        "token",
-        "password",
-        "rapt",
-    }
+    names = {k.lower() for k in keys} | set(SECRET_FIELDS)
     if isinstance(data, dict):
         return {
             k: (MASK if str(k).lower() in names and v else redact_mapping(v, names))
