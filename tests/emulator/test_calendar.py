@@ -410,3 +410,26 @@ async def test_calendar_scope_required(
     resp = await http.get(events_path("primary"), headers=bearer(gmail_only["access_token"]))
     assert resp.status_code == 403
     assert resp.json()["error"]["status"] == "PERMISSION_DENIED"
+
+
+async def test_calendar_batch_and_fields(emu: EmulatorServer, http: httpx.AsyncClient, session: Session) -> None:
+    from .test_gmail import batch_body, parse_batch
+
+    e = session.email
+    cid = emu.control.add_calendar(e, "#contacts@group.v.calendar.google.com", summary="Birthdays")
+    emu.control.add_event(e, e, timed("a", "2026-02-01T10:00:00Z", "2026-02-01T11:00:00Z"))
+    reqs = [
+        ("list", "GET /calendar/v3/users/me/calendarList?fields=items(id)"),
+        ("primary", f"GET {events_path(e)}?fields=items(id,summary),nextSyncToken"),
+        ("contacts", f"GET {events_path(cid)}"),
+    ]
+    resp = await http.post(
+        "/batch/calendar/v3",
+        content=batch_body("c", reqs),
+        headers={"content-type": "multipart/mixed; boundary=c", **bearer(session.access_token)},
+    )
+    parts = parse_batch(resp)
+    assert parts["response-list"] == (200, {"items": [{"id": e}, {"id": cid}]})
+    status, primary = parts["response-primary"]
+    assert status == 200 and set(primary) == {"items", "nextSyncToken"}
+    assert parts["response-contacts"][0] == 200

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from starlette.routing import Match, Route, Router
 
@@ -253,7 +253,11 @@ class EmulatorApp:
         conf = state.conformance
         if conf is not None and api_method is not None:
             problem = conf.check_response(
-                api_method, cap.status, bytes(cap.body), cap.header("content-type")
+                api_method,
+                cap.status,
+                bytes(cap.body),
+                cap.header("content-type"),
+                partial=any(k == "fields" for k, _ in query),
             )
             if problem:
                 cap = _api_error_capture(
@@ -378,8 +382,8 @@ class EmulatorApp:
             "http_version": "1.1",
             "method": method.upper(),
             "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
+            "path": unquote(path),
+            "raw_path": path.encode("latin-1"),
             "root_path": "",
             "query_string": query_string.encode("latin-1"),
             "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers],

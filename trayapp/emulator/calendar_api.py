@@ -27,6 +27,7 @@ from trayapp.emulator.common import (
     decode_token,
     encode_token,
     error_response,
+    partial_response,
 )
 
 #: Parameters that cannot be combined with syncToken (reference section 1.3).
@@ -50,7 +51,7 @@ def _handler(
         async def endpoint(request: Request) -> Response:
             try:
                 acct = authorize(request, method_id)
-                result = fn(request, acct.calendars)
+                result = partial_response(request, fn(request, acct.calendars))
             except errors.ApiError as err:
                 return error_response(err)
             return JSONResponseGoogle(result)

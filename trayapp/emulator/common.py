@@ -149,3 +149,87 @@ GLOBAL_PARAMS = {
     "upload_protocol",
     "userIp",
 }
+
+
+# ---- partial responses (the global ``fields`` parameter) ----
+
+FieldTree = dict[str, "FieldTree | None"]
+
+
+def parse_fields(spec: str) -> FieldTree:
+    """Parse Google's ``fields`` syntax: ``a,b/c,d(e,f/g)``, ``*`` as a wildcard."""
+    pos = 0
+
+    def selection_list(closing: str | None) -> FieldTree:
+        nonlocal pos
+        tree: FieldTree = {}
+        while True:
+            start = pos
+            while pos < len(spec) and spec[pos] not in ",()":
+                pos += 1
+            path = spec[start:pos].strip()
+            if not path or any(not p for p in path.split("/")):
+                raise ValueError(f"Invalid field selection {spec}")
+            sub: FieldTree | None = None
+            if pos < len(spec) and spec[pos] == "(":
+                pos += 1
+                sub = selection_list(")")
+            _insert(tree, path.split("/"), sub)
+            if pos >= len(spec):
+                if closing is not None:
+                    raise ValueError(f"Invalid field selection {spec}")
+                return tree
+            if spec[pos] == ",":
+                pos += 1
+                continue
+            if spec[pos] == ")" and closing == ")":
+                pos += 1
+                return tree
+            raise ValueError(f"Invalid field selection {spec}")
+
+    return selection_list(None)
+
+
+def _insert(tree: FieldTree, parts: list[str], sub: FieldTree | None) -> None:
+    """Add one selection path; ``None`` means "the whole value" and absorbs narrower picks."""
+    node = tree
+    for name in parts[:-1]:
+        if name in node and node[name] is None:
+            return
+        nxt = node.setdefault(name, {})
+        assert nxt is not None
+        node = nxt
+    leaf = parts[-1]
+    if leaf not in node:
+        node[leaf] = sub
+    else:
+        prev = node[leaf]
+        node[leaf] = None if prev is None or sub is None else {**prev, **sub}
+
+
+def apply_fields(value: Any, tree: FieldTree | None) -> Any:
+    if tree is None:
+        return value
+    if isinstance(value, list):
+        return [apply_fields(v, tree) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, sub in tree.items():
+        if key == "*":
+            for k, v in value.items():
+                out[k] = apply_fields(v, sub)
+        elif key in value:
+            out[key] = apply_fields(value[key], sub)
+    return out
+
+
+def partial_response(request: Request, body: Any) -> Any:
+    spec = request.query_params.get("fields")
+    if not spec:
+        return body
+    try:
+        tree = parse_fields(spec)
+    except ValueError as exc:
+        raise errors.invalid_argument(str(exc)) from None
+    return apply_fields(body, tree)

@@ -26,6 +26,7 @@ from trayapp.emulator.common import (
     decode_token,
     encode_token,
     error_response,
+    partial_response,
     query_fingerprint,
     token_scopes,
 )
@@ -55,7 +56,7 @@ def _handler(
         async def endpoint(request: Request) -> Response:
             try:
                 acct = authorize(request, method_id, request.path_params.get("userId"))
-                result = fn(request, acct.mailbox)
+                result = partial_response(request, fn(request, acct.mailbox))
             except errors.ApiError as err:
                 return error_response(err)
             return result if isinstance(result, Response) else JSONResponseGoogle(result)
