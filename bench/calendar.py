@@ -1,0 +1,231 @@
+"""Benchmark: what the Google Calendar importer costs per run, against refetching a window.
+
+Seeds the emulator with N calendars of M events each (spread over a year, every 20th a weekly
+series), then runs the real importer (real SQLite store, real GoogleApi over HTTP) and counts,
+at the client's transport, the requests and the bytes (headers + bodies, both directions) of:
+
+    initial full sync     every calendar listed in full (first run)
+    no-change sync        nothing changed: one calendarList call + one events call per calendar
+    small change          one event edited, one added, one cancelled, in three calendars
+    refetch window        what the importer we replace did every minute: every calendar's
+                          events in a time window (singleEvents=true, every page)
+    refetch everything    a full listing of every calendar (what a 410 on all of them costs)
+
+Usage: PYTHONPATH=. .venv/bin/python bench/calendar.py [--calendars 10] [--events 2000]
+       [--window-days 30]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Run as ``python bench/calendar.py``, this file's directory comes first on sys.path and the
+# file itself would shadow the standard library's ``calendar`` module (imported by ``email``).
+if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    del sys.path[0]
+
+import argparse
+import asyncio
+import logging
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from trayapp.api import UpdateContext
+from trayapp.core.store import Store
+from trayapp.emulator.testing import EmulatorServer
+from trayapp.google.client import GoogleApi
+from trayapp.google.endpoints import GoogleEndpoints
+from trayapp.patterns.gcalendar import CalendarImporter, CalendarSettings
+
+EMAIL = "bench@example.com"
+
+
+class _Tokens:
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    async def access_token(self) -> str:
+        return self.token
+
+    async def refresh_after_rejection(self, rejected: str) -> str:
+        return self.token
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """Counts requests and bytes on the wire (request line, headers and bodies)."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.requests = 0
+        self.bytes = 0
+
+    def reset(self) -> None:
+        self.requests = 0
+        self.bytes = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        self.bytes += len(request.method) + len(str(request.url.raw_path)) + 12
+        self.bytes += sum(len(k) + len(v) + 4 for k, v in request.headers.raw)
+        self.bytes += len(request.content)
+        response = await self.inner.handle_async_request(request)
+        body = b"".join([chunk async for chunk in response.stream])  # type: ignore[union-attr]
+        self.bytes += 17 + sum(len(k) + len(v) + 4 for k, v in response.headers.raw) + len(body)
+        return httpx.Response(
+            response.status_code, headers=response.headers, content=body, request=request
+        )
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def seed(emu: EmulatorServer, calendars: int, per_calendar: int) -> list[str]:
+    start = datetime(2026, 1, 5, 9, tzinfo=UTC)
+    ids = [EMAIL] + [
+        emu.control.add_calendar(EMAIL, summary=f"Calendar {i}") for i in range(1, calendars)
+    ]
+    for c, cid in enumerate(ids):
+        for n in range(per_calendar):
+            when = start + timedelta(hours=(n * 4.37 + c) % (365 * 24))
+            event: dict[str, Any] = {
+                "summary": f"event {c}/{n}",
+                "description": "Agenda and notes " * 4,
+                "location": "Room 4",
+                "start": {"dateTime": when.isoformat()},
+                "end": {"dateTime": (when + timedelta(hours=1)).isoformat()},
+                "attendees": [
+                    {"email": EMAIL, "self": True, "responseStatus": "accepted"},
+                    {"email": "bob@example.com", "responseStatus": "needsAction"},
+                ],
+            }
+            if n % 20 == 0:
+                event["recurrence"] = ["RRULE:FREQ=WEEKLY;COUNT=20"]
+            emu.control.add_event(EMAIL, cid, event)
+    return ids
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calendars", type=int, default=10)
+    parser.add_argument("--events", type=int, default=2000, help="events per calendar")
+    parser.add_argument("--window-days", type=int, default=30)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    rows: list[tuple[str, int, int, float, str]] = []
+    pattern = CalendarImporter()
+    async with EmulatorServer(conformance=False) as emu:
+        session = emu.quick_setup(EMAIL)
+        t0 = time.monotonic()
+        ids = seed(emu, args.calendars, args.events)
+        print(f"seeded {args.calendars} x {args.events} events in {time.monotonic() - t0:.1f} s")
+        transport = CountingTransport()
+        api = GoogleApi(
+            _Tokens(session.access_token),
+            endpoints=GoogleEndpoints.for_base(emu.base_url),
+            transport=transport,
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            store = Store.open(Path(tmp) / "bench.sqlite3")
+            specs = {spec.name: spec for spec in pattern.cells}
+            async with httpx.AsyncClient() as http, api:
+
+                def context() -> UpdateContext[CalendarSettings]:
+                    return UpdateContext(
+                        charm_id="bench",
+                        settings=CalendarSettings(),
+                        account_id="bench",
+                        store=store,
+                        specs=specs,
+                        bindings={name: f"charm:bench:{name}" for name in specs},
+                        collections=pattern.collections,
+                        http=http,
+                        google=api,
+                    )
+
+                async def measure(label: str, note: str = "") -> None:
+                    transport.reset()
+                    start = time.monotonic()
+                    report = await pattern.bg_updater(context())
+                    elapsed = time.monotonic() - start
+                    changes = f"+{report.added} ~{report.updated} -{report.removed}"
+                    rows.append(
+                        (label, transport.requests, transport.bytes, elapsed, note or changes)
+                    )
+
+                await measure("initial full sync")
+                await measure("no-change sync")
+                emu.control.update_event(
+                    EMAIL, ids[1 % len(ids)], _first(emu, ids[1 % len(ids)]), {"summary": "edited"}
+                )
+                emu.control.add_event(
+                    EMAIL,
+                    ids[2 % len(ids)],
+                    {
+                        "summary": "new",
+                        "start": {"dateTime": "2026-12-01T10:00:00Z"},
+                        "end": {"dateTime": "2026-12-01T11:00:00Z"},
+                    },
+                )
+                emu.control.cancel_event(EMAIL, ids[3 % len(ids)], _first(emu, ids[3 % len(ids)]))
+                await measure("small change")
+
+                window_start = datetime(2026, 6, 1, tzinfo=UTC)
+                window_end = window_start + timedelta(days=args.window_days)
+                transport.reset()
+                start = time.monotonic()
+                found = 0
+                for cid in ids:
+                    result = await api.calendar().list_events(
+                        cid, single_events=True, time_min=window_start, time_max=window_end
+                    )
+                    found += len(result.items)
+                rows.append(
+                    (
+                        f"refetch {args.window_days}-day window",
+                        transport.requests,
+                        transport.bytes,
+                        time.monotonic() - start,
+                        f"{found} occurrences",
+                    )
+                )
+                transport.reset()
+                start = time.monotonic()
+                found = 0
+                for cid in ids:
+                    found += len((await api.calendar().list_events(cid, show_deleted=True)).items)
+                rows.append(
+                    (
+                        "refetch everything",
+                        transport.requests,
+                        transport.bytes,
+                        time.monotonic() - start,
+                        f"{found} events",
+                    )
+                )
+                stored = len(store.collection("charm:bench:events"))
+            store.close()
+
+    print(
+        f"\n{args.calendars} calendars x {args.events} events "
+        f"({stored} stored; every 20th a weekly series)\n"
+    )
+    print(f"{'scenario':<26} {'requests':>9} {'bytes':>12} {'seconds':>8}  result")
+    print("-" * 80)
+    for label, requests, size, seconds, note in rows:
+        print(f"{label:<26} {requests:>9} {size:>12,} {seconds:>8.2f}  {note}")
+
+
+def _first(emu: EmulatorServer, calendar_id: str) -> str:
+    """A plain (non-recurring) event of the calendar."""
+    cal = emu.app.state.account(EMAIL).calendars.calendars[calendar_id]
+    return next(eid for eid, ev in cal.events.items() if not ev.get("recurrence"))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
