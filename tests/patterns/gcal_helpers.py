@@ -6,6 +6,7 @@ upcoming view, and its ``singleEvents=false`` listing for what the store should 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -45,7 +46,8 @@ class StoreSource:
         return CalendarSettings.model_validate(self.h.engine.charm(self.charm).settings)
 
     def collection(self, name: str) -> Collection:
-        return self.h.collection(self.charm, name)
+        found: Collection = self.h.collection(self.charm, name)
+        return found
 
     def cell(self, slot: str) -> Any:
         return self.h.engine.store.lookup(f"charm:{self.charm}:{slot}")
@@ -82,7 +84,7 @@ async def google_ids(h: GoogleHarness, calendar_id: str) -> set[str]:
     return {str(ev["id"]) for ev in result.items if ev.get("status") != "cancelled"}
 
 
-def _instant(when: dict[str, Any]) -> datetime | date:
+def _instant(when: Mapping[str, Any]) -> datetime | date:
     if "dateTime" in when:
         return datetime.fromisoformat(when["dateTime"]).astimezone(UTC)
     return date.fromisoformat(when["date"])

@@ -100,7 +100,7 @@ async def test_jsonl_has_every_event_once_ordered_by_start(
     lines = [json.loads(line) for line in dest.read_text("utf-8").splitlines()]
     live = [v for v in events(h, charm).values() if v.get("status") != "cancelled"]
     assert count == len(lines) == len(live) == 4  # series, moved occurrence, meeting, holiday
-    assert [ev["id"] for ev in lines][0] == ids["weekly"]
+    assert lines[0]["id"] == ids["weekly"]
     assert lines[-1]["id"] == ids["holiday"] and lines[-1]["allDay"] is True
     meeting = next(ev for ev in lines if ev["id"] == ids["meeting"])
     assert meeting["conference"]["uri"] == "https://meet.google.com/x"
@@ -113,10 +113,10 @@ async def test_jsonl_has_every_event_once_ordered_by_start(
         CalendarImporter().export(StoreSource(h, charm), "jsonl", tmp_path)
 
 
-def _ics_occurrences(cal: icalendar.Calendar, start: datetime, end: datetime) -> list[Any]:
+def _ics_occurrences(cal: Any, start: datetime, end: datetime) -> list[Any]:
     """Expand the exported file the way a calendar program would (RRULE, EXDATE, RECURRENCE-ID)."""
-    out = []
-    overrides = {}
+    out: list[tuple[datetime, datetime]] = []
+    overrides: dict[tuple[str, Any], Any] = {}
     for ve in cal.walk("VEVENT"):
         if "RECURRENCE-ID" in ve:
             overrides[(str(ve["UID"]), ve["RECURRENCE-ID"].dt)] = ve
@@ -131,7 +131,9 @@ def _ics_occurrences(cal: icalendar.Calendar, start: datetime, end: datetime) ->
             out.append((dtstart.astimezone(UTC), (dtstart + duration).astimezone(UTC)))
             continue
         rules = rrule.rruleset()
-        rules.rrule(rrule.rrulestr(ve["RRULE"].to_ical().decode(), dtstart=dtstart))
+        rule = rrule.rrulestr(ve["RRULE"].to_ical().decode(), dtstart=dtstart)
+        assert isinstance(rule, rrule.rrule)
+        rules.rrule(rule)
         exdates = ve.get("EXDATE")
         for group in exdates if isinstance(exdates, list) else [exdates] if exdates else []:
             for d in group.dts:
@@ -149,12 +151,12 @@ def _ics_occurrences(cal: icalendar.Calendar, start: datetime, end: datetime) ->
 async def test_ics_round_trips_series_exceptions_and_attendees(
     synced: tuple[GoogleHarness, str, dict[str, str]], tmp_path: Path
 ) -> None:
-    h, charm, ids = synced
+    h, charm, _ids = synced
     dest = tmp_path / "calendar.ics"
     count = CalendarImporter().export(StoreSource(h, charm), "ics", dest)
 
-    cal = icalendar.Calendar.from_ical(dest.read_bytes())
-    vevents = list(cal.walk("VEVENT"))
+    cal: Any = icalendar.Calendar.from_ical(dest.read_bytes())
+    vevents: list[Any] = list(cal.walk("VEVENT"))
     assert count == len(vevents) == 4
     assert [tz["TZID"] for tz in cal.walk("VTIMEZONE")] == [NY]
     master = next(v for v in vevents if "RRULE" in v)

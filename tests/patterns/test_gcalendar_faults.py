@@ -30,10 +30,12 @@ async def h(google_harness: HarnessFactory) -> GoogleHarness:
 
 
 def add(h: GoogleHarness, calendar_id: str, summary: str, day: int = 1) -> str:
-    return h.emu.control.add_event(
-        h.email,
-        calendar_id,
-        timed(summary, f"2026-12-{day:02d}T09:00:00Z", f"2026-12-{day:02d}T10:00:00Z"),
+    return str(
+        h.emu.control.add_event(
+            h.email,
+            calendar_id,
+            timed(summary, f"2026-12-{day:02d}T09:00:00Z", f"2026-12-{day:02d}T10:00:00Z"),
+        )
     )
 
 

@@ -57,7 +57,8 @@ async def assert_store_is_google(h: GoogleHarness, charm: str, calendar_id: str)
 
 
 def events_requests(h: GoogleHarness) -> list[Any]:
-    return h.emu.control.requests(api_method="calendar.events.list")
+    found: list[Any] = h.emu.control.requests(api_method="calendar.events.list")
+    return found
 
 
 async def test_full_then_incremental_sync_follow_every_page(
@@ -264,7 +265,7 @@ def test_settings_are_validated_with_clear_messages() -> None:
     assert pattern.validate_settings({}).calendars == "selected"
     ok = pattern.validate_settings({"calendars": "listed", "calendar_ids": [" primary ", CONTACTS]})
     assert ok.calendar_ids == ["primary", CONTACTS]
-    cases = {
+    cases: dict[str, dict[str, Any]] = {
         "calendar_ids: give at least one calendar id": {"calendars": "listed"},
         "calendar_ids: only used with calendars 'listed'": {"calendar_ids": ["a@b.c"]},
         "calendar_ids: a calendar id is empty": {"calendars": "listed", "calendar_ids": [""]},
