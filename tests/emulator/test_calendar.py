@@ -412,7 +412,9 @@ async def test_calendar_scope_required(
     assert resp.json()["error"]["status"] == "PERMISSION_DENIED"
 
 
-async def test_calendar_batch_and_fields(emu: EmulatorServer, http: httpx.AsyncClient, session: Session) -> None:
+async def test_calendar_batch_and_fields(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
     from .test_gmail import batch_body, parse_batch
 
     e = session.email
@@ -433,3 +435,30 @@ async def test_calendar_batch_and_fields(emu: EmulatorServer, http: httpx.AsyncC
     status, primary = parts["response-primary"]
     assert status == 200 and set(primary) == {"items", "nextSyncToken"}
     assert parts["response-contacts"][0] == 200
+
+
+async def test_sync_tokens_expire_after_configured_ttl(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
+    emu.control.set_sync_token_ttl(7 * 24 * 3600)
+    events_token = (await get(http, session, events_path("primary"))).json()["nextSyncToken"]
+    list_token = (await get(http, session, "/calendar/v3/users/me/calendarList")).json()[
+        "nextSyncToken"
+    ]
+    emu.control.advance_clock(6 * 24 * 3600)
+    scopes = list(session.scopes)
+    session.access_token = emu.control.issue_tokens(session.email, session.client.id, scopes)[
+        "access_token"
+    ]
+    assert (
+        await get(http, session, events_path("primary"), syncToken=events_token)
+    ).status_code == 200
+    emu.control.advance_clock(2 * 24 * 3600)
+    session.access_token = emu.control.issue_tokens(session.email, session.client.id, scopes)[
+        "access_token"
+    ]
+    expired = await get(http, session, events_path("primary"), syncToken=events_token)
+    assert expired.status_code == 410 and expired.json() == FULL_SYNC_410
+    assert (
+        await get(http, session, "/calendar/v3/users/me/calendarList", syncToken=list_token)
+    ).status_code == 410

@@ -441,3 +441,13 @@ def test_in_thread_server_and_control_marshalling() -> None:
     # Stopped: the port no longer answers.
     with pytest.raises(httpx.ConnectError):
         httpx.get(emu.url(PROFILE), timeout=2)
+
+
+async def test_request_log_fingerprints_credentials_in_query(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
+    resp = await http.get(PROFILE, params={"access_token": session.access_token})
+    assert resp.status_code == 200  # Google accepts the token as a query parameter too
+    entry = emu.control.requests(api_method="gmail.users.getProfile")[0]
+    value = entry.query_values("access_token")[0]
+    assert value.startswith("sha256:") and session.access_token not in repr(entry.to_json())

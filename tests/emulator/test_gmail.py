@@ -523,14 +523,20 @@ async def test_google_api_python_client_reads_emulator(
     )
 
 
-async def test_fields_partial_responses(emu: EmulatorServer, http: httpx.AsyncClient, session: Session) -> None:
+async def test_fields_partial_responses(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
     for i in range(3):
         emu.control.add_message(session.email, simple(f"m{i}"))
-    page = (await get(http, session, f"{G}/messages", maxResults=2, fields="messages/id,nextPageToken")).json()
+    page = (
+        await get(http, session, f"{G}/messages", maxResults=2, fields="messages/id,nextPageToken")
+    ).json()
     assert set(page) == {"messages", "nextPageToken"}
     assert all(set(m) == {"id"} for m in page["messages"])
     mid = page["messages"][0]["id"]
-    msg = (await get(http, session, f"{G}/messages/{mid}", fields="id,payload(mimeType,headers/name)")).json()
+    msg = (
+        await get(http, session, f"{G}/messages/{mid}", fields="id,payload(mimeType,headers/name)")
+    ).json()
     assert set(msg) == {"id", "payload"}
     assert set(msg["payload"]) == {"mimeType", "headers"}
     assert all(set(h) == {"name"} for h in msg["payload"]["headers"])

@@ -37,6 +37,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 TRANSPORT_KEY = "trayapp.emulator.transport"
+#: Query parameters that carry credentials; the request log keeps only a fingerprint.
+REDACTED_QUERY_KEYS = frozenset({"access_token", "oauth_token", "key", "token"})
 
 
 def iso_z(ts: float) -> str:
@@ -191,7 +193,7 @@ class EmulatorApp:
             timestamp=state.clock.now(),
             method=scope["method"],
             path=path,
-            query=query,
+            query=[(k, fingerprint(v) if k in REDACTED_QUERY_KEYS else v) for k, v in query],
             headers=redact_headers(headers),
             body=_redact_body(body_bytes, headers.get("content-type", "")),
             api_method=api_method,

@@ -25,6 +25,7 @@ from trayapp.emulator.common import (
     JSONResponseGoogle,
     authorize,
     decode_token,
+    emu_state,
     encode_token,
     error_response,
     partial_response,
@@ -121,6 +122,12 @@ def _page_fingerprint(request: Request) -> str:
     )
 
 
+def _expired(request: Request, token: dict[str, Any]) -> bool:
+    """Sync tokens older than the configured lifetime (``set_sync_token_ttl``) are gone."""
+    ttl = emu_state(request).sync_token_ttl
+    return ttl is not None and emu_state(request).clock.now() - float(token.get("t", 0)) > ttl
+
+
 def _etag(counter: int, gen: int) -> str:
     return f'"p3{counter:012d}{gen:04d}g"'
 
@@ -131,6 +138,7 @@ def _etag(counter: int, gen: int) -> str:
 @_handler("calendar.calendarList.list")
 def calendar_list(request: Request, store: CalendarStore) -> dict[str, Any]:
     qp = request.query_params
+    now = store.clock.now()
     sync = qp.get("syncToken")
     if sync is not None and qp.get("minAccessRole") is not None:
         raise errors.calendar_bad_request(
@@ -148,7 +156,7 @@ def calendar_list(request: Request, store: CalendarStore) -> dict[str, Any]:
     since: int | None = None
     if sync is not None:
         tok = decode_token(sync, fp_sync)
-        if tok is None or tok.get("g") != store.list_generation:
+        if tok is None or tok.get("g") != store.list_generation or _expired(request, tok):
             raise errors.full_sync_required()
         since = int(tok["n"])
     snapshot, after = store.list_counter, None
@@ -199,7 +207,7 @@ def calendar_list(request: Request, store: CalendarStore) -> dict[str, Any]:
         )
     else:
         out["nextSyncToken"] = encode_token(
-            {"n": snapshot, "g": store.list_generation, "f": fp_sync}
+            {"n": snapshot, "g": store.list_generation, "t": round(now), "f": fp_sync}
         )
     out["items"] = [c.entry.to_json() for _, c in page]
     return out
@@ -221,6 +229,7 @@ def _start_key(ev: dict[str, Any], cal: Calendar) -> str:
 @_handler("calendar.events.list")
 def events_list(request: Request, store: CalendarStore) -> dict[str, Any]:
     qp = request.query_params
+    now = store.clock.now()
     cal = store.resolve(request.path_params["calendarId"])
     if cal is None:
         raise errors.calendar_not_found()
@@ -253,7 +262,7 @@ def events_list(request: Request, store: CalendarStore) -> dict[str, Any]:
     since: int | None = None
     if sync is not None:
         tok = decode_token(sync, fp_sync)
-        if tok is None or tok.get("g") != cal.generation:
+        if tok is None or tok.get("g") != cal.generation or _expired(request, tok):
             raise errors.full_sync_required()
         since = int(tok["n"])
     snapshot, after = cal.counter, None
@@ -313,7 +322,9 @@ def events_list(request: Request, store: CalendarStore) -> dict[str, Any]:
         )
     else:
         # Only on the last page, and always there (reference section 1.3).
-        out["nextSyncToken"] = encode_token({"n": snapshot, "g": cal.generation, "f": fp_sync})
+        out["nextSyncToken"] = encode_token(
+            {"n": snapshot, "g": cal.generation, "t": round(now), "f": fp_sync}
+        )
     out["items"] = rendered
     return out
 

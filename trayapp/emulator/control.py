@@ -309,6 +309,11 @@ class Control:
         self.state.account(email).calendars.invalidate(calendar_id)
 
     @_op
+    def set_sync_token_ttl(self, seconds: float | None) -> None:
+        """Calendar sync tokens older than ``seconds`` (virtual clock) answer 410; None: never."""
+        self.state.sync_token_ttl = seconds
+
+    @_op
     def event(self, email: str, calendar_id: str, event_id: str) -> dict[str, Any]:
         return self.state.account(email).calendars.event_json(calendar_id, event_id)
 

@@ -258,6 +258,8 @@ class EmulatorState:
         self.log: deque[LogEntry] = deque(maxlen=20_000)
         self.log_seq = 0
         self.batch_shuffle = False
+        #: Calendar sync tokens older than this (virtual seconds) answer 410; None: never.
+        self.sync_token_ttl: float | None = None
         self.emit_refresh_token_expires_in = False
         #: Set by the conformance layer in test mode (see trayapp.emulator.conformance).
         self.conformance: Any = None
