@@ -206,6 +206,22 @@ class Desktop:
             )  # fmt: skip
         return path
 
+    def wait_painted(self, path: Path, region: tuple[int, int, int, int]) -> Path:
+        """Screenshot until ``region`` is no longer uniform (the window has been drawn)."""
+        x, y, w, h = region
+
+        def painted() -> bool:
+            self.screenshot(path)
+            res = subprocess.run(  # noqa: S603
+                ["convert", str(path), "-crop", f"{w}x{h}+{x}+{y}", "-format",
+                 "%[fx:standard_deviation]", "info:"],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            return float(res.stdout.strip() or 0) > 0.05
+
+        wait_for(painted, 30, f"the region {region} to be drawn")
+        return path
+
     def stop(self) -> None:
         for proc in reversed(self.procs):
             if proc.poll() is None:

@@ -109,6 +109,17 @@ def _displayed(session: Session) -> int:
     return int(res.stdout.strip() or 0)
 
 
+def _window(session: Session, title: str) -> str:
+    res = subprocess.run(  # noqa: S603
+        ["xdotool", "search", "--onlyvisible", "--name", f"^{title}$"],
+        env=session.desktop.env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return res.stdout.split()[0] if res.stdout.split() else ""
+
+
 def test_left_click_syncs_everything(session: Session) -> None:
     session.desktop.screenshot(OUT / "tray-ok.png", session.tray_area)
     mark = session.report.mark()
@@ -158,6 +169,18 @@ def test_a_failing_charm_gives_the_error_icon_and_exactly_one_notification(
     assert "Show activity" in calls[0]  # the action button travels with the notification
     wait_for(lambda: _displayed(session) >= 1, 30, "dunst to show the notification")
     session.desktop.screenshot(OUT / "notification.png")
+    # The notification's action button ("Show activity") reaches the app over D-Bus and opens
+    # the Activity window on that charm.
+    mark = session.report.mark()
+    subprocess.run(["dunstctl", "action", "0"], env=session.desktop.env(), check=True)  # noqa: S603
+    session.report.wait("TRAYAPP_COMMAND activity:team-blog", after=mark)
+    session.report.wait("TRAYAPP_WINDOW_SHOWN activity", after=mark)
+    wait_for(lambda: _window(session, "Pattern Sync: Activity"), 30, "the Activity window")
+    # Mapped is not painted: wait until the window's area (top-left, no window manager) shows
+    # something other than the black root window.
+    session.desktop.wait_painted(OUT / "activity.png", (0, 0, 820, 480))
+    wid = _window(session, "Pattern Sync: Activity")
+    session.desktop.xdotool("windowunmap", wid)
     mark = session.report.mark()
     session.desktop.click(*session.icon, 3)
     session.report.wait("TRAYAPP_MENU_SHOWN", after=mark)

@@ -197,8 +197,9 @@ class AppRunner:
                 report=report,
             )
             self.ipc.on("activate", lambda _req: self._activate())
-            await self.engine.start()
+            # Icon first, then the engine: the user sees the app at once, syncing follows.
             await self.controller.start()
+            await self.engine.start()
             self._install_signal_handlers()
             report(f"TRAYAPP_PROFILE {self.profile_dir}")
             await self._quit.wait()

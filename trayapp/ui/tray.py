@@ -176,7 +176,7 @@ class TrayController(QObject):
     async def start(self) -> None:
         self._unsubscribe.append(self.engine.subscribe(self._on_engine_event))
         self._unsubscribe.append(self.accounts.subscribe(self.schedule_refresh))
-        await self.notifier.start()
+        # The icon first: probing the notification service can take up to its timeout.
         self.policy.started(self.now())
         self._arm_grace_timer()
         self.refresh()
@@ -192,6 +192,7 @@ class TrayController(QObject):
             win.show()
             self.report("TRAYAPP_STATUS_WINDOW")
         self.report("TRAYAPP_READY")
+        await self.notifier.start()
 
     async def stop(self) -> None:
         for unsub in self._unsubscribe:

@@ -138,6 +138,8 @@ class ActivityWindow(_Ticking):
         self.table.setObjectName("history")
         self.table.setHorizontalHeaderLabels(["Started", "Duration", "Outcome", "Items", "Details"])
         self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setWordWrap(False)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         top.addWidget(self.table, 1)
         lay.addLayout(top, 3)
@@ -209,8 +211,11 @@ class ActivityWindow(_Ticking):
                 _redact(detail),
             ]
             for col, text in enumerate(cells):
-                self.table.setItem(row, col, QTableWidgetItem(text))
-        self.table.resizeColumnsToContents()
+                item = QTableWidgetItem(text)
+                item.setToolTip(text)
+                self.table.setItem(row, col, item)
+        for col in range(4):  # the details column takes the rest (full text in its tooltip)
+            self.table.resizeColumnToContents(col)
 
     def _run_recent(self, item: QListWidgetItem) -> None:
         self.ctl.notifier.run_recent(int(item.data(Qt.ItemDataRole.UserRole)))
