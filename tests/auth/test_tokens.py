@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -403,7 +404,7 @@ async def test_reloaded_account_refreshes_against_the_configured_token_uri(
     # A new process: new store, new manager, same profile and keyring.
     reopened = Store.open(path)
     try:
-        vault = SecretVault(profile, mode="keyring", keyring_store=keyring_mem)  # type: ignore[arg-type]
+        vault = SecretVault(profile, mode="keyring", keyring_store=keyring_mem)
         async with httpx.AsyncClient() as http:
             again = AccountManager(reopened, profile, vault=vault, now=clock, http=http)
             clock.offset = timedelta(hours=2)
@@ -517,3 +518,43 @@ async def test_accounts_are_independent(
         await manager.provider(alice.id).access_token()
     assert await manager.provider(bob.id).access_token()
     assert manager.get(bob.id).usable and not manager.get(alice.id).usable
+
+
+async def test_a_refresh_started_while_sign_in_stores_the_new_grant_never_overwrites_it(
+    manager: AccountManager,
+    emu: EmulatorServer,
+    client_info: ClientInfo,
+    clock: Clock,
+    keyring_mem: MemoryKeyring,
+) -> None:
+    """A charm asks for a token after sign-in began storing the new grant (so there was no
+    in-flight refresh to wait for): it must get the new grant, never refresh with the old one
+    and write that back over the new refresh token."""
+    account = await signed_in(manager, emu, client_info)
+    provider = manager.provider(account.id)
+    new_grant = grant_from_emulator(emu, client_info)
+    clock.offset = timedelta(hours=2)  # the old access token is stale: asking would refresh
+    emu.control.add_fault(kind="latency", endpoint="oauth.token", latency_ms=300, times=1)
+
+    entered, release = threading.Event(), threading.Event()
+    plain_set = keyring_mem.set
+
+    def gated_set(key: str, value: str) -> None:
+        entered.set()
+        assert release.wait(10)
+        plain_set(key, value)
+
+    keyring_mem.set = gated_set
+    signing = asyncio.create_task(manager.complete_sign_in(new_grant, account.id))
+    assert await asyncio.to_thread(entered.wait, 10)  # sign-in is writing the new grant
+    keyring_mem.set = plain_set
+    asking = asyncio.create_task(provider.access_token())
+    await asyncio.sleep(0.05)
+    release.set()
+
+    await asyncio.wait_for(signing, 10)
+    token = await asyncio.wait_for(asking, 10)
+    assert token == new_grant.access_token
+    assert secret_of(manager, keyring_mem, account.id)["refresh_token"] == new_grant.refresh_token
+    assert manager.auth_cell(account.id).get().fingerprint == fingerprint(new_grant.access_token)
+    assert token_requests(emu) == []  # the new grant's token was fresh: nothing to refresh

@@ -355,8 +355,15 @@ class AccountManager:
         """
         client = self.clients.require()
         register_secret(grant.access_token, grant.refresh_token)
-        if account_id is not None and account_id in self._providers:
-            await self._providers[account_id].settle()
+        if account_id is None:
+            return await self._complete_sign_in(client, grant, None)
+        # No refresh with the old grant may run (and write back) while the new one is stored.
+        async with self.provider(account_id).exclusive():
+            return await self._complete_sign_in(client, grant, account_id)
+
+    async def _complete_sign_in(
+        self, client: ClientConfig, grant: Grant, account_id: str | None
+    ) -> Account:
         now = self._now()
         if account_id is None:
             account_id = _new_account_id()
@@ -415,9 +422,6 @@ class AccountManager:
                 )
             )
             self._record(account_id).set(signed_in)
-        provider = self._providers.get(account_id)
-        if provider is not None:
-            provider.reset()
         log.info("account %s signed in as %s", account_id, grant.email)
         self._publish(signed_in)
         return signed_in
@@ -430,8 +434,11 @@ class AccountManager:
         Local secrets are deleted even when revocation fails (offline): the user asked to sign
         out, and the message says how to finish the revocation by hand.
         """
-        if account_id in self._providers:
-            await self._providers[account_id].settle()
+        # No refresh may run (and write its token back) while the grant is being removed.
+        async with self.provider(account_id).exclusive():
+            return await self._sign_out(account_id)
+
+    async def _sign_out(self, account_id: str) -> SignOutResult:
         account = self.get(account_id)
         payload: SecretPayload | None = None
         if account.secret_store is not None:
@@ -465,9 +472,6 @@ class AccountManager:
                 }
             )
             self._record(account_id).set(updated)
-        provider = self._providers.get(account_id)
-        if provider is not None:
-            provider.reset()
         self._publish(updated)
         if revoked or not token:
             message = f"Signed out {account.label}; its tokens were revoked and deleted."

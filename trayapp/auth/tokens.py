@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -218,6 +219,8 @@ class TokenProvider:
         self._token: str | None = None
         self._expiry: datetime | None = None
         self._inflight: asyncio.Task[str] | None = None
+        # Held by every token fetch and by sign-in/sign-out while they rewrite the grant.
+        self._grant_lock = asyncio.Lock()
         # Counters for status and tests: how many refresh grants this provider sent.
         self.refresh_count = 0
 
@@ -270,15 +273,21 @@ class TokenProvider:
         )
         return AuthRequired(message, account_id=self.account_id)
 
-    async def settle(self) -> None:
-        """Wait for an in-flight refresh to end (whatever its result) without starting one.
+    @asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """Hold off token fetches while sign-in or sign-out rewrites the account's grant.
 
-        Sign-in and sign-out call this first, so a refresh that started with the old grant can
-        never write its token over the new grant's, or bring back a signed-out account's.
+        Entering waits for an in-flight refresh to end (whatever its result); until the block
+        exits, no refresh can start. So a refresh with the old grant can never write its token
+        over the new grant's (or bring back a signed-out account's), even one that a charm
+        starts while sign-in awaits the keyring. On exit the in-memory tokens are forgotten:
+        callers that waited meanwhile load the new grant.
         """
-        task = self._inflight
-        if task is not None:
-            await asyncio.wait([task])
+        async with self._grant_lock:
+            try:
+                yield
+            finally:
+                self.reset()
 
     def reset(self) -> None:
         """Forget in-memory tokens (after a sign-in or sign-out); the next ask reloads them."""
@@ -328,14 +337,14 @@ class TokenProvider:
             task.exception()  # retrieved: every waiter may have been cancelled meanwhile
 
     async def _obtain(self, *, force: bool, rejected: str | None) -> str:
-        creds = await self._load()
-        if not force and self._fresh():
-            assert self._token is not None
-            return self._token
-        if force and rejected is not None and self._token not in (None, rejected) and self._fresh():
-            assert self._token is not None
-            return self._token
-        return await self._refresh(creds)
+        async with self._grant_lock:
+            creds = await self._load()
+            token = self._token
+            # A forced refresh is skipped only when someone already replaced the rejected token.
+            replaced = rejected is not None and token != rejected
+            if token is not None and self._fresh() and (not force or replaced):
+                return token
+            return await self._refresh(creds)
 
     async def _load(self) -> Credentials:
         """The account's credentials, read from the secret store once per provider."""
