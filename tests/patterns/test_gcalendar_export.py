@@ -181,3 +181,47 @@ async def test_ics_round_trips_series_exceptions_and_attendees(
     ]
     assert _ics_occurrences(cal, *WINDOW) == sorted(timed_view)
     assert len(timed_view) == 7  # 8 Mondays, one cancelled, one EXDATE, plus the meeting
+
+
+async def test_a_declined_occurrence_is_left_out_unless_declined_events_are_kept(
+    h: GoogleHarness, tmp_path: Path
+) -> None:
+    me = {"email": h.email, "self": True}
+    series = h.emu.control.add_event(
+        h.email,
+        h.email,
+        timed(
+            "daily",
+            "2026-12-01T09:00:00Z",
+            "2026-12-01T10:00:00Z",
+            recurrence=["RRULE:FREQ=DAILY;COUNT=3"],
+            attendees=[{**me, "responseStatus": "accepted"}],
+        ),
+    )
+    h.emu.control.update_event(
+        h.email,
+        h.email,
+        f"{series}_20261202T090000Z",
+        {"attendees": [{**me, "responseStatus": "declined"}]},
+    )
+    dropping = h.add_charm("gcalendar-importer", {}, name="drop")
+    keeping = h.add_charm("gcalendar-importer", {"keep_declined": True}, name="keep")
+    for charm in (dropping, keeping):
+        assert (await h.sync(charm)).kind is OutcomeKind.OK
+
+    exported: dict[str, Any] = {}
+    for charm in (dropping, keeping):
+        dest = tmp_path / f"{charm}.ics"
+        CalendarImporter().export(StoreSource(h, charm), "ics", dest)
+        exported[charm] = icalendar.Calendar.from_ical(dest.read_bytes())
+        lines = tmp_path / f"{charm}.jsonl"
+        n = CalendarImporter().export(StoreSource(h, charm), "jsonl", lines)
+        assert n == (1 if charm == dropping else 2)
+
+    declined = datetime(2026, 12, 2, 9, tzinfo=UTC)
+    window = (datetime(2026, 11, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))
+    dropped = _ics_occurrences(exported[dropping], *window)
+    kept = _ics_occurrences(exported[keeping], *window)
+    assert [s for s, _ in dropped] == [datetime(2026, 12, d, 9, tzinfo=UTC) for d in (1, 3)]
+    assert declined in [s for s, _ in kept] and len(kept) == 3
+    assert [o.start for o in upcoming(h, dropping, *window)] == [s for s, _ in dropped]

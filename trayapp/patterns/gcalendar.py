@@ -27,8 +27,8 @@ What a run does:
    next resync waits (1 h, doubling, at most a day), keeping its events meanwhile.
 4. **Isolation**: a calendar whose requests fail keeps its events and token and is named in
    ``RunReport.partial``; the others sync normally. An auth failure ends the run (it concerns
-   the account); if every calendar fails, the first calendar's error ends the run so the
-   scheduler backs off.
+   the account), and so does a failing calendar list (nothing is changed then); if every
+   calendar fails, the first calendar's error ends the run so the scheduler backs off.
 
 Cost of a run with no changes: one ``calendarList.list`` plus one ``events.list`` per synced
 calendar (``bench/calendar.py`` measures it against refetching a window).
@@ -332,6 +332,8 @@ class CalendarImporter(Pattern[CalendarSettings]):
         if dest.is_dir():
             raise ExportError(f"{dest} is a directory; give a file name for the .{fmt} export")
         events = [v for _k, v in _all_items(source.collection("events")) if isinstance(v, dict)]
+        if not _settings(source).keep_declined:
+            events = _without_declined(events)
         calendars = _records(source.collection("calendars"))
         if fmt == "jsonl":
             return _export_jsonl(events, dest)
@@ -972,6 +974,18 @@ def _start_order(ev: Mapping[str, Any]) -> tuple[str, str, str]:
     )
     stamp = start[0].astimezone(UTC).isoformat() if start else "9999"
     return stamp, str(ev.get("calendarId", "")), str(ev.get("id", ""))
+
+
+def _without_declined(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events as the upcoming view shows them: a declined occurrence hides its series' one."""
+    out = []
+    for ev in events:
+        if ev.get("status") != "cancelled" and self_declined(ev):
+            if ev.get("recurringEventId") and ev.get("originalStartTime"):
+                out.append(_cancel_marker(ev, str(ev.get("calendarId", ""))))
+            continue
+        out.append(ev)
+    return out
 
 
 def _export_jsonl(events: list[dict[str, Any]], dest: Path) -> int:
