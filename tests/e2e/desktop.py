@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 NEEDED = ("Xvfb", "trayer", "xdotool", "import", "dbus-daemon", "dbus-monitor", "dunst")
 
@@ -76,6 +77,12 @@ class Desktop:
     bus: str = ""
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     notify_log: Path | None = None
+    files: list[IO[bytes]] = field(default_factory=list)
+
+    def _open(self, path: Path) -> IO[bytes]:
+        fh = open(path, "wb")  # noqa: SIM115 - closed in stop()
+        self.files.append(fh)
+        return fh
 
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
@@ -91,7 +98,8 @@ class Desktop:
         return env
 
     def spawn(self, args: Sequence[str], *, log: str, **kw: object) -> subprocess.Popen[bytes]:
-        out = open(self.workdir / f"{log}.log", "wb")  # noqa: SIM115 - closed with the process
+        out = open(self.workdir / f"{log}.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.files.append(out)
         proc = subprocess.Popen(
             list(args),
             stdout=kw.pop("stdout", out),  # type: ignore[arg-type]
@@ -149,7 +157,7 @@ class Desktop:
                 "type='method_call',interface='org.freedesktop.Notifications',member='Notify'",
             ],
             log="dbus-monitor",
-            stdout=open(self.notify_log, "wb"),  # noqa: SIM115
+            stdout=self._open(self.notify_log),
         )
         wait_for(
             lambda: (self.notify_log and self.notify_log.stat().st_size > 0) or monitor.poll(),
@@ -212,7 +220,7 @@ class Desktop:
 
         def painted() -> bool:
             self.screenshot(path)
-            res = subprocess.run(  # noqa: S603
+            res = subprocess.run(
                 ["convert", str(path), "-crop", f"{w}x{h}+{x}+{y}", "-format",
                  "%[fx:standard_deviation]", "info:"],
                 capture_output=True, text=True, check=True,
@@ -235,3 +243,5 @@ class Desktop:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
+        for fh in self.files:
+            fh.close()

@@ -110,7 +110,7 @@ def _displayed(session: Session) -> int:
 
 
 def _window(session: Session, title: str) -> str:
-    res = subprocess.run(  # noqa: S603
+    res = subprocess.run(
         ["xdotool", "search", "--onlyvisible", "--name", f"^{title}$"],
         env=session.desktop.env(),
         capture_output=True,
@@ -172,7 +172,7 @@ def test_a_failing_charm_gives_the_error_icon_and_exactly_one_notification(
     # The notification's action button ("Show activity") reaches the app over D-Bus and opens
     # the Activity window on that charm.
     mark = session.report.mark()
-    subprocess.run(["dunstctl", "action", "0"], env=session.desktop.env(), check=True)  # noqa: S603
+    subprocess.run(["dunstctl", "action", "0"], env=session.desktop.env(), check=True)
     session.report.wait("TRAYAPP_COMMAND activity:team-blog", after=mark)
     session.report.wait("TRAYAPP_WINDOW_SHOWN activity", after=mark)
     wait_for(lambda: _window(session, "Pattern Sync: Activity"), 30, "the Activity window")
