@@ -180,3 +180,15 @@ def test_long_messages_are_cut_to_one_line() -> None:
     body = b'{"error": {"code": 400, "message": "' + b"word\\n " * 200 + b'"}}'
     err = parse_error(400, httpx.Headers(), body, now=NOW)
     assert len(err.message) <= 200 and "\n" not in err.message
+
+
+def test_server_text_that_echoes_credentials_is_redacted() -> None:
+    body = (
+        b'{"error": {"code": 400, "message": "bad header Authorization: Bearer ya29.a0Secret'
+        b'Value, body refresh_token=1//0gRefreshSecret"}}'
+    )
+    err = parse_error(400, httpx.Headers(), body, now=NOW)
+    shown = str(classify(err, service="Gmail"))
+    for text in (err.message, shown):
+        assert "ya29.a0Secret" not in text and "1//0gRefreshSecret" not in text
+        assert "[redacted]" in text

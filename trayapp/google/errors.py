@@ -26,7 +26,8 @@ The exception hierarchy (every class carries the parsed ``api_error``):
 
 Transport failures become the engine's plain :class:`~trayapp.core.errors.Offline`.
 Messages are short and human, and never contain tokens: nothing here sees one, and text quoted
-from Google is cut to one short line.
+from the server is redacted (a proxy or a buggy server may echo a request's credentials) and cut
+to one short line.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from typing import Any
 
 from trayapp.core.errors import AuthRequired, RateLimited, ServerError, SyncError
 from trayapp.core.outcomes import OutcomeKind
+from trayapp.core.redact import redact
 
 #: 403 reasons that mean "slow down" rather than "forbidden". The first two are the ones
 #: googleapiclient retries; ``dailyLimitExceeded`` is a rate limit too, just a long one.
@@ -337,7 +339,7 @@ def _phrase(status: int) -> str:
 
 
 def _one_line(text: str) -> str:
-    text = " ".join(text.split())
+    text = " ".join(redact(text).split())
     return text if len(text) <= _MAX_QUOTED else text[: _MAX_QUOTED - 1] + "…"
 
 
