@@ -451,3 +451,10 @@ async def test_request_log_fingerprints_credentials_in_query(
     entry = emu.control.requests(api_method="gmail.users.getProfile")[0]
     value = entry.query_values("access_token")[0]
     assert value.startswith("sha256:") and session.access_token not in repr(entry.to_json())
+
+
+async def test_unknown_path_gets_googles_html_404(http: httpx.AsyncClient) -> None:
+    resp = await http.get("/gmail/v2/users/me/profile")
+    assert resp.status_code == 404
+    assert resp.headers["content-type"] == "text/html; charset=UTF-8"
+    assert "Error 404 (Not Found)!!1" in resp.text

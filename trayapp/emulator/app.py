@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import json
 import socket
 import struct
@@ -92,7 +93,7 @@ class EmulatorApp:
 
         self.state = state or EmulatorState()
         self.latency_ms = latency_ms
-        self.router = Router(routes=build_routes())
+        self.router = Router(routes=build_routes(), default=_google_404)
         self.in_flight: dict[str, int] = {}
         self.closing = False
         self._closing_event: asyncio.Event | None = None
@@ -402,6 +403,24 @@ class EmulatorApp:
         cap = ResponseCapture()
         await self(scope, receive, cap.send)
         return cap
+
+
+async def _google_404(scope: Scope, receive: Receive, send: Send) -> None:
+    """Google's front end answers unknown paths with its HTML error page."""
+    path = html.escape(str(scope.get("path", "")))
+    body = (
+        "<!DOCTYPE html>\n<html lang=en>\n  <meta charset=utf-8>\n"
+        "  <title>Error 404 (Not Found)!!1</title>\n"
+        "  <p><b>404.</b> <ins>That\u2019s an error.</ins>\n"
+        f"  <p>The requested URL <code>{path}</code> was not found on this server."
+        "  <ins>That\u2019s all we know.</ins>\n"
+    ).encode()
+    headers = [
+        (b"content-type", b"text/html; charset=UTF-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 404, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _wait_disconnect(receive: Receive) -> None:

@@ -22,12 +22,15 @@ import threading
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trayapp.emulator.app import EmulatorApp
 from trayapp.emulator.control import ClientInfo, Control
 from trayapp.emulator.server import QuietServer, bind_socket, make_server, wait_started
 from trayapp.emulator.state import EmulatorState
+
+if TYPE_CHECKING:
+    from trayapp.emulator.seed import DemoInfo
 
 GMAIL_READONLY = "https://www.googleapis.com/auth/gmail.readonly"
 CALENDAR_READONLY = "https://www.googleapis.com/auth/calendar.readonly"
@@ -67,6 +70,8 @@ class EmulatorServer:
         self.control = Control(self.app)
         self.conformance = conformance
         self.demo = demo
+        #: Set when ``demo=True``: the demo account and OAuth client (see trayapp.emulator.seed).
+        self.demo_info: DemoInfo | None = None
         self.base_url = ""
         self._server: QuietServer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -187,7 +192,7 @@ class EmulatorServer:
         if self.demo:
             from trayapp.emulator.seed import seed_demo
 
-            seed_demo(self.control)
+            self.demo_info = seed_demo(self.control)
 
     def url(self, path: str) -> str:
         return self.base_url + path
