@@ -93,8 +93,9 @@ class AuthAccounts:
     "Copy sign-in link" while it waits. ``on_result(account_id, error)`` reports how it ended.
     """
 
-    def __init__(self, manager: Any) -> None:
+    def __init__(self, manager: Any, *, opener: Callable[[str], Any] | None = None) -> None:
         self._m = manager
+        self._opener = opener  # None: trayapp.auth's default (the system browser, $BROWSER)
         self._flows: dict[str | None, asyncio.Task[Any]] = {}
         self._urls: dict[str | None, str] = {}
         self._callbacks: list[Callable[[], None]] = []
@@ -140,7 +141,10 @@ class AuthAccounts:
             if not url.done():
                 url.set_result(u)
 
-        task = loop.create_task(self._m.sign_in(account_id, on_url=got_url))
+        kwargs: dict[str, Any] = {"on_url": got_url}
+        if self._opener is not None:
+            kwargs["opener"] = self._opener
+        task = loop.create_task(self._m.sign_in(account_id, **kwargs))
         self._flows[account_id] = task
         task.add_done_callback(lambda t: self._finished(account_id, t))
         self._changed()
