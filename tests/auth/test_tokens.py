@@ -558,3 +558,35 @@ async def test_a_refresh_started_while_sign_in_stores_the_new_grant_never_overwr
     assert secret_of(manager, keyring_mem, account.id)["refresh_token"] == new_grant.refresh_token
     assert manager.auth_cell(account.id).get().fingerprint == fingerprint(new_grant.access_token)
     assert token_requests(emu) == []  # the new grant's token was fresh: nothing to refresh
+
+
+async def test_a_token_without_expires_in_is_reused_not_refreshed_on_every_ask(
+    manager: AccountManager,
+    emu: EmulatorServer,
+    client_info: ClientInfo,
+    clock: Clock,
+) -> None:
+    """RFC 6749 lets a token endpoint leave ``expires_in`` out; the provider must then assume a
+    normal lifetime instead of treating the token as already stale (a refresh per request)."""
+    account = await signed_in(manager, emu, client_info)
+    grants: list[str] = []
+
+    def token_endpoint(request: httpx.Request) -> httpx.Response:
+        grants.append(request.url.path)
+        return httpx.Response(
+            200, json={"access_token": "no-expiry-token-1", "token_type": "Bearer"}
+        )
+
+    provider = TokenProvider(
+        manager,
+        account.id,
+        manager.auth_cell(account.id),
+        now=clock,
+        http_client_factory=lambda: httpx.Client(transport=httpx.MockTransport(token_endpoint)),
+    )
+    clock.offset = timedelta(hours=2)  # the sign-in's token is stale: one refresh
+    for _ in range(3):
+        assert await provider.access_token() == "no-expiry-token-1"
+    assert len(grants) == 1
+    expiry = provider.expiry
+    assert expiry is not None and expiry - clock() > timedelta(minutes=50)

@@ -15,6 +15,11 @@ from pydantic import BaseModel, ConfigDict
 
 from trayapp.auth.secrets import SecretStoreKind
 
+# An access token's lifetime when the token endpoint leaves ``expires_in`` out (RFC 6749 makes
+# it optional): Google's tokens live an hour. Assuming "never expires" instead would hand out a
+# dead token until a 401; assuming "already expired" would refresh on every request.
+DEFAULT_TOKEN_LIFETIME_S = 3599.0
+
 
 class AccountState(StrEnum):
     """Where an account stands. Values are stable: they appear in ``--json``."""

@@ -34,6 +34,7 @@ import httpx
 
 from trayapp import DISPLAY_NAME
 from trayapp.auth.client_config import ClientConfig
+from trayapp.auth.models import DEFAULT_TOKEN_LIFETIME_S
 from trayapp.core.errors import TrayappError
 from trayapp.core.redact import redact, register_secret
 
@@ -388,9 +389,9 @@ async def _complete(
     granted = tuple(str(tokens.get("scope") or params.get("scope") or " ".join(scopes)).split())
     email, name = await fetch_identity(client, access_token, http=http)
     try:
-        expires_in = float(tokens.get("expires_in", 3599))
+        expires_in = float(tokens.get("expires_in", DEFAULT_TOKEN_LIFETIME_S))
     except (TypeError, ValueError):
-        expires_in = 3599.0
+        expires_in = DEFAULT_TOKEN_LIFETIME_S
     return Grant(
         email=email,
         name=name,

@@ -40,6 +40,7 @@ from google.auth import exceptions as ga_exceptions
 from google.oauth2.credentials import Credentials
 
 from trayapp.auth.models import (
+    DEFAULT_TOKEN_LIFETIME_S,
     AccountState,
     AuthMeta,
     Cause,
@@ -440,8 +441,13 @@ class TokenProvider:
         if not token:
             raise ServerError("Google's token endpoint returned no access token; will retry")
         register_secret(token, creds.refresh_token)
-        # Expiry on our clock: google-auth computed it from its own utcnow() + expires_in.
-        lifetime = (_to_aware(creds.expiry) or datetime.now(UTC)) - datetime.now(UTC)
+        # Expiry on our clock: google-auth computed it from its own utcnow() + expires_in, and
+        # leaves it None when the endpoint sent no expires_in.
+        google_expiry = _to_aware(creds.expiry)
+        if google_expiry is None:
+            lifetime = timedelta(seconds=DEFAULT_TOKEN_LIFETIME_S)
+        else:
+            lifetime = google_expiry - datetime.now(UTC)
         expiry = self._now() + lifetime
         await self._write_back(creds, token, expiry)
         self._token = token
