@@ -542,3 +542,20 @@ async def test_fields_partial_responses(
     assert all(set(h) == {"name"} for h in msg["payload"]["headers"])
     bad = await get(http, session, f"{G}/messages", fields="messages(id")
     assert bad.status_code == 400
+
+
+async def test_history_retention_on_the_virtual_clock(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
+    emu.control.set_history_retention(7 * 24 * 3600)
+    start = emu.control.history_id(session.email)
+    emu.control.add_message(session.email, simple("old"))
+    emu.control.advance_clock(8 * 24 * 3600)
+    recent = emu.control.history_id(session.email)
+    emu.control.add_message(session.email, simple("new"))
+    session.access_token = emu.control.issue_tokens(
+        session.email, session.client.id, list(session.scopes)
+    )["access_token"]
+    assert (await get(http, session, f"{G}/history", startHistoryId=start)).status_code == 404
+    ok = (await get(http, session, f"{G}/history", startHistoryId=recent)).json()
+    assert len(ok["history"]) == 1

@@ -272,6 +272,11 @@ class Control:
             )
         )
 
+    @_op
+    def set_history_retention(self, seconds: float | None) -> None:
+        """Gmail keeps history this long (virtual clock); older startHistoryIds answer 404."""
+        self.state.history_retention = seconds
+
     # ---- Calendar ----
 
     @_op

@@ -24,6 +24,7 @@ from trayapp.emulator.common import (
     JSONResponseGoogle,
     authorize,
     decode_token,
+    emu_state,
     encode_token,
     error_response,
     partial_response,
@@ -224,7 +225,7 @@ def history_list(request: Request, box: Mailbox) -> dict[str, Any]:
     if raw_start is None or not raw_start.isdigit():
         raise errors.bad_start_history_id()
     start = int(raw_start)
-    if start < box.floor:
+    if start < box.effective_floor(emu_state(request).history_retention):
         raise errors.gmail_not_found()
     max_results = _uint(request, "maxResults", 100, 500) or 100
     types: set[str] = set()

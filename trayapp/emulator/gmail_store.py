@@ -236,6 +236,7 @@ class HistoryRecord:
     thread_id: str
     message_labels: list[str]
     changed_labels: list[str]
+    at: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         ref = {"id": self.message_id, "threadId": self.thread_id}
@@ -296,8 +297,27 @@ class Mailbox:
         hid = self._bump()
         msg.history_id = hid
         self.history.append(
-            HistoryRecord(hid, kind, msg.id, msg.thread_id, list(msg.label_ids), changed or [])
+            HistoryRecord(
+                hid,
+                kind,
+                msg.id,
+                msg.thread_id,
+                list(msg.label_ids),
+                changed or [],
+                self.clock.now(),
+            )
         )
+
+    def effective_floor(self, retention: float | None) -> int:
+        """The explicit floor, raised past records older than ``retention`` seconds."""
+        floor = self.floor
+        if retention is not None:
+            cutoff = self.clock.now() - retention
+            for rec in self.history:
+                if rec.at >= cutoff:
+                    break
+                floor = max(floor, rec.id)  # changes after rec.id are all still kept
+        return floor
 
     def set_floor(self, history_id: int | None) -> int:
         self.floor = self.history_id if history_id is None else history_id

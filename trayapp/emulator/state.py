@@ -260,6 +260,8 @@ class EmulatorState:
         self.batch_shuffle = False
         #: Calendar sync tokens older than this (virtual seconds) answer 410; None: never.
         self.sync_token_ttl: float | None = None
+        #: Gmail history older than this (virtual seconds) is gone: older startHistoryIds 404.
+        self.history_retention: float | None = None
         self.emit_refresh_token_expires_in = False
         #: Set by the conformance layer in test mode (see trayapp.emulator.conformance).
         self.conformance: Any = None
