@@ -56,7 +56,7 @@ from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
 
-from trayapp.core.clock import Clock
+from trayapp.core.clock import BackoffPolicy, Clock
 from trayapp.core.errors import AuthRequired, NotFoundError, RateLimited, SyncError
 from trayapp.core.events import (
     CharmStatusChanged,
@@ -145,33 +145,6 @@ class ScheduleEntry:
             raise ValueError(f"timeout of charm {self.charm_id!r} must be positive")
         if not 0.0 <= self.jitter < 1.0:
             raise ValueError(f"jitter of charm {self.charm_id!r} must be in [0, 1)")
-
-
-@dataclass(frozen=True, slots=True)
-class BackoffPolicy:
-    """Exponential backoff with jitter and a cap.
-
-    The n-th consecutive failure waits ``min(cap, base * factor**(n-1))`` scaled by a random
-    factor in ``[1 - jitter, 1]``: jitter only shortens, so the cap is a true bound and charms
-    that failed together (the network dropped) do not retry together.
-    """
-
-    base: float = 30.0
-    factor: float = 2.0
-    cap: float = 3600.0
-    jitter: float = 0.2
-
-    def __post_init__(self) -> None:
-        if self.base <= 0 or self.factor < 1 or self.cap < self.base:
-            raise ValueError("BackoffPolicy needs base > 0, factor >= 1 and cap >= base")
-        if not 0.0 <= self.jitter < 1.0:
-            raise ValueError("BackoffPolicy jitter must be in [0, 1)")
-
-    def delay(self, failures: int, rng: random.Random) -> float:
-        """Seconds to wait after ``failures`` consecutive failures (1 = the first)."""
-        exponent = min(max(failures, 1) - 1, 64)  # 2**64 * 30 s is far past any cap
-        raw = min(self.cap, self.base * self.factor**exponent)
-        return raw * rng.uniform(1.0 - self.jitter, 1.0)
 
 
 @dataclass(eq=False, slots=True)

@@ -10,8 +10,10 @@ away), the request fails at once with ``retry_after`` set, and the scheduler doe
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+
+from trayapp.core.clock import BackoffPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,11 +31,15 @@ class RetryPolicy:
     max_delay: float = 32.0
     max_wait: float = 60.0
 
+    _ladder: BackoffPolicy = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         if self.max_attempts < 1 or self.transport_attempts < 1:
             raise ValueError("RetryPolicy attempts must be at least 1")
-        if self.base_delay < 0 or self.max_delay < self.base_delay or self.max_wait < 0:
-            raise ValueError("RetryPolicy delays must satisfy 0 <= base_delay <= max_delay")
+        if self.base_delay <= 0 or self.max_delay < self.base_delay or self.max_wait < 0:
+            raise ValueError("RetryPolicy delays must satisfy 0 < base_delay <= max_delay")
+        ladder = BackoffPolicy(base=self.base_delay, factor=2.0, cap=self.max_delay, jitter=0.5)
+        object.__setattr__(self, "_ladder", ladder)  # frozen: set once, here
 
     def backoff(self, retry: int, rng: random.Random) -> float:
         """Seconds to wait before retry number ``retry`` (0 for the first retry).
@@ -42,8 +48,7 @@ class RetryPolicy:
         retries really do slow down (unlike full jitter, which can pick ~0) while clients that
         failed together spread apart.
         """
-        step = min(self.max_delay, self.base_delay * (2.0**retry))
-        return step / 2 + rng.random() * step / 2
+        return self._ladder.delay(retry + 1, rng)
 
     def wait_for(
         self, retry: int, rng: random.Random, now: datetime, retry_at: datetime | None
