@@ -61,6 +61,12 @@ for tool in objdump ldd tar gzip; do command -v "$tool" >/dev/null || die "$tool
 arch=$(uname -m)
 base="$PACKAGE-$version-linux-$arch"
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
+mkdir -p "$OUT"
+# One build at a time per output folder: a second one would delete the first one's files.
+if command -v flock >/dev/null; then
+  exec 9>"$OUT/.build.lock"
+  flock -w 900 9 || die "another build in $OUT did not finish within 15 minutes"
+fi
 work="$OUT/pyinstaller"
 stage="$OUT/stage"
 dist="$OUT/dist"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pkgutil
 import sys
 import tempfile
@@ -133,6 +134,31 @@ def _keyring() -> dict[str, Any]:
     return {"entry_points": group, "viable": names, "secretservice": Keyring.__module__}
 
 
+def _secret_service_roundtrip() -> dict[str, str]:
+    """Store, read and delete a secret through the D-Bus Secret Service, as the app does.
+
+    Only with ``TRAYAPP_BUNDLE_SELFTEST_KEYRING=1`` (it needs a session bus with an unlocked
+    keyring daemon): it proves secretstorage, jeepney and cryptography work frozen, which
+    importing them does not.
+    """
+    if os.environ.get("TRAYAPP_BUNDLE_SELFTEST_KEYRING") != "1":
+        return {"skipped": "set TRAYAPP_BUNDLE_SELFTEST_KEYRING=1 with a keyring daemon running"}
+    from keyring.backends import SecretService
+
+    ring: Any = SecretService.Keyring  # keyring is only partly typed
+    ring = ring()
+    service, user, secret = "trayapp-bundle-selftest", "probe", os.urandom(8).hex()
+    ring.set_password(service, user, secret)
+    try:
+        if ring.get_password(service, user) != secret:
+            raise RuntimeError("the Secret Service returned a different secret")
+    finally:
+        ring.delete_password(service, user)
+    if ring.get_password(service, user) is not None:
+        raise RuntimeError("the secret survived delete_password")
+    return {"backend": f"{type(ring).__module__}.{type(ring).__name__}"}
+
+
 def _notifier() -> dict[str, str]:
     from importlib.resources import files
 
@@ -212,6 +238,7 @@ CHECKS: dict[str, Check] = {
     "trayapp_modules": _trayapp_modules,
     "modules": _modules,
     "keyring": _keyring,
+    "secret_service": _secret_service_roundtrip,
     "notifier": _notifier,
     "certifi": _certifi,
     "qt": _qt,

@@ -42,7 +42,7 @@ def render(source: Path, out_dir: Path, name: str) -> list[Path]:
         painter.end()
         target = out_dir / f"{size}x{size}" / "apps" / f"{name}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
-        if not image.save(str(target), b"PNG"):
+        if not image.save(str(target)):  # format from the .png suffix
             raise SystemExit(f"render_icons: could not write {target}")
         written.append(target)
     scalable = out_dir / "scalable" / "apps" / f"{name}.svg"
