@@ -14,7 +14,6 @@ import html
 import json
 import socket
 import struct
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
@@ -109,12 +108,14 @@ class EmulatorApp:
 
     # ---- helpers used by handlers ----
 
-    def api_route(self, scope: Scope) -> tuple[str | None, dict[str, Any]]:
+    def route_name(self, scope: Scope) -> str | None:
+        """The discovery method id (route name) a request is for, known before dispatch so
+        faults, quotas and the log can use it."""
         for route in self.router.routes:
-            match, child = route.matches(scope)
+            match, _ = route.matches(scope)
             if match == Match.FULL and isinstance(route, Route):
-                return route.name, child.get("path_params", {})
-        return None, {}
+                return route.name
+        return None
 
     def _account_for(
         self,
@@ -149,35 +150,43 @@ class EmulatorApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                msg = await receive()
-                if msg["type"] == "lifespan.startup":
-                    self.loop = asyncio.get_running_loop()
-                    await send({"type": "lifespan.startup.complete"})
-                elif msg["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await self._lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         if self.loop is None:
             self.loop = asyncio.get_running_loop()
-        state = self.state
         scope["emu"] = self
-        body = bytearray()
-        if scope.get("emu.body") is not None:
-            body += scope["emu.body"]
-        else:
-            while True:
-                msg = await receive()
-                if msg["type"] != "http.request":
-                    return
-                body += msg.get("body", b"")
-                if not msg.get("more_body"):
-                    break
-        body_bytes = bytes(body)
-        scope["emu.body"] = body_bytes
-        batch_part = bool(scope.get("emu.batch_part"))
+        body = scope.get("emu.body")
+        if body is None:
+            body = await _read_body(receive)
+            if body is None:
+                return  # the client went away before sending its body
+            scope["emu.body"] = body
 
+        async def replay() -> Message:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        if scope["path"].startswith("/__emu__/"):
+            await self.router(scope, replay, send)  # the control plane is not logged or faulted
+            return
+        await self._serve_api(scope, body, replay, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                self.loop = asyncio.get_running_loop()
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _serve_api(
+        self, scope: Scope, body: bytes, replay: Receive, receive: Receive, send: Send
+    ) -> None:
+        """Log, check, fault, cap and dispatch one OAuth or API request."""
+        state = self.state
         headers: dict[str, str] = {}
         for k, v in scope.get("headers", []):
             name = k.decode("latin-1").lower()
@@ -185,44 +194,31 @@ class EmulatorApp:
             headers[name] = f"{headers[name]}, {val}" if name in headers else val
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         path: str = scope["path"]
-        api_method, _ = self.api_route(scope)
-        account = None
-        if not path.startswith("/__emu__/"):
-            account = self._account_for(api_method, headers, body_bytes, query)
+        method: str = scope["method"]
+        batch_part = bool(scope.get("emu.batch_part"))
+        api_method = self.route_name(scope)
+        account = self._account_for(api_method, headers, body, query)
         entry = LogEntry(
             seq=state.next_seq(),
             timestamp=state.clock.now(),
-            method=scope["method"],
+            method=method,
             path=path,
             query=[(k, fingerprint(v) if k in REDACTED_QUERY_KEYS else v) for k, v in query],
             headers=redact_headers(headers),
-            body=_redact_body(body_bytes, headers.get("content-type", "")),
+            body=_redact_body(body, headers.get("content-type", "")),
             api_method=api_method,
             account=account,
             batch_part=batch_part,
         )
-        if not path.startswith("/__emu__/"):
-            state.record(entry)
-            conf = state.conformance
-            if conf is not None and api_method is not None:
-                conf.check_request(api_method, scope["method"], path, query, entry)
-
-        async def recv_replay() -> Message:
-            return {"type": "http.request", "body": body_bytes, "more_body": False}
-
-        if path.startswith("/__emu__/"):
-            await self.router(scope, recv_replay, send)
-            return
+        state.record(entry)
+        conf = state.conformance
+        if conf is not None and api_method is not None:
+            conf.check_request(api_method, method, path, query, entry)
 
         # The per-user concurrency cap counts a request from arrival (including injected
         # latency) to its response; batch parts are counted one by one, not the envelope.
         cap_key = None
-        if (
-            account is not None
-            and api_method is not None
-            and api_method.startswith("gmail.")
-            and api_method != "gmail.batch"
-        ):
+        if account is not None and _counts_for_concurrency(api_method):
             if (
                 state.quota.enabled
                 and self.in_flight.get(account, 0) >= state.quota.gmail_concurrency
@@ -237,7 +233,7 @@ class EmulatorApp:
             latency, rule = state.faults.select(
                 api_method=api_method,
                 path=path,
-                method=scope["method"],
+                method=method,
                 account=account,
                 batch_part=batch_part,
             )
@@ -246,14 +242,13 @@ class EmulatorApp:
                 await asyncio.sleep(latency / 1000)
             if rule is not None:
                 entry.fault = f"{rule.id}:{rule.kind}"
-                await self._apply_fault(rule, scope, recv_replay, receive, send, entry)
+                await self._apply_fault(rule, scope, replay, receive, send, entry)
                 return
             cap = ResponseCapture()
-            await self.router(scope, recv_replay, cap.send)
+            await self.router(scope, replay, cap.send)
         finally:
             if cap_key is not None:
                 self.in_flight[cap_key] -= 1
-        conf = state.conformance
         if conf is not None and api_method is not None:
             problem = conf.check_response(
                 api_method,
@@ -263,6 +258,7 @@ class EmulatorApp:
                 partial=any(k == "fields" for k, _ in query),
             )
             if problem:
+                # Test mode: a non-conforming response is an emulator bug; make it loud.
                 cap = _api_error_capture(
                     errors.ApiError(
                         500,
@@ -423,6 +419,23 @@ async def _google_404(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _counts_for_concurrency(api_method: str | None) -> bool:
+    return (
+        api_method is not None and api_method.startswith("gmail.") and api_method != "gmail.batch"
+    )
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    body = bytearray()
+    while True:
+        msg = await receive()
+        if msg["type"] != "http.request":
+            return None
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            return bytes(body)
+
+
 async def _wait_disconnect(receive: Receive) -> None:
     while True:
         msg = await receive()
@@ -490,7 +503,3 @@ def _redact_body(body: bytes, content_type: str) -> bytes:
     pairs = parse_qsl(body.decode("latin-1"), keep_blank_values=True)
     out = [(k, fingerprint(v) if k in REDACTED_FORM_KEYS else v) for k, v in pairs]
     return "&".join(f"{k}={v}" for k, v in out).encode()
-
-
-def now_monotonic() -> float:
-    return time.monotonic()
