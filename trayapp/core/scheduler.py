@@ -56,7 +56,8 @@ from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
 
-from trayapp.core.clock import BackoffPolicy, Clock
+from trayapp.core.clock import BackoffPolicy as BackoffPolicy  # re-exported: engine, tests
+from trayapp.core.clock import Clock
 from trayapp.core.errors import AuthRequired, NotFoundError, RateLimited, SyncError
 from trayapp.core.events import (
     CharmStatusChanged,
