@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
 import pytest
 import qasync
+from PySide6.QtCore import QEvent
 from PySide6.QtWidgets import QApplication
 
 T = TypeVar("T")
@@ -60,6 +62,9 @@ def qloop(qapp: QApplication) -> Iterator[QLoop]:
     try:
         yield QLoop(loop)
     finally:
+        # Delete this test's widgets now, while its loop exists, not at a random later GC.
+        gc.collect()
+        QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
         asyncio.set_event_loop(None)

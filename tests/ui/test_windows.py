@@ -28,8 +28,7 @@ def ctl(
         engine, use_desktop_notifications=False, use_tray=False, report=lambda _l: None
     )
     yield c
-    for w in c._windows.values():
-        w.close()
+    c.dispose()
     engine.close()
 
 

@@ -208,12 +208,27 @@ class TrayController(QObject):
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.notifier.stop()
-        for win in list(self._windows.values()):
-            win.close()
-        if self.status_window is not None:
-            self.status_window.close()
+        self.dispose()
+
+    def dispose(self) -> None:
+        """Close and delete the widgets in a safe order: icon, then its menu, then windows.
+
+        Left to Python's garbage collector, the menu (a parentless widget) can be deleted before
+        the tray icon that still points to it, or while Qt is delivering an event to it.
+        """
         if self.tray is not None:
             self.tray.hide()
+            self.tray.setContextMenu(None)  # type: ignore[arg-type]
+            self.tray.deleteLater()
+            self.tray = None
+        for win in [*self._windows.values(), self.status_window]:
+            if win is not None:
+                win.close()
+                win.deleteLater()
+        self._windows.clear()
+        self.status_window = None
+        self.menu.close()
+        self.menu.deleteLater()
 
     def _report_geometry(self) -> None:
         """Report where the icon is once the tray host has embedded it (test mode only).
