@@ -458,3 +458,17 @@ async def test_unknown_path_gets_googles_html_404(http: httpx.AsyncClient) -> No
     assert resp.status_code == 404
     assert resp.headers["content-type"] == "text/html; charset=UTF-8"
     assert "Error 404 (Not Found)!!1" in resp.text
+
+
+def test_quota_window_reports_when_a_request_would_fit() -> None:
+    from trayapp.emulator.state import QuotaUsage
+
+    q = QuotaUsage()
+    key = ("gmail", "a@example.com")
+    assert q.charge(key, 0.0, 5, 10) is None
+    assert q.charge(key, 10.0, 5, 10) is None
+    # Full: a 5-unit request fits once the first charge (t=0) leaves the window at t=60.
+    assert q.charge(key, 20.0, 5, 10) == 60.0
+    # A 10-unit request needs both earlier charges gone: t=70.
+    assert q.charge(key, 20.0, 10, 10) == 70.0
+    assert q.charge(key, 60.0, 5, 10) is None  # the t=0 charge has left

@@ -213,7 +213,7 @@ class EmulatorApp:
         state.record(entry)
         conf = state.conformance
         if conf is not None and api_method is not None:
-            conf.check_request(api_method, method, path, query, entry)
+            conf.check_request(api_method, method, path, query)
 
         # The per-user concurrency cap counts a request from arrival (including injected
         # latency) to its response; batch parts are counted one by one, not the envelope.

@@ -270,12 +270,7 @@ class Conformance:
         return problems
 
     def check_request(
-        self,
-        api_method: str,
-        method: str,
-        path: str,
-        query: Iterable[tuple[str, str]],
-        entry: Any = None,
+        self, api_method: str, method: str, path: str, query: Iterable[tuple[str, str]]
     ) -> None:
         if api_method not in self.methods:
             return

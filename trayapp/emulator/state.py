@@ -216,22 +216,36 @@ def new_token(prefix: str, nbytes: int = 32) -> str:
     return prefix + secrets.token_urlsafe(nbytes)
 
 
+@dataclass
+class _Window:
+    entries: deque[tuple[float, int]]
+    total: int = 0
+
+
 class QuotaUsage:
     """Sliding one-minute windows of cost units per (service, user), on the virtual clock."""
 
+    WINDOW = 60.0
+
     def __init__(self) -> None:
-        self.windows: dict[tuple[str, str], tuple[deque[tuple[float, int]], list[int]]] = {}
+        self.windows: dict[tuple[str, str], _Window] = {}
 
     def charge(self, key: tuple[str, str], now: float, cost: int, limit: int) -> float | None:
-        """Charge ``cost``; return None, or the time when the request would have fitted."""
-        window, total = self.windows.setdefault(key, (deque(), [0]))
-        while window and window[0][0] <= now - 60:
-            total[0] -= window.popleft()[1]
-        if total[0] + cost > limit:
-            return (window[0][0] + 60) if window else now + 60
-        window.append((now, cost))
-        total[0] += cost
-        return None
+        """Charge ``cost`` and return None; or, over the limit, charge nothing and return the
+        time at which enough units will have left the window for this request to fit."""
+        window = self.windows.setdefault(key, _Window(deque()))
+        while window.entries and window.entries[0][0] <= now - self.WINDOW:
+            window.total -= window.entries.popleft()[1]
+        if window.total + cost <= limit:
+            window.entries.append((now, cost))
+            window.total += cost
+            return None
+        remaining = window.total
+        for at, units in window.entries:
+            remaining -= units
+            if remaining + cost <= limit:
+                return at + self.WINDOW
+        return now + self.WINDOW
 
 
 class EmulatorState:
