@@ -42,12 +42,11 @@ def is_allowed_redirect(uri: str) -> bool:
     """Loopback http redirect on any port, as Google allows for installed (desktop) apps."""
     try:
         parts = urlsplit(uri)
-        port = parts.port
+        _ = parts.port  # raises on a malformed port; any valid port (or none) is accepted
     except ValueError:
         return False
     if parts.scheme != "http" or parts.fragment:
         return False
-    del port  # any port (or none) is accepted
     return parts.hostname in ("127.0.0.1", "localhost", "::1")
 
 
