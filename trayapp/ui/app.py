@@ -194,6 +194,7 @@ class AppRunner:
                 on_quit=self.request_quit,
                 policy=policy,
                 force_status_window=self.ns.no_tray,
+                watch_system=True,
                 report=report,
             )
             self.ipc.on("activate", lambda _req: self._activate())

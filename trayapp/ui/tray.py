@@ -107,6 +107,7 @@ class TrayController(QObject):
         use_desktop_notifications: bool = True,
         force_status_window: bool = False,
         use_tray: bool | None = None,
+        watch_system: bool = False,
         report: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__()
@@ -125,6 +126,9 @@ class TrayController(QObject):
             use_desktop=use_desktop_notifications,
         )
         self.notifier.on_change(self.schedule_refresh)
+        self._watch_system = watch_system  # sleep/resume and network events (the app: True)
+        self._sleep: Any = None
+        self._network: Any = None
         self._loop_block: LoopBlock | None = None
         self._unsubscribe: list[Callable[[], None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -193,6 +197,13 @@ class TrayController(QObject):
             self.report("TRAYAPP_STATUS_WINDOW")
         self.report("TRAYAPP_READY")
         await self.notifier.start()
+        if self._watch_system:
+            from trayapp.ui.system_events import NetworkWatcher, SleepWatcher
+
+            self._sleep = SleepWatcher(self.resumed_from_sleep)
+            await self._sleep.start()
+            self._network = NetworkWatcher(self._network_changed)
+            self._network.start()
 
     async def stop(self) -> None:
         for unsub in self._unsubscribe:
@@ -208,6 +219,10 @@ class TrayController(QObject):
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.notifier.stop()
+        if self._sleep is not None:
+            self._sleep.stop()
+        if self._network is not None:
+            self._network.stop()
         self.dispose()
 
     def dispose(self) -> None:
@@ -257,11 +272,18 @@ class TrayController(QObject):
 
     def resumed_from_sleep(self) -> None:
         """Called when the machine wakes: a fresh quiet period, then the engine catches up."""
+        self.report("TRAYAPP_RESUMED")
         self.policy.resumed_from_sleep(self.now())
         self._arm_grace_timer()
         notify = getattr(self.engine, "notify_resumed_from_sleep", None)
         if callable(notify):
             notify()
+
+    def _network_changed(self, online: bool) -> None:
+        self.report(f"TRAYAPP_NETWORK {'online' if online else 'offline'}")
+        notify = getattr(self.engine, "notify_network_changed", None)
+        if callable(notify):
+            notify(online)
 
     # -- observing --------------------------------------------------------------------------
 
