@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -143,13 +144,19 @@ async def test_demo_world_conforms_end_to_end() -> None:
         assert emu.control.response_violations() == []
 
 
-def test_cli_runs_seeds_and_stops_on_sigterm() -> None:
+def test_cli_runs_seeds_and_stops_on_sigterm(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = asyncio.run(_cli_roundtrip(env))
+    config = tmp_path / "client_secret.json"
+    proc = asyncio.run(_cli_roundtrip(env, config))
     assert proc == 0
+    installed = json.loads(config.read_text())["installed"]
+    assert installed["client_id"] == DEMO_CLIENT_ID
+    assert installed["token_uri"].startswith("http://127.0.0.1:") and installed[
+        "token_uri"
+    ].endswith("/token")
 
 
-async def _cli_roundtrip(env: dict[str, str]) -> int:
+async def _cli_roundtrip(env: dict[str, str], config: Path) -> int:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -159,6 +166,8 @@ async def _cli_roundtrip(env: dict[str, str]) -> int:
         "--seed",
         "demo",
         "--json",
+        "--client-config",
+        str(config),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env,

@@ -7,6 +7,7 @@ import asyncio
 import json
 import signal
 import sys
+from pathlib import Path
 
 from trayapp.emulator.app import EmulatorApp
 from trayapp.emulator.control import Control
@@ -24,6 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", choices=["demo"], help="fill it with the demo mailbox and calendars")
     p.add_argument("--latency-ms", type=int, default=0, help="added latency for every request")
     p.add_argument("--auto-approve", action="store_true", help="consent page approves at once")
+    p.add_argument(
+        "--client-config",
+        metavar="PATH",
+        help="write a client_secret.json for an OAuth client of this emulator (the demo client "
+        "with --seed demo) to PATH, for the app's 'add OAuth client' step",
+    )
     p.add_argument(
         "--json", action="store_true", help="print one JSON line of startup facts instead of text"
     )
@@ -71,17 +78,31 @@ async def serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
     facts = {"base_url": base_url, **facts}
+    if args.client_config:
+        from trayapp.emulator.control import ClientInfo
+        from trayapp.emulator.seed import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+
+        client = (
+            ClientInfo(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET)
+            if args.seed == "demo"
+            else control.create_client()
+        )
+        text = json.dumps(client.client_config(base_url), indent=2)
+        await asyncio.to_thread(Path(args.client_config).write_text, text, encoding="utf-8")
+        facts["client_config"] = args.client_config
     if args.json:
         print(json.dumps(facts), flush=True)
     else:
         print(f"Google emulator running at {base_url}", flush=True)
         if "account" in facts:
-            print(f"  demo account:       {facts['account']}")
-            print(f"  OAuth client id:    {facts['client_id']}")
+            print(f"  demo account:        {facts['account']}")
+            print(f"  OAuth client id:     {facts['client_id']}")
             secret = facts["client_secret"]
             print(f"  OAuth client secret: {secret}  (emulator-only, not a real secret)")
-            print(f"  messages:           {facts['messages']}")
-        print("  control API:        POST /__emu__/<operation>  (see docs/emulator.md)")
+            print(f"  messages:            {facts['messages']}")
+        if "client_config" in facts:
+            print(f"  client_secret.json:  {facts['client_config']}")
+        print("  control API:         POST /__emu__/<operation>  (see docs/emulator.md)")
         print("Press Ctrl+C to stop.", flush=True)
     await task
     return 0

@@ -81,7 +81,6 @@ class ClientInfo:
                 "client_secret": self.secret,
                 "auth_uri": f"{base_url}/o/oauth2/auth",
                 "token_uri": f"{base_url}/token",
-                "auth_provider_x509_cert_url": f"{base_url}/oauth2/v1/certs",
                 "project_id": "trayapp-emulator",
                 "redirect_uris": ["http://localhost"],
             }
