@@ -220,6 +220,22 @@ def test_a_second_launch_talks_to_the_running_app(session: Session) -> None:
     session.report.wait("TRAYAPP_MENU_HIDDEN", after=mark)
 
 
+@pytest.mark.skipif(app_module() != "trayapp", reason="the CLI (trayapp/__main__.py) is absent")
+def test_cli_sync_goes_through_the_running_tray(session: Session) -> None:
+    mark = session.report.mark()
+    done = subprocess.run(
+        [sys.executable, "-m", "trayapp", "--profile", str(session.profile), "sync", "team-blog"],
+        env=session.desktop.env(PYTHONPATH=str(REPO)),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    # The tray's engine ran it (a second engine would not report through the tray).
+    session.report.wait("TRAYAPP_DEMO_REQUEST GET /team-blog.xml", 60, after=mark)
+    session.report.wait("TRAYAPP_RUN_FINISHED team-blog ok", 60, after=mark)
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("trayapp.patterns.gmail") is None,
     reason="needs the Gmail importer and the emulator-backed demo account (not built yet)",

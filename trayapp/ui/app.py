@@ -198,6 +198,12 @@ class AppRunner:
                 report=report,
             )
             self.ipc.on("activate", lambda _req: self._activate())
+            try:  # the CLI's requests to a running engine (reload, pause, resume)
+                from trayapp.cli import register_ipc_commands
+            except ImportError:
+                pass
+            else:
+                register_ipc_commands(self.ipc, self.engine)
             # Icon first, then the engine: the user sees the app at once, syncing follows.
             await self.controller.start()
             await self.engine.start()
