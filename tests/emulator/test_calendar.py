@@ -462,3 +462,47 @@ async def test_sync_tokens_expire_after_configured_ttl(
     assert (
         await get(http, session, "/calendar/v3/users/me/calendarList", syncToken=list_token)
     ).status_code == 410
+
+
+@pytest.mark.parametrize(
+    ("start", "rule", "expected"),
+    [
+        # Timed series with a date-only or floating UNTIL, all-day series with a UTC UNTIL.
+        (
+            {"dateTime": "2026-01-05T09:00:00+01:00", "timeZone": "Europe/Berlin"},
+            "RRULE:FREQ=DAILY;UNTIL=20260107",
+            3,
+        ),
+        (
+            {"dateTime": "2026-01-05T09:00:00+01:00", "timeZone": "Europe/Berlin"},
+            "RRULE:FREQ=DAILY;UNTIL=20260107T090000",
+            3,
+        ),
+        (
+            {"dateTime": "2026-01-05T09:00:00+01:00", "timeZone": "Europe/Berlin"},
+            "RRULE:FREQ=DAILY;UNTIL=20260107T075959Z",
+            2,
+        ),
+        ({"date": "2026-01-05"}, "RRULE:FREQ=DAILY;UNTIL=20260107T000000Z", 3),
+    ],
+)
+async def test_until_forms_google_accepts(
+    emu: EmulatorServer,
+    http: httpx.AsyncClient,
+    session: Session,
+    start: dict[str, str],
+    rule: str,
+    expected: int,
+) -> None:
+    end = dict(start)
+    if "date" in start:
+        end["date"] = "2026-01-06"
+    else:
+        end["dateTime"] = "2026-01-05T10:00:00+01:00"
+    emu.control.add_event(
+        session.email,
+        session.email,
+        {"summary": "s", "start": start, "end": end, "recurrence": [rule]},
+    )
+    items, _, _ = await all_pages(http, session, events_path("primary"), singleEvents="true")
+    assert len(items) == expected

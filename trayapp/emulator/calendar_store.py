@@ -301,7 +301,7 @@ class CalendarStore:
             dtstart = dtstart.replace(tzinfo=None)
         duration = end - start
         lines = [
-            ln
+            _normalize_until(ln, all_day, ev_tz)
             for ln in master.get("recurrence", [])
             if ln.split(":", 1)[0].split(";")[0] in ("RRULE", "EXRULE", "RDATE", "EXDATE")
         ]
@@ -347,6 +347,28 @@ class CalendarStore:
         inst["id"] = f"{master['id']}_{stamp}"
         inst["recurringEventId"] = master["id"]
         return inst
+
+
+def _normalize_until(line: str, all_day: bool, ev_tz: ZoneInfo) -> str:
+    """Make UNTIL agree with DTSTART as RFC 5545 requires (dateutil refuses a mismatch).
+
+    Google accepts ``UNTIL=20260301`` on timed series and ``UNTIL=20260301T000000Z`` on all-day
+    ones; dateutil needs UTC for an aware DTSTART and a floating value for a naive one.
+    """
+    m = re.search(r"UNTIL=(\d{8})(T(\d{6})(Z?))?", line)
+    if m is None or not line.startswith("RRULE"):
+        return line
+    day, time_part, utc = m.group(1), m.group(3), m.group(4)
+    if all_day:
+        value = day
+    elif time_part is None:
+        value = f"{day}T235959Z"
+    elif utc:
+        return line
+    else:
+        local = datetime.strptime(day + time_part, "%Y%m%d%H%M%S").replace(tzinfo=ev_tz)
+        value = local.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return line[: m.start()] + f"UNTIL={value}" + line[m.end() :]
 
 
 def render_event(ev: dict[str, Any], *, show_full_cancelled: bool) -> dict[str, Any]:

@@ -8,6 +8,7 @@ answer 400, and page tokens are opaque and bound to the query that produced them
 from __future__ import annotations
 
 import base64
+import bisect
 import calendar as _calendar
 import re
 import shlex
@@ -31,7 +32,7 @@ from trayapp.emulator.common import (
     query_fingerprint,
     token_scopes,
 )
-from trayapp.emulator.gmail_store import Mailbox, StoredMessage
+from trayapp.emulator.gmail_store import HistoryRecord, Mailbox, StoredMessage
 from trayapp.emulator.scopes import GMAIL_METADATA
 
 FORMATS = ("minimal", "full", "raw", "metadata")
@@ -245,7 +246,7 @@ def history_list(request: Request, box: Mailbox) -> dict[str, Any]:
         after = int(payload["h"])
     # Like Google, a page scans a window of raw records and then filters, so a filtered
     # page can be empty and still carry a nextPageToken (reference: lieer#22/#24).
-    window = [r for r in _records_after(box, after)][: max_results + 1]
+    window = _records_after(box, after, max_results + 1)
     scanned = window[:max_results]
     records = [
         r
@@ -262,11 +263,10 @@ def history_list(request: Request, box: Mailbox) -> dict[str, Any]:
     return out
 
 
-def _records_after(box: Mailbox, after: int) -> list[Any]:
-    import bisect
-
-    ids = _history_ids(box)
-    return box.history[bisect.bisect_right(ids, after) :]
+def _records_after(box: Mailbox, after: int, limit: int) -> list[HistoryRecord]:
+    """Up to ``limit`` records with an id above ``after`` (binary search over the log)."""
+    start = bisect.bisect_right(_history_ids(box), after)
+    return box.history[start : start + limit]
 
 
 def _history_ids(box: Mailbox) -> list[int]:
