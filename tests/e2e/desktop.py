@@ -111,7 +111,8 @@ class Desktop:
         self.procs.append(proc)
         return proc
 
-    def start(self) -> None:
+    def start(self, *, tray_host: bool = True) -> None:
+        """Bus, X server, notification daemon, and (unless ``tray_host=False``) trayer."""
         for d in ("run", "config", "home"):
             (self.workdir / d).mkdir(mode=0o700, exist_ok=True)
         # A private session bus: its address is the first line it prints.
@@ -140,14 +141,15 @@ class Desktop:
             number = r.readline().strip()
         assert number.isdigit(), f"Xvfb did not report a display ({number!r})"
         self.display = f":{number}"
-        self.spawn(
-            [
-                "trayer",
-                "--edge", "top", "--align", "right", "--widthtype", "request",
-                "--height", "32", "--SetDockType", "true", "--transparent", "false",
-            ],
-            log="trayer",
-        )  # fmt: skip
+        if tray_host:
+            self.spawn(
+                [
+                    "trayer",
+                    "--edge", "top", "--align", "right", "--widthtype", "request",
+                    "--height", "32", "--SetDockType", "true", "--transparent", "false",
+                ],
+                log="trayer",
+            )  # fmt: skip
         # Capture every Notify call on the bus, then start the notification daemon.
         self.notify_log = self.workdir / "notify.log"
         monitor = self.spawn(

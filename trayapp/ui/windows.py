@@ -45,10 +45,7 @@ from trayapp.ui.schema_form import SchemaForm
 if TYPE_CHECKING:
     from trayapp.ui.tray import TrayController
 
-NO_TRAY_HINT = (
-    "No system tray was found, so Pattern Sync shows this window instead. "
-    "On GNOME, install the AppIndicator extension to get a tray icon."
-)
+NO_TRAY_HINT = "No system tray found: on GNOME, install the AppIndicator extension for the icon."
 
 
 def _profile_dir(ctl: TrayController) -> Path:
