@@ -53,6 +53,18 @@ def test_charm_form_is_generated_from_the_pattern_schema_and_validated_inline(
     max_items.setText("0")
     assert win.save_charm() is False
     assert win.form.error_text("url") == "not a valid http(s) URL"
+    # Rebuilding the form (new charm, pattern change) leaves exactly one form on screen.
+    win.new_charm()
+    win.new_charm()
+    assert len([w for w in win.findChildren(QLineEdit, "field_url") if w.isVisible()]) == 1
+    url = win.form.editor("url")
+    assert isinstance(url, QLineEdit)
+    url.setText("not a url")
+    max_items = win.form.editor("max_items")
+    assert isinstance(max_items, QLineEdit)
+    max_items.setText("0")
+    assert win.save_charm() is False
+    assert win.form.error_text("url") == "not a valid http(s) URL"
     assert win.form.error_text("max_items") == "must be at least 1"
     assert ctl.engine.charms() == []
 

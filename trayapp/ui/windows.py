@@ -375,6 +375,8 @@ class SettingsWindow(QWidget):
     def _rebuild_form(self, values: dict[str, Any] | None = None) -> None:
         if self.form is not None:
             self.form_host.removeWidget(self.form)
+            self.form.hide()  # deleteLater runs later; until then it would overlap the new form
+            self.form.setParent(None)
             self.form.deleteLater()
             self.form = None
         p = self._pattern(self.pattern.currentData())
