@@ -472,3 +472,40 @@ def test_quota_window_reports_when_a_request_would_fit() -> None:
     # A 10-unit request needs both earlier charges gone: t=70.
     assert q.charge(key, 20.0, 10, 10) == 70.0
     assert q.charge(key, 60.0, 5, 10) is None  # the t=0 charge has left
+
+
+def test_wait_for_requests_from_another_thread() -> None:
+    import threading
+
+    with EmulatorServer.in_thread() as emu:
+        s = emu.quick_setup("w@example.com")
+        worker = threading.Thread(
+            target=lambda: [
+                httpx.get(emu.url(PROFILE), headers=bearer(s.access_token)) for _ in range(3)
+            ]
+        )
+        worker.start()
+        got = emu.control.wait_for_requests(
+            api_method="gmail.users.getProfile", count=3, timeout=30
+        )
+        worker.join()
+        assert [e.status for e in got] == [200, 200, 200]
+        with pytest.raises(TimeoutError, match=r"waited 0\.2 s for 1 request"):
+            emu.control.wait_for_requests(path="/calendar/*", timeout=0.2)
+
+
+async def test_await_requests_in_the_server_loop(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
+    waiter = asyncio.create_task(
+        emu.control.await_requests(api_method="gmail.users.getProfile", count=2)
+    )
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    await profile(http, session)
+    await profile(http, session)
+    async with asyncio.timeout(10):
+        got = await waiter
+    assert len(got) == 2
+    with pytest.raises(RuntimeError, match="await_requests"):
+        emu.control.wait_for_requests(count=1)

@@ -14,6 +14,7 @@ import html
 import json
 import socket
 import struct
+import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
@@ -97,6 +98,11 @@ class EmulatorApp:
         self.closing = False
         self._closing_event: asyncio.Event | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        #: Woken whenever the request log changes (an entry arrives or gets its status), so
+        #: tests can wait for requests instead of sleeping: a condition for other threads,
+        #: events for coroutines in the server's loop.
+        self.log_condition = threading.Condition()
+        self.log_waiters: set[asyncio.Event] = set()
 
     # ---- lifecycle ----
 
@@ -105,6 +111,12 @@ class EmulatorApp:
         self.closing = True
         if self._closing_event is not None:
             self._closing_event.set()
+
+    def notify_log(self) -> None:
+        with self.log_condition:
+            self.log_condition.notify_all()
+        for event in self.log_waiters:
+            event.set()
 
     # ---- helpers used by handlers ----
 
@@ -211,6 +223,7 @@ class EmulatorApp:
             batch_part=batch_part,
         )
         state.record(entry)
+        self.notify_log()
         conf = state.conformance
         if conf is not None and api_method is not None:
             conf.check_request(api_method, method, path, query)
@@ -271,6 +284,7 @@ class EmulatorApp:
 
     async def _send_capture(self, cap: ResponseCapture, send: Send, entry: LogEntry) -> None:
         entry.status = cap.status
+        self.notify_log()
         await cap.replay(send)
 
     async def _apply_fault(

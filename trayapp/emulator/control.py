@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -377,6 +378,75 @@ class Control:
             out = [e for e in out if fnmatch.fnmatchcase(e.api_method or "", api_method)]
         return out
 
+    def wait_for_requests(
+        self,
+        *,
+        api_method: str | None = None,
+        path: str | None = None,
+        count: int = 1,
+        answered: bool = True,
+        timeout: float = 30.0,
+    ) -> list[LogEntry]:
+        """Block until ``count`` logged requests match (globs; ``answered``: with a status).
+
+        For tests whose emulator runs in another thread (``EmulatorServer.in_thread``); from a
+        coroutine in the server's own loop use :meth:`await_requests`. Raises TimeoutError
+        naming what it waited for.
+        """
+        if self.app.loop is not None and _running_loop() is self.app.loop:
+            raise RuntimeError(
+                "in the emulator's own loop, use 'await control.await_requests(...)'"
+            )
+        deadline = time.monotonic() + timeout
+        cond = self.app.log_condition
+        with cond:
+            while True:
+                found = self._matching(api_method, path, answered)
+                if len(found) >= count:
+                    return found
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(_waited(api_method, path, count, len(found), timeout))
+                cond.wait(remaining)
+
+    async def await_requests(
+        self,
+        *,
+        api_method: str | None = None,
+        path: str | None = None,
+        count: int = 1,
+        answered: bool = True,
+    ) -> list[LogEntry]:
+        """:meth:`wait_for_requests` for coroutines in the emulator's own loop.
+
+        Bound it with ``async with asyncio.timeout(...)`` (pytest-timeout also applies).
+        """
+        event = asyncio.Event()
+        self.app.log_waiters.add(event)
+        try:
+            while True:
+                event.clear()
+                found = self._matching(api_method, path, answered)
+                if len(found) >= count:
+                    return found
+                await event.wait()
+        finally:
+            self.app.log_waiters.discard(event)
+
+    def _matching(self, api_method: str | None, path: str | None, answered: bool) -> list[LogEntry]:
+        import fnmatch
+
+        out = []
+        for e in list(self.state.log):
+            if answered and e.status is None:
+                continue
+            if path is not None and not fnmatch.fnmatchcase(e.path, path):
+                continue
+            if api_method is not None and not fnmatch.fnmatchcase(e.api_method or "", api_method):
+                continue
+            out.append(e)
+        return out
+
     @_op
     def clear_log(self) -> None:
         self.state.log.clear()
@@ -401,3 +471,15 @@ class Control:
     def response_violations(self) -> list[str]:
         conf = self.state.conformance
         return list(conf.response_violations) if conf is not None else []
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _waited(api_method: str | None, path: str | None, count: int, seen: int, timeout: float) -> str:
+    what = ", ".join(f"{k}={v!r}" for k, v in (("api_method", api_method), ("path", path)) if v)
+    return f"waited {timeout:g} s for {count} request(s) matching {what or 'anything'}; saw {seen}"
