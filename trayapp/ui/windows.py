@@ -384,6 +384,7 @@ class SettingsWindow(QWidget):
             return
         self.form = SchemaForm(p.settings_model())
         self.form_host.addWidget(self.form)
+        self.form.show()
         if values:
             self.form.set_values(values)
         if self._editing is None:
