@@ -297,6 +297,29 @@ async def test_auth_required_parks_until_the_account_is_usable(engine: Engine) -
     assert engine.store.lookup("charm:needs-auth:seen").get() is True
 
 
+async def test_account_usable_on_a_stopped_engine_unparks_for_the_next_start(
+    tmp_path: Path,
+) -> None:
+    profile = Profile.resolve(tmp_path / "profile")
+    async with Engine(profile, patterns=registry(), jitter=0.0) as eng:
+        eng.add_charm("needs-auth", {}, account_id="me", interval=timedelta(hours=1))
+        assert (await eng.sync())["needs-auth"].kind is OutcomeKind.AUTH_REQUIRED
+        assert eng.status("needs-auth").parked
+        assert eng.status("needs-auth").state is CharmState.PARKED
+
+    async with Engine(profile, patterns=registry(), jitter=0.0) as eng:
+        eng.store.cell("account:me:auth", Any).set("good")
+        eng.account_usable("me")  # e.g. `trayapp accounts signin` with no tray running
+        status = eng.status("needs-auth")
+        assert not status.parked and status.state is CharmState.SCHEDULED
+        assert status.next_due_at is not None and status.next_due_at <= datetime.now(UTC)
+
+        events = Events(eng)
+        await eng.start()
+        await events.wait_for(lambda _: bool(events.finished("needs-auth")))
+        assert events.finished("needs-auth")[0].record.outcome is OutcomeKind.OK
+
+
 async def test_a_failing_subscriber_does_not_break_the_engine(
     engine: Engine, feed_server: tuple[str, list[str], Path]
 ) -> None:

@@ -397,19 +397,28 @@ class Engine:
             else:
                 status = self._stored_status(cid)
                 if status.paused:
-                    state = (
-                        CharmState.SCHEDULED if status.state is CharmState.PAUSED else status.state
-                    )
-                    self._save_status(status.with_(paused=False, paused_until=None, state=state))
+                    status = status.with_(paused=False, paused_until=None)
+                    self._save_status(status.with_(state=_resting_state(status)))
 
     def account_usable(self, account_id: str) -> None:
         """The account works again (signed in): its parked charms run now.
 
-        The seam for the accounts module; forwards to the scheduler. On an engine that is not
-        running there is nothing parked in memory: the next start decides from the saved status.
+        The seam for the accounts module. Charms the live scheduler holds are unparked and run at
+        once; the others (engine not running) are unparked in their saved status and made due
+        now, so the next start runs them first.
         """
         if self._scheduler is not None:
             self._scheduler.account_usable(account_id)
+        stored: dict[str, CharmStatus] | None = None
+        for info in self._charms.all():
+            if info.account_id != account_id or self._live_scheduler(info.id) is not None:
+                continue
+            if stored is None:
+                stored = self._status_repo.load_all()
+            status = stored.get(info.id)
+            if status is not None and status.parked:
+                status = status.with_(parked=False, next_due_at=self.clock.now())
+                self._save_status(status.with_(state=_resting_state(status)))
 
     def notify_resumed_from_sleep(self) -> None:
         if self._scheduler is not None:
@@ -591,3 +600,15 @@ class Engine:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _resting_state(status: CharmStatus) -> CharmState:
+    """The state of a charm nobody runs right now (the scheduler's rule, for saved statuses)."""
+    if status.paused:
+        return CharmState.PAUSED
+    if status.parked:
+        return CharmState.PARKED
+    kind = status.last_error_kind
+    if status.consecutive_failures > 0 and kind is not None and kind.backs_off:
+        return CharmState.BACKING_OFF
+    return CharmState.SCHEDULED
