@@ -1,0 +1,87 @@
+"""The headless CLI wires Google accounts as the tray does: a Gmail charm syncs from the command
+line against the local emulator (real OAuth tokens, refresh endpoint and Gmail API on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.message
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from trayapp import cli
+from trayapp.auth.client_config import parse_client_json
+from trayapp.auth.signin import Grant
+from trayapp.core.engine import Engine
+from trayapp.core.profile import Profile
+from trayapp.emulator.testing import DEFAULT_SCOPES, EmulatorServer
+
+ROOT = Path(__file__).resolve().parents[1]
+EMAIL = "alice@example.com"
+
+
+def _message(subject: str) -> bytes:
+    msg = email.message.EmailMessage()
+    msg["From"] = "Bob <bob@example.com>"
+    msg["To"] = EMAIL
+    msg["Subject"] = subject
+    msg["Date"] = "Mon, 03 Jun 2024 09:00:00 +0000"
+    msg.set_content("hello")
+    return msg.as_bytes()
+
+
+async def _signed_in_profile(emu: EmulatorServer, profile: Path) -> str:
+    """A profile with Alice signed in through the CLI's own wiring; returns the account id."""
+    emu.control.create_account(EMAIL, name="Alice")
+    client = emu.control.create_client()
+    tokens = emu.control.issue_tokens(EMAIL, client.id, list(DEFAULT_SCOPES))
+    engine = Engine(Profile.resolve(profile))
+    wiring = cli.AccountsWiring(engine)
+    manager = wiring._manager
+    assert manager is not None
+    manager.clients.set(parse_client_json(json.dumps(client.client_config(emu.base_url))))
+    account = await manager.complete_sign_in(
+        Grant(
+            email=EMAIL,
+            name=None,
+            scopes=tuple(str(tokens["scope"]).split()),
+            access_token=tokens["access_token"],
+            refresh_token=tokens["refresh_token"],
+            expires_in=float(tokens["expires_in"]),
+            obtained_at=datetime.now(UTC),
+        )
+    )
+    engine.add_charm("gmail-importer", {"query": "in:inbox"}, name="mail", account_id=account.id)
+    await wiring.aclose()
+    engine.close()
+    return str(account.id)
+
+
+async def test_sync_from_the_command_line_runs_a_gmail_charm_with_its_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The file vault: no keyring daemon needed (the keyring path has its own tests).
+    monkeypatch.setenv("TRAYAPP_SECRET_STORE", "file")
+    profile = tmp_path / "profile"
+    async with EmulatorServer() as emu:
+        await _signed_in_profile(emu, profile)
+        emu.control.add_message(EMAIL, _message("first"))
+        emu.control.add_message(EMAIL, _message("second"))
+
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "TRAYAPP_SECRET_STORE": "file"}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "trayapp", "--profile", str(profile), "sync", "--json",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=ROOT,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+
+    assert proc.returncode == 0, err.decode()
+    result = json.loads(out)["results"][0]
+    assert result["charm_id"] == "mail" and result["outcome"] == "ok"
+    assert result["counts"]["added"] == 2
+    assert b"Traceback" not in err
