@@ -10,6 +10,8 @@ at the client's transport, the requests and the bytes (headers + bodies, both di
     refetch window        what the importer we replace did every minute: every calendar's
                           events in a time window (singleEvents=true, every page)
     refetch everything    a full listing of every calendar (what a 410 on all of them costs)
+    upcoming view         the store-only expansion the tray shows (no requests), for 14 and
+                          365 days from the middle of the seeded year
 
 Usage: PYTHONPATH=. .venv/bin/python bench/calendar.py [--calendars 10] [--events 2000]
        [--window-days 30]
@@ -41,7 +43,7 @@ from trayapp.core.store import Store
 from trayapp.emulator.testing import EmulatorServer
 from trayapp.google.client import GoogleApi
 from trayapp.google.endpoints import GoogleEndpoints
-from trayapp.patterns.gcalendar import CalendarImporter, CalendarSettings
+from trayapp.patterns.gcalendar import CalendarImporter, CalendarSettings, upcoming
 
 EMAIL = "bench@example.com"
 
@@ -209,6 +211,20 @@ async def main() -> None:
                     )
                 )
                 stored = len(store.collection("charm:bench:events"))
+                # The upcoming view reads the store only (what the tray does on every refresh).
+                source = context()
+                for days in (14, 365):
+                    start = time.monotonic()
+                    found_occ = upcoming(source, window_start, window_start + timedelta(days=days))
+                    rows.append(
+                        (
+                            f"upcoming view, {days} days",
+                            0,
+                            0,
+                            time.monotonic() - start,
+                            f"{len(found_occ)} occurrences from the store",
+                        )
+                    )
             store.close()
 
     print(

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from gcal_helpers import events, google_ids, records, stored_ids, timed
+from gcal_helpers import assert_timeline_consistent, events, google_ids, records, stored_ids, timed
 
 from trayapp.core.outcomes import OutcomeKind
 from trayapp.google.retry import RetryPolicy
@@ -65,6 +65,7 @@ def set_record(h: GoogleHarness, charm: str, calendar_id: str, **changes: Any) -
 async def assert_store_is_google(h: GoogleHarness, charm: str, calendar_id: str) -> None:
     expected = await google_ids(h, calendar_id)
     assert stored_ids(h, charm, calendar_id) == expected
+    assert_timeline_consistent(h, charm)
 
 
 async def test_410_resyncs_that_calendar_and_removes_what_google_forgot(

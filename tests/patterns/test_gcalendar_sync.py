@@ -9,7 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from gcal_helpers import all_day, events, google_ids, records, stored_ids, timed
+from gcal_helpers import (
+    all_day,
+    assert_timeline_consistent,
+    events,
+    google_ids,
+    records,
+    stored_ids,
+    timed,
+)
 
 from trayapp.core.errors import SettingsError
 from trayapp.core.outcomes import OutcomeKind
@@ -53,6 +61,7 @@ async def assert_store_is_google(h: GoogleHarness, charm: str, calendar_id: str)
     expected = await google_ids(h, calendar_id)
     stored = stored_ids(h, charm, calendar_id)
     assert stored == expected, f"missing {expected - stored}, extra {stored - expected}"
+    assert_timeline_consistent(h, charm)
     return stored
 
 
@@ -160,6 +169,7 @@ async def test_cancelled_events_and_series_are_deleted(h: GoogleHarness) -> None
     # Google deletes a series' exceptions with it; the emulator keeps listing the modified
     # occurrence of a cancelled series, so the store is not compared with its listing here.
     assert events(h, charm) == {}
+    assert_timeline_consistent(h, charm)
 
 
 async def test_calendar_list_changes_rename_recolour_unselect_and_remove(
@@ -258,6 +268,8 @@ async def test_declined_events_are_dropped_unless_kept(h: GoogleHarness) -> None
     )
     outcome = await h.sync(dropping)
     assert outcome.report.removed == 1 and stored_ids(h, dropping, h.email) == set()
+    assert_timeline_consistent(h, dropping)
+    assert_timeline_consistent(h, keeping)
 
 
 def test_settings_are_validated_with_clear_messages() -> None:

@@ -97,7 +97,18 @@ def seed_series(h: GoogleHarness, calendar_id: str) -> dict[str, str]:
         e, calendar_id, timed("dentist", "2026-12-03T08:00:00Z", "2026-12-03T09:00:00Z")
     )
     past = c.add_event(e, calendar_id, timed("old", "2026-01-03T08:00:00Z", "2026-01-03T09:00:00Z"))
-    return {"weekly": weekly, "daily": daily, "endless": endless, "single": single, "past": past}
+    # Ends long after any window below ends: the view must still find it by its start.
+    long = c.add_event(
+        e, calendar_id, timed("sabbatical", "2026-11-20T00:00:00Z", "2026-12-30T00:00:00Z")
+    )
+    return {
+        "weekly": weekly,
+        "daily": daily,
+        "endless": endless,
+        "single": single,
+        "past": past,
+        "long": long,
+    }
 
 
 async def test_upcoming_matches_googles_expansion_with_moved_and_cancelled_occurrences(
@@ -124,13 +135,14 @@ async def test_upcoming_matches_googles_expansion_with_moved_and_cancelled_occur
     daily = ids["daily"]
     assert f"{daily}_20261203" not in by_id
     assert by_id[f"{daily}_20261205"][1:3] == (date(2026, 12, 6), date(2026, 12, 8))
-    assert ids["past"] not in by_id and ids["single"] in by_id
+    assert ids["past"] not in by_id and ids["single"] in by_id and ids["long"] in by_id
     assert sum(1 for r in rows if r[0].startswith(ids["endless"])) == 3  # Oct, Nov, Dec 15
     assert tokyo_ids["daily"] != daily
 
     # A narrow window, cutting through occurrences at both ends.
     narrow = (datetime(2026, 12, 3, 14, 10, tzinfo=UTC), datetime(2026, 12, 7, 14, 5, tzinfo=UTC))
-    await assert_upcoming_is_google(h, charm, h.email, *narrow)
+    narrow_rows = await assert_upcoming_is_google(h, charm, h.email, *narrow)
+    assert ids["long"] in {r[0] for r in narrow_rows}
     await assert_upcoming_is_google(h, charm, tokyo, *narrow)
 
 

@@ -44,6 +44,7 @@ Google client arrives as ``ctx.google`` and is used through the small protocols 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import hashlib
 import json
@@ -76,6 +77,7 @@ from trayapp.patterns.gcalendar_recurrence import (
     Occurrence,
     content_line,
     date_list,
+    event_bounds,
     expand,
     latest_end,
     parse_when,
@@ -98,6 +100,7 @@ CALENDARS_PAGE_SIZE = 250
 RESYNC_BACKOFF = timedelta(hours=1)
 RESYNC_BACKOFF_MAX = timedelta(days=1)
 _READ_CHUNK = 1000
+_UTC = zone("UTC")
 
 # ---- settings and state ---------------------------------------------------------------------
 
@@ -292,7 +295,7 @@ class CalendarImporter(Pattern[CalendarSettings]):
     # A first sync of many large calendars; each page commits, so a cut run loses little.
     timeout = timedelta(minutes=15)
     cells = (CellSpec("state", writes=True, default=CalendarState(), type=CalendarState),)
-    collections = ("events", "calendars", "sweep")
+    collections = ("events", "calendars", "timeline", "sweep")
     export_formats: ClassVar[tuple[str, ...]] = ("jsonl", "ics")
 
     def needs_reset(self, old: CalendarSettings, new: CalendarSettings) -> bool:
@@ -361,14 +364,14 @@ def upcoming(
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("upcoming() needs timezone-aware start and end")
     records = _records(source.collection("calendars"))
+    stored = source.collection("events")
     by_calendar: dict[str, list[dict[str, Any]]] = {}
-    floor = start.timestamp()
-    for key, value in _newest_first(source.collection("events")):
-        if not isinstance(value, dict):
-            continue
-        if _sort_key(value) < floor:
-            break  # every event from here on ended before the window
+    for key, value in _series_items(stored):
         by_calendar.setdefault(_calendar_of(key, value), []).append(value)
+    for key in _timeline_keys(source.collection("timeline"), start, end):
+        value = stored.get(key)
+        if isinstance(value, dict) and not _is_series(value):
+            by_calendar.setdefault(_calendar_of(key, value), []).append(value)
     out: list[Occurrence] = []
     for calendar_id, events in by_calendar.items():
         record = records.get(calendar_id)
@@ -381,6 +384,50 @@ def upcoming(
             out.append(occ)
     out.sort(key=lambda o: (o.start, o.end, o.calendar_id, o.event_id))
     return out
+
+
+def _series_items(events: Collection) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Recurring masters and exceptions: the top of the collection by sort key."""
+    for key, value in _newest_first(events):
+        if not isinstance(value, dict) or _sort_key(value) < SERIES_SORT_KEY:
+            return
+        yield key, value
+
+
+def timeline_key(event_key: str, value: Mapping[str, Any]) -> str | None:
+    """``<latest end>|<earliest start>|<event key>`` of a single event (epoch seconds, padded).
+
+    The ``timeline`` collection holds one such key per single (non-recurring) event, so the
+    upcoming view finds the events of a window from keys alone (one index-only scan, in end
+    order) and then reads just those events: the collection API has no range query, and
+    paging through 20,000 full events to find two weeks' worth took seconds. The bounds are
+    widened for all-day events, whose real times depend on the calendar's zone.
+    """
+    if _is_series(value):
+        return None
+    bounds = event_bounds(value, _UTC)
+    if bounds is None:
+        return None
+    start, end, all_day = bounds
+    latest_end = end.timestamp() + (12 * 3600 if all_day else 0)
+    earliest_start = start.timestamp() - (14 * 3600 if all_day else 0)
+    return f"{_stamp(latest_end)}|{_stamp(earliest_start)}|{event_key}"
+
+
+def _stamp(seconds: float) -> str:
+    # Fixed width so that string order is time order (epoch 0 to year 5138).
+    return f"{min(max(int(seconds), 0), 99_999_999_999):011d}"
+
+
+def _timeline_keys(timeline: Collection, start: datetime, end: datetime) -> Iterator[str]:
+    """Event keys of the singles that may overlap ``[start, end)``."""
+    keys = timeline.keys()
+    first = bisect.bisect_left(keys, _stamp(start.timestamp()))
+    last_start = _stamp(end.timestamp())
+    for key in keys[first:]:
+        _end, begin, event_key = key.split("|", 2)
+        if begin <= last_start:
+            yield event_key
 
 
 def _with_calendar(occ: Occurrence, record: CalendarRecord) -> Occurrence:
@@ -405,13 +452,15 @@ def _records(calendars: Collection) -> dict[str, CalendarRecord]:
 
 
 def _newest_first(events: Collection) -> Iterator[tuple[str, Any]]:
-    offset = 0
+    """Items by descending sort key, in pages that grow: callers usually stop early."""
+    offset, size = 0, 64
     while True:
-        chunk = events.items(limit=_READ_CHUNK, offset=offset, newest_first=True)
+        chunk = events.items(limit=size, offset=offset, newest_first=True)
         yield from chunk
-        if len(chunk) < _READ_CHUNK:
+        if len(chunk) < size:
             return
-        offset += _READ_CHUNK
+        offset += size
+        size = min(size * 2, _READ_CHUNK)
 
 
 def _all_items(events: Collection) -> Iterator[tuple[str, Any]]:
@@ -570,6 +619,7 @@ class _Sync:
         self.events = ctx.collection("events")
         self.calendars = ctx.collection("calendars")
         self.sweep = ctx.collection("sweep")
+        self.timeline = ctx.collection("timeline")
         self.fingerprint = fingerprint(ctx.settings)
         self.keep_declined = ctx.settings.keep_declined
 
@@ -698,6 +748,7 @@ class _Sync:
             if record.synced:
                 removed = self.events.delete_many(self.keys_of(self.events, record.id))
                 self.sweep.delete_many(self.keys_of(self.sweep, record.id))
+                self.timeline.delete_many(self.timeline_keys_of(record.id))
             if record.in_list:
                 cleared = record.model_copy(
                     update={
@@ -720,11 +771,22 @@ class _Sync:
         with self.ctx.transaction():
             removed = self.events.clear()
             self.sweep.clear()
+            self.timeline.clear()
             for record in self.all_records():
                 self.save(
                     record.model_copy(update={"sync_token": None, "full_sync": None, "expiries": 0})
                 )
         return removed
+
+    def timeline_keys_of(self, calendar_id: str, only: set[str] | None = None) -> list[str]:
+        """Timeline keys of a calendar's events (or of the events in ``only``)."""
+        out = []
+        keys = self.timeline.keys()
+        for key in keys:
+            event = key.split("|", 2)[-1]
+            if event.rsplit("/", 1)[0] == calendar_id and (only is None or event in only):
+                out.append(key)
+        return out
 
     @staticmethod
     def keys_of(collection: Collection, calendar_id: str) -> list[str]:
@@ -883,6 +945,8 @@ class _Sync:
         seen = set(self.keys_of(self.sweep, calendar_id))
         gone = [k for k in self.keys_of(self.events, calendar_id) if k not in seen]
         removed = self.events.delete_many(gone)
+        if gone:
+            self.timeline.delete_many(self.timeline_keys_of(calendar_id, set(gone)))
         self.sweep.delete_many(seen)
         return removed
 
@@ -903,12 +967,10 @@ class _Sync:
             if ev.get("status") == "cancelled":
                 if ev.get("recurringEventId") and ev.get("originalStartTime"):
                     # One occurrence cancelled: keep the marker that hides it.
-                    result = self.events.upsert(
-                        key, _cancel_marker(ev, calendar_id), sort_key=SERIES_SORT_KEY
-                    )
+                    result = self.put(key, _cancel_marker(ev, calendar_id))
                     counts.updated += result != "unchanged"
                     continue
-                if self.events.delete(key):
+                if self.remove(key):
                     counts.removed += 1
                 if series_index is None:
                     series_index = self.series_index(calendar_id)
@@ -917,15 +979,40 @@ class _Sync:
                 continue
             if not self.keep_declined and self_declined(ev) and not ev.get("recurringEventId"):
                 # Declined: not kept (an occurrence is, so that it hides the series' one).
-                counts.removed += self.events.delete(key)
+                counts.removed += self.remove(key)
                 continue
             value = stored_event(ev, calendar_id)
-            result = self.events.upsert(key, value, sort_key=_sort_key(value))
+            result = self.put(key, value)
             if result == "added":
                 counts.added += 1
             elif result == "updated":
                 counts.updated += 1
         return counts
+
+    def put(self, key: str, value: dict[str, Any]) -> str:
+        """Store an event and keep its timeline entry in step; returns the upsert result."""
+        old = self.events.get(key)
+        result = self.events.upsert(key, value, sort_key=_sort_key(value))
+        if result != "unchanged":
+            self.retime(key, old, value)
+        return result
+
+    def remove(self, key: str) -> bool:
+        old = self.events.get(key)
+        if old is None:
+            return False
+        self.events.delete(key)
+        self.retime(key, old, None)
+        return True
+
+    def retime(self, key: str, old: Any, new: Mapping[str, Any] | None) -> None:
+        before = timeline_key(key, old) if isinstance(old, Mapping) else None
+        after = timeline_key(key, new) if new is not None else None
+        if before != after:
+            if before is not None:
+                self.timeline.delete(before)
+            if after is not None:
+                self.timeline.upsert(after, 1)
 
     def series_index(self, calendar_id: str) -> dict[str, list[str]]:
         """Exception keys by series id for one calendar (read from the series region)."""
