@@ -353,13 +353,22 @@ async def test_gmail_concurrency_cap(
     emu: EmulatorServer, http: httpx.AsyncClient, session: Session
 ) -> None:
     emu.control.set_quota(gmail_concurrency=2)
-    gate = emu.control.add_fault(kind="latency", latency_ms=400, endpoint="gmail.users.getProfile")
-    del gate
-    results = await asyncio.gather(*[profile(http, session) for _ in range(4)])
-    codes = sorted(r.status_code for r in results)
-    assert codes == [200, 200, 429, 429]
-    limited = next(r for r in results if r.status_code == 429)
-    assert limited.json()["error"]["message"] == "Too many concurrent requests for user"
+    emu.control.add_fault(kind="hang", endpoint="gmail.users.getProfile", times=2)
+    hanging = [asyncio.create_task(profile(http, session)) for _ in range(2)]
+    # Both are in flight once logged (and unanswered: they hang).
+    async with asyncio.timeout(30):
+        await emu.control.await_requests(
+            api_method="gmail.users.getProfile", count=2, answered=False
+        )
+    over = [await profile(http, session) for _ in range(2)]
+    assert [r.status_code for r in over] == [429, 429]
+    assert over[0].json()["error"]["message"] == "Too many concurrent requests for user"
+    assert (
+        await http.get("/calendar/v3/users/me/calendarList", headers=bearer(session.access_token))
+    ).status_code == 200
+    for task in hanging:
+        task.cancel()
+    await asyncio.gather(*hanging, return_exceptions=True)
 
 
 async def test_calendar_requests_per_minute(
