@@ -19,9 +19,11 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from PySide6.QtCore import QEvent, QObject
 
 from trayapp import DISPLAY_NAME
 from trayapp.ipc import AlreadyRunning, Server, serve, try_send
@@ -85,6 +87,8 @@ def main(args: Any = None) -> int:
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     runner = AppRunner(ns, profile_dir)
+    guard = QuitGuard(runner.request_quit)
+    app.installEventFilter(guard)
     app.aboutToQuit.connect(runner.request_quit)
     _wait_for_tray(app, QSystemTrayIcon, ns.no_tray)
     try:
@@ -101,6 +105,26 @@ def main(args: Any = None) -> int:
     except AlreadyRunning:
         print(f"{DISPLAY_NAME} is already starting for this profile.", file=sys.stderr)
         return 0
+
+
+class QuitGuard(QObject):
+    """Turns Qt's quit requests (session end, ``app.quit()``) into our orderly shutdown.
+
+    In Qt 6 ``quit()`` posts ``QEvent.Quit``, which the application may refuse. Refusing it and
+    setting the quit event instead lets the engine stop (runs recorded as cancelled) while the
+    qasync loop still runs; the loop then ends when the main coroutine returns.
+    """
+
+    def __init__(self, on_quit: Callable[[], None]) -> None:
+        super().__init__()
+        self._on_quit = on_quit
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Quit:
+            event.ignore()
+            self._on_quit()
+            return True
+        return False
 
 
 def _wait_for_tray(app: Any, tray_cls: Any, no_tray: bool) -> None:

@@ -1,0 +1,49 @@
+"""The app shell end to end in-process: demo profile, engine, tray; Qt's quit() exits cleanly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from trayapp.core.engine import Engine
+from trayapp.core.outcomes import OutcomeKind
+from trayapp.ui.app import main
+
+
+def test_session_end_quit_stops_the_engine_and_returns_0(
+    qapp: QApplication, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = tmp_path / "report.log"
+    monkeypatch.setenv("TRAYAPP_TEST_REPORT", str(report))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    profile = tmp_path / "profile"
+
+    def lines() -> list[str]:
+        return report.read_text().splitlines() if report.exists() else []
+
+    # Once the demo's first pass is done, end the session the way a desktop does: app.quit().
+    poll = QTimer()
+    poll.setInterval(20)
+
+    def check() -> None:
+        if sum(ln.startswith("TRAYAPP_RUN_FINISHED") for ln in lines()) >= 3:
+            poll.stop()
+            qapp.quit()
+
+    poll.timeout.connect(check)
+    poll.start()
+    rc = main(["--demo", "--profile", str(profile)])
+    poll.stop()
+    assert rc == 0
+    assert "TRAYAPP_READY" in lines()
+    engine = Engine(profile)  # the store was closed cleanly and reopens
+    try:
+        statuses = engine.statuses()
+        assert len(statuses) == 3
+        assert all(s.last_outcome is OutcomeKind.OK for s in statuses.values())
+    finally:
+        engine.close()
+    assert not list(tmp_path.glob("trayapp/*.sock"))  # the IPC socket is gone
