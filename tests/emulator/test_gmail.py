@@ -158,6 +158,13 @@ async def test_profile_labels_and_user_id(
     assert same.status_code == 200
     other = await get(http, session, "/gmail/v1/users/bob@example.com/profile")
     assert other.status_code == 403
+    assert other.json()["error"]["errors"] == [
+        {
+            "message": "Delegation denied for alice@example.com",
+            "domain": "global",
+            "reason": "forbidden",
+        }
+    ]
     labels = (await get(http, session, f"{G}/labels")).json()["labels"]
     ids = {lbl["id"]: lbl for lbl in labels}
     assert ids["INBOX"] == {"id": "INBOX", "name": "INBOX", "type": "system"}

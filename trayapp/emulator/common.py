@@ -75,7 +75,7 @@ def authorize(request: Request, method_id: str, user_id: str | None = None) -> A
     if acct is None:
         raise errors.auth_error()
     if user_id is not None and user_id != "me" and user_id.lower() != acct.email.lower():
-        raise errors.delegation_denied(user_id)
+        raise errors.delegation_denied(acct.email)  # names the signed-in user, as Google does
     quota = state.quota_usage
     now = state.clock.now()
     if state.quota.enabled:

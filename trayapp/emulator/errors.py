@@ -134,7 +134,8 @@ def insufficient_scope(service: str, method_scopes: list[str]) -> ApiError:
 
 
 def delegation_denied(email: str) -> ApiError:
-    # Wording unverified (reference section 6).
+    """Another user's mailbox: "Delegation denied for <the signed-in user>", reason forbidden
+    (as seen in googleworkspace/cli#528 and google-api-nodejs-client#1751 / #2510)."""
     return _one(403, f"Delegation denied for {email}", "global", "forbidden", "PERMISSION_DENIED")
 
 
