@@ -429,6 +429,26 @@ async def test_scope_checks(emu: EmulatorServer, http: httpx.AsyncClient, sessio
     ).status_code == 403
     assert (await http.get(f"{G}/messages", params={"q": "a"}, headers=h)).status_code == 403
     assert (await http.get(f"{G}/messages", headers=h)).status_code == 200
+    full = await http.get(f"{G}/messages/{mid}", params={"format": "full"}, headers=h)
+    assert full.json()["error"]["errors"] == [
+        {
+            "message": "Metadata scope doesn't allow format FULL",
+            "domain": "global",
+            "reason": "forbidden",
+        }
+    ]
+    # The metadata scope restricts even next to gmail.readonly.
+    both = emu.control.issue_tokens(
+        session.email,
+        session.client.id,
+        [
+            "https://www.googleapis.com/auth/gmail.metadata",
+            "https://www.googleapis.com/auth/gmail.readonly",
+        ],
+    )
+    q = await http.get(f"{G}/messages", params={"q": "a"}, headers=bearer(both["access_token"]))
+    assert q.status_code == 403
+    assert q.json()["error"]["message"] == "Metadata scope does not support 'q' parameter"
     none = await http.get(f"{G}/messages")
     assert none.status_code == 401
     assert none.json()["error"]["errors"][0]["reason"] == "required"

@@ -42,11 +42,6 @@ HISTORY_TYPES = {
     "labeladded": "labelAdded",
     "labelremoved": "labelRemoved",
 }
-BROAD_SCOPES = {
-    "https://mail.google.com/",
-    "https://www.googleapis.com/auth/gmail.modify",
-    "https://www.googleapis.com/auth/gmail.readonly",
-}
 
 
 def _handler(
@@ -70,8 +65,14 @@ def _handler(
 
 
 def _metadata_only(request: Request) -> bool:
-    scopes = token_scopes(request)
-    return GMAIL_METADATA in scopes and not scopes & BROAD_SCOPES
+    """Whether the token carries gmail.metadata, which restricts formats and ``q``.
+
+    Others report that the restriction holds even when gmail.readonly is granted too (a
+    public Gmail client's issue #726: "refuse the q search parameter (and full-body reads)
+    even when gmail.readonly is also granted"), so a token with the metadata scope is
+    restricted whatever else it has.
+    """
+    return GMAIL_METADATA in token_scopes(request)
 
 
 def _uint(request: Request, name: str, default: int, maximum: int | None = None) -> int:
