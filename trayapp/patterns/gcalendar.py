@@ -20,8 +20,10 @@ What a run does:
 3. **410 fullSyncRequired** on a calendar: a full resync of that calendar, in the same run. The
    old events stay visible until it completes; every event it sees is marked in ``sweep``, and
    the last page's transaction removes the calendar's events it did not see. The resync is
-   recorded as soon as it starts, so an interrupted one continues in the next run and the dead
-   token is never sent again. **Loop breaker**: a 410 right after a resync (no incremental sync
+   recorded as soon as it starts, so an interrupted one continues in the next run (listing
+   from the first page again: the client cannot resume at a page token; pages already stored
+   come back unchanged and cost no writes) and the dead token is never sent again. **Loop
+   breaker**: a 410 right after a resync (no incremental sync
    succeeded in between), or during the resync itself, means resyncing again at once would only
    loop (lieer's "full sync forever"); the calendar is reported as a partial failure and its
    next resync waits (1 h, doubling, at most a day), keeping its events meanwhile.
@@ -32,6 +34,12 @@ What a run does:
 
 Cost of a run with no changes: one ``calendarList.list`` plus one ``events.list`` per synced
 calendar (``bench/calendar.py`` measures it against refetching a window).
+
+Collections: ``events`` (key ``<calendar id>/<event id>``, sort key = when the event ends, with
+recurring masters and exceptions on top), ``calendars`` (:class:`CalendarRecord` per calendar:
+list entry and sync state), ``timeline`` (an index of single events by time, see
+:func:`timeline_key`) and ``sweep`` (what a resync has seen). The ``state`` cell holds the
+calendar list's token.
 
 The ``upcoming`` view (:func:`upcoming`) reads the store only: recurring series are expanded
 with their exceptions by :mod:`trayapp.patterns.gcalendar_recurrence`. ``export`` writes JSON
