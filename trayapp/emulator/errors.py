@@ -114,7 +114,7 @@ def insufficient_scope(service: str, method_scopes: list[str]) -> ApiError:
             {
                 "message": "Insufficient Permission",
                 "domain": "global",
-                "reason": "insufficientPermissions",  # unverified reason
+                "reason": "insufficientPermissions",  # as in a real capture quoted in public code
             }
         ],
         "PERMISSION_DENIED",
