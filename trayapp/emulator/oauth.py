@@ -38,6 +38,24 @@ AUTH_PARAMS = (
 )
 
 
+#: What Google's consent screen says for the scopes our app asks for.
+_AUTH = "https://www.googleapis.com/auth/"
+SCOPE_TEXT = {
+    "openid": "Associate you with your personal info on Google",
+    _AUTH + "userinfo.email": "See your primary Google Account email address",
+    _AUTH + "userinfo.profile": "See your personal info",
+    _AUTH + "gmail.readonly": "View your email messages and settings",
+    _AUTH + "gmail.metadata": "View your email message metadata such as labels and headers, "
+    "but not the email body",
+    "https://mail.google.com/": "Read, compose, send, and permanently delete all your email "
+    "from Gmail",
+    _AUTH + "calendar.readonly": "See and download any calendar you can access using your "
+    "Google Calendar",
+    _AUTH + "calendar": "See, edit, share, and permanently delete all the calendars you can "
+    "access using Google Calendar",
+}
+
+
 def is_allowed_redirect(uri: str) -> bool:
     """Loopback http redirect on any port, as Google allows for installed (desktop) apps."""
     try:
@@ -173,7 +191,10 @@ def _consent_page(
         f"{html.escape(a.name)} &lt;{html.escape(a.email)}&gt;</label><br>"
         for a in state.accounts.values()
     )
-    scopes = "".join(f"<li>{html.escape(s)}</li>" for s in normalize_scopes(params["scope"]))
+    scopes = "".join(
+        f"<li>{html.escape(SCOPE_TEXT.get(s, s))} <small><code>{html.escape(s)}</code></small></li>"
+        for s in normalize_scopes(params["scope"])
+    )
     script = ""
     if state.consent.auto_submit in ("allow", "deny"):
         button = (
@@ -185,7 +206,7 @@ def _consent_page(
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Sign in - Google Accounts (emulator)</title>
 <style>body{{font-family:sans-serif;max-width:40em;margin:3em auto}}
-button{{font-size:1.1em;margin:.5em}}</style>
+button{{font-size:1.1em;margin:.5em}}li{{margin:.4em 0}}li small{{display:block;color:#666}}</style>
 </head><body>
 <h1>{html.escape(client.name)} wants to access your Google Account</h1>
 <p>This is the local Google emulator's consent page. No real Google account is involved.</p>
