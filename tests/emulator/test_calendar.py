@@ -506,3 +506,18 @@ async def test_until_forms_google_accepts(
     )
     items, _, _ = await all_pages(http, session, events_path("primary"), singleEvents="true")
     assert len(items) == expected
+
+
+async def test_updated_min_too_long_ago(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    emu.control.set_updated_min_limit(30 * 24 * 3600)
+    now = datetime.fromtimestamp(emu.control.now(), UTC)
+    recent = (now - timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    old = (now - timedelta(days=40)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert (await get(http, session, events_path("primary"), updatedMin=recent)).status_code == 200
+    resp = await get(http, session, events_path("primary"), updatedMin=old)
+    assert resp.status_code == 410
+    assert resp.json()["error"]["errors"][0]["reason"] == "updatedMinTooLongAgo"

@@ -249,6 +249,9 @@ def events_list(request: Request, store: CalendarStore) -> dict[str, Any]:
     max_results = _int(request, "maxResults", 250, 2500)
     time_min, time_max = _time(request, "timeMin"), _time(request, "timeMax")
     updated_min = _time(request, "updatedMin")
+    limit = emu_state(request).updated_min_limit
+    if updated_min is not None and limit is not None and now - updated_min.timestamp() > limit:
+        raise errors.updated_min_too_long_ago()
     if time_min is not None and time_max is not None and time_min >= time_max:
         raise errors.time_range_empty()
     order_by = qp.get("orderBy")

@@ -319,6 +319,11 @@ class Control:
         self.state.sync_token_ttl = seconds
 
     @_op
+    def set_updated_min_limit(self, seconds: float | None) -> None:
+        """events.list with updatedMin older than ``seconds`` answers 410 updatedMinTooLongAgo."""
+        self.state.updated_min_limit = seconds
+
+    @_op
     def event(self, email: str, calendar_id: str, event_id: str) -> dict[str, Any]:
         return self.state.account(email).calendars.event_json(calendar_id, event_id)
 
