@@ -150,6 +150,7 @@ async def test_incremental_sync_applies_adds_deletes_and_label_moves_across_hist
     assert outcome.report.removed == 2  # deleted + archived
     assert "STARRED" in h.items(charm)[keep[2]]["labelIds"]
     assert state_of(h, charm).history_id == control.history_id(h.email)
+    assert control.request_violations() == []  # every request fits Gmail's discovery document
 
 
 async def test_query_is_honoured_in_incremental_mode(h: GoogleHarness) -> None:
@@ -169,6 +170,29 @@ async def test_query_is_honoured_in_incremental_mode(h: GoogleHarness) -> None:
     assert outcome.report.added == 1
     assert set(h.items(charm)) == {first, second}
     await assert_matches_gmail(h, charm, query)
+
+
+async def test_relabelled_messages_cost_one_list_call_per_day_and_no_fetch(
+    h: GoogleHarness,
+) -> None:
+    day = 24 * 3600 * 1000
+    base = int(datetime(2026, 2, 1, tzinfo=UTC).timestamp() * 1000)
+    # Three messages on day 0 (minutes apart), one on day 10.
+    ids = [h.add_mail(f"m{n}", internal_date_ms=base + n * 60_000) for n in range(3)]
+    ids.append(h.add_mail("later", internal_date_ms=base + 10 * day))
+    charm = h.add_charm("gmail-importer", {"query": "in:inbox"})
+    assert (await h.sync(charm)).kind is OutcomeKind.OK
+    for mid in ids:
+        h.emu.control.modify_labels(h.email, mid, add=["STARRED"])
+    h.emu.control.clear_log()
+
+    outcome = await h.sync(charm)
+
+    assert outcome.kind is OutcomeKind.OK and outcome.report.updated == 4
+    methods = [e.api_method for e in h.emu.control.requests()]
+    assert methods.count("gmail.users.messages.list") == 2  # one per day with changes
+    assert "gmail.users.messages.get" not in methods and "gmail.batch" not in methods
+    assert all("STARRED" in h.items(charm)[mid]["labelIds"] for mid in ids)
 
 
 async def test_messages_that_cannot_match_cost_no_request(h: GoogleHarness) -> None:

@@ -26,17 +26,20 @@ How a run decides what to do (the ``state`` cell holds everything between runs):
 **Which added or relabelled messages match the query.** Gmail's search language (``from:``,
 ``has:attachment``, ``older_than:``, ``{a b}``, ``OR``...) cannot be evaluated faithfully on our
 side, so Gmail evaluates it: the candidates are fetched first (they are needed anyway if they
-match, and their ``internalDate`` comes with them), grouped into clusters of nearby
-``internalDate`` values, and for each cluster ``messages.list`` runs with the user's query
+match, and their ``internalDate`` comes with them), grouped into clusters of at most a day
+of ``internalDate`` values, and for each cluster ``messages.list`` runs with the user's query
 narrowed by ``after:``/``before:`` to the cluster's time span; the matches are the candidates
 that come back. Cost per incremental sync with changes: one ``messages.get`` (5 units) per
 candidate that is not stored yet (relabelled stored messages need no fetch: the history record
 carries their labels) plus one ``messages.list`` page (5 units) per cluster, where a page holds
-up to 500 ids of the query within the cluster's span, typically minutes. The alternatives cost
+up to 500 ids of the query within the cluster's span (new mail: one cluster). The alternatives cost
 more: listing the whole query every run is O(mailbox) and ``rfc822msgid:`` needs one list call
 per candidate. Necessary label conditions are checked locally first (the ``labels`` setting,
 ``in:inbox``-style terms of a purely ANDed query, SPAM/TRASH exclusion), so candidates that
 cannot match, such as sent mail under the default ``in:inbox``, cost no request at all.
+Relative dates (``newer_than:7d``) are evaluated when a message arrives or changes; a stored
+message that merely ages out of such a query stays until the next full sync (no history
+record says it changed).
 
 Like every built-in pattern it imports only :mod:`trayapp.api` and third-party libraries; the
 Google client arrives as ``ctx.google`` and is used through the small protocols below.
@@ -84,8 +87,8 @@ GMAIL_READONLY = "https://www.googleapis.com/auth/gmail.readonly"
 BATCH_SIZE = 50  # Google: "sending batches larger than 50 requests is not recommended"
 PARALLEL_BATCHES = 3  # enough to keep the quota budget busy through 50-100 ms of latency
 LIST_PAGE_SIZE = 500  # messages.list maximum: fewest list calls per id
-# Candidates whose internalDate lies within this of each other share one messages.list check.
-CLUSTER_GAP_MS = 6 * 3600 * 1000
+# Candidates received within one day of the earliest of them share one messages.list check.
+CLUSTER_SPAN_MS = 24 * 3600 * 1000
 PARALLEL_CHECKS = 4
 # A full sync stops taking new work after this long in one run and continues at the next run,
 # so a large mailbox never meets the run's deadline (``GmailImporter.timeout``) mid-batch.
@@ -694,6 +697,8 @@ class _Sync:
             current = self.messages.get(mid)
             if current is not None:
                 labels = _labels_after(ch, current.get("labelIds") or [])
+                if labels == sorted(current.get("labelIds") or []):
+                    continue  # e.g. added while a full sync already stored it: nothing changed
                 stored[mid] = with_labels(current, labels)
             elif ch.labels is None or possible(ch.labels):
                 to_fetch.append(mid)
@@ -732,8 +737,8 @@ class _Sync:
         ordered = sorted(ids, key=lambda mid: (items[mid]["internalDate"], mid))
         clusters: list[list[str]] = [[ordered[0]]]
         for mid in ordered[1:]:
-            last = items[clusters[-1][-1]]["internalDate"]
-            if items[mid]["internalDate"] - last <= CLUSTER_GAP_MS:
+            first = items[clusters[-1][0]]["internalDate"]
+            if items[mid]["internalDate"] - first <= CLUSTER_SPAN_MS:
                 clusters[-1].append(mid)
             else:
                 clusters.append([mid])
