@@ -324,3 +324,31 @@ def test_needs_reset_for_any_setting_that_shapes_the_data() -> None:
     ):
         assert pattern.needs_reset(base, pattern.validate_settings(change)), change
     assert not pattern.needs_reset(base, pattern.validate_settings({"query": "in:inbox"}))
+
+
+@pytest.mark.parametrize("parts", ["text+html", "raw"])
+async def test_encoded_headers_and_non_utf8_bodies_are_decoded(
+    h: GoogleHarness, parts: str
+) -> None:
+    raw = (
+        b"From: =?utf-8?q?Ren=C3=A9e?= <renee@example.com>\r\n"
+        b"To: a@example.com\r\nTo: b@example.com\r\n"
+        b"Subject: =?iso-8859-1?q?caf=E9_cr=E8me?=\r\n"
+        b"Message-ID: <enc@example.com>\r\n"
+        b"MIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/alternative; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\nd=E9j=E0 vu\r\n"
+        b"--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>d\xc3\xa9j\xc3\xa0</p>\r\n"
+        b"--b--\r\n"
+    )
+    mid = h.emu.control.add_message(h.email, raw, label_ids=["INBOX"])
+    charm = h.add_charm("gmail-importer", {"parts": parts})
+    assert (await h.sync(charm)).kind is OutcomeKind.OK
+    item = h.items(charm)[mid]
+    assert item["from"] == "Renée <renee@example.com>"
+    assert item["subject"] == "café crème"
+    assert item["to"] == "a@example.com, b@example.com"
+    assert item["text"].strip() == "déjà vu"
+    assert item["html"].strip() == "<p>déjà</p>"
+    assert item["attachments"] == []
