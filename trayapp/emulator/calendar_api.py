@@ -305,7 +305,7 @@ def events_list(request: Request, store: CalendarStore) -> dict[str, Any]:
     if after is not None:
         keyed = [(k, ev) for k, ev in keyed if k > after]
     page = keyed[:max_results]
-    rendered = [render_event(ev, show_full_cancelled=False) for _, ev in page]
+    rendered = [render_event(ev) for _, ev in page]
     f = cal.entry.fields
     out: dict[str, Any] = {
         "kind": "calendar#events",
@@ -412,7 +412,7 @@ def events_get(request: Request, store: CalendarStore) -> dict[str, Any]:
     ev = cal.events.get(eid)
     if ev is None:
         try:
-            ev = store._instance_seed(cal, eid)
+            ev = store.occurrence(cal, eid)
         except KeyError:
             raise errors.calendar_not_found() from None
         ev = {

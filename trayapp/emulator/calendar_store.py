@@ -238,8 +238,11 @@ class CalendarStore:
         self._touch(cal, base)
         return eid
 
-    def _instance_seed(self, cal: Calendar, instance_id: str) -> dict[str, Any]:
-        """A new exception event for one occurrence of a recurring series."""
+    def occurrence(self, cal: Calendar, instance_id: str) -> dict[str, Any]:
+        """One occurrence of a recurring series as an event (the seed of an exception).
+
+        Raises KeyError when ``instance_id`` is not ``<master>_<start>`` of a stored series.
+        """
         m = INSTANCE_ID_RE.match(instance_id)
         master = cal.events.get(m.group("base")) if m else None
         if m is None or master is None or not master.get("recurrence"):
@@ -255,7 +258,7 @@ class CalendarStore:
         cal = self._cal(calendar_id)
         ev = cal.events.get(event_id)
         if ev is None:
-            ev = self._instance_seed(cal, event_id)
+            ev = self.occurrence(cal, event_id)
             cal.events[event_id] = ev
         else:
             ev["sequence"] = int(ev.get("sequence", 0)) + 1
@@ -270,7 +273,7 @@ class CalendarStore:
         cal = self._cal(calendar_id)
         ev = cal.events.get(event_id)
         if ev is None:
-            ev = self._instance_seed(cal, event_id)
+            ev = self.occurrence(cal, event_id)
             cal.events[event_id] = ev
         ev["status"] = "cancelled"
         self._touch(cal, ev)
@@ -279,8 +282,8 @@ class CalendarStore:
         cal = self._cal(calendar_id)
         ev = cal.events.get(event_id)
         if ev is None:
-            return self._instance_seed(cal, event_id)
-        return render_event(ev, show_full_cancelled=False)
+            return self.occurrence(cal, event_id)
+        return render_event(ev)
 
     # ---- recurrence ----
 
@@ -371,9 +374,9 @@ def _normalize_until(line: str, all_day: bool, ev_tz: ZoneInfo) -> str:
     return line[: m.start()] + f"UNTIL={value}" + line[m.end() :]
 
 
-def render_event(ev: dict[str, Any], *, show_full_cancelled: bool) -> dict[str, Any]:
+def render_event(ev: dict[str, Any]) -> dict[str, Any]:
     """Cancelled events carry only id (+ recurringEventId/originalStartTime for exceptions)."""
-    if ev.get("status") != "cancelled" or show_full_cancelled:
+    if ev.get("status") != "cancelled":
         return ev
     out = {"kind": "calendar#event", "etag": ev["etag"], "id": ev["id"], "status": "cancelled"}
     if "recurringEventId" in ev:
