@@ -10,8 +10,9 @@ from typing import Any
 
 from trayapp.api import Pattern
 from trayapp.patterns.feed import FeedImporter
+from trayapp.patterns.gcalendar import CalendarImporter
 from trayapp.patterns.gmail import GmailImporter
 
-BUILTIN_PATTERNS: tuple[type[Pattern[Any]], ...] = (FeedImporter, GmailImporter)
+BUILTIN_PATTERNS: tuple[type[Pattern[Any]], ...] = (FeedImporter, GmailImporter, CalendarImporter)
 
 __all__ = ["BUILTIN_PATTERNS"]
