@@ -77,7 +77,9 @@ rm -f "$dist/$PACKAGE"[-_]"$version"[-_]*
 # --- freeze -----------------------------------------------------------------------------------
 log "PyInstaller (one folder)"
 t0=$(now_ms)
-"$PYTHON" -m PyInstaller --noconfirm --clean --log-level WARN \
+# No --clean: the work folder is fresh anyway, and PyInstaller's cache of stripped binaries
+# (keyed by content) saves a third of the time on the next build.
+"$PYTHON" -m PyInstaller --noconfirm --log-level WARN \
   --distpath "$work/dist" --workpath "$work/build" packaging/trayapp.spec 2>&1 \
   | grep -v -E "required via ctypes not found|^$" >&2 || true
 app="$work/dist/$APP_ID"
@@ -133,8 +135,10 @@ and a desktop with a system tray (GNOME: the AppIndicator extension). The progra
 self-contained: Python and Qt are included.
 EOF
 tarball="$dist/$base.tar.gz"
+# Compressed in the background while the .deb is staged and compressed (two cores, two jobs).
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$SOURCE_DATE_EPOCH" \
-  -C "$stage" -cf - "$base" | gzip -n -6 > "$tarball"
+  -C "$stage" -cf - "$base" | gzip -n -6 > "$tarball.part" &
+tar_pid=$!
 
 # --- .deb -------------------------------------------------------------------------------------
 deb=""
@@ -185,6 +189,9 @@ EOF
   # gzip rather than xz/zstd: any dpkg can read it and it takes seconds, not a minute.
   dpkg-deb --root-owner-group -Zgzip -z6 --build "$droot" "$deb" >/dev/null
 fi
+
+wait "$tar_pid" || die "could not write $tarball"
+mv "$tarball.part" "$tarball"
 
 # --- report -----------------------------------------------------------------------------------
 total_ms=$(( $(now_ms) - started ))

@@ -209,18 +209,19 @@ def _qt() -> dict[str, Any]:
 
 
 def _environment() -> dict[str, Any]:
-    """Children (xdg-open, the browser) get the user's environment; the app keeps its libraries."""
+    """Children (xdg-open, the browser, another copy of us) get the user's environment."""
     import subprocess
 
-    bundle = getattr(sys, "_MEIPASS", None)
+    app_dir = str(Path(sys.executable).resolve().parent)
     child = subprocess.run(["env"], capture_output=True, text=True, check=True).stdout
     leaked = [
         line
         for line in child.splitlines()
-        if bundle and bundle in line and not line.startswith(("_=", "PWD=", "OLDPWD="))
+        if (app_dir in line or line.startswith("_PYI_"))
+        and not line.startswith(("_=", "PWD=", "OLDPWD="))
     ]
     if leaked:
-        raise RuntimeError(f"child processes inherit bundle paths: {leaked}")
+        raise RuntimeError(f"child processes inherit the bundle's settings: {leaked}")
     at_exec: dict[str, str] = {}
     proc = Path("/proc/self/environ")
     if proc.exists():
@@ -228,7 +229,18 @@ def _environment() -> dict[str, Any]:
             key, _, value = item.decode(errors="replace").partition("=")
             if key == "LD_LIBRARY_PATH":
                 at_exec[key] = value
-    return {"_MEIPASS": bundle, "loader_path_at_start": at_exec.get("LD_LIBRARY_PATH")}
+    # A copy of the app started from the app must set itself up from scratch and work.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAYAPP_BUNDLE_SELFTEST")}
+    again = subprocess.run(
+        [sys.executable, "--version"], env=env, capture_output=True, text=True, timeout=60
+    )
+    if again.returncode != 0 or not again.stdout.startswith("trayapp "):
+        raise RuntimeError(f"the app cannot start itself: {again.stdout}{again.stderr}")
+    return {
+        "app_dir": app_dir,
+        "loader_path_at_start": at_exec.get("LD_LIBRARY_PATH"),
+        "self_start": again.stdout.strip(),
+    }
 
 
 _keep_alive: list[object] = []  # the QGuiApplication must outlive the checks

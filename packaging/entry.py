@@ -41,6 +41,10 @@ def _restore_environment_for_children() -> None:
     for name in _BUNDLE_ONLY_VARIABLES:
         if bundle and os.environ.get(name, "").startswith(bundle):
             del os.environ[name]
+    # The bootloader's own bookkeeping (_PYI_ARCHIVE_FILE, _PYI_PARENT_PROCESS_LEVEL...): a
+    # copy of this app started by us would take it for its own and skip its set-up.
+    for name in [n for n in os.environ if n.startswith("_PYI_") or n == "_MEIPASS2"]:
+        del os.environ[name]
 
 
 def _main() -> int:
