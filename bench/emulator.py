@@ -12,22 +12,14 @@ and only 127.0.0.1 is contacted.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Python puts this script's folder first on sys.path, and bench/ holds scripts named like
-# standard-library modules (calendar.py): drop it so they cannot shadow the stdlib. The
-# imports below must therefore come after this line.
-# ruff: noqa: E402
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
 import argparse
 import asyncio
 import json
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import httpx
 

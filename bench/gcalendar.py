@@ -13,19 +13,11 @@ at the client's transport, the requests and the bytes (headers + bodies, both di
     upcoming view         the store-only expansion the tray shows (no requests), for 14 and
                           365 days from the middle of the seeded year
 
-Usage: PYTHONPATH=. .venv/bin/python bench/calendar.py [--calendars 10] [--events 2000]
+Usage: PYTHONPATH=. .venv/bin/python bench/gcalendar.py [--calendars 10] [--events 2000]
        [--window-days 30]
 """
 
 from __future__ import annotations
-
-import os
-import sys
-
-# Run as ``python bench/calendar.py``, this file's directory comes first on sys.path and the
-# file itself would shadow the standard library's ``calendar`` module (imported by ``email``).
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    del sys.path[0]
 
 import argparse
 import asyncio

@@ -26,9 +26,6 @@ from datetime import timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# Running a script puts its folder first on sys.path, where a sibling bench script (calendar.py)
-# would shadow the standard library module that trayapp's imports need: use the repo root.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(REPO))
 
 CHARMS = 20

@@ -465,3 +465,33 @@ def test_changes_made_while_an_engine_runs_reach_it(profile: Path, feed_url: str
             proc.wait()
     assert "Traceback" not in err.rest()
     assert json.loads(trayapp(profile, "status", "--json").stdout)["charms"] == []
+
+
+def test_export_writes_the_synced_items_and_refuses_unknown_formats(
+    profile: Path, feed_url: str, tmp_path: Path
+) -> None:
+    added = trayapp(
+        profile, "charms", "add", "feed-importer", "--name", "Blog",
+        "--set", f"url={feed_url}/rss2-guid.xml",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert trayapp(profile, "sync", "blog").returncode == 0
+
+    dest = tmp_path / "out" / "blog.jsonl"
+    result = trayapp(profile, "export", "blog", "--format", "jsonl", "--output", str(dest), "--json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["count"] == 3 and doc["path"] == str(dest.resolve())
+    lines = dest.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 3
+    titles = {json.loads(line)["title"] for line in lines}
+    status = json.loads(trayapp(profile, "status", "--json").stdout)
+    assert status["charms"][0]["status"]["totals"]["added"] == len(titles)
+    # No temporary file is left beside the export.
+    assert [p.name for p in dest.parent.iterdir()] == ["blog.jsonl"]
+
+    refused = trayapp(profile, "export", "blog", "--format", "ics", "--output", str(dest))
+    assert refused.returncode == 1
+    line = one_error_line(refused)
+    assert "cannot export 'ics'" in line and "offers: jsonl" in line
+    assert len(dest.read_text(encoding="utf-8").splitlines()) == 3  # the old export is intact

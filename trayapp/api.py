@@ -45,6 +45,10 @@ How a run ends:
 * raise :class:`AuthRequired` -> the account is parked until the user signs in again;
 * raise :class:`RateLimited` (with ``retry_after`` when the server said) /
   :class:`Offline` / :class:`ServerError` -> retried later with backoff, never disabled;
+* Google-backed patterns get their account's clients from ``ctx.google`` (``.gmail()``,
+  ``.calendar()``); they raise the kinds above for them, plus :class:`HistoryExpired` (Gmail
+  history 404: do a full sync) and :class:`SyncTokenExpired` (Calendar 410: clear and resync),
+  both subclasses of :class:`GoogleRequestError` (a request Google refused);
 * any other exception is a ``bug`` in the pattern: recorded with its traceback, retried with
   backoff, shown as failing.
 
@@ -60,15 +64,18 @@ from pydantic import AnyHttpUrl, BaseModel, Field, HttpUrl, field_validator
 from trayapp.core.cells import Cell, DerivedCell
 from trayapp.core.errors import (
     AuthRequired,
+    ExportError,
     Offline,
     RateLimited,
     ReadOnlyCellError,
     ServerError,
     SyncError,
 )
+from trayapp.core.export import atomic_output, write_jsonl
 from trayapp.core.outcomes import RunReport
 from trayapp.core.patterns import CellSpec, NoSettings, Pattern, UpdateContext
 from trayapp.core.store import Collection
+from trayapp.google.errors import GoogleRequestError, HistoryExpired, SyncTokenExpired
 
 __all__ = [
     "AnyHttpUrl",
@@ -78,7 +85,10 @@ __all__ = [
     "CellSpec",
     "Collection",
     "DerivedCell",
+    "ExportError",
     "Field",
+    "GoogleRequestError",
+    "HistoryExpired",
     "HttpUrl",
     "NoSettings",
     "Offline",
@@ -88,6 +98,9 @@ __all__ = [
     "RunReport",
     "ServerError",
     "SyncError",
+    "SyncTokenExpired",
     "UpdateContext",
+    "atomic_output",
     "field_validator",
+    "write_jsonl",
 ]

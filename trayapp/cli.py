@@ -16,7 +16,6 @@ breaks the rest:
 * ``trayapp.auth.commands.register(subparsers)`` adds ``trayapp accounts ...``: each parser it
   adds sets ``handler=fn`` (or ``func=fn``) with ``fn(args: argparse.Namespace) -> int``
   (``args.profile`` is the ``--profile`` value; :func:`open_engine` opens the engine for it);
-* ``trayapp export`` will be added here (see ``_add_export``).
 """
 
 from __future__ import annotations
@@ -212,7 +211,22 @@ def _add_accounts(sub: Any) -> None:
 
 
 def _add_export(sub: Any) -> None:
-    """Reserved: ``trayapp export CHARM`` (collections to JSON/mbox/ics) will be added here."""
+    export = _sub(sub, "export", "write a charm's imported data to a file", _cmd_export)
+    export.add_argument("charm", metavar="CHARM", help="the charm whose data to export")
+    export.add_argument(
+        "--format",
+        dest="fmt",
+        required=True,
+        metavar="FORMAT",
+        help="jsonl (every pattern that exports), eml (Gmail with raw parts), ics (Calendar)",
+    )
+    export.add_argument(
+        "--output",
+        "-o",
+        metavar="PATH",
+        help="file to write (a directory for eml); default: CHARM.FORMAT in this directory",
+    )
+    _add_json(export)
 
 
 def _route_emulator(argv: list[str]) -> int | None:
@@ -556,6 +570,28 @@ def _sync_line(r: Mapping[str, Any]) -> str:
             text += f" ({r['message']})"
         return text
     return f"{r['charm_id']}: {r['outcome']}: {r['message']}"
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    engine = open_engine(args)
+    try:
+        dest = Path(args.output) if args.output else Path(f"{args.charm}.{args.fmt}")
+        count = engine.export(args.charm, args.fmt, dest)
+    finally:
+        engine.close()
+    if args.json:
+        _print_json(
+            {
+                "version": JSON_VERSION,
+                "charm": args.charm,
+                "format": args.fmt,
+                "path": str(dest.resolve()),
+                "count": count,
+            }
+        )
+    else:
+        print(f"exported {count} item{'s' if count != 1 else ''} to {dest}")
+    return EXIT_OK
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

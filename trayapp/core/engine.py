@@ -35,7 +35,7 @@ import httpx
 from trayapp import __version__
 from trayapp.core.charms import CharmInfo, CharmRepo, default_binding, resolve_bindings
 from trayapp.core.clock import Clock, SystemClock
-from trayapp.core.errors import ConfigError, NotFoundError, SettingsError
+from trayapp.core.errors import ConfigError, ExportError, NotFoundError, SettingsError
 from trayapp.core.events import CharmsChanged, CharmStatusChanged, EngineEvent
 from trayapp.core.outcomes import OutcomeKind, RunOutcome, RunReport
 from trayapp.core.patterns import Pattern, PatternRegistry, UpdateContext
@@ -499,11 +499,17 @@ class Engine:
                 "uninstalled?); reinstall it or remove the charm",
             )
         try:
-            settings = pattern.validate_settings(info.settings)
+            ctx = self._context(info, pattern)
         except SettingsError as exc:
             return RunOutcome(
                 OutcomeKind.BUG, message=f"{exc}; fix the charm's settings (the pattern changed)"
             )
+        log.debug("running charm %s (%s, trigger %s)", info.id, pattern.id, trigger)
+        return await pattern.bg_updater(ctx)
+
+    def _context(self, info: CharmInfo, pattern: Pattern[Any]) -> UpdateContext[Any]:
+        """The context a run (or an export) of ``info`` sees: its settings, cells and clients."""
+        settings = pattern.validate_settings(info.settings)
         bindings = dict(info.bindings)
         for spec in pattern.cells:  # a slot added by a newer version of the pattern
             if spec.name not in bindings:
@@ -511,7 +517,7 @@ class Engine:
         google = None
         if self.google_factory is not None and info.account_id is not None:
             google = self.google_factory(info.account_id)
-        ctx: UpdateContext[Any] = UpdateContext(
+        return UpdateContext(
             charm_id=info.id,
             settings=settings,
             account_id=info.account_id,
@@ -526,8 +532,21 @@ class Engine:
             ),
             now=self.clock.now,
         )
-        log.debug("running charm %s (%s, trigger %s)", info.id, pattern.id, trigger)
-        return await pattern.bg_updater(ctx)
+
+    def export(self, charm_id: str, fmt: str, dest: Path) -> int:
+        """Write a charm's data to ``dest`` in ``fmt``; returns how many items were written.
+
+        Raises :class:`ExportError` when the pattern cannot export as asked (the message lists
+        the formats it offers, or says which setting to change).
+        """
+        info = self.charm(charm_id)
+        pattern = self.patterns.get(info.pattern_id)
+        if fmt not in pattern.export_formats:
+            offered = ", ".join(pattern.export_formats) or "nothing"
+            raise ExportError(
+                f"charm {charm_id!r} ({pattern.title}) cannot export {fmt!r}; it offers: {offered}"
+            )
+        return pattern.export(self._context(info, pattern), fmt, dest)
 
     # ------------------------------------------------------------------------------ helpers
 

@@ -31,6 +31,10 @@ class SettingsError(ConfigError):
     """A charm's settings failed validation; the message lists each problem by field."""
 
 
+class ExportError(ConfigError):
+    """An export that cannot be made as asked (unknown format, data not kept); says what to do."""
+
+
 class NotFoundError(TrayappError):
     """An unknown charm, pattern, account or cell."""
 

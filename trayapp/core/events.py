@@ -47,4 +47,6 @@ class LoopBlocked:
     seconds: float
 
 
-EngineEvent = CharmStatusChanged | RunStarted | RunFinished | CharmsChanged | AccountChanged | LoopBlocked
+EngineEvent = (
+    CharmStatusChanged | RunStarted | RunFinished | CharmsChanged | AccountChanged | LoopBlocked
+)

@@ -26,7 +26,7 @@ class OutcomeKind(StrEnum):
 
     @property
     def is_failure(self) -> bool:
-        """Counts toward consecutive failures (cancelled runs do not: the user or shutdown did it)."""
+        """Counts toward consecutive failures (not cancelled: the user or shutdown did that)."""
         return self not in (OutcomeKind.OK, OutcomeKind.CANCELLED)
 
     @property

@@ -21,11 +21,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from trayapp.core.errors import NotFoundError, SettingsError
+from trayapp.core.errors import ExportError, NotFoundError, SettingsError
 from trayapp.core.outcomes import RunReport
 
 if TYPE_CHECKING:
@@ -213,6 +214,8 @@ class Pattern(Generic[S]):
     timeout: ClassVar[timedelta] = timedelta(minutes=5)
     cells: ClassVar[tuple[CellSpec, ...]] = ()
     collections: ClassVar[tuple[str, ...]] = ()
+    # Formats ``trayapp export`` offers for this pattern's data (e.g. "jsonl", "ics").
+    export_formats: ClassVar[tuple[str, ...]] = ()
 
     async def bg_updater(self, ctx: UpdateContext[S]) -> RunReport:
         """One sync run. Must be overridden."""
@@ -227,6 +230,15 @@ class Pattern(Generic[S]):
         return False
 
     # -- used by the engine -------------------------------------------------------------------
+
+    def export(self, source: UpdateContext[S], fmt: str, dest: Path) -> int:
+        """Write the charm's data to ``dest`` in ``fmt`` (one of ``export_formats``).
+
+        Returns how many items were written. ``source`` is read-only in spirit: an export never
+        changes the charm. Raise :class:`ExportError` for a request that cannot be met, saying
+        what to change. The default refuses: a pattern opts in by overriding this.
+        """
+        raise ExportError(f"the {self.title or self.id} pattern has nothing to export")
 
     @property
     def needs_account(self) -> bool:

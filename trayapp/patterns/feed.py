@@ -22,6 +22,7 @@ import hashlib
 import io
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import feedparser
@@ -38,6 +39,7 @@ from trayapp.api import (
     RunReport,
     ServerError,
     UpdateContext,
+    write_jsonl,
 )
 
 # A feed is text: anything this large is not one, and we should not hold it all in memory.
@@ -74,6 +76,13 @@ class FeedImporter(Pattern[FeedSettings]):
     timeout = timedelta(minutes=2)
     cells = (CellSpec("state", writes=True, default=FeedState(), type=FeedState),)
     collections = ("items",)
+    export_formats = ("jsonl",)
+
+    def export(self, source: UpdateContext[FeedSettings], fmt: str, dest: Path) -> int:
+        """``jsonl``: one item per line, newest first, as stored."""
+        return write_jsonl(
+            (value for _key, value in source.collection("items").items(newest_first=True)), dest
+        )
 
     def needs_reset(self, old: FeedSettings, new: FeedSettings) -> bool:
         # Another feed's items do not belong with the old ones, nor do its validators.

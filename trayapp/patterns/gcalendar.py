@@ -56,8 +56,6 @@ import bisect
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -73,13 +71,16 @@ from trayapp.api import (
     BaseModel,
     CellSpec,
     Collection,
+    ExportError,
     Field,
     Pattern,
     RunReport,
     ServerError,
     SyncError,
     UpdateContext,
+    atomic_output,
     field_validator,
+    write_jsonl,
 )
 from trayapp.patterns.gcalendar_recurrence import (
     Occurrence,
@@ -267,10 +268,6 @@ class ExportSource(Protocol):
     def cell(self, slot: str) -> Any: ...
 
 
-class ExportError(ValueError):
-    """An export that cannot be made as asked; the message says what to change."""
-
-
 def _is_sync_token_expired(exc: BaseException) -> bool:
     """The client's ``SyncTokenExpired`` (410 fullSyncRequired).
 
@@ -340,8 +337,6 @@ class CalendarImporter(Pattern[CalendarSettings]):
                 + " or ".join(self.export_formats)
             )
         dest = Path(dest)
-        if dest.is_dir():
-            raise ExportError(f"{dest} is a directory; give a file name for the .{fmt} export")
         events = [v for _k, v in _all_items(source.collection("events")) if isinstance(v, dict)]
         if not _settings(source).keep_declined:
             events = _without_declined(events)
@@ -1084,14 +1079,9 @@ def _without_declined(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _export_jsonl(events: list[dict[str, Any]], dest: Path) -> int:
-    count = 0
-    with _atomic_file(dest) as out:
-        for ev in sorted(events, key=_start_order):
-            if ev.get("status") == "cancelled":
-                continue
-            out.write(json.dumps(ev, ensure_ascii=False, sort_keys=True).encode() + b"\n")
-            count += 1
-    return count
+    return write_jsonl(
+        (ev for ev in sorted(events, key=_start_order) if ev.get("status") != "cancelled"), dest
+    )
 
 
 _PARTSTAT = {
@@ -1194,7 +1184,7 @@ def _export_ics(
         cal.add_component(vevent)
         count += 1
     cal.add_missing_timezones()
-    with _atomic_file(dest) as out:
+    with atomic_output(dest) as out:
         out.write(cal.to_ical())
     return count
 
@@ -1213,18 +1203,3 @@ def _ics_recurrence(vevent: icalendar.Event, line: str) -> None:
                 vevent.add(name.lower(), moments)
     except (ValueError, TypeError, KeyError):
         return
-
-
-@contextlib.contextmanager
-def _atomic_file(path: Path) -> Iterator[Any]:
-    """Write to a temporary file beside ``path`` and rename it into place when complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            yield out
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
