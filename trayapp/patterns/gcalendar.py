@@ -77,6 +77,7 @@ from trayapp.api import (
     RunReport,
     ServerError,
     SyncError,
+    SyncTokenExpired,
     UpdateContext,
     atomic_output,
     field_validator,
@@ -266,18 +267,6 @@ class ExportSource(Protocol):
     def settings(self) -> Any: ...
     def collection(self, name: str) -> Collection: ...
     def cell(self, slot: str) -> Any: ...
-
-
-def _is_sync_token_expired(exc: BaseException) -> bool:
-    """The client's ``SyncTokenExpired`` (410 fullSyncRequired).
-
-    ``trayapp.api`` does not export that class, so it is recognised by name (and by the 410 it
-    wraps) rather than importing ``trayapp.google``, as a plugin could not.
-    """
-    if any(cls.__name__ == "SyncTokenExpired" for cls in type(exc).__mro__):
-        return True
-    api_error = getattr(exc, "api_error", None)
-    return isinstance(exc, SyncError) and getattr(api_error, "status", None) == 410
 
 
 class ResyncLoop(ServerError):
@@ -689,8 +678,8 @@ class _Sync:
             result = await self.api.list_calendars(
                 token, show_hidden=None if token else True, max_results=CALENDARS_PAGE_SIZE
             )
-        except SyncError as exc:
-            if token is None or not _is_sync_token_expired(exc):
+        except SyncTokenExpired:
+            if token is None:
                 raise
             self.ctx.log.info("the calendar list's sync token expired; listing it again")
             token = None
@@ -847,9 +836,7 @@ class _Sync:
                 show_deleted=True,
                 max_results=EVENTS_PAGE_SIZE,
             )
-        except SyncError as exc:
-            if not _is_sync_token_expired(exc):
-                raise
+        except SyncTokenExpired:
             return self.expired(record, "the sync token expired")
         if result.next_sync_token is None:
             raise ServerError(
@@ -894,9 +881,7 @@ class _Sync:
         while True:
             try:
                 return await self.list_all(record, outcome)
-            except SyncError as exc:
-                if not _is_sync_token_expired(exc):
-                    raise
+            except SyncTokenExpired:
                 current = self.record(record.id) or record
                 record = self.expired(current, "Google refused the full sync")
 
