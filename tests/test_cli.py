@@ -478,7 +478,7 @@ def test_export_writes_the_synced_items_and_refuses_unknown_formats(
     assert trayapp(profile, "sync", "blog").returncode == 0
 
     dest = tmp_path / "out" / "blog.jsonl"
-    result = trayapp(profile, "export", "blog", "--format", "jsonl", "--output", str(dest), "--json")
+    result = trayapp(profile, "export", "blog", "--format", "jsonl", "-o", str(dest), "--json")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["count"] == 3 and doc["path"] == str(dest.resolve())
