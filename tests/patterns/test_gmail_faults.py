@@ -264,3 +264,26 @@ async def test_outcomes_map_to_the_engine_kinds(h: GoogleHarness) -> None:
     denied = await h.sync(charm)
     assert denied.kind is OutcomeKind.AUTH_REQUIRED
     assert h.items(charm) == {} and state_of(h, charm).history_id is None
+
+
+@pytest.mark.parametrize("query", ["in:inbox", "label:work"])
+async def test_a_message_fetched_after_it_stopped_matching_is_removed_by_the_catch_up(
+    h: GoogleHarness, query: str
+) -> None:
+    # Found by the SIGKILL test: a resumed full sync fetches a listed message *after* it left
+    # the query; the stored copy already carries the new labels, so "labels unchanged" must not
+    # be read as "still matches".
+    work = h.emu.control.create_label(h.email, "Work")
+    ids = [h.add_mail(f"m{n}", labels=("INBOX", work)) for n in range(30)]
+    rule = h.emu.control.add_fault(kind="status", status="503", endpoint="gmail.batch")
+    charm = h.add_charm("gmail-importer", {"query": query})
+    assert (await h.sync(charm)).kind is OutcomeKind.SERVER_ERROR  # listed, nothing fetched
+    left = ids[::4]
+    for mid in left:
+        h.emu.control.modify_labels(h.email, mid, remove=["INBOX", work])
+    h.emu.control.clear_faults(rule)
+
+    assert (await h.sync(charm)).kind is OutcomeKind.OK
+
+    assert set(h.items(charm)) == set(ids) - set(left)
+    await assert_matches_gmail(h, charm, query)

@@ -697,8 +697,8 @@ class _Sync:
             current = self.messages.get(mid)
             if current is not None:
                 labels = _labels_after(ch, current.get("labelIds") or [])
-                if labels == sorted(current.get("labelIds") or []):
-                    continue  # e.g. added while a full sync already stored it: nothing changed
+                # Checked even when the labels look unchanged: a full sync may have fetched it
+                # *after* this change, so what is stored says nothing about the query match.
                 stored[mid] = with_labels(current, labels)
             elif ch.labels is None or possible(ch.labels):
                 to_fetch.append(mid)
