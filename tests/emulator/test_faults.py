@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from trayapp.emulator.testing import EmulatorServer, Session
+from trayapp.emulator.testing import GMAIL_READONLY, EmulatorServer, Session
 
 from .conftest import bearer
 from .mail import simple
@@ -203,6 +203,53 @@ async def test_latency_fault(
     t0 = time.monotonic()
     assert (await profile(http, session)).status_code == 200
     assert time.monotonic() - t0 >= 0.3
+
+
+async def test_server_latency_is_one_round_trip_per_batch() -> None:
+    """``latency_ms`` models the network: a 20-part batch waits for it once, not 20 times."""
+    async with EmulatorServer(latency_ms=100) as emu:
+        session = emu.quick_setup("alice@example.com", [GMAIL_READONLY])
+        mid = emu.control.add_message(session.email, simple("a"))
+        reqs = [
+            (f"c{i}", f"GET /gmail/v1/users/me/messages/{mid}?format=minimal") for i in range(20)
+        ]
+        async with httpx.AsyncClient(base_url=emu.base_url, timeout=30) as http:
+            t0 = time.monotonic()
+            resp = await http.post(
+                "/batch/gmail/v1",
+                content=batch_body("b", reqs),
+                headers={
+                    "content-type": "multipart/mixed; boundary=b",
+                    **bearer(session.access_token),
+                },
+            )
+            elapsed = time.monotonic() - t0
+        assert [s for s, _ in parse_batch(resp).values()] == [200] * 20
+        assert 0.1 <= elapsed < 1.5, elapsed  # 2.0 s when every part paid the round trip
+
+
+async def test_batch_parts_run_concurrently(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
+    """Parts slowed by a fault overlap (batch time is the slowest part's), and while they
+    overlap each one counts against the per-user concurrency cap."""
+    mid = emu.control.add_message(session.email, simple("a"))
+    emu.control.add_fault(kind="latency", latency_ms=400, endpoint="gmail.users.messages.get")
+    reqs = [(f"c{i}", f"GET /gmail/v1/users/me/messages/{mid}?format=minimal") for i in range(6)]
+    headers = {"content-type": "multipart/mixed; boundary=b", **bearer(session.access_token)}
+    t0 = time.monotonic()
+    parts = parse_batch(
+        await http.post("/batch/gmail/v1", content=batch_body("b", reqs), headers=headers)
+    )
+    assert [s for s, _ in parts.values()] == [200] * 6
+    assert time.monotonic() - t0 < 1.6  # 2.4 s one after another
+    emu.control.set_quota(gmail_concurrency=2)
+    parts = parse_batch(
+        await http.post("/batch/gmail/v1", content=batch_body("b", reqs), headers=headers)
+    )
+    assert sorted(s for s, _ in parts.values()) == [200, 200, 429, 429, 429, 429]
+    concurrent = [body for s, body in parts.values() if s == 429]
+    assert concurrent[0]["error"]["message"] == "Too many concurrent requests for user"
 
 
 async def test_hang_fault_trips_client_timeout(emu: EmulatorServer, session: Session) -> None:

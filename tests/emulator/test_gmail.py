@@ -514,6 +514,10 @@ async def test_batch_limits_and_same_api(http: httpx.AsyncClient, session: Sessi
         headers={"content-type": "multipart/mixed; boundary=b", **bearer(session.access_token)},
     )
     assert resp.status_code == 400
+    # Gmail's wording, as captured in mhasbini/gmail_analyzer#12.
+    assert resp.json()["error"]["message"] == (
+        "Inner request count exceeds the limit. Received: 101, Limit: 100"
+    )
     mixed = [("a", "GET /calendar/v3/users/me/calendarList")]
     parts = parse_batch(
         await http.post(

@@ -229,7 +229,8 @@ class EmulatorApp:
             conf.check_request(api_method, method, path, query)
 
         # The per-user concurrency cap counts a request from arrival (including injected
-        # latency) to its response; batch parts are counted one by one, not the envelope.
+        # latency) to its response; batch parts are counted one by one (they run concurrently,
+        # so parts slowed by a fault overlap), not the envelope.
         cap_key = None
         if account is not None and _counts_for_concurrency(api_method):
             if (
@@ -250,7 +251,11 @@ class EmulatorApp:
                 account=account,
                 batch_part=batch_part,
             )
-            latency += self.latency_ms
+            if not batch_part:
+                # The server-wide latency models the network round trip: once per HTTP
+                # request. Inner batch calls share their envelope's round trip (Google's
+                # backend serves them in parallel), so only fault rules can slow one part.
+                latency += self.latency_ms
             if latency:
                 await asyncio.sleep(latency / 1000)
             if rule is not None:
