@@ -179,3 +179,121 @@ def test_item_operations_stay_cheap_at_100k(store: Store) -> None:
     page_steps = _vm_steps(conn, lambda: big.items(limit=20, newest_first=True))
     assert page_steps < 2000, page_steps  # a page costs its 20 rows, not the 100k
     assert big.trim(keep=N - 10) == 10 and len(big) == N - 10
+
+
+# --- ranges, prefixes and keyset iteration ----------------------------------------------------
+
+
+def test_sort_key_ranges_are_half_open_and_leave_out_missing_sort_keys(coll: Collection) -> None:
+    coll.upsert_many(
+        [
+            ("n1", "N1"),
+            ("a", "A", 1),
+            ("b", "B", 2),
+            ("b2", "B2", 2),
+            ("c", "C", 3.5),
+            ("t", "T", "text"),
+            ("n0", "N0"),
+        ]
+    )
+
+    def keys(**kw: Any) -> list[str]:
+        return [k for k, _ in coll.items(**kw)]
+
+    assert keys(min_sort_key=2, max_sort_key=3.5) == ["b", "b2"]  # 2 <= sort key < 3.5
+    assert keys(min_sort_key=2) == ["b", "b2", "c", "t"]  # numbers, then strings
+    assert keys(max_sort_key=2) == ["a"]  # None is in no range
+    assert keys(min_sort_key=0, max_sort_key=10, newest_first=True) == ["c", "b2", "b", "a"]
+    assert keys(min_sort_key=1, max_sort_key=1) == []
+    assert keys(min_sort_key=1, limit=2, offset=1) == ["b", "b2"]
+    assert keys(min_sort_key="s") == ["t"]
+    assert keys() == ["n0", "n1", "a", "b", "b2", "c", "t"]
+
+
+def test_key_prefix_is_a_literal_prefix(coll: Collection) -> None:
+    keys = ["a/1", "a/2", "a%/1", "a_/1", "a*/1", "ab/1", "a", "b/1", "\U0010ffff\U0010ffff/x"]
+    keys += ["\ud7ff/1", "\ue000/1"]
+    coll.upsert_many((k, k, -i) for i, k in enumerate(keys))
+    assert coll.keys("a/") == ["a/1", "a/2"]
+    assert (
+        coll.keys("a%") == ["a%/1"] and coll.keys("a_") == ["a_/1"] and coll.keys("a*") == ["a*/1"]
+    )
+    assert coll.keys("a") == sorted(k for k in keys if k.startswith("a"))
+    assert coll.keys("\U0010ffff") == ["\U0010ffff\U0010ffff/x"]  # no successor: open range
+    assert coll.keys("\ud7ff") == ["\ud7ff/1"]  # the successor skips the surrogates
+    assert coll.keys("zz") == [] and coll.keys("") == sorted(keys)
+    # items() with a prefix keeps sort-key order (and combines with a range).
+    assert [k for k, _ in coll.items(key_prefix="a/")] == ["a/2", "a/1"]
+    assert coll.items(key_prefix="a/", min_sort_key=-0.5) == [("a/1", "a/1")]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 500])
+@pytest.mark.parametrize("newest_first", [False, True])
+def test_iter_items_walks_what_items_returns(
+    coll: Collection, chunk: int, newest_first: bool
+) -> None:
+    # Ties on the sort key, missing sort keys, numbers of both kinds and strings.
+    coll.upsert_many(
+        [(f"n{i}", i) for i in range(4)]
+        + [(f"k{i}", i, i // 3) for i in range(10)]
+        + [("f", "f", 1.5), ("s1", "s1", "b"), ("s0", "s0", "a")]
+    )
+    expected = coll.items(newest_first=newest_first)
+    assert list(coll.iter_items(chunk, newest_first=newest_first)) == expected
+    ranged = coll.items(min_sort_key=1, max_sort_key="b", newest_first=newest_first)
+    assert (
+        list(coll.iter_items(chunk, min_sort_key=1, max_sort_key="b", newest_first=newest_first))
+        == ranged
+    )
+    assert len(ranged) == 9
+
+
+def test_iter_items_tolerates_writes_between_chunks(coll: Collection) -> None:
+    coll.upsert_many((f"k{i:02}", i, i) for i in range(10))
+    seen = []
+    for key, _value in coll.iter_items(chunk=2):
+        seen.append(key)
+        if key == "k03":
+            coll.delete("k02")  # behind: already seen, nothing skipped
+            coll.delete("k05")  # ahead: not seen
+            coll.upsert("k07", 70, 70)  # ahead, moved further: seen once, at its new place
+            coll.upsert("k08", 8, -1)  # ahead, moved behind: not seen again
+    assert seen == ["k00", "k01", "k02", "k03", "k04", "k06", "k09", "k07"]
+    with pytest.raises(ValueError, match="chunk"):
+        next(coll.iter_items(chunk=0))
+
+
+def test_ranges_prefixes_and_keyset_pages_use_the_indexes_at_100k(store: Store) -> None:
+    big = store.collection("charm:big:items")
+    big.upsert_many((f"cal{i % 10}/{i:06}", {"i": i}, i) for i in range(N))
+    big.upsert_many((f"none/{i}", {"i": i}) for i in range(1000))
+    conn = store._db()
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    try:
+        assert len(big.items(min_sort_key=50_000, max_sort_key=50_020)) == 20
+        assert len(big.items(max_sort_key=20, newest_first=True)) == 20
+        assert len(big.keys("cal3/")) == N // 10
+        assert len(list(big.iter_items(chunk=5000))) == N + 1000
+        assert len(list(big.iter_items(chunk=5000, newest_first=True))) == N + 1000
+    finally:
+        conn.set_trace_callback(None)
+    selects = {s for s in statements if s.startswith("SELECT")}
+    assert len(selects) > 40  # every chunk's query was seen
+    for sql in selects:
+        plan = _plan(conn, sql, ())
+        assert "SEARCH" in plan and "SCAN" not in plan and "TEMP B-TREE" not in plan, (sql, plan)
+
+    # Cost follows the rows read, not the collection or the position in it.
+    near = _vm_steps(conn, lambda: big.items(min_sort_key=0, max_sort_key=20))
+    far = _vm_steps(conn, lambda: big.items(min_sort_key=N - 20, max_sort_key=N))
+    assert near < 2000 and far < 2000, (near, far)
+
+    def steps_of_chunk(n: int) -> int:
+        it = big.iter_items(chunk=500)
+        for _ in range(n * 500):
+            next(it)
+        return _vm_steps(conn, lambda: [next(it) for _ in range(500)])
+
+    first, deep = steps_of_chunk(0), steps_of_chunk(190)
+    assert deep < first * 1.5, (first, deep)  # OFFSET paging would cost ~190x more here

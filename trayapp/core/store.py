@@ -676,24 +676,103 @@ class Collection:
                 self._store._changed(self.name)
         return deleted
 
-    def keys(self) -> list[str]:
-        """All keys, in key order."""
+    def keys(self, prefix: str = "") -> list[str]:
+        """All keys (or those starting with ``prefix``), in key order.
+
+        A prefix is a range of the primary key (``prefix <= key < successor``), so listing one
+        calendar's keys in a collection of 100k costs what that calendar holds.
+        """
+        where, params = _key_range(prefix)
         rows = self._store._execute(
-            "SELECT key FROM items WHERE coll = ? ORDER BY key", (self.name,)
+            f"SELECT key FROM items WHERE coll = ?{where} ORDER BY key", (self.name, *params)
         )
         return [str(r[0]) for r in rows]
 
     def items(
-        self, limit: int | None = None, offset: int = 0, newest_first: bool = False
+        self,
+        limit: int | None = None,
+        offset: int = 0,
+        newest_first: bool = False,
+        *,
+        min_sort_key: SortKey = None,
+        max_sort_key: SortKey = None,
+        key_prefix: str = "",
     ) -> list[tuple[str, Any]]:
-        """``(key, value)`` pairs ordered by sort key, then key (reversed if newest_first)."""
+        """``(key, value)`` pairs ordered by sort key, then key (reversed if newest_first).
+
+        ``min_sort_key`` (inclusive) and ``max_sort_key`` (exclusive) select the half-open
+        range ``[min, max)`` of sort keys, read from the ``(coll, sort_key, key)`` index, so a
+        range costs what it holds, not what the collection holds. Either bound may be left out.
+        Items without a sort key (None) are outside every range. Sort keys compare the way
+        SQLite orders them: None first, then numbers, then strings.
+
+        ``key_prefix`` keeps the keys starting with it (a primary-key range, then sorted).
+
+        ``offset`` costs O(offset): to walk a large collection use :meth:`iter_items`.
+        """
         order = "DESC" if newest_first else "ASC"
+        where, params = _sort_range(min_sort_key, max_sort_key)
+        prefix_where, prefix_params = _key_range(key_prefix)
         rows = self._store._execute(
-            f"SELECT key, value FROM items WHERE coll = ?"
+            f"SELECT key, value FROM items WHERE coll = ?{where}{prefix_where}"
             f" ORDER BY sort_key {order}, key {order} LIMIT ? OFFSET ?",
-            (self.name, -1 if limit is None else limit, offset),
+            (self.name, *params, *prefix_params, -1 if limit is None else limit, offset),
         )
         return [(str(k), json.loads(v)) for k, v in rows]
+
+    def iter_items(
+        self,
+        chunk: int = 500,
+        *,
+        newest_first: bool = False,
+        min_sort_key: SortKey = None,
+        max_sort_key: SortKey = None,
+    ) -> Iterator[tuple[str, Any]]:
+        """Every item (or a sort-key range, as in :meth:`items`), read ``chunk`` at a time.
+
+        Keyset pagination: each chunk starts after the last ``(sort_key, key)`` seen, an index
+        seek, so walking n items costs O(n) in all (OFFSET paging costs O(n^2 / chunk)). No
+        cursor stays open between chunks, so the caller may write to the store while
+        iterating: an item changed behind the position is not seen again, one changed ahead of
+        it is seen with its new value and position. Items without a sort key come first (last
+        when ``newest_first``), as in :meth:`items`.
+        """
+        if chunk < 1:
+            raise ValueError("chunk must be >= 1")
+        desc = newest_first
+        order = "DESC" if desc else "ASC"
+        where, params = _sort_range(min_sort_key, max_sort_key)
+        bounded = min_sort_key is not None or max_sort_key is not None
+        # Row-value comparisons are NULL for a NULL sort key, so items without one are read
+        # in a phase of their own, by key: before the others ascending, after them descending.
+        phases = ("values",) if bounded else ("values", "nulls") if desc else ("nulls", "values")
+        for phase in phases:
+            last: tuple[Any, str] | None = None
+            while True:
+                if phase == "nulls":
+                    sql = (
+                        "SELECT sort_key, key, value FROM items WHERE coll = ? AND sort_key IS NULL"
+                    )
+                    args: list[Any] = [self.name]
+                    if last is not None:
+                        sql += f" AND key {'<' if desc else '>'} ?"
+                        args.append(last[1])
+                    sql += f" ORDER BY key {order} LIMIT ?"
+                else:
+                    sql = f"SELECT sort_key, key, value FROM items WHERE coll = ?{where}"
+                    args = [self.name, *params]
+                    if not bounded:
+                        sql += " AND sort_key IS NOT NULL"
+                    if last is not None:
+                        sql += f" AND (sort_key, key) {'<' if desc else '>'} (?, ?)"
+                        args.extend(last)
+                    sql += f" ORDER BY sort_key {order}, key {order} LIMIT ?"
+                rows = self._store._execute(sql, (*args, chunk)).fetchall()
+                for _sort, key, value in rows:
+                    yield str(key), json.loads(value)
+                if len(rows) < chunk:
+                    break
+                last = (rows[-1][0], str(rows[-1][1]))
 
     def clear(self) -> int:
         """Delete every item; returns how many there were."""
@@ -717,6 +796,46 @@ class Collection:
             if cur.rowcount > 0:
                 self._store._changed(self.name)
             return max(cur.rowcount, 0)
+
+
+def _sort_range(low: SortKey, high: SortKey) -> tuple[str, tuple[Any, ...]]:
+    """SQL (to append after ``coll = ?``) and parameters for ``low <= sort_key < high``."""
+    where = ""
+    params: tuple[Any, ...] = ()
+    if low is not None:
+        where, params = " AND sort_key >= ?", (low,)
+    if high is not None:
+        where, params = where + " AND sort_key < ?", (*params, high)
+    return where, params
+
+
+def _key_range(prefix: str) -> tuple[str, tuple[Any, ...]]:
+    """SQL and parameters for ``key`` starting with ``prefix``, as a primary-key range.
+
+    Written as a range rather than ``LIKE``/``GLOB``, which need escaping and would only use
+    the index under conditions (case sensitivity pragmas) the caller cannot see.
+    """
+    if not prefix:
+        return "", ()
+    end = _successor(prefix)
+    if end is None:
+        return " AND key >= ?", (prefix,)
+    return " AND key >= ? AND key < ?", (prefix, end)
+
+
+def _successor(prefix: str) -> str | None:
+    """The smallest string above every string starting with ``prefix`` (None: there is none).
+
+    SQLite compares text as UTF-8 bytes, which orders like code points.
+    """
+    chars = list(prefix)
+    while chars:
+        code = ord(chars.pop()) + 1
+        if code == 0xD800:  # surrogates cannot be stored: the next character is U+E000
+            code = 0xE000
+        if code <= 0x10FFFF:
+            return "".join(chars) + chr(code)
+    return None
 
 
 # --- open errors ------------------------------------------------------------------------------
