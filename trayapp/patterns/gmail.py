@@ -700,7 +700,7 @@ class _Sync:
                 # Checked even when the labels look unchanged: a full sync may have fetched it
                 # *after* this change, so what is stored says nothing about the query match.
                 stored[mid] = with_labels(current, labels)
-            elif ch.labels is None or possible(ch.labels):
+            elif ch.labels is None or possible(_labels_after(ch, ch.labels)):
                 to_fetch.append(mid)
         fetched_items: dict[str, dict[str, Any]] = {}
         if to_fetch:
