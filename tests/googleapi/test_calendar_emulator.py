@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from trayapp.core.errors import RateLimited
-from trayapp.google.errors import SyncTokenExpired
+from trayapp.google.errors import GoogleRequestError, SyncTokenExpired
 
 from .conftest import EMAIL, Rig
 
@@ -137,3 +137,43 @@ async def test_calendar_rate_limit_is_retried_then_reported(rig: Rig) -> None:
     )
     with pytest.raises(RateLimited):
         await rig.api.calendar().list_events(primary(rig))
+
+
+async def test_a_cut_listing_continues_at_its_page_token(rig: Rig) -> None:
+    control = rig.emu.control
+    ids = [control.add_event(EMAIL, primary(rig), event(n)) for n in range(7)]
+    calendar = rig.api.calendar()
+    pages = calendar.iter_event_pages(primary(rig), show_deleted=True, max_results=3)
+    first = await anext(pages)
+    await pages.aclose()  # the run stopped after one page
+    assert first.next_page_token and first.next_sync_token is None
+
+    changed = ids[-1]  # not listed yet: the rest of the listing shows the change
+    control.update_event(EMAIL, primary(rig), changed, {"summary": "Changed"})
+    control.clear_log()
+    rest = await calendar.list_events(
+        primary(rig), show_deleted=True, max_results=2, page_token=first.next_page_token
+    )
+    assert sorted(e["id"] for e in [*first.items, *rest.items]) == sorted(ids)
+    sent = control.requests(api_method="calendar.events.list")
+    assert [c.query_values("pageToken") != [] for c in sent] == [True, True]  # no first page
+    assert sent[0].query_values("pageToken") == [first.next_page_token]
+    assert rest.next_sync_token
+
+    # The listing's sync token works like any other.
+    late = control.add_event(EMAIL, primary(rig), event(20))
+    changes = await calendar.list_events(primary(rig), rest.next_sync_token)
+    assert late in {e["id"] for e in changes.items}
+
+
+async def test_a_page_token_of_other_arguments_is_refused(rig: Rig) -> None:
+    for n in range(3):
+        rig.emu.control.add_event(EMAIL, primary(rig), event(n))
+    calendar = rig.api.calendar()
+    first = await anext(calendar.iter_event_pages(primary(rig), max_results=1))
+    assert first.next_page_token
+    with pytest.raises(GoogleRequestError) as info:
+        await calendar.list_events(
+            primary(rig), show_deleted=True, page_token=first.next_page_token
+        )
+    assert info.value.status == 400 and not isinstance(info.value, SyncTokenExpired)

@@ -134,3 +134,25 @@ async def test_a_page_token_loop_is_refused() -> None:
     async with api:
         with pytest.raises(ServerError, match="same page token"):
             await api.calendar().list_events("primary")
+
+
+async def test_a_listing_can_start_at_a_page_token() -> None:
+    api, rec, _, _ = make_api(paged(PAGES))
+    async with api:
+        calendar = api.calendar()
+        pages = [p async for p in calendar.iter_event_pages("primary", "S1", page_token="p1")]
+        result = await calendar.list_events("primary", page_token="p2")
+        with pytest.raises(ValueError, match="page_token is empty"):
+            await calendar.list_events("primary", page_token="")
+    assert [p.items for p in pages] == [[], [{"id": "e2", "status": "cancelled"}]]
+    assert pages[-1].next_sync_token == "S2"
+    assert [r.url.params.get("pageToken") for r in rec.requests] == ["p1", "p2", "p2"]
+    assert [r.url.params.get_list("syncToken") for r in rec.requests] == [["S1"], ["S1"], []]
+    assert [e["id"] for e in result.items] == ["e2"] and result.next_sync_token == "S2"
+
+
+async def test_a_server_sending_back_the_starting_page_token_is_refused() -> None:
+    api, _, _, _ = make_api(lambda r: ok({"items": [], "nextPageToken": "start"}))
+    async with api:
+        with pytest.raises(ServerError, match="same page token"):
+            await api.calendar().list_events("primary", page_token="start")

@@ -15,7 +15,7 @@ enforces them so a pattern cannot get them wrong:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
@@ -225,8 +225,16 @@ class CalendarClient:
         event_types: Sequence[str] = (),
         time_zone: str | None = None,
         max_results: int = MAX_EVENTS_PAGE,
-    ) -> AsyncIterator[EventsPage]:
-        """Every page of ``events.list`` for ``calendar_id`` (see :meth:`list_events`)."""
+        page_token: str | None = None,
+    ) -> AsyncGenerator[EventsPage, None]:
+        """Every page of ``events.list`` for ``calendar_id`` (see :meth:`list_events`).
+
+        ``page_token``: start at that page, a ``next_page_token`` of an earlier listing with the
+        same arguments (``max_results`` may differ), so a listing cut short can continue where it
+        stopped instead of from the first page. The listing (and the sync token on its last page)
+        is the one the token belongs to. Google refuses a token it no longer accepts (a 400 or a
+        410): start again without one.
+        """
         _check_range("max_results", max_results, MAX_EVENTS_PAGE)
         params: dict[str, Any] = {
             "timeMin": time_min,
@@ -248,7 +256,7 @@ class CalendarClient:
                 "an incremental sync always returns deleted events"
             )
         path = f"calendar/v3/calendars/{quote(calendar_id, safe='')}/events"
-        async for data in self._pages("calendar.events.list", path, params, sync_token):
+        async for data in self._pages("calendar.events.list", path, params, sync_token, page_token):
             yield EventsPage(
                 items=cast(list[Event], json_list(TITLE, data, "items")),
                 next_page_token=json_str(data, "nextPageToken"),
@@ -272,13 +280,15 @@ class CalendarClient:
         event_types: Sequence[str] = (),
         time_zone: str | None = None,
         max_results: int = MAX_EVENTS_PAGE,
+        page_token: str | None = None,
     ) -> EventsResult:
         """All events of a full sync (no ``sync_token``) or the changes since ``sync_token``.
 
         For an incremental sync pass the same non-forbidden parameters (``single_events``,
         ``event_types``...) as the full sync that produced the token. Cancelled events come back
         with ``status == "cancelled"`` (often with only ``id``). Raises ``SyncTokenExpired`` on
-        410: clear this calendar's events and call again without a token.
+        410: clear this calendar's events and call again without a token. ``page_token``: the
+        rest of a listing, from that page (see :meth:`iter_event_pages`).
         """
         items: list[Event] = []
         last: EventsPage | None = None
@@ -296,6 +306,7 @@ class CalendarClient:
             event_types=event_types,
             time_zone=time_zone,
             max_results=max_results,
+            page_token=page_token,
         ):
             items.extend(page.items)
             last = page
@@ -307,11 +318,18 @@ class CalendarClient:
     # ---- shared -----------------------------------------------------------------------------
 
     async def _pages(
-        self, method_id: str, path: str, params: Params, sync_token: str | None
+        self,
+        method_id: str,
+        path: str,
+        params: Params,
+        sync_token: str | None,
+        page_token: str | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Raw pages, sending ``sync_token`` unchanged with every ``pageToken``."""
+        """Raw pages from ``page_token`` on, sending ``sync_token`` unchanged with every one."""
+        if page_token is not None and not page_token:
+            raise ValueError("page_token is empty; pass None to start at the first page")
         guard = PageTokens(TITLE)
-        page_token: str | None = None
+        guard.follow(page_token)
         while True:
             data = await self.api.get_json(
                 "calendar",
