@@ -257,9 +257,12 @@ async def test_single_events_expansion_with_exceptions(
         "timeZone": "America/New_York",
     }
     assert "recurrence" not in items[0]
-    # singleEvents=false: the master plus its (non-cancelled) exceptions.
+    # singleEvents=false: the master plus its exceptions, the cancelled one included even
+    # without showDeleted ("Cancelled instances of recurring events (but not the underlying
+    # recurring event) will still be included if showDeleted and singleEvents are both False").
     raw, _, _ = await all_pages(http, session, events_path(e))
-    assert {i["id"] for i in raw} == {master, moved}
+    assert {i["id"] for i in raw} == {master, moved, cancelled}
+    assert next(i for i in raw if i["id"] == cancelled)["status"] == "cancelled"
     assert next(i for i in raw if i["id"] == master)["recurrence"] == ["RRULE:FREQ=WEEKLY;COUNT=4"]
     # Incremental: a cancelled occurrence carries id, recurringEventId and originalStartTime.
     emu.control.cancel_event(e, e, f"{master}_20260323T130000Z")
@@ -279,6 +282,120 @@ async def test_single_events_expansion_with_exceptions(
             },
         }
     ]
+
+
+def weekly(summary: str, count: int = 4) -> dict[str, Any]:
+    """A series every Monday 09:00-10:00 UTC from 2026-03-02."""
+    return timed(
+        summary,
+        "2026-03-02T09:00:00Z",
+        "2026-03-02T10:00:00Z",
+        recurrence=[f"RRULE:FREQ=WEEKLY;COUNT={count}"],
+    )
+
+
+async def test_show_deleted_rules_for_cancelled_occurrences(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
+    """Google's showDeleted doc: cancelled occurrences are listed when showDeleted and
+    singleEvents are both false; with singleEvents=true only showDeleted=true lists them, and
+    never the series itself; a deleted single event needs showDeleted=true."""
+    e = session.email
+    master = emu.control.add_event(e, e, weekly("Series"))
+    gone = f"{master}_20260309T090000Z"
+    emu.control.cancel_event(e, e, gone)
+    single = emu.control.add_event(
+        e, e, timed("One", "2026-03-04T09:00:00Z", "2026-03-04T10:00:00Z")
+    )
+    emu.control.cancel_event(e, e, single)
+
+    async def ids(**params: str) -> set[str]:
+        items, _, _ = await all_pages(http, session, events_path(e), **params)
+        return {i["id"] for i in items}
+
+    assert await ids() == {master, gone}
+    assert await ids(showDeleted="true") == {master, gone, single}
+    live = {
+        f"{master}_20260302T090000Z",
+        f"{master}_20260316T090000Z",
+        f"{master}_20260323T090000Z",
+    }
+    assert await ids(singleEvents="true") == live
+    assert await ids(singleEvents="true", showDeleted="true") == live | {gone, single}
+
+
+async def test_cancelling_a_series_cancels_its_exceptions(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
+    e = session.email
+    master = emu.control.add_event(e, e, weekly("Series"))
+    moved = f"{master}_20260309T090000Z"
+    emu.control.update_event(e, e, moved, {"summary": "Series (moved)"})
+    _, token, _ = await all_pages(http, session, events_path(e))
+    _, single_token, _ = await all_pages(http, session, events_path(e), singleEvents="true")
+    emu.control.cancel_event(e, e, master)
+
+    for params in ({}, {"singleEvents": "true"}):
+        items, _, _ = await all_pages(http, session, events_path(e), **params)
+        assert items == [], params
+    items, _, _ = await all_pages(http, session, events_path(e), showDeleted="true")
+    assert {(i["id"], i["status"]) for i in items} == {(master, "cancelled"), (moved, "cancelled")}
+    # Both syncs learn that the modified occurrence is gone, not only the series.
+    for tok, params in ((token, {}), (single_token, {"singleEvents": "true"})):
+        changed, _, _ = await all_pages(http, session, events_path(e), syncToken=tok, **params)
+        assert {(i["id"], i["status"]) for i in changed} == {
+            (master, "cancelled"),
+            (moved, "cancelled"),
+        }
+
+
+async def test_single_events_window_follows_moved_occurrences(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
+    """An occurrence moved into the window from outside it is listed; one moved out is not."""
+    e = session.email
+    master = emu.control.add_event(e, e, weekly("Series"))
+    into = f"{master}_20260302T090000Z"  # week 1 -> Wednesday of week 3
+    out_of = f"{master}_20260316T090000Z"  # week 3 -> Wednesday of week 1
+    emu.control.update_event(
+        e,
+        e,
+        into,
+        {
+            "start": {"dateTime": "2026-03-18T09:00:00Z"},
+            "end": {"dateTime": "2026-03-18T10:00:00Z"},
+        },
+    )
+    emu.control.update_event(
+        e,
+        e,
+        out_of,
+        {
+            "start": {"dateTime": "2026-03-04T09:00:00Z"},
+            "end": {"dateTime": "2026-03-04T10:00:00Z"},
+        },
+    )
+    week3, _, _ = await all_pages(
+        http,
+        session,
+        events_path(e),
+        singleEvents="true",
+        orderBy="startTime",
+        timeMin="2026-03-15T00:00:00Z",
+        timeMax="2026-03-22T00:00:00Z",
+    )
+    assert [i["id"] for i in week3] == [into]
+    assert week3[0]["originalStartTime"] == {"dateTime": "2026-03-02T09:00:00+00:00"}
+    week1, _, _ = await all_pages(
+        http,
+        session,
+        events_path(e),
+        singleEvents="true",
+        orderBy="startTime",
+        timeMin="2026-03-01T00:00:00Z",
+        timeMax="2026-03-08T00:00:00Z",
+    )
+    assert [i["id"] for i in week1] == [out_of]
 
 
 async def test_time_bounds_are_exclusive_and_need_offsets(

@@ -278,8 +278,7 @@ def events_list(request: Request, store: CalendarStore) -> dict[str, Any]:
             raise errors.full_sync_required()
         snapshot, after = int(ptok["s"]), str(ptok["k"])
 
-    include_cancelled = since is not None or bool(show_deleted)
-    items = _collect(store, cal, since, single, include_cancelled, time_min, time_max)
+    items = _collect(store, cal, since, single, bool(show_deleted), time_min, time_max)
     q = (qp.get("q") or "").lower()
     ical = qp.get("iCalUID")
     types = set(qp.getlist("eventTypes"))
@@ -353,53 +352,89 @@ def _collect(
     cal: Calendar,
     since: int | None,
     single: bool,
-    include_cancelled: bool,
+    show_deleted: bool,
     time_min: datetime | None,
     time_max: datetime | None,
 ) -> list[dict[str, Any]]:
+    if since is not None:
+        return _changes(store, cal, since, single)
+    return _listing(store, cal, single, show_deleted, time_min, time_max)
+
+
+def _changes(store: CalendarStore, cal: Calendar, since: int, single: bool) -> list[dict[str, Any]]:
+    """An incremental sync: every event changed after ``since``, cancelled ones included; with
+    ``singleEvents`` a changed live series comes back as all its occurrences."""
     events = cal.events
-    changed = [
-        ev for eid, ev in events.items() if since is None or cal.event_seq.get(eid, 0) > since
-    ]
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for ev in changed:
-        is_master = bool(ev.get("recurrence"))
-        cancelled = ev.get("status") == "cancelled"
-        if cancelled and not include_cancelled:
+    for eid, ev in events.items():
+        if cal.event_seq.get(eid, 0) <= since:
             continue
-        if single and is_master and not cancelled:
-            for inst in store.expand(
-                cal, ev, time_min if since is None else None, time_max if since is None else None
-            ):
+        if single and ev.get("recurrence") and ev.get("status") != "cancelled":
+            for inst in store.expand(cal, ev, None, None):
                 exc = events.get(inst["id"])
                 if exc is not None:
-                    if since is not None and cal.event_seq.get(inst["id"], 0) > since:
-                        continue  # reported on its own below
+                    if cal.event_seq.get(inst["id"], 0) > since:
+                        continue  # a changed exception is reported on its own
                     inst = exc
-                    if inst.get("status") == "cancelled" and not include_cancelled:
-                        continue
-                if inst["id"] in seen:
-                    continue
-                if since is None and not _overlaps(inst, cal, time_min, time_max):
-                    continue
-                seen.add(inst["id"])
-                out.append(inst)
+                if inst["id"] not in seen:
+                    seen.add(inst["id"])
+                    out.append(inst)
+        elif eid not in seen:
+            seen.add(eid)
+            out.append(ev)
+    return out
+
+
+def _listing(
+    store: CalendarStore,
+    cal: Calendar,
+    single: bool,
+    show_deleted: bool,
+    time_min: datetime | None,
+    time_max: datetime | None,
+) -> list[dict[str, Any]]:
+    """A full listing. Google's ``showDeleted`` rules: cancelled events only with
+    ``showDeleted=true``, except that cancelled occurrences of a live series are listed anyway
+    when ``singleEvents`` is false too; with ``singleEvents=true`` the series themselves are
+    never listed (deleted or not), only their occurrences."""
+    events = cal.events
+    live_series = {
+        eid
+        for eid, ev in events.items()
+        if ev.get("recurrence") and ev.get("status") != "cancelled"
+    }
+    out: list[dict[str, Any]] = []
+    # Series and single events first; then the exceptions (modified or cancelled occurrences),
+    # each judged by its own times, so one moved into the window from outside it is listed
+    # and one moved out of it is not.
+    for ev in events.values():
+        if "recurringEventId" in ev:
             continue
-        if single and since is None and "recurringEventId" in ev:
-            master = events.get(ev["recurringEventId"])
-            if master is not None and master.get("status") != "cancelled":
-                continue  # already produced through its master's expansion
-        if since is None and not cancelled:
-            if is_master and not single:
-                if not store.expand(cal, ev, time_min, time_max):
-                    continue
-            elif not _overlaps(ev, cal, time_min, time_max):
+        if ev.get("status") == "cancelled":
+            if show_deleted and not (single and ev.get("recurrence")):
+                out.append(ev)
+        elif not ev.get("recurrence"):
+            if _overlaps(ev, cal, time_min, time_max):
+                out.append(ev)
+        elif not single:
+            if store.expand(cal, ev, time_min, time_max):
+                out.append(ev)
+        else:
+            out += [
+                inst
+                for inst in store.expand(cal, ev, time_min, time_max)
+                if inst["id"] not in events and _overlaps(inst, cal, time_min, time_max)
+            ]
+    for ev in events.values():
+        if "recurringEventId" not in ev:
+            continue
+        if ev.get("status") == "cancelled":
+            series_live = ev["recurringEventId"] in live_series
+            if not (show_deleted or (series_live and not single)):
                 continue
-        if ev["id"] in seen:
-            continue
-        seen.add(ev["id"])
-        out.append(ev)
+        if _overlaps(ev, cal, time_min, time_max):
+            out.append(ev)
     return out
 
 

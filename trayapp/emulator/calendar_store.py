@@ -277,6 +277,13 @@ class CalendarStore:
             cal.events[event_id] = ev
         ev["status"] = "cancelled"
         self._touch(cal, ev)
+        if ev.get("recurrence"):
+            # Deleting a series deletes its modified occurrences too: Google lists them as
+            # cancelled (and a sync reports them) instead of leaving them live.
+            for exc in cal.events.values():
+                if exc.get("recurringEventId") == event_id and exc.get("status") != "cancelled":
+                    exc["status"] = "cancelled"
+                    self._touch(cal, exc)
 
     def event_json(self, calendar_id: str, event_id: str) -> dict[str, Any]:
         cal = self._cal(calendar_id)
