@@ -102,6 +102,26 @@ def test_install_lays_out_program_menu_entry_icons_and_command(
     assert "Installed" in result.stdout and "uninstall.sh" in result.stdout
 
 
+@pytest.mark.skipif(
+    shutil.which("desktop-file-validate") is None,
+    reason="desktop-file-validate missing (apt-get install desktop-file-utils)",
+)
+def test_menu_and_autostart_entries_pass_desktop_file_validate(
+    release: Path, tmp_path: Path
+) -> None:
+    home = make_home(tmp_path, "home with space")
+    run(release / "install.sh", home, "--autostart")
+    for entry in (
+        home / ".local/share/applications/trayapp.desktop",
+        home / ".config/autostart/trayapp.desktop",
+    ):
+        result = subprocess.run(
+            ["desktop-file-validate", str(entry)], capture_output=True, text=True, check=False
+        )
+        errors = [ln for ln in result.stdout.splitlines() if ": error:" in ln]
+        assert result.returncode == 0 and not errors, result.stdout + result.stderr
+
+
 def test_uninstall_restores_home_exactly_and_keeps_what_was_there(
     release: Path, tmp_path: Path
 ) -> None:
