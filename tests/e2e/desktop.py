@@ -8,6 +8,7 @@ the app writes report lines. Nothing here sleeps for a fixed time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -234,16 +235,16 @@ class Desktop:
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    continue
+            # The whole process group: children (a browser the app opened) go too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
         for proc in reversed(self.procs):
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # stragglers in the group
         for fh in self.files:
             fh.close()

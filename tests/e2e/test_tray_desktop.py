@@ -8,7 +8,7 @@ order, as one user session.
 
 from __future__ import annotations
 
-import importlib.util
+import json
 import subprocess
 import sys
 import urllib.request
@@ -22,6 +22,7 @@ from tests.e2e.desktop import Desktop, ReportLog, missing_tools, wait_for
 
 pytestmark = [
     pytest.mark.e2e,
+    pytest.mark.timeout(300),
     pytest.mark.skipif(
         bool(missing_tools()), reason=f"desktop tools missing: {', '.join(missing_tools())}"
     ),
@@ -30,6 +31,13 @@ pytestmark = [
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "out" / "e2e"
 SCREEN_WIDTH = 1024  # Desktop starts Xvfb at 1024x768
+CHROMIUM = "/usr/bin/chromium"
+DEMO_EMAIL = "demo@example.com"
+CHROMIUM_FLAGS = (
+    "--headless --no-sandbox --disable-gpu --disable-quic --disable-background-networking "
+    "--disable-component-update --disable-sync --no-first-run --disable-default-apps "
+    "--disable-extensions --remote-debugging-port=0"
+)
 
 
 def app_module() -> str:
@@ -46,6 +54,7 @@ class Session:
     feeds: str
     icon: tuple[int, int]  # centre of the tray icon
     tray_area: tuple[int, int, int, int]  # a box around the icon, for close-up screenshots
+    emulator: str  # the demo's Google emulator, "" when the Google patterns are absent
 
     def app_cmd(self, *extra: str) -> list[str]:
         return [
@@ -67,7 +76,17 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
         desktop.start()
         profile = work / "profile"
         report = ReportLog(work / "report.log")
+        # The app opens sign-in pages with $BROWSER: headless Chromium, in the app's process
+        # group (killed with it). Backgrounded: webbrowser waits for a $BROWSER command to exit.
+        browser = work / "browser.sh"
+        browser.write_text(
+            "#!/bin/sh\n"
+            f'{CHROMIUM} {CHROMIUM_FLAGS} --user-data-dir="$(mktemp -d)" "$1" '
+            ">/dev/null 2>&1 &\n"
+        )
+        browser.chmod(0o755)
         env = desktop.env(
+            BROWSER=f"{browser} %s",
             QT_QPA_PLATFORM="xcb",
             TRAYAPP_TEST_REPORT=str(report.path),
             TRAYAPP_NOTIFY_GRACE="2",  # the 15 s default quiet period, shortened for the test
@@ -83,11 +102,14 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
         geo = report.wait("TRAYAPP_TRAY_GEOMETRY", 60)[0].split()[1:]
         x, y, w, h = (int(v) for v in geo)
         feeds = report.wait("TRAYAPP_DEMO_FEEDS")[0].split()[1]
-        # The demo's first pass: each of the three charms syncs once at start.
-        report.wait("TRAYAPP_RUN_FINISHED", 60, count=3)
+        # The demo's first pass: the three feed charms sync once at start.
+        for slug in ("project-news", "release-notes", "team-blog"):
+            report.wait(f"TRAYAPP_RUN_FINISHED {slug} ok", 60)
         left = max(0, x - 40)
         area = (left, 0, min(SCREEN_WIDTH - left, w + 80), y + h + 4)
-        yield Session(desktop, app, report, profile, feeds, (x + w // 2, y + h // 2), area)
+        emu = [ln.split()[1] for ln in report.lines() if ln.startswith("TRAYAPP_DEMO_EMULATOR")]
+        centre = (x + w // 2, y + h // 2)
+        yield Session(desktop, app, report, profile, feeds, centre, area, emu[0] if emu else "")
         if app.poll() is None:
             app.terminate()
             app.wait(timeout=30)
@@ -236,12 +258,65 @@ def test_cli_sync_goes_through_the_running_tray(session: Session) -> None:
     session.report.wait("TRAYAPP_RUN_FINISHED team-blog ok", 60, after=mark)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("trayapp.patterns.gmail") is None,
-    reason="needs the Gmail importer and the emulator-backed demo account (not built yet)",
-)
-def test_revoked_token_asks_to_sign_in_again(session: Session) -> None:  # pragma: no cover
-    pytest.skip("wired at integration: revoke in the emulator, expect attention + one notice")
+def _control(session: Session, op: str, **kwargs: object) -> object:
+    """The emulator's control API over HTTP (as a tester would poke the fake Google)."""
+    assert session.emulator, "demo mode reported no emulator"
+    req = urllib.request.Request(
+        f"{session.emulator}/__emu__/{op}",
+        data=json.dumps(kwargs).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())["result"]
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed")
+def test_revoked_token_asks_once_and_chromium_signs_in_again(session: Session) -> None:
+    if not session.emulator:
+        pytest.skip("the Google patterns are not installed: demo mode has no Gmail charm")
+    session.report.wait("TRAYAPP_RUN_FINISHED demo-gmail ok", 120)
+    subprocess.run(["dunstctl", "close-all"], env=session.desktop.env(), check=True)
+    before = len(session.desktop.notify_calls())
+    # The user's grant dies at Google (revoked, or the 7-day Testing expiry).
+    assert _control(session, "revoke_refresh_token", email_or_token=DEMO_EMAIL) == 1
+    _control(session, "expire_access_tokens", email=DEMO_EMAIL)
+    mark = session.report.mark()
+    session.desktop.click(*session.icon, 1)
+    session.report.wait("TRAYAPP_RUN_FINISHED demo-gmail auth_required", 60, after=mark)
+    session.report.wait("TRAYAPP_ICON_STATE attention", 30, after=mark)
+    session.report.wait(f"TRAYAPP_NOTIFIED desktop sign_in Sign in again to {DEMO_EMAIL}", 30)
+    calls = wait_for(
+        lambda: session.desktop.notify_calls()[before:] or None, 30, "the Notify call on D-Bus"
+    )
+    assert isinstance(calls, list) and len(calls) == 1, calls
+    assert f"Sign in again to {DEMO_EMAIL}" in calls[0] and "Sign in again" in calls[0]
+    session.desktop.screenshot(OUT / "tray-attention.png", session.tray_area)
+    mark = session.report.mark()
+    session.desktop.click(*session.icon, 3)
+    session.report.wait("TRAYAPP_MENU_SHOWN", after=mark)
+    session.desktop.screenshot(OUT / "menu-sign-in.png")
+    session.desktop.xdotool("key", "Escape")
+    session.report.wait("TRAYAPP_MENU_HIDDEN", after=mark)
+    # Still exactly one notification after more refreshes and a second click.
+    mark = session.report.mark()
+    session.desktop.click(*session.icon, 1)
+    session.report.wait("TRAYAPP_CLICKED", after=mark)
+
+    # Follow the notification's "Sign in again": the app opens $BROWSER (headless Chromium);
+    # the emulator's consent page is answered "Allow" as a user would click it.
+    _control(session, "set_consent", auto_submit="allow")
+    mark = session.report.mark()
+    wait_for(lambda: _displayed(session) >= 1, 30, "dunst to show the sign-in notification")
+    subprocess.run(["dunstctl", "action", "0"], env=session.desktop.env(), check=True)
+    session.report.wait("TRAYAPP_COMMAND signin:", 30, after=mark)
+    session.report.wait("TRAYAPP_SIGN_IN_DONE", 120, after=mark)
+    done = [ln for ln in session.report.since(mark) if ln.startswith("TRAYAPP_SIGN_IN_DONE")]
+    assert done[0].endswith(" ok"), done
+    # The parked charm runs as soon as the account is usable again; the icon recovers.
+    session.report.wait("TRAYAPP_RUN_FINISHED demo-gmail ok", 120, after=mark)
+    session.report.wait("TRAYAPP_ICON_STATE ok", 60, after=mark)
+    assert len([c for c in session.desktop.notify_calls()[before:] if "Sign in again" in c]) == 1
 
 
 def test_quit_from_the_menu_exits_cleanly(session: Session) -> None:

@@ -29,7 +29,8 @@ def test_session_end_quit_stops_the_engine_and_returns_0(
     poll.setInterval(20)
 
     def check() -> None:
-        if sum(ln.startswith("TRAYAPP_RUN_FINISHED") for ln in lines()) >= 3:
+        feeds = ("project-news", "release-notes", "team-blog")
+        if all(f"TRAYAPP_RUN_FINISHED {f} ok" in lines() for f in feeds):
             poll.stop()
             qapp.quit()
 
@@ -42,8 +43,12 @@ def test_session_end_quit_stops_the_engine_and_returns_0(
     engine = Engine(profile)  # the store was closed cleanly and reopens
     try:
         statuses = engine.statuses()
-        assert len(statuses) == 3
-        assert all(s.last_outcome is OutcomeKind.OK for s in statuses.values())
+        for feed in ("project-news", "release-notes", "team-blog"):
+            assert statuses[feed].last_outcome is OutcomeKind.OK
+        # Demo Gmail/Calendar (when installed) may have been mid-run: recorded, not lost.
+        for s in statuses.values():
+            assert s.last_outcome in (OutcomeKind.OK, OutcomeKind.CANCELLED, None)
+            assert s.state.value != "running"
     finally:
         engine.close()
     assert not list(tmp_path.glob("trayapp/*.sock"))  # the IPC socket is gone

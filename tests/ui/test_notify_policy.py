@@ -153,3 +153,19 @@ def test_recent_keeps_what_could_not_be_shown() -> None:
     for _ in range(5):
         recent.add(out[0], GRACE_OVER, "desktop")
     assert len(recent.items()) == 3 and recent.get(entry.id) is None
+
+
+def test_account_reason_loses_the_cli_hint_in_the_tray() -> None:
+    from trayapp.ui.accounts import short_reason
+
+    reason = (
+        "Google no longer accepts the sign-in of a@x (access was revoked or expired: Token has "
+        "been expired or revoked.); sign in again with `trayapp accounts signin a@x` or from "
+        "the tray menu"
+    )
+    assert short_reason(reason) == (
+        "Google no longer accepts the sign-in of a@x (access was revoked or expired: Token has "
+        "been expired or revoked.)."
+    )
+    assert short_reason("Keychain locked") == "Keychain locked."
+    assert short_reason("") == ""

@@ -77,6 +77,17 @@ def _state(value: Any) -> AccountState:
         return AccountState.NEEDS_SIGN_IN
 
 
+def short_reason(reason: str) -> str:
+    """The reason without the CLI's "what to do" clause: the tray offers the fix as a button.
+
+    trayapp.auth writes reasons for every front end ("...; sign in again with `trayapp accounts
+    signin x` or from the tray menu"); a notification with a Sign-in button needs only the what.
+    """
+    head, sep, _tail = reason.partition("; sign in again")
+    text = head.strip() if sep else reason.strip()
+    return text if not text or text.endswith(".") else text + "."
+
+
 def cause_text(cause: Any) -> str:
     """The likely cause in words (peers only say "invalid_grant")."""
     if cause is None:
@@ -109,7 +120,7 @@ class AuthAccounts:
                     id=str(a.id),
                     email=str(getattr(a, "label", None) or a.email or a.id),
                     state=_state(a.state),
-                    reason=str(a.reason or ""),
+                    reason=short_reason(str(a.reason or "")),
                     cause=cause_text(a.cause),
                     signing_in=str(a.id) in self._flows,
                 )

@@ -149,6 +149,7 @@ class AppRunner:
         self.controller: Any = None
         self.ipc: Server | None = None
         self.demo: Any = None
+        self.demo_google: Any = None
         self._signal_socks: tuple[socket.socket, socket.socket] | None = None
         self._google: dict[str, Any] = {}
         self._accounts: Any = None
@@ -165,7 +166,13 @@ class AppRunner:
             from trayapp.google.client import GoogleApi
         except ImportError:
             return NoAccounts()
-        manager = attach_accounts(engine)
+        vault = None
+        if self.ns.demo:
+            # Demo tokens belong to a throwaway profile: never put them in the user's keychain.
+            from trayapp.auth.secrets import SecretVault
+
+            vault = SecretVault(self.profile_dir, mode="file")
+        manager = attach_accounts(engine, vault=vault)
         self._accounts = manager
         if engine.google_factory is None:
 
@@ -201,6 +208,11 @@ class AppRunner:
                 base = await self.demo.start()
                 report(f"TRAYAPP_DEMO_FEEDS {base}")
                 seed_demo_charms(self.engine, base)
+                from trayapp.ui.demo import start_demo_google
+
+                self.demo_google = await start_demo_google(self.engine, self._accounts)
+                if self.demo_google is not None:
+                    report(f"TRAYAPP_DEMO_EMULATOR {self.demo_google.base_url}")
             prefs = UiPrefs.load(self.profile_dir)
             from datetime import timedelta
 
@@ -265,6 +277,8 @@ class AppRunner:
                 close()
         if self.demo is not None:
             await self.demo.stop()
+        if self.demo_google is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.demo_google.stop)
         self._remove_signal_handlers()
         return 0
 

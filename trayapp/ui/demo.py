@@ -1,9 +1,10 @@
 """Demo mode (``trayapp --demo``): something real to watch syncing on a fresh machine.
 
-Until the Gmail/Calendar importers are wired to the built-in Google emulator for demo mode, the
-demo runs feed-importer charms against a tiny in-process feed server on 127.0.0.1. Each feed
-gains an item every few requests, so syncs show real counts; every request is logged (and, in
-test mode, reported) so the end-to-end tests can see a click turn into a fetch.
+Two halves: feed-importer charms against a tiny in-process feed server on 127.0.0.1 (each feed
+gains an item every few requests, so syncs show real counts; every request is logged and, in
+test mode, reported, so the end-to-end tests see a click turn into a fetch), and, when the
+Google patterns are installed, a Gmail and a Calendar charm on the demo account of the built-in
+Google emulator (``start_demo_google``).
 
 Written on asyncio streams rather than the emulator's Starlette stack because it serves three
 static-ish XML documents; it is Qt-free and shares the app's loop.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -126,3 +128,75 @@ def seed_demo_charms(engine: Any, base_url: str) -> None:
             engine.add_charm("feed-importer", {"url": url}, name=title, interval=DEMO_INTERVAL)
         elif charm.settings.get("url") != url:
             engine.update_charm(charm.id, settings={**charm.settings, "url": url})
+
+
+@dataclass
+class DemoGoogle:
+    """The built-in Google emulator with the seeded demo account, running in its own thread."""
+
+    server: Any
+    email: str
+
+    @property
+    def base_url(self) -> str:
+        return str(self.server.base_url)
+
+    def stop(self) -> None:
+        self.server.stop_thread()
+
+
+async def start_demo_google(engine: Any, manager: Any) -> DemoGoogle | None:
+    """Start the emulator (demo mailbox and calendars), sign the demo account in, add its charms.
+
+    The emulator runs in its own thread so serving 3,000 demo messages never competes with the
+    tray for the UI thread. The demo account is signed in by minting tokens through the
+    emulator's control API (a real user would go through the consent page; "Sign in again" in
+    the menu does exactly that). On a reused ``--profile`` the account and charms are kept and
+    only repointed to this run's emulator (a new port, fresh tokens).
+    """
+    try:
+        from trayapp.auth.client_config import parse_client_json
+        from trayapp.auth.signin import OPENID_SCOPES, Grant
+        from trayapp.emulator.control import ClientInfo
+        from trayapp.emulator.seed import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_EMAIL, DEMO_NAME
+        from trayapp.emulator.testing import EmulatorServer
+    except ImportError as exc:
+        log.info("demo without Google charms: %s", exc)
+        return None
+    patterns = {p.id: p for p in engine.patterns}
+    wanted = [p for p in ("gmail-importer", "gcalendar-importer") if p in patterns]
+    if manager is None or not wanted:
+        return None
+    server = EmulatorServer(demo=True, conformance=False)
+    await asyncio.get_running_loop().run_in_executor(None, server.start_thread)
+    demo = DemoGoogle(server, DEMO_EMAIL)
+    client = ClientInfo(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, False)
+    manager.clients.set(parse_client_json(json.dumps(client.client_config(server.base_url))))
+    scopes = [*OPENID_SCOPES, *(s for p in wanted for s in patterns[p].scopes)]
+    tokens = server.control.issue_tokens(DEMO_EMAIL, DEMO_CLIENT_ID, scopes)
+    grant = Grant(
+        email=DEMO_EMAIL,
+        name=DEMO_NAME,
+        scopes=tuple(str(tokens["scope"]).split()),
+        access_token=tokens["access_token"],
+        refresh_token=tokens["refresh_token"],
+        expires_in=float(tokens["expires_in"]),
+        obtained_at=datetime.now(UTC),
+    )
+    existing = next((a for a in manager.accounts() if a.email == DEMO_EMAIL), None)
+    account = await manager.complete_sign_in(grant, existing.id if existing else None)
+    names = {c.name for c in engine.charms()}
+    if "Demo Gmail" not in names and "gmail-importer" in wanted:
+        engine.add_charm(
+            "gmail-importer",
+            {"query": "in:inbox", "max_messages": 200},
+            name="Demo Gmail",
+            account_id=account.id,
+            interval=DEMO_INTERVAL,
+        )
+    if "Demo Calendar" not in names and "gcalendar-importer" in wanted:
+        engine.add_charm(
+            "gcalendar-importer", {}, name="Demo Calendar", account_id=account.id,
+            interval=DEMO_INTERVAL,
+        )  # fmt: skip
+    return demo
