@@ -638,3 +638,27 @@ async def test_updated_min_too_long_ago(
     resp = await get(http, session, events_path("primary"), updatedMin=old)
     assert resp.status_code == 410
     assert resp.json()["error"]["errors"][0]["reason"] == "updatedMinTooLongAgo"
+
+
+async def test_cancelled_events_are_forgotten_after_a_ttl(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
+    """Google forgets deleted events after a while; a sync token from before a forgotten
+    deletion can no longer report it, so it answers 410 (a newer one keeps working)."""
+    e = session.email
+    eid = emu.control.add_event(e, e, timed("x", "2026-03-04T09:00:00Z", "2026-03-04T10:00:00Z"))
+    _, before, _ = await all_pages(http, session, events_path(e))
+    emu.control.cancel_event(e, e, eid)
+    changed, after, _ = await all_pages(http, session, events_path(e), syncToken=before)
+    assert [(i["id"], i["status"]) for i in changed] == [(eid, "cancelled")]
+    emu.control.set_cancelled_event_ttl(600)
+    emu.control.advance_clock(500)
+    listed, _, _ = await all_pages(http, session, events_path(e), showDeleted="true")
+    assert [i["id"] for i in listed] == [eid]  # not yet
+    emu.control.advance_clock(101)
+    listed, _, _ = await all_pages(http, session, events_path(e), showDeleted="true")
+    assert listed == []
+    resp = await get(http, session, events_path(e), syncToken=before)
+    assert resp.status_code == 410 and resp.json() == FULL_SYNC_410
+    changed, _, _ = await all_pages(http, session, events_path(e), syncToken=after)
+    assert changed == []

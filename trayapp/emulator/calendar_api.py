@@ -261,11 +261,19 @@ def events_list(request: Request, store: CalendarStore) -> dict[str, Any]:
         raise errors.calendar_bad_request(
             "The requested ordering is not available for the particular query.", "orderBy"
         )
+    ttl = emu_state(request).cancelled_event_ttl
+    if ttl is not None:
+        store.purge_cancelled(cal, ttl)
     fp_sync = _sync_fingerprint(request, cal.entry.id, SYNC_KEYS)
     since: int | None = None
     if sync is not None:
         tok = decode_token(sync, fp_sync)
-        if tok is None or tok.get("g") != cal.generation or _expired(request, tok):
+        if (
+            tok is None
+            or tok.get("g") != cal.generation
+            or _expired(request, tok)
+            or int(tok["n"]) < cal.purged_through
+        ):
             raise errors.full_sync_required()
         since = int(tok["n"])
     snapshot, after = cal.counter, None

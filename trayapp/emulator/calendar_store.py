@@ -93,6 +93,11 @@ class Calendar:
     event_seq: dict[str, int] = field(default_factory=dict)
     counter: int = 1
     generation: int = 0
+    #: event id -> virtual time it was cancelled, for the purge of deleted events.
+    cancelled_at: dict[str, float] = field(default_factory=dict)
+    #: The change counter of the newest purged event: sync tokens from before it answer 410,
+    #: since a sync from them could no longer learn of that deletion.
+    purged_through: int = 0
 
     @property
     def tz(self) -> ZoneInfo:
@@ -277,6 +282,7 @@ class CalendarStore:
             cal.events[event_id] = ev
         ev["status"] = "cancelled"
         self._touch(cal, ev)
+        cal.cancelled_at[event_id] = self.clock.now()
         if ev.get("recurrence"):
             # Deleting a series deletes its modified occurrences too: Google lists them as
             # cancelled (and a sync reports them) instead of leaving them live.
@@ -284,6 +290,16 @@ class CalendarStore:
                 if exc.get("recurringEventId") == event_id and exc.get("status") != "cancelled":
                     exc["status"] = "cancelled"
                     self._touch(cal, exc)
+                    cal.cancelled_at[exc["id"]] = self.clock.now()
+
+    def purge_cancelled(self, cal: Calendar, ttl: float) -> None:
+        """Forget events cancelled more than ``ttl`` seconds ago, as Google eventually does."""
+        horizon = self.clock.now() - ttl
+        for eid in [e for e, at in cal.cancelled_at.items() if at < horizon]:
+            del cal.cancelled_at[eid]
+            if cal.events.get(eid, {}).get("status") == "cancelled":
+                del cal.events[eid]
+                cal.purged_through = max(cal.purged_through, cal.event_seq.pop(eid, 0))
 
     def event_json(self, calendar_id: str, event_id: str) -> dict[str, Any]:
         cal = self._cal(calendar_id)

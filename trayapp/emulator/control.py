@@ -319,6 +319,12 @@ class Control:
         self.state.sync_token_ttl = seconds
 
     @_op
+    def set_cancelled_event_ttl(self, seconds: float | None) -> None:
+        """Forget cancelled Calendar events ``seconds`` after their deletion (virtual clock);
+        a sync token from before a forgotten deletion then answers 410. None: keep them."""
+        self.state.cancelled_event_ttl = seconds
+
+    @_op
     def set_updated_min_limit(self, seconds: float | None) -> None:
         """events.list with updatedMin older than ``seconds`` answers 410 updatedMinTooLongAgo."""
         self.state.updated_min_limit = seconds

@@ -274,6 +274,9 @@ class EmulatorState:
         self.batch_shuffle = False
         #: Calendar sync tokens older than this (virtual seconds) answer 410; None: never.
         self.sync_token_ttl: float | None = None
+        #: Cancelled Calendar events are forgotten this long (virtual seconds) after their
+        #: deletion, and sync tokens from before a forgotten deletion answer 410; None: never.
+        self.cancelled_event_ttl: float | None = None
         #: events.list updatedMin further back than this answers 410 updatedMinTooLongAgo.
         self.updated_min_limit: float | None = None
         #: Gmail history older than this (virtual seconds) is gone: older startHistoryIds 404.
