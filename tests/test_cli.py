@@ -258,6 +258,16 @@ def test_bad_settings_unknown_charm_and_bad_input_are_one_line(profile: Path) ->
         assert line.startswith("trayapp: unknown charm 'ghost'"), args
 
 
+def test_a_charm_for_an_account_that_does_not_exist_is_refused_when_added(profile: Path) -> None:
+    # Account ids are opaque, so users give the email; one nobody signed in is refused at once
+    # instead of being stored and failing at every run.
+    result = trayapp(profile, "charms", "add", "gmail-importer", "--account", "nobody@example.com")
+    line = one_error_line(result)
+    assert line.startswith("trayapp: no account 'nobody@example.com'")
+    assert "trayapp accounts add" in line
+    assert json.loads(trayapp(profile, "charms", "list", "--json").stdout)["charms"] == []
+
+
 def test_a_profile_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")

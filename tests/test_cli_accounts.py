@@ -56,7 +56,6 @@ async def _signed_in_profile(emu: EmulatorServer, profile: Path) -> str:
             obtained_at=datetime.now(UTC),
         )
     )
-    engine.add_charm("gmail-importer", {"query": "in:inbox"}, name="mail", account_id=account.id)
     await wiring.aclose()
     engine.close()
     return str(account.id)
@@ -69,11 +68,22 @@ async def test_sync_from_the_command_line_runs_a_gmail_charm_with_its_account(
     monkeypatch.setenv("TRAYAPP_SECRET_STORE", "file")
     profile = tmp_path / "profile"
     async with EmulatorServer() as emu:
-        await _signed_in_profile(emu, profile)
+        account_id = await _signed_in_profile(emu, profile)
         emu.control.add_message(EMAIL, _message("first"))
         emu.control.add_message(EMAIL, _message("second"))
 
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TRAYAPP_SECRET_STORE": "file"}
+        # The user names the account by its email; the charm is stored with the account's id.
+        add = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "trayapp", "--profile", str(profile), "charms", "add",
+            "gmail-importer", "--name", "mail", "--set", "query=in:inbox", "--account", EMAIL,
+            "--json", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+            cwd=ROOT,
+        )  # fmt: skip
+        added, add_err = await asyncio.wait_for(add.communicate(), 120)
+        assert add.returncode == 0, add_err.decode()
+        assert json.loads(added)["charm"]["account_id"] == account_id
+
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "trayapp", "--profile", str(profile), "sync", "--json",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=ROOT,

@@ -670,7 +670,7 @@ def _cmd_charms_add(args: argparse.Namespace) -> int:
             args.pattern,
             settings,
             name=args.name,
-            account_id=args.account,
+            account_id=_account_id(engine, args.account),
             interval=interval,
             bindings=bindings or None,
         )
@@ -685,6 +685,22 @@ def _cmd_charms_add(args: argparse.Namespace) -> int:
             f"{format_duration(info.interval)}; run 'trayapp sync {info.id}' to sync it now"
         )
     return EXIT_OK
+
+
+def _account_id(engine: Any, given: str | None) -> str | None:
+    """``--account`` takes an account id or its email (as ``trayapp accounts`` does).
+
+    Account ids are opaque, so users type the email; without this the charm would be stored
+    for an account that does not exist and only fail at its first run. An unknown account is
+    one clear line now. Without the accounts package the value is taken as given.
+    """
+    if given is None or not given.strip():
+        return None
+    try:
+        from trayapp.auth.accounts import AccountManager
+    except ImportError:
+        return given.strip()
+    return str(AccountManager(engine.store, engine.profile.path).find(given.strip()).id)
 
 
 def _cmd_charms_list(args: argparse.Namespace) -> int:
