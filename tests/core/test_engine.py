@@ -297,6 +297,22 @@ async def test_auth_required_parks_until_the_account_is_usable(engine: Engine) -
     assert engine.store.lookup("charm:needs-auth:seen").get() is True
 
 
+async def test_a_charm_whose_account_was_removed_is_parked_not_a_bug(engine: Engine) -> None:
+    def google_factory(account_id: str) -> Any:
+        raise NotFoundError(f"no account {account_id!r}")
+
+    engine.google_factory = google_factory
+    engine.add_charm("needs-auth", {}, account_id="gone", interval=timedelta(hours=1))
+
+    outcome = (await engine.sync())["needs-auth"]
+
+    # A bug would be retried with backoff forever; only the user can fix this.
+    assert outcome.kind is OutcomeKind.AUTH_REQUIRED
+    assert "'gone' is no longer in this profile; remove this charm" in outcome.message
+    status = engine.status("needs-auth")
+    assert status.parked and status.state is CharmState.PARKED and status.next_due_at is None
+
+
 async def test_account_usable_on_a_stopped_engine_unparks_for_the_next_start(
     tmp_path: Path,
 ) -> None:

@@ -35,7 +35,13 @@ import httpx
 from trayapp import __version__
 from trayapp.core.charms import CharmInfo, CharmRepo, default_binding, resolve_bindings
 from trayapp.core.clock import Clock, SystemClock
-from trayapp.core.errors import ConfigError, ExportError, NotFoundError, SettingsError
+from trayapp.core.errors import (
+    AuthRequired,
+    ConfigError,
+    ExportError,
+    NotFoundError,
+    SettingsError,
+)
 from trayapp.core.events import CharmsChanged, CharmStatusChanged, EngineEvent
 from trayapp.core.outcomes import OutcomeKind, RunOutcome, RunReport
 from trayapp.core.patterns import Pattern, PatternRegistry, UpdateContext
@@ -499,7 +505,7 @@ class Engine:
                 "uninstalled?); reinstall it or remove the charm",
             )
         try:
-            ctx = self._context(info, pattern)
+            ctx = self._context(info, pattern, online=True)
         except SettingsError as exc:
             return RunOutcome(
                 OutcomeKind.BUG, message=f"{exc}; fix the charm's settings (the pattern changed)"
@@ -507,16 +513,33 @@ class Engine:
         log.debug("running charm %s (%s, trigger %s)", info.id, pattern.id, trigger)
         return await pattern.bg_updater(ctx)
 
-    def _context(self, info: CharmInfo, pattern: Pattern[Any]) -> UpdateContext[Any]:
-        """The context a run (or an export) of ``info`` sees: its settings, cells and clients."""
+    def _context(
+        self, info: CharmInfo, pattern: Pattern[Any], *, online: bool
+    ) -> UpdateContext[Any]:
+        """The context a run (``online``) or an export of ``info`` sees.
+
+        An export reads only stored data, so it gets no Google clients: it keeps working for a
+        charm whose account was signed out or removed.
+        """
         settings = pattern.validate_settings(info.settings)
         bindings = dict(info.bindings)
         for spec in pattern.cells:  # a slot added by a newer version of the pattern
             if spec.name not in bindings:
                 bindings[spec.name] = default_binding(pattern, spec.name, info.id, info.account_id)
         google = None
-        if self.google_factory is not None and info.account_id is not None:
-            google = self.google_factory(info.account_id)
+        if online and self.google_factory is not None and info.account_id is not None:
+            try:
+                google = self.google_factory(info.account_id)
+            except NotFoundError:
+                # The account was removed from the profile. Retrying cannot help and it is no
+                # bug in the pattern: park the charm (no retries, shown as needing the user)
+                # with a message that says what to do.
+                raise AuthRequired(
+                    f"account {info.account_id!r} is no longer in this profile; remove this "
+                    "charm and add it again with a signed-in account (see 'trayapp accounts "
+                    "list')",
+                    account_id=info.account_id,
+                ) from None
         return UpdateContext(
             charm_id=info.id,
             settings=settings,
@@ -546,7 +569,7 @@ class Engine:
             raise ExportError(
                 f"charm {charm_id!r} ({pattern.title}) cannot export {fmt!r}; it offers: {offered}"
             )
-        return pattern.export(self._context(info, pattern), fmt, dest)
+        return pattern.export(self._context(info, pattern, online=False), fmt, dest)
 
     # ------------------------------------------------------------------------------ helpers
 
