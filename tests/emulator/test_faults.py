@@ -252,6 +252,24 @@ async def test_batch_parts_run_concurrently(
     assert concurrent[0]["error"]["message"] == "Too many concurrent requests for user"
 
 
+async def test_batch_duplicate_reply_fault(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
+    ids = [emu.control.add_message(session.email, simple(f"m{i}")) for i in range(3)]
+    reqs = [
+        (f"c{i}", f"GET /gmail/v1/users/me/messages/{m}?format=minimal") for i, m in enumerate(ids)
+    ]
+    emu.control.set_batch_duplicate(True)
+    resp = await http.post(
+        "/batch/gmail/v1",
+        content=batch_body("b", reqs),
+        headers={"content-type": "multipart/mixed; boundary=b", **bearer(session.access_token)},
+    )
+    cids = re.findall(r"Content-ID: <(response-c\d)>", resp.text)
+    assert len(cids) == 4 and set(cids) == {"response-c0", "response-c1", "response-c2"}
+    assert len(emu.control.requests(api_method="gmail.users.messages.get")) == 3  # served once
+
+
 async def test_hang_fault_trips_client_timeout(emu: EmulatorServer, session: Session) -> None:
     emu.control.add_fault(kind="hang", endpoint="gmail.users.getProfile", times=1)
     async with httpx.AsyncClient(base_url=emu.base_url, timeout=0.5) as http:

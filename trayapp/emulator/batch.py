@@ -2,7 +2,8 @@
 
 Each inner call runs through the full emulator stack (request log, faults, auth, quota), so a
 single part can fail on its own; replies carry ``Content-ID: <response-ID>`` and, with
-``set_batch_shuffle(True)``, come back in random order as Google allows.
+``set_batch_shuffle(True)``, come back in random order as Google allows; with
+``set_batch_duplicate(True)`` one reply comes twice (a fault).
 """
 
 from __future__ import annotations
@@ -92,6 +93,10 @@ async def _batch(request: Request, api_prefix: str) -> Response:
     # Google's backend serves the inner calls in parallel: a batch takes as long as its
     # slowest part, not the sum of them.
     replies = list(await asyncio.gather(*calls))
+    if emu.state.batch_duplicate and replies:
+        # A fault from the reference's list (5.2): a part answered twice; clients match
+        # replies by Content-ID and must not process one call's reply twice.
+        replies.append(emu.state.rng.choice(replies))
     if emu.state.batch_shuffle:
         emu.state.rng.shuffle(replies)
     boundary = "batch_" + secrets.token_urlsafe(12)

@@ -375,6 +375,11 @@ class Control:
         """Reply to batch parts in random order (clients must match by Content-ID)."""
         self.state.batch_shuffle = enabled
 
+    @_op
+    def set_batch_duplicate(self, enabled: bool) -> None:
+        """Fault: every batch reply carries one part twice (same Content-ID)."""
+        self.state.batch_duplicate = enabled
+
     # ---- request log and conformance ----
 
     @_op

@@ -272,6 +272,7 @@ class EmulatorState:
         self.log: deque[LogEntry] = deque(maxlen=20_000)
         self.log_seq = 0
         self.batch_shuffle = False
+        self.batch_duplicate = False
         #: Calendar sync tokens older than this (virtual seconds) answer 410; None: never.
         self.sync_token_ttl: float | None = None
         #: Cancelled Calendar events are forgotten this long (virtual seconds) after their
