@@ -87,6 +87,7 @@ class Server:
     server: asyncio.AbstractServer
     path: Path | None
     handlers: dict[str, Callable[[dict[str, Any]], Any]] = field(default_factory=dict)
+    token: str | None = None  # Windows only: requests must carry it
     _lock_fd: int | None = None
 
     def on(self, cmd: str, handler: Callable[[dict[str, Any]], Any]) -> None:
@@ -183,7 +184,7 @@ async def serve(engine: IpcEngine, profile_dir: Path) -> Server:
                     req = json.loads(line)
                     if not isinstance(req, dict):
                         raise ValueError("not an object")
-                    if IS_WINDOWS and req.get("token") != holder[0].handlers.get("__token__"):
+                    if IS_WINDOWS and req.get("token") != holder[0].token:
                         resp: dict[str, Any] = {"ok": False, "error": "bad token"}
                     else:
                         resp = await _dispatch(engine, holder[0], req)
@@ -210,8 +211,7 @@ async def serve(engine: IpcEngine, profile_dir: Path) -> Server:
         token = secrets.token_urlsafe(24)
         tf = _token_file(profile_dir)
         tf.write_text(json.dumps({"port": port, "token": token}), encoding="utf-8")
-        server = Server(srv, None)
-        server.handlers["__token__"] = token  # type: ignore[assignment]
+        server = Server(srv, None, token=token)
         holder.append(server)
         return server
 
