@@ -456,12 +456,14 @@ async def _run_headless(args: argparse.Namespace) -> int:
             log.warning("charm %s blocked the event loop for %.1f s", event.charm_id, event.seconds)
 
     engine.subscribe(on_event)
-    accounts = AccountsWiring(engine)
+    accounts: AccountsWiring | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
+        # Inside the try: if wiring the accounts fails, the socket and the store still close.
+        accounts = AccountsWiring(engine)
         await engine.start()
         log.info(
             "%s running headless with %d charm(s), profile %s; Ctrl+C or SIGTERM stops it",
@@ -477,7 +479,8 @@ async def _run_headless(args: argparse.Namespace) -> int:
         if server is not None:
             await server.close()
         await engine.stop()
-        await accounts.aclose()
+        if accounts is not None:
+            await accounts.aclose()
         engine.close()
     log.info("stopped")
     return EXIT_OK
