@@ -209,8 +209,9 @@ async def serve(engine: IpcEngine, profile_dir: Path) -> Server:
         srv = await asyncio.start_server(handle, "127.0.0.1", 0, limit=MAX_LINE)
         port = srv.sockets[0].getsockname()[1]
         token = secrets.token_urlsafe(24)
-        tf = _token_file(profile_dir)
-        tf.write_text(json.dumps({"port": port, "token": token}), encoding="utf-8")
+        fd = os.open(_token_file(profile_dir), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"port": port, "token": token}, fh)
         server = Server(srv, None, token=token)
         holder.append(server)
         return server
