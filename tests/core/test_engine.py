@@ -25,6 +25,7 @@ from trayapp.core.outcomes import OutcomeKind
 from trayapp.core.patterns import PatternRegistry
 from trayapp.core.profile import Profile
 from trayapp.core.status import CharmState
+from trayapp.core.statusrepo import StoreStatusRepo
 from trayapp.patterns.feed import FeedImporter
 
 FEEDS = Path(__file__).resolve().parents[1] / "data" / "feeds"
@@ -115,9 +116,38 @@ class NeedsAuth(Pattern[NoSettings]):
         return RunReport(updated=1)
 
 
+class KeySettings(BaseModel):
+    key: str
+
+
+class Gated(Pattern[KeySettings]):
+    """Waits at a gate, then writes its settings' key: shows which run wrote what."""
+
+    id = "gated"
+    title = "Gated"
+    Settings = KeySettings
+    cells = (CellSpec("seen", writes=True),)
+    collections = ("items",)
+    entered: ClassVar[list[str]] = []
+    gate = asyncio.Event()  # replaced per test (events belong to one loop)
+    started = asyncio.Event()
+
+    def needs_reset(self, old: KeySettings, new: KeySettings) -> bool:
+        return old.key != new.key
+
+    async def bg_updater(self, ctx: UpdateContext[KeySettings]) -> RunReport:
+        Gated.entered.append(ctx.settings.key)
+        Gated.started.set()
+        await Gated.gate.wait()
+        with ctx.transaction():
+            ctx.cell("seen").set(ctx.settings.key)
+            ctx.collection("items").upsert(ctx.settings.key, {"key": ctx.settings.key})
+        return RunReport(added=1)
+
+
 def registry() -> PatternRegistry:
     reg = PatternRegistry()
-    for cls in (FeedImporter, Forever, Buggy, NeedsAuth):
+    for cls in (FeedImporter, Forever, Buggy, NeedsAuth, Gated):
         reg.register(cls)
     return reg
 
@@ -470,3 +500,46 @@ async def test_http_transport_is_injectable(tmp_path: Path) -> None:
         outcome = (await eng.sync())["feed-importer"]
     assert outcome.report.added == 2
     assert seen[0].headers["user-agent"] == USER_AGENT
+
+
+async def test_removing_a_charm_while_it_runs_cancels_the_run_and_leaves_nothing(
+    engine: Engine,
+) -> None:
+    events = Events(engine)
+    Forever.cancelled.clear()
+    Forever.entered = asyncio.Event()
+    engine.add_charm("forever", {})
+    await engine.start()
+    await asyncio.wait_for(Forever.entered.wait(), WAIT)
+
+    engine.remove_charm("forever")
+    await events.wait_for(lambda _: bool(events.finished("forever")))
+
+    assert Forever.cancelled == ["forever"]
+    assert events.finished("forever")[0].record.outcome is OutcomeKind.CANCELLED
+    # The cancelled run's end must not bring back the status or history of a removed charm.
+    repo = StoreStatusRepo(engine.store)
+    assert "forever" not in repo.load_all() and repo.history("forever", 50) == []
+    assert engine.charms() == [] and engine.statuses() == {}
+
+
+async def test_a_settings_change_that_needs_a_reset_mid_run_resyncs_with_the_new_settings(
+    engine: Engine,
+) -> None:
+    events = Events(engine)
+    Gated.entered.clear()
+    Gated.gate, Gated.started = asyncio.Event(), asyncio.Event()
+    engine.add_charm("gated", {"key": "old"}, name="g")
+    await engine.start()
+    await asyncio.wait_for(Gated.started.wait(), WAIT)
+
+    engine.update_charm("g", settings={"key": "new"})  # needs_reset: cancels the old run
+    Gated.gate.set()
+    await events.wait_for(lambda _: len(events.finished("g")) >= 2)
+
+    first, second = (e.record for e in events.finished("g")[:2])
+    assert first.outcome is OutcomeKind.CANCELLED and second.outcome is OutcomeKind.OK
+    assert Gated.entered == ["old", "new"]
+    # Only the new settings' run wrote: nothing of the old one survives the reset.
+    assert engine.store.lookup("charm:g:seen").get() == "new"
+    assert list(engine.store.collection("charm:g:items").keys()) == ["new"]
