@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -42,6 +42,7 @@ EVENTS_SYNC_FORBIDDEN = (
     "timeMax",
     "updatedMin",
 )
+T = TypeVar("T")
 ROLE_RANK = {"freeBusyReader": 0, "reader": 1, "writer": 2, "owner": 3}
 
 
@@ -128,6 +129,59 @@ def _expired(request: Request, token: dict[str, Any]) -> bool:
     return ttl is not None and emu_state(request).clock.now() - float(token.get("t", 0)) > ttl
 
 
+def _read_cursors(
+    request: Request, fp_sync: str, generation: int, current: int, purged_through: int = 0
+) -> tuple[int | None, int, str | None]:
+    """Decode ``syncToken`` and ``pageToken``: (the change counter an incremental sync starts
+    after, or None for a full listing; the counter snapshot being paged; the last key served).
+
+    A sync token answers 410 once invalidated, expired, or older than a purged deletion; a
+    page token is bound to the parameters it was issued for (400 otherwise).
+    """
+    qp = request.query_params
+    since: int | None = None
+    sync = qp.get("syncToken")
+    if sync is not None:
+        tok = decode_token(sync, fp_sync)
+        if (
+            tok is None
+            or tok.get("g") != generation
+            or _expired(request, tok)
+            or int(tok["n"]) < purged_through
+        ):
+            raise errors.full_sync_required()
+        since = int(tok["n"])
+    page_token = qp.get("pageToken")
+    if not page_token:
+        return since, current, None
+    ptok = decode_token(page_token, _page_fingerprint(request))
+    if ptok is None:
+        raise errors.calendar_bad_request("Invalid page token value.", "pageToken")
+    if ptok.get("g") != generation:
+        raise errors.full_sync_required()
+    return since, int(ptok["s"]), str(ptok["k"])
+
+
+def _page(
+    request: Request,
+    keyed: list[tuple[str, T]],
+    max_results: int,
+    snapshot: int,
+    generation: int,
+    fp_sync: str,
+    now: float,
+) -> tuple[list[tuple[str, T]], dict[str, str]]:
+    """One page of ``keyed`` (sorted, already past the page token) and its cursor: a
+    ``nextPageToken`` while more remain, else the ``nextSyncToken`` (only on the last page,
+    and always there: reference section 1.3)."""
+    page = keyed[:max_results]
+    if len(keyed) > max_results:
+        token = {"s": snapshot, "k": page[-1][0], "g": generation, "f": _page_fingerprint(request)}
+        return page, {"nextPageToken": encode_token(token)}
+    sync = {"n": snapshot, "g": generation, "t": round(now), "f": fp_sync}
+    return page, {"nextSyncToken": encode_token(sync)}
+
+
 def _etag(counter: int, gen: int) -> str:
     return f'"p3{counter:012d}{gen:04d}g"'
 
@@ -153,21 +207,9 @@ def calendar_list(request: Request, store: CalendarStore) -> dict[str, Any]:
             f"Invalid value for minAccessRole: {min_role}", "minAccessRole"
         )
     fp_sync = _fp([("list", store.email)])
-    since: int | None = None
-    if sync is not None:
-        tok = decode_token(sync, fp_sync)
-        if tok is None or tok.get("g") != store.list_generation or _expired(request, tok):
-            raise errors.full_sync_required()
-        since = int(tok["n"])
-    snapshot, after = store.list_counter, None
-    page_token = qp.get("pageToken")
-    if page_token:
-        ptok = decode_token(page_token, _page_fingerprint(request))
-        if ptok is None:
-            raise errors.calendar_bad_request("Invalid page token value.", "pageToken")
-        if ptok.get("g") != store.list_generation:
-            raise errors.full_sync_required()
-        snapshot, after = int(ptok["s"]), str(ptok["k"])
+    since, snapshot, after = _read_cursors(
+        request, fp_sync, store.list_generation, store.list_counter
+    )
     entries = sorted(
         store.calendars.values(), key=lambda c: (not c.entry.fields.get("primary"), c.entry.id)
     )
@@ -191,26 +233,13 @@ def calendar_list(request: Request, store: CalendarStore) -> dict[str, Any]:
     keyed = [(f"{int(not c.entry.fields.get('primary'))}:{c.entry.id}", c) for c in items]
     if after is not None:
         keyed = [(k, c) for k, c in keyed if k > after]
-    page = keyed[:max_results]
-    out: dict[str, Any] = {
+    page, cursor = _page(request, keyed, max_results, snapshot, store.list_generation, fp_sync, now)
+    return {
         "kind": "calendar#calendarList",
         "etag": _etag(snapshot, store.list_generation),
+        **cursor,
+        "items": [c.entry.to_json() for _, c in page],
     }
-    if len(keyed) > max_results:
-        out["nextPageToken"] = encode_token(
-            {
-                "s": snapshot,
-                "k": page[-1][0],
-                "g": store.list_generation,
-                "f": _page_fingerprint(request),
-            }
-        )
-    else:
-        out["nextSyncToken"] = encode_token(
-            {"n": snapshot, "g": store.list_generation, "t": round(now), "f": fp_sync}
-        )
-    out["items"] = [c.entry.to_json() for _, c in page]
-    return out
 
 
 # ---- events.list ----
@@ -265,27 +294,9 @@ def events_list(request: Request, store: CalendarStore) -> dict[str, Any]:
     if ttl is not None:
         store.purge_cancelled(cal, ttl)
     fp_sync = _sync_fingerprint(request, cal.entry.id, SYNC_KEYS)
-    since: int | None = None
-    if sync is not None:
-        tok = decode_token(sync, fp_sync)
-        if (
-            tok is None
-            or tok.get("g") != cal.generation
-            or _expired(request, tok)
-            or int(tok["n"]) < cal.purged_through
-        ):
-            raise errors.full_sync_required()
-        since = int(tok["n"])
-    snapshot, after = cal.counter, None
-    page_token = qp.get("pageToken")
-    if page_token:
-        ptok = decode_token(page_token, _page_fingerprint(request))
-        if ptok is None:
-            raise errors.calendar_bad_request("Invalid page token value.", "pageToken")
-        if ptok.get("g") != cal.generation:
-            raise errors.full_sync_required()
-        snapshot, after = int(ptok["s"]), str(ptok["k"])
-
+    since, snapshot, after = _read_cursors(
+        request, fp_sync, cal.generation, cal.counter, cal.purged_through
+    )
     items = _collect(store, cal, since, single, bool(show_deleted), time_min, time_max)
     q = (qp.get("q") or "").lower()
     ical = qp.get("iCalUID")
@@ -311,7 +322,7 @@ def events_list(request: Request, store: CalendarStore) -> dict[str, Any]:
     keyed.sort(key=lambda kv: kv[0])
     if after is not None:
         keyed = [(k, ev) for k, ev in keyed if k > after]
-    page = keyed[:max_results]
+    page, cursor = _page(request, keyed, max_results, snapshot, cal.generation, fp_sync, now)
     rendered = [render_event(ev) for _, ev in page]
     f = cal.entry.fields
     out: dict[str, Any] = {
@@ -325,17 +336,9 @@ def events_list(request: Request, store: CalendarStore) -> dict[str, Any]:
         "timeZone": qp.get("timeZone") or f.get("timeZone", "UTC"),
         "accessRole": f.get("accessRole", "owner"),
         "defaultReminders": f.get("defaultReminders", []),
+        **cursor,
+        "items": rendered,
     }
-    if len(keyed) > max_results:
-        out["nextPageToken"] = encode_token(
-            {"s": snapshot, "k": page[-1][0], "g": cal.generation, "f": _page_fingerprint(request)}
-        )
-    else:
-        # Only on the last page, and always there (reference section 1.3).
-        out["nextSyncToken"] = encode_token(
-            {"n": snapshot, "g": cal.generation, "t": round(now), "f": fp_sync}
-        )
-    out["items"] = rendered
     return out
 
 
