@@ -44,7 +44,7 @@ def _release(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
     version = project_version()
     reuse = os.environ.get("TRAYAPP_RELEASE_DIR")
     if reuse:
-        dist = Path(reuse)
+        dist = Path(reuse).resolve()
     else:
         started = time.monotonic()
         env = dict(os.environ)

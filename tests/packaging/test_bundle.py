@@ -453,3 +453,44 @@ def test_deb_installs_into_opt_with_menu_entry_icons_and_dependencies(
         timeout=60,
     )
     assert out.stdout.strip() == f"trayapp {release.version}"
+
+
+def test_deb_installs_and_removes_cleanly_with_dpkg(release: Release, tmp_path: Path) -> None:
+    """dpkg itself, into a scratch root: unpack, configure, list, remove, nothing left."""
+    root = tmp_path / "root"
+    admin = root / "var" / "lib" / "dpkg"
+    (admin / "info").mkdir(parents=True)
+    (admin / "updates").mkdir()
+    (admin / "status").touch()
+
+    def dpkg(*args: str) -> str:
+        return subprocess.run(
+            ["dpkg", f"--root={root}", "--force-not-root", "--force-depends", *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout
+
+    dpkg("-i", str(release.deb))
+    listed = dpkg("-L", "pattern-sync").splitlines()
+    assert "/opt/pattern-sync/trayapp" in listed and "/usr/bin/trayapp" in listed
+    assert (root / "opt/pattern-sync/trayapp").is_file()
+    dpkg("-r", "pattern-sync")
+    left = sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_relative_to(admin))
+    assert left == ["var", "var/lib"], left
+
+
+@pytest.mark.skipif(shutil.which("apt-get") is None, reason="not a Debian-family system")
+def test_deb_dependencies_resolve_on_this_distribution(release: Release) -> None:
+    """apt's solver, simulating the install: every Depends names a package Debian has."""
+    result = subprocess.run(
+        ["apt-get", "install", "--simulate", "--no-install-recommends", str(release.deb.resolve())],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Inst pattern-sync" in result.stdout
