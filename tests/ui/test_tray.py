@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QLabel, QSystemTrayIcon
 
 from tests.ui.conftest import QLoop, until
@@ -206,3 +207,17 @@ def test_status_window_when_there_is_no_tray(qloop: QLoop, profile_dir: Path) ->
             assert "TRAYAPP_STATUS_WINDOW" in env.lines
 
     qloop.run(run(), timeout=60)
+
+
+def test_relative_times_tick_only_while_the_menu_is_open(qloop: QLoop, profile_dir: Path) -> None:
+    async def body(env: Env) -> None:
+        ctl = env.ctl
+        await until(lambda: not ctl._refresh_timer.isActive() and not ctl._grace_timer.isActive())
+        idle_timers = [t for t in ctl.findChildren(QTimer) if t.isActive()]
+        assert idle_timers == []  # an idle tray wakes up for nothing
+        ctl.menu.aboutToShow.emit()
+        assert ctl._tick.isActive() and ctl._tick.interval() == 15_000
+        ctl.menu.aboutToHide.emit()
+        assert not ctl._tick.isActive()
+
+    scenario(qloop, profile_dir, body)

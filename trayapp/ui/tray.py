@@ -186,8 +186,9 @@ class TrayController(QObject):
         self.refresh()
         if self.tray is not None:
             self.tray.show()
-            if not isinstance(self.report, TestReporter) or self.report.enabled:
-                self._geo_timer.start()
+            reporting = not isinstance(self.report, TestReporter) or self.report.enabled
+            if reporting and QSystemTrayIcon.isSystemTrayAvailable():
+                self._geo_timer.start()  # test mode on a real tray host only
         else:
             from trayapp.ui.windows import StatusWindow
 
