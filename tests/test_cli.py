@@ -467,6 +467,8 @@ def test_changes_made_while_an_engine_runs_reach_it(profile: Path, feed_url: str
         assert status["paused"] is True and status["state"] == "paused"
 
         assert trayapp(profile, "charms", "remove", "late").returncode == 0
+        # The running engine removed it itself (cancelling any run before the data went).
+        err.wait_for(r"removed charm late$")
         proc.terminate()
         assert proc.wait(timeout=WAIT) == 0
     finally:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -372,7 +373,7 @@ def _after_change(engine: Any) -> None:
 
 
 def register_ipc_commands(server: Any, engine: Any) -> None:
-    """Serve the CLI's requests to a running engine: ``reload``, ``pause``, ``resume``.
+    """Serve the CLI's requests to a running engine: ``reload``, ``pause``, ``resume``, ``remove``.
 
     ``trayapp run --headless`` calls this; the tray should too, on its IPC server.
     """
@@ -390,9 +391,14 @@ def register_ipc_commands(server: Any, engine: Any) -> None:
         engine.resume(req.get("charm"))
         return {}
 
+    def remove(req: dict[str, Any]) -> dict[str, Any]:
+        engine.remove_charm(str(req.get("charm")))
+        return {}
+
     server.on("reload", reload)
     server.on("pause", pause)
     server.on("resume", resume)
+    server.on("remove", remove)
 
 
 # ---------------------------------------------------------------------------------- commands
@@ -777,12 +783,37 @@ def _cmd_charms_show(args: argparse.Namespace) -> int:
 def _cmd_charms_remove(args: argparse.Namespace) -> int:
     engine = open_engine(args)
     try:
-        engine.remove_charm(args.charm)
-        _after_change(engine)
+        engine.charm(args.charm)  # unknown charm: one clear line, before anything else
+        # A running engine removes it itself: it cancels the charm's run before the data goes,
+        # so a run finishing meanwhile cannot write into the dropped cells.
+        if not _live_or_here(
+            engine, {"cmd": "remove", "charm": args.charm}, lambda: engine.remove_charm(args.charm)
+        ):
+            return EXIT_FAILURE
     finally:
         engine.close()
     print(f"removed charm '{args.charm}' and the data it imported")
     return EXIT_OK
+
+
+def _live_or_here(engine: Any, command: dict[str, Any], here: Callable[[], None]) -> bool:
+    """Send ``command`` to the engine running for this profile, else do ``here()`` locally.
+
+    A running engine holds the charms' schedule and runs in memory, so changes to live state go
+    through it (one way in); without one, the local Engine makes the same change in the store.
+    Returns False (after printing one line) if the running engine refused.
+    """
+    reply = _tell_running_instance(engine.profile.path, command)
+    if reply is None:
+        here()
+        return True
+    if reply.get("ok"):
+        return True
+    fail(
+        f"{DISPLAY_NAME} is running for this profile and did not accept the {command['cmd']} "
+        f"({reply.get('error')}); use its tray menu, or stop it first"
+    )
+    return False
 
 
 def _target(args: argparse.Namespace, verb: str) -> str | None:
@@ -815,17 +846,13 @@ def _pause_or_resume(
         command: dict[str, Any] = {"cmd": verb, "charm": charm}
         if until is not None:
             command["until"] = until.isoformat()
-        reply = _tell_running_instance(engine.profile.path, command)
-        if reply is not None and not reply.get("ok"):
-            return fail(
-                f"{DISPLAY_NAME} is running for this profile and did not accept the {verb} "
-                f"({reply.get('error')}); use its tray menu, or stop it first"
-            )
-        if reply is None:
-            if verb == "pause":
-                engine.pause(charm, until)
-            else:
-                engine.resume(charm)
+        here = (
+            functools.partial(engine.pause, charm, until)
+            if verb == "pause"
+            else functools.partial(engine.resume, charm)
+        )
+        if not _live_or_here(engine, command, here):
+            return EXIT_FAILURE
     finally:
         engine.close()
     who = f"charm '{charm}'" if charm else "all charms"
