@@ -662,3 +662,28 @@ async def test_cancelled_events_are_forgotten_after_a_ttl(
     assert resp.status_code == 410 and resp.json() == FULL_SYNC_410
     changed, _, _ = await all_pages(http, session, events_path(e), syncToken=after)
     assert changed == []
+
+
+async def test_page_token_survives_a_new_access_token_in_the_query(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
+    """A page token is bound to the method's parameters, not to global ones such as
+    ``oauth_token`` (a client may refresh its token between pages) or ``fields``."""
+    e = session.email
+    for day in range(1, 4):
+        emu.control.add_event(
+            e, e, timed(f"d{day}", f"2026-03-0{day}T09:00:00Z", f"2026-03-0{day}T10:00:00Z")
+        )
+    first = (await get(http, session, events_path(e), maxResults=2)).json()
+    fresh = emu.control.issue_tokens(e, session.client.client_id, session.scopes)["access_token"]
+    resp = await http.get(
+        events_path(e),
+        params={
+            "maxResults": 2,
+            "pageToken": first["nextPageToken"],
+            "oauth_token": fresh,
+            "fields": "items(id),nextSyncToken",
+        },
+    )
+    assert resp.status_code == 200, resp.text
+    assert len(resp.json()["items"]) == 1 and "nextSyncToken" in resp.json()

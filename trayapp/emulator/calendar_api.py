@@ -29,6 +29,7 @@ from trayapp.emulator.common import (
     encode_token,
     error_response,
     partial_response,
+    query_fingerprint,
 )
 
 #: Parameters that cannot be combined with syncToken (reference section 1.3).
@@ -112,17 +113,6 @@ def _sync_fingerprint(request: Request, cal_id: str, keys: tuple[str, ...]) -> s
     )
 
 
-def _page_fingerprint(request: Request) -> str:
-    return _fp(
-        [
-            (k, v)
-            for k, v in request.query_params.multi_items()
-            if k not in ("pageToken", "maxResults")
-        ]
-        + [("path", request.url.path)]
-    )
-
-
 def _expired(request: Request, token: dict[str, Any]) -> bool:
     """Sync tokens older than the configured lifetime (``set_sync_token_ttl``) are gone."""
     ttl = emu_state(request).sync_token_ttl
@@ -154,7 +144,7 @@ def _read_cursors(
     page_token = qp.get("pageToken")
     if not page_token:
         return since, current, None
-    ptok = decode_token(page_token, _page_fingerprint(request))
+    ptok = decode_token(page_token, query_fingerprint(request))
     if ptok is None:
         raise errors.calendar_bad_request("Invalid page token value.", "pageToken")
     if ptok.get("g") != generation:
@@ -176,7 +166,7 @@ def _page(
     and always there: reference section 1.3)."""
     page = keyed[:max_results]
     if len(keyed) > max_results:
-        token = {"s": snapshot, "k": page[-1][0], "g": generation, "f": _page_fingerprint(request)}
+        token = {"s": snapshot, "k": page[-1][0], "g": generation, "f": query_fingerprint(request)}
         return page, {"nextPageToken": encode_token(token)}
     sync = {"n": snapshot, "g": generation, "t": round(now), "f": fp_sync}
     return page, {"nextSyncToken": encode_token(sync)}
