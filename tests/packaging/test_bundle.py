@@ -416,6 +416,58 @@ def test_install_start_from_menu_entry_sync_quit_uninstall(
     assert left == [], f"uninstall left these in HOME: {left}"
 
 
+@pytest.mark.skipif(shutil.which("weston") is None, reason="needs weston (apt-get install weston)")
+def test_frozen_app_runs_on_wayland(release: Release, tmp_path: Path) -> None:
+    """A headless Weston: the bundle's wayland plugin and its client libraries load and work.
+
+    Weston has no tray, so after its short wait for one the app shows its status window (the
+    fallback GNOME users without AppIndicator get) and the demo syncs.
+    """
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    home = tmp_path / "home"
+    home.mkdir()
+    report = ReportLog(tmp_path / "report.log")
+    base = user_env(home, XDG_RUNTIME_DIR=str(runtime))
+    with (tmp_path / "weston.log").open("wb") as wlog:
+        weston = subprocess.Popen(
+            ["weston", "--backend=headless-backend.so", "--socket=wayland-bundle", "--idle-time=0"],
+            env=base,
+            stdout=wlog,
+            stderr=subprocess.STDOUT,
+        )
+    app: subprocess.Popen[bytes] | None = None
+    try:
+        wait_for((runtime / "wayland-bundle").exists, 30, "Weston's socket")
+        env = dict(
+            base,
+            WAYLAND_DISPLAY="wayland-bundle",
+            TMPDIR=str(tmp_path),
+            TRAYAPP_TEST_REPORT=str(report.path),
+            TRAYAPP_TRAY_WAIT="1",
+        )
+        with (tmp_path / "app.log").open("wb") as alog:
+            app = subprocess.Popen(
+                [str(release.folder / "app" / "trayapp"), "--demo"],
+                env=env,
+                stdout=alog,
+                stderr=subprocess.STDOUT,
+            )
+        report.wait("TRAYAPP_STATUS_WINDOW", 60)
+        report.wait("TRAYAPP_RUN_FINISHED", 60, count=3)
+        maps = Path(f"/proc/{app.pid}/maps").read_text()
+        plugins = release.folder / "app" / "_internal" / "PySide6" / "Qt" / "plugins"
+        assert f"{plugins}/platforms/libqwayland.so" in maps
+        assert "libqxcb.so" not in maps
+        app.send_signal(signal.SIGTERM)
+        assert app.wait(timeout=60) == 0, (tmp_path / "app.log").read_text()[-3000:]
+    finally:
+        for proc in (app, weston):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 # --------------------------------------------------------------------------------- the .deb
 
 
