@@ -9,8 +9,12 @@ What a run does:
    events and sync state in one transaction. A 410 on the list refetches it whole.
 2. **Events, per calendar, in parallel, each isolated from the others.** The first sync of a
    calendar lists every event (every page, ``showDeleted=true`` so cancelled occurrences of
-   recurring series come too); every page commits with the calendar's progress, and only the
-   last page's ``nextSyncToken`` is stored, in the transaction that stores that page. Later
+   recurring series come too); every page commits together with the ``nextPageToken`` that
+   continues the listing, so a run cut short (killed, timed out, a failing request) continues
+   in the next run at the page after the last one stored, not at the first; only the last
+   page's ``nextSyncToken`` is stored, in the transaction that stores that page. If Google no
+   longer accepts the saved page token (400 or 410), the listing starts over, once, from the
+   first page, and then removes at its end what it did not see again. Later
    runs send the stored ``syncToken`` (the client sends the same token with every
    ``pageToken``) and apply all pages of changes together with the new token in one
    transaction: a run that fails half way stores nothing and the next run starts from the same
@@ -20,10 +24,13 @@ What a run does:
 3. **410 fullSyncRequired** on a calendar: a full resync of that calendar, in the same run. The
    old events stay visible until it completes; every event it sees is marked in ``sweep``, and
    the last page's transaction removes the calendar's events it did not see. The resync is
-   recorded as soon as it starts, so an interrupted one continues in the next run (listing
-   from the first page again: the client cannot resume at a page token; pages already stored
-   come back unchanged and cost no writes) and the dead token is never sent again. **Loop
-   breaker**: a 410 right after a resync (no incremental sync
+   recorded as soon as it starts, so an interrupted one continues in the next run at its saved
+   page (the marks of the pages before it were committed with them) and the dead token is
+   never sent again. A page token continues one listing, so the sync token of its last page is
+   taken to cover the changes made since its first page (the emulator models it so; Google
+   does not document it either way): an event changed behind the place a listing stopped at
+   comes in the next incremental sync. **Loop breaker**: a 410 right after
+   a resync (no incremental sync
    succeeded in between), or during the resync itself, means resyncing again at once would only
    loop (lieer's "full sync forever"); the calendar is reported as a partial failure and its
    next resync waits (1 h, doubling, at most a day), keeping its events meanwhile.
@@ -73,6 +80,7 @@ from trayapp.api import (
     Collection,
     ExportError,
     Field,
+    GoogleRequestError,
     Pattern,
     RunReport,
     ServerError,
@@ -110,6 +118,9 @@ CALENDARS_PAGE_SIZE = 250
 RESYNC_BACKOFF = timedelta(hours=1)
 RESYNC_BACKOFF_MAX = timedelta(days=1)
 _READ_CHUNK = 1000
+#: ``sweep`` values: an event a full listing saw, and a cancelled series it saw.
+_SEEN = 1
+_CANCELLED_SERIES = 2
 _UTC = zone("UTC")
 
 # ---- settings and state ---------------------------------------------------------------------
@@ -160,9 +171,11 @@ class FullSync(BaseModel):
     """A full (re)sync of one calendar in progress; committed with every page it stores."""
 
     reason: Literal["initial", "expired"] = "initial"
-    prune: bool = False  # a resync: at the end, remove what it did not see
+    prune: bool = False  # at the end, remove the calendar's events the listing did not see
     pages: int = 0
     started: datetime | None = None
+    #: Where the listing continues: the ``nextPageToken`` of the last page stored.
+    page_token: str | None = None
 
 
 class CalendarRecord(BaseModel):
@@ -230,6 +243,8 @@ class _Events(Protocol):
 class _EventsPage(_Events, Protocol):
     @property
     def is_last(self) -> bool: ...
+    @property
+    def next_page_token(self) -> str | None: ...
 
 
 class CalendarApi(Protocol):
@@ -257,6 +272,7 @@ class CalendarApi(Protocol):
         *,
         show_deleted: bool | None = None,
         max_results: int = ...,
+        page_token: str | None = None,
     ) -> AsyncIterator[_EventsPage]: ...
 
 
@@ -886,26 +902,62 @@ class _Sync:
                 record = self.expired(current, "Google refused the full sync")
 
     async def list_all(self, record: CalendarRecord, outcome: _Outcome) -> CalendarRecord:
-        fs = record.full_sync
-        assert fs is not None
+        """List the calendar from where its full sync stands; each page commits with its place.
+
+        A listing that Google no longer continues from the saved page (it refuses the page token)
+        starts over from the first page, once; a 410 then is a real one.
+        """
+        assert record.full_sync is not None
         if record.resync_after is not None and self.ctx.now() < record.resync_after:
             raise ResyncLoop(
                 f"the resync of {record.name} waits until "
                 f"{record.resync_after.astimezone(UTC):%Y-%m-%d %H:%M} UTC after Google "
                 "refused it repeatedly (410); its events are kept meanwhile"
             )
-        if fs.pages and fs.prune:
-            # Interrupted resync: the listing starts over (the client cannot resume from a
-            # page token), so the marks of what it saw start over too.
-            with self.ctx.transaction():
-                self.sweep.delete_many(self.keys_of(self.sweep, record.id))
+        if record.full_sync.pages and record.full_sync.page_token is None:
+            # Stored pages but no place to continue from (a listing of an older version).
+            record = self.restart_listing(record)
+        while True:
+            resumed_at = record.full_sync.page_token if record.full_sync else None
+            try:
+                return await self.list_pages(record, outcome)
+            except GoogleRequestError as exc:
+                current = self.record(record.id) or record
+                stuck = current.full_sync is not None and current.full_sync.page_token == resumed_at
+                if resumed_at is None or not stuck or exc.status not in (400, 410):
+                    raise
+                self.ctx.log.info(
+                    "calendar %s: Google no longer continues the listing from its saved page "
+                    "(%d); listing it from the first page",
+                    record.name,
+                    exc.status,
+                )
+                record = self.restart_listing(current)
+
+    def restart_listing(self, record: CalendarRecord) -> CalendarRecord:
+        """Forget where the listing stood; what it stored is now checked by the sweep."""
+        fs = record.full_sync
+        assert fs is not None
+        with self.ctx.transaction():
+            self.sweep.delete_many(self.keys_of(self.sweep, record.id))
+            # Pages already stored may hold events Google deleted since: prune at the end.
+            fs = fs.model_copy(update={"pages": 0, "page_token": None, "prune": True})
+            record = record.model_copy(update={"full_sync": fs})
+            self.save(record)
+        return record
+
+    async def list_pages(self, record: CalendarRecord, outcome: _Outcome) -> CalendarRecord:
+        fs = record.full_sync
+        assert fs is not None
         pages = self.api.iter_event_pages(
-            record.id, show_deleted=True, max_results=EVENTS_PAGE_SIZE
+            record.id, show_deleted=True, max_results=EVENTS_PAGE_SIZE, page_token=fs.page_token
         )
         async for page in pages:
             with self.ctx.transaction():
-                outcome.counts.add(self.apply(record.id, page.items, sweep=fs.prune))
-                fs = fs.model_copy(update={"pages": fs.pages + 1})
+                outcome.counts.add(self.apply(record.id, page.items, sweep=fs.prune, listing=True))
+                fs = fs.model_copy(
+                    update={"pages": fs.pages + 1, "page_token": page.next_page_token}
+                )
                 update: dict[str, Any] = {"full_sync": fs}
                 if page.is_last:
                     if page.next_sync_token is None:
@@ -915,6 +967,8 @@ class _Sync:
                         )
                     if fs.prune:
                         outcome.counts.removed += self.prune(record.id)
+                    else:
+                        self.sweep.delete_many(self.keys_of(self.sweep, record.id))
                     update = {
                         "full_sync": None,
                         "sync_token": page.next_sync_token,
@@ -941,19 +995,48 @@ class _Sync:
     # -- applying changes --
 
     def apply(
-        self, calendar_id: str, items: Iterable[Mapping[str, Any]], *, sweep: bool
+        self,
+        calendar_id: str,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        sweep: bool,
+        listing: bool = False,
     ) -> _Counts:
+        """Store one batch of Google's events (a page of a listing, or a run's changes).
+
+        ``sweep``: mark every event seen (a resync prunes the rest at its end). ``listing``: the
+        batch is a page of a full listing, whose cancelled series are remembered in ``sweep``
+        until it ends, so that their cancelled occurrences on later pages are not kept.
+        """
         counts = _Counts()
+        batch = list(items)
+        # Cancelling a series cancels its modified occurrences too, and Google reports those as
+        # cancelled occurrences; they hide nothing once the series is gone, so none is kept.
+        cancelled_series = {
+            ev.get("id")
+            for ev in batch
+            if ev.get("status") == "cancelled" and not ev.get("recurringEventId")
+        }
         series_index: dict[str, list[str]] | None = None
-        for ev in items:
+        for ev in batch:
             eid = ev.get("id")
             if not isinstance(eid, str) or not eid:
                 continue
             key = event_key(calendar_id, eid)
-            if sweep:
-                self.sweep.upsert(key, 1)
-            if ev.get("status") == "cancelled":
-                if ev.get("recurringEventId") and ev.get("originalStartTime"):
+            is_cancelled = ev.get("status") == "cancelled"
+            if is_cancelled and eid in cancelled_series and (sweep or listing):
+                self.sweep.upsert(key, _CANCELLED_SERIES)
+            elif sweep:
+                self.sweep.upsert(key, _SEEN)
+            if is_cancelled:
+                series = ev.get("recurringEventId")
+                if isinstance(series, str) and series and ev.get("originalStartTime"):
+                    if series in cancelled_series or (
+                        listing
+                        and self.sweep.get(event_key(calendar_id, series)) == _CANCELLED_SERIES
+                    ):
+                        counts.removed += self.remove(key)
+                        continue
                     # One occurrence cancelled: keep the marker that hides it.
                     result = self.put(key, _cancel_marker(ev, calendar_id))
                     counts.updated += result != "unchanged"
