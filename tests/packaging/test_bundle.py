@@ -329,8 +329,8 @@ def test_install_start_from_menu_entry_sync_quit_uninstall(
             TRAYAPP_TEST_REPORT=str(report.path),
             TRAYAPP_NOTIFY_GRACE="2",
         )
-        for leaked in ("PYTHONPATH", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
-            env.pop(leaked, None)
+        for name in ("PYTHONPATH", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+            env.pop(name, None)
         # An xdg-open that records what it was given and the environment it inherited.
         fake_bin = work / "bin"
         fake_bin.mkdir()
