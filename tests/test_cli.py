@@ -352,7 +352,12 @@ def test_run_headless_syncs_and_stops_gracefully(
         # While it runs, `sync` goes through it instead of opening the profile twice.
         via = trayapp(profile, "sync", "a", "--json")
         assert via.returncode == 0, via.stderr
-        assert json.loads(via.stdout)["results"][0]["outcome"] == "ok"
+        result = json.loads(via.stdout)["results"][0]
+        assert result["outcome"] == "ok" and result["ok"] is True
+        # The same documented shape as a sync without a running engine.
+        assert set(result) == {
+            "charm_id", "outcome", "ok", "counts", "message", "partial", "retry_after"
+        }  # fmt: skip
         proc.send_signal(sig)
         err.wait_for(r"stopped$")
         assert proc.wait(timeout=WAIT) == 0

@@ -518,14 +518,9 @@ async def _sync_here(args: argparse.Namespace) -> list[dict[str, Any]]:
         try:
             outcomes = await engine.sync(args.charms or None)
         finally:
-            await engine.stop()
+            await engine.stop()  # runs end before their Google clients close
             await accounts.aclose()
-        return [
-            _result_json(
-                cid, outcome.kind.value, outcome.report, outcome.message, outcome.retry_after
-            )
-            for cid, outcome in outcomes.items()
-        ]
+        return [_result_json(cid, outcome) for cid, outcome in outcomes.items()]
 
 
 def _sync_via_instance(profile_dir: Path, charms: list[str]) -> list[dict[str, Any]]:
@@ -537,34 +532,45 @@ def _sync_via_instance(profile_dir: Path, charms: list[str]) -> list[dict[str, A
     if not reply.get("ok"):
         error = str(reply.get("error", "unknown error"))
         raise ConfigError(re.sub(r"^\w+Error: ", "", error))
-    results = []
-    for cid, o in (reply.get("outcomes") or {}).items():
-        counts = {k: int(o.get(k, 0)) for k in ("added", "updated", "removed")}
-        results.append(
-            _result_json(cid, str(o.get("kind")), counts, str(o.get("message", "")), None)
-        )
-    return results
+    return [
+        _result_json(cid, _outcome_from_reply(o))
+        for cid, o in (reply.get("outcomes") or {}).items()
+    ]
 
 
-def _result_json(
-    charm_id: str, kind: str, report: Any, message: str, retry_after: datetime | None
-) -> dict[str, Any]:
-    if isinstance(report, Mapping):
-        counts = dict(report)
-        partial: list[str] = []
-        message = message or ""
-    else:
-        counts = {"added": report.added, "updated": report.updated, "removed": report.removed}
-        partial = list(report.partial)
-        message = message or report.message
+def _outcome_from_reply(o: Mapping[str, Any]) -> Any:
+    """A RunOutcome from the IPC sync reply, so both sync paths print the same JSON."""
+    from trayapp.core.outcomes import OutcomeKind, RunOutcome, RunReport
+
+    try:
+        kind = OutcomeKind(str(o.get("kind")))
+    except ValueError:
+        return RunOutcome(OutcomeKind.BUG, message=f"unexpected reply from the app: {o!r}")
+    retry_after = o.get("retry_after")
+    return RunOutcome(
+        kind,
+        report=RunReport(
+            added=int(o.get("added") or 0),
+            updated=int(o.get("updated") or 0),
+            removed=int(o.get("removed") or 0),
+            partial=tuple(str(p) for p in o.get("partial") or ()),
+        ),
+        message=str(o.get("message") or ""),
+        retry_after=datetime.fromisoformat(retry_after) if retry_after else None,
+    )
+
+
+def _result_json(charm_id: str, outcome: Any) -> dict[str, Any]:
+    """One charm's entry in ``trayapp sync --json`` (docs/cli.md)."""
+    report = outcome.report
     return {
         "charm_id": charm_id,
-        "outcome": kind,
-        "ok": kind == "ok",
-        "counts": counts,
-        "message": message,
-        "partial": partial,
-        "retry_after": retry_after.isoformat() if retry_after else None,
+        "outcome": outcome.kind.value,
+        "ok": outcome.ok,
+        "counts": {"added": report.added, "updated": report.updated, "removed": report.removed},
+        "message": outcome.message or report.message,
+        "partial": list(report.partial),
+        "retry_after": outcome.retry_after.isoformat() if outcome.retry_after else None,
     }
 
 
