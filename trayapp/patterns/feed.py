@@ -42,6 +42,11 @@ from trayapp.api import (
     write_jsonl,
 )
 
+# Bozo flags that say nothing about the feed: the HTTP charset or content type disagreed with
+# the document (``text/xml`` without a charset means us-ascii by RFC 3023, yet servers send it
+# for UTF-8 feeds all the time) and feedparser used the document's own declaration.
+_HARMLESS_BOZO = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
+
 # A feed is text: anything this large is not one, and we should not hold it all in memory.
 MAX_FEED_BYTES = 20 * 1024 * 1024
 ACCEPT = (
@@ -121,11 +126,12 @@ class FeedImporter(Pattern[FeedSettings]):
         if not parsed.get("version"):
             raise ServerError(_not_a_feed_message(parsed, resp_headers, host))
         message = ""
-        if parsed.get("bozo"):
+        problem = parsed.get("bozo_exception") if parsed.get("bozo") else None
+        if problem is not None and not isinstance(problem, _HARMLESS_BOZO):
             # feedparser's loose parser recovered a readable feed from imperfect XML (common in
             # the wild: undeclared entities, bad encodings). Import it, but say so.
             message = f"feed from {host} is not well-formed; imported what could be read"
-            ctx.log.warning("%s (%s)", message, parsed.get("bozo_exception"))
+            ctx.log.warning("%s (%s)", message, problem)
 
         items = ctx.collection("items")
         now = ctx.now()
