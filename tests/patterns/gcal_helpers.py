@@ -6,7 +6,7 @@ upcoming view, and its ``singleEvents=false`` listing for what the store should 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -127,3 +127,25 @@ def as_rows(occurrences: list[Occurrence], calendar_id: str) -> list[tuple[str, 
         else:
             rows.append((o.event_id, o.start.astimezone(UTC), o.end.astimezone(UTC), o.summary))
     return sorted(rows)
+
+
+def after_listed_pages(
+    h: GoogleHarness, charm: str, calendar_id: str, pages: int, action: Callable[[], None]
+) -> Callable[[], None]:
+    """Call ``action`` once, right after the commit that stores page ``pages`` of a full sync.
+
+    Subscribers run after the commit and before the importer asks for the next page, so a
+    fault added here hits exactly page ``pages + 1``. Returns the unsubscribe function.
+    """
+    fired = False
+
+    def check(calendars: Collection) -> None:
+        nonlocal fired
+        value = calendars.get(calendar_id)
+        full = value.get("full_sync") if isinstance(value, dict) else None
+        if not fired and isinstance(full, dict) and full.get("pages") == pages:
+            fired = True
+            action()
+
+    unsubscribe: Callable[[], None] = h.collection(charm, "calendars").subscribe(check)
+    return unsubscribe

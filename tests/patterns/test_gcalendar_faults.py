@@ -7,11 +7,20 @@ client, the retries and the store are all real.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from gcal_helpers import assert_timeline_consistent, events, google_ids, records, stored_ids, timed
+from gcal_helpers import (
+    after_listed_pages,
+    assert_timeline_consistent,
+    events,
+    google_ids,
+    records,
+    stored_ids,
+    timed,
+)
 
 from trayapp.core.outcomes import OutcomeKind
 from trayapp.google.retry import RetryPolicy
@@ -249,3 +258,137 @@ async def test_an_expired_calendar_list_token_relists_and_every_calendar_resyncs
     assert stored_ids(h, charm, cals[0]) == set() and cals[0] not in records(h, charm)
     await assert_store_is_google(h, charm, cals[1])
     await assert_store_is_google(h, charm, h.email)
+
+
+async def test_a_resync_cut_after_two_pages_continues_at_the_third(
+    h: GoogleHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gcalendar, "EVENTS_PAGE_SIZE", 3)
+    ids = [add(h, h.email, f"e{i}", 1 + i) for i in range(10)]  # 4 pages, in start order
+    charm = h.add_charm("gcalendar-importer", {})
+    assert (await h.sync(charm)).kind is OutcomeKind.OK
+
+    h.emu.control.invalidate_sync_tokens(h.email, h.email)
+    forget_on_google(h, h.email, ids[0])  # gone before the resync: on no page
+    forget_on_google(h, h.email, ids[9])
+    h.emu.control.update_event(h.email, h.email, ids[4], {"summary": "changed"})
+    # The connection drops while the third page is asked for.
+    after_listed_pages(
+        h,
+        charm,
+        h.email,
+        2,
+        lambda: h.emu.control.add_fault(kind="reset", path=events_path(h.email)),
+    )
+    h.emu.control.clear_log()
+    outcome = await h.sync(charm)
+
+    assert outcome.kind is OutcomeKind.OFFLINE, outcome.message  # a reset looks like that
+    listed = [r for r in calendar_requests(h, h.email) if r.status == 200]
+    assert len(listed) == 2 and not any(r.query_values("syncToken") for r in listed)
+    record = records(h, charm)[h.email]
+    assert record.full_sync is not None and record.full_sync.prune
+    assert record.full_sync.pages == 2 and record.full_sync.page_token
+    saved = record.full_sync.page_token
+    # Nothing is removed before the listing ends; what the two pages brought is stored.
+    assert set(ids) <= stored_ids(h, charm, h.email)
+    assert events(h, charm)[f"{h.email}/{ids[4]}"]["summary"] == "changed"
+
+    # Between the runs: a change behind the place the listing stopped at, and one ahead of it.
+    h.emu.control.cancel_event(h.email, h.email, ids[1])
+    new = add(h, h.email, "new", 28)
+    h.emu.control.clear_faults()
+    h.emu.control.clear_log()
+    outcome = await h.sync(charm)
+
+    assert outcome.kind is OutcomeKind.OK, outcome.message
+    sent = calendar_requests(h, h.email)
+    # It continued at the saved page: no request for the first pages, none with a sync token.
+    assert sent and sent[0].query_values("pageToken") == [saved]
+    assert all(r.query_values("pageToken") and not r.query_values("syncToken") for r in sent)
+    assert len(sent) == 1  # e7, e8 and "new": the rest of the listing (pages 1-2 had e1-e6)
+    record = records(h, charm)[h.email]
+    assert record.full_sync is None and record.sync_token
+    assert h.collection(charm, "sweep").keys() == []
+    assert outcome.report.removed == 2  # e0 and e9, which the listing never saw
+    assert stored_ids(h, charm, h.email) == await google_ids(h, h.email) | {ids[1]}
+    assert new in stored_ids(h, charm, h.email)
+
+    # The change behind the cut comes with the listing's sync token, in one request.
+    h.emu.control.clear_log()
+    outcome = await h.sync(charm)
+    assert outcome.kind is OutcomeKind.OK and outcome.report.removed == 1
+    assert len(calendar_requests(h, h.email)) == 1
+    await assert_store_is_google(h, charm, h.email)
+
+
+async def test_a_first_sync_stopped_by_quitting_continues_at_its_page(
+    h: GoogleHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gcalendar, "EVENTS_PAGE_SIZE", 2)
+    for i in range(9):  # 5 pages
+        add(h, h.email, f"e{i}", 1 + i)
+    charm = h.add_charm("gcalendar-importer", {})
+    third_page_stored = asyncio.Event()
+    after_listed_pages(h, charm, h.email, 3, third_page_stored.set)
+    await h.engine.start()
+    run = asyncio.ensure_future(h.sync(charm))
+    async with asyncio.timeout(60):
+        await third_page_stored.wait()
+    await h.engine.stop()  # the user quits: the run in progress is cancelled
+    assert (await run).kind is OutcomeKind.CANCELLED
+    record = records(h, charm)[h.email]
+    assert record.full_sync is not None and record.full_sync.pages == 3
+    assert not record.full_sync.prune and len(stored_ids(h, charm, h.email)) == 6
+    saved = record.full_sync.page_token
+
+    h.emu.control.clear_log()
+    outcome = await h.sync(charm)
+
+    assert outcome.kind is OutcomeKind.OK, outcome.message
+    assert outcome.report.added == 3
+    sent = calendar_requests(h, h.email)
+    assert [r.query_values("pageToken") for r in sent][:1] == [[saved]]
+    assert len(sent) == 2 and all(r.query_values("pageToken") for r in sent)
+    await assert_store_is_google(h, charm, h.email)
+
+
+async def test_a_page_token_google_refuses_restarts_the_listing_and_prunes(
+    h: GoogleHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gcalendar, "EVENTS_PAGE_SIZE", 2)
+    ids = [add(h, h.email, f"e{i}", 1 + i) for i in range(5)]
+    charm = h.add_charm("gcalendar-importer", {})
+    after_listed_pages(
+        h,
+        charm,
+        h.email,
+        1,
+        lambda: h.emu.control.add_fault(kind="status", status="503", path=events_path(h.email)),
+    )
+    assert (await h.sync(charm)).kind is OutcomeKind.SERVER_ERROR
+    assert records(h, charm)[h.email].full_sync is not None
+    assert stored_ids(h, charm, h.email) == set(ids[:2])
+
+    # Google no longer takes the saved token; e1, stored by the cut listing, is gone since.
+    set_record(
+        h,
+        charm,
+        h.email,
+        full_sync=records(h, charm)[h.email].full_sync.model_copy(  # type: ignore[union-attr]
+            update={"page_token": "expired-page-token"}
+        ),
+    )
+    forget_on_google(h, h.email, ids[1])
+    h.emu.control.clear_faults()
+    h.emu.control.clear_log()
+    outcome = await h.sync(charm)
+
+    assert outcome.kind is OutcomeKind.OK, outcome.message
+    sent = calendar_requests(h, h.email)
+    assert sent[0].query_values("pageToken") == ["expired-page-token"] and sent[0].status == 400
+    assert sent[1].query_values("pageToken") == []  # the listing started over
+    assert len(sent) == 3  # the refused page, then the 4 events 2 a page
+    assert outcome.report.removed == 1
+    await assert_store_is_google(h, charm, h.email)
+    assert h.collection(charm, "sweep").keys() == []
