@@ -353,3 +353,34 @@ def test_builtin_patterns_import_only_the_public_api() -> None:
                     continue
                 offenders.append(f"{path.name}:{node.lineno} imports {name}")
     assert offenders == []
+
+
+def test_built_in_patterns_import_only_the_public_api() -> None:
+    """A built-in pattern is written exactly as a plugin would be: trayapp.api and libraries.
+
+    Every import statement is read (lazy ones inside functions too), so a shortcut into
+    ``trayapp.core`` or ``trayapp.google`` is caught here instead of in review.
+    """
+    import ast
+
+    import trayapp.patterns
+
+    folder = Path(trayapp.patterns.__file__).resolve().parent
+    offenders: list[str] = []
+    checked = 0
+    for path in sorted(folder.glob("*.py")):
+        checked += 1
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                allowed = name == "trayapp.api" or name.startswith("trayapp.patterns")
+                if (name == "trayapp" or name.startswith("trayapp.")) and not allowed:
+                    offenders.append(f"{path.name}:{node.lineno}: {name}")
+    assert checked >= 2  # feed.py and __init__.py at least: the folder was found
+    assert offenders == [], "built-in patterns must import only trayapp.api: " + ", ".join(
+        offenders
+    )
