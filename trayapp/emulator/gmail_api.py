@@ -8,7 +8,6 @@ answer 400, and page tokens are opaque and bound to the query that produced them
 from __future__ import annotations
 
 import base64
-import bisect
 import calendar as _calendar
 import re
 import shlex
@@ -32,7 +31,7 @@ from trayapp.emulator.common import (
     query_fingerprint,
     token_scopes,
 )
-from trayapp.emulator.gmail_store import HistoryRecord, Mailbox, StoredMessage
+from trayapp.emulator.gmail_store import Mailbox, StoredMessage
 from trayapp.emulator.scopes import GMAIL_METADATA
 
 FORMATS = ("minimal", "full", "raw", "metadata")
@@ -247,7 +246,7 @@ def history_list(request: Request, box: Mailbox) -> dict[str, Any]:
         after = int(payload["h"])
     # Like Google, a page scans a window of raw records and then filters, so a filtered
     # page can be empty and still carry a nextPageToken (reference: lieer#22/#24).
-    window = _records_after(box, after, max_results + 1)
+    window = box.records_after(after, max_results + 1)
     scanned = window[:max_results]
     records = [
         r
@@ -262,20 +261,6 @@ def history_list(request: Request, box: Mailbox) -> dict[str, Any]:
         out["nextPageToken"] = encode_token({"h": scanned[-1].id, "f": fp})
     out["historyId"] = str(box.history_id)
     return out
-
-
-def _records_after(box: Mailbox, after: int, limit: int) -> list[HistoryRecord]:
-    """Up to ``limit`` records with an id above ``after`` (binary search over the log)."""
-    start = bisect.bisect_right(_history_ids(box), after)
-    return box.history[start : start + limit]
-
-
-def _history_ids(box: Mailbox) -> list[int]:
-    cache: tuple[int, list[int]] | None = getattr(box, "_history_id_cache", None)
-    if cache is None or cache[0] != len(box.history):
-        cache = (len(box.history), [r.id for r in box.history])
-        box._history_id_cache = cache  # type: ignore[attr-defined]
-    return cache[1]
 
 
 # ---- the q subset ----

@@ -10,6 +10,7 @@ base64url *with* padding; ``sizeEstimate`` is the raw length; the snippet is HTM
 from __future__ import annotations
 
 import base64
+import bisect
 import email.header
 import email.message
 import email.parser
@@ -279,6 +280,8 @@ class Mailbox:
             for d in SYSTEM_LABELS
         }
         self.history: list[HistoryRecord] = []
+        #: The records' ids, in step with ``history``, for binary search by history.list.
+        self._history_ids: list[int] = []
         self.history_id = rng.randrange(1000, 90_000)
         self.floor = 0
         self._next_label = 1
@@ -307,6 +310,12 @@ class Mailbox:
                 self.clock.now(),
             )
         )
+        self._history_ids.append(hid)
+
+    def records_after(self, after: int, limit: int) -> list[HistoryRecord]:
+        """Up to ``limit`` records with an id above ``after``, oldest first."""
+        start = bisect.bisect_right(self._history_ids, after)
+        return self.history[start : start + limit]
 
     def effective_floor(self, retention: float | None) -> int:
         """The explicit floor, raised past records older than ``retention`` seconds."""
