@@ -352,3 +352,13 @@ async def test_encoded_headers_and_non_utf8_bodies_are_decoded(
     assert item["text"].strip() == "déjà vu"
     assert item["html"].strip() == "<p>déjà</p>"
     assert item["attachments"] == []
+
+
+async def test_a_query_gmail_refuses_names_the_setting_to_fix(h: GoogleHarness) -> None:
+    h.add_mail("m")
+    charm = h.add_charm("gmail-importer", {"query": "nosuchoperator:x"})
+    outcome = await h.sync(charm)
+    assert outcome.kind is OutcomeKind.BUG
+    assert "refused the search query 'nosuchoperator:x'" in outcome.message
+    assert "fix the charm's query setting" in outcome.message
+    assert state_of(h, charm).history_id is None

@@ -260,6 +260,10 @@ class HistoryLoop(ServerError):
     """Gmail refused the history again right after a full resync: resyncing would loop."""
 
 
+class QueryRejected(ValueError):
+    """Gmail answered 400 to the charm's search query: a setting to fix, not a server fault."""
+
+
 class LabelNotFound(ValueError):
     """A label in the charm's ``labels`` setting does not exist in the mailbox."""
 
@@ -473,12 +477,7 @@ class _Sync:
                     and len(queue) < BATCH_SIZE * PARALLEL_BATCHES
                 ):
                     lister = asyncio.ensure_future(
-                        self.gmail.list_message_ids(
-                            self.query or None,
-                            self.state.label_ids,
-                            self.page_size(current),
-                            current.page_token,
-                        )
+                        self.list_ids(self.query, self.page_size(current), current.page_token)
                     )
                 waiting: set[asyncio.Future[Any]] = set(in_flight)
                 if lister is not None:
@@ -528,6 +527,22 @@ class _Sync:
             removed=summary.removed + caught_up.removed,
             message=summary.message,
         )
+
+    async def list_ids(self, query: str, size: int, token: str | None) -> _MessagePage:
+        """One messages.list page; a query Gmail refuses is reported as the setting to fix."""
+        try:
+            return await self.gmail.list_message_ids(
+                query or None, self.state.label_ids, size, token
+            )
+        except SyncError as exc:
+            api_error = getattr(exc, "api_error", None)
+            if getattr(api_error, "status", None) != 400:
+                raise
+            reason = getattr(api_error, "message", "") or exc.message
+            raise QueryRejected(
+                f"Gmail refused the search query {self.settings.query!r} ({reason}); "
+                "fix the charm's query setting (it takes Gmail search box syntax)"
+            ) from exc
 
     def state_progress(self) -> FullSync:
         progress = self.state.full_sync
@@ -757,9 +772,7 @@ class _Sync:
             token: str | None = None
             async with gate:
                 while True:
-                    page = await self.gmail.list_message_ids(
-                        query, self.state.label_ids, LIST_PAGE_SIZE, token
-                    )
+                    page = await self.list_ids(query, LIST_PAGE_SIZE, token)
                     found |= {str(ref.get("id")) for ref in page.messages} & wanted
                     token = page.next_page_token
                     if token is None or found == wanted:
