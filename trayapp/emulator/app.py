@@ -238,7 +238,7 @@ class EmulatorApp:
                 and self.in_flight.get(account, 0) >= state.quota.gmail_concurrency
             ):
                 await self._send_capture(
-                    _api_error_capture(errors.too_many_concurrent()), send, entry
+                    api_error_capture(errors.too_many_concurrent()), send, entry
                 )
                 return
             cap_key = account
@@ -277,7 +277,7 @@ class EmulatorApp:
             )
             if problem:
                 # Test mode: a non-conforming response is an emulator bug; make it loud.
-                cap = _api_error_capture(
+                cap = api_error_capture(
                     errors.ApiError(
                         500,
                         f"emulator bug: response of {api_method} does not conform: {problem}",
@@ -313,9 +313,7 @@ class EmulatorApp:
             if transport is not None:
                 transport.close()
             else:
-                await self._send_capture(
-                    _api_error_capture(errors.backend_error_503()), send, entry
-                )
+                await self._send_capture(api_error_capture(errors.backend_error_503()), send, entry)
         elif rule.kind == "reset":
             if transport is None:
                 raise ConnectionResetError("emulator fault: connection reset")
@@ -361,7 +359,7 @@ class EmulatorApp:
             cap.body += errors.HTML_502.encode()
         else:
             retry_at = iso_z(self.state.clock.now() + rule.retry_after_message_seconds)
-            cap = _api_error_capture(errors.canonical(rule.status, retry_at_iso=retry_at))
+            cap = api_error_capture(errors.canonical(rule.status, retry_at_iso=retry_at))
         if rule.retry_after is not None:
             cap.headers.append((b"retry-after", str(rule.retry_after).encode()))
         return cap
@@ -462,7 +460,8 @@ async def _wait_disconnect(receive: Receive) -> None:
             return
 
 
-def _api_error_capture(err: errors.ApiError) -> ResponseCapture:
+def api_error_capture(err: errors.ApiError) -> ResponseCapture:
+    """An API error with Google's front-end headers, as a buffered response."""
     cap = ResponseCapture()
     cap.status = err.code
     hdrs = dict(errors.ERROR_HEADERS)

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from trayapp.emulator import errors
-from trayapp.emulator.app import EmulatorApp, ResponseCapture
+from trayapp.emulator.app import EmulatorApp, ResponseCapture, api_error_capture
 from trayapp.emulator.common import error_response
 
 MAX_PARTS = 100
@@ -129,15 +129,7 @@ async def _serve_part(
 
 
 def _render_error(content_id: str | None, message: str) -> bytes:
-    return render_part(content_id, _error_capture(errors.invalid_argument(message)))
-
-
-def _error_capture(err: errors.ApiError) -> ResponseCapture:
-    cap = ResponseCapture()
-    cap.status = err.code
-    cap.headers = [(b"content-type", b"application/json; charset=UTF-8")]
-    cap.body += err.render()
-    return cap
+    return render_part(content_id, api_error_capture(errors.invalid_argument(message)))
 
 
 async def gmail_batch(request: Request) -> Response:
