@@ -23,7 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="port to bind (default: 0, any free port)")
     p.add_argument("--seed", choices=["demo"], help="fill it with the demo mailbox and calendars")
-    p.add_argument("--latency-ms", type=int, default=0, help="added latency for every request")
+    p.add_argument(
+        "--latency-ms",
+        type=int,
+        default=0,
+        help="network round trip added to every HTTP request (a batch pays it once)",
+    )
     p.add_argument("--auto-approve", action="store_true", help="consent page approves at once")
     p.add_argument(
         "--client-config",
