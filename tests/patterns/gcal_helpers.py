@@ -18,7 +18,6 @@ from trayapp.patterns.gcalendar import (
     CalendarImporter,
     CalendarRecord,
     CalendarSettings,
-    timeline_key,
 )
 from trayapp.patterns.gcalendar_recurrence import Occurrence
 
@@ -70,13 +69,6 @@ def records(h: GoogleHarness, charm: str) -> dict[str, CalendarRecord]:
     return {
         k: CalendarRecord.model_validate(v) for k, v in h.collection(charm, "calendars").items()
     }
-
-
-def assert_timeline_consistent(h: GoogleHarness, charm: str) -> None:
-    """The ``timeline`` index holds exactly one entry per stored single event, up to date."""
-    expected = {timeline_key(k, v) for k, v in events(h, charm).items()} - {None}
-    actual = set(h.collection(charm, "timeline").keys())
-    assert actual == expected, f"stale {actual - expected}, missing {expected - actual}"
 
 
 def stored_ids(h: GoogleHarness, charm: str, calendar_id: str) -> set[str]:

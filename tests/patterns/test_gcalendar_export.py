@@ -16,8 +16,9 @@ import pytest
 from dateutil import rrule
 from gcal_helpers import StoreSource, all_day, events, timed, upcoming
 
+from trayapp.api import ExportError
 from trayapp.core.outcomes import OutcomeKind
-from trayapp.patterns.gcalendar import CalendarImporter, ExportError
+from trayapp.patterns.gcalendar import CalendarImporter
 
 GoogleHarness = Any
 HarnessFactory = Any

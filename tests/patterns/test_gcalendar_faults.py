@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from gcal_helpers import (
     after_listed_pages,
-    assert_timeline_consistent,
     events,
     google_ids,
     records,
@@ -74,7 +73,6 @@ def set_record(h: GoogleHarness, charm: str, calendar_id: str, **changes: Any) -
 async def assert_store_is_google(h: GoogleHarness, charm: str, calendar_id: str) -> None:
     expected = await google_ids(h, calendar_id)
     assert stored_ids(h, charm, calendar_id) == expected
-    assert_timeline_consistent(h, charm)
 
 
 async def test_410_resyncs_that_calendar_and_removes_what_google_forgot(

@@ -374,3 +374,58 @@ def test_unreadable_rules_do_not_break_the_view() -> None:
         "bad1_20260302T090000Z",
         "good1",
     ]
+
+
+async def test_single_events_of_every_length_are_found_at_the_window_edges(
+    h: GoogleHarness,
+) -> None:
+    """Short singles are read by start, longer ones by end (see gcalendar.SHORT_SPAN): each
+    kind just inside and just outside a window, in calendars at both ends of the zones."""
+    edge = datetime(2026, 12, 10, tzinfo=UTC)
+    hour = timedelta(hours=1)
+
+    def at(summary: str, start: datetime, length: timedelta) -> dict[str, Any]:
+        return timed(summary, start.isoformat(), (start + length).isoformat())
+
+    def seed(calendar_id: str) -> None:
+        for ev in (
+            at("ends at the edge", edge - 2 * hour, 2 * hour),
+            at("crosses the edge", edge - hour, 2 * hour),
+            at("70 h, short", edge - 69 * hour, 70 * hour),
+            at("73 h, long", edge - 72 * hour, 73 * hour),
+            at("73 h, ended", edge - 74 * hour, 73 * hour),
+            at("conference", edge - 9 * 24 * hour, 10 * 24 * hour),
+            at("takes no time, at the start", edge, timedelta(0)),
+            at("takes no time, at the end", edge + 7 * 24 * hour, timedelta(0)),
+            at("long, after the window", edge + 8 * 24 * hour, 5 * 24 * hour),
+            at("a year, over", edge - 400 * 24 * hour, 365 * 24 * hour),
+            all_day("the edge's day", "2026-12-10", "2026-12-11"),
+            all_day("the day before", "2026-12-09", "2026-12-10"),
+            all_day("two days", "2026-12-08", "2026-12-10"),
+            all_day("a week, across", "2026-12-05", "2026-12-12"),
+            all_day("the last day", "2026-12-16", "2026-12-17"),
+            all_day("the day after", "2026-12-17", "2026-12-18"),
+        ):
+            h.emu.control.add_event(h.email, calendar_id, ev)
+
+    calendars = [
+        h.email,
+        h.emu.control.add_calendar(h.email, summary="Kiritimati", timeZone="Pacific/Kiritimati"),
+        h.emu.control.add_calendar(h.email, summary="Baker Island", timeZone="Etc/GMT+12"),
+    ]
+    for calendar_id in calendars:
+        seed(calendar_id)
+    charm = h.add_charm("gcalendar-importer", {})
+    assert (await h.sync(charm)).kind is OutcomeKind.OK
+
+    windows = [
+        (edge, edge + 7 * 24 * hour),
+        (edge + 10 * hour, edge + 12 * hour),
+        (edge - 30 * 24 * hour, edge - 29 * 24 * hour),
+    ]
+    for calendar_id in calendars:
+        for window in windows:
+            await assert_upcoming_is_google(h, charm, calendar_id, *window)
+    summaries = {o.summary for o in upcoming(h, charm, *windows[0])}
+    assert {"crosses the edge", "70 h, short", "73 h, long", "conference"} <= summaries
+    assert "ends at the edge" not in summaries and "73 h, ended" not in summaries

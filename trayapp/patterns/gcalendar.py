@@ -44,8 +44,7 @@ calendar (``bench/calendar.py`` measures it against refetching a window).
 
 Collections: ``events`` (key ``<calendar id>/<event id>``, sort key = when the event ends, with
 recurring masters and exceptions on top), ``calendars`` (:class:`CalendarRecord` per calendar:
-list entry and sync state), ``timeline`` (an index of single events by time, see
-:func:`timeline_key`) and ``sweep`` (what a resync has seen). The ``state`` cell holds the
+list entry and sync state) and ``sweep`` (what a full sync has seen). The ``state`` cell holds the
 calendar list's token.
 
 The ``upcoming`` view (:func:`upcoming`) reads the store only: recurring series are expanded
@@ -59,11 +58,11 @@ Google client arrives as ``ctx.google`` and is used through the small protocols 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import hashlib
+import itertools
 import json
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -97,7 +96,6 @@ from trayapp.patterns.gcalendar_recurrence import (
     date_list,
     event_bounds,
     expand,
-    latest_end,
     parse_when,
     self_declined,
     zone,
@@ -107,17 +105,27 @@ CALENDAR_READONLY = "https://www.googleapis.com/auth/calendar.readonly"
 
 #: Calendars synced at the same time: enough to hide latency, few enough to stay polite.
 PARALLEL_CALENDARS = 4
-#: Sort key of recurring masters and exceptions: above every real end time, so the upcoming
-#: view, reading newest-first, always sees them (a series started long ago still recurs).
+#: The ``events`` collection's sort keys make three regions, so that the upcoming view reads
+#: each with one range query and touches only the events that may be in its window:
+#:
+#: * a single event spanning at most ``SHORT_SPAN`` (nearly all of them): its earliest start,
+#:   in epoch seconds; the view reads ``[window start - SHORT_SPAN, window end)``;
+#: * a longer single event: ``LONG_BASE`` + its latest end; the view reads from the window's
+#:   start on (the long events still to end: few);
+#: * recurring masters, modified and cancelled occurrences: ``SERIES_SORT_KEY``, always read
+#:   (a series that started years ago still recurs), as are events whose times are unreadable.
+#:
+#: Epoch seconds stay below 2.6e11 (the year 9999), under both bases. Times are widened for
+#: all-day events, whose real start and end depend on the calendar's zone (UTC-12 to UTC+14).
+SHORT_SPAN = 3 * 86400
+LONG_BASE = 1e12
 SERIES_SORT_KEY = 1e13
-#: Sort key of an event whose times cannot be read: same reasoning, never lost from the view.
 UNKNOWN_SORT_KEY = SERIES_SORT_KEY
 #: Page sizes: Google's maxima, so a calendar of 2,000 events is one request (tests lower them).
 EVENTS_PAGE_SIZE = 2500
 CALENDARS_PAGE_SIZE = 250
 RESYNC_BACKOFF = timedelta(hours=1)
 RESYNC_BACKOFF_MAX = timedelta(days=1)
-_READ_CHUNK = 1000
 #: ``sweep`` values: an event a full listing saw, and a cancelled series it saw.
 _SEEN = 1
 _CANCELLED_SERIES = 2
@@ -305,7 +313,7 @@ class CalendarImporter(Pattern[CalendarSettings]):
     # A first sync of many large calendars; each page commits, so a cut run loses little.
     timeout = timedelta(minutes=15)
     cells = (CellSpec("state", writes=True, default=CalendarState(), type=CalendarState),)
-    collections = ("events", "calendars", "timeline", "sweep")
+    collections = ("events", "calendars", "sweep")
     export_formats: ClassVar[tuple[str, ...]] = ("jsonl", "ics")
 
     def needs_reset(self, old: CalendarSettings, new: CalendarSettings) -> bool:
@@ -342,7 +350,7 @@ class CalendarImporter(Pattern[CalendarSettings]):
                 + " or ".join(self.export_formats)
             )
         dest = Path(dest)
-        events = [v for _k, v in _all_items(source.collection("events")) if isinstance(v, dict)]
+        events = [v for _k, v in source.collection("events").iter_items() if isinstance(v, dict)]
         if not _settings(source).keep_declined:
             events = _without_declined(events)
         calendars = _records(source.collection("calendars"))
@@ -374,11 +382,14 @@ def upcoming(
     records = _records(source.collection("calendars"))
     stored = source.collection("events")
     by_calendar: dict[str, list[dict[str, Any]]] = {}
-    for key, value in _series_items(stored):
-        by_calendar.setdefault(_calendar_of(key, value), []).append(value)
-    for key in _timeline_keys(source.collection("timeline"), start, end):
-        value = stored.get(key)
-        if isinstance(value, dict) and not _is_series(value):
+    first, last = start.timestamp(), end.timestamp()
+    candidates = itertools.chain(
+        stored.items(min_sort_key=first - SHORT_SPAN, max_sort_key=last),
+        stored.items(min_sort_key=LONG_BASE + first, max_sort_key=SERIES_SORT_KEY),
+        stored.items(min_sort_key=SERIES_SORT_KEY),
+    )
+    for key, value in candidates:
+        if isinstance(value, dict):
             by_calendar.setdefault(_calendar_of(key, value), []).append(value)
     out: list[Occurrence] = []
     for calendar_id, events in by_calendar.items():
@@ -392,50 +403,6 @@ def upcoming(
             out.append(occ)
     out.sort(key=lambda o: (o.start, o.end, o.calendar_id, o.event_id))
     return out
-
-
-def _series_items(events: Collection) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Recurring masters and exceptions: the top of the collection by sort key."""
-    for key, value in _newest_first(events):
-        if not isinstance(value, dict) or _sort_key(value) < SERIES_SORT_KEY:
-            return
-        yield key, value
-
-
-def timeline_key(event_key: str, value: Mapping[str, Any]) -> str | None:
-    """``<latest end>|<earliest start>|<event key>`` of a single event (epoch seconds, padded).
-
-    The ``timeline`` collection holds one such key per single (non-recurring) event, so the
-    upcoming view finds the events of a window from keys alone (one index-only scan, in end
-    order) and then reads just those events: the collection API has no range query, and
-    paging through 20,000 full events to find two weeks' worth took seconds. The bounds are
-    widened for all-day events, whose real times depend on the calendar's zone.
-    """
-    if _is_series(value):
-        return None
-    bounds = event_bounds(value, _UTC)
-    if bounds is None:
-        return None
-    start, end, all_day = bounds
-    latest_end = end.timestamp() + (12 * 3600 if all_day else 0)
-    earliest_start = start.timestamp() - (14 * 3600 if all_day else 0)
-    return f"{_stamp(latest_end)}|{_stamp(earliest_start)}|{event_key}"
-
-
-def _stamp(seconds: float) -> str:
-    # Fixed width so that string order is time order (epoch 0 to year 5138).
-    return f"{min(max(int(seconds), 0), 99_999_999_999):011d}"
-
-
-def _timeline_keys(timeline: Collection, start: datetime, end: datetime) -> Iterator[str]:
-    """Event keys of the singles that may overlap ``[start, end)``."""
-    keys = timeline.keys()
-    first = bisect.bisect_left(keys, _stamp(start.timestamp()))
-    last_start = _stamp(end.timestamp())
-    for key in keys[first:]:
-        _end, begin, event_key = key.split("|", 2)
-        if begin <= last_start:
-            yield event_key
 
 
 def _with_calendar(occ: Occurrence, record: CalendarRecord) -> Occurrence:
@@ -459,28 +426,6 @@ def _records(calendars: Collection) -> dict[str, CalendarRecord]:
     return out
 
 
-def _newest_first(events: Collection) -> Iterator[tuple[str, Any]]:
-    """Items by descending sort key, in pages that grow: callers usually stop early."""
-    offset, size = 0, 64
-    while True:
-        chunk = events.items(limit=size, offset=offset, newest_first=True)
-        yield from chunk
-        if len(chunk) < size:
-            return
-        offset += size
-        size = min(size * 2, _READ_CHUNK)
-
-
-def _all_items(events: Collection) -> Iterator[tuple[str, Any]]:
-    offset = 0
-    while True:
-        chunk = events.items(limit=_READ_CHUNK, offset=offset)
-        yield from chunk
-        if len(chunk) < _READ_CHUNK:
-            return
-        offset += _READ_CHUNK
-
-
 # ---- stored form ----------------------------------------------------------------------------
 
 
@@ -499,11 +444,18 @@ def _is_series(ev: Mapping[str, Any]) -> bool:
 
 
 def _sort_key(ev: Mapping[str, Any]) -> float:
-    """The collection's sort key: when the event ends (see ``latest_end``); series on top."""
+    """The ``events`` collection's sort key (see ``SHORT_SPAN`` for the three regions)."""
     if _is_series(ev):
         return SERIES_SORT_KEY
-    end = latest_end(ev)
-    return UNKNOWN_SORT_KEY if end is None else end
+    bounds = event_bounds(ev, _UTC)
+    if bounds is None:
+        return UNKNOWN_SORT_KEY
+    start, end, all_day = bounds
+    earliest_start = start.timestamp() - (14 * 3600 if all_day else 0)
+    latest_end = end.timestamp() + (12 * 3600 if all_day else 0)
+    if latest_end - earliest_start <= SHORT_SPAN:
+        return earliest_start
+    return LONG_BASE + latest_end
 
 
 _KEPT = (
@@ -627,7 +579,6 @@ class _Sync:
         self.events = ctx.collection("events")
         self.calendars = ctx.collection("calendars")
         self.sweep = ctx.collection("sweep")
-        self.timeline = ctx.collection("timeline")
         self.fingerprint = fingerprint(ctx.settings)
         self.keep_declined = ctx.settings.keep_declined
 
@@ -756,7 +707,6 @@ class _Sync:
             if record.synced:
                 removed = self.events.delete_many(self.keys_of(self.events, record.id))
                 self.sweep.delete_many(self.keys_of(self.sweep, record.id))
-                self.timeline.delete_many(self.timeline_keys_of(record.id))
             if record.in_list:
                 cleared = record.model_copy(
                     update={
@@ -779,30 +729,17 @@ class _Sync:
         with self.ctx.transaction():
             removed = self.events.clear()
             self.sweep.clear()
-            self.timeline.clear()
             for record in self.all_records():
                 self.save(
                     record.model_copy(update={"sync_token": None, "full_sync": None, "expiries": 0})
                 )
         return removed
 
-    def timeline_keys_of(self, calendar_id: str, only: set[str] | None = None) -> list[str]:
-        """Timeline keys of a calendar's events (or of the events in ``only``)."""
-        out = []
-        keys = self.timeline.keys()
-        for key in keys:
-            event = key.split("|", 2)[-1]
-            if event.rsplit("/", 1)[0] == calendar_id and (only is None or event in only):
-                out.append(key)
-        return out
-
     @staticmethod
     def keys_of(collection: Collection, calendar_id: str) -> list[str]:
-        # Collections have no prefix query; this scan runs only when a calendar goes away or a
-        # resync ends, never in a normal run.
+        """The calendar's keys: a key-prefix range (not ``a/b``'s keys when asked for ``a``)."""
         prefix = calendar_id + "/"
-        keys = collection.keys()
-        return [k for k in keys if k.startswith(prefix) and "/" not in k[len(prefix) :]]
+        return [k for k in collection.keys(prefix) if "/" not in k[len(prefix) :]]
 
     # -- one calendar --
 
@@ -987,8 +924,6 @@ class _Sync:
         seen = set(self.keys_of(self.sweep, calendar_id))
         gone = [k for k in self.keys_of(self.events, calendar_id) if k not in seen]
         removed = self.events.delete_many(gone)
-        if gone:
-            self.timeline.delete_many(self.timeline_keys_of(calendar_id, set(gone)))
         self.sweep.delete_many(seen)
         return removed
 
@@ -1061,39 +996,19 @@ class _Sync:
         return counts
 
     def put(self, key: str, value: dict[str, Any]) -> str:
-        """Store an event and keep its timeline entry in step; returns the upsert result."""
-        old = self.events.get(key)
-        result = self.events.upsert(key, value, sort_key=_sort_key(value))
-        if result != "unchanged":
-            self.retime(key, old, value)
-        return result
+        """Store an event under its sort key; returns the upsert result."""
+        return self.events.upsert(key, value, sort_key=_sort_key(value))
 
     def remove(self, key: str) -> bool:
-        old = self.events.get(key)
-        if old is None:
-            return False
-        self.events.delete(key)
-        self.retime(key, old, None)
-        return True
-
-    def retime(self, key: str, old: Any, new: Mapping[str, Any] | None) -> None:
-        before = timeline_key(key, old) if isinstance(old, Mapping) else None
-        after = timeline_key(key, new) if new is not None else None
-        if before != after:
-            if before is not None:
-                self.timeline.delete(before)
-            if after is not None:
-                self.timeline.upsert(after, 1)
+        return self.events.delete(key)
 
     def series_index(self, calendar_id: str) -> dict[str, list[str]]:
         """Exception keys by series id for one calendar (read from the series region)."""
         index: dict[str, list[str]] = {}
-        prefix = calendar_id + "/"
-        for key, value in _newest_first(self.events):
-            if not isinstance(value, dict) or _sort_key(value) < SERIES_SORT_KEY:
-                break
-            series = value.get("recurringEventId")
-            if key.startswith(prefix) and isinstance(series, str):
+        region = self.events.items(min_sort_key=SERIES_SORT_KEY, key_prefix=calendar_id + "/")
+        for key, value in region:
+            series = value.get("recurringEventId") if isinstance(value, dict) else None
+            if isinstance(series, str) and "/" not in key[len(calendar_id) + 1 :]:
                 index.setdefault(series, []).append(key)
         return index
 

@@ -148,22 +148,6 @@ def event_bounds(ev: Event, tz: ZoneInfo) -> tuple[datetime, datetime, bool] | N
     return start[0], max(end_dt, start[0]), start[1]
 
 
-def latest_end(ev: Event) -> float | None:
-    """The latest instant an event can end, in epoch seconds, whatever the calendar's zone.
-
-    The importer uses it as the collection's sort key, so the upcoming view reads events
-    newest-first and stops at the first one that ended before the window. An all-day event
-    ends at midnight somewhere between UTC+14 and UTC-12; the latest of those is 12:00 UTC.
-    """
-    bounds = event_bounds(ev, ZoneInfo("UTC"))
-    if bounds is None:
-        return None
-    _start, end, all_day = bounds
-    if all_day:
-        end += timedelta(hours=12)
-    return end.timestamp()
-
-
 def overlaps(start: datetime, end: datetime, window_start: datetime, window_end: datetime) -> bool:
     """Google's ``timeMin``/``timeMax`` rule: end after the window's start, start before its end.
 
