@@ -543,3 +543,29 @@ async def test_a_settings_change_that_needs_a_reset_mid_run_resyncs_with_the_new
     # Only the new settings' run wrote: nothing of the old one survives the reset.
     assert engine.store.lookup("charm:g:seen").get() == "new"
     assert list(engine.store.collection("charm:g:items").keys()) == ["new"]
+
+
+async def test_commands_on_every_charm_of_a_stopped_engine_persist_for_the_next_start(
+    tmp_path: Path,
+) -> None:
+    profile = Profile.resolve(tmp_path / "profile")
+    later = datetime.now(UTC) + timedelta(hours=2)
+    async with Engine(profile, patterns=registry(), jitter=0.0) as eng:
+        for name in ("a", "b", "c"):
+            eng.add_charm("buggy", {}, name=name, interval=timedelta(hours=1))
+        eng.pause(until=later)
+        assert all(s.paused and s.paused_until == later for s in eng.statuses().values())
+        assert {s.state for s in eng.statuses().values()} == {CharmState.PAUSED}
+        eng.resume("b")
+
+    async with Engine(profile, patterns=registry(), jitter=0.0) as eng:  # read back from disk
+        states = {cid: s.state for cid, s in eng.statuses().items()}
+        assert states == {"a": CharmState.PAUSED, "b": CharmState.SCHEDULED, "c": CharmState.PAUSED}
+        before = datetime.now(UTC)
+        eng.sync_now()
+        assert all(
+            s.next_due_at is not None and before <= s.next_due_at <= datetime.now(UTC)
+            for s in eng.statuses().values()
+        )
+        eng.resume()
+        assert not any(s.paused for s in eng.statuses().values())

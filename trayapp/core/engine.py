@@ -342,14 +342,15 @@ class Engine:
 
         On an engine that is not running, marks them due now so the next start runs them.
         """
-        ids = [self._charms.get(charm_id).id] if charm_id is not None else self._ids()
+        ids = self._target_ids(charm_id)
         self._ensure_scheduled(ids)
+        saved = self._saved_statuses(ids)
         for cid in ids:
-            scheduler = self._live_scheduler(cid)
-            if scheduler is not None:
-                scheduler.run_now(cid)
-            else:
-                self._persist_due_now(cid)
+            if cid not in saved and self._scheduler is not None:
+                self._scheduler.run_now(cid)
+        with self.store.transaction():
+            for status in saved.values():
+                self._save_status(status.with_(next_due_at=self.clock.now()))
 
     async def sync(self, charm_ids: Iterable[str] | None = None) -> dict[str, RunOutcome]:
         """Run the given charms (default: all) once each and wait for every outcome.
@@ -382,26 +383,24 @@ class Engine:
         """Pause one charm (or all) until resumed, or until ``until`` (aware datetime)."""
         if until is not None and until.tzinfo is None:
             raise ConfigError("a pause end time needs a time zone")
-        ids = [self._charms.get(charm_id).id] if charm_id is not None else self._ids()
+        ids = self._target_ids(charm_id)
+        saved = self._saved_statuses(ids)
         for cid in ids:
-            scheduler = self._live_scheduler(cid)
-            if scheduler is not None:
-                scheduler.pause(cid, until)
-            else:
-                self._save_status(
-                    self._stored_status(cid).with_(
-                        paused=True, paused_until=until, state=CharmState.PAUSED
-                    )
-                )
+            if cid not in saved and self._scheduler is not None:
+                self._scheduler.pause(cid, until)
+        with self.store.transaction():  # the others, all or none
+            for status in saved.values():
+                status = status.with_(paused=True, paused_until=until)
+                self._save_status(status.with_(state=_resting_state(status)))
 
     def resume(self, charm_id: str | None = None) -> None:
-        ids = [self._charms.get(charm_id).id] if charm_id is not None else self._ids()
+        ids = self._target_ids(charm_id)
+        saved = self._saved_statuses(ids)
         for cid in ids:
-            scheduler = self._live_scheduler(cid)
-            if scheduler is not None:
-                scheduler.resume(cid)
-            else:
-                status = self._stored_status(cid)
+            if cid not in saved and self._scheduler is not None:
+                self._scheduler.resume(cid)
+        with self.store.transaction():
+            for status in saved.values():
                 if status.paused:
                     status = status.with_(paused=False, paused_until=None)
                     self._save_status(status.with_(state=_resting_state(status)))
@@ -415,16 +414,12 @@ class Engine:
         """
         if self._scheduler is not None:
             self._scheduler.account_usable(account_id)
-        stored: dict[str, CharmStatus] | None = None
-        for info in self._charms.all():
-            if info.account_id != account_id or self._live_scheduler(info.id) is not None:
-                continue
-            if stored is None:
-                stored = self._status_repo.load_all()
-            status = stored.get(info.id)
-            if status is not None and status.parked:
-                status = status.with_(parked=False, next_due_at=self.clock.now())
-                self._save_status(status.with_(state=_resting_state(status)))
+        ids = [info.id for info in self._charms.all() if info.account_id == account_id]
+        with self.store.transaction():
+            for status in self._saved_statuses(ids).values():
+                if status.parked:
+                    status = status.with_(parked=False, next_due_at=self.clock.now())
+                    self._save_status(status.with_(state=_resting_state(status)))
 
     def notify_resumed_from_sleep(self) -> None:
         if self._scheduler is not None:
@@ -619,6 +614,24 @@ class Engine:
 
     def _ids(self) -> list[str]:
         return [c.id for c in self._charms.all()]
+
+    def _target_ids(self, charm_id: str | None) -> list[str]:
+        """``[charm_id]`` (NotFoundError naming the charms if unknown), or every charm."""
+        return [self._charms.get(charm_id).id] if charm_id is not None else self._ids()
+
+    def _saved_statuses(self, ids: Iterable[str]) -> dict[str, CharmStatus]:
+        """The saved status of each charm in ``ids`` that no live scheduler holds.
+
+        Everything else is held by ``self._scheduler``. One query, and the scheduler's entries
+        read once: commands on every charm stay O(n) (per-charm lookups made "pause all" on
+        1,000 charms take 40 s).
+        """
+        held = self._scheduler.entries() if self._scheduler is not None else {}
+        offline = [cid for cid in ids if cid not in held]
+        if not offline:
+            return {}
+        stored = self._status_repo.load_all()
+        return {cid: stored.get(cid) or CharmStatus(cid) for cid in offline}
 
     def _stored_status(self, charm_id: str) -> CharmStatus:
         return self._status_repo.load_all().get(charm_id) or CharmStatus(charm_id)
