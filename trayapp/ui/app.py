@@ -91,6 +91,17 @@ def main(args: Any = None) -> int:
     app.installEventFilter(guard)
     app.aboutToQuit.connect(runner.request_quit)
     _wait_for_tray(app, QSystemTrayIcon, ns.no_tray)
+    if not ns.no_tray and QSystemTrayIcon.isSystemTrayAvailable():
+        # Show the icon before importing and opening the engine (about a second on a slow
+        # machine): at login the user sees the app at once, in its "syncing" state.
+        from trayapp.ui.icons import state_icon
+        from trayapp.ui.model import IconState
+        from trayapp.ui.tray import TestReporter
+
+        runner.early_tray = QSystemTrayIcon(state_icon(IconState.SYNCING))
+        runner.early_tray.setToolTip(f"{DISPLAY_NAME}: starting…")
+        runner.early_tray.show()
+        TestReporter(os.environ.get("TRAYAPP_TEST_REPORT"))("TRAYAPP_ICON_SHOWN")
     try:
         with loop:
             try:
@@ -150,6 +161,7 @@ class AppRunner:
         self.ipc: Server | None = None
         self.demo: Any = None
         self.demo_google: Any = None
+        self.early_tray: Any = None  # the icon shown while the engine starts; the tray adopts it
         self._signal_socks: tuple[socket.socket, socket.socket] | None = None
         self._google: dict[str, Any] = {}
         self._accounts: Any = None
@@ -232,6 +244,7 @@ class AppRunner:
                 force_status_window=self.ns.no_tray,
                 watch_system=True,
                 report=report,
+                tray=self.early_tray,
             )
             self.ipc.on("activate", lambda _req: self._activate())
             try:  # the CLI's requests to a running engine (reload, pause, resume)

@@ -108,6 +108,7 @@ class TrayController(QObject):
         force_status_window: bool = False,
         use_tray: bool | None = None,
         watch_system: bool = False,
+        tray: QSystemTrayIcon | None = None,
         report: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__()
@@ -167,7 +168,12 @@ class TrayController(QObject):
         self.status_window: QWidget | None = None
         if use_tray is None:
             use_tray = QSystemTrayIcon.isSystemTrayAvailable() and not force_status_window
-        if use_tray:
+        if tray is not None:
+            tray.setParent(self)  # adopt the icon shown while the engine started
+            self.tray = tray
+            self.tray.setContextMenu(self.menu)
+            self.tray.activated.connect(self._activated)
+        elif use_tray:
             self.tray = QSystemTrayIcon(state_icon(IconState.OK), self)
             self.tray.setContextMenu(self.menu)
             self.tray.activated.connect(self._activated)
