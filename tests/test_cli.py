@@ -4,11 +4,13 @@ a real feed server process on 127.0.0.1. Small pure helpers are tested in-proces
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -368,6 +370,52 @@ def test_run_headless_syncs_and_stops_gracefully(
     assert "Traceback" not in err.rest()
     status = json.loads(trayapp(profile, "status", "--json").stdout)["charms"][0]["status"]
     assert status["last_outcome"] == "ok" and status["totals"]["added"] == 2
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "said"),
+    [
+        (signal.SIGTERM, 143, "trayapp: terminated; runs in progress were recorded as cancelled"),
+        (signal.SIGINT, 130, "trayapp: interrupted"),
+    ],
+)
+def test_sync_stopped_by_a_signal_records_its_run_as_cancelled(
+    profile: Path, sig: signal.Signals, code: int, said: str
+) -> None:
+    # A feed server that accepts the connection and never answers: the run is in progress
+    # (waiting on the network) when the signal arrives, and the test knows when that is.
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = threading.Event()
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            held.append(listener.accept()[0])
+            accepted.set()
+
+    threading.Thread(target=accept, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/feed"
+    assert trayapp(profile, "charms", "add", "feed-importer", "--set", f"url={url}").returncode == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trayapp", "--profile", str(profile), "sync", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert accepted.wait(WAIT), "the sync never fetched the feed"
+        proc.send_signal(sig)
+        _out, err = proc.communicate(timeout=WAIT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        listener.close()
+        for conn in held:
+            conn.close()
+    assert proc.returncode == code, err
+    assert err.strip().splitlines() == [said]  # one line, no traceback
+    shown = json.loads(trayapp(profile, "charms", "show", "feed-importer", "--json").stdout)
+    assert [r["outcome"] for r in shown["history"]] == ["cancelled"]
+    assert shown["status"]["state"] == "scheduled"  # due again at the next start
 
 
 def test_a_second_headless_engine_on_the_same_profile_is_refused(profile: Path) -> None:

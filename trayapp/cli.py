@@ -6,7 +6,8 @@ fields may be added, never renamed or removed.
 
 Errors the user can fix (unknown charm, bad settings, unusable profile) print one line on stderr
 and exit 1, never a traceback. Exit codes: 0 success, 1 failure (including any charm whose
-sync did not succeed), 2 command-line usage errors (argparse), 130 interrupted.
+sync did not succeed), 2 command-line usage errors (argparse), 130 interrupted (Ctrl+C),
+143 terminated (SIGTERM during ``sync``).
 
 Extension points for other parts of the app, all imported lazily so a missing part never
 breaks the rest:
@@ -43,6 +44,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
 JSON_VERSION = 1
 SYNC_WAIT_S = 3600.0  # how long `trayapp sync` waits on a running instance before giving up
 
@@ -499,7 +501,13 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     if _running_instance(profile.path):
         results = _sync_via_instance(profile.path, args.charms)
     else:
-        results = asyncio.run(_sync_here(args))
+        done = asyncio.run(_sync_here(args))
+        if done is None:
+            print(
+                "trayapp: terminated; runs in progress were recorded as cancelled", file=sys.stderr
+            )
+            return EXIT_TERMINATED
+        results = done
     ok = all(r["ok"] for r in results)
     if args.json:
         _print_json({"version": JSON_VERSION, "ok": ok, "results": results})
@@ -511,16 +519,41 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_FAILURE
 
 
-async def _sync_here(args: argparse.Namespace) -> list[dict[str, Any]]:
+async def _sync_here(args: argparse.Namespace) -> list[dict[str, Any]] | None:
+    """The results, or None if SIGTERM stopped the pass (its runs are recorded as cancelled).
+
+    SIGTERM (a service manager or timer stopping us) gets the same graceful path as Ctrl+C:
+    the pass is cancelled, so runs in progress end as ``cancelled`` in their history and are
+    due again at the next start, instead of the process dying mid-write.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    terminated = False
+
+    def on_sigterm() -> None:
+        nonlocal terminated
+        terminated = True
+        task.cancel()
+
     engine = open_engine(args)
-    async with engine:
-        accounts = AccountsWiring(engine)
-        try:
-            outcomes = await engine.sync(args.charms or None)
-        finally:
-            await engine.stop()  # runs end before their Google clients close
-            await accounts.aclose()
-        return [_result_json(cid, outcome) for cid, outcome in outcomes.items()]
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    try:
+        async with engine:
+            accounts = AccountsWiring(engine)
+            try:
+                outcomes = await engine.sync(args.charms or None)
+            finally:
+                await engine.stop()  # runs end before their Google clients close
+                await accounts.aclose()
+            return [_result_json(cid, outcome) for cid, outcome in outcomes.items()]
+    except asyncio.CancelledError:
+        if not terminated:
+            raise
+        task.uncancel()
+        return None
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def _sync_via_instance(profile_dir: Path, charms: list[str]) -> list[dict[str, Any]]:
