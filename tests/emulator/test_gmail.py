@@ -179,6 +179,35 @@ async def test_profile_labels_and_user_id(
     assert one["messagesTotal"] == 1 and one["messagesUnread"] == 1
 
 
+async def test_messages_list_pages_see_changes_made_between_them(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
+    """Pages are served from one evaluation of the query while the mailbox is unchanged, so
+    a change between pages (or a label created with a name the query uses) must show."""
+    e = session.email
+    ids = [
+        emu.control.add_message(e, simple(f"m{i}"), internal_date=1_700_000_000_000 + i * 1000)
+        for i in range(6)
+    ]
+    newest_first = list(reversed(ids))
+    first = (await get(http, session, f"{G}/messages", maxResults=2)).json()
+    assert [m["id"] for m in first["messages"]] == newest_first[:2]
+    emu.control.delete_message(e, newest_first[2])
+    emu.control.modify_labels(e, newest_first[3], add=["TRASH"])
+    rest = (
+        await get(http, session, f"{G}/messages", maxResults=2, pageToken=first["nextPageToken"])
+    ).json()
+    assert [m["id"] for m in rest["messages"]] == newest_first[4:]
+    assert rest["resultSizeEstimate"] == 4 and "nextPageToken" not in rest
+    assert (await get(http, session, f"{G}/messages", q="label:later")).json() == {
+        "resultSizeEstimate": 0
+    }
+    label = emu.control.create_label(e, "Later")
+    emu.control.modify_labels(e, ids[0], add=[label])
+    later = (await get(http, session, f"{G}/messages", q="label:later")).json()
+    assert [m["id"] for m in later["messages"]] == [ids[0]]
+
+
 async def test_messages_list_pagination_labels_and_spam(
     emu: EmulatorServer, http: httpx.AsyncClient, session: Session
 ) -> None:

@@ -8,6 +8,7 @@ answer 400, and page tokens are opaque and bound to the query that produced them
 from __future__ import annotations
 
 import base64
+import bisect
 import calendar as _calendar
 import re
 import shlex
@@ -182,8 +183,7 @@ def messages_list(request: Request, box: Mailbox) -> dict[str, Any]:
             ],
             "PERMISSION_DENIED",
         )
-    matcher = compile_query(q or "", box, box.clock.now())
-    explicit_spam_trash = matcher.mentions_spam_trash
+    now = box.clock.now()
     fp = query_fingerprint(request)
     start_after: tuple[int, str] | None = None
     token = request.query_params.get("pageToken")
@@ -192,32 +192,41 @@ def messages_list(request: Request, box: Mailbox) -> dict[str, Any]:
         if payload is None:
             raise errors.invalid_argument("Invalid pageToken")
         start_after = (int(payload["d"]), str(payload["i"]))
-    matched: list[StoredMessage] = []
-    for msg in box.sorted_messages():
-        if (
-            not include_spam_trash
-            and not explicit_spam_trash
-            and ("SPAM" in msg.label_ids or "TRASH" in msg.label_ids)
-        ):
-            continue
-        if any(lid not in msg.label_ids for lid in label_ids):
-            continue
-        if not matcher(msg):
-            continue
-        matched.append(msg)
-    if start_after is not None:
-        matched_page = [m for m in matched if (m.internal_date, m.id) < start_after]
+    # Valid while the mailbox (history id), its label names and the second (relative dates
+    # such as newer_than:) stay the same.
+    key = (fp, box.history_id, tuple((lbl.id, lbl.name) for lbl in box.labels.values()), int(now))
+    if box.list_cache is not None and box.list_cache[0] == key:
+        matched = box.list_cache[1]
     else:
-        matched_page = matched
-    page = matched_page[:max_results]
+        matched = _matching(box, compile_query(q or "", box, now), label_ids, include_spam_trash)
+        box.list_cache = (key, matched)
+    first = 0
+    if start_after is not None:
+        # ``matched`` is newest first, so "older than the token's message" is False...True.
+        after = start_after
+        first = bisect.bisect_left(matched, True, key=lambda m: (m.internal_date, m.id) < after)
+    page = matched[first : first + max_results]
     out: dict[str, Any] = {}
     if page:
         out["messages"] = [m.ref() for m in page]
-    if len(matched_page) > max_results:
+    if len(matched) - first > max_results:
         last = page[-1]
         out["nextPageToken"] = encode_token({"d": last.internal_date, "i": last.id, "f": fp})
     out["resultSizeEstimate"] = len(matched)
     return out
+
+
+def _matching(
+    box: Mailbox, matcher: Matcher, label_ids: list[str], include_spam_trash: bool
+) -> list[StoredMessage]:
+    skip_spam_trash = not include_spam_trash and not matcher.mentions_spam_trash
+    return [
+        msg
+        for msg in box.sorted_messages()
+        if not (skip_spam_trash and ("SPAM" in msg.label_ids or "TRASH" in msg.label_ids))
+        and all(lid in msg.label_ids for lid in label_ids)
+        and matcher(msg)
+    ]
 
 
 @_handler("gmail.users.history.list")

@@ -20,6 +20,7 @@ import hashlib
 import html
 import random
 import re
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -288,6 +289,9 @@ class Mailbox:
         self._id_counter = rng.randrange(0, 1 << 12)
         self._thread_by_message_id: dict[str, str] = {}
         self._sorted: list[StoredMessage] | None = None
+        #: The last messages.list result (key, matches), so paging through a large mailbox
+        #: evaluates the query once instead of once per page (quadratic otherwise).
+        self.list_cache: tuple[Hashable, list[StoredMessage]] | None = None
 
     # ---- history ----
 
