@@ -168,3 +168,21 @@ def test_activity_diagnostics_are_redacted(ctl: TrayController) -> None:
     win.copy_diagnostics()
     assert "SECRETSECRETSECRET" not in QApplication.clipboard().text()
     assert win.copy.text() == "Copied (secrets removed)"
+
+
+def test_a_google_pattern_asks_for_an_account_and_the_engine_error_shows_inline(
+    ctl: TrayController,
+) -> None:
+    win = settings(ctl)
+    index = win.pattern.findData("gmail-importer")
+    if index < 0:
+        pytest.skip("the Gmail importer is not installed")
+    win.pattern.setCurrentIndex(index)
+    assert win.account.isVisible()
+    assert win.account.currentText() == "No account yet: add one in the Accounts tab"
+    assert win.save_charm() is False
+    assert win.form is not None and win.form.general_error.isVisible()
+    assert "needs" in win.form.general_error.text()  # the engine says an account is needed
+    assert ctl.engine.charms() == []
+    win.pattern.setCurrentIndex(win.pattern.findData("feed-importer"))
+    assert not win.account.isVisible()

@@ -342,6 +342,10 @@ class SettingsWindow(QWidget):
         form.addRow("Pattern", self.pattern)
         form.addRow("Name", self.name)
         form.addRow("Sync every", self.interval)
+        self.account = QComboBox()  # shown for patterns that need a Google account
+        self.account.setObjectName("account")
+        self.account_label = QLabel("Account")
+        form.addRow(self.account_label, self.account)
         right.addLayout(form)
         self.form_host = QVBoxLayout()
         right.addLayout(self.form_host)
@@ -382,6 +386,14 @@ class SettingsWindow(QWidget):
         p = self._pattern(self.pattern.currentData())
         if p is None:
             return
+        needs_account = bool(getattr(p, "needs_account", False))
+        self.account.clear()
+        for a in self.ctl.accounts.accounts():
+            self.account.addItem(f"{a.email} ({a.state.value.replace('_', ' ')})", a.id)
+        if not self.account.count():
+            self.account.addItem("No account yet: add one in the Accounts tab", None)
+        self.account.setVisible(needs_account)
+        self.account_label.setVisible(needs_account)
         self.form = SchemaForm(p.settings_model())
         self.form_host.addWidget(self.form)
         self.form.show()
@@ -439,8 +451,13 @@ class SettingsWindow(QWidget):
         name = self.name.text().strip() or None
         try:
             if self._editing is None:
+                account = self.account.currentData() if self.account.isVisible() else None
                 info = self.ctl.engine.add_charm(  # type: ignore[attr-defined]
-                    self.pattern.currentData(), settings, name=name, interval=interval
+                    self.pattern.currentData(),
+                    settings,
+                    name=name,
+                    interval=interval,
+                    account_id=account,
                 )
                 self._editing = info.id
             else:
