@@ -22,8 +22,6 @@ from PySide6.QtWidgets import QMenu, QMessageBox, QSystemTrayIcon, QWidget
 
 from trayapp import DISPLAY_NAME
 from trayapp.core.events import (
-    AccountChanged,
-    CharmsChanged,
     EngineEvent,
     LoopBlocked,
     RunFinished,
@@ -307,8 +305,7 @@ class TrayController(QObject):
             if notice is not None:
                 self.notifier.deliver(notice)
             self.report(f"TRAYAPP_RUN_FINISHED {event.record.charm_id} {event.record.outcome}")
-        elif isinstance(event, (CharmsChanged, AccountChanged)):
-            pass
+        # Everything else (status changes, charms or accounts added/removed) is in the snapshot.
         self.schedule_refresh()
 
     def schedule_refresh(self) -> None:
