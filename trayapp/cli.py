@@ -33,10 +33,16 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trayapp import DISPLAY_NAME, __version__
 from trayapp.core.errors import ConfigError, SettingsError, TrayappError
+
+if TYPE_CHECKING:  # imported lazily at run time: `trayapp --version` stays fast
+    from trayapp.core.charms import CharmInfo
+    from trayapp.core.engine import Engine
+    from trayapp.core.outcomes import RunOutcome
+    from trayapp.core.status import CharmStatus
 
 log = logging.getLogger("trayapp.cli")
 
@@ -298,7 +304,7 @@ def configure_logging(level: int) -> None:
 # ------------------------------------------------------------------------------------ engine
 
 
-def open_engine(args: argparse.Namespace) -> Any:
+def open_engine(args: argparse.Namespace) -> Engine:
     """The Engine for ``--profile`` (or $TRAYAPP_PROFILE, or the default profile)."""
     from trayapp.core.engine import Engine
     from trayapp.core.profile import Profile
@@ -315,7 +321,7 @@ class AccountsWiring:
     the end. Absent packages mean no accounts: feed charms still run.
     """
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Engine) -> None:
         self._apis: dict[str, Any] = {}
         self._manager: Any = None
         try:
@@ -363,7 +369,7 @@ def _tell_running_instance(profile_dir: Path, command: dict[str, Any]) -> dict[s
     return ipc.try_send(profile_dir, command, timeout=10.0)
 
 
-def _after_change(engine: Any) -> None:
+def _after_change(engine: Engine) -> None:
     """A running tray/daemon keeps its schedule in memory: ask it to re-read the charms."""
     reply = _tell_running_instance(engine.profile.path, {"cmd": "reload"})
     if reply is not None and not reply.get("ok"):
@@ -374,7 +380,7 @@ def _after_change(engine: Any) -> None:
         )
 
 
-def register_ipc_commands(server: Any, engine: Any) -> None:
+def register_ipc_commands(server: Any, engine: Engine) -> None:
     """Serve the CLI's requests to a running engine: ``reload``, ``pause``, ``resume``, ``remove``.
 
     ``trayapp run --headless`` calls this; the tray should too, on its IPC server.
@@ -571,7 +577,7 @@ def _sync_via_instance(profile_dir: Path, charms: list[str]) -> list[dict[str, A
     ]
 
 
-def _outcome_from_reply(o: Mapping[str, Any]) -> Any:
+def _outcome_from_reply(o: Mapping[str, Any]) -> RunOutcome:
     """A RunOutcome from the IPC sync reply, so both sync paths print the same JSON."""
     from trayapp.core.outcomes import OutcomeKind, RunOutcome, RunReport
 
@@ -593,7 +599,7 @@ def _outcome_from_reply(o: Mapping[str, Any]) -> Any:
     )
 
 
-def _result_json(charm_id: str, outcome: Any) -> dict[str, Any]:
+def _result_json(charm_id: str, outcome: RunOutcome) -> dict[str, Any]:
     """One charm's entry in ``trayapp sync --json`` (docs/cli.md)."""
     report = outcome.report
     return {
@@ -688,7 +694,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         engine.close()
 
 
-def _result_text(status: Any) -> str:
+def _result_text(status: CharmStatus) -> str:
     if status.last_outcome is None:
         return "never run"
     if status.last_outcome.value == "ok":
@@ -698,7 +704,7 @@ def _result_text(status: Any) -> str:
     return str(status.last_outcome.value) + (f" ({failures}x)" if failures > 1 else "")
 
 
-def _charm_summary(info: Any) -> dict[str, Any]:
+def _charm_summary(info: CharmInfo) -> dict[str, Any]:
     return {
         "id": info.id,
         "name": info.name,
@@ -735,7 +741,7 @@ def _cmd_charms_add(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _account_id(engine: Any, given: str | None) -> str | None:
+def _account_id(engine: Engine, given: str | None) -> str | None:
     """``--account`` takes an account id or its email (as ``trayapp accounts`` does).
 
     Account ids are opaque, so users type the email; without this the charm would be stored
@@ -835,7 +841,7 @@ def _cmd_charms_remove(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _live_or_here(engine: Any, command: dict[str, Any], here: Callable[[], None]) -> bool:
+def _live_or_here(engine: Engine, command: dict[str, Any], here: Callable[[], None]) -> bool:
     """Send ``command`` to the engine running for this profile, else do ``here()`` locally.
 
     A running engine holds the charms' schedule and runs in memory, so changes to live state go
