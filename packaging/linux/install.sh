@@ -154,6 +154,10 @@ link="$bin_dir/$APP_ID"
 linked=0
 if [ -L "$link" ] && [ "$(readlink "$link")" = "$exe" ]; then
   linked=1
+elif [ -L "$link" ] && [ ! -e "$link" ]; then
+  # A dangling link (say, to a copy deleted by hand) serves nobody: take the name.
+  ln -sfn "$exe" "$link"
+  linked=1
 elif [ -e "$link" ] || [ -L "$link" ]; then
   say "note: $link already exists and is not ours; left as is (the program is $exe)"
 else

@@ -203,6 +203,17 @@ def test_a_command_that_is_not_ours_is_left_alone(release: Path, tmp_path: Path)
     assert (home / ".local/bin/trayapp").read_text() == "#!/bin/sh\necho pip-installed\n"
 
 
+def test_a_dangling_command_link_is_taken_over(release: Path, tmp_path: Path) -> None:
+    home = make_home(tmp_path)
+    (home / ".local" / "bin").mkdir(parents=True)
+    (home / ".local" / "bin" / "trayapp").symlink_to("/nonexistent/pattern-sync/trayapp")
+    run(release / "install.sh", home)
+    exe = home / ".local" / "opt" / "pattern-sync" / "trayapp"
+    assert os.readlink(home / ".local" / "bin" / "trayapp") == str(exe)
+    run(exe.parent / "uninstall.sh", home)
+    assert not (home / ".local" / "bin" / "trayapp").is_symlink()
+
+
 def test_an_autostart_entry_for_another_copy_is_kept(release: Path, tmp_path: Path) -> None:
     home = make_home(tmp_path)
     run(release / "install.sh", home)
