@@ -132,6 +132,7 @@ def _pattern(**attrs: Any) -> Pattern[Any]:
         ({"cells": (CellSpec("auth", owner="user"),)}, "owner 'user'"),  # type: ignore[arg-type]
         ({"cells": (CellSpec("items"),), "collections": ("items",)}, "duplicate collection"),
         ({"bg_updater": lambda self, ctx: RunReport()}, "async def"),
+        ({"export_formats": ("jsonl",)}, "offers export formats .* but does not override export"),
     ],
 )
 def test_bad_declarations_are_refused(attrs: dict[str, Any], problem: str) -> None:

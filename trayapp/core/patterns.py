@@ -378,6 +378,12 @@ def check_declaration(pattern: Pattern[Any]) -> None:
             raise PatternDeclarationError(f"{where}: {attr} must be a positive timedelta")
     if cls.bg_updater is Pattern.bg_updater or not inspect.iscoroutinefunction(cls.bg_updater):
         raise PatternDeclarationError(f"{where}: bg_updater must be an 'async def' override")
+    if pattern.export_formats and cls.export is Pattern.export:
+        # Otherwise `trayapp export` would list formats that then fail with "nothing to export".
+        raise PatternDeclarationError(
+            f"{where}: offers export formats {pattern.export_formats!r} but does not override "
+            "export()"
+        )
     seen: set[str] = set()
     for spec in pattern.cells:
         if not isinstance(spec, CellSpec):
