@@ -687,3 +687,24 @@ async def test_page_token_survives_a_new_access_token_in_the_query(
     )
     assert resp.status_code == 200, resp.text
     assert len(resp.json()["items"]) == 1 and "nextSyncToken" in resp.json()
+
+
+async def test_event_pages_see_changes_made_between_them(
+    emu: EmulatorServer, http: httpx.AsyncClient, session: Session
+) -> None:
+    """Pages are served from one evaluation of the query while the calendar is unchanged, so
+    changes between pages must show on the next page."""
+    e = session.email
+
+    def day(n: int) -> dict[str, Any]:
+        return timed(f"d{n}", f"2026-03-0{n}T09:00:00Z", f"2026-03-0{n}T10:00:00Z")
+
+    ids = [emu.control.add_event(e, e, day(n)) for n in (1, 2, 3, 4)]
+    first = (await get(http, session, events_path(e), maxResults=2)).json()
+    assert [i["id"] for i in first["items"]] == ids[:2]
+    emu.control.cancel_event(e, e, ids[2])
+    added = emu.control.add_event(e, e, day(5))
+    rest, _, _ = await all_pages(
+        http, session, events_path(e), maxResults=2, pageToken=first["nextPageToken"]
+    )
+    assert [i["id"] for i in rest] == [ids[3], added]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 from collections.abc import Callable
@@ -287,31 +288,25 @@ def events_list(request: Request, store: CalendarStore) -> dict[str, Any]:
     since, snapshot, after = _read_cursors(
         request, fp_sync, cal.generation, cal.counter, cal.purged_through
     )
-    items = _collect(store, cal, since, single, bool(show_deleted), time_min, time_max)
-    q = (qp.get("q") or "").lower()
-    ical = qp.get("iCalUID")
-    types = set(qp.getlist("eventTypes"))
-    upd = rfc3339_ms(updated_min.timestamp()) if updated_min is not None else None
-
-    def keep(ev: dict[str, Any]) -> bool:
-        if q and not any(
-            q in str(ev.get(f, "")).lower() for f in ("summary", "description", "location")
-        ):
-            return False
-        if ical is not None and ev.get("iCalUID") != ical:
-            return False
-        if types and ev.get("eventType", "default") not in types:
-            return False
-        return upd is None or ev.get("updated", "") >= upd
-
-    items = [ev for ev in items if keep(ev)]
-    if order_by == "updated":
-        keyed = [(f"{ev.get('updated', '')}|{ev['id']}", ev) for ev in items]
+    # One evaluation of the query serves every page while the calendar is unchanged: paging
+    # through 20,000 events re-collected and re-sorted all of them for each page otherwise.
+    key = (
+        query_fingerprint(request),
+        since,
+        cal.counter,
+        cal.generation,
+        cal.entry.seq,  # the calendar's time zone places all-day events
+        len(cal.events),  # a purge removes events without a change counter
+        int(now),  # the expansion horizon of open-ended series
+    )
+    if cal.list_cache is not None and cal.list_cache[0] == key:
+        keyed = cal.list_cache[1]
     else:
-        keyed = [(f"{_start_key(ev, cal)}|{ev['id']}", ev) for ev in items]
-    keyed.sort(key=lambda kv: kv[0])
+        items = _collect(store, cal, since, single, bool(show_deleted), time_min, time_max)
+        keyed = _filter_and_sort(request, cal, items, updated_min, order_by)
+        cal.list_cache = (key, keyed)
     if after is not None:
-        keyed = [(k, ev) for k, ev in keyed if k > after]
+        keyed = keyed[bisect.bisect_right(keyed, after, key=lambda kv: kv[0]) :]
     page, cursor = _page(request, keyed, max_results, snapshot, cal.generation, fp_sync, now)
     rendered = [render_event(ev) for _, ev in page]
     f = cal.entry.fields
@@ -330,6 +325,41 @@ def events_list(request: Request, store: CalendarStore) -> dict[str, Any]:
         "items": rendered,
     }
     return out
+
+
+def _filter_and_sort(
+    request: Request,
+    cal: Calendar,
+    items: list[dict[str, Any]],
+    updated_min: datetime | None,
+    order_by: str | None,
+) -> list[tuple[str, dict[str, Any]]]:
+    """Apply ``q``, ``iCalUID``, ``eventTypes`` and ``updatedMin``; key by the sort order
+    (keys are unique, so page tokens can carry the last one served)."""
+    qp = request.query_params
+    q = (qp.get("q") or "").lower()
+    ical = qp.get("iCalUID")
+    types = set(qp.getlist("eventTypes"))
+    upd = rfc3339_ms(updated_min.timestamp()) if updated_min is not None else None
+
+    def keep(ev: dict[str, Any]) -> bool:
+        if q and not any(
+            q in str(ev.get(f, "")).lower() for f in ("summary", "description", "location")
+        ):
+            return False
+        if ical is not None and ev.get("iCalUID") != ical:
+            return False
+        if types and ev.get("eventType", "default") not in types:
+            return False
+        return upd is None or ev.get("updated", "") >= upd
+
+    kept = [ev for ev in items if keep(ev)]
+    if order_by == "updated":
+        keyed = [(f"{ev.get('updated', '')}|{ev['id']}", ev) for ev in kept]
+    else:
+        keyed = [(f"{_start_key(ev, cal)}|{ev['id']}", ev) for ev in kept]
+    keyed.sort(key=lambda kv: kv[0])
+    return keyed
 
 
 def _overlaps(

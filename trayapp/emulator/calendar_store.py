@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import random
 import re
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -98,6 +99,8 @@ class Calendar:
     #: The change counter of the newest purged event: sync tokens from before it answer 410,
     #: since a sync from them could no longer learn of that deletion.
     purged_through: int = 0
+    #: The last events.list result (key, sorted items): see calendar_api.events_list.
+    list_cache: tuple[Hashable, list[tuple[str, dict[str, Any]]]] | None = None
 
     @property
     def tz(self) -> ZoneInfo:
