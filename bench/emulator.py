@@ -114,6 +114,18 @@ async def main(seconds: float) -> None:
                 assert r.status_code == 200
                 return r.text.count("HTTP/1.1 200 OK")
 
+            next_page: list[str | None] = [None]
+
+            async def list_page(i: int) -> int:
+                """Page through the whole mailbox, 100 at a time, then start over."""
+                params: dict[str, str | int] = {"maxResults": 100}
+                if next_page[0]:
+                    params["pageToken"] = next_page[0]
+                r = await http.get("/gmail/v1/users/me/messages", params=params)
+                assert r.status_code == 200
+                next_page[0] = r.json().get("nextPageToken")
+                return 1
+
             # Warm the lazily parsed messages so the numbers reflect steady state.
             for m in mids[:500]:
                 await http.get(f"/gmail/v1/users/me/messages/{m}", params={"format": "full"})
@@ -135,6 +147,9 @@ async def main(seconds: float) -> None:
                     "messages.get format=raw, 8 concurrent", get("raw"), seconds, 20_000, 8
                 ),
                 await measure("batch of 100 metadata gets, 2 concurrent", batch, seconds, 200, 2),
+                await measure(
+                    "messages.list pages of 100, 1 connection", list_page, seconds, 20_000, 1
+                ),
             ]
     finally:
         proc.terminate()
