@@ -59,6 +59,22 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+@contextlib.contextmanager
+def spawned(profile: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], Lines]]:
+    """``trayapp --profile PROFILE ARGS...`` as a child, its stderr read as :class:`Lines`;
+    killed at the end if the test left it running."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trayapp", "--profile", str(profile), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT,
+    )  # fmt: skip
+    try:
+        yield proc, Lines(proc.stderr)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=WAIT)
+
+
 class Lines:
     """A child's pipe read line by line on a thread, so a test can wait for a given line.
 
@@ -343,12 +359,7 @@ def test_run_headless_syncs_and_stops_gracefully(
         f"url={feed_url}/atom.xml",
     )
     assert add.returncode == 0, add.stderr
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "trayapp", "--profile", str(profile), "run", "--headless"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT,
-    )  # fmt: skip
-    err = Lines(proc.stderr)
-    try:
+    with spawned(profile, "run", "--headless") as (proc, err):
         err.wait_for(r"running headless with 1 charm")
         err.wait_for(r"charm a: ok \(\+2 ~0 -0\)")
         # While it runs, `sync` goes through it instead of opening the profile twice.
@@ -363,10 +374,6 @@ def test_run_headless_syncs_and_stops_gracefully(
         proc.send_signal(sig)
         err.wait_for(r"stopped$")
         assert proc.wait(timeout=WAIT) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert "Traceback" not in err.rest()
     status = json.loads(trayapp(profile, "status", "--json").stdout)["charms"][0]["status"]
     assert status["last_outcome"] == "ok" and status["totals"]["added"] == 2
@@ -396,40 +403,29 @@ def test_sync_stopped_by_a_signal_records_its_run_as_cancelled(
     threading.Thread(target=accept, daemon=True).start()
     url = f"http://127.0.0.1:{listener.getsockname()[1]}/feed"
     assert trayapp(profile, "charms", "add", "feed-importer", "--set", f"url={url}").returncode == 0
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "trayapp", "--profile", str(profile), "sync", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT,
-    )  # fmt: skip
     try:
-        assert accepted.wait(WAIT), "the sync never fetched the feed"
-        proc.send_signal(sig)
-        _out, err = proc.communicate(timeout=WAIT)
+        with spawned(profile, "sync", "--json") as (proc, err):
+            assert accepted.wait(WAIT), "the sync never fetched the feed"
+            proc.send_signal(sig)
+            proc.wait(timeout=WAIT)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         listener.close()
         for conn in held:
             conn.close()
-    assert proc.returncode == code, err
-    assert err.strip().splitlines() == [said]  # one line, no traceback
+    stderr = err.rest()
+    assert proc.returncode == code, stderr
+    assert stderr.strip().splitlines() == [said]  # one line, no traceback
     shown = json.loads(trayapp(profile, "charms", "show", "feed-importer", "--json").stdout)
     assert [r["outcome"] for r in shown["history"]] == ["cancelled"]
     assert shown["status"]["state"] == "scheduled"  # due again at the next start
 
 
 def test_a_second_headless_engine_on_the_same_profile_is_refused(profile: Path) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "trayapp", "--profile", str(profile), "run", "--headless"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT,
-    )  # fmt: skip
-    try:
-        Lines(proc.stderr).wait_for(r"running headless")
+    with spawned(profile, "run", "--headless") as (proc, err):
+        err.wait_for(r"running headless")
         line = one_error_line(trayapp(profile, "run", "--headless"))
         assert "already running for the profile" in line
-    finally:
         proc.terminate()
-        proc.wait(timeout=WAIT)
 
 
 # --- no tray, emulator routing ------------------------------------------------------------------
@@ -495,12 +491,7 @@ def test_settings_from_set_and_json() -> None:
 
 
 def test_changes_made_while_an_engine_runs_reach_it(profile: Path, feed_url: str) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "trayapp", "--profile", str(profile), "run", "--headless"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT,
-    )  # fmt: skip
-    err = Lines(proc.stderr)
-    try:
+    with spawned(profile, "run", "--headless") as (proc, err):
         err.wait_for(r"running headless with 0 charm")
         add = trayapp(
             profile,
@@ -524,10 +515,6 @@ def test_changes_made_while_an_engine_runs_reach_it(profile: Path, feed_url: str
         err.wait_for(r"removed charm late$")
         proc.terminate()
         assert proc.wait(timeout=WAIT) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert "Traceback" not in err.rest()
     assert json.loads(trayapp(profile, "status", "--json").stdout)["charms"] == []
 
