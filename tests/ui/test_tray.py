@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QLabel, QSystemTrayIcon
+from PySide6.QtWidgets import QLabel, QMessageBox, QSystemTrayIcon
 
 from tests.ui.conftest import QLoop, until
 from trayapp.core.engine import Engine
@@ -219,5 +219,35 @@ def test_relative_times_tick_only_while_the_menu_is_open(qloop: QLoop, profile_d
         assert ctl._tick.isActive() and ctl._tick.interval() == 15_000
         ctl.menu.aboutToHide.emit()
         assert not ctl._tick.isActive()
+
+    scenario(qloop, profile_dir, body)
+
+
+def _confirm(env: Env, answer: QMessageBox.StandardButton) -> None:
+    boxes = [w for k, w in env.ctl._windows.items() if k.startswith("confirm:")]
+    assert len(boxes) == 1 and isinstance(boxes[0], QMessageBox)
+    button = boxes[0].button(answer)
+    assert button is not None
+    button.click()
+
+
+def test_reset_and_remove_ask_first_then_call_the_engine(qloop: QLoop, profile_dir: Path) -> None:
+    async def body(env: Env) -> None:
+        # Cancel changes nothing.
+        env.trigger("charm:team-blog:remove")
+        _confirm(env, QMessageBox.StandardButton.Cancel)
+        assert "team-blog" in [c.id for c in env.engine.charms()]
+        # Reset and resync: the charm fetches again from scratch.
+        before = len(env.feeds.requests)
+        env.trigger("charm:team-blog:reset")
+        _confirm(env, QMessageBox.StandardButton.Yes)
+        await until(lambda: "/team-blog.xml" in env.feeds.requests[before:])
+        # Remove: gone from the engine and from the menu (only its own actions removed).
+        news = env.ctl.binder.action("charm:project-news")
+        env.trigger("charm:team-blog:remove")
+        _confirm(env, QMessageBox.StandardButton.Yes)
+        await until(lambda: "team-blog" not in [c.id for c in env.engine.charms()])
+        await until(lambda: env.ctl.binder.action("charm:team-blog") is None)
+        assert env.ctl.binder.action("charm:project-news") is news
 
     scenario(qloop, profile_dir, body)
