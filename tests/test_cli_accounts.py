@@ -42,7 +42,7 @@ async def _signed_in_profile(emu: EmulatorServer, profile: Path) -> str:
     tokens = emu.control.issue_tokens(EMAIL, client.id, list(DEFAULT_SCOPES))
     engine = Engine(Profile.resolve(profile))
     wiring = cli.AccountsWiring(engine)
-    manager = wiring._manager
+    manager = wiring.manager
     assert manager is not None
     manager.clients.set(parse_client_json(json.dumps(client.client_config(emu.base_url))))
     account = await manager.complete_sign_in(

@@ -39,6 +39,8 @@ from trayapp import DISPLAY_NAME, __version__
 from trayapp.core.errors import ConfigError, SettingsError, TrayappError
 
 if TYPE_CHECKING:  # imported lazily at run time: `trayapp --version` stays fast
+    from trayapp.auth.accounts import AccountManager
+    from trayapp.auth.secrets import SecretVault
     from trayapp.core.charms import CharmInfo
     from trayapp.core.engine import Engine
     from trayapp.core.outcomes import RunOutcome
@@ -313,24 +315,25 @@ def open_engine(args: argparse.Namespace) -> Engine:
 
 
 class AccountsWiring:
-    """Google accounts for an engine that runs charms, wired as the tray wires them.
+    """Google accounts for an engine that runs charms: the one wiring for CLI and tray.
 
     ``trayapp.auth.wiring.attach_accounts`` connects the account manager to the engine (sign-in
     events unpark charms); ``engine.google_factory`` hands each charm its account's GoogleApi,
-    one per account, shared by that account's charms (so they share its quota) and closed at
-    the end. Absent packages mean no accounts: feed charms still run.
+    one per account, shared by that account's charms (so they share its quota) and closed by
+    :meth:`aclose`. ``vault`` overrides the secret store (the tray's demo mode uses a file
+    vault). Absent packages mean no accounts (``manager`` is None): feed charms still run.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, vault: SecretVault | None = None) -> None:
         self._apis: dict[str, Any] = {}
-        self._manager: Any = None
+        self.manager: AccountManager | None = None
         try:
             from trayapp.auth.wiring import attach_accounts, google_api_kwargs
             from trayapp.google.client import GoogleApi
         except ImportError as exc:
             log.info("Google accounts are not available (%s)", exc)
             return
-        manager = self._manager = attach_accounts(engine)
+        manager = self.manager = attach_accounts(engine, vault=vault)
         if engine.google_factory is not None:
             return
 
@@ -349,8 +352,8 @@ class AccountsWiring:
             except Exception:
                 log.exception("closing a Google client failed")
         self._apis.clear()
-        if self._manager is not None and hasattr(self._manager, "aclose"):
-            await self._manager.aclose()
+        if self.manager is not None:
+            await self.manager.aclose()
 
 
 def _running_instance(profile_dir: Path) -> bool:
