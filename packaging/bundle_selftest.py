@@ -208,6 +208,27 @@ def _qt() -> dict[str, Any]:
     return {"platform": QGuiApplication.platformName(), "plugins": str(plugins)}
 
 
+def _app_resources() -> dict[str, Any]:
+    """The app's own icons are in the bundle and Qt's SVG renderer accepts every one of them.
+
+    The tray draws a plain coloured disc when an icon file is missing or unreadable (better than
+    an invisible icon), so a bundle without its resources would still look roughly alive: this
+    is where that would be noticed.
+    """
+    from PySide6.QtSvg import QSvgRenderer
+
+    base = Path(getattr(sys, "_MEIPASS", "")) / "resources"
+    icons = sorted((base / "icons").glob("*.svg"))
+    if not icons:
+        raise RuntimeError(f"no SVG icons under {base / 'icons'}")
+    invalid = [p.name for p in icons if not QSvgRenderer(str(p)).isValid()]
+    if invalid:
+        raise RuntimeError(f"Qt cannot render {invalid}")
+    if not (base / "trayapp.desktop.in").is_file():
+        raise RuntimeError("resources/trayapp.desktop.in (used for autostart) is missing")
+    return {"icons": [p.name for p in icons]}
+
+
 def _environment() -> dict[str, Any]:
     """Children (xdg-open, the browser, another copy of us) get the user's environment."""
     import subprocess
@@ -254,6 +275,7 @@ CHECKS: dict[str, Check] = {
     "notifier": _notifier,
     "certifi": _certifi,
     "qt": _qt,
+    "app_resources": _app_resources,
     "environment": _environment,
 }
 
