@@ -40,16 +40,18 @@ What a run does:
    calendar fails, the first calendar's error ends the run so the scheduler backs off.
 
 Cost of a run with no changes: one ``calendarList.list`` plus one ``events.list`` per synced
-calendar (``bench/calendar.py`` measures it against refetching a window).
+calendar (``bench/gcalendar.py`` measures it against refetching a window).
 
-Collections: ``events`` (key ``<calendar id>/<event id>``, sort key = when the event ends, with
-recurring masters and exceptions on top), ``calendars`` (:class:`CalendarRecord` per calendar:
-list entry and sync state) and ``sweep`` (what a full sync has seen). The ``state`` cell holds the
+Collections: ``events`` (key ``<calendar id>/<event id>``; the sort key puts a single event
+by its start, a long one by its end and recurring series on top, see ``SHORT_SPAN``),
+``calendars`` (:class:`CalendarRecord` per calendar: list entry and sync state) and ``sweep``
+(what a full sync has seen, and the cancelled series it saw). The ``state`` cell holds the
 calendar list's token.
 
-The ``upcoming`` view (:func:`upcoming`) reads the store only: recurring series are expanded
-with their exceptions by :mod:`trayapp.patterns.gcalendar_recurrence`. ``export`` writes JSON
-lines or an iCalendar file.
+The ``upcoming`` view (:func:`upcoming`) reads the store only, with three sort-key range
+queries (the window's events, no more); recurring series are expanded with their exceptions
+by :mod:`trayapp.patterns.gcalendar_recurrence`. ``export`` writes JSON lines or an
+iCalendar file.
 
 Like every built-in pattern it imports only :mod:`trayapp.api` and third-party libraries; the
 Google client arrives as ``ctx.google`` and is used through the small protocols below.
