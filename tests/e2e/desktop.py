@@ -98,16 +98,24 @@ class Desktop:
         env.update(extra)
         return env
 
-    def spawn(self, args: Sequence[str], *, log: str, **kw: object) -> subprocess.Popen[bytes]:
-        out = open(self.workdir / f"{log}.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.files.append(out)
+    def spawn(
+        self,
+        args: Sequence[str],
+        *,
+        log: str,
+        env: dict[str, str] | None = None,
+        stdout: IO[bytes] | None = None,
+        cwd: str | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Start a process in its own group, output to ``<log>.log`` (or ``stdout``)."""
+        out = self._open(self.workdir / f"{log}.log")
         proc = subprocess.Popen(
             list(args),
-            stdout=kw.pop("stdout", out),  # type: ignore[arg-type]
-            stderr=subprocess.STDOUT if kw.pop("merge", True) else out,  # type: ignore[arg-type]
-            env=kw.pop("env", self.env()),  # type: ignore[arg-type]
+            stdout=stdout or out,
+            stderr=subprocess.STDOUT if stdout is None else out,
+            env=env or self.env(),
+            cwd=cwd,
             start_new_session=True,
-            **kw,  # type: ignore[arg-type]
         )
         self.procs.append(proc)
         return proc

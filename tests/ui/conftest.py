@@ -45,7 +45,8 @@ class QLoop:
         self.loop = loop
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 20.0) -> T:
-        return self.loop.run_until_complete(asyncio.wait_for(coro, timeout))
+        result: T = self.loop.run_until_complete(asyncio.wait_for(coro, timeout))
+        return result
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
         """Spin the loop (Qt events included) until ``predicate`` holds; fail after ``timeout``."""

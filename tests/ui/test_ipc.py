@@ -36,7 +36,12 @@ async def test_status_sync_and_activate_reach_the_running_instance(
     engine = seed_engine
     server = await serve(engine, profile_dir)
     shown: list[bool] = []
-    server.on("activate", lambda _req: shown.append(True) or {"shown": True})
+
+    def activate(_req: dict[str, object]) -> dict[str, object]:
+        shown.append(True)
+        return {"shown": True}
+
+    server.on("activate", activate)
     try:
         path = socket_path(profile_dir)
         assert path.parent.parent == runtime_dir
@@ -45,7 +50,9 @@ async def test_status_sync_and_activate_reach_the_running_instance(
 
         status = await ask(profile_dir, {"cmd": "status"})
         assert status is not None and status["ok"] is True
-        assert set(status["statuses"]) == {"project-news", "release-notes", "team-blog"}  # type: ignore[arg-type]
+        statuses = status["statuses"]
+        assert isinstance(statuses, dict)
+        assert set(statuses) == {"project-news", "release-notes", "team-blog"}
 
         reply = await ask(profile_dir, {"cmd": "sync", "charms": ["team-blog"], "wait": True})
         assert reply is not None and reply["ok"] is True

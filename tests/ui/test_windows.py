@@ -32,6 +32,11 @@ def ctl(
     engine.close()
 
 
+def engine_of(ctl: TrayController) -> Engine:
+    assert isinstance(ctl.engine, Engine)
+    return ctl.engine
+
+
 def settings(ctl: TrayController) -> SettingsWindow:
     win = ctl.open_window("settings", "charms")
     assert isinstance(win, SettingsWindow)
@@ -66,7 +71,7 @@ def test_charm_form_is_generated_from_the_pattern_schema_and_validated_inline(
     assert win.save_charm() is False
     assert win.form.error_text("url") == "not a valid http(s) URL"
     assert win.form.error_text("max_items") == "must be at least 1"
-    assert ctl.engine.charms() == []
+    assert engine_of(ctl).charms() == []
 
     url.setText("https://example.org/feed.xml")
     max_items.setText("")
@@ -74,7 +79,7 @@ def test_charm_form_is_generated_from_the_pattern_schema_and_validated_inline(
     win.interval.setValue(45)
     assert win.save_charm() is True
     assert win.form.error_text("url") is None
-    (charm,) = ctl.engine.charms()
+    (charm,) = engine_of(ctl).charms()
     assert charm.name == "Example feed" and charm.interval == timedelta(minutes=45)
     assert charm.settings["url"] == "https://example.org/feed.xml"
     assert win.charm_list.count() == 1
@@ -83,7 +88,7 @@ def test_charm_form_is_generated_from_the_pattern_schema_and_validated_inline(
 def test_editing_a_charm_loads_its_settings_and_saves_through_the_engine(
     ctl: TrayController,
 ) -> None:
-    ctl.engine.add_charm(  # type: ignore[attr-defined]
+    engine_of(ctl).add_charm(
         "feed-importer",
         {"url": "https://example.org/a.xml"},
         name="A",
@@ -97,7 +102,7 @@ def test_editing_a_charm_loads_its_settings_and_saves_through_the_engine(
     assert win.interval.value() == 30 and not win.pattern.isEnabled()
     url.setText("https://example.org/b.xml")
     assert win.save_charm() is True
-    (charm,) = ctl.engine.charms()
+    (charm,) = engine_of(ctl).charms()
     assert charm.settings["url"] == "https://example.org/b.xml"
 
 
@@ -146,7 +151,7 @@ def test_settings_general_tab_toggles_autostart_and_saves_notification_prefs(
 
     win.notify_new.setChecked(True)
     win.notify_errors.setChecked(False)
-    profile = Path(ctl.engine.profile.path)  # type: ignore[attr-defined]
+    profile = engine_of(ctl).profile.path
     prefs = UiPrefs.load(profile)
     assert prefs.notify_new_items is True and prefs.notify_errors is False
     assert ctl.policy.new_items_summary is True and ctl.policy.errors_enabled is False
@@ -154,7 +159,7 @@ def test_settings_general_tab_toggles_autostart_and_saves_notification_prefs(
 
 
 def test_activity_diagnostics_are_redacted(ctl: TrayController) -> None:
-    ctl.engine.add_charm(  # type: ignore[attr-defined]
+    engine_of(ctl).add_charm(
         "feed-importer",
         {"url": "https://example.org/feed.xml?access_token=ya29.SECRETSECRETSECRET"},
         name="Leaky ya29.SECRETSECRETSECRET",
@@ -183,6 +188,6 @@ def test_a_google_pattern_asks_for_an_account_and_the_engine_error_shows_inline(
     assert win.save_charm() is False
     assert win.form is not None and win.form.general_error.isVisible()
     assert "needs" in win.form.general_error.text()  # the engine says an account is needed
-    assert ctl.engine.charms() == []
+    assert engine_of(ctl).charms() == []
     win.pattern.setCurrentIndex(win.pattern.findData("feed-importer"))
     assert not win.account.isVisible()
