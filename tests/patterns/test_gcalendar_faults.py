@@ -328,7 +328,16 @@ async def test_a_first_sync_stopped_by_quitting_continues_at_its_page(
         add(h, h.email, f"e{i}", 1 + i)
     charm = h.add_charm("gcalendar-importer", {})
     third_page_stored = asyncio.Event()
-    after_listed_pages(h, charm, h.email, 3, third_page_stored.set)
+
+    def slow_fourth_page() -> None:
+        # The request for page 4 is still in flight when the engine stops, however loaded
+        # the machine: quitting cancels it, so exactly three pages are stored.
+        h.emu.control.add_fault(
+            kind="latency", latency_ms=30_000, path=events_path(h.email), times=1
+        )
+        third_page_stored.set()
+
+    after_listed_pages(h, charm, h.email, 3, slow_fourth_page)
     await h.engine.start()
     run = asyncio.ensure_future(h.sync(charm))
     async with asyncio.timeout(60):
