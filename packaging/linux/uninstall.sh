@@ -98,9 +98,11 @@ if [ "$purge" = 1 ]; then
   done
   # Sign-ins live in the keyring under the service name "trayapp". secret-tool may need an
   # unlocked keyring; never let it hang the uninstall.
+  keyring_note="note: saved sign-ins may remain in your keyring (service \"$APP_ID\"); remove them with your keyring manager (e.g. Seahorse)"
   if command -v secret-tool >/dev/null && [ -n "${DBUS_SESSION_BUS_ADDRESS:-}" ]; then
-    timeout 10 secret-tool clear service "$APP_ID" 2>/dev/null \
-      || say "note: could not clear saved sign-ins from the keyring (service \"$APP_ID\"); remove them with your keyring manager"
+    timeout 10 secret-tool clear service "$APP_ID" 2>/dev/null || say "$keyring_note"
+  else
+    say "$keyring_note"
   fi
   # Base directories the app created on a fresh account, if nothing else uses them.
   for dir in "$state_home" "$cache_home" "$config_home" "$data_home" "$HOME/.local"; do

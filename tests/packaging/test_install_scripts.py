@@ -321,3 +321,38 @@ def test_release_scripts_pass_shellcheck() -> None:
         [checker, *map(str, scripts)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(
+    not all(shutil.which(t) for t in ("gnome-keyring-daemon", "dbus-run-session", "secret-tool")),
+    reason="needs gnome-keyring, dbus and libsecret-tools",
+)
+def test_purge_clears_saved_sign_ins_from_the_keyring(release: Path, tmp_path: Path) -> None:
+    home = make_home(tmp_path)
+    keyrings = tmp_path / "keyrings"  # the daemon's own storage, outside HOME
+    (tmp_path / "run").mkdir(mode=0o700)
+    script = f"""
+        set -e
+        export XDG_DATA_HOME='{keyrings}'
+        eval "$(printf pw | gnome-keyring-daemon --unlock --components=secrets)"
+        unset XDG_DATA_HOME
+        trap 'kill "${{GNOME_KEYRING_PID:-}}" 2>/dev/null || true' EXIT
+        printf token | secret-tool store --label=t service trayapp username acct
+        printf keep | secret-tool store --label=o service other-app username acct
+        '{release}/install.sh' >/dev/null
+        '{home}/.local/opt/pattern-sync/uninstall.sh' --purge
+        echo "trayapp=$(secret-tool lookup service trayapp username acct || true)"
+        echo "other=$(secret-tool lookup service other-app username acct || true)"
+    """
+    result = subprocess.run(
+        ["dbus-run-session", "--", "bash", "-c", script],
+        env=user_env(home, XDG_RUNTIME_DIR=str(tmp_path / "run")),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "trayapp=\n" in result.stdout and "other=keep\n" in result.stdout, result.stdout
+    assert "may remain in your keyring" not in result.stdout
+    assert snapshot(home) == {}
