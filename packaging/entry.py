@@ -1,12 +1,14 @@
 """Entry point of the frozen (PyInstaller) app: the same ``trayapp.cli:main`` that pip installs.
 
 It lives in packaging/ rather than in the package because PyInstaller needs a script, and a
-script inside ``trayapp/`` would be imported with the wrong ``__name__``. It first hands child
-processes a clean environment (see below). One extra: when
-``TRAYAPP_BUNDLE_SELFTEST`` names a file, the bundle checks that everything it collected can be
-imported and used (keyring backends, notifier resources, certificates, Qt plugins), writes a JSON
-report there and exits. That is how the build and CI prove the bundle is complete without
-shipping a test framework; an ordinary start never takes that branch.
+script inside ``trayapp/`` would be imported with the wrong ``__name__``. Before anything else it
+gives child processes the user's environment back (see below).
+
+One extra: when ``TRAYAPP_BUNDLE_SELFTEST`` names a file, the bundle checks that everything it
+collected can be imported and used (keyring backends, notifier resources, certificates, Qt
+plugins, the app's icons), writes a JSON report there and exits. That is how the build and CI
+prove the bundle is complete without shipping a test framework; an ordinary start never takes
+that branch.
 """
 
 from __future__ import annotations
