@@ -6,6 +6,7 @@ Waits are on engine events (with generous timeouts), never on sleeps.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -89,6 +90,15 @@ class Forever(Pattern[NoSettings]):
         return RunReport()
 
 
+class Noop(Pattern[NoSettings]):
+    id = "noop"
+    title = "Noop"
+    Settings = NoSettings
+
+    async def bg_updater(self, ctx: UpdateContext[NoSettings]) -> RunReport:
+        return RunReport()
+
+
 class Buggy(Pattern[NoSettings]):
     id = "buggy"
     title = "Buggy"
@@ -147,7 +157,7 @@ class Gated(Pattern[KeySettings]):
 
 def registry() -> PatternRegistry:
     reg = PatternRegistry()
-    for cls in (FeedImporter, Forever, Buggy, NeedsAuth, Gated):
+    for cls in (FeedImporter, Forever, Buggy, NeedsAuth, Gated, Noop):
         reg.register(cls)
     return reg
 
@@ -569,3 +579,36 @@ async def test_commands_on_every_charm_of_a_stopped_engine_persist_for_the_next_
         )
         eng.resume()
         assert not any(s.paused for s in eng.statuses().values())
+
+
+async def test_reload_picks_up_charms_another_process_added_changed_or_removed(
+    tmp_path: Path,
+) -> None:
+    profile = Profile.resolve(tmp_path / "profile")
+    async with Engine(profile, patterns=registry(), jitter=0.0) as running:
+        running.add_charm("noop", {}, name="stays", interval=timedelta(hours=1))
+        running.add_charm("noop", {}, name="goes", interval=timedelta(hours=1))
+        await running.sync()  # ran just now: next due in an hour
+        running.pause()  # nothing runs from here: this test is about the schedule only
+        await running.start()
+        hour_away = running.status("stays").next_due_at
+        assert hour_away is not None and hour_away > datetime.now(UTC) + timedelta(minutes=55)
+        assert set(running.statuses()) == {"stays", "goes"}
+
+        # What `trayapp charms ...` does from another process, on its own Engine.
+        with contextlib.closing(Engine(profile, patterns=registry())) as cli:
+            cli.add_charm("noop", {}, name="new", interval=timedelta(hours=2))
+            cli.update_charm("stays", interval=timedelta(minutes=5))
+            cli.remove_charm("goes")
+
+        events = Events(running)
+        running.reload_charms()
+
+        assert any(isinstance(e, CharmsChanged) for e in events.events)
+        assert [c.id for c in running.charms()] == ["stays", "new"]
+        assert set(running.statuses()) == {"stays", "new"}
+        assert running.status("new").state is CharmState.SCHEDULED  # scheduled, not paused
+        assert running.status("stays").paused  # its live state survived the reload
+        # The live schedule follows the new interval: due 5 minutes after its last run.
+        due = running.status("stays").next_due_at
+        assert due is not None and due <= datetime.now(UTC) + timedelta(minutes=5)
