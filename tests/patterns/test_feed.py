@@ -517,6 +517,14 @@ def test_parse_retry_after_ignores_garbage_and_past_dates() -> None:
     ) == NOW + timedelta(hours=1)
 
 
+def test_parse_retry_after_is_capped_at_a_day() -> None:
+    assert parse_retry_after("120", NOW) == NOW + timedelta(seconds=120)
+    # "Come back in a year" (or in 10**30 s) must not silence the charm for a year.
+    assert parse_retry_after(str(10**30), NOW) == NOW + timedelta(days=1)
+    year = email.utils.format_datetime(NOW + timedelta(days=365), usegmt=True)
+    assert parse_retry_after(year, NOW) == NOW + timedelta(days=1)
+
+
 def test_needs_reset_only_when_the_url_changes() -> None:
     a = PATTERN.validate_settings({"url": "https://a.example/feed"})
     a2 = PATTERN.validate_settings({"url": "https://a.example/feed", "max_items": 5})

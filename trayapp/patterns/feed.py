@@ -47,6 +47,9 @@ from trayapp.api import (
 # for UTF-8 feeds all the time) and feedparser used the document's own declaration.
 _HARMLESS_BOZO = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
 
+# The longest wait a 429's Retry-After can impose before the next attempt.
+MAX_RETRY_AFTER = timedelta(days=1)
+
 # A feed is text: anything this large is not one, and we should not hold it all in memory.
 MAX_FEED_BYTES = 20 * 1024 * 1024
 ACCEPT = (
@@ -230,19 +233,24 @@ def _raise_for_status(status: int, headers: httpx.Headers, host: str, now: datet
 
 
 def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
-    """``Retry-After`` as an absolute time: delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
+    """``Retry-After`` as an absolute time: delta-seconds or an HTTP date (RFC 9110 10.2.3).
+
+    At most :data:`MAX_RETRY_AFTER` ahead: the scheduler never retries sooner than this, so a
+    misconfigured server saying "a year" would otherwise silence the charm for a year.
+    """
     if not value:
         return None
     value = value.strip()
     if value.isdigit():
-        return now + timedelta(seconds=int(value))
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(when, now)
+        when = now + timedelta(seconds=min(int(value), MAX_RETRY_AFTER.total_seconds()))
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+    return min(max(when, now), now + MAX_RETRY_AFTER)
 
 
 def _not_a_feed_message(parsed: Any, headers: httpx.Headers, host: str) -> str:
