@@ -12,8 +12,8 @@ Prints a table with:
    published rate on purpose (``trayapp.google.quota``), so ~0.95 is the best possible. Scaling
    multiplies both the emulator's limit and the client's budget, which shortens the run without
    flattering the ratio (latency stays 50 ms, so a larger scale is the harder test). Latency is
-   added per HTTP request, not per inner batch call: Google serves the calls of a batch in
-   parallel, the emulator would serialise their delays.
+   added once per HTTP request (a fault rule that skips inner batch calls): a batch is one
+   round trip, its calls served in parallel, as Google does.
 2. **No-change incremental sync**: HTTP requests and bytes on the wire (request and response,
    headers included).
 3. **Incremental sync with 1,000 vs 100,000 stored messages**: the same changes (adds, deletes,
