@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
+from trayapp.api import ExportError
 from trayapp.core.outcomes import OutcomeKind
 from trayapp.core.patterns import UpdateContext
-from trayapp.patterns.gmail import ExportError, GmailImporter
+from trayapp.patterns.gmail import GmailImporter
 
 # Fixtures come from tests/patterns/conftest.py (not importable by name: pytest owns it).
 GoogleHarness = Any

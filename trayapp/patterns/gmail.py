@@ -48,11 +48,8 @@ Google client arrives as ``ctx.google`` and is used through the small protocols 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -65,13 +62,17 @@ from trayapp.api import (
     BaseModel,
     CellSpec,
     Collection,
+    ExportError,
     Field,
+    HistoryExpired,
     Pattern,
     RunReport,
     ServerError,
     SyncError,
     UpdateContext,
+    atomic_output,
     field_validator,
+    write_jsonl,
 )
 from trayapp.patterns.gmail_message import (
     HEADER_NAMES,
@@ -238,22 +239,6 @@ class ExportSource(Protocol):
     def settings(self) -> Any: ...
     def collection(self, name: str) -> Collection: ...
     def cell(self, slot: str) -> Any: ...
-
-
-class ExportError(ValueError):
-    """An export that cannot be made as asked; the message says what to change."""
-
-
-def _is_history_expired(exc: BaseException) -> bool:
-    """The client's ``HistoryExpired`` (a 404 on history.list).
-
-    ``trayapp.api`` does not export that class yet, so it is recognised by name (and by the
-    404 it wraps) rather than importing ``trayapp.google`` as a plugin could not.
-    """
-    if any(cls.__name__ == "HistoryExpired" for cls in type(exc).__mro__):
-        return True
-    api_error = getattr(exc, "api_error", None)
-    return isinstance(exc, SyncError) and getattr(api_error, "status", None) == 404
 
 
 class HistoryLoop(ServerError):
@@ -675,9 +660,7 @@ class _Sync:
                 for record in page.history:
                     _apply_record(changes, record)
                 cursor = page.history_id
-        except SyncError as exc:
-            if not _is_history_expired(exc):
-                raise
+        except HistoryExpired as exc:
             return await self.history_expired(state, exc)
         if pages > 1:
             self.ctx.log.info("history: %d pages, %d messages changed", pages, len(changes))
@@ -891,27 +874,15 @@ async def _gather_or_cancel(jobs: Sequence[Any]) -> list[Any]:
 
 
 def _export_jsonl(messages: Collection, dest: Path) -> int:
-    if dest.is_dir():
-        raise ExportError(f"{dest} is a directory; give a file name for the .jsonl export")
-    count = 0
-    with _atomic_file(dest) as out:
-        for _key, value in _all_items(messages):
-            if isinstance(value, dict):
-                value = {k: v for k, v in value.items() if k != "raw"}
-            out.write(json.dumps(value, ensure_ascii=False, sort_keys=True).encode() + b"\n")
-            count += 1
-    return count
-
-
-def _all_items(messages: Collection, chunk: int = 500) -> Iterable[tuple[str, Any]]:
-    """Every item oldest first, a chunk at a time (a mailbox may not fit in memory twice)."""
-    offset = 0
-    while True:
-        items = messages.items(limit=chunk, offset=offset)
-        yield from items
-        if len(items) < chunk:
-            return
-        offset += chunk
+    # Oldest first, a chunk at a time (a mailbox may not fit in memory twice); ``raw`` is
+    # left out: it is what the eml export is for.
+    return write_jsonl(
+        (
+            {k: v for k, v in value.items() if k != "raw"} if isinstance(value, dict) else value
+            for _key, value in messages.iter_items()
+        ),
+        dest,
+    )
 
 
 def _export_eml(messages: Collection, dest: Path) -> int:
@@ -922,14 +893,14 @@ def _export_eml(messages: Collection, dest: Path) -> int:
         )
     dest.mkdir(parents=True, exist_ok=True)
     count = 0
-    for key, value in _all_items(messages):
+    for key, value in messages.iter_items():
         raw = value.get("raw") if isinstance(value, dict) else None
         if not isinstance(raw, str):
             raise ExportError(
                 f"message {key} was stored without its raw form; reset the charm so it "
                 "resyncs with the raw parts setting, then export again"
             )
-        with _atomic_file(dest / f"{_safe_name(key)}.eml") as out:
+        with atomic_output(dest / f"{_safe_name(key)}.eml") as out:
             out.write(decode_b64url(raw))
         count += 1
     return count
@@ -937,17 +908,3 @@ def _export_eml(messages: Collection, dest: Path) -> int:
 
 def _safe_name(key: str) -> str:
     return "".join(ch for ch in key if ch.isalnum() or ch in "-_") or "message"
-
-
-@contextlib.contextmanager
-def _atomic_file(path: Path) -> Any:
-    """Write to a temporary file beside ``path`` and rename it into place when complete."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            yield out
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
