@@ -33,14 +33,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from trayapp.auth.accounts import AccountManager
 from trayapp.auth.client_config import parse_client_json
 from trayapp.auth.secrets import SecretVault
-from trayapp.auth.signin import Grant
+from trayapp.auth.signin import grant_from_token_response
 from trayapp.auth.wiring import attach_accounts, google_api_kwargs
 from trayapp.core.engine import Engine
 from trayapp.core.outcomes import OutcomeKind
@@ -130,18 +129,8 @@ async def open_world(emu: EmulatorServer, profile: Path, quota: QuotaConfig) -> 
     engine = Engine(Profile.resolve(profile), patterns=registry, jitter=0.0)
     manager = attach_accounts(engine, vault=SecretVault(engine.profile.path, mode="file"))
     manager.clients.set(parse_client_json(json.dumps(client.client_config(emu.base_url))))
-    tokens: dict[str, Any] = emu.control.issue_tokens(EMAIL, client.id, list(DEFAULT_SCOPES))
-    account = await manager.complete_sign_in(
-        Grant(
-            email=EMAIL,
-            name=None,
-            scopes=tuple(str(tokens["scope"]).split()),
-            access_token=tokens["access_token"],
-            refresh_token=tokens["refresh_token"],
-            expires_in=float(tokens["expires_in"]),
-            obtained_at=datetime.now(UTC),
-        )
-    )
+    tokens = emu.control.issue_tokens(EMAIL, client.id, list(DEFAULT_SCOPES))
+    account = await manager.complete_sign_in(grant_from_token_response(tokens, email=EMAIL))
     world = World(emu, engine, manager, account.id, QuotaRegistry(config=quota))
     engine.google_factory = world.google
     return world

@@ -9,14 +9,13 @@ import email.message
 import json
 import os
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from trayapp import cli
 from trayapp.auth.client_config import parse_client_json
-from trayapp.auth.signin import Grant
+from trayapp.auth.signin import grant_from_token_response
 from trayapp.core.engine import Engine
 from trayapp.core.profile import Profile
 from trayapp.emulator.testing import DEFAULT_SCOPES, EmulatorServer
@@ -45,17 +44,7 @@ async def _signed_in_profile(emu: EmulatorServer, profile: Path) -> str:
     manager = wiring.manager
     assert manager is not None
     manager.clients.set(parse_client_json(json.dumps(client.client_config(emu.base_url))))
-    account = await manager.complete_sign_in(
-        Grant(
-            email=EMAIL,
-            name=None,
-            scopes=tuple(str(tokens["scope"]).split()),
-            access_token=tokens["access_token"],
-            refresh_token=tokens["refresh_token"],
-            expires_in=float(tokens["expires_in"]),
-            obtained_at=datetime.now(UTC),
-        )
-    )
+    account = await manager.complete_sign_in(grant_from_token_response(tokens, email=EMAIL))
     await wiring.aclose()
     engine.close()
     return str(account.id)

@@ -6,7 +6,6 @@ import types
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import google.auth._exponential_backoff as ga_backoff
 import httpx
@@ -15,7 +14,7 @@ import pytest
 from trayapp.auth.accounts import AccountManager
 from trayapp.auth.client_config import parse_client_json
 from trayapp.auth.secrets import SecretStoreKind, SecretVault
-from trayapp.auth.signin import Grant
+from trayapp.auth.signin import Grant, grant_from_token_response
 from trayapp.core.redact import forget_secrets
 from trayapp.core.store import Store
 from trayapp.emulator.control import ClientInfo
@@ -158,17 +157,7 @@ def make_grant(emu: EmulatorServer, client_info: ClientInfo) -> GrantMaker:
         email: str = EMAIL,
         scopes: tuple[str, ...] = DEFAULT_SCOPES,
     ) -> Grant:
-        tokens: dict[str, Any] = emu.control.issue_tokens(
-            email, (client or client_info).id, list(scopes)
-        )
-        return Grant(
-            email=email,
-            name=None,
-            scopes=tuple(str(tokens["scope"]).split()),
-            access_token=tokens["access_token"],
-            refresh_token=tokens["refresh_token"],
-            expires_in=float(tokens["expires_in"]),
-            obtained_at=datetime.now(UTC),
-        )
+        tokens = emu.control.issue_tokens(email, (client or client_info).id, list(scopes))
+        return grant_from_token_response(tokens, email=email)
 
     return make

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from trayapp.auth.accounts import AccountManager
 from trayapp.auth.client_config import parse_client_json
 from trayapp.auth.models import AccountState
 from trayapp.auth.secrets import SecretVault
-from trayapp.auth.signin import Grant
+from trayapp.auth.signin import Grant, grant_from_token_response
 from trayapp.auth.wiring import attach_accounts, google_api_kwargs
 from trayapp.core.engine import Engine
 from trayapp.core.events import AccountChanged, EngineEvent, RunFinished
@@ -77,16 +76,8 @@ class Finished:
 
 
 def grant(emu: EmulatorServer, client: ClientInfo) -> Grant:
-    tokens: dict[str, Any] = emu.control.issue_tokens(EMAIL, client.id, list(DEFAULT_SCOPES))
-    return Grant(
-        email=EMAIL,
-        name=None,
-        scopes=tuple(str(tokens["scope"]).split()),
-        access_token=tokens["access_token"],
-        refresh_token=tokens["refresh_token"],
-        expires_in=float(tokens["expires_in"]),
-        obtained_at=datetime.now(UTC),
-    )
+    tokens = emu.control.issue_tokens(EMAIL, client.id, list(DEFAULT_SCOPES))
+    return grant_from_token_response(tokens, email=EMAIL)
 
 
 @pytest.fixture

@@ -18,12 +18,13 @@ import httpx
 import pytest
 
 from trayapp.auth.accounts import AccountManager
-from trayapp.auth.models import Account, AccountState
+from trayapp.auth.models import DEFAULT_TOKEN_LIFETIME_S, Account, AccountState
 from trayapp.auth.signin import (
     SignInDenied,
     SignInStateMismatch,
     SignInTimeout,
     WrongAccountError,
+    grant_from_token_response,
 )
 from trayapp.emulator.control import ClientInfo
 from trayapp.emulator.testing import DEFAULT_SCOPES, GMAIL_READONLY, EmulatorServer
@@ -313,3 +314,31 @@ async def test_headless_chromium_deny(
     emu.control.set_consent(auto_submit="deny")
     with pytest.raises(SignInDenied):
         await manager.sign_in(None, [GMAIL_READONLY], opener=chromium, timeout=90)
+
+
+@pytest.mark.parametrize(
+    ("extra", "scopes", "lifetime"),
+    [
+        ({"scope": f"openid {GMAIL_READONLY}", "expires_in": 120}, ("openid", GMAIL_READONLY), 120),
+        # RFC 6749 5.1: scope may be omitted when it is what was requested.
+        ({"expires_in": "120"}, ("openid",), 120),
+        # No (or a malformed) lifetime: Google's usual hour, not a crash or a zero.
+        ({}, ("openid",), DEFAULT_TOKEN_LIFETIME_S),
+        ({"expires_in": "soon"}, ("openid",), DEFAULT_TOKEN_LIFETIME_S),
+    ],
+)
+def test_a_token_response_becomes_a_grant(
+    extra: dict[str, Any], scopes: tuple[str, ...], lifetime: float
+) -> None:
+    response = {"access_token": "ya29.a", "refresh_token": "1//r", **extra}
+    grant = grant_from_token_response(
+        response, email=EMAIL, name="Alice", requested_scopes=["openid"]
+    )
+    assert (grant.email, grant.name, grant.scopes) == (EMAIL, "Alice", scopes)
+    assert (grant.access_token, grant.refresh_token, grant.expires_in) == (
+        "ya29.a",
+        "1//r",
+        lifetime,
+    )
+    no_refresh = grant_from_token_response({"access_token": "ya29.b"}, email=EMAIL)
+    assert no_refresh.refresh_token is None

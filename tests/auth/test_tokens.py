@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import pytest
 from trayapp.auth.accounts import AccountManager
 from trayapp.auth.models import Account, AccountState, AuthMeta, Cause, fingerprint
 from trayapp.auth.secrets import SecretVault
-from trayapp.auth.signin import Grant
+from trayapp.auth.signin import Grant, grant_from_token_response
 from trayapp.auth.tokens import REFRESH_MARGIN, TokenProvider
 from trayapp.core.errors import AuthRequired, Offline, ReadOnlyCellError, ServerError
 from trayapp.core.store import Store
@@ -43,16 +43,8 @@ def grant_from_emulator(
     scopes: tuple[str, ...] = DEFAULT_SCOPES,
 ) -> Grant:
     """A grant as the browser flow would produce it, minted by the emulator's control API."""
-    tokens: dict[str, Any] = emu.control.issue_tokens(email, client.id, list(scopes))
-    return Grant(
-        email=email,
-        name=None,
-        scopes=tuple(str(tokens["scope"]).split()),
-        access_token=tokens["access_token"],
-        refresh_token=tokens["refresh_token"],
-        expires_in=float(tokens["expires_in"]),
-        obtained_at=datetime.now(UTC),
-    )
+    tokens = emu.control.issue_tokens(email, client.id, list(scopes))
+    return grant_from_token_response(tokens, email=email)
 
 
 async def signed_in(manager: AccountManager, emu: EmulatorServer, client: ClientInfo) -> Account:

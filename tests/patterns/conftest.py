@@ -36,7 +36,7 @@ import pytest
 from trayapp.auth.accounts import AccountManager
 from trayapp.auth.client_config import parse_client_json
 from trayapp.auth.secrets import SecretVault
-from trayapp.auth.signin import Grant
+from trayapp.auth.signin import Grant, grant_from_token_response
 from trayapp.auth.wiring import attach_accounts, google_api_kwargs
 from trayapp.core.engine import Engine
 from trayapp.core.outcomes import RunOutcome
@@ -201,18 +201,8 @@ HarnessFactory = Callable[..., Awaitable[GoogleHarness]]
 
 
 def make_grant(emu: EmulatorServer, client_id: str, email_address: str) -> Grant:
-    tokens: dict[str, Any] = emu.control.issue_tokens(
-        email_address, client_id, list(DEFAULT_SCOPES)
-    )
-    return Grant(
-        email=email_address,
-        name=None,
-        scopes=tuple(str(tokens["scope"]).split()),
-        access_token=tokens["access_token"],
-        refresh_token=tokens["refresh_token"],
-        expires_in=float(tokens["expires_in"]),
-        obtained_at=datetime.now(UTC),
-    )
+    tokens = emu.control.issue_tokens(email_address, client_id, list(DEFAULT_SCOPES))
+    return grant_from_token_response(tokens, email=email_address)
 
 
 async def open_engine(

@@ -24,7 +24,7 @@ import html
 import logging
 import secrets
 import webbrowser
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -386,17 +386,39 @@ async def _complete(
     access_token = str(tokens["access_token"])
     refresh_token = tokens.get("refresh_token")
     register_secret(access_token, refresh_token if isinstance(refresh_token, str) else None)
-    granted = tuple(str(tokens.get("scope") or params.get("scope") or " ".join(scopes)).split())
     email, name = await fetch_identity(client, access_token, http=http)
+    requested = str(params.get("scope") or " ".join(scopes)).split()
+    return grant_from_token_response(tokens, email=email, name=name, requested_scopes=requested)
+
+
+def grant_from_token_response(
+    tokens: Mapping[str, Any],
+    *,
+    email: str,
+    name: str | None = None,
+    requested_scopes: Sequence[str] = (),
+) -> Grant:
+    """A :class:`Grant` from a token endpoint's JSON answer (RFC 6749 5.1) for a known user.
+
+    The browser flow ends here, and so does anything else that already holds tokens for an
+    account and wants to store them through ``AccountManager.complete_sign_in`` (demo mode,
+    tests and benchmarks minting tokens from the emulator), so a token response is read one
+    way everywhere. The token response names no user, hence ``email``. ``scope`` may be
+    omitted when it equals the request (RFC 6749 5.1), hence ``requested_scopes``; a missing
+    or malformed ``expires_in`` means Google's usual lifetime. Redaction is not its job: the
+    flow registers tokens as they arrive and ``complete_sign_in`` registers what it stores.
+    """
+    refresh_token = tokens.get("refresh_token")
     try:
         expires_in = float(tokens.get("expires_in", DEFAULT_TOKEN_LIFETIME_S))
     except (TypeError, ValueError):
         expires_in = DEFAULT_TOKEN_LIFETIME_S
+    scope = tokens.get("scope")
     return Grant(
         email=email,
         name=name,
-        scopes=granted,
-        access_token=access_token,
+        scopes=tuple(str(scope).split()) if scope else tuple(requested_scopes),
+        access_token=str(tokens["access_token"]),
         refresh_token=str(refresh_token) if refresh_token else None,
         expires_in=expires_in,
         obtained_at=datetime.now(UTC),
