@@ -14,35 +14,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
+from trayapp.emulator.testing import start_emulator_process
+
 GMAIL_READONLY = "https://www.googleapis.com/auth/gmail.readonly"
-
-
-async def start_emulator() -> tuple[asyncio.subprocess.Process, dict[str, str]]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "trayapp.emulator",
-        "--port",
-        "0",
-        "--seed",
-        "demo",
-        "--json",
-        stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    assert proc.stdout is not None
-    facts = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))
-    return proc, facts
 
 
 async def measure(
@@ -68,7 +49,7 @@ async def measure(
 
 
 async def main(seconds: float) -> None:
-    proc, facts = await start_emulator()
+    proc, facts = await start_emulator_process("--seed", "demo")
     base = facts["base_url"]
     try:
         async with httpx.AsyncClient(

@@ -18,7 +18,7 @@ import httpx
 from trayapp.emulator.app import EmulatorApp
 from trayapp.emulator.control import Control
 from trayapp.emulator.seed import DEMO_CLIENT_ID, DEMO_EMAIL, seed_demo
-from trayapp.emulator.testing import EmulatorServer
+from trayapp.emulator.testing import EmulatorServer, start_emulator_process
 
 from .conftest import REPO, bearer
 
@@ -145,9 +145,8 @@ async def test_demo_world_conforms_end_to_end() -> None:
 
 
 def test_cli_runs_seeds_and_stops_on_sigterm(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
     config = tmp_path / "client_secret.json"
-    proc = asyncio.run(_cli_roundtrip(env, config))
+    proc = asyncio.run(_cli_roundtrip(config))
     assert proc == 0
     installed = json.loads(config.read_text())["installed"]
     assert installed["client_id"] == DEMO_CLIENT_ID
@@ -156,26 +155,11 @@ def test_cli_runs_seeds_and_stops_on_sigterm(tmp_path: Path) -> None:
     ].endswith("/token")
 
 
-async def _cli_roundtrip(env: dict[str, str], config: Path) -> int:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "trayapp.emulator",
-        "--port",
-        "0",
-        "--seed",
-        "demo",
-        "--json",
-        "--client-config",
-        str(config),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
+async def _cli_roundtrip(config: Path) -> int:
+    proc, facts = await start_emulator_process(
+        "--seed", "demo", "--client-config", str(config), stderr=asyncio.subprocess.PIPE
     )
-    assert proc.stdout is not None
     try:
-        line = await asyncio.wait_for(proc.stdout.readline(), 60)
-        facts = json.loads(line)
         assert facts["account"] == DEMO_EMAIL and facts["client_id"] == DEMO_CLIENT_ID
         assert facts["base_url"].startswith("http://127.0.0.1:")
         async with httpx.AsyncClient(base_url=facts["base_url"]) as http:

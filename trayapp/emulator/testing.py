@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import sys
 import threading
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +44,9 @@ DEFAULT_SCOPES = (
     "openid",
     "https://www.googleapis.com/auth/userinfo.email",
 )
+
+#: The directory holding the ``trayapp`` package (a checkout, or site-packages).
+_CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -224,3 +231,40 @@ class EmulatorServer:
                 "the emulator sent responses that do not conform to discovery:\n"
                 + "\n".join(problems[:20])
             )
+
+
+async def start_emulator_process(
+    *args: str, stderr: int | None = None
+) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
+    """Start ``python -m trayapp.emulator --port 0 --json *args``; return it and its facts line.
+
+    For callers that want the emulator in another process, as a client sees it (the CLI's own
+    tests, client benchmarks). The facts line (base URL, account, client id) is the CLI's
+    promise that it is listening, so nothing here polls a port. ``PYTHONPATH`` gains this
+    checkout, so it runs without an editable install. If no facts line arrives within a minute,
+    the process is killed before the error propagates, so a broken start leaks nothing.
+    """
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, (str(_CHECKOUT), os.environ.get("PYTHONPATH")))),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "trayapp.emulator",
+        "--port",
+        "0",
+        "--json",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=stderr,
+        env=env,
+    )
+    assert proc.stdout is not None
+    try:
+        facts: dict[str, Any] = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
+    return proc, facts
