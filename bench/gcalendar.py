@@ -35,24 +35,13 @@ import httpx
 
 from trayapp.api import UpdateContext
 from trayapp.core.store import Store
-from trayapp.emulator.testing import EmulatorServer
+from trayapp.emulator.testing import EmulatorServer, StaticToken
 from trayapp.google.client import GoogleApi
 from trayapp.google.endpoints import GoogleEndpoints
 from trayapp.patterns.gcalendar import CalendarImporter, CalendarSettings, upcoming
 
 EMAIL = "bench@example.com"
 T = TypeVar("T")
-
-
-class _Tokens:
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    async def access_token(self) -> str:
-        return self.token
-
-    async def refresh_after_rejection(self, rejected: str) -> str:
-        return self.token
 
 
 class CountingTransport(httpx.AsyncBaseTransport):
@@ -124,7 +113,7 @@ async def main() -> None:
         print(f"seeded {args.calendars} x {args.events} events in {time.monotonic() - t0:.1f} s")
         transport = CountingTransport()
         api = GoogleApi(
-            _Tokens(session.access_token),
+            StaticToken(session.access_token),
             endpoints=GoogleEndpoints.for_base(emu.base_url),
             transport=transport,
         )

@@ -20,7 +20,7 @@ import argparse
 import asyncio
 import time
 
-from trayapp.emulator.testing import EmulatorServer
+from trayapp.emulator.testing import EmulatorServer, StaticToken
 from trayapp.google.client import GoogleApi
 from trayapp.google.endpoints import GoogleEndpoints
 from trayapp.google.quota import AccountQuota, QuotaConfig
@@ -28,23 +28,12 @@ from trayapp.google.quota import AccountQuota, QuotaConfig
 EMAIL = "bench@example.com"
 
 
-class _Tokens:
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    async def access_token(self) -> str:
-        return self.token
-
-    async def refresh_after_rejection(self, rejected: str) -> str:
-        return self.token
-
-
 async def run(
     emu: EmulatorServer, token: str, config: QuotaConfig, parallel: int, limit: float
 ) -> tuple[float, float, int, int]:
     emu.control.clear_log()
     api = GoogleApi(
-        _Tokens(token),
+        StaticToken(token),
         endpoints=GoogleEndpoints.for_base(emu.base_url),
         quota=AccountQuota.create(config),
     )

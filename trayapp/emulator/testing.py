@@ -60,6 +60,25 @@ class Session:
     scopes: tuple[str, ...]
 
 
+class StaticToken:
+    """A token source (``trayapp.google.tokens.TokenSource``) handing out one fixed token.
+
+    For benchmarks and client tests that mint a token with :meth:`EmulatorServer.quick_setup`
+    and never expect a refresh; a 401 hands back the same token, so the caller sees Google's
+    answer rather than a refresh it did not ask for. Structural, so the emulator needs no app
+    import.
+    """
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    async def access_token(self) -> str:
+        return self.token
+
+    async def refresh_after_rejection(self, rejected: str) -> str:
+        return self.token
+
+
 class EmulatorServer:
     def __init__(
         self,
