@@ -38,6 +38,7 @@ from trayapp.auth.client_config import parse_client_json
 from trayapp.auth.secrets import SecretVault
 from trayapp.auth.signin import Grant, grant_from_token_response
 from trayapp.auth.wiring import attach_accounts, google_api_kwargs
+from trayapp.core.clock import SystemClock
 from trayapp.core.engine import Engine
 from trayapp.core.outcomes import RunOutcome
 from trayapp.core.patterns import Pattern, PatternRegistry
@@ -75,19 +76,9 @@ class TimeWarp:
         return self._mono0 + (time.monotonic() - self._mono0) * self.factor
 
     async def wait(self, event: asyncio.Event, timeout: float | None) -> bool:  # noqa: ASYNC109
-        if event.is_set():
-            return True
-        if timeout is None:
-            await event.wait()
-            return True
-        if timeout <= 0:
-            return False
-        try:
-            async with asyncio.timeout(timeout / self.factor):
-                await event.wait()
-        except TimeoutError:
-            return event.is_set()
-        return True
+        """The real clock's wait with warped seconds made real (``timeout / factor``)."""
+        real = None if timeout is None else timeout / self.factor
+        return await SystemClock().wait(event, real)
 
 
 class WarpedEmulatorClock(EmulatorClock):
