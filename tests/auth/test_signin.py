@@ -27,12 +27,17 @@ from trayapp.auth.signin import (
     grant_from_token_response,
 )
 from trayapp.emulator.control import ClientInfo
-from trayapp.emulator.testing import DEFAULT_SCOPES, GMAIL_READONLY, EmulatorServer
+from trayapp.emulator.testing import (
+    DEFAULT_SCOPES,
+    GMAIL_READONLY,
+    EmulatorServer,
+    find_chromium,
+    headless_chromium_argv,
+)
 
 pytestmark = pytest.mark.usefixtures("configured")
 
 EMAIL = "alice@example.com"
-CHROMIUM = "/usr/bin/chromium"
 
 
 class _Form(HTMLParser):
@@ -257,8 +262,9 @@ async def test_sign_out_revokes_and_deletes_local_secrets(
 @pytest.fixture
 def chromium(tmp_path: Path) -> Iterator[Callable[[str], None]]:
     """An opener that starts headless Chromium on the URL (flags per desktop-testing.md)."""
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is absent (apt-get install chromium); CI installs it")
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("Chromium is absent (apt-get install chromium); CI installs it")
     procs: list[subprocess.Popen[bytes]] = []
 
     def open_(url: str) -> None:
@@ -266,22 +272,7 @@ def chromium(tmp_path: Path) -> Iterator[Callable[[str], None]]:
         profile.mkdir()
         procs.append(
             subprocess.Popen(
-                [
-                    CHROMIUM,
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-quic",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--no-first-run",
-                    "--disable-default-apps",
-                    "--disable-extensions",
-                    f"--user-data-dir={profile}",
-                    "--remote-debugging-port=0",
-                    url,
-                ],
+                headless_chromium_argv(chromium, url, profile),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 env={**os.environ, "HOME": str(profile)},

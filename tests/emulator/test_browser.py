@@ -6,7 +6,6 @@ import asyncio
 import base64
 import hashlib
 import os
-import shutil
 import signal
 import tempfile
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -14,11 +13,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
-from trayapp.emulator.testing import EmulatorServer
+from trayapp.emulator.testing import EmulatorServer, find_chromium, headless_chromium_argv
 
-CHROMIUM = (
-    shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-)
+CHROMIUM = find_chromium()
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="needs Chromium (apt-get install chromium)"
@@ -59,22 +56,7 @@ async def _run_browser_flow(emu: EmulatorServer, decision: str) -> dict[str, lis
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         assert CHROMIUM is not None
         proc = await asyncio.create_subprocess_exec(
-            *[
-                CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-default-apps",
-                "--disable-extensions",
-                f"--user-data-dir={profile}",
-                "--remote-debugging-port=0",
-                url,
-            ],
+            *headless_chromium_argv(CHROMIUM, url, profile),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
             env={**os.environ, "HOME": profile},

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import sys
 import threading
 from collections.abc import Generator, Iterable
@@ -287,3 +288,37 @@ async def start_emulator_process(
         await proc.wait()
         raise
     return proc, facts
+
+
+def find_chromium() -> str | None:
+    """The Chromium (or Chrome) executable on PATH, if any: tests skip without one."""
+    names = ("chromium", "chromium-browser", "google-chrome")
+    return next((path for path in map(shutil.which, names) if path), None)
+
+
+def headless_chromium_argv(
+    chromium: str, url: str, profile_dir: str | os.PathLike[str]
+) -> list[str]:
+    """Command line for headless Chromium opening ``url`` on the emulator's consent page.
+
+    The flags are the ones desktop-testing.md settles on: no sandbox (containers), no GPU, no
+    QUIC or background networking (only 127.0.0.1 may be contacted), and a throwaway profile.
+    Run it with ``HOME`` set to ``profile_dir`` too, and in its own session
+    (``start_new_session=True``) so killing the process group takes the helpers with it.
+    """
+    return [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-default-apps",
+        "--disable-extensions",
+        f"--user-data-dir={os.fspath(profile_dir)}",
+        "--remote-debugging-port=0",
+        url,
+    ]
