@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -31,6 +30,7 @@ from trayapp.emulator.testing import (
     DEFAULT_SCOPES,
     GMAIL_READONLY,
     EmulatorServer,
+    answer_consent_page,
     find_chromium,
     headless_chromium_argv,
 )
@@ -38,22 +38,6 @@ from trayapp.emulator.testing import (
 pytestmark = pytest.mark.usefixtures("configured")
 
 EMAIL = "alice@example.com"
-
-
-class _Form(HTMLParser):
-    """Collects the consent form's fields, as a browser would submit them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.action = ""
-        self.fields: dict[str, str] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        if tag == "form":
-            self.action = a.get("action", "")
-        elif tag == "input" and a.get("type") == "hidden":
-            self.fields[a["name"]] = a.get("value", "")
 
 
 class HttpBrowser:
@@ -80,16 +64,7 @@ class HttpBrowser:
             redirect = urlsplit(parse_qs(urlsplit(url).query)["redirect_uri"][0])
             icon = await http.get(f"http://{redirect.netloc}/favicon.ico")
             assert icon.status_code == 404
-            page = await http.get(url)
-            if "<form" not in page.text:
-                return page
-            form = _Form()
-            form.feed(page.text)
-            data = dict(form.fields, decision=self.decision)
-            if self.account:
-                data["account"] = self.account
-            action = str(page.url.join(form.action))
-            return await http.post(action, data=data)
+            return await answer_consent_page(http, url, self.decision, self.account)
 
     async def final_page(self) -> httpx.Response:
         return await asyncio.wait_for(self.tasks[-1], 60)

@@ -25,9 +25,12 @@ import sys
 import threading
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+
+import httpx
 
 from trayapp.emulator.app import EmulatorApp
 from trayapp.emulator.control import ClientInfo, Control
@@ -322,3 +325,40 @@ def headless_chromium_argv(
         "--remote-debugging-port=0",
         url,
     ]
+
+
+class _ConsentForm(HTMLParser):
+    """The consent page's form: its action and hidden fields, as a browser would submit them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action = ""
+        self.fields: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self.action = a.get("action", "")
+        elif tag == "input" and a.get("type") == "hidden":
+            self.fields[a["name"]] = a.get("value", "")
+
+
+async def answer_consent_page(
+    http: httpx.AsyncClient, url: str, decision: str = "allow", account: str | None = None
+) -> httpx.Response:
+    """Play the user on the emulator's consent page: open ``url``, submit ``decision``.
+
+    Without JavaScript or a real browser (see :func:`headless_chromium_argv` for that), so
+    sign-in tests stay fast. ``account`` picks one on the account chooser. ``http`` should
+    follow redirects, so the answer is the loopback callback's page; when the emulator shows no
+    form (consent already given, or an error page) that page is returned unsubmitted.
+    """
+    page = await http.get(url)
+    if "<form" not in page.text:
+        return page
+    form = _ConsentForm()
+    form.feed(page.text)
+    data = dict(form.fields, decision=decision)
+    if account:
+        data["account"] = account
+    return await http.post(str(page.url.join(form.action)), data=data)
