@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,18 +18,6 @@ class Token(BaseModel):
     access: str
     expires_at: datetime
     scopes: list[str] = []
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "profile" / "store.db"
-
-
-@pytest.fixture
-def store(db: Path) -> Iterator[Store]:
-    s = Store.open(db)
-    yield s
-    s.close()
 
 
 def test_typed_values_round_trip_across_reopen(db: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,13 +29,6 @@ class Importer(Pattern[Any]):
 
 
 PATTERN = Importer()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.open(tmp_path / "db")
-    yield s
-    s.close()
 
 
 @pytest.mark.parametrize(

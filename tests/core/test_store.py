@@ -17,18 +17,6 @@ from trayapp.core.errors import StoreCorruptError, StoreError
 from trayapp.core.store import MIGRATIONS, SCHEMA_VERSION, Store
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "profile" / "store.db"
-
-
-@pytest.fixture
-def store(db: Path) -> Iterator[Store]:
-    s = Store.open(db)
-    yield s
-    s.close()
-
-
 def _fill(db: Path, n: int = 2000) -> None:
     with Store.open(db) as s:
         s.cell("charm:a:cursor", int, 0).set(n)
