@@ -342,12 +342,7 @@ async def test_token_endpoint_faults(
     expected: dict[str, str],
 ) -> None:
     emu.control.add_fault(kind="token_error", token_error=kind, times=1)
-    form = {
-        "grant_type": "refresh_token",
-        "refresh_token": session.refresh_token,
-        "client_id": session.client.id,
-        "client_secret": session.client.secret,
-    }
+    form = session.refresh_form()
     resp = await http.post("/token", data=form)
     assert (resp.status_code, resp.json()) == (code, expected)
     assert (await http.post("/token", data=form)).status_code == 200

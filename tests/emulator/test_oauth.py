@@ -242,12 +242,7 @@ async def test_client_authentication_errors(http: httpx.AsyncClient, client: Cli
 async def test_refresh_grant_and_revocation(
     emu: EmulatorServer, http: httpx.AsyncClient, session: Session
 ) -> None:
-    form = {
-        "grant_type": "refresh_token",
-        "refresh_token": session.refresh_token,
-        "client_id": session.client.id,
-        "client_secret": session.client.secret,
-    }
+    form = session.refresh_form()
     resp = await http.post("/token", data=form)
     assert resp.status_code == 200
     body = resp.json()
@@ -300,15 +295,7 @@ async def test_expire_access_tokens_and_revoke_via_control(
         await http.get("/oauth2/v2/userinfo", headers=bearer(session.access_token))
     ).status_code == 401
     assert emu.control.revoke_refresh_token(session.email) == 1
-    resp = await http.post(
-        "/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": session.refresh_token,
-            "client_id": session.client.id,
-            "client_secret": session.client.secret,
-        },
-    )
+    resp = await http.post("/token", data=session.refresh_form())
     assert resp.json()["error_description"] == "Token has been expired or revoked."
 
 
@@ -316,12 +303,7 @@ async def test_testing_client_refresh_tokens_expire_after_seven_days(
     emu: EmulatorServer, http: httpx.AsyncClient
 ) -> None:
     s = emu.quick_setup("t@example.com", [GMAIL], testing_client=True)
-    form = {
-        "grant_type": "refresh_token",
-        "refresh_token": s.refresh_token,
-        "client_id": s.client.id,
-        "client_secret": s.client.secret,
-    }
+    form = s.refresh_form()
     emu.control.advance_clock(7 * 24 * 3600 - 60)
     assert (await http.post("/token", data=form)).status_code == 200
     emu.control.advance_clock(120)
@@ -345,15 +327,7 @@ async def test_refresh_tokens_capped_per_account_and_client(
     third = emu.control.issue_tokens(session.email, session.client.id, [GMAIL])
 
     async def refresh(tok: str) -> int:
-        r = await http.post(
-            "/token",
-            data={
-                "grant_type": "refresh_token",
-                "refresh_token": tok,
-                "client_id": session.client.id,
-                "client_secret": session.client.secret,
-            },
-        )
+        r = await http.post("/token", data=session.refresh_form(tok))
         return r.status_code
 
     assert [

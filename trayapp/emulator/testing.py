@@ -63,6 +63,19 @@ class Session:
     refresh_token: str
     scopes: tuple[str, ...]
 
+    def refresh_form(self, refresh_token: str | None = None) -> dict[str, str]:
+        """The ``/token`` form of a refresh (RFC 6749 6) by this session's client.
+
+        ``refresh_token`` defaults to the session's own; pass another (a rotated or revoked
+        one) to see how the endpoint treats it.
+        """
+        return {
+            "grant_type": "refresh_token",
+            "refresh_token": self.refresh_token if refresh_token is None else refresh_token,
+            "client_id": self.client.id,
+            "client_secret": self.client.secret,
+        }
+
 
 class StaticToken:
     """A token source (``trayapp.google.tokens.TokenSource``) handing out one fixed token.
