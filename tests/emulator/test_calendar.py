@@ -8,7 +8,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from trayapp.emulator.testing import EmulatorServer, Session
+from trayapp.emulator.testing import EmulatorServer, Session, timed_event
 
 from .conftest import bearer
 
@@ -54,16 +54,6 @@ async def all_pages(
         if "nextSyncToken" in page:
             return items, page["nextSyncToken"], pages
         params["pageToken"] = page["nextPageToken"]
-
-
-def timed(
-    summary: str, start: str, end: str, tz: str | None = None, **extra: Any
-) -> dict[str, Any]:
-    s: dict[str, Any] = {"dateTime": start}
-    e: dict[str, Any] = {"dateTime": end}
-    if tz:
-        s["timeZone"] = e["timeZone"] = tz
-    return {"summary": summary, "start": s, "end": e, **extra}
 
 
 async def test_calendar_list_pagination_and_incremental_sync(
@@ -119,7 +109,11 @@ async def test_events_full_then_paginated_incremental_sync(
     e = session.email
     ids = [
         emu.control.add_event(
-            e, e, timed(f"E{i}", f"2026-02-{i + 1:02d}T10:00:00Z", f"2026-02-{i + 1:02d}T11:00:00Z")
+            e,
+            e,
+            timed_event(
+                f"E{i}", f"2026-02-{i + 1:02d}T10:00:00Z", f"2026-02-{i + 1:02d}T11:00:00Z"
+            ),
         )
         for i in range(7)
     ]
@@ -129,7 +123,9 @@ async def test_events_full_then_paginated_incremental_sync(
     emu.control.update_event(e, e, ids[0], {"summary": "E0 changed"})
     emu.control.cancel_event(e, e, ids[1])
     new = [
-        emu.control.add_event(e, e, timed(f"N{i}", "2026-03-01T10:00:00Z", "2026-03-01T11:00:00Z"))
+        emu.control.add_event(
+            e, e, timed_event(f"N{i}", "2026-03-01T10:00:00Z", "2026-03-01T11:00:00Z")
+        )
         for i in range(3)
     ]
     # Paginated incremental sync: the same syncToken with each pageToken.
@@ -189,7 +185,7 @@ async def test_sync_token_410_cases(
     emu: EmulatorServer, http: httpx.AsyncClient, session: Session
 ) -> None:
     e = session.email
-    emu.control.add_event(e, e, timed("a", "2026-02-01T10:00:00Z", "2026-02-01T11:00:00Z"))
+    emu.control.add_event(e, e, timed_event("a", "2026-02-01T10:00:00Z", "2026-02-01T11:00:00Z"))
     token = (await get(http, session, events_path(e))).json()["nextSyncToken"]
     assert (await get(http, session, events_path(e), syncToken=token)).status_code == 200
     garbage = await get(http, session, events_path(e), syncToken="not-a-token")
@@ -216,7 +212,7 @@ async def test_single_events_expansion_with_exceptions(
     master = emu.control.add_event(
         e,
         e,
-        timed(
+        timed_event(
             "Standup",
             "2026-03-02T09:00:00-05:00",
             "2026-03-02T09:15:00-05:00",
@@ -286,7 +282,7 @@ async def test_single_events_expansion_with_exceptions(
 
 def weekly(summary: str, count: int = 4) -> dict[str, Any]:
     """A series every Monday 09:00-10:00 UTC from 2026-03-02."""
-    return timed(
+    return timed_event(
         summary,
         "2026-03-02T09:00:00Z",
         "2026-03-02T10:00:00Z",
@@ -305,7 +301,7 @@ async def test_show_deleted_rules_for_cancelled_occurrences(
     gone = f"{master}_20260309T090000Z"
     emu.control.cancel_event(e, e, gone)
     single = emu.control.add_event(
-        e, e, timed("One", "2026-03-04T09:00:00Z", "2026-03-04T10:00:00Z")
+        e, e, timed_event("One", "2026-03-04T09:00:00Z", "2026-03-04T10:00:00Z")
     )
     emu.control.cancel_event(e, e, single)
 
@@ -402,8 +398,12 @@ async def test_time_bounds_are_exclusive_and_need_offsets(
     emu: EmulatorServer, http: httpx.AsyncClient, session: Session
 ) -> None:
     e = session.email
-    a = emu.control.add_event(e, e, timed("a", "2026-04-01T10:00:00Z", "2026-04-01T11:00:00Z"))
-    b = emu.control.add_event(e, e, timed("b", "2026-04-01T11:00:00Z", "2026-04-01T12:00:00Z"))
+    a = emu.control.add_event(
+        e, e, timed_event("a", "2026-04-01T10:00:00Z", "2026-04-01T11:00:00Z")
+    )
+    b = emu.control.add_event(
+        e, e, timed_event("b", "2026-04-01T11:00:00Z", "2026-04-01T12:00:00Z")
+    )
     day = emu.control.add_event(
         e, e, {"summary": "all day", "start": {"date": "2026-04-02"}, "end": {"date": "2026-04-03"}}
     )
@@ -478,7 +478,9 @@ async def test_events_max_results_capped_at_2500(
     page = (await get(http, session, events_path(e), singleEvents="true", maxResults=5000)).json()
     assert len(page["items"]) == 1000  # the per-series expansion cap
     for i in range(2600):
-        emu.control.add_event(e, e, timed(f"x{i}", "2026-05-01T10:00:00Z", "2026-05-01T11:00:00Z"))
+        emu.control.add_event(
+            e, e, timed_event(f"x{i}", "2026-05-01T10:00:00Z", "2026-05-01T11:00:00Z")
+        )
     page = (await get(http, session, events_path(e), maxResults=5000)).json()
     assert len(page["items"]) == 2500 and "nextPageToken" in page
     default = (await get(http, session, events_path(e))).json()
@@ -536,7 +538,7 @@ async def test_calendar_batch_and_fields(
 
     e = session.email
     cid = emu.control.add_calendar(e, "#contacts@group.v.calendar.google.com", summary="Birthdays")
-    emu.control.add_event(e, e, timed("a", "2026-02-01T10:00:00Z", "2026-02-01T11:00:00Z"))
+    emu.control.add_event(e, e, timed_event("a", "2026-02-01T10:00:00Z", "2026-02-01T11:00:00Z"))
     reqs = [
         ("list", "GET /calendar/v3/users/me/calendarList?fields=items(id)"),
         ("primary", f"GET {events_path(e)}?fields=items(id,summary),nextSyncToken"),
@@ -646,7 +648,9 @@ async def test_cancelled_events_are_forgotten_after_a_ttl(
     """Google forgets deleted events after a while; a sync token from before a forgotten
     deletion can no longer report it, so it answers 410 (a newer one keeps working)."""
     e = session.email
-    eid = emu.control.add_event(e, e, timed("x", "2026-03-04T09:00:00Z", "2026-03-04T10:00:00Z"))
+    eid = emu.control.add_event(
+        e, e, timed_event("x", "2026-03-04T09:00:00Z", "2026-03-04T10:00:00Z")
+    )
     _, before, _ = await all_pages(http, session, events_path(e))
     emu.control.cancel_event(e, e, eid)
     changed, after, _ = await all_pages(http, session, events_path(e), syncToken=before)
@@ -672,7 +676,7 @@ async def test_page_token_survives_a_new_access_token_in_the_query(
     e = session.email
     for day in range(1, 4):
         emu.control.add_event(
-            e, e, timed(f"d{day}", f"2026-03-0{day}T09:00:00Z", f"2026-03-0{day}T10:00:00Z")
+            e, e, timed_event(f"d{day}", f"2026-03-0{day}T09:00:00Z", f"2026-03-0{day}T10:00:00Z")
         )
     first = (await get(http, session, events_path(e), maxResults=2)).json()
     fresh = emu.control.issue_tokens(e, session.client.client_id, session.scopes)["access_token"]
@@ -697,7 +701,7 @@ async def test_event_pages_see_changes_made_between_them(
     e = session.email
 
     def day(n: int) -> dict[str, Any]:
-        return timed(f"d{n}", f"2026-03-0{n}T09:00:00Z", f"2026-03-0{n}T10:00:00Z")
+        return timed_event(f"d{n}", f"2026-03-0{n}T09:00:00Z", f"2026-03-0{n}T10:00:00Z")
 
     ids = [emu.control.add_event(e, e, day(n)) for n in (1, 2, 3, 4)]
     first = (await get(http, session, events_path(e), maxResults=2)).json()

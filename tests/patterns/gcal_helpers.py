@@ -24,20 +24,6 @@ from trayapp.patterns.gcalendar_recurrence import Occurrence
 GoogleHarness = Any
 
 
-def timed(
-    summary: str, start: str, end: str, tz: str | None = None, **extra: Any
-) -> dict[str, Any]:
-    s: dict[str, Any] = {"dateTime": start}
-    e: dict[str, Any] = {"dateTime": end}
-    if tz:
-        s["timeZone"] = e["timeZone"] = tz
-    return {"summary": summary, "start": s, "end": e, **extra}
-
-
-def all_day(summary: str, start: str, end: str, **extra: Any) -> dict[str, Any]:
-    return {"summary": summary, "start": {"date": start}, "end": {"date": end}, **extra}
-
-
 @dataclass
 class StoreSource:
     """What ``CalendarImporter.export``/``upcoming`` read, over the engine's store."""

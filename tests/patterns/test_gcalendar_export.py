@@ -14,10 +14,11 @@ from typing import Any
 import icalendar
 import pytest
 from dateutil import rrule
-from gcal_helpers import StoreSource, all_day, events, timed, upcoming
+from gcal_helpers import StoreSource, events, upcoming
 
 from trayapp.api import ExportError
 from trayapp.core.outcomes import OutcomeKind
+from trayapp.emulator.testing import all_day_event, timed_event
 from trayapp.patterns.gcalendar import CalendarImporter
 
 GoogleHarness = Any
@@ -38,7 +39,7 @@ async def synced(h: GoogleHarness) -> tuple[GoogleHarness, str, dict[str, str]]:
     weekly = c.add_event(
         e,
         e,
-        timed(
+        timed_event(
             "standup",
             "2026-10-19T09:00:00-04:00",
             "2026-10-19T09:30:00-04:00",
@@ -63,7 +64,7 @@ async def synced(h: GoogleHarness) -> tuple[GoogleHarness, str, dict[str, str]]:
     meeting = c.add_event(
         e,
         e,
-        timed(
+        timed_event(
             "planning",
             "2026-11-03T15:00:00Z",
             "2026-11-03T16:00:00Z",
@@ -79,7 +80,7 @@ async def synced(h: GoogleHarness) -> tuple[GoogleHarness, str, dict[str, str]]:
             },
         ),
     )
-    holiday = c.add_event(e, e, all_day("holiday", "2026-12-24", "2026-12-26"))
+    holiday = c.add_event(e, e, all_day_event("holiday", "2026-12-24", "2026-12-26"))
     charm = h.add_charm("gcalendar-importer", {})
     assert (await h.sync(charm)).kind is OutcomeKind.OK
     return h, charm, {"weekly": weekly, "meeting": meeting, "holiday": holiday}
@@ -191,7 +192,7 @@ async def test_a_declined_occurrence_is_left_out_unless_declined_events_are_kept
     series = h.emu.control.add_event(
         h.email,
         h.email,
-        timed(
+        timed_event(
             "daily",
             "2026-12-01T09:00:00Z",
             "2026-12-01T10:00:00Z",

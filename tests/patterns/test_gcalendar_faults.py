@@ -12,16 +12,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from gcal_helpers import (
-    after_listed_pages,
-    events,
-    google_ids,
-    records,
-    stored_ids,
-    timed,
-)
+from gcal_helpers import after_listed_pages, events, google_ids, records, stored_ids
 
 from trayapp.core.outcomes import OutcomeKind
+from trayapp.emulator.testing import timed_event
 from trayapp.google.retry import RetryPolicy
 from trayapp.patterns import gcalendar
 from trayapp.patterns.gcalendar import CalendarImporter, CalendarRecord
@@ -42,7 +36,7 @@ def add(h: GoogleHarness, calendar_id: str, summary: str, day: int = 1) -> str:
         h.emu.control.add_event(
             h.email,
             calendar_id,
-            timed(summary, f"2026-12-{day:02d}T09:00:00Z", f"2026-12-{day:02d}T10:00:00Z"),
+            timed_event(summary, f"2026-12-{day:02d}T09:00:00Z", f"2026-12-{day:02d}T10:00:00Z"),
         )
     )
 

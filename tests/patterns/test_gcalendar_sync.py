@@ -9,17 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from gcal_helpers import (
-    all_day,
-    events,
-    google_ids,
-    records,
-    stored_ids,
-    timed,
-)
+from gcal_helpers import events, google_ids, records, stored_ids
 
 from trayapp.core.errors import SettingsError
 from trayapp.core.outcomes import OutcomeKind
+from trayapp.emulator.testing import all_day_event, timed_event
 from trayapp.patterns import gcalendar
 from trayapp.patterns.gcalendar import CalendarImporter
 
@@ -46,7 +40,7 @@ def seed(h: GoogleHarness, calendar_id: str, n: int, prefix: str = "ev") -> list
         h.emu.control.add_event(
             h.email,
             calendar_id,
-            timed(
+            timed_event(
                 f"{prefix} {i}",
                 f"2026-12-{1 + i % 28:02d}T09:00:00Z",
                 f"2026-12-{1 + i % 28:02d}T10:00:00Z",
@@ -141,12 +135,12 @@ async def test_no_change_sync_sends_one_request_per_calendar_plus_the_list(
 
 async def test_cancelled_events_and_series_are_deleted(h: GoogleHarness) -> None:
     single = h.emu.control.add_event(
-        h.email, h.email, timed("single", "2026-12-01T09:00:00Z", "2026-12-01T10:00:00Z")
+        h.email, h.email, timed_event("single", "2026-12-01T09:00:00Z", "2026-12-01T10:00:00Z")
     )
     series = h.emu.control.add_event(
         h.email,
         h.email,
-        timed(
+        timed_event(
             "weekly",
             "2026-12-07T09:00:00Z",
             "2026-12-07T10:00:00Z",
@@ -180,7 +174,7 @@ async def test_a_listing_keeps_no_marker_of_a_cancelled_series_across_pages(
     series = h.emu.control.add_event(
         h.email,
         h.email,
-        timed(
+        timed_event(
             "weekly",
             "2026-12-07T09:00:00Z",
             "2026-12-07T10:00:00Z",
@@ -190,7 +184,7 @@ async def test_a_listing_keeps_no_marker_of_a_cancelled_series_across_pages(
     kept = h.emu.control.add_event(
         h.email,
         h.email,
-        timed(
+        timed_event(
             "daily",
             "2026-12-01T08:00:00Z",
             "2026-12-01T08:30:00Z",
@@ -260,9 +254,9 @@ async def test_percent_encoded_calendar_ids(h: GoogleHarness) -> None:
     holiday = "en.usa#holiday@group.v.calendar.google.com"
     h.emu.control.add_calendar(h.email, holiday, summary="Holidays", accessRole="reader")
     bday = h.emu.control.add_event(
-        h.email, CONTACTS, all_day("Ada's birthday", "2026-12-10", "2026-12-11")
+        h.email, CONTACTS, all_day_event("Ada's birthday", "2026-12-10", "2026-12-11")
     )
-    h.emu.control.add_event(h.email, holiday, all_day("Holiday", "2026-12-25", "2026-12-26"))
+    h.emu.control.add_event(h.email, holiday, all_day_event("Holiday", "2026-12-25", "2026-12-26"))
     charm = h.add_charm(
         "gcalendar-importer", {"calendars": "listed", "calendar_ids": [CONTACTS, holiday]}
     )
@@ -275,7 +269,7 @@ async def test_percent_encoded_calendar_ids(h: GoogleHarness) -> None:
     await assert_store_is_google(h, charm, holiday)
     assert stored_ids(h, charm, h.email) == set()  # not listed
 
-    h.emu.control.add_event(h.email, CONTACTS, all_day("Bob", "2026-12-12", "2026-12-13"))
+    h.emu.control.add_event(h.email, CONTACTS, all_day_event("Bob", "2026-12-12", "2026-12-13"))
     assert (await h.sync(charm)).kind is OutcomeKind.OK
     await assert_store_is_google(h, charm, CONTACTS)
     assert h.emu.control.request_violations() == []
@@ -286,7 +280,7 @@ async def test_declined_events_are_dropped_unless_kept(h: GoogleHarness) -> None
     declined = h.emu.control.add_event(
         h.email,
         h.email,
-        timed(
+        timed_event(
             "declined",
             "2026-12-01T09:00:00Z",
             "2026-12-01T10:00:00Z",
@@ -296,7 +290,7 @@ async def test_declined_events_are_dropped_unless_kept(h: GoogleHarness) -> None
     accepted = h.emu.control.add_event(
         h.email,
         h.email,
-        timed(
+        timed_event(
             "accepted",
             "2026-12-02T09:00:00Z",
             "2026-12-02T10:00:00Z",

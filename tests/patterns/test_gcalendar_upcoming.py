@@ -12,9 +12,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from gcal_helpers import StoreSource, all_day, as_rows, events, timed, truth, upcoming
+from gcal_helpers import StoreSource, as_rows, events, truth, upcoming
 
 from trayapp.core.outcomes import OutcomeKind
+from trayapp.emulator.testing import all_day_event, timed_event
 from trayapp.patterns.gcalendar import CalendarImporter
 from trayapp.patterns.gcalendar_recurrence import expand
 
@@ -47,7 +48,7 @@ def seed_series(h: GoogleHarness, calendar_id: str) -> dict[str, str]:
     weekly = c.add_event(
         e,
         calendar_id,
-        timed(
+        timed_event(
             "standup",
             "2026-10-19T09:00:00-04:00",
             "2026-10-19T09:30:00-04:00",
@@ -74,7 +75,9 @@ def seed_series(h: GoogleHarness, calendar_id: str) -> dict[str, str]:
     daily = c.add_event(
         e,
         calendar_id,
-        all_day("on call", "2026-12-01", "2026-12-02", recurrence=["RRULE:FREQ=DAILY;COUNT=10"]),
+        all_day_event(
+            "on call", "2026-12-01", "2026-12-02", recurrence=["RRULE:FREQ=DAILY;COUNT=10"]
+        ),
     )
     c.cancel_event(e, calendar_id, f"{daily}_20261203")
     c.update_event(
@@ -86,7 +89,7 @@ def seed_series(h: GoogleHarness, calendar_id: str) -> dict[str, str]:
     endless = c.add_event(
         e,
         calendar_id,
-        timed(
+        timed_event(
             "monthly review",
             "2025-01-15T16:00:00Z",
             "2025-01-15T17:00:00Z",
@@ -94,12 +97,14 @@ def seed_series(h: GoogleHarness, calendar_id: str) -> dict[str, str]:
         ),
     )
     single = c.add_event(
-        e, calendar_id, timed("dentist", "2026-12-03T08:00:00Z", "2026-12-03T09:00:00Z")
+        e, calendar_id, timed_event("dentist", "2026-12-03T08:00:00Z", "2026-12-03T09:00:00Z")
     )
-    past = c.add_event(e, calendar_id, timed("old", "2026-01-03T08:00:00Z", "2026-01-03T09:00:00Z"))
+    past = c.add_event(
+        e, calendar_id, timed_event("old", "2026-01-03T08:00:00Z", "2026-01-03T09:00:00Z")
+    )
     # Ends long after any window below ends: the view must still find it by its start.
     long = c.add_event(
-        e, calendar_id, timed("sabbatical", "2026-11-20T00:00:00Z", "2026-12-30T00:00:00Z")
+        e, calendar_id, timed_event("sabbatical", "2026-11-20T00:00:00Z", "2026-12-30T00:00:00Z")
     )
     return {
         "weekly": weekly,
@@ -180,7 +185,7 @@ async def test_exceptions_that_arrive_incrementally(h: GoogleHarness) -> None:
 async def test_occurrences_carry_calendar_name_and_colour(h: GoogleHarness) -> None:
     cal = h.emu.control.add_calendar(h.email, summary="Team", backgroundColor="#ff0000")
     h.emu.control.add_event(
-        h.email, cal, timed("sync", "2026-12-03T08:00:00Z", "2026-12-03T09:00:00Z")
+        h.email, cal, timed_event("sync", "2026-12-03T08:00:00Z", "2026-12-03T09:00:00Z")
     )
     charm = h.add_charm("gcalendar-importer", {})
     assert (await h.sync(charm)).kind is OutcomeKind.OK
@@ -198,7 +203,7 @@ async def test_default_window_is_upcoming_days_from_now(h: GoogleHarness) -> Non
     soon = h.emu.control.add_event(
         h.email,
         h.email,
-        timed(
+        timed_event(
             "soon",
             (now + timedelta(days=2)).isoformat(),
             (now + timedelta(days=2, hours=1)).isoformat(),
@@ -207,7 +212,7 @@ async def test_default_window_is_upcoming_days_from_now(h: GoogleHarness) -> Non
     h.emu.control.add_event(
         h.email,
         h.email,
-        timed(
+        timed_event(
             "later",
             (now + timedelta(days=9)).isoformat(),
             (now + timedelta(days=9, hours=1)).isoformat(),
@@ -385,7 +390,7 @@ async def test_single_events_of_every_length_are_found_at_the_window_edges(
     hour = timedelta(hours=1)
 
     def at(summary: str, start: datetime, length: timedelta) -> dict[str, Any]:
-        return timed(summary, start.isoformat(), (start + length).isoformat())
+        return timed_event(summary, start.isoformat(), (start + length).isoformat())
 
     def seed(calendar_id: str) -> None:
         for ev in (
@@ -399,12 +404,12 @@ async def test_single_events_of_every_length_are_found_at_the_window_edges(
             at("takes no time, at the end", edge + 7 * 24 * hour, timedelta(0)),
             at("long, after the window", edge + 8 * 24 * hour, 5 * 24 * hour),
             at("a year, over", edge - 400 * 24 * hour, 365 * 24 * hour),
-            all_day("the edge's day", "2026-12-10", "2026-12-11"),
-            all_day("the day before", "2026-12-09", "2026-12-10"),
-            all_day("two days", "2026-12-08", "2026-12-10"),
-            all_day("a week, across", "2026-12-05", "2026-12-12"),
-            all_day("the last day", "2026-12-16", "2026-12-17"),
-            all_day("the day after", "2026-12-17", "2026-12-18"),
+            all_day_event("the edge's day", "2026-12-10", "2026-12-11"),
+            all_day_event("the day before", "2026-12-09", "2026-12-10"),
+            all_day_event("two days", "2026-12-08", "2026-12-10"),
+            all_day_event("a week, across", "2026-12-05", "2026-12-12"),
+            all_day_event("the last day", "2026-12-16", "2026-12-17"),
+            all_day_event("the day after", "2026-12-17", "2026-12-18"),
         ):
             h.emu.control.add_event(h.email, calendar_id, ev)
 

@@ -77,6 +77,22 @@ class Session:
         }
 
 
+def timed_event(
+    summary: str, start: str, end: str, tz: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A Calendar event body from ``start`` to ``end`` (RFC 3339), optionally in zone ``tz``."""
+    s: dict[str, Any] = {"dateTime": start}
+    e: dict[str, Any] = {"dateTime": end}
+    if tz:
+        s["timeZone"] = e["timeZone"] = tz
+    return {"summary": summary, "start": s, "end": e, **extra}
+
+
+def all_day_event(summary: str, start: str, end: str, **extra: Any) -> dict[str, Any]:
+    """A Calendar all-day event body; ``end`` is exclusive (the day after), as Google has it."""
+    return {"summary": summary, "start": {"date": start}, "end": {"date": end}, **extra}
+
+
 class StaticToken:
     """A token source (``trayapp.google.tokens.TokenSource``) handing out one fixed token.
 
