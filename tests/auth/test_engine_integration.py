@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from trayapp.api import BaseModel, Pattern, RunReport, UpdateContext
+from trayapp.api import NoSettings, Pattern, RunReport, UpdateContext
 from trayapp.auth.accounts import AccountManager
 from trayapp.auth.client_config import parse_client_json
 from trayapp.auth.models import AccountState
@@ -32,10 +32,6 @@ EMAIL = "alice@example.com"
 USERINFO_EMAIL = "https://www.googleapis.com/auth/userinfo.email"
 WAIT = 60.0
 CHARMS = ("one", "two", "three")
-
-
-class NoSettings(BaseModel):
-    pass
 
 
 class WhoAmI(Pattern[NoSettings]):

@@ -18,7 +18,15 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 
-from trayapp.api import AuthRequired, BaseModel, CellSpec, Pattern, RunReport, UpdateContext
+from trayapp.api import (
+    AuthRequired,
+    BaseModel,
+    CellSpec,
+    NoSettings,
+    Pattern,
+    RunReport,
+    UpdateContext,
+)
 from trayapp.core.engine import USER_AGENT, Engine
 from trayapp.core.errors import BindingError, ConfigError, NotFoundError, SettingsError
 from trayapp.core.events import CharmsChanged, EngineEvent, RunFinished, RunStarted
@@ -65,10 +73,6 @@ def feed_server(tmp_path: Path) -> Iterator[tuple[str, list[str], Path]]:
 
 
 # --- test patterns -------------------------------------------------------------------------------
-
-
-class NoSettings(BaseModel):
-    pass
 
 
 class Forever(Pattern[NoSettings]):
@@ -464,8 +468,9 @@ async def test_changing_the_feed_url_resets_the_charm(
 
     engine.update_charm("a", settings={"url": f"{base}/atom.xml"})
     assert len(items) == 0  # another feed: the old items went with the old URL
-    assert engine.status("a").next_due_at is not None
-    assert engine.status("a").next_due_at <= datetime.now(UTC)  # resync is due now
+    due = engine.status("a").next_due_at
+    assert due is not None
+    assert due <= datetime.now(UTC)  # resync is due now
     outcome = (await engine.sync())["a"]
     assert outcome.report.added == 2 and len(items) == 2
 
