@@ -32,6 +32,7 @@ DEMO_FEEDS = {
 }
 DEMO_INTERVAL = timedelta(minutes=2)
 NEW_ITEM_EVERY = 2  # requests per new item, per feed
+FEED_WINDOW = 20  # a feed lists its newest 20 items, like most real feeds
 
 
 @dataclass
@@ -66,7 +67,7 @@ class DemoFeedServer:
         title = DEMO_FEEDS[slug]
         base = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
         items = []
-        for n in range(count, 0, -1):
+        for n in range(count, max(0, count - FEED_WINDOW), -1):
             when = format_datetime(base + timedelta(hours=n))
             items.append(
                 f"<item><title>{escape(title)} #{n}</title>"
