@@ -112,6 +112,9 @@ def test_account_needing_sign_in_is_attention_with_one_click_fix() -> None:
     top = menu.find("account:acct1:signin")
     assert top is not None and top.visible and top.command == "signin:acct1"
     assert menu.find("charm:gmail:next").text == "Next run: after sign-in"  # type: ignore[union-attr]
+    # The charm says why in the account's short words, not the engine's CLI error text.
+    why = menu.find("charm:gmail:error")
+    assert why is not None and why.visible and why.text == "Google refused the saved sign-in."
     # The healthy charm is unaffected.
     assert menu.find("charm:news:signin").visible is False  # type: ignore[union-attr]
 

@@ -83,8 +83,8 @@ def test_one_notification_per_account_however_many_charms_it_parks() -> None:
         "acct1",
         "ada@example.com",
         AccountState.NEEDS_SIGN_IN,
-        reason="Google refused the saved sign-in.",
-        cause="The OAuth client is in Testing, so sign-ins expire after 7 days.",
+        reason="Google ended the sign-in after 7 days, as it does for OAuth clients in Testing.",
+        hint="Publish the client in Google Cloud Console to stop the weekly sign-ins.",
     )
     cal = Charm("cal", "Calendar", "gcal", "acct1")
     parked = CharmStatus(
@@ -95,7 +95,11 @@ def test_one_notification_per_account_however_many_charms_it_parks() -> None:
     assert len(out) == 1
     n = out[0]
     assert n.kind == "sign_in" and n.title == "Sign in again to ada@example.com"
-    assert "7 days" in n.body and n.action == "signin:acct1" and n.action_label == "Sign in again"
+    assert n.body == (
+        "Google ended the sign-in after 7 days, as it does for OAuth clients in Testing. "
+        "Publish the client in Google Cloud Console to stop the weekly sign-ins."
+    )
+    assert n.action == "signin:acct1" and n.action_label == "Sign in again"
     assert p.observe(snap(GRACE_OVER + timedelta(minutes=1), statuses, [acct], [GMAIL, cal])) == []
     # Signed in again: one "recovered", and a later expiry notifies again.
     fine = AccountView("acct1", "ada@example.com", AccountState.SIGNED_IN)
@@ -169,3 +173,34 @@ def test_account_reason_loses_the_cli_hint_in_the_tray() -> None:
     )
     assert short_reason("Keychain locked") == "Keychain locked."
     assert short_reason("") == ""
+
+
+def test_tray_words_a_revoked_sign_in_once_without_the_cli_text() -> None:
+    """The reported notification said the same thing three times; the tray's words say it once."""
+    from trayapp.auth.models import Account, Cause
+    from trayapp.auth.models import AccountState as AuthState
+    from trayapp.ui.accounts import describe
+
+    revoked = Account(
+        id="a1",
+        email="demo@example.com",
+        state=AuthState.NEEDS_SIGN_IN,
+        cause=Cause.INVALID_GRANT,
+        reason=(
+            "Google no longer accepts the sign-in of demo@example.com (access was revoked or "
+            "expired: Token has been expired or revoked.); sign in again with `trayapp accounts "
+            "signin demo@example.com` or from the tray menu"
+        ),
+        created_at=T0,
+        updated_at=T0,
+    )
+    reason, hint = describe(revoked)
+    assert reason == "Google no longer accepts the saved sign-in: it was revoked or expired."
+    assert hint == ""
+    weekly = revoked.model_copy(update={"cause": Cause.TESTING_EXPIRY})
+    reason, hint = describe(weekly)
+    assert "7 days" in reason and "Testing" in reason and hint.startswith("Publish")
+    # A cause the tray does not know keeps auth's sentence, minus the CLI's command line.
+    odd = revoked.model_copy(update={"cause": None, "reason": "Odd; sign in again with x"})
+    assert describe(odd) == ("Odd.", "")
+    assert describe(revoked.model_copy(update={"state": AuthState.SIGNED_IN})) == ("", "")

@@ -57,16 +57,27 @@ class NoAccounts:
         return None
 
 
-_CAUSES = {
-    "testing_expiry": "The OAuth client is in Testing status, so Google ends its sign-ins after "
-    "7 days; publish the client (or sign in again each week).",
-    "invalid_grant": "The saved sign-in was revoked or expired (password change, removed access, "
-    "or too many sign-ins).",
-    "reauth_required": "Your organisation requires you to sign in again periodically.",
-    "invalid_client": "Google rejected the OAuth client; check the client JSON in Settings.",
-    "insufficient_scope": "A charm needs access that was not granted.",
-    "secret_missing": "The saved token is no longer in the keychain.",
-    "keyring_locked": "The keychain is locked; Pattern Sync retries when it unlocks.",
+# What happened, per cause, in one short sentence each: (reason, hint). The reason names the
+# likely cause; the hint is a lasting fix beyond the "Sign in again" button, when there is one.
+# trayapp.auth's own reasons are written for the CLI (they repeat the email, quote Google's
+# error_description and end with a command line), so the tray words the known causes itself and
+# falls back to the trimmed auth reason only for causes it does not know.
+_CAUSES: dict[str, tuple[str, str]] = {
+    "testing_expiry": (
+        "Google ended the sign-in after 7 days, as it does for OAuth clients in Testing.",
+        "Publish the client in Google Cloud Console to stop the weekly sign-ins.",
+    ),
+    "invalid_grant": ("Google no longer accepts the saved sign-in: it was revoked or expired.", ""),
+    "reauth_required": ("Your organisation asks you to sign in again from time to time.", ""),
+    "invalid_client": (
+        "Google rejected the app's OAuth client.",
+        "Import a valid Desktop-app client JSON in Settings.",
+    ),
+    "insufficient_scope": ("A charm needs access that was not granted.", ""),
+    "secret_missing": ("The saved sign-in is no longer in the keychain.", ""),
+    "keyring_locked": ("The keychain is locked; syncing resumes when it is unlocked.", ""),
+    "signed_out": ("Signed out.", ""),
+    "never_signed_in": ("Not signed in yet.", ""),
 }
 
 
@@ -88,11 +99,22 @@ def short_reason(reason: str) -> str:
     return text if not text or text.endswith(".") else text + "."
 
 
-def cause_text(cause: Any) -> str:
-    """The likely cause in words (peers only say "invalid_grant")."""
-    if cause is None:
-        return ""
-    return _CAUSES.get(str(getattr(cause, "value", cause)), "")
+def describe(account: Any) -> tuple[str, str]:
+    """``(reason, hint)`` for one ``trayapp.auth`` account, short enough for a notification.
+
+    An account model that carries its own short ``reason`` and separate ``hint`` (auth's
+    tray-facing fields) is used as is; otherwise the cause picks a sentence from ``_CAUSES``.
+    """
+    if _state(account.state) is AccountState.SIGNED_IN:
+        return "", ""
+    hint = getattr(account, "hint", None)
+    if isinstance(hint, str):
+        return short_reason(str(account.reason or "")), hint.strip()
+    cause = account.cause
+    known = _CAUSES.get(str(getattr(cause, "value", cause))) if cause is not None else None
+    if known is not None:
+        return known
+    return short_reason(str(account.reason or "")), ""
 
 
 class AuthAccounts:
@@ -115,13 +137,14 @@ class AuthAccounts:
     def accounts(self) -> list[AccountView]:
         out = []
         for a in self._m.accounts():
+            reason, hint = describe(a)
             out.append(
                 AccountView(
                     id=str(a.id),
                     email=str(getattr(a, "label", None) or a.email or a.id),
                     state=_state(a.state),
-                    reason=short_reason(str(a.reason or "")),
-                    cause=cause_text(a.cause),
+                    reason=reason,
+                    hint=hint,
                     signing_in=str(a.id) in self._flows,
                 )
             )

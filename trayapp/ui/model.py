@@ -38,8 +38,8 @@ class AccountView:
     id: str
     email: str
     state: AccountState = AccountState.SIGNED_IN
-    reason: str = ""  # one sentence: what happened ("Google refused the saved sign-in")
-    cause: str = ""  # the likely cause, when one is known ("OAuth client in Testing: 7-day expiry")
+    reason: str = ""  # one sentence: what happened, with the likely cause when known
+    hint: str = ""  # a lasting fix beyond "Sign in again", when there is one ("Publish the client")
     signing_in: bool = False  # a browser sign-in is waiting for the user
 
     @property
@@ -392,6 +392,10 @@ def _charm_menu(c: CharmView, snap: Snapshot) -> MenuItem:
     needs = charm_needs_sign_in(c, snap)
     acct = snap.account(c.account_id)
     err = s.last_error if charm_failing(c) and s.last_error else None
+    if needs:
+        # The engine's error is auth's CLI sentence (email, Google's wording, a command line);
+        # the account's short reason says the same in the tray's words.
+        err = acct.reason if acct and acct.reason else "Google needs you to sign in again."
     blocked = s.blocked_loop
     children = (
         _info(f"{k}:success", f"Last success: {relative_past(s.last_success_at, now)}"),
@@ -404,7 +408,11 @@ def _charm_menu(c: CharmView, snap: Snapshot) -> MenuItem:
             else "Next run: when resumed",
         ),
         _info(f"{k}:counts", _counts_text(c)),
-        _info(f"{k}:error", f"Error: {_first_line(err or '')}", visible=err is not None),
+        _info(
+            f"{k}:error",
+            _first_line(err or "") if needs else f"Error: {_first_line(err or '')}",
+            visible=err is not None,
+        ),
         _info(
             f"{k}:blocked",
             f"Slowed the app: {_first_line(blocked or '')}",
@@ -452,7 +460,7 @@ def _account_items(a: AccountView) -> tuple[MenuItem, ...]:
         state = "signed out"
     else:
         state = "needs sign-in"
-    tip = " ".join(x for x in (a.reason, a.cause) if x)
+    tip = " ".join(x for x in (a.reason, a.hint) if x)
     return (
         MenuItem(k, f"{a.email} — {state}", enabled=False, tooltip=tip),
         MenuItem(

@@ -190,16 +190,18 @@ class NotificationPolicy:
 
 def _account_notice(a: AccountView) -> Notice:
     if a.state is AccountState.CLIENT_MISCONFIGURED:
-        title = f"Pattern Sync cannot sign in to {a.email}: the OAuth client needs fixing"
+        title = f"Pattern Sync cannot sign in to {a.email}"
         label, action = "Open settings", "settings"
     elif a.state is AccountState.NEEDS_PERMISSION:
-        title = f"{a.email} needs to grant permission again"
+        title = f"Allow access again for {a.email}"
         label, action = "Sign in again", f"signin:{a.id}"
     else:
         title = f"Sign in again to {a.email}"
         label, action = "Sign in again", f"signin:{a.id}"
-    body = " ".join(x for x in (a.reason or "Google no longer accepts the saved sign-in.", a.cause))
-    body += " Its charms are paused until then."
+    # The title says what to do and the button does it; the body says only what happened (and a
+    # lasting fix when there is one), so nothing is said twice.
+    reason = a.reason or "Google no longer accepts the saved sign-in."
+    body = " ".join(x for x in (reason, a.hint) if x)
     return Notice(f"account:{a.id}", "sign_in", title, body, label, action, urgent=True)
 
 
