@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from trayapp import cli
 from trayapp.auth.client_config import parse_client_json
 from trayapp.auth.signin import grant_from_token_response
+from trayapp.auth.wiring import AccountsWiring
 from trayapp.core.engine import Engine
 from trayapp.core.profile import Profile
 from trayapp.emulator.testing import DEFAULT_SCOPES, EmulatorServer
@@ -40,9 +40,8 @@ async def _signed_in_profile(emu: EmulatorServer, profile: Path) -> str:
     client = emu.control.create_client()
     tokens = emu.control.issue_tokens(EMAIL, client.id, list(DEFAULT_SCOPES))
     engine = Engine(Profile.resolve(profile))
-    wiring = cli.AccountsWiring(engine)
+    wiring = AccountsWiring(engine)
     manager = wiring.manager
-    assert manager is not None
     manager.clients.set(parse_client_json(json.dumps(client.client_config(emu.base_url))))
     account = await manager.complete_sign_in(grant_from_token_response(tokens, email=EMAIL))
     await wiring.aclose()

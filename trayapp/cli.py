@@ -39,8 +39,7 @@ from trayapp import DISPLAY_NAME, __version__
 from trayapp.core.errors import ConfigError, SettingsError, TrayappError
 
 if TYPE_CHECKING:  # imported lazily at run time: `trayapp --version` stays fast
-    from trayapp.auth.accounts import AccountManager
-    from trayapp.auth.secrets import SecretVault
+    from trayapp.auth.wiring import AccountsWiring
     from trayapp.core.charms import CharmInfo
     from trayapp.core.engine import Engine
     from trayapp.core.outcomes import RunOutcome
@@ -314,48 +313,6 @@ def open_engine(args: argparse.Namespace) -> Engine:
     return Engine(Profile.resolve(getattr(args, "profile", None)))
 
 
-class AccountsWiring:
-    """Google accounts for an engine that runs charms: the one wiring for CLI and tray.
-
-    ``trayapp.auth.wiring.attach_accounts`` connects the account manager to the engine (sign-in
-    events unpark charms); ``engine.google_factory`` hands each charm its account's GoogleApi,
-    one per account, shared by that account's charms (so they share its quota) and closed by
-    :meth:`aclose`. ``vault`` overrides the secret store (the tray's demo mode uses a file
-    vault). Absent packages mean no accounts (``manager`` is None): feed charms still run.
-    """
-
-    def __init__(self, engine: Engine, *, vault: SecretVault | None = None) -> None:
-        self._apis: dict[str, Any] = {}
-        self.manager: AccountManager | None = None
-        try:
-            from trayapp.auth.wiring import attach_accounts, google_api_kwargs
-            from trayapp.google.client import GoogleApi
-        except ImportError as exc:
-            log.info("Google accounts are not available (%s)", exc)
-            return
-        manager = self.manager = attach_accounts(engine, vault=vault)
-        if engine.google_factory is not None:
-            return
-
-        def factory(account_id: str) -> Any:
-            api = self._apis.get(account_id)
-            if api is None:
-                api = self._apis[account_id] = GoogleApi(**google_api_kwargs(manager, account_id))
-            return api
-
-        engine.google_factory = factory
-
-    async def aclose(self) -> None:
-        for api in self._apis.values():
-            try:
-                await api.aclose()
-            except Exception:
-                log.exception("closing a Google client failed")
-        self._apis.clear()
-        if self.manager is not None:
-            await self.manager.aclose()
-
-
 def _running_instance(profile_dir: Path) -> bool:
     from trayapp import ipc
 
@@ -480,6 +437,8 @@ async def _run_headless(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         # Inside the try: if wiring the accounts fails, the socket and the store still close.
+        from trayapp.auth.wiring import AccountsWiring
+
         accounts = AccountsWiring(engine)
         await engine.start()
         log.info(
@@ -549,6 +508,8 @@ async def _sync_here(args: argparse.Namespace) -> list[dict[str, Any]] | None:
     loop.add_signal_handler(signal.SIGTERM, on_sigterm)
     try:
         async with engine:
+            from trayapp.auth.wiring import AccountsWiring
+
             accounts = AccountsWiring(engine)
             try:
                 outcomes = await engine.sync(args.charms or None)

@@ -17,7 +17,7 @@ from trayapp.auth.client_config import parse_client_json
 from trayapp.auth.models import AccountState
 from trayapp.auth.secrets import SecretVault
 from trayapp.auth.signin import Grant, grant_from_token_response
-from trayapp.auth.wiring import attach_accounts, google_api_kwargs
+from trayapp.auth.wiring import AccountsWiring
 from trayapp.core.engine import Engine
 from trayapp.core.events import AccountChanged, EngineEvent, RunFinished
 from trayapp.core.outcomes import OutcomeKind
@@ -77,29 +77,71 @@ def grant(emu: EmulatorServer, client: ClientInfo) -> Grant:
 
 
 @pytest.fixture
-async def wired(
+async def wiring(
     tmp_path: Path, emu: EmulatorServer, client_info: ClientInfo, keyring_mem: Any
-) -> AsyncIterator[tuple[Engine, AccountManager]]:
+) -> AsyncIterator[tuple[Engine, AccountsWiring]]:
     registry = PatternRegistry()
     registry.register(WhoAmI)
     engine = Engine(Profile.resolve(tmp_path / "engine-profile"), patterns=registry, jitter=0.0)
     vault = SecretVault(engine.profile.path, mode="keyring", keyring_store=keyring_mem)
-    manager = attach_accounts(engine, vault=vault)
-    manager.clients.set(parse_client_json(json.dumps(client_info.client_config(emu.base_url))))
-    apis: dict[str, GoogleApi] = {}
-
-    def google_factory(account_id: str) -> GoogleApi:
-        if account_id not in apis:
-            apis[account_id] = GoogleApi(**google_api_kwargs(manager, account_id))
-        return apis[account_id]
-
-    engine.google_factory = google_factory
-    yield engine, manager
+    accounts = AccountsWiring(engine, vault=vault)
+    accounts.manager.clients.set(
+        parse_client_json(json.dumps(client_info.client_config(emu.base_url)))
+    )
+    yield engine, accounts
     await engine.stop()
-    for api in apis.values():
-        await api.aclose()
-    await manager.aclose()
+    await accounts.aclose()
     engine.close()
+
+
+@pytest.fixture
+def wired(wiring: tuple[Engine, AccountsWiring]) -> tuple[Engine, AccountManager]:
+    return wiring[0], wiring[1].manager
+
+
+async def test_an_accounts_charms_share_one_google_client_on_the_engine_clock_closed_at_the_end(
+    wiring: tuple[Engine, AccountsWiring], emu: EmulatorServer, client_info: ClientInfo
+) -> None:
+    engine, accounts = wiring
+    account = await accounts.manager.complete_sign_in(grant(emu, client_info))
+    for name in CHARMS:
+        engine.add_charm("whoami", {}, name=name, account_id=account.id)
+    handed_out: list[GoogleApi] = []
+    assert engine.google_factory is not None
+    factory = engine.google_factory
+
+    def spy(account_id: str) -> Any:
+        api = factory(account_id)
+        handed_out.append(api)
+        return api
+
+    engine.google_factory = spy
+    seen = Finished(engine)
+    await engine.start()
+    await seen.wait_for(lambda: len(seen.outcomes()) >= 3)
+
+    assert {o for _, o in seen.outcomes()} == {OutcomeKind.OK}
+    assert len(handed_out) == 3 and len({id(api) for api in handed_out}) == 1
+    api = handed_out[0]
+    assert api.quota is accounts.google_api(account.id).quota  # one quota budget per account
+    assert api.clock is engine.clock
+    await engine.stop()
+    await accounts.aclose()
+    assert api._http.is_closed
+
+
+async def test_a_google_factory_already_set_is_kept(tmp_path: Path, keyring_mem: Any) -> None:
+    def mine(account_id: str) -> Any:
+        return account_id
+
+    engine = Engine(Profile.resolve(tmp_path / "p"), google_factory=mine)
+    vault = SecretVault(engine.profile.path, mode="keyring", keyring_store=keyring_mem)
+    accounts = AccountsWiring(engine, vault=vault)
+    try:
+        assert engine.google_factory is mine
+    finally:
+        await accounts.aclose()
+        engine.close()
 
 
 async def test_revoked_grant_parks_the_accounts_charms_and_sign_in_resumes_them(

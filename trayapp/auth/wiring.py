@@ -8,6 +8,7 @@ CLI, the tray, tests).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import TYPE_CHECKING, Any
 
 from trayapp.auth.accounts import AccountManager
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
     import httpx
 
     from trayapp.core.engine import Engine
+    from trayapp.google.client import GoogleApi
+
+log = logging.getLogger(__name__)
 
 
 def google_endpoints(config: ClientConfig) -> GoogleEndpoints:
@@ -71,3 +75,42 @@ def google_api_kwargs(manager: AccountManager, account_id: str) -> dict[str, Any
         "endpoints": google_endpoints(manager.clients.require()),
         "account_id": account_id,
     }
+
+
+class AccountsWiring:
+    """Google accounts for an engine that runs charms: the one wiring for the CLI and the tray.
+
+    :func:`attach_accounts` connects the account manager to the engine (sign-in events unpark
+    charms), and ``engine.google_factory`` hands each charm its account's GoogleApi: one per
+    account, shared by that account's charms so they share its quota budget, on the engine's
+    clock (so a test clock drives backoff and quota windows too), closed by :meth:`aclose`.
+    ``vault`` overrides the secret store (the tray's demo mode uses a file vault). An engine
+    that already has a ``google_factory`` (tests, the demo) keeps it.
+    """
+
+    def __init__(self, engine: Engine, *, vault: SecretVault | None = None) -> None:
+        self._engine = engine
+        self._apis: dict[str, GoogleApi] = {}
+        self.manager: AccountManager = attach_accounts(engine, vault=vault)
+        if engine.google_factory is None:
+            engine.google_factory = self.google_api
+
+    def google_api(self, account_id: str) -> GoogleApi:
+        """This account's client, created on first use and shared from then on."""
+        api = self._apis.get(account_id)
+        if api is None:
+            from trayapp.google.client import GoogleApi
+
+            api = GoogleApi(**google_api_kwargs(self.manager, account_id), clock=self._engine.clock)
+            self._apis[account_id] = api
+        return api
+
+    async def aclose(self) -> None:
+        """Close every client, then the manager; call after the engine stopped its runs."""
+        apis, self._apis = list(self._apis.values()), {}
+        for api in apis:
+            try:
+                await api.aclose()
+            except Exception:
+                log.exception("closing a Google client failed")
+        await self.manager.aclose()

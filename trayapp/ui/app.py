@@ -21,12 +21,15 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QEvent, QObject
 
 from trayapp import DISPLAY_NAME
 from trayapp.ipc import AlreadyRunning, Server, serve, try_send
+
+if TYPE_CHECKING:
+    from trayapp.auth.wiring import AccountsWiring
 
 log = logging.getLogger(__name__)
 
@@ -163,40 +166,21 @@ class AppRunner:
         self.demo_google: Any = None
         self.early_tray: Any = None  # the icon shown while the engine starts; the tray adopts it
         self._signal_socks: tuple[socket.socket, socket.socket] | None = None
-        self._google: dict[str, Any] = {}
-        self._accounts: Any = None
+        self._wiring: AccountsWiring | None = None
 
     def _attach_accounts(self, engine: Any) -> Any:
-        """Accounts and per-account Google clients, wired as for ``trayapp run --headless``.
+        """Accounts and per-account Google clients, wired as for ``trayapp run --headless``."""
+        from trayapp.auth.wiring import AccountsWiring
+        from trayapp.ui.accounts import AuthAccounts
 
-        One GoogleApi per account, shared by its charms and closed at shutdown.
-        """
-        from trayapp.ui.accounts import AuthAccounts, NoAccounts
-
-        try:
-            from trayapp.auth.wiring import attach_accounts, google_api_kwargs
-            from trayapp.google.client import GoogleApi
-        except ImportError:
-            return NoAccounts()
         vault = None
         if self.ns.demo:
             # Demo tokens belong to a throwaway profile: never put them in the user's keychain.
             from trayapp.auth.secrets import SecretVault
 
             vault = SecretVault(self.profile_dir, mode="file")
-        manager = attach_accounts(engine, vault=vault)
-        self._accounts = manager
-        if engine.google_factory is None:
-
-            def factory(account_id: str) -> Any:
-                api = self._google.get(account_id)
-                if api is None:
-                    api = GoogleApi(**google_api_kwargs(manager, account_id))
-                    self._google[account_id] = api
-                return api
-
-            engine.google_factory = factory
-        return AuthAccounts(manager)
+        self._wiring = AccountsWiring(engine, vault=vault)
+        return AuthAccounts(self._wiring.manager)
 
     def request_quit(self) -> None:
         self._quit.set()
@@ -222,7 +206,9 @@ class AppRunner:
                 seed_demo_charms(self.engine, base)
                 from trayapp.ui.demo import start_demo_google
 
-                self.demo_google = await start_demo_google(self.engine, self._accounts)
+                self.demo_google = await start_demo_google(
+                    self.engine, self._wiring.manager if self._wiring else None
+                )
                 if self.demo_google is not None:
                     report(f"TRAYAPP_DEMO_EMULATOR {self.demo_google.base_url}")
             prefs = UiPrefs.load(self.profile_dir)
@@ -279,12 +265,9 @@ class AppRunner:
             await self.ipc.close()
         if self.engine is not None:
             await self.engine.stop()
-            for api in self._google.values():
+            if self._wiring is not None:
                 with contextlib.suppress(Exception):
-                    await api.aclose()
-            if self._accounts is not None:
-                with contextlib.suppress(Exception):
-                    await self._accounts.aclose()
+                    await self._wiring.aclose()
             close = getattr(self.engine, "close", None)
             if callable(close):
                 close()
