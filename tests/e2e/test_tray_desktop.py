@@ -204,7 +204,7 @@ def test_a_failing_charm_gives_the_error_icon_and_exactly_one_notification(
     wait_for(lambda: _window(session, "Pattern Sync: Activity"), 30, "the Activity window")
     # Mapped is not painted: wait until the window's area (top-left, no window manager) shows
     # something other than the black root window.
-    session.desktop.wait_painted(OUT / "activity.png", (0, 0, 820, 480))
+    session.desktop.wait_painted(OUT / "activity.png", (0, 0, 860, 520))
     wid = _window(session, "Pattern Sync: Activity")
     session.desktop.xdotool("windowunmap", wid)
     mark = session.report.mark()

@@ -39,7 +39,7 @@ def test_problem_still_there_after_quiet_period_is_shown_once() -> None:
     assert p.observe(snap(T0 + timedelta(seconds=5), bad)) == []
     first = p.observe(snap(GRACE_OVER, bad))
     assert [n.title for n in first] == ["News stopped syncing"]
-    assert "HTTP 503" in first[0].body
+    assert first[0].body == "HTTP 503. Pattern Sync keeps retrying."
     # Same state again (every refresh): merged, never repeated.
     for k in range(5):
         assert p.observe(snap(GRACE_OVER + timedelta(minutes=k), bad)) == []
@@ -204,3 +204,10 @@ def test_tray_words_a_revoked_sign_in_once_without_the_cli_text() -> None:
     odd = revoked.model_copy(update={"cause": None, "reason": "Odd; sign in again with x"})
     assert describe(odd) == ("Odd.", "")
     assert describe(revoked.model_copy(update={"state": AuthState.SIGNED_IN})) == ("", "")
+
+
+def test_a_failure_says_once_that_it_is_retried() -> None:
+    p = started_policy()
+    err = "127.0.0.1 had a server error (HTTP 503); will retry later"
+    out = p.observe(snap(GRACE_OVER, {"news": failing("news", OutcomeKind.SERVER_ERROR, err, n=3)}))
+    assert [n.body for n in out] == [err]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtWidgets import QApplication, QLineEdit
+from pytestqt.qtbot import QtBot
 
 from trayapp.core.engine import Engine
 from trayapp.ui.autostart import Autostart
@@ -191,3 +192,26 @@ def test_a_google_pattern_asks_for_an_account_and_the_engine_error_shows_inline(
     assert engine_of(ctl).charms() == []
     win.pattern.setCurrentIndex(win.pattern.findData("feed-importer"))
     assert not win.account.isVisible()
+
+
+def test_activity_charm_list_fits_long_lines_without_a_horizontal_scrollbar(
+    ctl: TrayController, qtbot: QtBot
+) -> None:
+    engine_of(ctl).add_charm(
+        "feed-importer",
+        {"url": "https://example.org/feed.xml"},
+        name="A charm whose name alone is longer than the list is wide, on purpose",
+    )
+    win = ctl.open_window("activity")
+    assert isinstance(win, ActivityWindow)
+    qtbot.waitExposed(win)
+    # The list starts wide enough for a usual charm line; the history gets the rest.
+    list_width, table_width = win.splitter.sizes()
+    assert list_width >= 250 and table_width > list_width
+    item = win.charms.item(0)
+    assert item is not None and item.toolTip() == item.text()
+    # The long line wraps inside the viewport: nothing to scroll sideways to.
+    rect = win.charms.visualItemRect(item)
+    assert rect.right() <= win.charms.viewport().width()
+    assert rect.height() > win.charms.fontMetrics().height()  # wrapped onto a second line
+    assert win.charms.horizontalScrollBar().maximum() == 0

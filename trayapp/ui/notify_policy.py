@@ -149,7 +149,7 @@ class NotificationPolicy:
                 f"charm:{cid}",
                 "failing",
                 f"{name} stopped syncing",
-                f"{err}\nPattern Sync keeps retrying; open Activity for details.",
+                _failure_body(err),
                 action_label="Show activity",
                 action=f"activity:{cid}",
             )
@@ -186,6 +186,19 @@ class NotificationPolicy:
             f"{name}: {n} new item{'s' if n != 1 else ''}",
             "",
         )
+
+
+def _failure_body(err: str) -> str:
+    """The charm's error, saying once that it is retried (the button offers the details)."""
+    if not err:
+        return "Pattern Sync keeps retrying."
+    if "retry" in err.lower():  # the engine's transient errors already say so ("will retry later")
+        return err
+    return (
+        f"{err}. Pattern Sync keeps retrying."
+        if err[-1] not in ".!?"
+        else f"{err} Pattern Sync keeps retrying."
+    )
 
 
 def _account_notice(a: AccountView) -> Notice:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,10 +23,12 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QListView,
     QListWidget,
     QListWidgetItem,
     QPushButton,
     QSpinBox,
+    QSplitter,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -46,6 +48,10 @@ if TYPE_CHECKING:
     from trayapp.ui.tray import TrayController
 
 NO_TRAY_HINT = "No system tray found: on GNOME, install the AppIndicator extension for the icon."
+# The Activity window opens at this size with the charm list this wide (the splitter keeps the
+# user's choice while the window is open).
+ACTIVITY_SIZE = (860, 520)
+ACTIVITY_LIST_WIDTH = 290
 
 
 def _profile_dir(ctl: TrayController) -> Path:
@@ -117,18 +123,35 @@ class StatusWindow(_Ticking):
         self.summary.setText(summary(snap))
 
 
+def _when(at: datetime, now: datetime) -> str:
+    """Today's runs by time alone, older ones with their date: leaves the details column room."""
+    local = at.astimezone()
+    return (
+        local.strftime("%H:%M:%S") if local.date() == now.date() else local.strftime("%d %b %H:%M")
+    )
+
+
 class ActivityWindow(_Ticking):
     """Per-charm run history, the recent notifications, and a redacted diagnostics copy."""
 
     def __init__(self, ctl: TrayController) -> None:
         super().__init__(ctl)
         self.setWindowTitle(f"{DISPLAY_NAME}: Activity")
-        self.resize(820, 480)
+        self.resize(ACTIVITY_SIZE[0], ACTIVITY_SIZE[1])
         lay = QVBoxLayout(self)
-        top = QHBoxLayout()
+        # Splitters, so a user with long charm names or error texts can give them the room; the
+        # initial sizes fit "✗  Team blog — server error, retry in 2 min" on two lines at most.
+        top = QSplitter(Qt.Orientation.Horizontal)
+        top.setChildrenCollapsible(False)
         self.charms = QListWidget()
         self.charms.setObjectName("charms")
-        self.charms.setMaximumWidth(280)
+        # Long lines wrap at words (and elide past that) instead of growing a scrollbar.
+        self.charms.setWordWrap(True)
+        self.charms.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.charms.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.charms.setResizeMode(QListView.ResizeMode.Adjust)
+        self.charms.setSpacing(2)
+        self.charms.setMinimumWidth(160)
         self.charms.currentItemChanged.connect(lambda *_: self._load_history())
         top.addWidget(self.charms)
         self.table = QTableWidget(0, 5)
@@ -137,14 +160,33 @@ class ActivityWindow(_Ticking):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.verticalHeader().setVisible(False)
         self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        top.addWidget(self.table, 1)
-        lay.addLayout(top, 3)
-        lay.addWidget(QLabel("Recent notifications"))
+        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        top.addWidget(self.table)
+        top.setStretchFactor(0, 0)
+        top.setStretchFactor(1, 1)
+        top.setSizes([ACTIVITY_LIST_WIDTH, ACTIVITY_SIZE[0] - ACTIVITY_LIST_WIDTH])
+        self.splitter = top
+        recent_box = QWidget()
+        recent_lay = QVBoxLayout(recent_box)
+        recent_lay.setContentsMargins(0, 0, 0, 0)
+        recent_lay.addWidget(QLabel("Recent notifications"))
         self.recent = QListWidget()
         self.recent.setObjectName("recent")
+        self.recent.setWordWrap(True)
+        self.recent.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.recent.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.recent.setResizeMode(QListView.ResizeMode.Adjust)
         self.recent.itemActivated.connect(self._run_recent)
-        lay.addWidget(self.recent, 1)
+        recent_lay.addWidget(self.recent)
+        body = QSplitter(Qt.Orientation.Vertical)
+        body.setChildrenCollapsible(False)
+        body.addWidget(top)
+        body.addWidget(recent_box)
+        body.setStretchFactor(0, 3)
+        body.setStretchFactor(1, 1)
+        lay.addWidget(body, 1)
         bottom = QHBoxLayout()
         self.copy = QPushButton("Copy diagnostics")
         self.copy.clicked.connect(self.copy_diagnostics)
@@ -165,13 +207,14 @@ class ActivityWindow(_Ticking):
         if ids != self._charm_ids:
             self.charms.clear()
             self._charm_ids = ids
-            for c in snap.charms:
-                self.charms.addItem(QListWidgetItem(charm_line(c, snap)))
-        else:
-            for row, c in enumerate(snap.charms):
-                item = self.charms.item(row)
-                if item is not None:
-                    item.setText(charm_line(c, snap))
+            for _ in ids:
+                self.charms.addItem(QListWidgetItem())
+        for row, c in enumerate(snap.charms):
+            item = self.charms.item(row)
+            if item is not None:
+                line = charm_line(c, snap)
+                item.setText(line)
+                item.setToolTip(line)
         if current in ids:
             self.charms.setCurrentRow(ids.index(current))
         elif ids and self.charms.currentRow() < 0:
@@ -194,6 +237,7 @@ class ActivityWindow(_Ticking):
     def _load_history(self) -> None:
         cid = self.current_charm()
         records = list(self.ctl.engine.history(cid, 50)) if cid else []
+        snap_now = datetime.now().astimezone()
         self.table.setRowCount(len(records))
         for row, r in enumerate(records):
             c = r.counts
@@ -201,7 +245,7 @@ class ActivityWindow(_Ticking):
             if r.partial:
                 detail = f"partial: {', '.join(r.partial)}. {detail}"
             cells = [
-                r.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+                _when(r.started_at, snap_now),
                 f"{r.duration_s:.1f} s",
                 r.outcome.value.replace("_", " "),
                 f"+{c.added} ~{c.updated} −{c.removed}",
