@@ -367,6 +367,8 @@ def test_run_headless_syncs_and_stops_gracefully(
         assert via.returncode == 0, via.stderr
         result = json.loads(via.stdout)["results"][0]
         assert result["outcome"] == "ok" and result["ok"] is True
+        # The report's message survives the trip through the running engine.
+        assert result["message"] == "not modified"
         # The same documented shape as a sync without a running engine.
         assert set(result) == {
             "charm_id", "outcome", "ok", "counts", "message", "partial", "retry_after"

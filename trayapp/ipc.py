@@ -116,14 +116,22 @@ def _peer_is_us(writer: asyncio.StreamWriter) -> bool:
 
 
 def _outcome_json(outcome: Any) -> dict[str, Any]:
+    """One run's outcome as the CLI's ``sync --json`` reads it (``cli._outcome_from_reply``).
+
+    ``message`` falls back to the report's (an OK run's "not modified"), and ``partial`` and
+    ``retry_after`` travel too, so a sync through the running app says what a local one says.
+    """
     kind = getattr(outcome, "kind", None)
     report = getattr(outcome, "report", None)
+    retry_after = getattr(outcome, "retry_after", None)
     return {
         "kind": getattr(kind, "value", str(kind)),
-        "message": str(getattr(outcome, "message", "") or ""),
+        "message": str(getattr(outcome, "message", "") or getattr(report, "message", "") or ""),
         "added": getattr(report, "added", 0),
         "updated": getattr(report, "updated", 0),
         "removed": getattr(report, "removed", 0),
+        "partial": [str(p) for p in getattr(report, "partial", ()) or ()],
+        "retry_after": retry_after.isoformat() if retry_after is not None else None,
     }
 
 

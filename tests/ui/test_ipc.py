@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from trayapp.core.engine import Engine
-from trayapp.ipc import AlreadyRunning, serve, socket_path, try_send
+from trayapp.core.outcomes import OutcomeKind, RunOutcome, RunReport
+from trayapp.ipc import AlreadyRunning, _outcome_json, serve, socket_path, try_send
 from trayapp.ui.demo import DemoFeedServer, seed_demo_charms
 
 
@@ -108,3 +110,14 @@ async def test_stale_socket_from_a_crash_is_replaced(profile_dir: Path) -> None:
 
 def test_no_instance_means_none(profile_dir: Path) -> None:
     assert try_send(profile_dir, {"cmd": "status"}, 1.0) is None
+
+
+def test_an_outcome_keeps_partial_retry_after_and_the_reports_message_over_ipc() -> None:
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    warned = _outcome_json(
+        RunOutcome(OutcomeKind.OK, report=RunReport(added=1, partial=("work",), message="m"))
+    )
+    assert warned["partial"] == ["work"] and warned["message"] == "m"
+    limited = _outcome_json(RunOutcome(OutcomeKind.RATE_LIMITED, message="slow", retry_after=when))
+    assert limited["retry_after"] == when.isoformat() and limited["message"] == "slow"
+    assert limited["partial"] == []
