@@ -16,10 +16,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -35,6 +38,34 @@ NEW_ITEM_EVERY = 2  # requests per new item, per feed
 FEED_WINDOW = 20  # a feed lists its newest 20 items, like most real feeds
 
 
+# The throwaway profiles this process made: only these are ever deleted, so a user's own
+# ``--demo --profile DIR`` is never removed.
+_temp_profiles: set[Path] = set()
+
+
+def make_demo_profile() -> Path:
+    """A fresh temporary profile for ``--demo`` without ``--profile``: never the user's real one."""
+    path = Path(tempfile.mkdtemp(prefix="trayapp-demo-"))
+    _temp_profiles.add(path)
+    return path
+
+
+def remove_demo_profile(path: Path) -> bool:
+    """Delete a profile made by :func:`make_demo_profile`, on clean shutdown; True if removed.
+
+    Called after the engine and account stores are closed. Any other path is left alone (a
+    ``--profile`` the user chose), so the call needs no condition at the call site.
+    """
+    if path not in _temp_profiles:
+        return False
+    _temp_profiles.discard(path)
+    shutil.rmtree(path, ignore_errors=True)
+    if path.exists():
+        log.warning("could not remove the demo profile %s", path)
+        return False
+    return True
+
+
 @dataclass
 class DemoFeedServer:
     on_request: Callable[[str], None] = lambda _path: None
@@ -45,6 +76,9 @@ class DemoFeedServer:
     # see what a failing charm looks like; /_demo/heal/<slug> undoes it.
     failing: set[str] = field(default_factory=set)
     port: int = 0
+    # Open connections' handlers: a keep-alive client (a browser, a pooled HTTP client) holds
+    # one open after the server stops listening; stop() ends them while the loop still runs.
+    _handlers: dict[asyncio.Task[Any], asyncio.StreamWriter] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -56,10 +90,28 @@ class DemoFeedServer:
         return self.base_url
 
     async def stop(self) -> None:
+        """Stop listening and close every open connection before returning.
+
+        A handler still waiting on a keep-alive connection when the app's qasync loop is torn
+        down closes its transport from a garbage-collected coroutine, which schedules on a Qt
+        timer object that no longer exists ("libshiboken: Internal C++ object (_SimpleTimer)
+        already deleted"). Closing the connections here lets each handler see end-of-stream
+        and return on a live loop. (Not task.cancel(): on Python 3.11 the streams module's
+        done-callback then logs the CancelledError as an unhandled exception.)
+        """
         if self._server is not None:
             self._server.close()
+        handlers = dict(self._handlers)
+        for writer in handlers.values():
+            writer.close()
+        if handlers:
+            _done, stuck = await asyncio.wait(handlers, timeout=2)
+            for task in stuck:  # a peer that never reads: give up on it
+                task.cancel()
+        if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
+            self._server = None
 
     def feed_xml(self, slug: str) -> str:
         hits = self._hits.get(slug, 0)
@@ -81,6 +133,9 @@ class DemoFeedServer:
         )
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers[task] = writer
         try:
             while True:
                 request_line = await reader.readline()
@@ -117,6 +172,8 @@ class DemoFeedServer:
             pass
         finally:
             writer.close()
+            if task is not None:
+                self._handlers.pop(task, None)
 
 
 def seed_demo_charms(engine: Any, base_url: str) -> None:
