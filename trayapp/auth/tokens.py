@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from google.auth import exceptions as ga_exceptions
-from google.oauth2.credentials import Credentials
 
 from trayapp.auth.models import (
     DEFAULT_TOKEN_LIFETIME_S,
@@ -61,6 +60,10 @@ from trayapp.core.errors import (
 from trayapp.core.redact import redact, register_secret
 
 if TYPE_CHECKING:
+    # Imported where used at run time: google.oauth2 (with its JWT and crypto modules) is
+    # ~0.45 s on a cold start, which the tray would otherwise pay before showing its icon.
+    from google.oauth2.credentials import Credentials
+
     from trayapp.auth.accounts import AccountManager
     from trayapp.core.cells import Cell
 
@@ -392,6 +395,8 @@ class TokenProvider:
         # token_uri is passed explicitly, never taken from google-auth's defaults: its
         # from_authorized_user_info() resets it to Google's URL, which would send an emulator
         # (or any non-Google issuer) account's refresh token to the internet.
+        from google.oauth2.credentials import Credentials
+
         creds = Credentials(  # type: ignore[no-untyped-call]
             token=token,
             refresh_token=payload.refresh_token,
