@@ -22,7 +22,13 @@ import contextlib
 import hashlib
 import html
 import logging
+import os
 import secrets
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
 import webbrowser
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -275,8 +281,45 @@ def _page(title: str, message: str, *, ok: bool = True) -> str:
 
 
 async def default_opener(url: str) -> bool:
-    """Open the system browser; False if no browser could be started."""
-    return bool(await asyncio.to_thread(webbrowser.open, url, 1))
+    """Start the system browser on ``url`` without waiting for it; False if none started."""
+    return await asyncio.to_thread(launch_browser, url)
+
+
+def launch_browser(url: str) -> bool:
+    """Start ``$BROWSER`` (or ``xdg-open`` on Linux/BSD) detached; else ask :mod:`webbrowser`.
+
+    Not :func:`webbrowser.open` for those two: for a ``$BROWSER`` command it waits until the
+    browser exits, and a browser that was not already running stays open, so sign-in (which
+    needs the answer the browser sends) and the process itself would hang. Each entry of the
+    ``os.pathsep``-separated ``$BROWSER`` is tried in turn (``%s`` marks where the URL goes,
+    else it is appended), in its own session so a Ctrl+C in our terminal does not reach it.
+    """
+    commands = [c for c in os.environ.get("BROWSER", "").split(os.pathsep) if c.strip()]
+    if sys.platform not in ("win32", "darwin") and shutil.which("xdg-open"):
+        commands.append("xdg-open %s")
+    for command in commands:
+        try:
+            argv = shlex.split(command)
+        except ValueError:
+            continue
+        if not argv:
+            continue
+        argv = [a.replace("%s", url) for a in argv] if "%s" in command else [*argv, url]
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            log.info("could not start the browser %r: %s", argv[0], exc)
+            continue
+        # Reap it whenever it exits, so no zombie is left; a daemon thread never delays exit.
+        threading.Thread(target=proc.wait, name="browser-reaper", daemon=True).start()
+        return True
+    return bool(webbrowser.open(url, 1))
 
 
 async def run_sign_in(
