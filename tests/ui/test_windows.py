@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import timedelta
@@ -137,6 +139,32 @@ def test_autostart_entry_shows_its_mechanism_and_repairs_a_stale_path(tmp_path: 
     assert fixed.enabled and not fixed.stale
     assert f"Exec={tmp_path / 'new' / 'trayapp'}" in auto.desktop_path.read_text()
     assert not moved.disable().enabled and not auto.desktop_path.exists()
+
+
+@pytest.mark.skipif(
+    shutil.which("desktop-file-validate") is None,
+    reason="desktop-file-validate missing (apt-get install desktop-file-utils)",
+)
+def test_autostart_entry_passes_desktop_file_validate_without_hints(tmp_path: Path) -> None:
+    """Hints count too: two main categories made menus list the app twice. The command has
+    every character the spec's Exec quoting treats specially, and reads back unchanged."""
+    home = tmp_path / "home"
+    exe = tmp_path / "my apps" / "trayapp"
+    exe.parent.mkdir()
+    exe.write_text("#!/bin/sh\n")
+    command = [str(exe), "--profile", "/home/a 'b' \"c\"/$x\\y%z`w`"]
+    auto = Autostart("linux", home=home, config_home=home / ".config", command=command)
+    auto.enable()
+    assert Autostart._desktop_exec(auto.desktop_path.read_text()) == command
+    assert auto.status().enabled and not auto.status().stale  # read back as this very command
+    result = subprocess.run(
+        ["desktop-file-validate", str(auto.desktop_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+    assert "Categories=Network;\n" in auto.desktop_path.read_text()
 
 
 def test_settings_general_tab_toggles_autostart_and_saves_notification_prefs(

@@ -28,6 +28,60 @@ LAUNCH_AGENT = "dev.patternsync.trayapp"
 RUN_VALUE = "PatternSync"
 
 
+# The Desktop Entry Specification's Exec quoting, written here because neither the standard
+# library nor a maintained package implements it: shlex quotes with single quotes, which the spec
+# reserves (desktop-file-validate rejects them). An argument with a reserved character is put in
+# double quotes with ", `, $ and \ backslash-escaped; % is doubled (field codes); and the whole
+# value then takes the string escape of every desktop-file value, doubling each backslash.
+_EXEC_RESERVED = set(" \t\n\"'\\><~|&;$*?#()`")
+
+
+def _exec_arg(arg: str) -> str:
+    arg = arg.replace("%", "%%")
+    if arg and not any(ch in _EXEC_RESERVED for ch in arg):
+        return arg
+    inner = "".join("\\" + ch if ch in '"`$\\' else ch for ch in arg)
+    return f'"{inner}"'
+
+
+def desktop_exec_line(argv: list[str]) -> str:
+    """``argv`` as the value of an ``Exec=`` key, per the Desktop Entry Specification."""
+    return " ".join(_exec_arg(a) for a in argv).replace("\\", "\\\\")
+
+
+def parse_desktop_exec(value: str) -> list[str]:
+    """The inverse of :func:`desktop_exec_line`, for reading back an entry (ours or older)."""
+    unescaped = []
+    it = iter(value)
+    for ch in it:  # the string-value escapes first: \\ \s \n \t \r
+        if ch == "\\":
+            nxt = next(it, "")
+            unescaped.append({"s": " ", "n": "\n", "t": "\t", "r": "\r"}.get(nxt, nxt))
+        else:
+            unescaped.append(ch)
+    args: list[str] = []
+    cur: list[str] = []
+    in_arg = quoted = False
+    chars = iter("".join(unescaped))
+    for ch in chars:
+        if quoted and ch == "\\":
+            cur.append(next(chars, ""))
+        elif ch == '"':
+            quoted, in_arg = not quoted, True
+        elif ch in " \t" and not quoted:
+            if in_arg:
+                args.append("".join(cur).replace("%%", "%"))
+            cur, in_arg = [], False
+        else:
+            cur.append(ch)
+            in_arg = True
+    if quoted:
+        raise ValueError("unterminated quote in Exec")
+    if in_arg:
+        args.append("".join(cur).replace("%%", "%"))
+    return args
+
+
 @dataclass(frozen=True, slots=True)
 class AutostartStatus:
     mechanism: str  # "XDG autostart entry" | "LaunchAgent" | "Run registry key"
@@ -86,7 +140,7 @@ class Autostart:
             "Icon=@ICON@\nTerminal=false\nX-GNOME-Autostart-enabled=true\n"
         )
         icon = icon_path(IconState.OK)
-        return text.replace("@EXEC@", shlex.join(self.command)).replace(
+        return text.replace("@EXEC@", desktop_exec_line(self.command)).replace(
             "@ICON@", str(icon) if icon else "trayapp"
         )
 
@@ -99,7 +153,7 @@ class Autostart:
                 in_entry = line == "[Desktop Entry]"
             elif in_entry and line.startswith("Exec="):
                 try:
-                    return shlex.split(line[5:])
+                    return parse_desktop_exec(line[5:])
                 except ValueError:
                     return []
         return None
