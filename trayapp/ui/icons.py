@@ -36,7 +36,8 @@ def resources_dir() -> Path | None:
         candidates.append(Path(env))
     here = Path(__file__).resolve()
     candidates.append(here.parents[2] / "resources")  # source checkout
-    candidates.append(here.parents[1] / "resources")  # installed package data
+    # An installed copy: pyproject maps resources/ to the package trayapp._resources.
+    candidates.append(here.parents[1] / "_resources")
     if bundle := getattr(sys, "_MEIPASS", None):
         candidates.append(Path(bundle) / "resources")
     return next((c for c in candidates if (c / "icons").is_dir()), None)
