@@ -8,6 +8,7 @@ import asyncio
 import email.message
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -83,3 +84,74 @@ async def test_sync_from_the_command_line_runs_a_gmail_charm_with_its_account(
     assert result["charm_id"] == "mail" and result["outcome"] == "ok"
     assert result["counts"]["added"] == 2
     assert b"Traceback" not in err
+
+
+class _Stderr:
+    """A child's stderr read line by line, so the test can wait for a given line."""
+
+    def __init__(self, stream: asyncio.StreamReader) -> None:
+        self.stream = stream
+        self.seen: list[str] = []
+
+    async def wait_for(self, pattern: str) -> str:
+        async with asyncio.timeout(120):
+            while True:
+                line = (await self.stream.readline()).decode()
+                if not line:
+                    raise AssertionError(f"stderr ended before {pattern!r}: {self.seen}")
+                self.seen.append(line)
+                if re.search(pattern, line):
+                    return line
+
+
+async def test_signing_in_from_the_cli_unparks_the_charms_of_a_running_engine(
+    tmp_path: Path,
+) -> None:
+    profile = tmp_path / "profile"
+    # A "browser" that fetches the consent URL (the emulator approves at once and redirects to
+    # the CLI's loopback receiver); started the way a real $BROWSER is, and never waited for.
+    browser = tmp_path / "browser.py"
+    browser.write_text("import sys, urllib.request\nurllib.request.urlopen(sys.argv[1]).read()\n")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "TRAYAPP_SECRET_STORE": "file",
+        "BROWSER": f"{sys.executable} {browser}",
+    }
+    async with EmulatorServer() as emu:
+        emu.control.set_consent(auto_approve=True)
+        account_id = await _signed_in_profile(emu, profile)
+        emu.control.add_message(EMAIL, _message("hello"))
+        engine = Engine(Profile.resolve(profile))
+        engine.add_charm(
+            "gmail-importer", {"query": "in:inbox"}, name="mail", account_id=account_id
+        )
+        engine.close()
+        emu.control.revoke_refresh_token(EMAIL)  # the user revoked access at Google
+
+        headless = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "trayapp", "--profile", str(profile), "run", "--headless",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env, cwd=ROOT,
+        )  # fmt: skip
+        try:
+            assert headless.stderr is not None
+            err = _Stderr(headless.stderr)
+            await err.wait_for(r"charm mail: auth_required")  # parked until signed in again
+
+            signin = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "trayapp", "--profile", str(profile), "accounts",
+                "signin", EMAIL, "--timeout", "60",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=ROOT,
+            )  # fmt: skip
+            out, signin_err = await asyncio.wait_for(signin.communicate(), 120)
+            assert signin.returncode == 0, signin_err.decode()
+            assert f"Signed in as {EMAIL}" in out.decode()
+            assert signin_err == b""  # the running engine took the change
+
+            # The running engine ran the parked charm at once, with the new grant.
+            await err.wait_for(r"charm mail: ok \(\+1 ")
+        finally:
+            if headless.returncode is None:
+                headless.terminate()
+            assert await asyncio.wait_for(headless.wait(), 60) == 0
+    assert "Traceback" not in "".join(err.seen)

@@ -340,35 +340,6 @@ def _after_change(engine: Engine) -> None:
         )
 
 
-def register_ipc_commands(server: Any, engine: Engine) -> None:
-    """Serve the CLI's requests to a running engine: ``reload``, ``pause``, ``resume``, ``remove``.
-
-    ``trayapp run --headless`` calls this; the tray should too, on its IPC server.
-    """
-
-    def reload(_req: dict[str, Any]) -> dict[str, Any]:
-        engine.reload_charms()
-        return {}
-
-    def pause(req: dict[str, Any]) -> dict[str, Any]:
-        until = req.get("until")
-        engine.pause(req.get("charm"), datetime.fromisoformat(until) if until else None)
-        return {}
-
-    def resume(req: dict[str, Any]) -> dict[str, Any]:
-        engine.resume(req.get("charm"))
-        return {}
-
-    def remove(req: dict[str, Any]) -> dict[str, Any]:
-        engine.remove_charm(str(req.get("charm")))
-        return {}
-
-    server.on("reload", reload)
-    server.on("pause", pause)
-    server.on("resume", resume)
-    server.on("remove", remove)
-
-
 # ---------------------------------------------------------------------------------- commands
 
 
@@ -412,8 +383,6 @@ async def _run_headless(args: argparse.Namespace) -> int:
     except OSError as exc:
         # Syncing does not need the control socket; only other trayapp commands do.
         log.warning("cannot open the control socket (%s); running without it", exc)
-    else:
-        register_ipc_commands(server, engine)
 
     def on_event(event: EngineEvent) -> None:
         if isinstance(event, RunFinished):
@@ -440,6 +409,8 @@ async def _run_headless(args: argparse.Namespace) -> int:
         from trayapp.auth.wiring import AccountsWiring
 
         accounts = AccountsWiring(engine)
+        if server is not None:
+            ipc.register_engine_commands(server, engine, accounts.manager)
         await engine.start()
         log.info(
             "%s running headless with %d charm(s), profile %s; Ctrl+C or SIGTERM stops it",

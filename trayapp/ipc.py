@@ -13,7 +13,8 @@ refused.
 
 Wire format: one JSON object per line, one response line per request. Requests:
 ``{"cmd": "ping"}``, ``{"cmd": "activate"}`` (also ``"show-menu"``), ``{"cmd": "status"}``,
-``{"cmd": "sync", "charms": [ids] | null, "wait": bool}``. Responses carry ``"ok": true`` or
+``{"cmd": "sync", "charms": [ids] | null, "wait": bool}``, and the CLI's change commands of
+:func:`register_engine_commands`. Responses carry ``"ok": true`` or
 ``"ok": false, "error": "..."``.
 """
 
@@ -32,6 +33,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,6 +48,21 @@ class IpcEngine(Protocol):
 
     def sync_now(self, charm_id: str | None = None) -> None: ...
     def statuses(self) -> Mapping[str, Any]: ...
+
+
+class ControlledEngine(IpcEngine, Protocol):
+    """What the CLI's change commands need of the engine (:func:`register_engine_commands`)."""
+
+    def reload_charms(self) -> Any: ...
+    def pause(self, charm_id: str | None, until: datetime | None) -> Any: ...
+    def resume(self, charm_id: str | None) -> Any: ...
+    def remove_charm(self, charm_id: str) -> Any: ...
+
+
+class AccountReloader(Protocol):
+    """What the account commands need: ``trayapp.auth.accounts.AccountManager.reload``."""
+
+    async def reload(self, account_id: str) -> Any: ...
 
 
 class AlreadyRunning(Exception):
@@ -245,6 +262,51 @@ async def serve(engine: IpcEngine, profile_dir: Path) -> Server:
     server = Server(srv, path, _lock_fd=lock_fd)
     holder.append(server)
     return server
+
+
+def register_engine_commands(
+    server: Server, engine: ControlledEngine, accounts: AccountReloader | None = None
+) -> None:
+    """Serve the CLI's changes to a running engine; the tray and the headless engine both call it.
+
+    The engine keeps its schedule and the accounts layer its tokens in memory, so a change the
+    CLI makes in the shared store reaches them only through these commands: ``reload`` (charms
+    added or edited), ``pause``/``resume`` (``charm``, optional ISO ``until``), ``remove``
+    (``charm``), and ``account-changed`` (``account``: signed in, out or added elsewhere; the
+    account is re-read and published, and one that is usable again unparks its charms).
+    """
+
+    def reload(_req: dict[str, Any]) -> dict[str, Any]:
+        engine.reload_charms()
+        return {}
+
+    def pause(req: dict[str, Any]) -> dict[str, Any]:
+        until = req.get("until")
+        engine.pause(req.get("charm"), datetime.fromisoformat(until) if until else None)
+        return {}
+
+    def resume(req: dict[str, Any]) -> dict[str, Any]:
+        engine.resume(req.get("charm"))
+        return {}
+
+    def remove(req: dict[str, Any]) -> dict[str, Any]:
+        engine.remove_charm(str(req.get("charm")))
+        return {}
+
+    async def account_changed(req: dict[str, Any]) -> dict[str, Any]:
+        account_id = req.get("account")
+        if not isinstance(account_id, str):
+            return {"ok": False, "error": "'account' must be an account id"}
+        if accounts is None:
+            return {"ok": False, "error": "this app runs without Google accounts"}
+        account = await accounts.reload(account_id)
+        return {"usable": bool(getattr(account, "usable", False))}
+
+    server.on("reload", reload)
+    server.on("pause", pause)
+    server.on("resume", resume)
+    server.on("remove", remove)
+    server.on("account-changed", account_changed)
 
 
 def try_send(profile_dir: Path, command: dict[str, Any], timeout: float) -> dict[str, Any] | None:

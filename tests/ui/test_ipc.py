@@ -10,9 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from trayapp.auth.secrets import SecretVault
+from trayapp.auth.wiring import AccountsWiring
 from trayapp.core.engine import Engine
+from trayapp.core.events import AccountChanged, EngineEvent
 from trayapp.core.outcomes import OutcomeKind, RunOutcome, RunReport
-from trayapp.ipc import AlreadyRunning, _outcome_json, serve, socket_path, try_send
+from trayapp.ipc import (
+    AlreadyRunning,
+    _outcome_json,
+    register_engine_commands,
+    serve,
+    socket_path,
+    try_send,
+)
 from trayapp.ui.demo import DemoFeedServer, seed_demo_charms
 
 
@@ -121,3 +131,47 @@ def test_an_outcome_keeps_partial_retry_after_and_the_reports_message_over_ipc()
     limited = _outcome_json(RunOutcome(OutcomeKind.RATE_LIMITED, message="slow", retry_after=when))
     assert limited["retry_after"] == when.isoformat() and limited["message"] == "slow"
     assert limited["partial"] == []
+
+
+async def test_an_account_changed_elsewhere_is_reread_and_published(profile_dir: Path) -> None:
+    """What `trayapp accounts signin/signout` sends a running app (end to end with a signed-in
+    account and parked charms: tests/test_cli_accounts.py)."""
+    engine = Engine(profile_dir)
+    accounts = AccountsWiring(engine, vault=SecretVault(profile_dir, mode="file"))
+    server = await serve(engine, profile_dir)
+    register_engine_commands(server, engine, accounts.manager)
+    events: list[EngineEvent] = []
+    engine.subscribe(events.append)
+    try:
+        # Another process (the CLI) adds the account to the shared store.
+        cli_engine = Engine(profile_dir)
+        cli = AccountsWiring(cli_engine, vault=SecretVault(profile_dir, mode="file"))
+        account = cli.manager.add_placeholder("bob@example.com")
+        await cli.aclose()
+        cli_engine.close()
+        assert not [e for e in events if isinstance(e, AccountChanged)]
+
+        reply = await ask(profile_dir, {"cmd": "account-changed", "account": account.id})
+        assert reply == {"ok": True, "usable": False}
+        assert [e.account_id for e in events if isinstance(e, AccountChanged)] == [account.id]
+
+        gone = await ask(profile_dir, {"cmd": "account-changed", "account": "no-such"})
+        assert gone == {"ok": True, "usable": False}
+        bad = await ask(profile_dir, {"cmd": "account-changed"})
+        assert bad is not None and bad["ok"] is False and "account id" in str(bad["error"])
+    finally:
+        await server.close()
+        await accounts.aclose()
+        engine.close()
+
+
+async def test_account_commands_say_so_when_the_app_has_no_accounts(profile_dir: Path) -> None:
+    engine = Engine(profile_dir)
+    server = await serve(engine, profile_dir)
+    register_engine_commands(server, engine)
+    try:
+        reply = await ask(profile_dir, {"cmd": "account-changed", "account": "a"})
+        assert reply == {"ok": False, "error": "this app runs without Google accounts"}
+    finally:
+        await server.close()
+        engine.close()

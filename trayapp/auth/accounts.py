@@ -145,6 +145,27 @@ class AccountManager:
             "`trayapp accounts add`"
         )
 
+    async def reload(self, account_id: str) -> Account | None:
+        """Another process (``trayapp accounts ...``) changed this account: catch up with it.
+
+        The record and token metadata are read from the store each time, but the account's
+        provider keeps tokens in memory and nobody here heard of the change. So: forget those
+        tokens (the next run loads the new grant from the secret store), then publish the
+        record as it now is, which unparks the account's charms if it is usable again. Returns
+        None (and publishes nothing) for an account that no longer exists.
+        """
+        provider = self._providers.get(account_id)
+        if provider is not None:
+            async with provider.exclusive():  # waits out a refresh with the old grant
+                pass
+        account = self._record(account_id).get()
+        if account is None:
+            self._providers.pop(account_id, None)
+            return None
+        log.info("account %s changed in another process; now %s", account_id, account.state.value)
+        self._publish(account)
+        return account
+
     def account_usable(self, account_id: str) -> bool:
         try:
             return self.get(account_id).usable

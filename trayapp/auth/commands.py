@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from trayapp import DISPLAY_NAME
 from trayapp.auth.accounts import AccountManager
 from trayapp.auth.client_config import load_client_file
 from trayapp.auth.models import AccountState
@@ -154,7 +155,11 @@ async def _dispatch(
 ) -> int:
     command = args.accounts_command
     if command == "client":
-        return _client(args, manager, out)
+        code = _client(args, manager, out)
+        if args.client_command == "import":
+            for account in manager.accounts():  # a new client may have changed their states
+                await _tell_running_app(manager, account.id)
+        return code
     if command == "list":
         return _list(args, manager, out)
     if command == "status":
@@ -169,6 +174,7 @@ async def _dispatch(
             print(f"{result.message} Removed {account.label} from this profile.", file=out)
         else:
             print(result.message, file=out)
+        await _tell_running_app(manager, account.id)
         return 0 if result.revoked else 2
     raise TrayappError(f"unknown accounts command {command!r}")
 
@@ -271,10 +277,30 @@ async def _signin(
         account_id, scopes, opener=opener, on_url=show, timeout=args.timeout
     )
     print(f"Signed in as {account.email} (account {account.id}).", file=out)
+    await _tell_running_app(manager, account.id)
     warning = manager.vault.warning
     if warning:
         print(f"warning: {warning}", file=out)
     return 0
+
+
+async def _tell_running_app(manager: AccountManager, account_id: str) -> None:
+    """A tray or headless engine on this profile holds the account in memory: tell it.
+
+    Without this its parked charms would stay parked after a sign-in here, and it would keep
+    the old grant's tokens; ``account-changed`` makes it re-read the account and unpark them.
+    Nothing runs: nothing to do.
+    """
+    from trayapp import ipc
+
+    command = {"cmd": "account-changed", "account": account_id}
+    reply = await asyncio.to_thread(ipc.try_send, manager.profile_dir, command, 10.0)
+    if reply is not None and not reply.get("ok"):
+        print(
+            f"trayapp: note: the running {DISPLAY_NAME} did not pick up the account change "
+            f"({reply.get('error')}); restart it to apply it",
+            file=sys.stderr,
+        )
 
 
 def _no_browser(url: str) -> bool:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QEvent, QObject
 
 from trayapp import DISPLAY_NAME
-from trayapp.ipc import AlreadyRunning, Server, serve, try_send
+from trayapp.ipc import AlreadyRunning, Server, register_engine_commands, serve, try_send
 
 if TYPE_CHECKING:
     from trayapp.auth.wiring import AccountsWiring
@@ -233,12 +233,10 @@ class AppRunner:
                 tray=self.early_tray,
             )
             self.ipc.on("activate", lambda _req: self._activate())
-            try:  # the CLI's requests to a running engine (reload, pause, resume)
-                from trayapp.cli import register_ipc_commands
-            except ImportError:
-                pass
-            else:
-                register_ipc_commands(self.ipc, self.engine)
+            # The CLI's changes to a running engine: the same commands as `run --headless`.
+            register_engine_commands(
+                self.ipc, self.engine, self._wiring.manager if self._wiring else None
+            )
             # Icon first, then the engine: the user sees the app at once, syncing follows.
             await self.controller.start()
             await self.engine.start()
