@@ -9,6 +9,7 @@ order, as one user session.
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 import urllib.request
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.desktop import Desktop, ReportLog, missing_tools, wait_for
+from trayapp.emulator.testing import find_chromium, headless_chromium_argv
 
 pytestmark = [
     pytest.mark.e2e,
@@ -31,13 +33,18 @@ pytestmark = [
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "out" / "e2e"
 SCREEN_WIDTH = 1024  # Desktop starts Xvfb at 1024x768
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = find_chromium()
 DEMO_EMAIL = "demo@example.com"
-CHROMIUM_FLAGS = (
-    "--headless --no-sandbox --disable-gpu --disable-quic --disable-background-networking "
-    "--disable-component-update --disable-sync --no-first-run --disable-default-apps "
-    "--disable-extensions --remote-debugging-port=0"
-)
+
+
+def browser_script() -> str:
+    """$BROWSER for the app: headless Chromium with the emulator's shared flags, a fresh
+    profile (also as HOME) per sign-in, backgrounded in the app's process group (killed with it)."""
+    if CHROMIUM is None:
+        return "#!/bin/sh\necho 'no Chromium installed' >&2\nexit 1\n"
+    argv = headless_chromium_argv(CHROMIUM, "@URL@", "@PROFILE@")
+    line = shlex.join(argv).replace("@URL@", '"$1"').replace("@PROFILE@", '"$profile"')
+    return f'#!/bin/sh\nprofile="$(mktemp -d)"\nHOME="$profile" {line} >/dev/null 2>&1 &\n'
 
 
 def app_module() -> str:
@@ -76,14 +83,9 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
         desktop.start()
         profile = work / "profile"
         report = ReportLog(work / "report.log")
-        # The app opens sign-in pages with $BROWSER: headless Chromium, in the app's process
-        # group (killed with it). Backgrounded: webbrowser waits for a $BROWSER command to exit.
+        # The app opens sign-in pages with $BROWSER: headless Chromium (see browser_script).
         browser = work / "browser.sh"
-        browser.write_text(
-            "#!/bin/sh\n"
-            f'{CHROMIUM} {CHROMIUM_FLAGS} --user-data-dir="$(mktemp -d)" "$1" '
-            ">/dev/null 2>&1 &\n"
-        )
+        browser.write_text(browser_script())
         browser.chmod(0o755)
         env = desktop.env(
             BROWSER=f"{browser} %s",
@@ -275,7 +277,7 @@ def _control(session: Session, op: str, **kwargs: object) -> object:
         return json.loads(resp.read())["result"]
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed")
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
 def test_revoked_token_asks_once_and_chromium_signs_in_again(session: Session) -> None:
     if not session.emulator:
         pytest.skip("the Google patterns are not installed: demo mode has no Gmail charm")
@@ -295,6 +297,9 @@ def test_revoked_token_asks_once_and_chromium_signs_in_again(session: Session) -
     )
     assert isinstance(calls, list) and len(calls) == 1, calls
     assert f"Sign in again to {DEMO_EMAIL}" in calls[0] and "Sign in again" in calls[0]
+    # What happened, once, in the tray's words: not auth's CLI sentence with Google's own text.
+    assert "no longer accepts the saved sign-in" in calls[0]
+    assert "Token has been expired" not in calls[0] and "trayapp accounts" not in calls[0]
     session.desktop.screenshot(OUT / "tray-attention.png", session.tray_area)
     mark = session.report.mark()
     session.desktop.click(*session.icon, 3)

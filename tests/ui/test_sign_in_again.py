@@ -2,7 +2,8 @@
 
 Real parts throughout: the Google emulator (OAuth consent page, token and revoke endpoints),
 trayapp.auth's AccountManager and token provider, the Engine, and the tray controller. The
-"browser" is an HTTP client that submits the consent form, as tests/auth does.
+"browser" is an HTTP client that submits the consent form (trayapp.emulator.testing's
+answer_consent_page), as tests/auth does.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
@@ -24,11 +24,11 @@ from tests.ui.conftest import QLoop, until
 from trayapp.auth.accounts import AccountManager
 from trayapp.auth.client_config import parse_client_json
 from trayapp.auth.models import Account, AccountState
-from trayapp.auth.secrets import SecretStoreKind, SecretVault
+from trayapp.auth.secrets import SecretVault
 from trayapp.auth.wiring import attach_accounts
 from trayapp.core.engine import Engine
 from trayapp.core.errors import AuthRequired
-from trayapp.emulator.testing import GMAIL_READONLY, EmulatorServer
+from trayapp.emulator.testing import GMAIL_READONLY, EmulatorServer, answer_consent_page
 from trayapp.ui.accounts import AuthAccounts
 from trayapp.ui.model import IconState
 from trayapp.ui.notify_policy import NotificationPolicy
@@ -37,42 +37,12 @@ from trayapp.ui.tray import TrayController
 EMAIL = "alice@example.com"
 
 
-class MemoryKeyring:
-    kind = SecretStoreKind.KEYRING
-    description = "memory keyring (tests)"
-
-    def __init__(self) -> None:
-        self.data: dict[str, str] = {}
-
-    def available(self) -> tuple[bool, str]:
-        return True, ""
-
-    def get(self, key: str) -> str | None:
-        return self.data.get(key)
-
-    def set(self, key: str, value: str) -> None:
-        self.data[key] = value
-
-    def delete(self, key: str) -> None:
-        self.data.pop(key, None)
-
-
-class _Form(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.action = ""
-        self.fields: dict[str, str] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        if tag == "form":
-            self.action = a.get("action", "")
-        elif tag == "input" and a.get("type") == "hidden":
-            self.fields[a["name"]] = a.get("value", "")
-
-
 class HttpBrowser:
-    """Plays the browser: opens the consent page, presses Allow, follows the redirect."""
+    """The sign-in's opener: records the URL and, like a user, allows on the consent page.
+
+    The tray hands sign-in URLs to an opener, so this stays; the consent page itself is answered
+    by the emulator's shared ``answer_consent_page``.
+    """
 
     def __init__(self, *, browse: bool = True) -> None:
         self.browse = browse
@@ -89,13 +59,8 @@ class HttpBrowser:
 
     async def _go(self, url: str) -> None:
         async with httpx.AsyncClient(follow_redirects=True, timeout=60) as http:
-            page = await http.get(url)
-            form = _Form()
-            form.feed(page.text)
-            assert form.action, "the emulator's consent page has a form"
-            await http.post(
-                str(page.url.join(form.action)), data={**form.fields, "decision": "allow"}
-            )
+            answer = await answer_consent_page(http, url, "allow")
+            assert answer.status_code == 200, answer.text  # the app's loopback callback page
 
 
 @dataclass
@@ -132,7 +97,9 @@ async def signed_in(profile_dir: Path, browser: HttpBrowser) -> AsyncIterator[En
         emu.control.create_account(EMAIL, name="Alice")
         client = emu.control.create_client()
         engine = Engine(profile_dir)
-        vault = SecretVault(profile_dir, mode="keyring", keyring_store=MemoryKeyring())  # type: ignore[arg-type]
+        vault = SecretVault(
+            profile_dir, mode="file"
+        )  # a real store; the keyring is not the subject
         manager = attach_accounts(engine, vault=vault)
         manager.clients.set(parse_client_json(json.dumps(client.client_config(emu.base_url))))
         account = await manager.sign_in(None, [GMAIL_READONLY], opener=HttpBrowser(), timeout=60)

@@ -214,7 +214,7 @@ async def start_demo_google(engine: Any, manager: Any) -> DemoGoogle | None:
     """
     try:
         from trayapp.auth.client_config import parse_client_json
-        from trayapp.auth.signin import OPENID_SCOPES, Grant
+        from trayapp.auth.signin import OPENID_SCOPES, grant_from_token_response
         from trayapp.emulator.control import ClientInfo
         from trayapp.emulator.seed import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_EMAIL, DEMO_NAME
         from trayapp.emulator.testing import EmulatorServer
@@ -232,14 +232,8 @@ async def start_demo_google(engine: Any, manager: Any) -> DemoGoogle | None:
     manager.clients.set(parse_client_json(json.dumps(client.client_config(server.base_url))))
     scopes = [*OPENID_SCOPES, *(s for p in wanted for s in patterns[p].scopes)]
     tokens = server.control.issue_tokens(DEMO_EMAIL, DEMO_CLIENT_ID, scopes)
-    grant = Grant(
-        email=DEMO_EMAIL,
-        name=DEMO_NAME,
-        scopes=tuple(str(tokens["scope"]).split()),
-        access_token=tokens["access_token"],
-        refresh_token=tokens["refresh_token"],
-        expires_in=float(tokens["expires_in"]),
-        obtained_at=datetime.now(UTC),
+    grant = grant_from_token_response(
+        tokens, email=DEMO_EMAIL, name=DEMO_NAME, requested_scopes=scopes
     )
     existing = next((a for a in manager.accounts() if a.email == DEMO_EMAIL), None)
     account = await manager.complete_sign_in(grant, existing.id if existing else None)
