@@ -59,9 +59,6 @@ class NoAccounts:
 
 # What happened, per cause, in one short sentence each: (reason, hint). The reason names the
 # likely cause; the hint is a lasting fix beyond the "Sign in again" button, when there is one.
-# trayapp.auth's own reasons are written for the CLI (they repeat the email, quote Google's
-# error_description and end with a command line), so the tray words the known causes itself and
-# falls back to the trimmed auth reason only for causes it does not know.
 _CAUSES: dict[str, tuple[str, str]] = {
     "testing_expiry": (
         "Google ended the sign-in after 7 days, as it does for OAuth clients in Testing.",
@@ -102,14 +99,13 @@ def short_reason(reason: str) -> str:
 def describe(account: Any) -> tuple[str, str]:
     """``(reason, hint)`` for one ``trayapp.auth`` account, short enough for a notification.
 
-    An account model that carries its own short ``reason`` and separate ``hint`` (auth's
-    tray-facing fields) is used as is; otherwise the cause picks a sentence from ``_CAUSES``.
+    Known causes get the tray's own words: auth's ``reason`` names the account (already in the
+    notice's title) and quotes Google's ``error_description``, and its ``cli_hint`` is a command
+    line, which the tray never shows (its fix is a button). Other causes keep auth's sentence,
+    trimmed of the "; sign in again with `trayapp ...`" clause older reasons carry.
     """
     if _state(account.state) is AccountState.SIGNED_IN:
         return "", ""
-    hint = getattr(account, "hint", None)
-    if isinstance(hint, str):
-        return short_reason(str(account.reason or "")), hint.strip()
     cause = account.cause
     known = _CAUSES.get(str(getattr(cause, "value", cause))) if cause is not None else None
     if known is not None:
