@@ -151,7 +151,10 @@ async def test_add_list_status_signout_with_no_secret_in_any_output(
     code, after = await cli("accounts", "status", "--json")
     assert code == 3  # not every account is usable
     assert json.loads(after)["accounts"][0]["state"] == "signed_out"
+    assert json.loads(after)["accounts"][0]["reason"] == f"{EMAIL} is signed out."
+    code, text_after = await cli("accounts", "status", EMAIL)
+    assert f"To fix it: sign in with `trayapp accounts signin {EMAIL}`." in text_after
 
-    for output in (added, listed, status, text_status, signed_out, after):
+    for output in (added, listed, status, text_status, signed_out, after, text_after):
         for token in tokens:
             assert token not in output

@@ -161,7 +161,9 @@ async def test_revoked_grant_means_needs_sign_in_exactly_once(
     after = manager.get(account.id)
     assert after.state is AccountState.NEEDS_SIGN_IN
     assert after.email == EMAIL  # never deleted because of a failure
-    assert "sign in again" in after.reason
+    assert after.reason.startswith("Google no longer accepts the sign-in")
+    assert "trayapp" not in after.reason  # the tray shows it as is
+    assert "`trayapp accounts signin alice@example.com`" in after.cli_hint
     assert not manager.account_usable(account.id)
 
     # Asking again does not go back to Google: the account waits for the user.
@@ -261,7 +263,8 @@ async def test_refresh_failures_are_triaged(
     assert (after.state, after.cause) == (state, cause)
     assert after.email == EMAIL
     assert len(token_requests(emu)) == 1
-    assert str(info.value) == after.reason
+    assert str(info.value) == after.cli_text  # the run's message tells a CLI user the fix
+    assert "trayapp" not in after.reason
 
 
 async def test_invalid_grant_about_seven_days_after_consent_mentions_testing_status(

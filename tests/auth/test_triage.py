@@ -88,8 +88,11 @@ def test_triage(
     )
     assert (verdict.state, verdict.cause, verdict.transient_kind) == (state, cause, transient)
     assert verdict.message
+    # The reason says what happened (the tray shows it); only the hint names CLI commands.
+    assert "trayapp" not in verdict.message
     if state is AccountState.NEEDS_SIGN_IN:
-        assert "accounts signin a@example.com" in verdict.message
+        assert "accounts signin a@example.com" in verdict.hint
+        assert verdict.cli_text == f"{verdict.message}; {verdict.hint}"
 
 
 @pytest.mark.parametrize(
@@ -105,6 +108,7 @@ def test_seven_day_message_only_near_seven_days(age_days: float, testing: bool) 
     )
     assert (verdict.cause is Cause.TESTING_EXPIRY) is testing
     assert ("Testing" in verdict.message) is testing
+    assert ("publish the app" in verdict.hint) is testing
 
 
 def test_server_text_with_a_token_is_redacted() -> None:

@@ -39,7 +39,7 @@ from trayapp.auth.models import (
 )
 from trayapp.auth.secrets import KeyringNotReady, SecretVault
 from trayapp.auth.signin import Grant, SignInError, run_sign_in
-from trayapp.auth.tokens import TokenProvider
+from trayapp.auth.tokens import TokenProvider, signin_hint
 from trayapp.core.cells import Cell
 from trayapp.core.errors import ConfigError, NotFoundError
 from trayapp.core.redact import redact, register_secret
@@ -215,6 +215,7 @@ class AccountManager:
         reason: str,
         cause: Cause | None,
         *,
+        hint: str = "",
         missing_scopes: Sequence[str] = (),
     ) -> Account:
         """Change an account's state (never its email or anything else); publish it."""
@@ -224,6 +225,7 @@ class AccountManager:
         if (
             current.state is state
             and current.reason == reason
+            and current.cli_hint == hint
             and current.cause == cause
             and current.missing_scopes == tuple(missing_scopes)
         ):
@@ -235,6 +237,7 @@ class AccountManager:
             update={
                 "state": state,
                 "reason": redact(reason) if state is not AccountState.SIGNED_IN else "",
+                "cli_hint": hint if state is not AccountState.SIGNED_IN else "",
                 "cause": cause,
                 "missing_scopes": tuple(missing_scopes),
                 "updated_at": self._now(),
@@ -291,9 +294,9 @@ class AccountManager:
                     self._set_state(
                         account.id,
                         AccountState.NEEDS_SIGN_IN,
-                        f"the OAuth client changed; sign {account.label} in again with "
-                        f"`trayapp accounts signin {account.label}`",
+                        f"The app's OAuth client changed since {account.label} signed in.",
                         Cause.INVALID_CLIENT,
+                        hint=signin_hint(account.label),
                     )
                 )
         for provider in self._providers.values():
@@ -422,6 +425,7 @@ class AccountManager:
                 "scopes": scopes,
                 "state": AccountState.SIGNED_IN,
                 "reason": "",
+                "cli_hint": "",
                 "cause": None,
                 "missing_scopes": (),
                 "secret_store": store.kind,
@@ -485,8 +489,8 @@ class AccountManager:
             updated = account.model_copy(
                 update={
                     "state": AccountState.SIGNED_OUT,
-                    "reason": f"{account.label} is signed out; sign in with "
-                    f"`trayapp accounts signin {account.label}`",
+                    "reason": f"{account.label} is signed out.",
+                    "cli_hint": f"sign in with `trayapp accounts signin {account.label}`",
                     "cause": Cause.SIGNED_OUT,
                     "secret_store": None,
                     "updated_at": now,
@@ -536,11 +540,13 @@ class AccountManager:
     def add_placeholder(self, email: str | None = None) -> Account:
         """An account record that has never signed in (the UI lists it as 'needs sign-in')."""
         now = self._now()
+        account_id = _new_account_id()
         account = Account(
-            id=_new_account_id(),
+            id=account_id,
             email=email,
             state=AccountState.NEEDS_SIGN_IN,
-            reason="not signed in yet",
+            reason="Not signed in yet.",
+            cli_hint=f"sign in with `trayapp accounts signin {email or account_id}`",
             cause=Cause.NEVER_SIGNED_IN,
             created_at=now,
             updated_at=now,
@@ -573,9 +579,9 @@ class AccountManager:
                 self._set_state(
                     account.id,
                     AccountState.NEEDS_SIGN_IN,
-                    f"the saved sign-in of {account.label} is no longer in the keyring; sign "
-                    f"in again with `trayapp accounts signin {account.label}`",
+                    f"The saved sign-in of {account.label} is no longer in the keyring.",
                     Cause.SECRET_MISSING,
+                    hint=signin_hint(account.label),
                 )
         return back
 

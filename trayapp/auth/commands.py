@@ -185,7 +185,7 @@ def _client(args: argparse.Namespace, manager: AccountManager, out: TextIO) -> i
         changed = manager.import_client(config)
         print(f"Imported OAuth client {config.client_id} from {args.file}.", file=out)
         for account in changed:
-            print(f"  {account.label}: {account.reason}", file=out)
+            print(f"  {account.label}: {account.cli_text}", file=out)
         return 0
     current = manager.clients.get()
     if args.json:
@@ -246,6 +246,8 @@ def _status(args: argparse.Namespace, manager: AccountManager, out: TextIO) -> i
         )
         if r["reason"]:
             print(f"  {r['reason']}", file=out)
+        if r["hint"]:
+            print(f"  To fix it: {r['hint']}.", file=out)
         if r["token"]["expiry"]:
             print(f"  access token valid until {r['token']['expiry']}", file=out)
         print(f"  tokens stored in: {r['secret_store'] or 'nowhere (not signed in)'}", file=out)

@@ -56,7 +56,11 @@ class Account(BaseModel):
     name: str | None = None
     scopes: tuple[str, ...] = ()  # granted scopes
     state: AccountState = AccountState.NEEDS_SIGN_IN
-    reason: str = ""  # user-facing sentence for any state but signed_in
+    # For any state but signed_in: ``reason`` says what happened in one sentence (the tray
+    # shows it next to its own "Sign in again" button); ``cli_hint`` says how to fix it from
+    # the command line (``trayapp accounts ...``), which only the CLI prints.
+    reason: str = ""
+    cli_hint: str = ""
     cause: Cause | None = None
     missing_scopes: tuple[str, ...] = ()  # for needs_permission
     secret_store: SecretStoreKind | None = None  # where its tokens are
@@ -73,6 +77,11 @@ class Account(BaseModel):
     def label(self) -> str:
         return self.email or self.id
 
+    @property
+    def cli_text(self) -> str:
+        """The reason and the CLI's how-to-fix in one line (CLI output, run messages)."""
+        return f"{self.reason}; {self.cli_hint}" if self.reason and self.cli_hint else self.reason
+
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` / IPC shape. Holds no secrets by construction."""
         return {
@@ -82,6 +91,7 @@ class Account(BaseModel):
             "state": self.state.value,
             "usable": self.usable,
             "reason": self.reason,
+            "hint": self.cli_hint,
             "cause": self.cause.value if self.cause else None,
             "scopes": list(self.scopes),
             "missing_scopes": list(self.missing_scopes),

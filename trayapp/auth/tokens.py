@@ -89,8 +89,18 @@ class Triage:
 
     state: AccountState | None
     cause: Cause | None
-    message: str
+    message: str  # what happened, one sentence: the account's ``reason``
     transient_kind: type[SyncError] | None = None  # Offline or ServerError when transient
+    hint: str = ""  # how to fix it from the command line: the account's ``cli_hint``
+
+    @property
+    def cli_text(self) -> str:
+        return f"{self.message}; {self.hint}" if self.hint else self.message
+
+
+def signin_hint(account_label: str) -> str:
+    """The CLI's how-to-fix for an account that must sign in again."""
+    return f"sign in again with `trayapp accounts signin {account_label}` or from the tray menu"
 
 
 def triage_refresh_error(
@@ -102,9 +112,7 @@ def triage_refresh_error(
     now: datetime,
 ) -> Triage:
     """Classify a failed refresh. Never includes a token in the message (the text is redacted)."""
-    signin_hint = (
-        f"sign in again with `trayapp accounts signin {account_label}` or from the tray menu"
-    )
+    again = signin_hint(account_label)
     if isinstance(exc, ga_exceptions.TransportError) and not isinstance(
         exc, ga_exceptions.RefreshError
     ):
@@ -133,7 +141,8 @@ def triage_refresh_error(
             AccountState.NEEDS_SIGN_IN,
             Cause.REAUTH_REQUIRED,
             f"Your Google Workspace administrator requires {account_label} to sign in again "
-            f"(re-authentication policy); {signin_hint}",
+            "(re-authentication policy).",
+            hint=again,
         )
     if error == "invalid_grant":
         age = now - granted_at if granted_at else None
@@ -141,31 +150,32 @@ def triage_refresh_error(
             return Triage(
                 AccountState.NEEDS_SIGN_IN,
                 Cause.TESTING_EXPIRY,
-                f"Google ended the sign-in of {account_label} after about 7 days: Google "
-                "expires sign-ins every 7 days for OAuth apps whose consent screen is in "
-                "'Testing' status (publish the app in Google Cloud Console to stop this); "
-                + signin_hint,
+                f"Google ended the sign-in of {account_label} after about 7 days, as it does "
+                "for OAuth apps whose consent screen is in 'Testing' status.",
+                hint=f"{again}; publish the app in Google Cloud Console to stop this",
             )
         return Triage(
             AccountState.NEEDS_SIGN_IN,
             Cause.INVALID_GRANT,
             f"Google no longer accepts the sign-in of {account_label} (access was revoked or "
-            f"expired: {description or 'invalid_grant'}); {signin_hint}",
+            f"expired: {description or 'invalid_grant'}).",
+            hint=again,
         )
     if error in ("invalid_client", "unauthorized_client"):
         return Triage(
             AccountState.CLIENT_MISCONFIGURED,
             Cause.INVALID_CLIENT,
-            f"Google rejected the app's OAuth client ({error}: {description or 'no detail'}); "
-            "import a valid Desktop-app client JSON with `trayapp accounts client import FILE`, "
-            f"then {signin_hint}",
+            f"Google rejected the app's OAuth client ({error}: {description or 'no detail'}).",
+            hint="import a valid Desktop-app client JSON with "
+            f"`trayapp accounts client import FILE`, then {again}",
         )
     if error == "invalid_scope":
         return Triage(
             AccountState.NEEDS_PERMISSION,
             Cause.INSUFFICIENT_SCOPE,
             f"{account_label} has not granted a permission Pattern Sync asks for "
-            f"({description or 'invalid_scope'}); {signin_hint} and allow the requested access",
+            f"({description or 'invalid_scope'}).",
+            hint=f"{again} and allow the requested access",
         )
     if status is None and not data and isinstance(exc, ga_exceptions.TransportError):
         return Triage(None, None, "cannot reach Google's token endpoint; will retry", Offline)
@@ -263,19 +273,15 @@ class TokenProvider:
         """
         account = self._manager.get(self.account_id)
         missing = tuple(s for s in required if s not in account.scopes) or tuple(required)
-        message = (
-            f"{account.label} has not granted the access a charm needs "
-            f"({', '.join(missing)}); sign in again with "
-            f"`trayapp accounts signin {account.label}` and allow it"
-        )
-        self._manager._set_state(
+        updated = self._manager._set_state(
             self.account_id,
             AccountState.NEEDS_PERMISSION,
-            message,
+            f"{account.label} has not granted the access a charm needs ({', '.join(missing)}).",
             Cause.INSUFFICIENT_SCOPE,
+            hint=f"{signin_hint(account.label)} and allow it",
             missing_scopes=missing,
         )
-        return AuthRequired(message, account_id=self.account_id)
+        return AuthRequired(updated.cli_text, account_id=self.account_id)
 
     @asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
@@ -312,7 +318,7 @@ class TokenProvider:
             raise AuthRequired(str(exc), account_id=self.account_id) from None
         if not account.usable:
             raise AuthRequired(
-                account.reason or f"{account.label} is not signed in",
+                account.cli_text or f"{account.label} is not signed in",
                 account_id=self.account_id,
             )
 
@@ -358,16 +364,20 @@ class TokenProvider:
         account = manager.get(self.account_id)
         try:
             client = manager.clients.require()
-        except NotFoundError as exc:
+        except NotFoundError:
             raise self._fail(
-                AccountState.CLIENT_MISCONFIGURED, str(exc), Cause.INVALID_CLIENT
+                AccountState.CLIENT_MISCONFIGURED,
+                "No OAuth client is configured.",
+                Cause.INVALID_CLIENT,
+                hint="import your Desktop-app client JSON with "
+                "`trayapp accounts client import FILE` (or use demo mode)",
             ) from None
         if account.secret_store is None:
             raise self._fail(
                 AccountState.NEEDS_SIGN_IN,
-                f"no saved sign-in for {account.label}; sign in with "
-                f"`trayapp accounts signin {account.label}`",
+                f"There is no saved sign-in for {account.label}.",
                 Cause.SECRET_MISSING,
+                hint=f"sign in with `trayapp accounts signin {account.label}`",
             )
         store = manager.vault.store(account.secret_store)
         key = manager.secret_key(self.account_id)
@@ -383,10 +393,9 @@ class TokenProvider:
         if payload is None or not payload.refresh_token:
             raise self._fail(
                 AccountState.NEEDS_SIGN_IN,
-                f"the saved sign-in of {account.label} is missing from the "
-                f"{store.description}; sign in again with "
-                f"`trayapp accounts signin {account.label}`",
+                f"The saved sign-in of {account.label} is missing from the {store.description}.",
                 Cause.SECRET_MISSING,
+                hint=signin_hint(account.label),
             )
         register_secret(payload.refresh_token, payload.access_token)
         meta = self._cell.get()
@@ -435,7 +444,9 @@ class TokenProvider:
                 verdict.message,
             )
             if verdict.state is not None:
-                raise self._fail(verdict.state, verdict.message, verdict.cause) from None
+                raise self._fail(
+                    verdict.state, verdict.message, verdict.cause, hint=verdict.hint
+                ) from None
             kind = verdict.transient_kind or ServerError
             raise kind(verdict.message) from None
         finally:
@@ -471,7 +482,7 @@ class TokenProvider:
         if account.secret_store is None or not account.usable:
             # Signed out (or re-signed in) while the refresh ran: its result must not be saved.
             raise AuthRequired(
-                account.reason or f"{account.label} is not signed in", account_id=self.account_id
+                account.cli_text or f"{account.label} is not signed in", account_id=self.account_id
             )
         store = manager.vault.store(account.secret_store)
         try:
@@ -502,6 +513,9 @@ class TokenProvider:
             expiry.isoformat(timespec="seconds"),
         )
 
-    def _fail(self, state: AccountState, message: str, cause: Cause | None) -> AuthRequired:
-        self._manager._set_state(self.account_id, state, message, cause)
-        return AuthRequired(message, account_id=self.account_id)
+    def _fail(
+        self, state: AccountState, message: str, cause: Cause | None, *, hint: str = ""
+    ) -> AuthRequired:
+        """Record the account's new state; the error carries the CLI's hint for run messages."""
+        updated = self._manager._set_state(self.account_id, state, message, cause, hint=hint)
+        return AuthRequired(updated.cli_text or message, account_id=self.account_id)
