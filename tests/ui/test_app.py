@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PySide6.QtCore import QTimer
@@ -10,6 +12,7 @@ from PySide6.QtWidgets import QApplication
 
 from trayapp.core.engine import Engine
 from trayapp.core.outcomes import OutcomeKind
+from trayapp.ipc import try_send
 from trayapp.ui.app import main
 
 
@@ -24,15 +27,31 @@ def test_session_end_quit_stops_the_engine_and_returns_0(
     def lines() -> list[str]:
         return report.read_text().splitlines() if report.exists() else []
 
-    # Once the demo's first pass is done, end the session the way a desktop does: app.quit().
+    # Once the demo's first pass is done, the CLI talks to the tray (from a thread: try_send
+    # blocks, and the tray serves it on this thread's loop); then end the session the way a
+    # desktop does: app.quit().
     poll = QTimer()
     poll.setInterval(20)
+    replies: dict[str, Any] = {}
+
+    def cli() -> None:
+        for cmd in (
+            {"cmd": "pause", "charm": "team-blog"},
+            {"cmd": "account-changed", "account": "nope"},
+        ):
+            replies[str(cmd["cmd"])] = try_send(profile, cmd, 20.0)
+
+    talker = threading.Thread(target=cli, daemon=True)
 
     def check() -> None:
         feeds = ("project-news", "release-notes", "team-blog")
-        if all(f"TRAYAPP_RUN_FINISHED {f} ok" in lines() for f in feeds):
+        if not talker.is_alive() and len(replies) == 2:
             poll.stop()
             qapp.quit()
+        elif not talker.is_alive() and all(
+            f"TRAYAPP_RUN_FINISHED {f} ok" in lines() for f in feeds
+        ):
+            talker.start()
 
     poll.timeout.connect(check)
     poll.start()
@@ -40,11 +59,14 @@ def test_session_end_quit_stops_the_engine_and_returns_0(
     poll.stop()
     assert rc == 0
     assert "TRAYAPP_READY" in lines()
+    # The tray serves the CLI's commands, the same set as `run --headless`, with its accounts.
+    assert replies == {"pause": {"ok": True}, "account-changed": {"ok": True, "usable": False}}
     engine = Engine(profile)  # the store was closed cleanly and reopens
     try:
         statuses = engine.statuses()
         for feed in ("project-news", "release-notes", "team-blog"):
             assert statuses[feed].last_outcome is OutcomeKind.OK
+        assert statuses["team-blog"].paused
         # Demo Gmail/Calendar (when installed) may have been mid-run: recorded, not lost.
         for s in statuses.values():
             assert s.last_outcome in (OutcomeKind.OK, OutcomeKind.CANCELLED, None)
