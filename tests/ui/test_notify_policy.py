@@ -204,6 +204,18 @@ def test_tray_words_a_revoked_sign_in_once_without_the_cli_text() -> None:
     odd = revoked.model_copy(update={"cause": None, "reason": "Odd; sign in again with x"})
     assert describe(odd) == ("Odd.", "")
     assert describe(revoked.model_copy(update={"state": AuthState.SIGNED_IN})) == ("", "")
+    # A client problem keeps auth's sentence (missing or rejected?) with the tray's fix.
+    no_client = revoked.model_copy(
+        update={
+            "state": AuthState.CLIENT_MISCONFIGURED,
+            "cause": Cause.INVALID_CLIENT,
+            "reason": "No OAuth client is configured.",
+        }
+    )
+    assert describe(no_client) == (
+        "No OAuth client is configured.",
+        "Import a valid Desktop-app client JSON in Settings.",
+    )
 
 
 def test_a_failure_says_once_that_it_is_retried() -> None:

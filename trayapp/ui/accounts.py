@@ -66,12 +66,10 @@ _CAUSES: dict[str, tuple[str, str]] = {
     ),
     "invalid_grant": ("Google no longer accepts the saved sign-in: it was revoked or expired.", ""),
     "reauth_required": ("Your organisation asks you to sign in again from time to time.", ""),
-    "invalid_client": (
-        "Google rejected the app's OAuth client.",
-        "Import a valid Desktop-app client JSON in Settings.",
-    ),
+    # No sentence of its own: auth's says whether the client is missing or Google rejected it.
+    "invalid_client": ("", "Import a valid Desktop-app client JSON in Settings."),
     "insufficient_scope": ("A charm needs access that was not granted.", ""),
-    "secret_missing": ("The saved sign-in is no longer in the keychain.", ""),
+    "secret_missing": ("The saved sign-in is missing.", ""),
     "keyring_locked": ("The keychain is locked; syncing resumes when it is unlocked.", ""),
     "signed_out": ("Signed out.", ""),
     "never_signed_in": ("Not signed in yet.", ""),
@@ -108,9 +106,8 @@ def describe(account: Any) -> tuple[str, str]:
         return "", ""
     cause = account.cause
     known = _CAUSES.get(str(getattr(cause, "value", cause))) if cause is not None else None
-    if known is not None:
-        return known
-    return short_reason(str(account.reason or "")), ""
+    reason, hint = known or ("", "")
+    return reason or short_reason(str(account.reason or "")), hint
 
 
 class AuthAccounts:
