@@ -1041,3 +1041,14 @@ async def test_shutdown_gives_up_on_an_updater_that_ignores_cancellation(
     assert h.repo.history("a")[0].outcome is OutcomeKind.CANCELLED
     release.set()  # let it end so the test leaves nothing behind
     await h.clock.settle()
+
+
+# ------------------------------------------------------------------------------ membership
+
+
+async def test_membership_is_by_charm_id(h: Harness) -> None:
+    await h.start(ScheduleEntry("a", MIN))
+    assert "a" in h.scheduler
+    assert "b" not in h.scheduler
+    h.scheduler.remove("a")
+    assert "a" not in h.scheduler

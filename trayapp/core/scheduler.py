@@ -447,7 +447,12 @@ class Scheduler:
         return {charm_id: charm.status for charm_id, charm in self._charms.items()}
 
     def entries(self) -> dict[str, ScheduleEntry]:
+        """A copy: for comparing every entry (reload). For membership use ``charm_id in``."""
         return {charm_id: charm.entry for charm_id, charm in self._charms.items()}
+
+    def __contains__(self, charm_id: object) -> bool:
+        """Whether the charm is scheduled here; O(1), no copy (the engine asks per command)."""
+        return charm_id in self._charms
 
     @property
     def running(self) -> int:
@@ -931,20 +936,9 @@ class Scheduler:
         return list(self._charms.values()) if charm_id is None else [self._get(charm_id)]
 
     def _state_for(self, charm: _Charm, status: CharmStatus | None = None) -> CharmState:
-        status = status or charm.status
         if charm.active is not None:
             return CharmState.RUNNING
-        if status.paused:
-            return CharmState.PAUSED
-        if status.parked:
-            return CharmState.PARKED
-        if (
-            status.consecutive_failures > 0
-            and status.last_error_kind is not None
-            and status.last_error_kind.backs_off
-        ):
-            return CharmState.BACKING_OFF
-        return CharmState.SCHEDULED
+        return (status or charm.status).resting_state()
 
     def _update(self, charm: _Charm, *, force: bool = False, **changes: Any) -> None:
         """Apply changes, derive the state, and persist and announce if anything changed."""

@@ -159,6 +159,22 @@ class CharmStatus:
     def with_(self, **changes: Any) -> CharmStatus:
         return replace(self, **changes)
 
+    def resting_state(self) -> CharmState:
+        """The state of this charm while no run of it executes.
+
+        The one rule for both the scheduler (charms it holds, when they are not running) and
+        the engine (saved statuses of charms no live scheduler holds), so the two never
+        disagree. Paused shows over parked: the user's own action is what they look for.
+        """
+        if self.paused:
+            return CharmState.PAUSED
+        if self.parked:
+            return CharmState.PARKED
+        kind = self.last_error_kind
+        if self.consecutive_failures > 0 and kind is not None and kind.backs_off:
+            return CharmState.BACKING_OFF
+        return CharmState.SCHEDULED
+
     def to_json(self) -> dict[str, Any]:
         return {
             "charm_id": self.charm_id,
