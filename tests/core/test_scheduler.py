@@ -1043,7 +1043,34 @@ async def test_shutdown_gives_up_on_an_updater_that_ignores_cancellation(
     await h.clock.settle()
 
 
-# ------------------------------------------------------------------------------ membership
+# ------------------------------------------------------------------------------ bounded memory
+
+
+async def test_manual_syncs_faster_than_the_interval_leave_no_timer_backlog(h: Harness) -> None:
+    """Each re-armed timer used to leave its old heap entry until the old due time: a charm
+    synced every 5 minutes on a 6-hour interval piled up 72 dead entries, so the soak
+    benchmark's RSS kept rising. The heap must stay O(charms) however many runs happen."""
+    charms = [f"c{n}" for n in range(10)]
+    await h.start(*(ScheduleEntry(cid, 360 * MIN) for cid in charms))
+    await h.clock.run_for(STAGGER_MAX)  # the first runs, staggered
+    for _ in range(50):
+        for cid in charms:
+            h.scheduler.run_now(cid)
+        await h.clock.settle()
+        h.clock.advance(300)
+        await h.clock.settle()
+    assert [len(h.runs_of(cid)) for cid in charms] == [51] * len(charms)
+    assert h.scheduler.timer_backlog <= 2 * len(charms) + scheduler_module._HEAP_SLACK
+
+    # Dropping the dead entries kept every live timer: each charm still runs on schedule.
+    due: dict[str, datetime] = {}
+    for cid in charms:
+        next_due = h.scheduler.status(cid).next_due_at
+        assert next_due is not None
+        due[cid] = next_due
+    await h.clock.run_for(360 * 60 * 1.1 + 1)  # the longest jittered interval
+    assert [len(h.runs_of(cid)) for cid in charms] == [52] * len(charms)
+    assert all(h.runs_of(cid)[-1][1] >= due[cid] for cid in charms)
 
 
 async def test_membership_is_by_charm_id(h: Harness) -> None:

@@ -111,6 +111,9 @@ _CANCEL_USER = "user"
 _CANCEL_REMOVED = "removed"
 _CANCEL_PAUSED = "paused"
 
+# Stale timer entries tolerated beyond twice the charm count before the heap is rebuilt.
+_HEAP_SLACK = 32
+
 _ACTION_RUN = "run"
 _ACTION_UNPAUSE = "unpause"
 
@@ -582,11 +585,39 @@ class Scheduler:
         charm.timer_action = action
         charm.timer_trigger = trigger
         heapq.heappush(self._heap, (at, next(self._seq), charm.entry.charm_id, charm.timer_token))
+        if len(self._heap) > 2 * len(self._charms) + _HEAP_SLACK:
+            self._compact_timers()
         # Earlier than the loop's planned wake-up: let it re-plan. Not when later: a finished run
         # arming its next timer must not wake an idle loop. (While the loop is mid-iteration it
         # plans after this anyway.)
         if self._sleeping and (self._sleep_until is None or at < self._sleep_until):
             self._wakeup.set()
+
+    def _compact_timers(self) -> None:
+        """Drop the stale timer entries that are not at the top of the heap.
+
+        Re-arming a timer leaves the old entry behind (a heap cannot delete from the middle);
+        it is skipped when it reaches the top, at its old due time. A charm re-armed faster
+        than its interval (manual syncs, a backoff re-planned, runs triggered by wake-ups) thus
+        left one dead entry per run until that time: with a 6-hour interval and a sync every
+        5 minutes the heap grew by 72 entries per charm, and without bound when due times keep
+        moving out. Rebuilding once the heap holds twice the charms (plus slack) keeps it
+        O(charms) at O(1) amortised cost per timer.
+        """
+        live = [
+            item
+            for item in self._heap
+            if (charm := self._charms.get(item[2])) is not None
+            and charm.timer_token == item[3]
+            and charm.timer_at is not None
+        ]
+        heapq.heapify(live)
+        self._heap = live
+
+    @property
+    def timer_backlog(self) -> int:
+        """Timer entries held, live and stale (tests and the soak benchmark check its bound)."""
+        return len(self._heap)
 
     def _clear_timer(self, charm: _Charm) -> None:
         charm.timer_token += 1
