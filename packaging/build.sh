@@ -38,7 +38,9 @@ started=$(now_ms)
 
 # --- build environment ------------------------------------------------------------------------
 if [ ! -x "$PYTHON" ]; then
-  [ -x ./dev ] && [ "$PYTHON" = "$ROOT/.venv/bin/python" ] || die "no Python at $PYTHON; set PYTHON to a virtualenv with trayapp's dependencies"
+  if ! { [ -x ./dev ] && [ "$PYTHON" = "$ROOT/.venv/bin/python" ]; }; then
+    die "no Python at $PYTHON; set PYTHON to a virtualenv with trayapp's dependencies"
+  fi
   log "no .venv yet: setting it up with ./dev"
   ./dev run --version >/dev/null
 fi

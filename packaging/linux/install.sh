@@ -40,7 +40,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-[ -n "${HOME:-}" ] && [ -d "$HOME" ] || die "HOME is not set to an existing directory"
+if [ -z "${HOME:-}" ] || [ ! -d "$HOME" ]; then die "HOME is not set to an existing directory"; fi
 case "$HOME" in *$'\n'*) die "HOME contains a newline; this installer cannot record such paths" ;; esac
 
 # XDG base directories: only absolute values count (the spec says to ignore relative ones).

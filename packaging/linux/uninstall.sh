@@ -89,7 +89,7 @@ if [ -f "$autostart" ]; then
 fi
 
 # The program folder: only ever the one holding our manifest.
-[ -n "$target" ] && [ "$target" != "/" ] && [ "$target" != "$HOME" ] || die "refusing to delete $target"
+if [ -z "$target" ] || [ "$target" = "/" ] || [ "$target" = "$HOME" ]; then die "refusing to delete $target"; fi
 rm -rf -- "$target"
 
 if [ "$purge" = 1 ]; then

@@ -17,7 +17,6 @@ import os
 import signal
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ from PySide6.QtCore import QEvent, QObject
 
 from trayapp import DISPLAY_NAME
 from trayapp.ipc import AlreadyRunning, Server, register_engine_commands, serve, try_send
+from trayapp.ui.demo import make_demo_profile, remove_demo_profile
 
 if TYPE_CHECKING:
     from trayapp.auth.wiring import AccountsWiring
@@ -61,7 +61,7 @@ def _profile_dir(ns: argparse.Namespace) -> Path:
 
     if ns.demo and not ns.profile:
         # A demo must never touch the user's real profile.
-        return Path(tempfile.mkdtemp(prefix="trayapp-demo-"))
+        return make_demo_profile()
     return Profile.resolve(ns.profile).path
 
 
@@ -86,6 +86,8 @@ def main(args: Any = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
     app.setApplicationName(DISPLAY_NAME)
+    # Wayland compositors and task bars match the app to its menu entry and icon by this name.
+    app.setDesktopFileName("trayapp")
     app.setQuitOnLastWindowClosed(False)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
@@ -274,6 +276,7 @@ class AppRunner:
         if self.demo_google is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.demo_google.stop)
         self._remove_signal_handlers()
+        remove_demo_profile(self.profile_dir)  # only a profile this process made for the demo
         return 0
 
     def _install_signal_handlers(self) -> None:
