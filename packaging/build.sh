@@ -9,10 +9,11 @@
 # checkout gets its .venv from ./dev), OUT (default out), SOURCE_DATE_EPOCH (default: the last
 # commit's time, for reproducible archive timestamps).
 #
-# Steps: PyInstaller one-folder build (packaging/trayapp.spec), a self-test of the frozen app
-# (packaging/bundle_selftest.py: keyring backends, Qt plugins, SVG, notifier data, certifi,
-# clean child environment), `trayapp --version` against pyproject's version, icons rendered
-# from resources/icons, the tarball with install.sh/uninstall.sh, and a .deb with dpkg-deb.
+# Steps: PyInstaller one-folder build (packaging/trayapp.spec), ICU's data cut to what Qt uses
+# (packaging/linux/shrink_icu.py; needs icupkg from icu-devtools, and gcc), a self-test of the
+# frozen app (packaging/bundle_selftest.py: keyring backends, Qt plugins, SVG, ICU, notifier
+# data, certifi, clean child environment), `trayapp --version` against pyproject's version,
+# icons rendered from resources/icons, the tarball with install.sh/uninstall.sh, and a .deb.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -57,7 +58,8 @@ if ! "$PYTHON" -c 'import PyInstaller' 2>/dev/null; then
   log "installing $requirement (the packaging extra)"
   "$PYTHON" -m pip install -q "$requirement"
 fi
-for tool in objdump ldd tar gzip; do command -v "$tool" >/dev/null || die "$tool is needed (binutils, libc-bin, tar, gzip)"; done
+for tool in objdump objcopy nm readelf ldd tar gzip; do command -v "$tool" >/dev/null || die "$tool is needed (binutils, libc-bin, tar, gzip)"; done
+for tool in icupkg gcc; do command -v "$tool" >/dev/null || die "$tool is needed to shrink ICU's data (Debian: icu-devtools, gcc)"; done
 [ "$make_deb" = 0 ] || command -v dpkg-deb >/dev/null || die "dpkg-deb is needed for the .deb (or pass --no-deb)"
 
 arch=$(uname -m)
@@ -87,6 +89,11 @@ t0=$(now_ms)
 app="$work/dist/$APP_ID"
 [ -x "$app/$APP_ID" ] || die "PyInstaller did not produce $app/$APP_ID (see its output above)"
 pyinstaller_ms=$(( $(now_ms) - t0 ))
+
+log "ICU data: keeping what Qt uses"
+# 31 MB of ICU locale data and code pages down to ~4 MB (packaging/linux/shrink_icu.py says what
+# stays and why); the self-test below checks Qt still finds what it needs.
+icu_sizes=$("$PYTHON" packaging/linux/shrink_icu.py "$app") || die "could not shrink ICU's data (see above)"
 
 log "self-test of the frozen app"
 report="$work/selftest.json"
@@ -207,6 +214,7 @@ facts = {
     "build_seconds": round($total_ms / 1000, 1),
     "pyinstaller_seconds": round($pyinstaller_ms / 1000, 1),
     "unpacked_bytes": $unpacked,
+    "icu_data_bytes": dict(zip(("before", "after"), map(int, "$icu_sizes".split()))),
     "tarball": os.path.basename("$tarball"),
     "tarball_bytes": os.path.getsize("$tarball"),
     "deb": os.path.basename("$deb") if "$deb" else None,

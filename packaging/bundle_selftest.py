@@ -208,6 +208,31 @@ def _qt() -> dict[str, Any]:
     return {"platform": QGuiApplication.platformName(), "plugins": str(plugins)}
 
 
+def _icu() -> dict[str, Any]:
+    """Qt's ICU still finds the data build.sh kept (packaging/linux/shrink_icu.py).
+
+    A broken or misnamed ICU archive does not stop Qt: it warns once and falls back, e.g. to
+    sorting by code point ("ä" after "z"). So each use Qt makes of ICU data is asked for once.
+    """
+    from PySide6.QtCore import QByteArray, QCollator, QDateTime, QLocale, QTimeZone
+
+    problems = []
+    collator = QCollator(QLocale("de_DE"))
+    if not collator.compare("ä", "b") < 0:
+        problems.append("collation (QCollator sorts by code point: no ICU collation data)")
+    if QLocale("tr_TR").toUpper("i") != "\u0130":
+        problems.append("locale case mapping")
+    zone = QTimeZone(QByteArray(b"Europe/Berlin"))
+    name = zone.displayName(
+        QDateTime.currentDateTime(), QTimeZone.NameType.LongName, QLocale("en_US")
+    )
+    if not zone.isValid() or "Central European" not in name:
+        problems.append(f"English time-zone names (got {name!r})")
+    if problems:
+        raise RuntimeError("ICU data missing for: " + "; ".join(problems))
+    return {"zone_name": name}
+
+
 def _app_resources() -> dict[str, Any]:
     """The app's own icons are in the bundle and Qt's SVG renderer accepts every one of them.
 
@@ -275,6 +300,7 @@ CHECKS: dict[str, Check] = {
     "notifier": _notifier,
     "certifi": _certifi,
     "qt": _qt,
+    "icu": _icu,
     "app_resources": _app_resources,
     "environment": _environment,
 }
