@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
+import ctypes.util
+import gc
 import os
 import shutil
 import signal
@@ -37,6 +40,16 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def sqlite_mib() -> float:
+    """Bytes SQLite holds in this process (page cache, statements), from libsqlite3 itself."""
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0")
+    except OSError:
+        return float("nan")
+    lib.sqlite3_memory_used.restype = ctypes.c_int64
+    return int(lib.sqlite3_memory_used()) / (1024 * 1024)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -212,10 +225,21 @@ def soak_child(hours: float) -> None:
             engine.sync_now(None)
             await asyncio.wait_for(done.wait(), 120)
             unsub()
+            # The demo server records every request path for its tests; over a soak that list
+            # is the bench's own growth (one string per run), not the app's.
+            feeds.requests.clear()
             ctl.refresh()
             if r % max(1, rounds // 16) == 0 or r == rounds - 1:
                 # One line per sample, flushed: a slow machine still yields a partial answer.
-                print(f"SAMPLE {(r + 1) * len(ids)} {rss_mib(os.getpid()):.1f}", flush=True)
+                # Beside RSS, what tells a leak from a cache: live Python objects, SQLite's own
+                # heap (its page cache is capped by cache_size) and the scheduler's timer heap.
+                scheduler = engine._scheduler
+                backlog = scheduler.timer_backlog if scheduler is not None else 0
+                print(
+                    f"SAMPLE {(r + 1) * len(ids)} {rss_mib(os.getpid()):.1f} "
+                    f"{len(gc.get_objects())} {sqlite_mib():.2f} {backlog}",
+                    flush=True,
+                )
         await ctl.stop()
         await engine.stop()
         engine.close()
@@ -234,13 +258,15 @@ def bench_soak(hours: float, budget_s: float) -> dict[str, str]:
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
     samples: list[tuple[int, float]] = []
+    extra: list[list[str]] = []
     assert child.stdout is not None
     timer = threading.Timer(budget_s, child.kill)  # a partial answer beats none
     timer.start()
     for line in child.stdout:
         parts = line.split()
-        if len(parts) == 3 and parts[0] == "SAMPLE":
+        if len(parts) >= 3 and parts[0] == "SAMPLE":
             samples.append((int(parts[1]), float(parts[2])))
+            extra.append(parts[3:])
     timer.cancel()
     complete = child.wait() == 0
     if len(samples) < 2:
@@ -253,12 +279,18 @@ def bench_soak(hours: float, budget_s: float) -> dict[str, str]:
     label = f"{hours:g} simulated hours"
     if not complete:
         label = f"{simulated:.1f} of {label} (budget reached)"
-    return {
+    rows = {
         f"{label} ({runs} runs, {time.monotonic() - t0:.0f} s)": (
             f"RSS {rss[0]:.1f} -> {rss[-1]:.1f} MiB; "
             f"first vs last quarter {first:.1f} -> {last:.1f} MiB ({last - first:+.1f})"
         ),
     }
+    if len(extra[0]) == 3 and len(extra[-1]) == 3:
+        (objs0, sql0, heap0), (objs1, sql1, heap1) = extra[0], extra[-1]
+        rows["  Python objects / SQLite heap / timer heap"] = (
+            f"{objs0} -> {objs1}; {sql0} -> {sql1} MiB; {heap0} -> {heap1} entries"
+        )
+    return rows
 
 
 def main() -> None:
