@@ -636,8 +636,9 @@ async def test_repeated_syncs_keep_no_per_run_objects(
     """What the tray's soak does, in miniature: manual syncs far more often than the interval.
 
     Anything kept per run (futures, tasks, run records, statuses, timer entries, subscriptions,
-    loggers) grows by at least one per run; 3 charms x 40 passes is 120 runs, so a growth well
-    below that between pass 10 and pass 40 is noise (objects of the pass in flight), not a leak.
+    loggers) grows by at least one per run: 90 runs between pass 10 and pass 40. Less than half
+    that is noise, not a leak: the default executor starting another worker thread for the
+    feed parsing (a few weakrefs and bound methods per thread) when the machine is busy.
     """
     base, _, _ = feed_server
     ids = [
@@ -660,7 +661,8 @@ async def test_repeated_syncs_keep_no_per_run_objects(
     before = _live_objects()
     await passes(30)
     after = _live_objects()
-    grown = {name: after[name] - before[name] for name in after if after[name] - before[name] > 20}
+    runs = 30 * len(ids)
+    grown = {n: after[n] - before[n] for n in after if after[n] - before[n] >= runs // 2}
     assert grown == {}
     assert scheduler.timer_backlog <= 2 * len(ids) + scheduler_module._HEAP_SLACK
     assert len(engine._subscribers) == 0 and len(engine._background) == 0
