@@ -36,6 +36,8 @@ DEMO_FEEDS = {
 DEMO_INTERVAL = timedelta(minutes=2)
 NEW_ITEM_EVERY = 2  # requests per new item, per feed
 FEED_WINDOW = 20  # a feed lists its newest 20 items, like most real feeds
+# The request log serves tests and the curious; a demo left running for days must not grow it.
+REQUEST_LOG_KEEP = 1000
 
 
 # The throwaway profiles this process made: only these are ever deleted, so a user's own
@@ -165,6 +167,8 @@ class DemoFeedServer:
                     body = b"not found"
                     head = "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n"
                 self.requests.append(path)
+                if len(self.requests) > 2 * REQUEST_LOG_KEEP:
+                    del self.requests[:-REQUEST_LOG_KEEP]
                 self.on_request(path)
                 writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
                 await writer.drain()
