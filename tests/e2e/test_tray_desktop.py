@@ -331,9 +331,10 @@ def test_revoked_token_asks_once_and_chromium_signs_in_again(session: Session) -
 def test_quit_from_the_menu_exits_cleanly(session: Session) -> None:
     mark = session.report.mark()
     session.desktop.click(*session.icon, 3)
+    session.report.wait("TRAYAPP_MENU_SHOWN", after=mark)
     x, y, w, h = (
-        int(v) for v in session.report.wait("TRAYAPP_MENU_SHOWN", after=mark)[0].split()[1:]
+        int(v) for v in session.report.wait("TRAYAPP_MENU_ITEM quit", after=mark)[0].split()[2:]
     )
-    session.desktop.click(x + w // 3, y + h - 12, 1)  # "Quit Pattern Sync" is the last entry
+    session.desktop.click(x + w // 3, y + h // 2, 1)
     session.report.wait("TRAYAPP_COMMAND quit", after=mark)
     assert session.app.wait(timeout=60) == 0

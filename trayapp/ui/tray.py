@@ -362,6 +362,15 @@ class TrayController(QObject):
 
     def _report_menu(self) -> None:
         g = self.menu.geometry()
+        # Each top-level item's screen rectangle first, so a test can click an entry with the
+        # pointer: keys sent before the menu holds the keyboard grab are lost.
+        for key in ("sync_all", "settings", "activity", "open_data", "quit"):
+            action = self.binder.action(key)
+            if action is None or not action.isVisible():
+                continue
+            r = self.menu.actionGeometry(action).translated(g.topLeft())
+            if r.isValid():
+                self.report(f"TRAYAPP_MENU_ITEM {key} {r.x()} {r.y()} {r.width()} {r.height()}")
         self.report(f"TRAYAPP_MENU_SHOWN {g.x()} {g.y()} {g.width()} {g.height()}")
 
     def _menu_hidden(self) -> None:
