@@ -42,7 +42,14 @@ from trayapp.core.errors import (
     NotFoundError,
     SettingsError,
 )
-from trayapp.core.events import CharmsChanged, CharmStatusChanged, EngineEvent
+from trayapp.core.events import (
+    CharmsChanged,
+    CharmStatusChanged,
+    EngineEvent,
+    RunFinished,
+    RunProgress,
+    RunStarted,
+)
 from trayapp.core.outcomes import OutcomeKind, RunOutcome, RunReport
 from trayapp.core.patterns import Pattern, PatternRegistry, UpdateContext
 from trayapp.core.profile import Profile
@@ -53,7 +60,7 @@ from trayapp.core.scheduler import (
     ScheduleEntry,
     Scheduler,
 )
-from trayapp.core.status import CharmState, CharmStatus, RunRecord
+from trayapp.core.status import CharmState, CharmStatus, Progress, RunRecord
 from trayapp.core.statusrepo import HISTORY_KEEP, StoreStatusRepo
 from trayapp.core.store import Store
 
@@ -101,6 +108,7 @@ class Engine:
         self._http_transport = http_transport
         self._http: httpx.AsyncClient | None = None
         self._subscribers: list[EventCallback] = []
+        self._progress: dict[str, Progress] = {}  # running charms' last ctx.progress report
         self._scheduler_options: dict[str, Any] = {
             "max_concurrency": max_concurrency,
             "per_account_concurrency": per_account_concurrency,
@@ -438,14 +446,31 @@ class Engine:
         # A running engine holds every charm's status in memory: read the store only for
         # charms it does not schedule (not running, a one-shot sync, or added elsewhere).
         stored = self._status_repo.load_all() if any(cid not in live for cid in ids) else {}
-        return {cid: live.get(cid) or stored.get(cid) or CharmStatus(cid) for cid in ids}
+        return {
+            cid: self._with_progress(live.get(cid) or stored.get(cid) or CharmStatus(cid))
+            for cid in ids
+        }
 
     def status(self, charm_id: str) -> CharmStatus:
         self._charms.get(charm_id)
         scheduler = self._live_scheduler(charm_id)
         if scheduler is not None:
-            return scheduler.status(charm_id)
+            return self._with_progress(scheduler.status(charm_id))
         return self._stored_status(charm_id)
+
+    def _with_progress(self, status: CharmStatus) -> CharmStatus:
+        progress = self._progress.get(status.charm_id)
+        if progress is None or status.state is not CharmState.RUNNING:
+            return status
+        return status.with_(progress=progress)
+
+    def _report_progress(self, charm_id: str, done: int, total: int | None, unit: str) -> None:
+        """An updater's ``ctx.progress``: kept until its run ends, and told to observers."""
+        progress = Progress(done, total, unit)
+        if self._progress.get(charm_id) == progress:
+            return
+        self._progress[charm_id] = progress
+        self.publish(RunProgress(charm_id, progress))
 
     def history(self, charm_id: str, limit: int = HISTORY_KEEP) -> list[RunRecord]:
         """The charm's last runs, newest first."""
@@ -467,6 +492,10 @@ class Engine:
 
     def publish(self, event: EngineEvent) -> None:
         """Deliver an event to every subscriber (other engine parts, e.g. accounts, use it)."""
+        if isinstance(event, RunStarted):
+            self._progress.pop(event.charm_id, None)
+        elif isinstance(event, RunFinished):
+            self._progress.pop(event.record.charm_id, None)
         for callback in list(self._subscribers):
             try:
                 callback(event)
@@ -549,6 +578,9 @@ class Engine:
                 logging.getLogger(f"trayapp.charm.{info.id}"), {"charm_id": info.id}
             ),
             now=self.clock.now,
+            on_progress=(lambda d, t, u: self._report_progress(info.id, d, t, u))
+            if online
+            else None,
         )
 
     def export(self, charm_id: str, fmt: str, dest: Path) -> int:

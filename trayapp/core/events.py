@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trayapp.core.status import CharmStatus, RunRecord
+from trayapp.core.status import CharmStatus, Progress, RunRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,14 @@ class CharmStatusChanged:
 class RunStarted:
     charm_id: str
     trigger: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunProgress:
+    """A running charm's updater reported progress (``ctx.progress``)."""
+
+    charm_id: str
+    progress: Progress
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,5 +56,11 @@ class LoopBlocked:
 
 
 EngineEvent = (
-    CharmStatusChanged | RunStarted | RunFinished | CharmsChanged | AccountChanged | LoopBlocked
+    CharmStatusChanged
+    | RunStarted
+    | RunProgress
+    | RunFinished
+    | CharmsChanged
+    | AccountChanged
+    | LoopBlocked
 )

@@ -116,6 +116,7 @@ class UpdateContext(Generic[S]):
         google: Any = None,
         log: logging.LoggerAdapter[logging.Logger] | None = None,
         now: Callable[[], datetime] | None = None,
+        on_progress: Callable[[int, int | None, str], None] | None = None,
     ) -> None:
         self.charm_id = charm_id
         self.settings = settings
@@ -130,6 +131,19 @@ class UpdateContext(Generic[S]):
         self._bindings = dict(bindings)
         self._collections = collections
         self._now = now
+        self._on_progress = on_progress
+
+    def progress(self, done: int, total: int | None = None, unit: str = "items") -> None:
+        """Say how far a long run is: ``done`` of ``total`` ``unit`` (total None: not known yet).
+
+        Shown in the tray menu and tooltip ("Gmail: 1,200 of 5,000 messages") and in
+        ``trayapp status --json`` while the run lasts; cleared when it ends. Cheap: call it after
+        every stored batch. ``unit`` is a plural noun ("messages", "events").
+        """
+        if self._on_progress is not None:
+            self._on_progress(
+                max(0, int(done)), None if total is None else max(0, int(total)), unit
+            )
 
     def cell(self, slot: str) -> Cell[Any] | DerivedCell[Any]:
         """The cell bound to ``slot`` (one the pattern declared in ``cells``)."""

@@ -57,6 +57,29 @@ class Counts:
 
 
 @dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a running charm is, as its updater last said (``ctx.progress``)."""
+
+    done: int
+    total: int | None = None  # None: not known yet
+    unit: str = "items"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"done": self.done, "total": self.total, "unit": self.unit}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Progress | None:
+        if not isinstance(data, dict) or not isinstance(data.get("done"), int):
+            return None
+        total = data.get("total")
+        return cls(
+            int(data["done"]),
+            int(total) if isinstance(total, int) else None,
+            str(data.get("unit") or "items"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class RunRecord:
     """One finished run, kept in the charm's history (the last 50 are persisted)."""
 
@@ -151,6 +174,8 @@ class CharmStatus:
     # Kept apart from ``state`` because a charm can be parked and paused at once (``state`` shows
     # one of them), and parking must survive a restart in either case.
     parked: bool = False
+    # While RUNNING: what the updater last reported through ``ctx.progress`` (None otherwise).
+    progress: Progress | None = None
 
     @property
     def healthy(self) -> bool:
@@ -193,6 +218,7 @@ class CharmStatus:
             "paused_until": _dt(self.paused_until),
             "blocked_loop": self.blocked_loop,
             "parked": self.parked,
+            "progress": self.progress.to_json() if self.progress is not None else None,
         }
 
     @classmethod
@@ -223,4 +249,5 @@ class CharmStatus:
             paused_until=_parse_dt(data.get("paused_until")),
             blocked_loop=data.get("blocked_loop"),
             parked=bool(parked),
+            progress=Progress.from_json(data.get("progress")),
         )

@@ -484,6 +484,9 @@ class _Sync:
                         queue.extend(self.store_page(finished.result()))
                     else:
                         errors.extend(self.store_fetched(fetched_ids, finished.result()))
+                shown = self.state_progress()  # for the tray and status --json
+                total = shown.listed if shown.listing_done else None
+                self.ctx.progress(shown.listed - len(shown.pending), total, "messages")
                 if errors:
                     raise errors[0]
         finally:
