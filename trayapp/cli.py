@@ -514,38 +514,19 @@ def _sync_via_instance(profile_dir: Path, charms: list[str]) -> list[dict[str, A
 
 def _outcome_from_reply(o: Mapping[str, Any]) -> RunOutcome:
     """A RunOutcome from the IPC sync reply, so both sync paths print the same JSON."""
-    from trayapp.core.outcomes import OutcomeKind, RunOutcome, RunReport
+    from trayapp.core.outcomes import OutcomeKind, RunOutcome
 
     try:
-        kind = OutcomeKind(str(o.get("kind")))
+        return RunOutcome.from_json(o)
     except ValueError:
         return RunOutcome(OutcomeKind.BUG, message=f"unexpected reply from the app: {o!r}")
-    retry_after = o.get("retry_after")
-    return RunOutcome(
-        kind,
-        report=RunReport(
-            added=int(o.get("added") or 0),
-            updated=int(o.get("updated") or 0),
-            removed=int(o.get("removed") or 0),
-            partial=tuple(str(p) for p in o.get("partial") or ()),
-        ),
-        message=str(o.get("message") or ""),
-        retry_after=datetime.fromisoformat(retry_after) if retry_after else None,
-    )
 
 
 def _result_json(charm_id: str, outcome: RunOutcome) -> dict[str, Any]:
     """One charm's entry in ``trayapp sync --json`` (docs/cli.md)."""
-    report = outcome.report
-    return {
-        "charm_id": charm_id,
-        "outcome": outcome.kind.value,
-        "ok": outcome.ok,
-        "counts": {"added": report.added, "updated": report.updated, "removed": report.removed},
-        "message": outcome.message or report.message,
-        "partial": list(report.partial),
-        "retry_after": outcome.retry_after.isoformat() if outcome.retry_after else None,
-    }
+    data = outcome.to_json()
+    del data["traceback"]  # kept in the charm's history (``charms show``), not printed here
+    return {"charm_id": charm_id, **data}
 
 
 def _sync_line(r: Mapping[str, Any]) -> str:

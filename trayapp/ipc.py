@@ -31,38 +31,20 @@ import socket
 import struct
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trayapp.auth.accounts import AccountManager
+    from trayapp.core.engine import Engine
 
 log = logging.getLogger(__name__)
 
 MAX_LINE = 64 * 1024
 IS_WINDOWS = sys.platform == "win32"
-
-
-class IpcEngine(Protocol):
-    """What the IPC server needs of ``trayapp.core.engine.Engine``."""
-
-    def sync_now(self, charm_id: str | None = None) -> None: ...
-    def statuses(self) -> Mapping[str, Any]: ...
-
-
-class ControlledEngine(IpcEngine, Protocol):
-    """What the CLI's change commands need of the engine (:func:`register_engine_commands`)."""
-
-    def reload_charms(self) -> Any: ...
-    def pause(self, charm_id: str | None, until: datetime | None) -> Any: ...
-    def resume(self, charm_id: str | None) -> Any: ...
-    def remove_charm(self, charm_id: str) -> Any: ...
-
-
-class AccountReloader(Protocol):
-    """What the account commands need: ``trayapp.auth.accounts.AccountManager.reload``."""
-
-    async def reload(self, account_id: str) -> Any: ...
 
 
 class AlreadyRunning(Exception):
@@ -132,27 +114,7 @@ def _peer_is_us(writer: asyncio.StreamWriter) -> bool:
     return bool(uid == os.getuid())
 
 
-def _outcome_json(outcome: Any) -> dict[str, Any]:
-    """One run's outcome as the CLI's ``sync --json`` reads it (``cli._outcome_from_reply``).
-
-    ``message`` falls back to the report's (an OK run's "not modified"), and ``partial`` and
-    ``retry_after`` travel too, so a sync through the running app says what a local one says.
-    """
-    kind = getattr(outcome, "kind", None)
-    report = getattr(outcome, "report", None)
-    retry_after = getattr(outcome, "retry_after", None)
-    return {
-        "kind": getattr(kind, "value", str(kind)),
-        "message": str(getattr(outcome, "message", "") or getattr(report, "message", "") or ""),
-        "added": getattr(report, "added", 0),
-        "updated": getattr(report, "updated", 0),
-        "removed": getattr(report, "removed", 0),
-        "partial": [str(p) for p in getattr(report, "partial", ()) or ()],
-        "retry_after": retry_after.isoformat() if retry_after is not None else None,
-    }
-
-
-async def _dispatch(engine: IpcEngine, server: Server, req: dict[str, Any]) -> dict[str, Any]:
+async def _dispatch(engine: Engine, server: Server, req: dict[str, Any]) -> dict[str, Any]:
     cmd = req.get("cmd")
     if not isinstance(cmd, str):
         return {"ok": False, "error": "request has no 'cmd'"}
@@ -171,9 +133,7 @@ async def _dispatch(engine: IpcEngine, server: Server, req: dict[str, Any]) -> d
         statuses = engine.statuses()
         return {
             "ok": True,
-            "statuses": {
-                k: (v.to_json() if hasattr(v, "to_json") else v) for k, v in statuses.items()
-            },
+            "statuses": {k: v.to_json() for k, v in statuses.items()},
         }
     if cmd == "sync":
         charms = req.get("charms")
@@ -182,18 +142,15 @@ async def _dispatch(engine: IpcEngine, server: Server, req: dict[str, Any]) -> d
         ):
             return {"ok": False, "error": "'charms' must be a list of charm ids or null"}
         if req.get("wait"):
-            sync = getattr(engine, "sync", None)
-            if sync is None:
-                return {"ok": False, "error": "this engine cannot run an awaited sync"}
-            outcomes = await sync(charms)
-            return {"ok": True, "outcomes": {k: _outcome_json(v) for k, v in outcomes.items()}}
+            outcomes = await engine.sync(charms)
+            return {"ok": True, "outcomes": {k: v.to_json() for k, v in outcomes.items()}}
         for cid in charms or [None]:
             engine.sync_now(cid)
         return {"ok": True, "queued": charms}
     return {"ok": False, "error": f"unknown command {cmd!r}"}
 
 
-async def serve(engine: IpcEngine, profile_dir: Path) -> Server:
+async def serve(engine: Engine, profile_dir: Path) -> Server:
     """Start serving this profile; raises :class:`AlreadyRunning` if another instance does."""
     holder: list[Server] = []
 
@@ -265,7 +222,7 @@ async def serve(engine: IpcEngine, profile_dir: Path) -> Server:
 
 
 def register_engine_commands(
-    server: Server, engine: ControlledEngine, accounts: AccountReloader | None = None
+    server: Server, engine: Engine, accounts: AccountManager | None = None
 ) -> None:
     """Serve the CLI's changes to a running engine; the tray and the headless engine both call it.
 
@@ -300,7 +257,7 @@ def register_engine_commands(
         if accounts is None:
             return {"ok": False, "error": "this app runs without Google accounts"}
         account = await accounts.reload(account_id)
-        return {"usable": bool(getattr(account, "usable", False))}
+        return {"usable": account is not None and account.usable}
 
     server.on("reload", reload)
     server.on("pause", pause)

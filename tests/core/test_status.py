@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+
 import pytest
 
-from trayapp.core.outcomes import OutcomeKind
+from trayapp.core.outcomes import OutcomeKind, RunOutcome, RunReport
 from trayapp.core.status import CharmState, CharmStatus
 
 
@@ -34,3 +37,34 @@ def test_resting_state(changes: dict[str, object], expected: CharmState) -> None
     # A stale saved ``state`` (RUNNING, from a crash) never leaks into the derived one.
     status = CharmStatus("a", state=CharmState.RUNNING).with_(**changes)
     assert status.resting_state() is expected
+
+
+def test_an_outcome_round_trips_through_json() -> None:
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    outcomes = [
+        RunOutcome(OutcomeKind.OK, report=RunReport(added=2, updated=1, partial=("work",))),
+        RunOutcome(OutcomeKind.RATE_LIMITED, message="slow down", retry_after=when),
+        RunOutcome(OutcomeKind.BUG, message="KeyError: 'x'", traceback="Traceback ...\n"),
+    ]
+    for outcome in outcomes:
+        data = json.loads(json.dumps(outcome.to_json()))
+        assert RunOutcome.from_json(data) == outcome
+    # The report's own message (an ok run's "not modified") is the effective message.
+    quiet = RunOutcome(OutcomeKind.OK, report=RunReport(message="not modified"))
+    back = RunOutcome.from_json(quiet.to_json())
+    assert back.kind is OutcomeKind.OK and (back.message or back.report.message) == "not modified"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"outcome": "exploded"},
+        {"outcome": "ok", "counts": {"added": "many"}},
+        {"outcome": "ok", "counts": {"added": -1}},
+        {"outcome": "ok", "partial": "work"},
+        {"outcome": "rate_limited", "retry_after": "tomorrow"},
+    ],
+)
+def test_a_malformed_outcome_is_a_value_error(data: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        RunOutcome.from_json(data)

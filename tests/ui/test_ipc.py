@@ -17,7 +17,6 @@ from trayapp.core.events import AccountChanged, EngineEvent
 from trayapp.core.outcomes import OutcomeKind, RunOutcome, RunReport
 from trayapp.ipc import (
     AlreadyRunning,
-    _outcome_json,
     register_engine_commands,
     serve,
     socket_path,
@@ -68,8 +67,8 @@ async def test_status_sync_and_activate_reach_the_running_instance(
 
         reply = await ask(profile_dir, {"cmd": "sync", "charms": ["team-blog"], "wait": True})
         assert reply is not None and reply["ok"] is True
-        assert reply["outcomes"]["team-blog"]["kind"] == "ok"  # type: ignore[index]
-        assert reply["outcomes"]["team-blog"]["added"] == 3  # type: ignore[index]
+        assert reply["outcomes"]["team-blog"]["outcome"] == "ok"  # type: ignore[index]
+        assert reply["outcomes"]["team-blog"]["counts"]["added"] == 3  # type: ignore[index]
         assert feeds.requests == ["/team-blog.xml"]
 
         reply = await ask(profile_dir, {"cmd": "show-menu"})
@@ -124,11 +123,11 @@ def test_no_instance_means_none(profile_dir: Path) -> None:
 
 def test_an_outcome_keeps_partial_retry_after_and_the_reports_message_over_ipc() -> None:
     when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    warned = _outcome_json(
-        RunOutcome(OutcomeKind.OK, report=RunReport(added=1, partial=("work",), message="m"))
-    )
+    warned = RunOutcome(
+        OutcomeKind.OK, report=RunReport(added=1, partial=("work",), message="m")
+    ).to_json()
     assert warned["partial"] == ["work"] and warned["message"] == "m"
-    limited = _outcome_json(RunOutcome(OutcomeKind.RATE_LIMITED, message="slow", retry_after=when))
+    limited = RunOutcome(OutcomeKind.RATE_LIMITED, message="slow", retry_after=when).to_json()
     assert limited["retry_after"] == when.isoformat() and limited["message"] == "slow"
     assert limited["partial"] == []
 

@@ -7,9 +7,11 @@ patterns never need to know about scheduling.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 class OutcomeKind(StrEnum):
@@ -82,3 +84,51 @@ class RunOutcome:
     @property
     def ok(self) -> bool:
         return self.kind is OutcomeKind.OK
+
+    def to_json(self) -> dict[str, Any]:
+        """The outcome as ``trayapp sync --json`` shows it (docs/cli.md) and IPC carries it.
+
+        ``message`` is the effective message: the outcome's own, else the report's (an ``ok``
+        run's "not modified"). :meth:`from_json` reads it back.
+        """
+        report = self.report
+        return {
+            "outcome": self.kind.value,
+            "ok": self.ok,
+            "counts": {"added": report.added, "updated": report.updated, "removed": report.removed},
+            "message": self.message or report.message,
+            "partial": list(report.partial),
+            "retry_after": self.retry_after.isoformat() if self.retry_after else None,
+            "traceback": self.traceback,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunOutcome:
+        """The inverse of :meth:`to_json`; raises ValueError naming what is malformed."""
+        try:
+            kind = OutcomeKind(str(data.get("outcome")))
+        except ValueError:
+            raise ValueError(f"unknown outcome {data.get('outcome')!r}") from None
+        counts = data.get("counts") or {}
+        partial = data.get("partial") or ()
+        retry_after = data.get("retry_after")
+        traceback = data.get("traceback")
+        if not isinstance(counts, Mapping) or not isinstance(partial, list | tuple):
+            raise ValueError("malformed counts or partial in an outcome")
+        try:
+            report = RunReport(
+                added=int(counts.get("added") or 0),
+                updated=int(counts.get("updated") or 0),
+                removed=int(counts.get("removed") or 0),
+                partial=tuple(str(p) for p in partial),
+            )
+            when = datetime.fromisoformat(retry_after) if isinstance(retry_after, str) else None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"malformed outcome: {exc}") from None
+        return cls(
+            kind,
+            report=report,
+            message=str(data.get("message") or ""),
+            traceback=traceback if isinstance(traceback, str) else None,
+            retry_after=when,
+        )

@@ -15,20 +15,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
+from trayapp.auth.models import AccountState as AccountState  # the one enum, re-exported
 from trayapp.core.outcomes import OutcomeKind
 from trayapp.core.status import CharmState, CharmStatus
 
 # ---------------------------------------------------------------------------------------------
-# Accounts: the UI's own small interface, so the menu works before and without trayapp.auth.
-
-
-class AccountState(StrEnum):
-    SIGNED_IN = "signed_in"
-    NEEDS_SIGN_IN = "needs_sign_in"
-    KEYRING_NOT_READY = "keyring_not_ready"
-    CLIENT_MISCONFIGURED = "client_misconfigured"
-    NEEDS_PERMISSION = "needs_permission"
-    SIGNED_OUT = "signed_out"  # on purpose: shown, never an alert
+# Accounts: the one AccountState (trayapp.auth's) and the small view of an account the menu shows.
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,27 +11,25 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import QMenu, QMessageBox, QSystemTrayIcon, QWidget
 
 from trayapp import DISPLAY_NAME
+from trayapp.core.engine import Engine
 from trayapp.core.events import (
     EngineEvent,
     LoopBlocked,
     RunFinished,
 )
-from trayapp.core.status import CharmStatus, RunRecord
 from trayapp.ui.accounts import AccountsSource, NoAccounts
 from trayapp.ui.icons import icon_path, state_icon
 from trayapp.ui.menu import MenuBinder, new_menu
 from trayapp.ui.model import (
-    CharmLike,
     CommandTable,
     IconState,
     LoopBlock,
@@ -51,22 +49,6 @@ log = logging.getLogger(__name__)
 TEST_REPORT_ENV = "TRAYAPP_TEST_REPORT"  # "stderr" or a file path: machine-readable UI events
 MENU_TICK_MS = 15_000
 LOOP_BLOCK_SHOWN_FOR = timedelta(hours=1)
-
-
-class EngineLike(Protocol):
-    """The part of ``trayapp.core.engine.Engine`` the tray uses (see docs/architecture.md)."""
-
-    @property
-    def profile(self) -> Any: ...
-    def charms(self) -> Sequence[CharmLike]: ...
-    def statuses(self) -> Mapping[str, CharmStatus]: ...
-    def subscribe(self, callback: Callable[[EngineEvent], None]) -> Callable[[], None]: ...
-    def sync_now(self, charm_id: str | None = None) -> None: ...
-    def pause(self, charm_id: str | None = None, until: datetime | None = None) -> None: ...
-    def resume(self, charm_id: str | None = None) -> None: ...
-    def reset_charm(self, charm_id: str) -> Any: ...
-    def remove_charm(self, charm_id: str) -> Any: ...
-    def history(self, charm_id: str, limit: int = 50) -> Sequence[RunRecord]: ...
 
 
 class TestReporter:
@@ -96,7 +78,7 @@ def _utcnow() -> datetime:
 class TrayController(QObject):
     def __init__(
         self,
-        engine: EngineLike,
+        engine: Engine,
         accounts: AccountsSource | None = None,
         *,
         now: Callable[[], datetime] = _utcnow,
@@ -280,15 +262,11 @@ class TrayController(QObject):
         self.report("TRAYAPP_RESUMED")
         self.policy.resumed_from_sleep(self.now())
         self._arm_grace_timer()
-        notify = getattr(self.engine, "notify_resumed_from_sleep", None)
-        if callable(notify):
-            notify()
+        self.engine.notify_resumed_from_sleep()
 
     def _network_changed(self, online: bool) -> None:
         self.report(f"TRAYAPP_NETWORK {'online' if online else 'offline'}")
-        notify = getattr(self.engine, "notify_network_changed", None)
-        if callable(notify):
-            notify(online)
+        self.engine.notify_network_changed(online)
 
     # -- observing --------------------------------------------------------------------------
 
@@ -565,7 +543,7 @@ class TrayController(QObject):
             self.spawn(result)
 
     def open_data_folder(self) -> None:
-        path = Path(getattr(self.engine.profile, "path", self.engine.profile))
+        path = self.engine.profile.path
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
 
     def open_window(self, which: str, arg: str | None = None) -> QWidget:

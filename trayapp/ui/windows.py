@@ -55,7 +55,7 @@ ACTIVITY_LIST_WIDTH = 290
 
 
 def _profile_dir(ctl: TrayController) -> Path:
-    return Path(getattr(ctl.engine.profile, "path", ctl.engine.profile))
+    return ctl.engine.profile.path
 
 
 def _redact(text: str) -> str:
@@ -496,7 +496,7 @@ class SettingsWindow(QWidget):
         try:
             if self._editing is None:
                 account = self.account.currentData() if self.account.isVisible() else None
-                info = self.ctl.engine.add_charm(  # type: ignore[attr-defined]
+                info = self.ctl.engine.add_charm(
                     self.pattern.currentData(),
                     settings,
                     name=name,
@@ -505,7 +505,7 @@ class SettingsWindow(QWidget):
                 )
                 self._editing = info.id
             else:
-                self.ctl.engine.update_charm(  # type: ignore[attr-defined]
+                self.ctl.engine.update_charm(
                     self._editing, settings=settings, name=name, interval=interval
                 )
         except TrayappError as exc:
