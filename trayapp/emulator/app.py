@@ -308,6 +308,12 @@ class EmulatorApp:
         elif rule.kind == "token_error":
             assert rule.token_error is not None
             await self._send_capture(token_fault_capture(rule.token_error), send, entry)
+        elif rule.kind == "body":
+            cap = ResponseCapture()
+            cap.status = 200
+            cap.headers = [(b"content-type", b"application/json; charset=UTF-8")]
+            cap.body += json.dumps(rule.body).encode()
+            await self._send_capture(cap, send, entry)
         elif rule.kind == "hang":
             await self._hang(rule.hang_seconds, receive)
             if transport is not None:

@@ -234,6 +234,15 @@ class Control:
         )
 
     @_op
+    def set_search_lag(self, email: str, seconds: float) -> None:
+        """Fault: messages added from now on reach ``messages.list?q=`` ``seconds`` (emulator
+        clock) after they appear in the history, as when Gmail's search index lags behind.
+        Lists without ``q`` are not delayed. 0 turns it off for later messages."""
+        if seconds < 0:
+            raise ValueError("the search lag is a number of seconds, 0 or more")
+        self.state.account(email).mailbox.search_lag = float(seconds)
+
+    @_op
     def modify_labels(
         self, email: str, message_id: str, add: Iterable[str] = (), remove: Iterable[str] = ()
     ) -> list[str]:

@@ -4,6 +4,10 @@ A rule matches on the discovery method id (``endpoint``, a glob such as ``gmail.
 or ``oauth.token``), the URL path (glob), the HTTP method and the account; it fires ``times``
 times (forever when None) with ``probability``. Rules are tried in the order they were added;
 ``latency`` rules add up and let the request go on, every other kind ends it.
+
+``body`` answers 200 with a given JSON body instead of the real one: a response that is valid
+HTTP but whose content is malformed (``{"messages": [{"id": 5}, {"id": null}]}``), to check that
+a client never advances a cursor past entries it could not read.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from trayapp.emulator.errors import CANONICAL_NAMES
 ALIASES = ("401-authError", "404-notFound", "410-fullSyncRequired", "429-rateLimitExceeded")
 
 FaultKind = Literal[
-    "status", "latency", "hang", "reset", "reset_after_headers", "truncate", "token_error"
+    "status", "latency", "hang", "reset", "reset_after_headers", "truncate", "token_error", "body"
 ]
 FAULT_KINDS = (
     "status",
@@ -29,6 +33,7 @@ FAULT_KINDS = (
     "reset_after_headers",
     "truncate",
     "token_error",
+    "body",
 )
 TOKEN_ERRORS = (
     "invalid_grant",
@@ -62,6 +67,8 @@ class FaultRule:
     retry_after: int | None = None
     #: For "...-retry-after" bodies: how far ahead the ISO time in the message is (seconds).
     retry_after_message_seconds: int = 900
+    #: For kind="body": the JSON answered with status 200 in place of the real response.
+    body: Any = None
     #: Whether the rule also applies to the inner calls of a batch request.
     batch_parts: bool = True
     id: str = field(default_factory=lambda: f"fault-{next(_ids)}")
@@ -81,6 +88,8 @@ class FaultRule:
             raise ValueError(f"token_error must be one of {', '.join(TOKEN_ERRORS)}")
         if self.kind == "token_error" and self.endpoint is None and self.path is None:
             self.endpoint = "oauth.token"
+        if self.kind == "body" and self.body is None:
+            raise ValueError("a body fault needs the JSON body to answer with")
         if not 0.0 <= self.probability <= 1.0:
             raise ValueError("probability must be between 0 and 1")
 

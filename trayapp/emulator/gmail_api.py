@@ -199,6 +199,9 @@ def messages_list(request: Request, box: Mailbox) -> dict[str, Any]:
         matched = box.list_cache[1]
     else:
         matched = _matching(box, compile_query(q or "", box, now), label_ids, include_spam_trash)
+        if q and q.strip():
+            # The search-lag fault: search does not find what it has not indexed yet.
+            matched = [m for m in matched if m.searchable_at <= now]
         box.list_cache = (key, matched)
     first = 0
     if start_after is not None:

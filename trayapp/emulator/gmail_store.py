@@ -184,6 +184,8 @@ class StoredMessage:
     label_ids: list[str]
     internal_date: int
     history_id: int
+    #: Emulator clock time from which ``messages.list?q=`` can return it (search lag fault).
+    searchable_at: float = 0.0
     _parsed: Parsed | None = field(default=None, repr=False)
 
     @property
@@ -285,6 +287,9 @@ class Mailbox:
         self._history_ids: list[int] = []
         self.history_id = rng.randrange(1000, 90_000)
         self.floor = 0
+        #: Seconds a new message stays invisible to ``messages.list?q=`` after it is added
+        #: (and in the history): the search index lagging behind, a fault (``set_search_lag``).
+        self.search_lag = 0.0
         self._next_label = 1
         self._id_counter = rng.randrange(0, 1 << 12)
         self._thread_by_message_id: dict[str, str] = {}
@@ -382,7 +387,13 @@ class Mailbox:
                     thread_id = self._thread_by_message_id[ref]
                     break
         msg = StoredMessage(
-            msg_id, thread_id or msg_id, raw, list(dict.fromkeys(label_ids)), internal_date, 0
+            msg_id,
+            thread_id or msg_id,
+            raw,
+            list(dict.fromkeys(label_ids)),
+            internal_date,
+            0,
+            searchable_at=self.clock.now() + self.search_lag,
         )
         own = str(headers.get("Message-ID", "")).strip()
         if own:

@@ -202,7 +202,7 @@ class GmailClient:
         )
         estimate = data.get("resultSizeEstimate")
         return MessagePage(
-            messages=cast(list[MessageRef], json_list("Gmail", data, "messages")),
+            messages=_message_refs(json_list("Gmail", data, "messages"), "messages.list"),
             next_page_token=json_str(data, "nextPageToken"),
             result_size_estimate=estimate if isinstance(estimate, int) else 0,
         )
@@ -318,7 +318,7 @@ class GmailClient:
             if not isinstance(history_id, str | int) or not str(history_id).isdigit():
                 raise unreadable_response("Gmail", 200, "history page without a historyId")
             page = HistoryPage(
-                history=cast(list[History], json_list("Gmail", data, "history")),
+                history=_history_records(json_list("Gmail", data, "history")),
                 history_id=str(history_id),
                 next_page_token=json_str(data, "nextPageToken"),
             )
@@ -326,6 +326,44 @@ class GmailClient:
             page_token = pages.follow(page.next_page_token)
             if page_token is None:
                 return
+
+
+def _message_refs(entries: list[Any], where: str) -> list[MessageRef]:
+    """``entries`` if every one names a message by a non-empty string id.
+
+    A page with an entry we cannot read fails as a whole (a server fault, retried by a later
+    run): skipping the entry would let the caller advance its cursor past mail it never stored.
+    """
+    for entry in entries:
+        mid = entry.get("id") if isinstance(entry, dict) else None
+        if not isinstance(mid, str) or not mid:
+            raise unreadable_response(
+                "Gmail", 200, f"{where} entry without a message id: {entry!r}"
+            )
+    return cast(list[MessageRef], entries)
+
+
+_HISTORY_KEYS = ("messagesAdded", "messagesDeleted", "labelsAdded", "labelsRemoved")
+
+
+def _history_records(records: list[Any]) -> list[History]:
+    """``records`` if each is a History whose change entries all name a message (see above)."""
+    for record in records:
+        if not isinstance(record, dict):
+            raise unreadable_response("Gmail", 200, f"history record is not an object: {record!r}")
+        _message_refs(json_list("Gmail", record, "messages"), "history.messages")
+        for key in _HISTORY_KEYS:
+            for change in json_list("Gmail", record, key):
+                message = change.get("message") if isinstance(change, dict) else None
+                _message_refs([message], f"history.{key}")
+                labels = change.get("labelIds") if isinstance(change, dict) else None
+                if labels is not None and not (
+                    isinstance(labels, list) and all(isinstance(x, str) for x in labels)
+                ):
+                    raise unreadable_response(
+                        "Gmail", 200, f"history.{key} entry with unreadable labelIds: {labels!r}"
+                    )
+    return cast(list[History], records)
 
 
 def _get_params(format: str, metadata_headers: Sequence[str]) -> dict[str, Any]:

@@ -41,6 +41,13 @@ Relative dates (``newer_than:7d``) are evaluated when a message arrives or chang
 message that merely ages out of such a query stays until the next full sync (no history
 record says it changed).
 
+**Search can lag behind history.** A message can appear in ``history.list`` before Gmail's
+search index returns it for the query. So a new message that Gmail's search did not return is
+not forgotten: its id stays in ``GmailState.recheck`` and is checked again on every run for
+``RECHECK_WINDOW`` after it was first seen (then it is taken as not matching). And a page of
+``messages.list`` or ``history.list`` with an entry that names no message fails the whole run
+as a server error, so the cursor never moves past mail that was not stored.
+
 Like every built-in pattern it imports only :mod:`trayapp.api` and third-party libraries; the
 Google client arrives as ``ctx.google`` and is used through the small protocols below.
 """
@@ -94,6 +101,10 @@ PARALLEL_CHECKS = 4
 # A full sync stops taking new work after this long in one run and continues at the next run,
 # so a large mailbox never meets the run's deadline (``GmailImporter.timeout``) mid-batch.
 FULL_SYNC_STRETCH = timedelta(minutes=20)
+# How long a new message that Gmail's search did not return for the query is checked again
+# (search indexing can lag the history), and at most how many such messages are remembered.
+RECHECK_WINDOW = timedelta(hours=1)
+RECHECK_LIMIT = 2000
 
 
 # ---- settings and state ---------------------------------------------------------------------
@@ -181,6 +192,9 @@ class GmailState(BaseModel):
     # did not give Gmail a cursor it accepts, and resyncing again would only loop.
     expiries: int = 0
     last_full_sync: datetime | None = None
+    # New messages that Gmail's search did not return for the query yet, with the time
+    # (epoch seconds) they were first seen: checked again until RECHECK_WINDOW has passed.
+    recheck: dict[str, float] = Field(default_factory=dict)
 
 
 # ---- what the importer needs from the Google client (trayapp.google.GmailClient) ------------
@@ -550,8 +564,8 @@ class _Sync:
         pending = set(progress.pending)
         ids: list[str] = []
         for ref in page.messages:
-            mid = ref.get("id")
-            if isinstance(mid, str) and mid and mid not in pending:
+            mid = _ref_id(ref, "messages.list")
+            if mid not in pending:
                 pending.add(mid)
                 ids.append(mid)
         limit = self.settings.max_messages
@@ -667,11 +681,24 @@ class _Sync:
             return await self.history_expired(state, exc)
         if pages > 1:
             self.ctx.log.info("history: %d pages, %d messages changed", pages, len(changes))
+        recheck = self.live_rechecks(state)
+        for mid in recheck:
+            if mid not in changes:
+                changes[mid] = _Change(added=True)
         if not changes:
-            if cursor != state.history_id or state.expiries:
-                self.save(state.model_copy(update={"history_id": cursor, "expiries": 0}))
+            if cursor != state.history_id or state.expiries or recheck != state.recheck:
+                self.save(
+                    state.model_copy(
+                        update={"history_id": cursor, "expiries": 0, "recheck": recheck}
+                    )
+                )
             return RunReport()
-        return await self.apply_changes(state, changes, cursor)
+        return await self.apply_changes(state, changes, cursor, recheck)
+
+    def live_rechecks(self, state: GmailState) -> dict[str, float]:
+        """The remembered unmatched new messages still inside ``RECHECK_WINDOW``."""
+        oldest = self.ctx.now().timestamp() - RECHECK_WINDOW.total_seconds()
+        return {mid: seen for mid, seen in state.recheck.items() if seen >= oldest}
 
     async def history_expired(self, state: GmailState, exc: SyncError) -> RunReport:
         if state.expiries >= 1:
@@ -686,7 +713,11 @@ class _Sync:
         return await self.full_sync(state)
 
     async def apply_changes(
-        self, state: GmailState, changes: dict[str, _Change], cursor: str
+        self,
+        state: GmailState,
+        changes: dict[str, _Change],
+        cursor: str,
+        recheck: Mapping[str, float] | None = None,
     ) -> RunReport:
         possible = _LabelCheck(set(state.label_ids), self.settings.query)
         gone = {mid for mid, ch in changes.items() if ch.deleted}
@@ -714,6 +745,17 @@ class _Sync:
         candidates = {**stored, **fetched_items}
         local = {mid for mid, item in candidates.items() if possible(item["labelIds"])}
         matching = await self.matching(local, candidates)
+        # New mail that could match but that search did not return may not be indexed yet:
+        # remember it (with when it was first seen) and ask again on the next runs.
+        now = self.ctx.now().timestamp()
+        earlier = dict(recheck or {})
+        again = {
+            mid: earlier.get(mid, now)
+            for mid in local - matching
+            if changes[mid].added and mid not in gone and self.messages.get(mid) is None
+        }
+        if len(again) > RECHECK_LIMIT:
+            again = dict(sorted(again.items(), key=lambda kv: kv[1])[-RECHECK_LIMIT:])
 
         added = updated = removed = 0
         with self.ctx.transaction():
@@ -728,7 +770,9 @@ class _Sync:
                     removed += self.messages.delete(mid)
             if self.settings.max_messages is not None:
                 removed += self.messages.trim(self.settings.max_messages)
-            self.save(state.model_copy(update={"history_id": cursor, "expiries": 0}))
+            self.save(
+                state.model_copy(update={"history_id": cursor, "expiries": 0, "recheck": again})
+            )
         return RunReport(added=added, updated=updated, removed=removed)
 
     async def matching(self, ids: set[str], items: Mapping[str, Mapping[str, Any]]) -> set[str]:
@@ -759,7 +803,7 @@ class _Sync:
             async with gate:
                 while True:
                     page = await self.list_ids(query, LIST_PAGE_SIZE, token)
-                    found |= {str(ref.get("id")) for ref in page.messages} & wanted
+                    found |= {_ref_id(ref, "messages.list") for ref in page.messages} & wanted
                     token = page.next_page_token
                     if token is None or found == wanted:
                         return found
@@ -821,12 +865,33 @@ class _LabelCheck:
         return self.required <= have
 
 
+def _ref_id(ref: Any, where: str) -> str:
+    """The message id of a list or history entry; an entry without one fails the run.
+
+    Skipping it would let the run advance the cursor past a message it never stored, so the
+    run ends as a server error (retried later from the same cursor) instead.
+    """
+    mid = ref.get("id") if isinstance(ref, Mapping) else None
+    if not isinstance(mid, str) or not mid:
+        raise ServerError(
+            f"Gmail sent a {where} entry without a message id ({ref!r}); nothing was "
+            "stored from this run and the sync will be retried"
+        )
+    return mid
+
+
 def _apply_record(changes: dict[str, _Change], record: Mapping[str, Any]) -> None:
+    if not isinstance(record, Mapping):
+        raise ServerError(
+            f"Gmail sent a history record that is not an object ({record!r}); nothing was "
+            "stored from this run and the sync will be retried"
+        )
+
     def refs(key: str) -> Iterable[Mapping[str, Any]]:
         for entry in record.get(key) or []:
             message = entry.get("message") if isinstance(entry, Mapping) else None
-            if isinstance(message, Mapping) and isinstance(message.get("id"), str):
-                yield entry
+            _ref_id(message, f"history {key}")
+            yield entry
 
     for entry in refs("messagesAdded"):
         ch = changes.setdefault(entry["message"]["id"], _Change())
