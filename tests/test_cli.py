@@ -233,12 +233,12 @@ def test_sync_exit_code_says_whether_all_succeeded(profile: Path, feed_url: str)
     assert out["ok"] is False
     by_id = {r["charm_id"]: r for r in out["results"]}
     assert by_id["good"]["ok"] is True and by_id["good"]["counts"]["added"] == 2
-    assert by_id["gone"]["outcome"] == "server_error"
+    assert by_id["gone"]["outcome"] == "config_error"
     assert "HTTP 404" in by_id["gone"]["message"]
     assert trayapp(profile, "sync", "good").returncode == 0
     human = trayapp(profile, "sync", "gone")
     assert human.returncode == 1 and human.stdout.startswith(
-        "gone: server_error: the feed was not found"
+        "gone: config_error: the feed was not found"
     )
 
 

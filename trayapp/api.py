@@ -44,7 +44,10 @@ How a run ends:
   that failed while the rest worked) -> outcome ``ok``;
 * raise :class:`AuthRequired` -> the account is parked until the user signs in again;
 * raise :class:`RateLimited` (with ``retry_after`` when the server said) /
-  :class:`Offline` / :class:`ServerError` -> retried later with backoff, never disabled;
+  :class:`Offline` / :class:`ServerError` -> retried later with backoff, never disabled (a
+  response in an unexpected shape is a :class:`ServerError`, not a crash);
+* raise :class:`ConfigProblem` when the charm's settings cannot work (a URL that is not found
+  or not a feed): shown as needing the user's attention, retried slowly;
 * Google-backed patterns get their account's clients from ``ctx.google`` (``.gmail()``,
   ``.calendar()``); they raise the kinds above for them, plus :class:`HistoryExpired` (Gmail
   history 404: do a full sync) and :class:`SyncTokenExpired` (Calendar 410: clear and resync),
@@ -64,6 +67,7 @@ from pydantic import AnyHttpUrl, BaseModel, Field, HttpUrl, field_validator
 from trayapp.core.cells import Cell, DerivedCell
 from trayapp.core.errors import (
     AuthRequired,
+    ConfigProblem,
     ExportError,
     Offline,
     RateLimited,
@@ -84,6 +88,7 @@ __all__ = [
     "Cell",
     "CellSpec",
     "Collection",
+    "ConfigProblem",
     "DerivedCell",
     "ExportError",
     "Field",

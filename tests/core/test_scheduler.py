@@ -7,9 +7,11 @@ Updaters in these tests "take time" by waiting on the fake clock, so nothing sle
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import logging
 import random
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +20,15 @@ import pytest
 
 from trayapp.core import scheduler as scheduler_module
 from trayapp.core.clock import FakeClock
-from trayapp.core.errors import AuthRequired, NotFoundError, Offline, RateLimited, ServerError
+from trayapp.core.errors import (
+    AuthRequired,
+    ConfigProblem,
+    NotFoundError,
+    Offline,
+    RateLimited,
+    ServerError,
+    StoreFullError,
+)
 from trayapp.core.events import (
     CharmStatusChanged,
     EngineEvent,
@@ -535,6 +545,48 @@ async def test_network_back_retries_offline_charms_now(make: Callable[..., Harne
     assert len(h.runs_of("offline")) == 2
     assert len(h.runs_of("fine")) == 1
     assert h.scheduler.status("offline").healthy
+
+
+async def test_a_config_problem_retries_slowly_and_never_disables(h: Harness) -> None:
+    h.behaviours["feed"] = raising(ConfigProblem("the feed was not found (HTTP 404)"))
+    await h.start(ScheduleEntry("feed", 5 * MIN, jitter=0))
+    status = h.scheduler.status("feed")
+    assert status.last_error_kind is OutcomeKind.CONFIG_ERROR
+    assert status.last_error == "the feed was not found (HTTP 404)"
+    # Not the 30 s, 60 s... of a transient failure: the backoff cap (1 h) from the first failure.
+    await h.clock.run_for(3599)
+    assert len(h.runs_of("feed")) == 1
+    await h.clock.run_for(1)
+    assert len(h.runs_of("feed")) == 2
+    h.behaviours.pop("feed")  # the user fixed the URL (or the site put the feed back)
+    await h.clock.run_for(3600)
+    assert len(h.runs_of("feed")) == 3 and h.scheduler.status("feed").healthy
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        OSError(errno.ENOSPC, "No space left on device"),
+        StoreFullError("the disk holding /p/trayapp.db is full; the change was rolled back"),
+        sqlite3.OperationalError("database or disk is full"),
+    ],
+    ids=["enospc", "store", "sqlite"],
+)
+async def test_a_full_disk_is_a_storage_problem_not_a_bug(h: Harness, exc: Exception) -> None:
+    async def behaviour() -> RunReport:
+        try:
+            raise exc
+        except Exception as inner:
+            raise RuntimeError("writing the export failed") from inner  # wrapped is still seen
+
+    h.behaviours["a"] = behaviour
+    await h.start(ScheduleEntry("a", 5 * MIN, jitter=0))
+    status = h.scheduler.status("a")
+    assert status.last_error_kind is OutcomeKind.STORAGE
+    assert status.last_error is not None and "full" in status.last_error
+    assert "Errno" not in status.last_error and "Error" not in status.last_error
+    assert status.state is CharmState.BACKING_OFF  # retried with backoff, as space may come back
+    assert h.repo.history("a")[0].traceback is None
 
 
 # ----------------------------------------------------------------------------------- parking

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from trayapp.core.errors import Offline, RateLimited, ServerError
+from trayapp.core.errors import ConfigProblem, Offline, RateLimited, ServerError, SyncError
 from trayapp.core.patterns import UpdateContext
 from trayapp.core.store import Store
 from trayapp.patterns import feed as feed_module
@@ -383,44 +383,65 @@ async def test_validators_of_another_url_are_not_sent(
 # --- failures ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["malformed.xml", "not-a-feed.html"])
-async def test_a_body_that_is_not_a_feed_is_a_server_error_and_writes_nothing(
-    server: FeedServer, store: Store, http: httpx.AsyncClient, name: str
+@pytest.mark.parametrize(
+    ("name", "ctype", "error"),
+    [
+        # Damaged XML (here an S3 error document) may be a passing server fault: server_error.
+        ("malformed.xml", "application/xml", ServerError),
+        # A web page where the feed should be: the URL is wrong, the user must fix it.
+        ("not-a-feed.html", "text/html", ConfigProblem),
+        ("not-a-feed.html", "application/octet-stream", ConfigProblem),  # sniffed as HTML
+    ],
+)
+async def test_a_body_that_is_not_a_feed_writes_nothing_and_says_what_is_wrong(
+    server: FeedServer,
+    store: Store,
+    http: httpx.AsyncClient,
+    name: str,
+    ctype: str,
+    error: type[SyncError],
 ) -> None:
-    ctype = "text/html" if name.endswith("html") else "application/xml"
     server.serve_file("/feed", name, content_type=ctype, etag='"x"')
     spy = WriteSpy(store)
 
-    with pytest.raises(ServerError, match=r"not an RSS or Atom feed .*check the charm's url"):
+    with pytest.raises(error, match=r"not an RSS or Atom feed .*check the charm's url") as info:
         await PATTERN.bg_updater(make_ctx(store, http, server.url("/feed")))
+    assert type(info.value) is error
 
     assert spy.changes == []
     assert items(store) == {}
 
 
 @pytest.mark.parametrize(
-    ("status", "match"),
+    ("status", "kind", "match"),
     [
-        (404, r"feed was not found at 127\.0\.0\.1 \(HTTP 404\); check the charm's url"),
-        (410, r"feed no longer exists .*HTTP 410"),
-        (403, r"refused access .*HTTP 403"),
-        (500, r"server error \(HTTP 500\)"),
-        (503, r"server error \(HTTP 503\)"),
+        (404, ConfigProblem, r"not found at 127\.0\.0\.1 \(HTTP 404\); check the charm's url"),
+        (410, ConfigProblem, r"feed no longer exists .*HTTP 410.*check the charm's url"),
+        (403, ConfigProblem, r"refused access .*HTTP 403.*check the charm's url"),
+        (400, ConfigProblem, r"HTTP 400 instead of the feed; check the charm's url"),
+        (500, ServerError, r"server error \(HTTP 500\)"),
+        (503, ServerError, r"server error \(HTTP 503\)"),
     ],
 )
-async def test_http_errors_map_to_clear_server_errors(
-    server: FeedServer, store: Store, http: httpx.AsyncClient, status: int, match: str
+async def test_http_errors_map_to_clear_outcomes(
+    server: FeedServer,
+    store: Store,
+    http: httpx.AsyncClient,
+    status: int,
+    kind: type[SyncError],
+    match: str,
 ) -> None:
     server.routes["/feed"] = Route(status=status, body=b"nope", content_type="text/plain")
-    with pytest.raises(ServerError, match=match):
+    with pytest.raises(kind, match=match) as info:
         await PATTERN.bg_updater(make_ctx(store, http, server.url("/feed")))
+    assert type(info.value) is kind
 
 
 async def test_error_messages_never_carry_the_url_query(
     server: FeedServer, store: Store, http: httpx.AsyncClient
 ) -> None:
     url = server.url("/private.rss?key=s3cr3t-feed-token")
-    with pytest.raises(ServerError) as info:
+    with pytest.raises(SyncError) as info:
         await PATTERN.bg_updater(make_ctx(store, http, url))
     assert "s3cr3t" not in str(info.value)
 
@@ -478,7 +499,7 @@ async def test_an_oversized_body_is_refused(
 ) -> None:
     monkeypatch.setattr(feed_module, "MAX_FEED_BYTES", 1000)
     server.serve_file("/feed.xml", "rss2-guid.xml")  # ~2 kB
-    with pytest.raises(ServerError, match="larger than"):
+    with pytest.raises(ConfigProblem, match="larger than"):
         await PATTERN.bg_updater(make_ctx(store, http, server.url("/feed.xml")))
     assert items(store) == {}
 

@@ -176,6 +176,30 @@ def test_error_summary_and_charm_details() -> None:
     assert menu.find("charm:news:counts").text == "Last run: +3 ~1 −0 · total 40 added"  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(
+    ("kind", "message", "detail"),
+    [
+        (OutcomeKind.CONFIG_ERROR, "the feed was not found (HTTP 404)", "check its settings"),
+        (OutcomeKind.STORAGE, "the disk holding the profile is full", "disk full"),
+    ],
+)
+def test_a_problem_only_the_user_can_fix_needs_attention(
+    kind: OutcomeKind, message: str, detail: str
+) -> None:
+    # One failure is enough: retrying cannot fix it, so it is not waited out like a 503.
+    st = failing("news", kind, message, n=1)
+    snap = make_snapshot(NOW, [GMAIL, NEWS], {"gmail": ok("gmail"), "news": st})
+    assert icon_state(snap) is IconState.ATTENTION
+    assert summary(snap).startswith("News needs your attention: ")
+    menu = build_menu(snap)
+    assert menu.find("charm:news").text == f"!  News — {detail}"  # type: ignore[union-attr]
+    err = menu.find("charm:news:error")
+    assert err is not None and err.visible and message in err.text
+    # Paused by the user: not nagging.
+    paused = make_snapshot(NOW, [NEWS], {"news": st.with_(paused=True, state=CharmState.PAUSED)})
+    assert icon_state(paused) is not IconState.ATTENTION
+
+
 def test_pause_all_menu() -> None:
     until = NOW + timedelta(hours=1)
     snap = make_snapshot(NOW, [NEWS], {"news": ok("news", paused=True, paused_until=until)})

@@ -56,6 +56,15 @@ def test_transient_failure_needs_to_repeat_but_a_bug_is_shown_at_once() -> None:
     assert [n.kind for n in p2.observe(snap(GRACE_OVER, bug))] == ["failing"]
 
 
+def test_a_problem_only_the_user_can_fix_is_shown_at_once() -> None:
+    for kind in (OutcomeKind.CONFIG_ERROR, OutcomeKind.STORAGE):
+        p = started_policy()
+        once = {"news": failing("news", kind, "the feed was not found (HTTP 404)", n=1)}
+        out = p.observe(snap(GRACE_OVER, once))
+        assert [n.kind for n in out] == ["failing"], kind
+        assert "HTTP 404" in out[0].body
+
+
 def test_failures_at_the_same_time_are_merged_into_one() -> None:
     p = started_policy()
     both = {

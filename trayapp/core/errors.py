@@ -58,6 +58,10 @@ class StoreError(TrayappError):
     """The database cannot be used."""
 
 
+class StoreFullError(StoreError):
+    """The disk holding the database is full: the change was rolled back, nothing was lost."""
+
+
 class StoreCorruptError(StoreError):
     """The database file is damaged. It has been moved aside, never silently replaced."""
 
@@ -102,3 +106,24 @@ class ServerError(SyncError):
     """The server failed (5xx, or a malformed response)."""
 
     kind = OutcomeKind.SERVER_ERROR
+
+
+class ConfigProblem(SyncError):
+    """The charm's settings cannot work as they are (a URL that is not found or not a feed).
+
+    The message says what is wrong and what the user should change; the run is retried slowly.
+    """
+
+    kind = OutcomeKind.CONFIG_ERROR
+
+
+class StorageProblem(SyncError):
+    """The profile's disk is full or its database cannot be written; nothing was lost."""
+
+    kind = OutcomeKind.STORAGE
+
+
+STORAGE_FULL_MESSAGE = (
+    "the disk holding the profile is full, so new data cannot be saved (nothing stored was "
+    "lost); free some space and it will continue"
+)

@@ -25,6 +25,11 @@ class OutcomeKind(StrEnum):
     BUG = "bug"
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
+    # The charm's configuration is wrong (a feed URL that answers 404 or serves a web page): only
+    # the user can fix it, so it is retried slowly and shown as needing attention.
+    CONFIG_ERROR = "config_error"
+    # The profile's disk is full or its store cannot be written: the user must free space.
+    STORAGE = "storage"
 
     @property
     def is_failure(self) -> bool:
@@ -43,7 +48,22 @@ class OutcomeKind(StrEnum):
             OutcomeKind.SERVER_ERROR,
             OutcomeKind.BUG,
             OutcomeKind.TIMEOUT,
+            OutcomeKind.STORAGE,
         )
+
+    @property
+    def retries_slowly(self) -> bool:
+        """Retried on a slow fixed schedule (the backoff cap), not every few seconds.
+
+        Retrying sooner cannot help: nothing changes until the user acts. The slow retry still
+        notices a fix made outside the app (the site put the feed back).
+        """
+        return self is OutcomeKind.CONFIG_ERROR
+
+    @property
+    def needs_user(self) -> bool:
+        """Only the user can fix it: shown as needing attention and notified at once."""
+        return self in (OutcomeKind.AUTH_REQUIRED, OutcomeKind.CONFIG_ERROR, OutcomeKind.STORAGE)
 
 
 @dataclass(frozen=True, slots=True)

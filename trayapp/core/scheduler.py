@@ -16,9 +16,11 @@ Timing decisions, in one place:
   run never causes back-to-back runs and the gap between two runs is never shorter than the
   interval (minus jitter); the jitter spreads charms that were added together.
 * **Backoff** (:class:`BackoffPolicy`) for ``rate_limited``, ``offline``, ``server_error``,
-  ``timeout`` and ``bug``: 30 s, 60 s, 120 s... up to 1 h, with jitter downward only, never
-  shorter than the server's ``retry_after``. It is independent of the interval (a daily charm
-  that failed retries sooner than tomorrow) and never disables a charm for good.
+  ``timeout``, ``storage`` and ``bug``: 30 s, 60 s, 120 s... up to 1 h, with jitter downward
+  only, never shorter than the server's ``retry_after``. It is independent of the interval (a
+  daily charm that failed retries sooner than tomorrow) and never disables a charm for good.
+* **config_error retries slowly**: the user must fix the charm's settings, so it waits the
+  backoff cap (or its interval, if longer), not 30 s; a fix elsewhere is still noticed.
 * **auth_required parks** every charm of the account until :meth:`Scheduler.account_usable`;
   then they all run at once (trigger ``account``).
 * **Suspend/resume**: when wall time advanced far more than monotonic time between two wake-ups
@@ -44,10 +46,12 @@ Everything here runs on the event loop thread; call the commands from that threa
 from __future__ import annotations
 
 import asyncio
+import errno
 import heapq
 import itertools
 import logging
 import random
+import sqlite3
 import traceback
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
@@ -58,7 +62,14 @@ from typing import Any
 
 from trayapp.core.clock import BackoffPolicy as BackoffPolicy  # re-exported: engine, tests
 from trayapp.core.clock import Clock
-from trayapp.core.errors import AuthRequired, NotFoundError, RateLimited, SyncError
+from trayapp.core.errors import (
+    STORAGE_FULL_MESSAGE,
+    AuthRequired,
+    NotFoundError,
+    RateLimited,
+    StoreFullError,
+    SyncError,
+)
 from trayapp.core.events import (
     CharmStatusChanged,
     EngineEvent,
@@ -124,6 +135,31 @@ _CANCEL_MESSAGES = {
     _CANCEL_REMOVED: "the charm was removed",
     _CANCEL_PAUSED: "paused",
 }
+
+
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def disk_full(err: BaseException) -> str | None:
+    """The message for a run that failed because the disk is full, or None if it did not.
+
+    A full disk is the user's to fix and says so in its own words (``storage``), not a ``bug``:
+    it shows up as the store's :class:`StoreFullError`, an ``OSError`` (ENOSPC, EDQUOT) from a
+    file a pattern writes, or SQLite's own "database or disk is full", possibly as the cause of
+    another exception.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, StoreFullError):
+            return str(current)
+        if isinstance(current, OSError) and current.errno in _DISK_FULL_ERRNOS:
+            return STORAGE_FULL_MESSAGE
+        if isinstance(current, sqlite3.OperationalError) and "full" in str(current).lower():
+            return STORAGE_FULL_MESSAGE
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _cancelled(reason: str) -> RunOutcome:
@@ -773,6 +809,9 @@ class Scheduler:
         except asyncio.CancelledError:
             raise
         except Exception as err:
+            full = disk_full(err)
+            if full is not None:
+                return RunOutcome(OutcomeKind.STORAGE, message=full)
             return RunOutcome(
                 OutcomeKind.BUG,
                 message=f"{type(err).__name__}: {err}",
@@ -899,6 +938,10 @@ class Scheduler:
         if kind is OutcomeKind.AUTH_REQUIRED:
             changes["next_due_at"] = None
             changes["parked"] = True
+        elif kind.retries_slowly:
+            # Only the user can fix it: try again rarely, in case it was fixed elsewhere.
+            slow = max(self._backoff.cap, self._interval_delay(charm.entry))
+            changes["next_due_at"] = ended + timedelta(seconds=slow)
         elif kind.backs_off:
             delay = self._backoff.delay(failures, self._rng)
             if outcome.retry_after is not None:

@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
 from trayapp.core.cells import Cell, DerivedCell, Unsubscribe, _Subscribers
-from trayapp.core.errors import NotFoundError, StoreCorruptError, StoreError
+from trayapp.core.errors import NotFoundError, StoreCorruptError, StoreError, StoreFullError
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ class Store:
     def _runtime_error(self, exc: sqlite3.Error) -> StoreError:
         code = _primary(exc)
         if code == _SQLITE_FULL:
-            return StoreError(
+            return StoreFullError(
                 f"the disk holding {self.path} is full; the change was rolled back and nothing "
                 f"already saved was lost; free some disk space and try again"
             )
@@ -854,7 +854,7 @@ def _open_error(path: Path, exc: sqlite3.Error) -> StoreError:
             f"running?); quit the other one and try again"
         )
     if code == _SQLITE_FULL:
-        return StoreError(
+        return StoreFullError(
             f"the disk holding {path} is full; nothing was changed; free some disk space and "
             f"start trayapp again"
         )

@@ -31,6 +31,7 @@ import httpx
 from trayapp.api import (
     BaseModel,
     CellSpec,
+    ConfigProblem,
     Field,
     HttpUrl,
     Offline,
@@ -127,6 +128,10 @@ class FeedImporter(Pattern[FeedSettings]):
             },
         )
         if not parsed.get("version"):
+            if _is_web_page(resp_headers, body):
+                # A web page where the feed should be: the URL is the page, not its feed. Only
+                # the user can fix that; a damaged XML body may be a passing server fault.
+                raise ConfigProblem(_not_a_feed_message(parsed, resp_headers, host))
             raise ServerError(_not_a_feed_message(parsed, resp_headers, host))
         message = ""
         problem = parsed.get("bozo_exception") if parsed.get("bozo") else None
@@ -178,13 +183,13 @@ async def _fetch(
                 return resp.status_code, resp.headers, b"", str(resp.url)
             declared = resp.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > MAX_FEED_BYTES:
-                raise ServerError(_too_large(host))
+                raise ConfigProblem(_too_large(host))
             chunks: list[bytes] = []
             size = 0
             async for chunk in resp.aiter_bytes():
                 size += len(chunk)
                 if size > MAX_FEED_BYTES:
-                    raise ServerError(_too_large(host))
+                    raise ConfigProblem(_too_large(host))
                 chunks.append(chunk)
             return resp.status_code, resp.headers, b"".join(chunks), str(resp.url)
     except httpx.TimeoutException as exc:
@@ -217,17 +222,23 @@ def _raise_for_status(status: int, headers: httpx.Headers, host: str, now: datet
         raise RateLimited(
             f"{host} is rate limiting requests (HTTP 429){when}", retry_after=retry_after
         )
-    if status >= 500:
+    if status >= 500 or status == 408:
         raise ServerError(f"{host} had a server error (HTTP {status}); will retry later")
+    # The other 4xx say the request itself is wrong: the URL (or a feed behind a login). Retrying
+    # soon cannot help, so these are configuration problems the user must fix (retried slowly).
     if status in (404, 410):
         gone = "no longer exists" if status == 410 else "was not found"
-        raise ServerError(
+        raise ConfigProblem(
             f"the feed {gone} at {host} (HTTP {status}); check the charm's url setting"
         )
     if status in (401, 403):
-        raise ServerError(
+        raise ConfigProblem(
             f"{host} refused access to the feed (HTTP {status}); feeds that need a login "
-            "are not supported"
+            "are not supported: check the charm's url setting"
+        )
+    if 400 <= status < 500:
+        raise ConfigProblem(
+            f"{host} answered HTTP {status} instead of the feed; check the charm's url setting"
         )
     raise ServerError(f"{host} answered HTTP {status} instead of the feed")
 
@@ -251,6 +262,14 @@ def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
     return min(max(when, now), now + MAX_RETRY_AFTER)
+
+
+def _is_web_page(headers: httpx.Headers, body: bytes) -> bool:
+    ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype in ("text/html", "application/xhtml+xml"):
+        return True
+    head = body[:512].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html"))
 
 
 def _not_a_feed_message(parsed: Any, headers: httpx.Headers, host: str) -> str:

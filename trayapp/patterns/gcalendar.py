@@ -659,6 +659,11 @@ class _Sync:
         seen: set[str] = set()
         with self.ctx.transaction():
             for entry in result.items:
+                if not isinstance(entry, Mapping):
+                    raise ServerError(
+                        "Google Calendar sent a calendar list entry in an unexpected shape; "
+                        "the sync will be retried"
+                    )
                 cid = entry.get("id")
                 if not isinstance(cid, str) or not cid:
                     continue
@@ -932,6 +937,25 @@ class _Sync:
     # -- applying changes --
 
     def apply(
+        self,
+        calendar_id: str,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        sweep: bool,
+        listing: bool = False,
+    ) -> _Counts:
+        """:meth:`apply_batch`; an event in an unexpected shape is Google's fault: server_error.
+
+        Called inside the page's transaction, so nothing of a malformed page is stored.
+        """
+        try:
+            return self.apply_batch(calendar_id, items, sweep=sweep, listing=listing)
+        except (AttributeError, TypeError, KeyError, ValueError, IndexError) as exc:
+            raise ServerError(
+                "Google Calendar sent an event in an unexpected shape; the sync will be retried"
+            ) from exc
+
+    def apply_batch(
         self,
         calendar_id: str,
         items: Iterable[Mapping[str, Any]],

@@ -604,7 +604,7 @@ class _Sync:
                 message = fetched.messages.get(mid)
                 if message is None:
                     continue
-                item = to_item(message, self.parts)
+                item = _item_of(message, self.parts)
                 result = self.messages.upsert(mid, item, sort_key=item["internalDate"])
                 added += result == "added"
                 updated += result == "updated"
@@ -741,7 +741,7 @@ class _Sync:
                 raise error  # nothing is committed: the next run starts from the same cursor
             gone |= set(fetched.not_found)
             for mid, message in fetched.messages.items():
-                fetched_items[mid] = to_item(message, self.parts)
+                fetched_items[mid] = _item_of(message, self.parts)
         candidates = {**stored, **fetched_items}
         local = {mid for mid, item in candidates.items() if possible(item["labelIds"])}
         matching = await self.matching(local, candidates)
@@ -865,6 +865,30 @@ class _LabelCheck:
         return self.required <= have
 
 
+# What reading a response in an unexpected shape raises (a list where an object belongs, an
+# object where a string belongs). Google's answer is at fault, not this code: ``server_error``.
+_MALFORMED = (AttributeError, TypeError, KeyError, ValueError, IndexError)
+
+
+def _malformed(what: str) -> ServerError:
+    return ServerError(f"Gmail sent {what} in an unexpected shape; the sync will be retried")
+
+
+def _item_of(message: Mapping[str, Any], parts: Parts) -> dict[str, Any]:
+    try:
+        return to_item(message, parts)
+    except _MALFORMED as exc:
+        raise _malformed("a message") from exc
+
+
+def _apply_record(changes: dict[str, _Change], record: Mapping[str, Any]) -> None:
+    """Fold one history record into ``changes``; a malformed record is a server error."""
+    try:
+        _fold_record(changes, record)
+    except _MALFORMED as exc:
+        raise _malformed("a change history record") from exc
+
+
 def _ref_id(ref: Any, where: str) -> str:
     """The message id of a list or history entry; an entry without one fails the run.
 
@@ -880,7 +904,7 @@ def _ref_id(ref: Any, where: str) -> str:
     return mid
 
 
-def _apply_record(changes: dict[str, _Change], record: Mapping[str, Any]) -> None:
+def _fold_record(changes: dict[str, _Change], record: Mapping[str, Any]) -> None:
     if not isinstance(record, Mapping):
         raise ServerError(
             f"Gmail sent a history record that is not an object ({record!r}); nothing was "

@@ -190,6 +190,21 @@ def charm_needs_sign_in(c: CharmView, snap: Snapshot) -> bool:
     )
 
 
+def charm_needs_fix(c: CharmView) -> bool:
+    """Failing for a reason only the user can fix (not sign-in): its settings, a full disk."""
+    s = c.status
+    return (
+        charm_failing(c)
+        and not s.paused
+        and s.last_outcome is not None
+        and s.last_outcome.needs_user
+        and s.last_outcome is not OutcomeKind.AUTH_REQUIRED
+    )
+
+
+_FIX_DETAIL = {OutcomeKind.CONFIG_ERROR: "check its settings", OutcomeKind.STORAGE: "disk full"}
+
+
 def icon_state(snap: Snapshot) -> IconState:
     """Priority: what the user must act on first, then what is happening, then health.
 
@@ -197,7 +212,7 @@ def icon_state(snap: Snapshot) -> IconState:
     a retry shows it is being worked on.
     """
     if any(a.needs_user for a in snap.accounts) or any(
-        charm_needs_sign_in(c, snap) for c in snap.charms
+        charm_needs_sign_in(c, snap) or charm_needs_fix(c) for c in snap.charms
     ):
         return IconState.ATTENTION
     if any(c.status.state is CharmState.RUNNING for c in snap.charms):
@@ -228,7 +243,13 @@ def summary(snap: Snapshot) -> str:
         if not who:
             who = [c.name for c in snap.charms if charm_needs_sign_in(c, snap)]
         verb = "needs" if len(who) == 1 else "need"
-        return f"{_names(who)} {verb} you to sign in"
+        if who:
+            return f"{_names(who)} {verb} you to sign in"
+        fix = [c for c in snap.charms if charm_needs_fix(c)]
+        if len(fix) == 1:
+            err = fix[0].status.last_error or "check its settings"
+            return f"{fix[0].name} needs your attention: {_first_line(err, 48)}"
+        return f"{_names([c.name for c in fix])} need your attention"
     if state is IconState.SYNCING:
         running = [c.name for c in snap.charms if c.status.state is CharmState.RUNNING]
         return f"Syncing {_names(running)}…"
@@ -339,7 +360,7 @@ _STATE_MARK = {
 
 
 def charm_state(c: CharmView, snap: Snapshot) -> IconState:
-    if charm_needs_sign_in(c, snap):
+    if charm_needs_sign_in(c, snap) or charm_needs_fix(c):
         return IconState.ATTENTION
     if c.status.state is CharmState.RUNNING:
         return IconState.SYNCING
@@ -355,7 +376,8 @@ def charm_line(c: CharmView, snap: Snapshot) -> str:
     s, now = c.status, snap.now
     st = charm_state(c, snap)
     if st is IconState.ATTENTION:
-        detail = "needs sign-in"
+        fix = s.last_outcome if charm_needs_fix(c) and not charm_needs_sign_in(c, snap) else None
+        detail = _FIX_DETAIL.get(fix, "needs attention") if fix else "needs sign-in"
     elif st is IconState.SYNCING:
         detail = "syncing…"
     elif st is IconState.PAUSED:

@@ -127,6 +127,7 @@ class NotificationPolicy:
                     muted = None
                 worth = (
                     auth
+                    or (s.last_outcome is not None and s.last_outcome.needs_user)
                     or s.last_outcome is OutcomeKind.BUG
                     or s.consecutive_failures >= TRANSIENT_THRESHOLD
                 )
