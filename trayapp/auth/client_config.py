@@ -181,3 +181,7 @@ class ClientConfigRepo:
 
     def set(self, config: ClientConfig) -> None:
         self._cell.set(config)
+
+    def clear(self) -> None:
+        """Forget the client (Settings' "Remove client"); accounts keep their records."""
+        self._cell.set(None)

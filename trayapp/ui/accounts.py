@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 from trayapp.ui.model import AccountState, AccountView
 
@@ -36,6 +37,49 @@ class AccountsSource(Protocol):
     def cancel_sign_in(self, account_id: str | None) -> None: ...
 
     def sign_in_url(self, account_id: str | None) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSummary:
+    """The OAuth client as Settings shows it (never the secret)."""
+
+    client_id: str
+    project_id: str | None
+    source: str | None
+    is_google: bool
+
+
+@runtime_checkable
+class AccountActions(Protocol):
+    """What Settings and the Connect Google wizard do with accounts (beyond the tray's needs).
+
+    Every method takes effect at once and is announced through ``subscribe`` callbacks, so every
+    open window follows it (never a stale list).
+    """
+
+    def client_summary(self) -> ClientSummary | None: ...
+
+    def check_client(self, text: str, source: str | None = None) -> ClientSummary:
+        """Validate a client JSON; raise ``ConfigError`` with the problem. Stores nothing."""
+        ...
+
+    def import_client(self, text: str, source: str | None = None) -> ClientSummary: ...
+
+    def remove_client(self) -> None: ...
+
+    async def sign_in_and_wait(self, account_id: str | None, scopes: Sequence[str] = ()) -> str:
+        """Sign in (None: a new account) asking for ``scopes`` too; return the account id."""
+        ...
+
+    async def sign_out(self, account_id: str) -> str:
+        """Revoke the grant and forget the tokens; return the sentence to show."""
+        ...
+
+    async def remove(self, account_id: str) -> None:
+        """Sign out (revoking) if signed in, then forget the account."""
+        ...
+
+    def missing_scopes(self, account_id: str) -> tuple[str, ...]: ...
 
 
 class NoAccounts:
@@ -126,6 +170,7 @@ class AuthAccounts:
         self._urls: dict[str | None, str] = {}
         self._callbacks: list[Callable[[], None]] = []
         self.on_result: Callable[[str | None, BaseException | None], None] = lambda _a, _e: None
+        self._scopes: dict[str | None, tuple[str, ...]] = {}
 
     def accounts(self) -> list[AccountView]:
         out = []
@@ -171,6 +216,9 @@ class AuthAccounts:
         kwargs: dict[str, Any] = {"on_url": got_url}
         if self._opener is not None:
             kwargs["opener"] = self._opener
+        scopes = self._scopes.pop(account_id, ())
+        if scopes:
+            kwargs["scopes"] = scopes
         task = loop.create_task(self._m.sign_in(account_id, **kwargs))
         self._flows[account_id] = task
         task.add_done_callback(lambda t: self._finished(account_id, t))
@@ -198,3 +246,62 @@ class AuthAccounts:
 
     def sign_in_url(self, account_id: str | None) -> str | None:
         return self._urls.get(account_id)
+
+    # -- the GUI's account actions (AccountActions) ---------------------------------------------
+
+    @staticmethod
+    def _summary(config: Any) -> ClientSummary:
+        return ClientSummary(
+            client_id=str(config.client_id),
+            project_id=config.project_id,
+            source=config.source,
+            is_google=bool(config.is_google),
+        )
+
+    def client_summary(self) -> ClientSummary | None:
+        config = self._m.clients.get()
+        return None if config is None else self._summary(config)
+
+    def check_client(self, text: str, source: str | None = None) -> ClientSummary:
+        from trayapp.auth.client_config import parse_client_json
+
+        return self._summary(parse_client_json(text, source=source))
+
+    def import_client(self, text: str, source: str | None = None) -> ClientSummary:
+        from trayapp.auth.client_config import parse_client_json
+
+        config = parse_client_json(text, source=source)
+        self._m.import_client(config)
+        self._changed()
+        return self._summary(config)
+
+    def remove_client(self) -> None:
+        self._m.clients.clear()
+        self._changed()
+
+    async def sign_in_and_wait(self, account_id: str | None, scopes: Sequence[str] = ()) -> str:
+        self._scopes[account_id] = tuple(scopes)
+        await self.begin_sign_in(account_id)
+        task = self._flows.get(account_id)
+        if task is None:  # finished already (or failed) before we looked
+            raise RuntimeError("the sign-in ended before it could be followed")
+        account = await asyncio.shield(task)
+        return str(account.id)
+
+    async def sign_out(self, account_id: str) -> str:
+        result = await self._m.sign_out(account_id)
+        self._changed()
+        return str(result.message)
+
+    async def remove(self, account_id: str) -> None:
+        account = self._m.get(account_id)
+        if account.secret_store is not None:
+            await self._m.sign_out(account_id)
+        self._m.remove(account_id)
+        self._changed()
+
+    def missing_scopes(self, account_id: str) -> tuple[str, ...]:
+        try:
+            return tuple(self._m.get(account_id).missing_scopes)
+        except Exception:
+            return ()

@@ -242,6 +242,7 @@ class AppRunner:
             # Icon first, then the engine: the user sees the app at once, syncing follows.
             await self.controller.start()
             await self.engine.start()
+            self.controller.maybe_first_run()  # the welcome window, on a first start only
             self._install_signal_handlers()
             report(f"TRAYAPP_PROFILE {self.profile_dir}")
             await self._quit.wait()

@@ -565,6 +565,7 @@ def build_menu(snap: Snapshot) -> MenuModel:
         )
     )
     items += [
+        MenuItem("welcome", "Getting started…", command="welcome"),
         MenuItem("settings", "Settings…", command="settings"),
         MenuItem("activity", "Activity…", command="activity"),
         MenuItem("open_data", "Open data folder", command="open_data"),

@@ -19,6 +19,7 @@ class UiPrefs:
     notify_errors: bool = True  # failing / sign-in / recovered notices
     notify_new_items: bool = False  # the optional "N new items" summary: off, no spam
     grace_seconds: int = 15  # quiet period after start and after resume from sleep
+    welcome_shown: bool = False  # the first-run welcome window opens on its own only once
 
     @classmethod
     def load(cls, profile_dir: Path) -> UiPrefs:

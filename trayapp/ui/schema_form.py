@@ -59,6 +59,7 @@ class SchemaForm(QWidget):
         self.schema = model.model_json_schema()
         self._editors: dict[str, tuple[QWidget, dict[str, Any], bool]] = {}
         self._errors: dict[str, QLabel] = {}
+        self._labels: list[QLabel] = []
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         self.general_error = QLabel("")
@@ -68,16 +69,24 @@ class SchemaForm(QWidget):
         self.general_error.hide()
         outer.addWidget(self.general_error)
         form = QFormLayout()
+        form.setContentsMargins(0, 0, 0, 0)
+        self.form_layout = form
         outer.addLayout(form)
         required = set(self.schema.get("required", []))
         for name, raw in self.schema.get("properties", {}).items():
             prop, nullable = _field_schema(raw, self.schema)
             editor = self._editor(prop, nullable)
             editor.setObjectName(f"field_{name}")
-            if desc := prop.get("description") or raw.get("description"):
+            desc = prop.get("description") or raw.get("description")
+            if desc:
                 editor.setToolTip(str(desc))
             title = str(raw.get("title") or prop.get("title") or name)
-            label = title + (" *" if name in required else "")
+            label = QLabel(title.replace("&", "&&") + (" *" if name in required else ""))
+            label.setBuddy(editor)
+            editor.setAccessibleName(title)
+            if desc:
+                editor.setAccessibleDescription(str(desc))
+            self._labels.append(label)
             box = QWidget()
             col = QVBoxLayout(box)
             col.setContentsMargins(0, 0, 0, 0)
@@ -118,9 +127,9 @@ class SchemaForm(QWidget):
             return dspin
         edit = QLineEdit()
         if kind == "array":
-            edit.setPlaceholderText("comma-separated")
+            edit.setPlaceholderText(self.tr("comma-separated"))
         elif nullable:
-            edit.setPlaceholderText("(optional)")
+            edit.setPlaceholderText(self.tr("(optional)"))
         if prop.get("format") == "password" or prop.get("writeOnly"):
             edit.setEchoMode(QLineEdit.EchoMode.Password)
         return edit
@@ -151,6 +160,10 @@ class SchemaForm(QWidget):
                 editor, prop, _ = self._editors[name]
                 self._set(editor, prop, v)
 
+    def labels(self) -> list[QLabel]:
+        """The field labels, so a window can align them with its own form's labels."""
+        return list(self._labels)
+
     def editor(self, name: str) -> QWidget:
         return self._editors[name][0]
 
@@ -180,25 +193,62 @@ class SchemaForm(QWidget):
 
     def validate(self) -> BaseModel | None:
         """Validate with the model; show each problem under its field. None when invalid."""
-        for label in self._errors.values():
-            label.hide()
-        self.general_error.hide()
+        self.clear_errors()
         try:
             return self.model.model_validate(self.value())
         except ValidationError as exc:
-            general: list[str] = []
-            for problem in describe_validation_error(exc, self.model):
-                field, _, text = problem.partition(": ")
-                top = field.split(".")[0]
-                if top in self._errors:
-                    label = self._errors[top]
-                    label.setText(text if label.isHidden() else f"{label.text()}; {text}")
-                    label.show()
-                else:
-                    general.append(problem)
-            if general:
-                self.show_general_error("; ".join(general))
+            self.show_problems(describe_validation_error(exc, self.model))
             return None
+
+    def clear_errors(self) -> None:
+        for name, label in self._errors.items():
+            label.hide()
+            label.setText("")
+            self._mark(name, "")
+        self.general_error.hide()
+        self.general_error.setText("")
+
+    def _mark(self, name: str, problem: str) -> None:
+        """Mark a field invalid (red frame, accessible description) or clear the mark."""
+        editor = self._editors[name][0]
+        editor.setProperty("invalid", bool(problem))
+        editor.setStyleSheet("border: 1px solid #c0392b; border-radius: 2px;" if problem else "")
+        base = editor.toolTip()
+        editor.setAccessibleDescription(f"{problem} {base}".strip() if problem else base)
+
+    def show_problems(self, problems: list[str]) -> bool:
+        """Show ``field: problem`` phrases under their fields; True if any found a field.
+
+        Used for the form's own validation and for the engine's ``SettingsError`` (its
+        message is "invalid settings for <pattern>: field: problem; field: problem").
+        """
+        general: list[str] = []
+        first: QWidget | None = None
+        for problem in problems:
+            field, _, text = problem.partition(": ")
+            top = field.split(".")[0]
+            if text and top in self._errors:
+                label = self._errors[top]
+                label.setText(text if label.isHidden() else f"{label.text()}; {text}")
+                label.show()
+                self._mark(top, label.text())
+                first = first or self._editors[top][0]
+            else:
+                general.append(problem)
+        if general:
+            self.show_general_error("; ".join(general))
+        if first is not None:
+            first.setFocus()
+        return first is not None
+
+    def show_engine_error(self, message: str) -> bool:
+        """Place a ``SettingsError`` message's problems on their fields (False: none matched)."""
+        _head, sep, body = message.partition(": ")
+        if not sep or not message.startswith("invalid settings for "):
+            return False
+        problems = [p.strip() for p in body.split("; ") if p.strip()]
+        self.clear_errors()
+        return self.show_problems(problems)
 
     def show_general_error(self, text: str) -> None:
         self.general_error.setText(text)

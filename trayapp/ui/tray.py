@@ -409,7 +409,9 @@ class TrayController(QObject):
                 "signin": lambda a: self.sign_in(a),
                 "cancel_signin": lambda a: self.accounts.cancel_sign_in(a),
                 "copy_signin_link": lambda a: self._copy_link(a),
-                "add_account": lambda _a: self.open_window("settings", "accounts"),
+                "add_account": lambda _a: self.add_account(),
+                "welcome": lambda _a: self.open_window("welcome"),
+                "connect_google": lambda a: self.open_window("connect_google", a),
                 "reset": lambda a: self._confirm_reset(a),
                 "remove": lambda a: self._confirm_remove(a),
                 "mute": lambda a: self._mute(a),
@@ -450,20 +452,39 @@ class TrayController(QObject):
         task.add_done_callback(self._tasks.discard)
         return task
 
+    def _has_client(self) -> bool:
+        """False only when accounts are available and no OAuth client is set up yet."""
+        from trayapp.ui.accounts import AccountActions
+
+        acc = self.accounts
+        return not isinstance(acc, AccountActions) or acc.client_summary() is not None
+
+    def add_account(self) -> None:
+        """ "Add account…": the guided Google set-up first when there is no client yet."""
+        if not self._has_client():
+            self.open_window("connect_google")
+        else:
+            self.open_window("settings", "accounts")
+
     def sign_in(self, account_id: str | None) -> None:
         """Start the browser sign-in from a click (menu, notification, Settings), never alone."""
+        if not self._has_client():
+            self.open_window("connect_google")
+            return
 
         async def flow() -> None:
             try:
                 await self.accounts.begin_sign_in(account_id)
             except Exception as exc:
+                from trayapp.ui.wording import for_gui
+
                 self.notifier.deliver(
                     Notice(
                         f"signin-error:{account_id}",
                         "failing",
-                        "Sign-in could not start",
-                        str(exc),
-                        "Open settings",
+                        self.tr("Sign-in could not start"),
+                        for_gui(exc),
+                        self.tr("Open settings"),
                         "settings:accounts",
                     )
                 )
@@ -476,13 +497,15 @@ class TrayController(QObject):
     def _sign_in_result(self, account_id: str | None, error: BaseException | None) -> None:
         self.report(f"TRAYAPP_SIGN_IN_DONE {account_id} {type(error).__name__ if error else 'ok'}")
         if error is not None and not isinstance(error, asyncio.CancelledError):
+            from trayapp.ui.wording import for_gui
+
             self.notifier.deliver(
                 Notice(
                     f"signin-error:{account_id}",
                     "failing",
-                    "Sign-in did not complete",
-                    str(error),
-                    "Try again",
+                    self.tr("Sign-in did not complete"),
+                    for_gui(error),
+                    self.tr("Try again"),
                     f"signin:{account_id}" if account_id else "add_account",
                 )
             )
@@ -546,12 +569,43 @@ class TrayController(QObject):
         path = self.engine.profile.path
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
 
-    def open_window(self, which: str, arg: str | None = None) -> QWidget:
-        from trayapp.ui.windows import ActivityWindow, SettingsWindow
+    def maybe_first_run(self) -> bool:
+        """Open the welcome window once, on a first start: no charms, no accounts, never shown.
 
+        Called by the app after the engine started (not by tests' controllers). The profile's
+        UI prefs remember that it was shown, so it never comes back on its own.
+        """
+        from trayapp.ui.prefs import UiPrefs
+
+        profile = self.engine.profile.path
+        prefs = UiPrefs.load(profile)
+        if prefs.welcome_shown or self.engine.charms() or self.accounts.accounts():
+            return False
+        self.open_window("welcome")
+        return True
+
+    def _make_window(self, which: str) -> QWidget:
+        """Windows are built on first use only: none exists while the tray just sits there."""
+        if which == "settings":
+            from trayapp.ui.settings import SettingsWindow
+
+            return SettingsWindow(self)
+        if which == "welcome":
+            from trayapp.ui.welcome import WelcomeWindow
+
+            return WelcomeWindow(self)
+        if which == "connect_google":
+            from trayapp.ui.connect_wizard import ConnectGoogleWizard
+
+            return ConnectGoogleWizard(self)
+        from trayapp.ui.windows import ActivityWindow
+
+        return ActivityWindow(self)
+
+    def open_window(self, which: str, arg: str | None = None) -> QWidget:
         win = self._windows.get(which)
         if win is None:
-            win = SettingsWindow(self) if which == "settings" else ActivityWindow(self)
+            win = self._make_window(which)
             self._windows[which] = win
         focus = getattr(win, "focus", None)
         if callable(focus):
@@ -560,4 +614,29 @@ class TrayController(QObject):
         win.raise_()
         win.activateWindow()
         self.report(f"TRAYAPP_WINDOW_SHOWN {which}")
+        self.report_widgets(win)
         return win
+
+    def report_widgets(self, win: QWidget) -> None:
+        """Test mode: where a window's named controls are, so a desktop test can click them."""
+        if isinstance(self.report, TestReporter) and not self.report.enabled:
+            return
+        QTimer.singleShot(0, lambda: self._report_widgets_now(win))
+
+    def _report_widgets_now(self, win: QWidget) -> None:
+        from PySide6.QtCore import QPoint
+        from PySide6.QtWidgets import QAbstractButton, QComboBox, QLineEdit, QPlainTextEdit
+
+        kinds = (QAbstractButton, QComboBox, QLineEdit, QPlainTextEdit)
+        for w in win.findChildren(QWidget):
+            name = w.objectName()
+            if not name or name.startswith("qt_") or not isinstance(w, kinds):
+                continue
+            if not w.isVisible():
+                continue
+            at = w.mapToGlobal(QPoint(0, 0))
+            self.report(
+                f"TRAYAPP_WIDGET {win.objectName()} {name} {at.x()} {at.y()} "
+                f"{w.width()} {w.height()}"
+            )
+        self.report(f"TRAYAPP_WIDGETS_DONE {win.objectName()}")

@@ -1,0 +1,107 @@
+"""Sentences for the GUI: what went wrong and what to do, without the CLI's vocabulary.
+
+The engine and ``trayapp.auth`` write messages for every front end, and many carry a command
+line hint (`trayapp accounts signin x`, ``--account ACCOUNT``), an exception class name
+("(ReadError)", "InitError: ...") or an errno ("[Errno -2]"). The CLI prints those as they are;
+windows and notifications show :func:`for_gui` of them instead: known situations get a sentence
+written for a window, anything else is cleaned of the CLI parts and shown as one sentence.
+
+Qt-free on purpose (plain functions, unit-tested alone); the strings go through
+``QCoreApplication.translate`` when Qt is there.
+"""
+
+from __future__ import annotations
+
+import re
+
+_CONTEXT = "Wording"
+
+
+def tr(text: str) -> str:
+    """Translate ``text`` in this module's context (identity when no Qt app exists)."""
+    try:
+        from PySide6.QtCore import QCoreApplication
+    except ImportError:  # pragma: no cover - the GUI always has Qt
+        return text
+    return QCoreApplication.translate(_CONTEXT, text)
+
+
+# Situations with a sentence of their own: (pattern on the raw message, GUI sentence).
+_KNOWN: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(r"no OAuth client is configured", re.I),
+        "Pattern Sync is not connected to Google yet: set up your OAuth client first.",
+    ),
+    (
+        re.compile(r"needs (?:Google access|an account)", re.I),
+        "Choose a Google account for this charm, or connect one.",
+    ),
+    (
+        re.compile(r"Prompt dismissed|keyring is locked|collection.*locked", re.I),
+        "The system keychain is locked: unlock it and try again.",
+    ),
+    (
+        re.compile(r"Failed to create the collection|no login collection", re.I),
+        "The system keychain has no place for passwords yet: create or unlock it and try again.",
+    ),
+    (
+        re.compile(r"access_denied|denied access|SignInDenied", re.I),
+        "Google did not give Pattern Sync access: you chose not to allow it.",
+    ),
+    (
+        re.compile(r"timed out waiting for the browser|sign-in timed out", re.I),
+        "The sign-in page was not answered in time: try again.",
+    ),
+    (
+        re.compile(r"name or service not known|Errno -[23]|getaddrinfo|ConnectError", re.I),
+        "Google could not be reached: check the network connection and try again.",
+    ),
+    (
+        re.compile(r"charm name is empty", re.I),
+        "Give the charm a name.",
+    ),
+)
+
+_CLI_BITS = (
+    # "(--account ACCOUNT; see 'trayapp accounts list')" and the like.
+    re.compile(r"\s*\([^()]*(?:--[a-z]|trayapp )[^()]*\)"),
+    # "; sign in again with `trayapp ...`", ": run `trayapp ...`", "see 'trayapp ...'".
+    re.compile(r"[;,:]?\s*(?:[a-z ]*)?(?:with|run|see|use)?\s*[`'\"]trayapp [^`'\"]*[`'\"][^.;]*"),
+    re.compile(r"[;,]?\s*\(?--[a-z][\w-]*(?: [A-Z_]+)?\)?"),
+    re.compile(r"\s*\[Errno -?\d+\]"),
+    re.compile(r"\s*\((?:[A-Z][A-Za-z]+(?:Error|Exception|Timeout))\)"),
+    re.compile(r"^(?:[A-Z][A-Za-z]+(?:Error|Exception)):\s*"),
+    re.compile(r"\b[a-z_.]+\.[A-Z][A-Za-z]+(?:Error|Exception)\b:?\s*"),
+)
+
+
+def _one_sentence(text: str) -> str:
+    text = re.sub(r"\s+", " ", text).strip(" ;,:-")
+    if not text:
+        return ""
+    # Cut at the first sentence end (keeping URLs and decimals intact).
+    first = re.split(r"(?<=[.!?])\s+(?=[A-Z])", text, maxsplit=1)[0]
+    first = first.rstrip(" ;,:")
+    first = re.sub(r"([.!?])[.!?]+$", r"\1", first)  # "..", "!." -> one mark
+    if not first.endswith((".", "!", "?")):
+        first += "."
+    return first[0].upper() + first[1:]
+
+
+def clean(text: str) -> str:
+    """``text`` without CLI flags, commands, class names or errno, as one sentence."""
+    for pattern in _CLI_BITS:
+        text = pattern.sub("", text)
+    return _one_sentence(text)
+
+
+def for_gui(error: BaseException | str) -> str:
+    """One sentence for a window or notification about ``error``."""
+    raw = error if isinstance(error, str) else (str(error) or type(error).__name__)
+    for pattern, sentence in _KNOWN:
+        if pattern.search(raw):
+            return tr(sentence)
+    if not isinstance(error, str) and not str(error):
+        return tr("Something went wrong: the details are in the log.")
+    cleaned = clean(raw)
+    return cleaned or tr("Something went wrong: the details are in the log.")
