@@ -86,7 +86,7 @@ def test_all_good_header_and_icon() -> None:
     keys = [i.key for i in menu.items if not i.separator and i.visible]
     assert keys[:3] == ["header", "sync_all", "pause_all"]
     entry = menu.find("charm:gmail")
-    assert entry is not None and entry.text == "✓  Gmail — synced 2 min ago"
+    assert entry is not None and entry.text == "Gmail — synced 2 min ago" and entry.icon == "ok"
     assert menu.find("charm:gmail:signin").visible is False  # type: ignore[union-attr]
 
 
@@ -169,7 +169,7 @@ def test_error_summary_and_charm_details() -> None:
     snap = make_snapshot(NOW, [NEWS], {"news": st})
     assert summary(snap) == "News is failing: HTTP 503 from feed.example"
     menu = build_menu(snap)
-    assert menu.find("charm:news").text == "✗  News — server error, retry in 4 min"  # type: ignore[union-attr]
+    assert menu.find("charm:news").text == "News — server error, retry in 4 min"  # type: ignore[union-attr]
     err = menu.find("charm:news:error")
     assert err is not None and err.visible and err.text == "Error: HTTP 503 from feed.example"
     assert menu.find("charm:news:success").text == "Last success: 3 hours ago"  # type: ignore[union-attr]
@@ -206,10 +206,10 @@ def test_pause_all_menu() -> None:
     menu = build_menu(snap)
     pause = menu.find("pause_all")
     assert pause is not None and pause.text.startswith("Paused, resumes")
-    assert menu.find("pause_all:resume").visible is True  # type: ignore[union-attr]
+    assert menu.find("resume_all").visible is True  # type: ignore[union-attr]
     assert menu.find("charm:news:pause").command == "resume:news"  # type: ignore[union-attr]
     snap = make_snapshot(NOW, [NEWS], {"news": ok("news")})
-    assert build_menu(snap).find("pause_all:resume").visible is False  # type: ignore[union-attr]
+    assert build_menu(snap).find("resume_all").visible is False  # type: ignore[union-attr]
     assert pause_until("1h", NOW) == NOW + timedelta(hours=1)
     assert pause_until("8h", NOW) == NOW + timedelta(hours=8)
     assert pause_until("forever", NOW) is None
@@ -228,7 +228,8 @@ def test_loop_block_and_recent_notifications_show_in_menu() -> None:
     menu = build_menu(snap)
     blocked = menu.find("blocked")
     assert blocked is not None and blocked.visible
-    assert blocked.text == "⚠ News froze the app for 2.5 s (1 min ago)"
+    assert blocked.text == "News froze the app for 2.5 s (1 min ago)"
+    assert blocked.icon == "error"  # a drawn icon, not a glyph some fonts lack
     entry = menu.find("recent:7")
     assert entry is not None and entry.command == "recent:7" and "(not shown)" in entry.text
 
@@ -243,3 +244,26 @@ def test_parse_command() -> None:
     assert parse_command("sync:abc").arg == "abc"
     assert parse_command("sync_all").arg is None
     assert parse_command("pause_all:1h").name == "pause_all"
+
+
+def test_progress_shows_in_the_charm_line_and_the_tooltip() -> None:
+    from trayapp.core.status import Progress
+    from trayapp.ui.model import SyncBatch, tooltip
+
+    running = CharmStatus(
+        "gmail", state=CharmState.RUNNING, progress=Progress(1200, 5000, "messages")
+    )
+    snap = make_snapshot(
+        NOW, [GMAIL, NEWS], {"gmail": running, "news": ok("news")}, batch=SyncBatch(1, 2)
+    )
+    assert icon_state(snap) is IconState.SYNCING
+    assert tooltip(snap) == "Syncing 2 of 2…\nGmail: 1,200 of 5,000 messages"
+    line = build_menu(snap).find("charm:gmail")
+    assert line is not None and line.text == "Gmail — syncing 1,200 of 5,000 messages…"
+    assert line.icon == "syncing"
+    unknown = running.with_(progress=Progress(300, None, "messages"))
+    snap = make_snapshot(NOW, [GMAIL], {"gmail": unknown})
+    assert tooltip(snap) == "Syncing Gmail…\nGmail: 300 messages"
+    # A click's batch shows "syncing" before any run has started.
+    idle = make_snapshot(NOW, [NEWS], {"news": ok("news")}, batch=SyncBatch(0, 1))
+    assert icon_state(idle) is IconState.SYNCING and summary(idle) == "Syncing…"

@@ -74,7 +74,7 @@ def test_failures_at_the_same_time_are_merged_into_one() -> None:
     out = p.observe(snap(GRACE_OVER, both))
     assert len(out) == 1
     assert out[0].title == "2 charms stopped syncing: News, Blog"
-    assert out[0].body == "HTTP 502"
+    assert out[0].body == "HTTP 502. Pattern Sync keeps retrying."  # said once, for both
 
 
 def test_recovery_is_told_only_after_a_failure_was_told() -> None:
@@ -232,3 +232,43 @@ def test_a_failure_says_once_that_it_is_retried() -> None:
     err = "127.0.0.1 had a server error (HTTP 503); will retry later"
     out = p.observe(snap(GRACE_OVER, {"news": failing("news", OutcomeKind.SERVER_ERROR, err, n=3)}))
     assert [n.body for n in out] == [err]
+
+
+def test_one_outage_on_one_account_is_one_notification_and_one_recovery() -> None:
+    """Charms of one account failing one after the other for one cause: one problem."""
+    p = started_policy()
+    cal = Charm("cal", "Calendar", "gcal", "acct1")
+    fine = AccountView("acct1", "ada@example.com", AccountState.SIGNED_IN)
+    charms = [GMAIL, cal, NEWS]
+    reset = "cannot reach gmail.googleapis.com (connection reset); the sync will be retried"
+    t = GRACE_OVER
+    gmail_down = {"gmail": failing("gmail", OutcomeKind.OFFLINE, reset), "news": ok("news")}
+    out = p.observe(snap(t, gmail_down, [fine], charms))
+    assert [(n.kind, n.title, n.body, n.icon) for n in out] == [
+        ("failing", "Gmail stopped syncing", reset, "offline")
+    ]
+    both_down = {**gmail_down, "cal": failing("cal", OutcomeKind.TIMEOUT, "timed out", n=3)}
+    assert p.observe(snap(t + timedelta(minutes=1), both_down, [fine], charms)) == []
+    # Gmail is back but Calendar is not: the problem is not over yet.
+    half = {**both_down, "gmail": ok("gmail")}
+    assert p.observe(snap(t + timedelta(minutes=2), half, [fine], charms)) == []
+    back = {"gmail": ok("gmail"), "cal": ok("cal"), "news": ok("news")}
+    out = p.observe(snap(t + timedelta(minutes=3), back, [fine], charms))
+    assert [(n.kind, n.title, n.icon) for n in out] == [
+        ("recovered", "Gmail and Calendar are syncing again", "ok")
+    ]
+    assert p.observe(snap(t + timedelta(minutes=4), back, [fine], charms)) == []
+
+
+def test_the_same_cause_on_another_account_or_a_bug_is_another_problem() -> None:
+    p = started_policy()
+    cal = Charm("cal", "Calendar", "gcal", "acct2")
+    charms = [GMAIL, cal, NEWS]
+    down = {"gmail": failing("gmail", OutcomeKind.OFFLINE, "connection reset")}
+    assert len(p.observe(snap(GRACE_OVER, down, (), charms))) == 1
+    other = {**down, "cal": failing("cal", OutcomeKind.OFFLINE, "connection reset")}
+    out = p.observe(snap(GRACE_OVER + timedelta(minutes=1), other, (), charms))
+    assert [n.title for n in out] == ["Calendar stopped syncing"]
+    bug = {**other, "news": failing("news", OutcomeKind.BUG, "KeyError: 'title'", n=1)}
+    out = p.observe(snap(GRACE_OVER + timedelta(minutes=2), bug, (), charms))
+    assert [(n.title, n.icon) for n in out] == [("News stopped syncing", "error")]

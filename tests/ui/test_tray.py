@@ -108,12 +108,38 @@ def test_left_click_syncs_every_charm(qloop: QLoop, profile_dir: Path) -> None:
     scenario(qloop, profile_dir, body)
 
 
+def test_a_click_shows_syncing_at_once_and_counts_the_charms(
+    qloop: QLoop, profile_dir: Path
+) -> None:
+    """The issue: fast runs finished before the icon ever showed "syncing"."""
+
+    async def body(env: Env) -> None:
+        assert env.ctl.tray is not None and env.ctl.state is IconState.OK
+        env.ctl.tray.activated.emit(QSystemTrayIcon.ActivationReason.Trigger)
+        # Synchronously, inside the click: no event-loop turn has run yet.
+        assert env.ctl.state is IconState.SYNCING
+        assert env.ctl.tray.toolTip() == "Pattern Sync: Syncing 1 of 3…"
+        assert env.ctl._anim.isActive()  # the arrows turn while it syncs
+        seen: set[str] = set()
+
+        def watch() -> bool:
+            seen.add(env.ctl.tray.toolTip() if env.ctl.tray else "")
+            return env.ctl.state is IconState.OK
+
+        await until(watch)
+        assert env.all_ok()
+        assert "Pattern Sync: Syncing 3 of 3…" in seen
+        assert not env.ctl._anim.isActive() and not env.ctl._batch_timer.isActive()
+
+    scenario(qloop, profile_dir, body)
+
+
 def test_menu_shows_each_charm_and_the_header(qloop: QLoop, profile_dir: Path) -> None:
     async def body(env: Env) -> None:
         env.ctl.refresh()
         assert env.text("header").startswith("All synced")
         for cid, name in [("project-news", "Project news"), ("team-blog", "Team blog")]:
-            assert env.text(f"charm:{cid}").startswith(f"✓  {name} — synced")
+            assert env.text(f"charm:{cid}").startswith(f"{name} — synced")
         assert "+3" in env.text("charm:project-news:counts")  # the demo feed starts with 3 items
         assert env.ctl.tray is not None
         assert env.ctl.tray.toolTip().startswith("Pattern Sync: All synced")
@@ -132,7 +158,7 @@ def test_pause_all_for_an_hour_then_resume(qloop: QLoop, profile_dir: Path) -> N
         assert abs((when - (datetime.now(UTC) + timedelta(hours=1))).total_seconds()) < 60
         await until(lambda: env.ctl.state is IconState.PAUSED)
         assert env.text("pause_all").startswith("Paused, resumes")
-        env.trigger("pause_all:resume")
+        env.trigger("resume_all")
         await until(lambda: not any(s.paused for s in env.engine.statuses().values()))
         await until(lambda: env.ctl.state in (IconState.OK, IconState.SYNCING))
 
@@ -182,7 +208,7 @@ def test_loop_blocked_charm_is_shown(qloop: QLoop, profile_dir: Path) -> None:
     async def body(env: Env) -> None:
         env.engine.publish(LoopBlocked("release-notes", 2.4))
         await until(lambda: env.ctl.binder.action("blocked").isVisible())  # type: ignore[union-attr]
-        assert env.text("blocked").startswith("⚠ Release notes froze the app for 2.4 s")
+        assert env.text("blocked").startswith("Release notes froze the app for 2.4 s")
 
     scenario(qloop, profile_dir, body)
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from PySide6.QtGui import QAction
+from PySide6.QtGui import QAction, QIcon
 from PySide6.QtWidgets import QMenu, QWidget
 
-from trayapp.ui.model import MenuItem, MenuModel
+from trayapp.ui.icons import state_icon
+from trayapp.ui.model import IconState, MenuItem, MenuModel
 
 
 class MenuBinder:
@@ -23,6 +24,7 @@ class MenuBinder:
         self._actions: dict[str, QAction] = {}
         self._menus: dict[str, QMenu] = {}
         self._commands: dict[str, str | None] = {}
+        self._icons: dict[str, str] = {}
         self.created = 0  # counters for tests and the bench: proof of in-place updates
         self.removed = 0
 
@@ -83,6 +85,7 @@ class MenuBinder:
     def _forget(self, key: str) -> None:
         self._actions.pop(key, None)
         self._commands.pop(key, None)
+        self._icons.pop(key, None)
         sub = self._menus.pop(key, None)
         if sub is not None:
             for child in sub.actions():
@@ -113,6 +116,9 @@ class MenuBinder:
             act.setChecked(item.checked)
         if act.toolTip() != item.tooltip and item.tooltip:
             act.setToolTip(item.tooltip)
+        if self._icons.get(item.key, "") != item.icon:
+            self._icons[item.key] = item.icon
+            act.setIcon(state_icon(IconState(item.icon)) if item.icon else QIcon())
 
 
 def new_menu(parent: QWidget | None = None) -> QMenu:

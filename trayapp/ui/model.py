@@ -85,12 +85,25 @@ class RecentEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class SyncBatch:
+    """The runs of one "sync" the user sees as one: a click, or runs that overlap.
+
+    ``done`` of ``total`` charms have finished; the tray keeps showing "syncing" until all have
+    (and at least briefly after a click, so a fast sync is still seen to happen).
+    """
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     now: datetime
     charms: tuple[CharmView, ...] = ()
     accounts: tuple[AccountView, ...] = ()
     loop_block: LoopBlock | None = None
     recent: tuple[RecentEntry, ...] = ()
+    batch: SyncBatch | None = None  # a sync the tray is showing (None: none)
 
     def account(self, account_id: str | None) -> AccountView | None:
         return next((a for a in self.accounts if a.id == account_id), None)
@@ -103,12 +116,13 @@ def make_snapshot(
     accounts: Sequence[AccountView] = (),
     loop_block: LoopBlock | None = None,
     recent: Sequence[RecentEntry] = (),
+    batch: SyncBatch | None = None,
 ) -> Snapshot:
     views = tuple(
         CharmView(c.id, c.name, c.pattern_id, c.account_id, statuses.get(c.id) or CharmStatus(c.id))
         for c in charms
     )
-    return Snapshot(now, views, tuple(accounts), loop_block, tuple(recent))
+    return Snapshot(now, views, tuple(accounts), loop_block, tuple(recent), batch)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,7 +229,7 @@ def icon_state(snap: Snapshot) -> IconState:
         charm_needs_sign_in(c, snap) or charm_needs_fix(c) for c in snap.charms
     ):
         return IconState.ATTENTION
-    if any(c.status.state is CharmState.RUNNING for c in snap.charms):
+    if snap.batch is not None or any(c.status.state is CharmState.RUNNING for c in snap.charms):
         return IconState.SYNCING
     failing = [c for c in snap.charms if charm_failing(c) and not c.status.paused]
     if failing:
@@ -251,8 +265,11 @@ def summary(snap: Snapshot) -> str:
             return f"{fix[0].name} needs your attention: {_first_line(err, 48)}"
         return f"{_names([c.name for c in fix])} need your attention"
     if state is IconState.SYNCING:
+        batch = snap.batch
+        if batch is not None and batch.total > 1:
+            return f"Syncing {min(batch.total, batch.done + 1)} of {batch.total}…"
         running = [c.name for c in snap.charms if c.status.state is CharmState.RUNNING]
-        return f"Syncing {_names(running)}…"
+        return f"Syncing {_names(running)}…" if running else "Syncing…"
     if state is IconState.OFFLINE:
         return "Offline: will retry automatically"
     if state is IconState.ERROR:
@@ -277,6 +294,23 @@ def summary(snap: Snapshot) -> str:
     if len(active) < len(snap.charms):
         text += f" ({len(snap.charms) - len(active)} paused)"
     return text
+
+
+def progress_text(c: CharmView) -> str:
+    """ "1,200 of 5,000 messages" (or "1,200 messages" while the total is unknown); "" if none."""
+    p = c.status.progress
+    if p is None or c.status.state is not CharmState.RUNNING:
+        return ""
+    if p.total is None:
+        return f"{p.done:,} {p.unit}"
+    return f"{min(p.done, p.total):,} of {p.total:,} {p.unit}"
+
+
+def tooltip(snap: Snapshot) -> str:
+    """The tray tooltip: the summary, then one line per charm that reports its progress."""
+    lines = [summary(snap)]
+    lines += [f"{c.name}: {t}" for c in snap.charms if (t := progress_text(c))]
+    return "\n".join(lines)
 
 
 def _first_line(text: str, limit: int = 80) -> str:
@@ -307,6 +341,7 @@ class MenuItem:
     bold: bool = False
     tooltip: str = ""
     children: tuple[MenuItem, ...] | None = None  # not None: a submenu
+    icon: str = ""  # an IconState value: the entry shows that state's drawn icon
 
     def find(self, key: str) -> MenuItem | None:
         if self.key == key:
@@ -349,16 +384,6 @@ def _info(key: str, text: str, visible: bool = True) -> MenuItem:
     return MenuItem(key=key, text=text, enabled=False, visible=visible)
 
 
-_STATE_MARK = {
-    IconState.OK: "✓",
-    IconState.SYNCING: "⟳",
-    IconState.ATTENTION: "!",
-    IconState.ERROR: "✗",
-    IconState.PAUSED: "⏸",
-    IconState.OFFLINE: "○",
-}
-
-
 def charm_state(c: CharmView, snap: Snapshot) -> IconState:
     if charm_needs_sign_in(c, snap) or charm_needs_fix(c):
         return IconState.ATTENTION
@@ -379,7 +404,7 @@ def charm_line(c: CharmView, snap: Snapshot) -> str:
         fix = s.last_outcome if charm_needs_fix(c) and not charm_needs_sign_in(c, snap) else None
         detail = _FIX_DETAIL.get(fix, "needs attention") if fix else "needs sign-in"
     elif st is IconState.SYNCING:
-        detail = "syncing…"
+        detail = f"syncing {p}…" if (p := progress_text(c)) else "syncing…"
     elif st is IconState.PAUSED:
         detail = (
             f"paused, resumes {relative_future(s.paused_until, now)}"
@@ -393,7 +418,9 @@ def charm_line(c: CharmView, snap: Snapshot) -> str:
         detail = "not synced yet"
     else:
         detail = f"synced {relative_past(s.last_success_at, now)}"
-    return f"{_STATE_MARK[st]}  {c.name} — {detail}"
+    # The state's drawn icon goes beside the text (MenuItem.icon): glyphs such as a pause sign
+    # are missing from common fonts and showed as empty boxes.
+    return f"{c.name} — {detail}"
 
 
 def _counts_text(c: CharmView) -> str:
@@ -455,7 +482,13 @@ def _charm_menu(c: CharmView, snap: Snapshot) -> MenuItem:
         MenuItem(f"{k}:remove", "Remove…", command=f"remove:{c.id}"),
     )
     tooltip = _first_line(err) if err else ""
-    return MenuItem(k, charm_line(c, snap), tooltip=tooltip, children=children)
+    return MenuItem(
+        k,
+        charm_line(c, snap),
+        tooltip=tooltip,
+        children=children,
+        icon=charm_state(c, snap).value,
+    )
 
 
 def _account_items(a: AccountView) -> tuple[MenuItem, ...]:
@@ -477,12 +510,6 @@ def _account_items(a: AccountView) -> tuple[MenuItem, ...]:
     tip = " ".join(x for x in (a.reason, a.hint) if x)
     return (
         MenuItem(k, f"{a.email} — {state}", enabled=False, tooltip=tip),
-        MenuItem(
-            f"{k}:signin",
-            f"Sign in again as {a.email}…",
-            command=f"signin:{a.id}",
-            visible=a.needs_user and not a.signing_in,
-        ),
         MenuItem(
             f"{k}:copylink",
             "Copy sign-in link",
@@ -515,24 +542,38 @@ def build_menu(snap: Snapshot) -> MenuModel:
     items: list[MenuItem] = [
         # Enabled (readable, not greyed out); a click opens Activity for the details.
         MenuItem("header", summary(snap), command="activity", bold=True),
-        _info(
+        MenuItem(
             "blocked",
-            f"⚠ {blocked_name} froze the app for {blocked.seconds:.1f} s "
+            f"{blocked_name} froze the app for {blocked.seconds:.1f} s "
             f"({relative_past(blocked.at, now)})"
             if blocked
             else "",
+            enabled=False,
             visible=blocked is not None,
+            icon=IconState.ERROR.value,
         ),
+    ]
+    # What the user most needs sits at the top level, first: signing in again, resuming.
+    for a in snap.accounts:
+        items.append(
+            MenuItem(
+                f"account:{a.id}:signin",
+                f"Sign in again as {a.email}…",
+                command=f"signin:{a.id}",
+                visible=a.needs_user and not a.signing_in,
+                bold=True,
+                icon=IconState.ATTENTION.value,
+            )
+        )
+    items += [
         _sep("sep:top"),
         MenuItem("sync_all", "Sync all now", command="sync_all", enabled=bool(snap.charms)),
+        MenuItem("resume_all", "Resume all", command="resume_all", visible=any_paused),
         MenuItem(
             "pause_all",
             pause_title,
             enabled=bool(snap.charms),
             children=(
-                MenuItem(
-                    "pause_all:resume", "Resume all", command="resume_all", visible=any_paused
-                ),
                 MenuItem("pause_all:1h", "For 1 hour", command="pause_all:1h"),
                 MenuItem("pause_all:8h", "For 8 hours", command="pause_all:8h"),
                 MenuItem("pause_all:tomorrow", "Until tomorrow", command="pause_all:tomorrow"),

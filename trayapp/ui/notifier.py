@@ -113,11 +113,21 @@ class Notifier:
                     on_pressed=self._callback(f"mute:{notice.key.split(':', 1)[1]}"),
                 )
             )
+        icon = None
+        if notice.icon:
+            from desktop_notifier import Icon
+
+            from trayapp.ui.icons import state_icon_file
+            from trayapp.ui.model import IconState
+
+            path = state_icon_file(IconState(notice.icon))
+            icon = Icon(path=path) if path is not None else None  # a Path: a str shows nothing
         try:
             identifier = await asyncio.wait_for(
                 self._desktop.send(
                     title=notice.title,
                     message=notice.body,
+                    icon=icon,
                     urgency=Urgency.Critical if notice.urgent else Urgency.Normal,
                     buttons=buttons,
                     on_clicked=self._callback(action) if action else None,

@@ -20,6 +20,7 @@ The policy is fed snapshots (``observe``) and returns :class:`Notice` values to 
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from datetime import datetime, timedelta
 
 from trayapp.core.outcomes import OutcomeKind
 from trayapp.core.status import RunRecord
-from trayapp.ui.model import AccountState, AccountView, Snapshot, charm_failing
+from trayapp.ui.model import AccountState, AccountView, IconState, Snapshot, charm_failing
 
 GRACE = timedelta(seconds=15)
 TRANSIENT_THRESHOLD = 2  # consecutive failures before a transient failure is worth a notification
@@ -42,6 +43,7 @@ class Notice:
     action_label: str | None = None
     action: str | None = None  # a tray command (see model.parse_command)
     urgent: bool = False
+    icon: str = ""  # an IconState value: the notification's icon says the severity
 
 
 def _signature(kind: OutcomeKind | None, message: str | None) -> str:
@@ -57,6 +59,8 @@ class NotificationPolicy:
     # What the user was last told, per key: a failure signature, or absent when all is well.
     _told: dict[str, str] = field(default_factory=dict)
     _muted: dict[str, str] = field(default_factory=dict)  # charm id -> muted signature
+    # Problems the user was told about: problem key -> {charm id: name} of the charms in it.
+    _problems: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def started(self, now: datetime) -> None:
         self._quiet_until = now + self.grace
@@ -104,48 +108,93 @@ class NotificationPolicy:
             elif key in self._told and a.state is AccountState.SIGNED_IN:
                 del self._told[key]
                 yield Notice(
-                    key, "recovered", f"{a.email} is signed in again", "Syncing has resumed."
+                    key,
+                    "recovered",
+                    f"{a.email} is signed in again",
+                    "Syncing has resumed.",
+                    icon=IconState.OK.value,
                 )
 
     def _charms(self, snap: Snapshot) -> Iterable[Notice]:
+        """One notification per *problem*, one recovery notice when all its charms recovered.
+
+        A problem is a cause on an account (charms without an account share the scope "-"):
+        Google unreachable for ada@ is one problem however many of her charms it stops, and
+        charms that fail later for the same cause join it silently. A bug is a problem of its
+        own charm. Failures of several new problems seen at the same moment are merged into one
+        notification.
+        """
         accounts = {a.id: a for a in snap.accounts}
-        failing_now: list[tuple[str, str, str]] = []  # (charm id, name, error line)
-        recovered: list[str] = []
+        failing_now: dict[str, list[tuple[str, str, str]]] = {}  # problem -> (id, name, line)
+        still_failing: set[str] = set()  # charm ids failing in any way (recovery needs none)
         for c in snap.charms:
-            key = f"charm:{c.id}"
             s = c.status
             auth = s.last_outcome is OutcomeKind.AUTH_REQUIRED
-            acct = accounts.get(c.account_id or "")
-            if auth and acct is not None:
+            if charm_failing(c):
+                still_failing.add(c.id)
+            if auth and accounts.get(c.account_id or "") is not None:
                 # The account notice covers it: one notification per account, not per charm.
                 continue
-            if charm_failing(c) and not s.paused:
-                sig = _signature(s.last_outcome, s.last_error)
-                muted = self._muted.get(c.id)
-                if muted is not None and muted != sig:
-                    del self._muted[c.id]  # the error changed: the mute ends
-                    muted = None
-                worth = (
-                    auth
-                    or (s.last_outcome is not None and s.last_outcome.needs_user)
-                    or s.last_outcome is OutcomeKind.BUG
-                    or s.consecutive_failures >= TRANSIENT_THRESHOLD
+            if not charm_failing(c) or s.paused:
+                continue
+            sig = _signature(s.last_outcome, s.last_error)
+            muted = self._muted.get(c.id)
+            if muted is not None and muted != sig:
+                del self._muted[c.id]  # the error changed: the mute ends
+                muted = None
+            if muted is not None or not self.errors_enabled:
+                continue
+            worth = (
+                auth
+                or (s.last_outcome is not None and s.last_outcome.needs_user)
+                or s.last_outcome is OutcomeKind.BUG
+                or s.consecutive_failures >= TRANSIENT_THRESHOLD
+            )
+            key = _problem_key(c.id, c.account_id, s.last_outcome, sig)
+            if not worth and key not in self._problems:
+                continue
+            line = (s.last_error or str(s.last_outcome)).strip().splitlines()
+            failing_now.setdefault(key, []).append((c.id, c.name, line[0] if line else ""))
+
+        # Recovery: a problem the user was told about whose charms all work again.
+        for key, told_members in list(self._problems.items()):
+            if key in failing_now:
+                continue
+            del self._problems[key]
+            recovered = [n for cid, n in told_members.items() if cid not in still_failing]
+            for cid in told_members:
+                self._muted.pop(cid, None)
+            if (
+                recovered
+                and not any(cid in still_failing for cid in told_members)
+                and self.errors_enabled
+            ):
+                verb = "is" if len(recovered) == 1 else "are"
+                yield Notice(
+                    "recovered:" + key,
+                    "recovered",
+                    f"{_names(recovered)} {verb} syncing again",
+                    "",
+                    icon=IconState.OK.value,
                 )
-                if not worth or not self.errors_enabled:
-                    continue
-                if self._told.get(key) == sig:
-                    continue
-                self._told[key] = sig
-                if muted is None:
-                    line = (s.last_error or str(s.last_outcome)).strip().splitlines()
-                    failing_now.append((c.id, c.name, line[0] if line else ""))
-            elif key in self._told and not charm_failing(c):
-                del self._told[key]
-                self._muted.pop(c.id, None)
-                if self.errors_enabled:
-                    recovered.append(c.name)
-        if len(failing_now) == 1:
-            cid, name, err = failing_now[0]
+
+        new: list[tuple[str, list[tuple[str, str, str]]]] = []
+        for key, members in failing_now.items():
+            told = self._problems.get(key)
+            if told is not None:
+                for cid, name, _ in members:  # joins silently: the same problem
+                    told.setdefault(cid, name)
+                continue
+            self._problems[key] = {cid: name for cid, name, _ in members}
+            new.append((key, members))
+        if not new:
+            return
+        everyone = [m for _, ms in new for m in ms]
+        kinds = {k.split("|")[1] for k, _ in new}
+        icon = IconState.OFFLINE if kinds <= {"unreachable"} else IconState.ERROR
+        errs = list(dict.fromkeys(e for _, _, e in everyone))
+        if len(everyone) == 1:
+            cid, name, err = everyone[0]
             yield Notice(
                 f"charm:{cid}",
                 "failing",
@@ -153,26 +202,20 @@ class NotificationPolicy:
                 _failure_body(err),
                 action_label="Show activity",
                 action=f"activity:{cid}",
+                icon=icon.value,
             )
-        elif failing_now:
-            names = ", ".join(n for _, n, _ in failing_now)
-            errs = {e for _, _, e in failing_now}
-            body = errs.pop() if len(errs) == 1 else "Several errors; open Activity for details."
-            yield Notice(
-                "charms:" + ",".join(cid for cid, _, _ in failing_now),
-                "failing",
-                f"{len(failing_now)} charms stopped syncing: {names}",
-                body,
-                action_label="Show activity",
-                action="activity",
-            )
-        if recovered:
-            yield Notice(
-                "recovered:" + ",".join(recovered),
-                "recovered",
-                f"{', '.join(recovered)} {'is' if len(recovered) == 1 else 'are'} syncing again",
-                "",
-            )
+            return
+        names = ", ".join(n for _, n, _ in everyone)
+        body = _failure_body(errs[0]) if len(errs) == 1 else "Several errors; open Activity."
+        yield Notice(
+            "problem:" + ",".join(k for k, _ in new),
+            "failing",
+            f"{len(everyone)} charms stopped syncing: {names}",
+            body,
+            action_label="Show activity",
+            action="activity",
+            icon=icon.value,
+        )
 
     def observe_run(self, record: RunRecord, name: str) -> Notice | None:
         """The optional new-items summary (off by default: no "sync complete" spam)."""
@@ -189,11 +232,34 @@ class NotificationPolicy:
         )
 
 
+_TRANSIENT_CAUSE = {
+    OutcomeKind.OFFLINE: "unreachable",
+    OutcomeKind.TIMEOUT: "unreachable",
+    OutcomeKind.SERVER_ERROR: "server_error",
+    OutcomeKind.RATE_LIMITED: "rate_limited",
+}
+_RETRY_WORDS = re.compile(r"\bretr(y|ies|ied|ying)\b|\bkeeps? trying\b|\btry again\b", re.I)
+
+
+def _problem_key(charm_id: str, account_id: str | None, kind: OutcomeKind | None, sig: str) -> str:
+    """``scope|cause``: a transient cause is shared by its scope's charms; others are per charm."""
+    cause = _TRANSIENT_CAUSE.get(kind) if kind is not None else None
+    if cause is None:
+        return f"charm:{charm_id}|{sig}"
+    return f"{account_id or '-'}|{cause}"
+
+
+def _names(names: list[str]) -> str:
+    if len(names) <= 2:
+        return " and ".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def _failure_body(err: str) -> str:
     """The charm's error, saying once that it is retried (the button offers the details)."""
     if not err:
         return "Pattern Sync keeps retrying."
-    if "retry" in err.lower():  # the engine's transient errors already say so ("will retry later")
+    if _RETRY_WORDS.search(err):  # the error already says so ("will retry later", "retried")
         return err
     return (
         f"{err}. Pattern Sync keeps retrying."
@@ -216,7 +282,16 @@ def _account_notice(a: AccountView) -> Notice:
     # lasting fix when there is one), so nothing is said twice.
     reason = a.reason or "Google no longer accepts the saved sign-in."
     body = " ".join(x for x in (reason, a.hint) if x)
-    return Notice(f"account:{a.id}", "sign_in", title, body, label, action, urgent=True)
+    return Notice(
+        f"account:{a.id}",
+        "sign_in",
+        title,
+        body,
+        label,
+        action,
+        urgent=True,
+        icon=IconState.ATTENTION.value,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,8 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,9 +26,18 @@ from trayapp.core.events import (
     EngineEvent,
     LoopBlocked,
     RunFinished,
+    RunStarted,
 )
+from trayapp.core.status import CharmState, CharmStatus
 from trayapp.ui.accounts import AccountsSource, NoAccounts
-from trayapp.ui.icons import icon_path, state_icon
+from trayapp.ui.icons import (
+    SYNC_FRAME_MS,
+    SYNC_FRAMES,
+    Style,
+    default_style,
+    icon_path,
+    state_icon,
+)
 from trayapp.ui.menu import MenuBinder, new_menu
 from trayapp.ui.model import (
     CommandTable,
@@ -35,11 +45,13 @@ from trayapp.ui.model import (
     LoopBlock,
     RecentEntry,
     Snapshot,
+    SyncBatch,
     build_menu,
+    charm_needs_sign_in,
     icon_state,
     make_snapshot,
     pause_until,
-    summary,
+    tooltip,
 )
 from trayapp.ui.notifier import Notifier
 from trayapp.ui.notify_policy import Notice, NotificationPolicy
@@ -49,6 +61,8 @@ log = logging.getLogger(__name__)
 TEST_REPORT_ENV = "TRAYAPP_TEST_REPORT"  # "stderr" or a file path: machine-readable UI events
 MENU_TICK_MS = 15_000
 LOOP_BLOCK_SHOWN_FOR = timedelta(hours=1)
+CLICK_FEEDBACK_S = 1.2  # a click shows "syncing" at least this long, however fast the runs are
+BATCH_GIVE_UP_S = 5.0  # a clicked charm that has not started by then is not waited for
 
 
 class TestReporter:
@@ -116,6 +130,20 @@ class TrayController(QObject):
         self._windows: dict[str, QWidget] = {}
         self.state: IconState | None = None
         self.refreshes = 0
+        self.icon_style: Style = default_style()
+        # The sync the user sees: charms in it, those finished, and how long to show it at least.
+        self._batch: set[str] = set()
+        self._batch_done: set[str] = set()
+        self._batch_started: set[str] = set()
+        self._batch_clicked_at = 0.0
+        self._batch_min_until = 0.0
+        self._batch_timer = QTimer(self)  # ends the click feedback; runs only during a sync
+        self._batch_timer.setSingleShot(True)
+        self._batch_timer.timeout.connect(self.schedule_refresh)
+        self._frame = 0
+        self._anim = QTimer(self)  # turns the syncing arrows; runs only while syncing
+        self._anim.setInterval(SYNC_FRAME_MS)
+        self._anim.timeout.connect(self._next_frame)
 
         self.menu: QMenu = new_menu()
         self.binder = MenuBinder(self.menu, self.run_command)
@@ -154,7 +182,7 @@ class TrayController(QObject):
             self.tray.setContextMenu(self.menu)
             self.tray.activated.connect(self._activated)
         elif use_tray:
-            self.tray = QSystemTrayIcon(state_icon(IconState.OK), self)
+            self.tray = QSystemTrayIcon(state_icon(IconState.OK, self.icon_style), self)
             self.tray.setContextMenu(self.menu)
             self.tray.activated.connect(self._activated)
         self.commands = self._command_table()
@@ -201,6 +229,8 @@ class TrayController(QObject):
         self._grace_timer.stop()
         self._geo_timer.stop()
         self._menu_report_timer.stop()
+        self._anim.stop()
+        self._batch_timer.stop()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -274,7 +304,14 @@ class TrayController(QObject):
         if isinstance(event, LoopBlocked):
             self._loop_block = LoopBlock(event.charm_id, event.seconds, self.now())
             self.report(f"TRAYAPP_LOOP_BLOCKED {event.charm_id} {event.seconds:.2f}")
+        elif isinstance(event, RunStarted):
+            if not self._batch:
+                self._batch_min_until = 0.0
+            self._batch.add(event.charm_id)
+            self._batch_started.add(event.charm_id)
         elif isinstance(event, RunFinished):
+            if event.record.charm_id in self._batch:
+                self._batch_done.add(event.record.charm_id)
             name = next(
                 (c.name for c in self.engine.charms() if c.id == event.record.charm_id),
                 event.record.charm_id,
@@ -299,24 +336,80 @@ class TrayController(QObject):
             RecentEntry(e.id, e.notice.title, e.at, e.shown_by != "none", e.notice.action_label)
             for e in self.notifier.recent.items()[:10]
         ]
-        return make_snapshot(
-            now,
-            list(self.engine.charms()),
-            dict(self.engine.statuses()),
-            self.accounts.accounts(),
-            block,
-            recent,
-        )
+        charms = list(self.engine.charms())
+        statuses = dict(self.engine.statuses())
+        batch = self._current_batch(statuses)
+        return make_snapshot(now, charms, statuses, self.accounts.accounts(), block, recent, batch)
+
+    def _current_batch(self, statuses: Mapping[str, CharmStatus]) -> SyncBatch | None:
+        """The sync being shown, or None once every charm in it has finished (and, after a
+        click, the minimum feedback time has passed)."""
+        if not self._batch:
+            return None
+        mono = time.monotonic()
+        running = {cid for cid, st in statuses.items() if st.state is CharmState.RUNNING}
+        self._batch &= set(statuses)  # charms removed meanwhile
+        self._batch |= running
+        if mono >= self._batch_clicked_at + BATCH_GIVE_UP_S:
+            # Clicked charms the engine did not run (nothing to do, parked meanwhile).
+            self._batch = {c for c in self._batch if c in self._batch_started or c in running}
+        pending = self._batch - self._batch_done
+        if not running and not pending and mono >= self._batch_min_until:
+            self._batch.clear()
+            self._batch_done.clear()
+            self._batch_started.clear()
+            self._batch_timer.stop()
+            return None
+        if not self._batch_timer.isActive():
+            # Look again when the click's feedback time ends, or when waiting for clicked
+            # charms that never started is given up; run events refresh in between.
+            wake = (
+                self._batch_min_until
+                if mono < self._batch_min_until
+                else self._batch_clicked_at + BATCH_GIVE_UP_S
+            )
+            if wake > mono:
+                self._batch_timer.start(int((wake - mono) * 1000) + 20)
+        if not self._batch:
+            return SyncBatch(0, 0)  # only the click's feedback time is left
+        return SyncBatch(len(self._batch_done & self._batch), len(self._batch))
+
+    def _start_batch(self, charm_ids: Sequence[str]) -> None:
+        """A click: show "syncing" at once, before any run has started."""
+        if not charm_ids:
+            return
+        mono = time.monotonic()
+        if not self._batch:
+            self._batch_done.clear()
+            self._batch_started.clear()
+        self._batch.update(charm_ids)
+        # Charms clicked again run again: they are not done until their new run ends.
+        self._batch_done.difference_update(charm_ids)
+        self._batch_started.difference_update(charm_ids)
+        self._batch_clicked_at = mono
+        self._batch_min_until = mono + CLICK_FEEDBACK_S
+
+    def _next_frame(self) -> None:
+        if self.state is not IconState.SYNCING or self.tray is None:
+            self._anim.stop()
+            return
+        self._frame = (self._frame + 1) % SYNC_FRAMES
+        self.tray.setIcon(state_icon(IconState.SYNCING, self.icon_style, self._frame))
 
     def refresh(self) -> None:
         self.refreshes += 1
         snap = self.snapshot()
         state = icon_state(snap)
-        text = summary(snap)
+        text = tooltip(snap)
         if state is not self.state:
             self.state = state
             if self.tray is not None:
-                self.tray.setIcon(state_icon(state))
+                self._frame = 0
+                self.tray.setIcon(state_icon(state, self.icon_style))
+                if state is IconState.SYNCING:
+                    self._anim.start()
+                else:
+                    self._anim.stop()
             self.report(f"TRAYAPP_ICON_STATE {state.value}")
         if self.tray is not None and self.tray.toolTip() != f"{DISPLAY_NAME}: {text}":
             self.tray.setToolTip(f"{DISPLAY_NAME}: {text}")
@@ -370,8 +463,19 @@ class TrayController(QObject):
             QSystemTrayIcon.ActivationReason.DoubleClick,
         ):
             self.report("TRAYAPP_CLICKED sync_all")
-            self.engine.sync_now(None)
-            self.schedule_refresh()
+            self.sync_clicked(None)
+
+    def sync_clicked(self, charm_id: str | None) -> None:
+        """A click on the icon or on "Sync now": start the runs and show it at once."""
+        self.engine.sync_now(charm_id)
+        snap = self.snapshot()
+        ids = [
+            c.id
+            for c in snap.charms
+            if (charm_id is None or c.id == charm_id) and not charm_needs_sign_in(c, snap)
+        ]
+        self._start_batch(ids)
+        self.refresh()  # now, not after the event queue: the icon changes within the click
 
     def activate(self) -> None:
         """A second launch asked us to show ourselves: pop the menu (or raise the window)."""
@@ -387,7 +491,9 @@ class TrayController(QObject):
         if self.tray is None or not self.tray.isVisible() or not self.tray.supportsMessages():
             return False
         icon = (
-            QSystemTrayIcon.MessageIcon.Warning
+            QSystemTrayIcon.MessageIcon.Critical
+            if notice.icon == IconState.ERROR.value
+            else QSystemTrayIcon.MessageIcon.Warning
             if notice.kind in ("sign_in", "failing")
             else QSystemTrayIcon.MessageIcon.Information
         )
@@ -400,8 +506,8 @@ class TrayController(QObject):
         e = self.engine
         return CommandTable(
             {
-                "sync_all": lambda _a: e.sync_now(None),
-                "sync": lambda a: e.sync_now(a),
+                "sync_all": lambda _a: self.sync_clicked(None),
+                "sync": lambda a: self.sync_clicked(a),
                 "pause": lambda a: e.pause(a, None),
                 "resume": lambda a: e.resume(a),
                 "pause_all": lambda a: e.pause(None, pause_until(a or "forever", self.now())),
