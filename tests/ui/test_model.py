@@ -192,7 +192,8 @@ def test_a_problem_only_the_user_can_fix_needs_attention(
     assert icon_state(snap) is IconState.ATTENTION
     assert summary(snap).startswith("News needs your attention: ")
     menu = build_menu(snap)
-    assert menu.find("charm:news").text == f"!  News — {detail}"  # type: ignore[union-attr]
+    assert menu.find("charm:news").text == f"News — {detail}"  # type: ignore[union-attr]
+    assert menu.find("charm:news").icon == "attention"  # type: ignore[union-attr]
     err = menu.find("charm:news:error")
     assert err is not None and err.visible and message in err.text
     # Paused by the user: not nagging.

@@ -199,7 +199,8 @@ def test_failures_notify_once_and_are_kept_when_no_service(qloop: QLoop, profile
         assert win.table.rowCount() >= 3
         outcome = win.table.item(0, 2)
         assert outcome is not None and outcome.text() != "ok"
-        assert env.ctl.state is IconState.ERROR
+        # A feed that is gone (HTTP 404) is a config problem: the user must fix it (issue 14.6).
+        assert env.ctl.state is IconState.ATTENTION
 
     scenario(qloop, profile_dir, body)
 
