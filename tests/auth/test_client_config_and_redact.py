@@ -60,6 +60,9 @@ def test_other_issuers_get_endpoints_beside_their_token_uri() -> None:
         ('{"other": {}}', "no 'installed' section"),
         ('{"installed": {"client_id": "x", "client_secret": "y"}}', "missing auth_uri, token_uri"),
         ("{oops", "not JSON"),
+        ('{"installed": {"client_id": "x", "client_se', "cut off"),
+        ("  \n", "is empty"),
+        ('{"type": "service_account", "client_email": "a@b"}', "service account key"),
     ],
 )
 def test_bad_client_json_says_what_to_fix(doc: str, message: str) -> None:

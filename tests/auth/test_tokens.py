@@ -10,11 +10,13 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
 
 from trayapp.auth.accounts import AccountManager
+from trayapp.auth.grants import auth_cell_name
 from trayapp.auth.models import Account, AccountState, AuthMeta, Cause, fingerprint
 from trayapp.auth.secrets import SecretVault
 from trayapp.auth.signin import Grant, grant_from_token_response
@@ -286,38 +288,59 @@ async def test_invalid_grant_about_seven_days_after_consent_mentions_testing_sta
     assert "7 days" in str(info.value) and "Testing" in str(info.value)
 
 
-async def test_invalid_scope_means_needs_permission(
+async def test_a_refresh_learns_the_granted_scopes_and_a_charm_need_means_needs_permission(
     manager: AccountManager, emu: EmulatorServer, client_info: ClientInfo, clock: Clock
 ) -> None:
     narrow = ("openid", "https://www.googleapis.com/auth/userinfo.email")
+    gmail = "https://www.googleapis.com/auth/gmail.readonly"
     grant = grant_from_emulator(emu, client_info, scopes=narrow)
     account = await manager.complete_sign_in(grant)
+    manager.set_scope_needs(lambda account_id: [gmail] if account_id == account.id else [])
+    assert manager.get(account.id).state is AccountState.NEEDS_PERMISSION
     # The record claims more than the grant holds (e.g. a scope revoked on Google's side).
     from trayapp.auth.accounts import record_cell_name
 
     cell = manager.store.cell(record_cell_name(account.id), Account | None, default=None)
-    cell.set(
-        account.model_copy(
-            update={"scopes": (*narrow, "https://www.googleapis.com/auth/gmail.readonly")}
-        )
-    )
+    stored = cell.get()
+    assert stored is not None
+    cell.set(stored.model_copy(update={"scopes": (*narrow, gmail)}))
+    assert manager.get(account.id).usable  # as far as the record knows
     clock.offset = timedelta(hours=2)
-    with pytest.raises(AuthRequired):
+    with pytest.raises(AuthRequired, match="read Gmail"):
         await manager.provider(account.id).access_token()
-    assert manager.get(account.id).state is AccountState.NEEDS_PERMISSION
+    # The refresh asked for no scopes and Google's answer named the real ones.
+    [refresh] = [e for e in token_requests(emu) if b"grant_type=refresh_token" in e.body]
+    assert "scope" not in dict(parse_qsl(refresh.body.decode()))
+    after = manager.get(account.id)
+    assert after.state is AccountState.NEEDS_PERMISSION
+    assert after.missing_scopes == (gmail,) and gmail not in after.scopes
+    assert after.permission_prompt == f"Allow Pattern Sync to read Gmail for {EMAIL}"
 
 
-async def test_require_scopes_marks_needs_permission(
+async def test_needs_permission_is_computed_from_the_charms_needs(
     manager: AccountManager, emu: EmulatorServer, client_info: ClientInfo
 ) -> None:
     narrow = ("openid", "https://www.googleapis.com/auth/userinfo.email")
     account = await manager.complete_sign_in(grant_from_emulator(emu, client_info, scopes=narrow))
     gmail = "https://www.googleapis.com/auth/gmail.readonly"
-    with pytest.raises(AuthRequired, match=r"gmail\.readonly"):
-        manager.require_scopes(account.id, [gmail])
+    needs: list[str] = []
+    manager.set_scope_needs(lambda _account_id: needs)
+    published: list[Account] = []
+    manager.subscribe(published.append)
+    assert manager.get(account.id).usable
+    needs.append(gmail)  # a Gmail charm was added for the account
+    [changed] = manager.scope_needs_changed()
     after = manager.get(account.id)
-    assert after.state is AccountState.NEEDS_PERMISSION
-    assert after.missing_scopes == (gmail,)
+    assert after.state is AccountState.NEEDS_PERMISSION and after.missing_scopes == (gmail,)
+    assert published == [changed] and changed.state is AccountState.NEEDS_PERMISSION
+    with pytest.raises(AuthRequired, match="read Gmail"):
+        await manager.provider(account.id).access_token()
+    # Nothing stored says so: the record still holds the grant's own state.
+    assert manager._record(account.id).get().state is AccountState.SIGNED_IN  # type: ignore[union-attr]
+    assert manager.scope_needs_changed() == []  # no change, no second notification
+    needs.clear()  # the charm was removed
+    [back] = manager.scope_needs_changed()
+    assert back.usable and manager.get(account.id).usable
 
 
 async def test_401_from_the_api_means_one_refresh_and_one_retry(
@@ -377,11 +400,14 @@ async def test_provider_bound_to_a_read_only_cell_fails_at_construction(
     manager: AccountManager, store: Store, emu: EmulatorServer, client_info: ClientInfo
 ) -> None:
     account = await signed_in(manager, emu, client_info)
-    view = store.derived(
-        f"account:{account.id}:auth_view", [manager.auth_cell(account.id)], lambda meta: meta
-    )
-    with pytest.raises(ReadOnlyCellError, match="auth_view"):
-        TokenProvider(manager, account.id, view)  # type: ignore[arg-type]
+    # An account whose auth cell name is taken by a derived (read-only) cell: the grant store
+    # and so the provider refuse it at once, instead of losing every write-back.
+    other = "acct-readonly"
+    store.derived(auth_cell_name(other), [manager.auth_cell(account.id)], lambda meta: meta)
+    with pytest.raises(ReadOnlyCellError, match=auth_cell_name(other)):
+        manager.grants.auth_cell(other)
+    with pytest.raises(ReadOnlyCellError, match=auth_cell_name(other)):
+        TokenProvider(manager, other, manager.grants)
 
 
 async def test_reloaded_account_refreshes_against_the_configured_token_uri(
@@ -575,7 +601,7 @@ async def test_a_token_without_expires_in_is_reused_not_refreshed_on_every_ask(
     provider = TokenProvider(
         manager,
         account.id,
-        manager.auth_cell(account.id),
+        manager.grants,
         now=clock,
         http_client_factory=lambda: httpx.Client(transport=httpx.MockTransport(token_endpoint)),
     )

@@ -60,7 +60,7 @@ def refresh_error(error: str, **extra: str) -> ga.RefreshError:
         (
             refresh_error("invalid_scope"),
             400,
-            AccountState.NEEDS_PERMISSION,
+            AccountState.NEEDS_SIGN_IN,
             Cause.INSUFFICIENT_SCOPE,
             None,
         ),

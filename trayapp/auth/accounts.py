@@ -1,13 +1,22 @@
 """Google accounts of a profile: records, states, sign-in/out, and their token providers.
 
 An account is a first-class record (``account:<id>:record``) with its email, granted scopes and
-state, plus a writable auth cell (``account:<id>:auth``) holding non-secret token metadata. The
-tokens themselves live in the secret store (:mod:`trayapp.auth.secrets`), never in the SQLite
-file.
+grant state. Its tokens and their metadata belong to the grant store
+(:mod:`trayapp.auth.grants`): secret in the keyring (or flagged 0600 file), metadata in the
+writable auth cell ``account:<id>:auth``; never in the SQLite file.
+
+**Scopes follow the charms.** The engine tells the manager which scopes each account's charms
+need (:meth:`AccountManager.set_scope_needs`). ``needs_permission`` is never stored: an account
+whose grant works but lacks a scope its charms need *is* in ``needs_permission``, computed each
+time the account is read from the facts (granted scopes, needed scopes). Every sign-in asks for
+the union; :meth:`AccountManager.grant_permission` asks for the missing part with incremental
+consent (``include_granted_scopes=true``). A 403 insufficient-scope answer from Google corrects
+the granted scopes (:meth:`AccountManager.scopes_refused`), which leads to the same state.
 
 State changes are *published*: :meth:`AccountManager.subscribe` callbacks run after the change
-is committed, so the engine can unpark an account's charms the moment it is signed in again and
-the tray can show "needs sign-in" the moment a refresh fails.
+is committed (and when the charms' needs change what an account's state is), so the engine can
+unpark an account's charms the moment it is usable again and the tray can show "needs sign-in"
+or "needs permission" the moment it happens.
 
 Failures never delete anything: an account whose grant was revoked keeps its id, email and
 charms, and only changes state. Only :meth:`AccountManager.remove` (an explicit user action)
@@ -20,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import secrets as pysecrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,16 +38,23 @@ from typing import Any
 import httpx
 
 from trayapp.auth.client_config import ClientConfig, ClientConfigRepo
+from trayapp.auth.grants import GrantStore, auth_cell_name
 from trayapp.auth.models import (
     Account,
+    AccountProblem,
     AccountState,
     AuthMeta,
     Cause,
-    SecretPayload,
-    fingerprint,
+    describe_scopes,
 )
-from trayapp.auth.secrets import KeyringNotReady, SecretVault
-from trayapp.auth.signin import Grant, SignInError, run_sign_in
+from trayapp.auth.secrets import KeyringNotReady, SecretStoreKind, SecretVault
+from trayapp.auth.signin import (
+    OPENID_SCOPES,
+    Grant,
+    KeyringUnavailable,
+    SignInError,
+    run_sign_in,
+)
 from trayapp.auth.tokens import TokenProvider, signin_hint
 from trayapp.core.cells import Cell
 from trayapp.core.errors import ConfigError, NotFoundError
@@ -52,22 +68,20 @@ __all__ = [
     "AuthMeta",
     "Cause",
     "SignOutResult",
+    "auth_cell_name",
 ]
 
 log = logging.getLogger(__name__)
 
-PROFILE_KEY_CELL = "app:auth_profile_key"
 ACCOUNT_PREFIX = "account:"
 
 AccountListener = Callable[[Account], None]
+ScopeNeeds = Callable[[str], Iterable[str]]
+"""``needs(account_id)`` -> the OAuth scopes the account's charms need."""
 
 
 def record_cell_name(account_id: str) -> str:
     return f"account:{account_id}:record"
-
-
-def auth_cell_name(account_id: str) -> str:
-    return f"account:{account_id}:auth"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +91,18 @@ class SignOutResult:
     message: str  # user-facing summary
 
 
+@dataclass(frozen=True)
+class _Pending:
+    grant: Grant
+    account_id: str | None
+
+
 class AccountManager:
     """Accounts of one profile. Create one per Store, on the thread that uses the Store.
 
     ``vault`` defaults to the profile's keyring/file vault; ``now`` is the clock (tests pass a
-    fake one); ``http`` is the async client used for sign-in, identity and revocation.
+    fake one); ``http`` is the async client used for sign-in, identity and revocation;
+    ``scope_needs`` says which scopes each account's charms need (see :meth:`set_scope_needs`).
     """
 
     def __init__(
@@ -93,18 +114,24 @@ class AccountManager:
         now: Callable[[], datetime] | None = None,
         http: httpx.AsyncClient | None = None,
         sync_http_factory: Callable[[], httpx.Client] | None = None,
+        scope_needs: ScopeNeeds | None = None,
     ) -> None:
         self.store = store
         self.profile_dir = Path(profile_dir)
         self.vault = vault or SecretVault(self.profile_dir)
+        self.grants = GrantStore(store, self.vault)
         self.clients = ClientConfigRepo(store)
         self._now = now or (lambda: datetime.now(UTC))
         self._http = http
         self._owns_http = http is None
         self._sync_http_factory = sync_http_factory
+        self._scope_needs: ScopeNeeds = scope_needs or (lambda _account_id: ())
         self._listeners: list[AccountListener] = []
         self._providers: dict[str, TokenProvider] = {}
-        self._profile_key_cell = store.cell(PROFILE_KEY_CELL, str | None, default=None)
+        self._pending: dict[str, _Pending] = {}
+        # What each account looked like when last published: a change of the charms' needs
+        # publishes only the accounts whose computed state it changed.
+        self._published: dict[str, tuple[AccountState, tuple[str, ...]]] = {}
         self._keyring_retry: asyncio.Task[None] | None = None
 
     # -- lookup ------------------------------------------------------------------------------
@@ -114,24 +141,34 @@ class AccountManager:
 
     def auth_cell(self, account_id: str) -> Cell[AuthMeta]:
         """The account's writable auth cell (token metadata only)."""
-        return self.store.cell(auth_cell_name(account_id), AuthMeta, default=AuthMeta())
+        return self.grants.auth_cell(account_id)
 
-    def accounts(self) -> list[Account]:
-        ids = [
+    def secret_key(self, account_id: str) -> str:
+        """The keyring entry name of the account's secret (see GrantStore.secret_key)."""
+        return self.grants.secret_key(account_id)
+
+    def _ids(self) -> list[str]:
+        return [
             name[len(ACCOUNT_PREFIX) : -len(":record")]
             for name in self.store.cell_names(ACCOUNT_PREFIX)
             if name.endswith(":record")
         ]
-        found = [a for a in (self._record(i).get() for i in ids) if a is not None]
-        return sorted(found, key=lambda a: (a.created_at, a.id))
 
-    def get(self, account_id: str) -> Account:
+    def accounts(self) -> list[Account]:
+        found = [a for a in (self._record(i).get() for i in self._ids()) if a is not None]
+        return [self._view(a) for a in sorted(found, key=lambda a: (a.created_at, a.id))]
+
+    def _stored(self, account_id: str) -> Account:
         account = self._record(account_id).get()
         if account is None:
             raise NotFoundError(
                 f"no account {account_id!r}; see `trayapp accounts list` for the accounts"
             )
         return account
+
+    def get(self, account_id: str) -> Account:
+        """The account as it stands, ``needs_permission`` computed from the charms' needs."""
+        return self._view(self._stored(account_id))
 
     def find(self, id_or_email: str) -> Account:
         """An account by id or (case-insensitive) email."""
@@ -144,6 +181,10 @@ class AccountManager:
             f"no account {id_or_email!r}; see `trayapp accounts list`, or add one with "
             "`trayapp accounts add`"
         )
+
+    def client(self) -> ClientConfig:
+        """The OAuth client (raises NotFoundError with how to import one)."""
+        return self.clients.require()
 
     async def reload(self, account_id: str) -> Account | None:
         """Another process (``trayapp accounts ...``) changed this account: catch up with it.
@@ -158,10 +199,12 @@ class AccountManager:
         if provider is not None:
             async with provider.exclusive():  # waits out a refresh with the old grant
                 pass
-        account = self._record(account_id).get()
-        if account is None:
+        stored = self._record(account_id).get()
+        if stored is None:
             self._providers.pop(account_id, None)
+            self._published.pop(account_id, None)
             return None
+        account = self._view(stored)
         log.info("account %s changed in another process; now %s", account_id, account.state.value)
         self._publish(account)
         return account
@@ -172,21 +215,110 @@ class AccountManager:
         except NotFoundError:
             return False
 
-    def secret_key(self, account_id: str) -> str:
-        """The keyring entry name: unique per profile, so two profiles never share a secret."""
-        key = self._profile_key_cell.get()
-        if key is None:
-            key = pysecrets.token_hex(8)
-            self._profile_key_cell.set(key)
-        return f"{key}:{account_id}"
+    # -- scopes follow the charms --------------------------------------------------------------
+
+    def set_scope_needs(self, needs: ScopeNeeds) -> None:
+        """Where the scopes each account's charms need come from (the engine's charms).
+
+        Call :meth:`scope_needs_changed` whenever the charms change (the wiring does it on the
+        engine's ``CharmsChanged``).
+        """
+        self._scope_needs = needs
+        self.scope_needs_changed()
+
+    def required_scopes(self, account_id: str) -> tuple[str, ...]:
+        """The scopes the account's charms need, in a stable order."""
+        try:
+            return tuple(dict.fromkeys(self._scope_needs(account_id)))
+        except Exception:  # a broken source must not take the accounts down with it
+            log.exception("could not tell which scopes the charms of %s need", account_id)
+            return ()
+
+    def missing_scopes(self, account_id: str) -> tuple[str, ...]:
+        stored = self._stored(account_id)
+        return tuple(s for s in self.required_scopes(account_id) if s not in stored.scopes)
+
+    def _view(self, stored: Account) -> Account:
+        """The stored grant state, with ``needs_permission`` computed on top of it."""
+        state = stored.state
+        if state is AccountState.NEEDS_PERMISSION:
+            state = AccountState.SIGNED_IN  # stored by older versions: the facts decide now
+        if state is not AccountState.SIGNED_IN:
+            return stored if stored.state is state else stored.model_copy(update={"state": state})
+        missing = tuple(s for s in self.required_scopes(stored.id) if s not in stored.scopes)
+        if not missing:
+            if stored.state is state and not stored.missing_scopes:
+                return stored
+            return stored.model_copy(
+                update={
+                    "state": state,
+                    "missing_scopes": (),
+                    "reason": "",
+                    "cli_hint": "",
+                    "cause": None,
+                }
+            )
+        return stored.model_copy(
+            update={
+                "state": AccountState.NEEDS_PERMISSION,
+                "missing_scopes": missing,
+                "cause": Cause.INSUFFICIENT_SCOPE,
+                "reason": f"A charm needs permission to {describe_scopes(missing)}, which "
+                f"{stored.label} has not granted yet.",
+                "cli_hint": f"allow it with `trayapp accounts signin {stored.label}` or from "
+                "the tray menu",
+            }
+        )
+
+    def scope_needs_changed(self) -> list[Account]:
+        """The charms changed: publish every account whose computed state changed with them."""
+        changed: list[Account] = []
+        for account in self.accounts():
+            key = (account.state, account.missing_scopes)
+            if self._published.get(account.id, key) != key:
+                self._publish(account)
+                changed.append(account)
+            else:
+                self._published[account.id] = key
+        return changed
+
+    def scopes_granted(self, account_id: str, scopes: Sequence[str]) -> Account:
+        """Google says the grant holds exactly ``scopes`` (a token answer): record that fact."""
+        stored = self._stored(account_id)
+        granted = tuple(dict.fromkeys(scopes))
+        if set(granted) == set(stored.scopes):
+            return self._view(stored)
+        log.info("account %s: Google reports the granted scopes changed", account_id)
+        return self._save(stored.model_copy(update={"scopes": granted, "updated_at": self._now()}))
+
+    def scopes_refused(self, account_id: str, accepted: Sequence[str]) -> Account:
+        """Google answered 403 insufficient scope to a call that accepts any of ``accepted``.
+
+        The token holds none of them, whatever the record said: they are removed from the
+        granted scopes, so an account whose charms need one is in ``needs_permission``.
+        """
+        stored = self._stored(account_id)
+        granted = tuple(s for s in stored.scopes if s not in set(accepted))
+        if granted == stored.scopes:
+            return self._view(stored)
+        log.info("account %s: Google refused a call for missing scopes", account_id)
+        updated = self._save(
+            stored.model_copy(update={"scopes": granted, "updated_at": self._now()})
+        )
+        provider = self._providers.get(account_id)
+        if provider is not None:
+            provider.reset()  # the next token comes with the grant as it now is
+        return updated
 
     # -- publishing ----------------------------------------------------------------------------
 
     def subscribe(self, listener: AccountListener) -> Callable[[], None]:
-        """Call ``listener(account)`` after every committed change of any account's record.
+        """Call ``listener(account)`` after every committed change of any account.
 
-        The engine uses it to unpark charms (``account.usable`` turned True) and to publish
-        ``AccountChanged``. A failing listener is logged and never breaks the others.
+        That is: a record change, or a charm change that changed an account's computed state
+        (``needs_permission`` came or went). The engine uses it to unpark charms
+        (``account.usable`` turned True) and to publish ``AccountChanged``. A failing listener
+        is logged and never breaks the others.
         """
         self._listeners.append(listener)
 
@@ -197,53 +329,58 @@ class AccountManager:
         return unsubscribe
 
     def _publish(self, account: Account) -> None:
+        self._published[account.id] = (account.state, account.missing_scopes)
         for listener in list(self._listeners):
             try:
                 listener(account)
             except Exception:
                 log.exception("account listener failed for %s", account.id)
 
-    def _save(self, account: Account) -> Account:
-        self._record(account.id).set(account)
-        self._publish(account)
-        return account
+    def _save(self, stored: Account) -> Account:
+        self._record(stored.id).set(stored)
+        view = self._view(stored)
+        self._publish(view)
+        return view
 
-    def _set_state(
-        self,
-        account_id: str,
-        state: AccountState,
-        reason: str,
-        cause: Cause | None,
-        *,
-        hint: str = "",
-        missing_scopes: Sequence[str] = (),
-    ) -> Account:
-        """Change an account's state (never its email or anything else); publish it."""
-        current = self.get(account_id)
+    def report(self, account_id: str, problem: AccountProblem) -> Account:
+        """Record that the account's grant cannot be used (or works again); publish it.
+
+        Only the grant state, reason and cause change, never its email or anything else. An
+        account signed out on purpose stays signed out whatever a late failure says.
+        """
+        current = self._stored(account_id)
+        state = problem.state
+        if state is AccountState.NEEDS_PERMISSION:
+            raise ValueError("needs_permission is computed from the charms' needs, not reported")
         if current.state is AccountState.SIGNED_OUT and state is not AccountState.SIGNED_IN:
-            return current  # signed out on purpose: a late failure does not change that
+            return self._view(current)
+        reason = redact(problem.message) if state is not AccountState.SIGNED_IN else ""
+        hint = problem.hint if state is not AccountState.SIGNED_IN else ""
         if (
             current.state is state
             and current.reason == reason
             and current.cli_hint == hint
-            and current.cause == cause
-            and current.missing_scopes == tuple(missing_scopes)
+            and current.cause == problem.cause
         ):
-            return current
+            return self._view(current)
         log.info(
-            "account %s is now %s%s", account_id, state.value, f" ({cause.value})" if cause else ""
+            "account %s is now %s%s",
+            account_id,
+            state.value,
+            f" ({problem.cause.value})" if problem.cause else "",
         )
-        updated = current.model_copy(
-            update={
-                "state": state,
-                "reason": redact(reason) if state is not AccountState.SIGNED_IN else "",
-                "cli_hint": hint if state is not AccountState.SIGNED_IN else "",
-                "cause": cause,
-                "missing_scopes": tuple(missing_scopes),
-                "updated_at": self._now(),
-            }
+        updated = self._save(
+            current.model_copy(
+                update={
+                    "state": state,
+                    "reason": reason,
+                    "cli_hint": hint,
+                    "cause": problem.cause,
+                    "missing_scopes": (),
+                    "updated_at": self._now(),
+                }
+            )
         )
-        self._save(updated)
         if state is AccountState.KEYRING_NOT_READY:
             self._schedule_keyring_retry()
         return updated
@@ -254,23 +391,16 @@ class AccountManager:
         """The account's token provider (one per account; implements TokenSource)."""
         provider = self._providers.get(account_id)
         if provider is None:
-            self.get(account_id)
+            self._stored(account_id)
             provider = TokenProvider(
                 self,
                 account_id,
-                self.auth_cell(account_id),
+                self.grants,
                 now=self._now,
                 http_client_factory=self._sync_http_factory,
             )
             self._providers[account_id] = provider
         return provider
-
-    def require_scopes(self, account_id: str, scopes: Sequence[str]) -> None:
-        """Raise AuthRequired (and mark needs_permission) if the grant lacks ``scopes``."""
-        account = self.get(account_id)
-        missing = [s for s in scopes if s not in account.scopes]
-        if missing and account.usable:
-            raise self.provider(account_id).insufficient_scope(missing)
 
     # -- client -------------------------------------------------------------------------------
 
@@ -291,12 +421,37 @@ class AccountManager:
                 and account.state is not AccountState.SIGNED_OUT
             ):
                 changed.append(
-                    self._set_state(
+                    self.report(
                         account.id,
-                        AccountState.NEEDS_SIGN_IN,
-                        f"The app's OAuth client changed since {account.label} signed in.",
-                        Cause.INVALID_CLIENT,
-                        hint=signin_hint(account.label),
+                        AccountProblem(
+                            AccountState.NEEDS_SIGN_IN,
+                            Cause.INVALID_CLIENT,
+                            f"The app's OAuth client changed since {account.label} signed in.",
+                            signin_hint(account.label),
+                        ),
+                    )
+                )
+        for provider in self._providers.values():
+            provider.reset()
+        return changed
+
+    def remove_client(self) -> list[Account]:
+        """Forget the OAuth client. Accounts keep their records; each must sign in again
+        once a client is imported (their grants belong to the removed client)."""
+        self.clients.clear()
+        changed: list[Account] = []
+        for account in self.accounts():
+            if account.client_id and account.state is not AccountState.SIGNED_OUT:
+                changed.append(
+                    self.report(
+                        account.id,
+                        AccountProblem(
+                            AccountState.CLIENT_MISCONFIGURED,
+                            Cause.INVALID_CLIENT,
+                            "No OAuth client is configured.",
+                            "import your Desktop-app client JSON with "
+                            "`trayapp accounts client import FILE`",
+                        ),
                     )
                 )
         for provider in self._providers.values():
@@ -310,6 +465,16 @@ class AccountManager:
             self._http = httpx.AsyncClient(timeout=30, follow_redirects=False)
         return self._http
 
+    def sign_in_scopes(self, account_id: str | None, extra: Sequence[str] = ()) -> tuple[str, ...]:
+        """What a sign-in asks for: identity, the scopes granted so far, the union of what the
+        account's charms need, and ``extra`` (a charm being added, or ``--scope``)."""
+        granted: tuple[str, ...] = ()
+        needed: tuple[str, ...] = ()
+        if account_id is not None:
+            granted = self._stored(account_id).scopes
+            needed = self.required_scopes(account_id)
+        return tuple(dict.fromkeys((*OPENID_SCOPES, *granted, *needed, *extra)))
+
     async def sign_in(
         self,
         account_id: str | None = None,
@@ -321,78 +486,154 @@ class AccountManager:
     ) -> Account:
         """Run the browser sign-in: add a new account (``account_id=None``) or re-sign one in.
 
-        Re-signing an existing account passes its email as ``login_hint`` and rejects a
-        different account; its already granted scopes are kept (incremental authorization).
-        A new account whose email is already in the profile signs that account in again rather
-        than creating a duplicate.
+        Asks for :meth:`sign_in_scopes`: the union of what the account's charms need, what it
+        had, and ``scopes``. One consent page per sign-in: ``prompt=consent`` always, so Google
+        always returns a refresh token and no second round is ever needed. Re-signing an
+        existing account passes its email as ``login_hint`` and rejects a different account;
+        an account with scopes asks with ``include_granted_scopes=true`` (incremental
+        consent). A new account whose email is already in the profile signs that account in
+        again rather than creating a duplicate. The browser shows "Signed in" only once the
+        grant is stored; if the keyring cannot store it, :class:`KeyringUnavailable` is raised
+        with the grant kept for :meth:`store_pending_grant` (no second consent page).
         """
         client = self.clients.require()
         existing = self.get(account_id) if account_id else None
-        wanted = tuple(dict.fromkeys((*(existing.scopes if existing else ()), *scopes)))
-        # Google returns a refresh token only on first consent or with prompt=consent. An
-        # account we already had a grant for (same client) would get none without it.
-        had_grant = bool(
-            existing and existing.granted_at and existing.client_id == client.client_id
-        )
+        wanted = self.sign_in_scopes(account_id, scopes)
         kwargs: dict[str, Any] = {"opener": opener, "on_url": on_url}
         if timeout is not None:
             kwargs["timeout"] = timeout
-        grant = await run_sign_in(
-            client,
-            wanted,
-            http=self._http_client(),
-            expected_email=existing.email if existing else None,
-            force_consent=had_grant,
-            include_granted_scopes=bool(existing and existing.scopes),
-            **kwargs,
-        )
-        if grant.refresh_token is None:
-            # The user had consented to this client before (e.g. a profile made afresh), so
-            # Google sent no refresh token. Ask again with the consent screen shown.
-            log.info("no refresh token came back; asking again with prompt=consent")
-            grant = await run_sign_in(
-                client,
-                wanted,
-                http=self._http_client(),
-                expected_email=grant.email,
-                force_consent=True,
-                include_granted_scopes=bool(existing and existing.scopes),
-                **kwargs,
-            )
+        stored: list[Account] = []
+
+        async def keep(grant: Grant) -> None:
             if grant.refresh_token is None:
                 raise SignInError(
                     "Google did not return a refresh token, so Pattern Sync could not stay "
                     "signed in; remove Pattern Sync's access at "
                     "https://myaccount.google.com/permissions and sign in again"
                 )
-        if existing is None:
-            for account in self.accounts():
-                if account.email and account.email.lower() == grant.email.lower():
-                    existing = account
-                    break
-        return await self.complete_sign_in(grant, existing.id if existing else None)
+            target = existing.id if existing else self._account_for_email(grant.email)
+            stored.append(await self._keep_or_hold(grant, target))
 
-    async def complete_sign_in(self, grant: Grant, account_id: str | None = None) -> Account:
-        """Persist a grant: secret first, then metadata and record; publish; unpark.
+        await run_sign_in(
+            client,
+            wanted,
+            http=self._http_client(),
+            expected_email=existing.email if existing else None,
+            force_consent=True,
+            include_granted_scopes=bool(existing and existing.scopes),
+            keep=keep,
+            **kwargs,
+        )
+        return stored[-1]
 
-        Raises KeyringNotReady (the account is left as it was) if the keyring is locked.
+    async def grant_permission(
+        self,
+        account_id: str,
+        *,
+        opener: Callable[[str], Any] | None = None,
+        on_url: Callable[[str], None] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the user's time in the browser
+    ) -> Account:
+        """Incremental consent for what the account's charms need and it has not granted.
+
+        The sign-in asks for the missing scopes with ``include_granted_scopes=true``, so the
+        new grant holds the old scopes and the new ones; on success the account is usable and
+        its parked charms run. For an account that is not in ``needs_permission`` it is a
+        plain :meth:`sign_in` (which asks for the same union).
+        """
+        return await self.sign_in(account_id, opener=opener, on_url=on_url, timeout=timeout)
+
+    def _account_for_email(self, email: str) -> str | None:
+        for account in self.accounts():
+            if account.email and account.email.lower() == email.lower():
+                return account.id
+        return None
+
+    async def _keep_or_hold(self, grant: Grant, account_id: str | None) -> Account:
+        """Store the grant; if the keyring cannot, keep it in memory and ask the user."""
+        try:
+            return await self.complete_sign_in(grant, account_id)
+        except KeyringNotReady as exc:
+            pending_id = pysecrets.token_urlsafe(12)
+            self._pending[pending_id] = _Pending(grant, account_id)
+            log.warning("the keyring could not store the sign-in of %s: %s", grant.email, exc)
+            raise KeyringUnavailable(
+                f"Signed in as {grant.email}, but the system keyring could not store the "
+                "sign-in. Unlock or create the keyring and try again, or keep the sign-in in a "
+                "file only you can read.",
+                pending_id=pending_id,
+                email=grant.email,
+                detail=exc.detail,
+            ) from None
+
+    async def store_pending_grant(self, pending_id: str, *, use_file: bool = False) -> Account:
+        """Finish a sign-in whose grant the keyring could not store (see KeyringUnavailable).
+
+        ``use_file=False``: try the keyring again (the user unlocked or created it); raises
+        :class:`KeyringUnavailable` again (same ``pending_id``) if it still cannot. ``True``:
+        keep the tokens in the profile's 0600 file; ``vault.warning`` then says so. Either way
+        no new consent page is needed.
+        """
+        pending = self._pending.get(pending_id)
+        if pending is None:
+            raise NotFoundError(
+                "that sign-in is no longer waiting (it was finished, cancelled, or the app "
+                "restarted); sign in again"
+            )
+        target = SecretStoreKind.FILE if use_file else None
+        try:
+            account = await self.complete_sign_in(
+                pending.grant, pending.account_id, secret_store=target
+            )
+        except KeyringNotReady as exc:
+            raise KeyringUnavailable(
+                f"The system keyring still cannot store the sign-in of {pending.grant.email}. "
+                "Unlock or create the keyring and try again, or keep the sign-in in a file "
+                "only you can read.",
+                pending_id=pending_id,
+                email=pending.grant.email,
+                detail=exc.detail,
+            ) from None
+        del self._pending[pending_id]
+        return account
+
+    def discard_pending_grant(self, pending_id: str) -> None:
+        """The user gave up on a sign-in waiting for storage: forget its tokens."""
+        self._pending.pop(pending_id, None)
+
+    async def complete_sign_in(
+        self,
+        grant: Grant,
+        account_id: str | None = None,
+        *,
+        secret_store: SecretStoreKind | None = None,
+    ) -> Account:
+        """Persist a grant through the grant store: secret first, then metadata and record
+        (one transaction); publish; unpark.
+
+        ``secret_store`` forces where the secret goes (the user chose the file); default: the
+        vault's choice. Raises KeyringNotReady (the account is left as it was) if the keyring
+        cannot store it.
         """
         client = self.clients.require()
         register_secret(grant.access_token, grant.refresh_token)
         if account_id is None:
-            return await self._complete_sign_in(client, grant, None)
+            return await self._complete_sign_in(client, grant, None, secret_store)
         # No refresh with the old grant may run (and write back) while the new one is stored.
         async with self.provider(account_id).exclusive():
-            return await self._complete_sign_in(client, grant, account_id)
+            return await self._complete_sign_in(client, grant, account_id, secret_store)
 
     async def _complete_sign_in(
-        self, client: ClientConfig, grant: Grant, account_id: str | None
+        self,
+        client: ClientConfig,
+        grant: Grant,
+        account_id: str | None,
+        secret_store: SecretStoreKind | None,
     ) -> Account:
         now = self._now()
         if account_id is None:
-            account_id = _new_account_id()
             account = Account(
-                id=account_id,
+                id=_new_account_id(),
                 email=grant.email,
                 state=AccountState.NEEDS_SIGN_IN,
                 cause=Cause.NEVER_SIGNED_IN,
@@ -400,23 +641,11 @@ class AccountManager:
                 updated_at=now,
             )
         else:
-            account = self.get(account_id)
-        previous_store = account.secret_store
-        store = await asyncio.to_thread(self.vault.store_for_new_secret)
-        cell = self.auth_cell(account_id)
-        meta = cell.get()
-        generation = meta.generation + 1
-        payload = SecretPayload(
-            refresh_token=grant.refresh_token,
-            access_token=grant.access_token,
-            generation=generation,
-        )
-        await asyncio.to_thread(store.set, self.secret_key(account_id), payload.model_dump_json())
-        if previous_store is not None and previous_store != store.kind:
-            with contextlib.suppress(Exception):
-                old = self.vault.store(previous_store)
-                await asyncio.to_thread(old.delete, self.secret_key(account_id))
-        expiry = now + timedelta(seconds=grant.expires_in)
+            account = self._stored(account_id)
+        if secret_store is not None:
+            target = self.vault.store(secret_store)
+        else:
+            target = await asyncio.to_thread(self.grants.store_for_new_grant)
         scopes = tuple(dict.fromkeys(grant.scopes))
         signed_in = account.model_copy(
             update={
@@ -428,28 +657,29 @@ class AccountManager:
                 "cli_hint": "",
                 "cause": None,
                 "missing_scopes": (),
-                "secret_store": store.kind,
+                "secret_store": target.kind,
                 "client_id": client.client_id,
                 "granted_at": now,
                 "updated_at": now,
             }
         )
-        with self.store.transaction():
-            cell.set(
-                AuthMeta(
-                    generation=generation,
-                    expiry=expiry,
-                    scopes=scopes,
-                    fingerprint=fingerprint(grant.access_token),
-                    refreshed_at=now,
-                    granted_at=now,
-                    has_refresh_token=True,
-                )
-            )
-            self._record(account_id).set(signed_in)
-        log.info("account %s signed in as %s", account_id, grant.email)
-        self._publish(signed_in)
-        return signed_in
+        record = self._record(signed_in.id)
+        await self.grants.write(
+            signed_in.id,
+            target,
+            refresh_token=grant.refresh_token,
+            access_token=grant.access_token,
+            expiry=now + timedelta(seconds=grant.expires_in),
+            scopes=scopes,
+            now=now,
+            granted_at=now,
+            previous=account.secret_store,
+            then=lambda _meta: record.set(signed_in),
+        )
+        log.info("account %s signed in as %s", signed_in.id, grant.email)
+        view = self._view(signed_in)
+        self._publish(view)
+        return view
 
     # -- sign-out / remove -------------------------------------------------------------------
 
@@ -464,40 +694,33 @@ class AccountManager:
             return await self._sign_out(account_id)
 
     async def _sign_out(self, account_id: str) -> SignOutResult:
-        account = self.get(account_id)
-        payload: SecretPayload | None = None
+        account = self._stored(account_id)
+        token: str | None = None
         if account.secret_store is not None:
-            store = self.vault.store(account.secret_store)
             try:
-                raw = await asyncio.to_thread(store.get, self.secret_key(account_id))
+                token = await self.grants.revocable_token(account_id, account.secret_store)
             except KeyringNotReady as exc:
                 raise ConfigError(
                     f"cannot sign out {account.label} while the keyring is locked: {exc}"
                 ) from None
-            payload = SecretPayload.model_validate_json(raw) if raw else None
         revoked, problem = False, ""
-        token = payload.refresh_token or payload.access_token if payload else None
         if token:
             revoked, problem = await self._revoke(token)
-        if account.secret_store is not None:
-            store = self.vault.store(account.secret_store)
-            await asyncio.to_thread(store.delete, self.secret_key(account_id))
-        cell = self.auth_cell(account_id)
-        now = self._now()
-        with self.store.transaction():
-            cell.set(AuthMeta(generation=cell.get().generation + 1))
-            updated = account.model_copy(
-                update={
-                    "state": AccountState.SIGNED_OUT,
-                    "reason": f"{account.label} is signed out.",
-                    "cli_hint": f"sign in with `trayapp accounts signin {account.label}`",
-                    "cause": Cause.SIGNED_OUT,
-                    "secret_store": None,
-                    "updated_at": now,
-                }
-            )
-            self._record(account_id).set(updated)
-        self._publish(updated)
+        updated = account.model_copy(
+            update={
+                "state": AccountState.SIGNED_OUT,
+                "reason": f"{account.label} is signed out.",
+                "cli_hint": f"sign in with `trayapp accounts signin {account.label}`",
+                "cause": Cause.SIGNED_OUT,
+                "missing_scopes": (),
+                "secret_store": None,
+                "updated_at": self._now(),
+            }
+        )
+        record = self._record(account_id)
+        await self.grants.delete(account_id, account.secret_store, then=lambda: record.set(updated))
+        view = self._view(updated)
+        self._publish(view)
         if revoked or not token:
             message = f"Signed out {account.label}; its tokens were revoked and deleted."
         else:
@@ -506,7 +729,7 @@ class AccountManager:
                 f"told ({problem}); remove Pattern Sync's access at "
                 "https://myaccount.google.com/permissions to finish"
             )
-        return SignOutResult(updated, revoked, message)
+        return SignOutResult(view, revoked, message)
 
     async def _revoke(self, token: str) -> tuple[bool, str]:
         client = self.clients.get()
@@ -528,14 +751,14 @@ class AccountManager:
     def remove(self, account_id: str) -> None:
         """Delete the account record and auth cell (explicit user action only).
 
-        Call :meth:`sign_out` first to revoke; this only forgets locally.
+        Call :meth:`sign_out` first to revoke; this only forgets locally. What happens to the
+        data its charms imported is the engine's business (remove or keep those charms).
         """
-        account = self.get(account_id)
-        if account.secret_store is not None:
-            with contextlib.suppress(Exception):
-                self.vault.store(account.secret_store).delete(self.secret_key(account_id))
+        account = self._stored(account_id)
+        self.grants.drop(account_id, account.secret_store)
         self.store.drop_prefix(f"account:{account_id}:")
         self._providers.pop(account_id, None)
+        self._published.pop(account_id, None)
 
     def add_placeholder(self, email: str | None = None) -> Account:
         """An account record that has never signed in (the UI lists it as 'needs sign-in')."""
@@ -565,23 +788,26 @@ class AccountManager:
         for account in self.accounts():
             if account.state is not AccountState.KEYRING_NOT_READY or not account.secret_store:
                 continue
-            store = self.vault.store(account.secret_store)
             try:
-                raw = await asyncio.to_thread(store.get, self.secret_key(account.id))
+                grant = await self.grants.read(account.id, account.secret_store)
             except KeyringNotReady:
                 continue
             provider = self._providers.get(account.id)
             if provider is not None:
                 provider.reset()
-            if raw:
-                back.append(self._set_state(account.id, AccountState.SIGNED_IN, "", None))
+            if grant is not None:
+                after = self.report(account.id, AccountProblem(AccountState.SIGNED_IN, None, ""))
+                if after.usable:
+                    back.append(after)
             else:
-                self._set_state(
+                self.report(
                     account.id,
-                    AccountState.NEEDS_SIGN_IN,
-                    f"The saved sign-in of {account.label} is no longer in the keyring.",
-                    Cause.SECRET_MISSING,
-                    hint=signin_hint(account.label),
+                    AccountProblem(
+                        AccountState.NEEDS_SIGN_IN,
+                        Cause.SECRET_MISSING,
+                        f"The saved sign-in of {account.label} is no longer in the keyring.",
+                        signin_hint(account.label),
+                    ),
                 )
         return back
 
@@ -619,6 +845,7 @@ class AccountManager:
         }
 
     async def aclose(self) -> None:
+        self._pending.clear()
         if self._keyring_retry is not None:
             self._keyring_retry.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

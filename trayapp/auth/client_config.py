@@ -82,15 +82,36 @@ class ClientConfig(BaseModel):
 def parse_client_json(text: str, *, source: str | None = None) -> ClientConfig:
     """Validate an installed-app client JSON document; raise ConfigError saying what to fix."""
     where = f" in {source}" if source else ""
+    if not text.strip():
+        raise ConfigError(
+            f"the OAuth client file{where} is empty; download the client JSON again from "
+            "Google Cloud Console > APIs & Services > Credentials"
+        )
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
+        cut_off = exc.pos >= len(text.rstrip()) - 1 or exc.msg.startswith("Unterminated string")
+        if cut_off:
+            raise ConfigError(
+                f"the OAuth client file{where} is cut off (its JSON ends too early); download "
+                "it again from Google Cloud Console > APIs & Services > Credentials, or copy "
+                "all of it"
+            ) from None
         raise ConfigError(
             f"the OAuth client file{where} is not JSON ({exc.msg} at line {exc.lineno}); "
             "download it again from Google Cloud Console > APIs & Services > Credentials"
         ) from None
     if not isinstance(doc, dict):
-        raise ConfigError(f"the OAuth client file{where} must be a JSON object")
+        raise ConfigError(
+            f"the OAuth client file{where} must be a JSON object; import the JSON of a "
+            "'Desktop app' OAuth client"
+        )
+    if doc.get("type") == "service_account":
+        raise ConfigError(
+            f"the file{where} is a service account key, not an OAuth client; Pattern Sync needs "
+            "a 'Desktop app' OAuth client: create one in Google Cloud Console > Credentials > "
+            "Create credentials > OAuth client ID > Desktop app, and import its JSON"
+        )
     if "web" in doc and "installed" not in doc:
         raise ConfigError(
             f"the OAuth client{where} is a 'Web application' client; Pattern Sync needs a "

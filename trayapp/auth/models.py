@@ -7,18 +7,44 @@ both import them without importing each other.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from trayapp import DISPLAY_NAME
 from trayapp.auth.secrets import SecretStoreKind
 
 # An access token's lifetime when the token endpoint leaves ``expires_in`` out (RFC 6749 makes
 # it optional): Google's tokens live an hour. Assuming "never expires" instead would hand out a
 # dead token until a 401; assuming "already expired" would refresh on every request.
 DEFAULT_TOKEN_LIFETIME_S = 3599.0
+
+
+_AUTH = "https://www.googleapis.com/auth/"
+#: What each scope lets the app do, as the end of "Allow Pattern Sync to ...".
+SCOPE_ACTIONS = {
+    _AUTH + "gmail.readonly": "read Gmail",
+    _AUTH + "gmail.metadata": "read Gmail labels and headers",
+    _AUTH + "gmail.modify": "read and change Gmail",
+    "https://mail.google.com/": "read and change Gmail",
+    _AUTH + "calendar.readonly": "read Google Calendar",
+    _AUTH + "calendar.events.readonly": "read Google Calendar events",
+    _AUTH + "calendar": "read and change Google Calendar",
+    _AUTH + "userinfo.email": "see your email address",
+    "openid": "know who you are on Google",
+}
+
+
+def describe_scopes(scopes: Sequence[str]) -> str:
+    """``read Gmail and read Google Calendar``: scopes in words, for the GUI and the CLI."""
+    words = list(dict.fromkeys(SCOPE_ACTIONS.get(s, f"use {s}") for s in scopes))
+    if not words:
+        return "use your Google account"
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 class AccountState(StrEnum):
@@ -82,6 +108,14 @@ class Account(BaseModel):
         """The reason and the CLI's how-to-fix in one line (CLI output, run messages)."""
         return f"{self.reason}; {self.cli_hint}" if self.reason and self.cli_hint else self.reason
 
+    @property
+    def permission_prompt(self) -> str:
+        """The menu entry / button for ``needs_permission``, e.g. "Allow Pattern Sync to read
+        Gmail for x@example.com"; empty in any other state."""
+        if self.state is not AccountState.NEEDS_PERMISSION:
+            return ""
+        return f"Allow {DISPLAY_NAME} to {describe_scopes(self.missing_scopes)} for {self.label}"
+
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` / IPC shape. Holds no secrets by construction."""
         return {
@@ -95,6 +129,7 @@ class Account(BaseModel):
             "cause": self.cause.value if self.cause else None,
             "scopes": list(self.scopes),
             "missing_scopes": list(self.missing_scopes),
+            "permission_prompt": self.permission_prompt,
             "secret_store": self.secret_store.value if self.secret_store else None,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
@@ -141,3 +176,18 @@ def fingerprint(token: str | None) -> str | None:
     if not token:
         return None
     return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountProblem:
+    """Why an account's grant cannot be used: what the token provider reports to its book.
+
+    ``state`` is a stored grant state (never ``needs_permission``, which is computed from the
+    scopes the account's charms need); ``message`` is the account's one-sentence ``reason``;
+    ``hint`` is how to fix it from the command line (the account's ``cli_hint``).
+    """
+
+    state: AccountState
+    cause: Cause | None
+    message: str
+    hint: str = ""

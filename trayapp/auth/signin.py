@@ -70,6 +70,32 @@ class SignInStateMismatch(SignInError):
     pass
 
 
+class GrantNotStored(SignInError):
+    """Google signed the user in, but the grant is not stored yet: the app must ask the user.
+
+    The browser is told to go back to the app (never "Signed in"); the grant waits in memory
+    under ``pending_id`` so that finishing needs no second consent page.
+    """
+
+    def __init__(self, message: str, *, pending_id: str, email: str) -> None:
+        super().__init__(message)
+        self.pending_id = pending_id
+        self.email = email
+
+
+class KeyringUnavailable(GrantNotStored):
+    """The system keyring could not store the grant (locked, no login collection, prompt
+    dismissed). One choice for the user: unlock or create the keyring and retry
+    (``AccountManager.store_pending_grant(pending_id)``), or keep the tokens in the 0600 file
+    (``store_pending_grant(pending_id, use_file=True)``), which the app then warns about.
+    ``detail`` is the keyring's own words (no secrets), for logs and "details" views.
+    """
+
+    def __init__(self, message: str, *, pending_id: str, email: str, detail: str) -> None:
+        super().__init__(message, pending_id=pending_id, email=email)
+        self.detail = detail
+
+
 class WrongAccountError(SignInError):
     def __init__(self, message: str, *, expected: str, actual: str) -> None:
         super().__init__(message)
@@ -162,6 +188,10 @@ class LoopbackReceiver:
 
     def __init__(self, path: str = "/") -> None:
         self._path = path
+        # Set once the request is built: a callback whose ``state`` differs is answered 400
+        # and ignored (any local process can reach the port; only the browser knows it).
+        self.expected_state: str | None = None
+        self.ignored = 0  # callbacks ignored for a wrong state (tests, logs)
         self._server: asyncio.Server | None = None
         self._result: asyncio.Future[_Callback] | None = None
         self.port: int = 0
@@ -229,6 +259,22 @@ class LoopbackReceiver:
             if not is_callback or self._result is None or self._result.done():
                 await _send(writer, 404, _page("Not found", ""))
                 return
+            if self.expected_state is not None and not secrets.compare_digest(
+                query.get("state", "").encode(), self.expected_state.encode()
+            ):
+                self.ignored += 1
+                log.warning("ignored a sign-in callback with the wrong state; still waiting")
+                await _send(
+                    writer,
+                    400,
+                    _page(
+                        "Not this sign-in",
+                        "This answer does not belong to the sign-in in progress (an old tab?). "
+                        "Finish the sign-in in the tab that Pattern Sync opened.",
+                        ok=False,
+                    ),
+                )
+                return
             keep_open = True
             self._result.set_result(_Callback(query, writer))
             # One callback only: stop accepting connections now.
@@ -240,7 +286,13 @@ class LoopbackReceiver:
 
 
 async def _send(writer: asyncio.StreamWriter, status: int, page: str) -> None:
-    reasons = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+    reasons = {
+        200: "OK",
+        400: "Bad Request",
+        404: "Not Found",
+        405: "Method Not Allowed",
+        431: "Request Header Fields Too Large",
+    }
     body = page.encode("utf-8")
     head = (
         f"HTTP/1.1 {status} {reasons.get(status, 'Error')}\r\n"
@@ -334,13 +386,17 @@ async def run_sign_in(
     opener: Callable[[str], Awaitable[Any] | Any] | None = None,
     on_url: Callable[[str], None] | None = None,
     timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - the user's time in the browser
+    keep: Callable[[Grant], Awaitable[object]] | None = None,
 ) -> Grant:
     """Run the whole browser sign-in and return the grant. Cancellable at any await.
 
     ``on_url`` receives the consent URL before the browser is opened, so the CLI can print it
     and the tray can offer "copy link" (for when the browser opens on another profile).
     ``opener`` opens the URL (default: the system browser; tests pass headless Chromium or an
-    HTTP client). ``expected_email`` makes signing in as someone else an error.
+    HTTP client). ``expected_email`` makes signing in as someone else an error. ``keep``
+    stores the grant: the browser's "Signed in" page is sent only after it returned, so the
+    page never claims a sign-in the app did not keep (a :class:`GrantNotStored` it raises
+    sends the browser back to the app instead).
     """
     all_scopes = tuple(dict.fromkeys((*OPENID_SCOPES, *scopes)))
     async with LoopbackReceiver() as receiver:
@@ -352,6 +408,7 @@ async def run_sign_in(
             force_consent=force_consent,
             include_granted_scopes=include_granted_scopes,
         )
+        receiver.expected_state = request.state
         if on_url is not None:
             on_url(request.url)
         open_ = opener or default_opener
@@ -378,6 +435,20 @@ async def run_sign_in(
                     expected=expected_email,
                     actual=grant.email,
                 )
+            if keep is not None:
+                await keep(grant)
+        except GrantNotStored as exc:
+            await receiver.respond(
+                200,
+                _page(
+                    "One more step in Pattern Sync",
+                    f"Google signed you in as {exc.email}, but Pattern Sync could not save the "
+                    "sign-in yet. Go back to Pattern Sync to finish; you will not need to sign "
+                    "in with Google again.",
+                    ok=False,
+                ),
+            )
+            raise
         except SignInError as exc:
             await receiver.respond(400, _page("Sign-in failed", str(exc), ok=False))
             raise

@@ -12,11 +12,15 @@ Why it is built the way it is:
   refresh *task*; every other caller awaits the same task through ``asyncio.shield``, so 50
   charms asking at once cause one request to the token endpoint, and a caller that is cancelled
   (its run timed out) does not cancel the refresh the others are waiting for.
-* **Write-back before hand-out.** A new token (and a rotated refresh token) goes to the secret
-  store, then its metadata to the auth cell ``account:<id>:auth`` in one store transaction, and
-  only then is it returned. If either write fails, nobody gets the token. The cell must be
-  writable: a provider bound to a derived (read-only) cell refuses to be constructed, instead
-  of discovering at the first refresh that its write-back goes nowhere.
+* **Write-back before hand-out.** A new token (and a rotated refresh token) is stored through the
+  account's :class:`~trayapp.auth.grants.GrantStore` (secret first, then the auth cell
+  ``account:<id>:auth``), and only then is it returned. If either write fails, nobody gets the
+  token. The cell must be writable: a provider whose auth cell is derived (read-only) refuses
+  to be constructed, instead of discovering at the first refresh that its write-back goes
+  nowhere.
+* **What it needs from the accounts layer** is the small :class:`AccountBook` protocol: read the
+  account, the OAuth client, report a problem, record the scopes Google says the grant has. It
+  never imports :mod:`trayapp.auth.accounts` (no import circle) and calls nothing private.
 * **Triage.** A refresh failure becomes exactly one of: the account needs sign-in (revoked or
   expired grant, re-auth policy), the client is misconfigured, a permission is missing, or a
   transient failure (server error, network) that changes nothing about the account and is
@@ -33,18 +37,19 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 from google.auth import exceptions as ga_exceptions
 
+from trayapp.auth.client_config import ClientConfig
+from trayapp.auth.grants import GrantChanged, GrantStore
 from trayapp.auth.models import (
     DEFAULT_TOKEN_LIFETIME_S,
+    Account,
+    AccountProblem,
     AccountState,
-    AuthMeta,
     Cause,
-    SecretPayload,
-    fingerprint,
 )
 from trayapp.auth.secrets import KeyringNotReady
 from trayapp.auth.transport import HttpxRequest
@@ -52,7 +57,6 @@ from trayapp.core.errors import (
     AuthRequired,
     NotFoundError,
     Offline,
-    ReadOnlyCellError,
     ServerError,
     SyncError,
     TrayappError,
@@ -63,9 +67,6 @@ if TYPE_CHECKING:
     # Imported where used at run time: google.oauth2 (with its JWT and crypto modules) is
     # ~0.45 s on a cold start, which the tray would otherwise pay before showing its icon.
     from google.oauth2.credentials import Credentials
-
-    from trayapp.auth.accounts import AccountManager
-    from trayapp.core.cells import Cell
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +171,10 @@ def triage_refresh_error(
             f"`trayapp accounts client import FILE`, then {again}",
         )
     if error == "invalid_scope":
+        # The refresh asks for no scopes (the grant's own come back), so this means Google
+        # no longer honours the grant as stored: a new consent fixes it.
         return Triage(
-            AccountState.NEEDS_PERMISSION,
+            AccountState.NEEDS_SIGN_IN,
             Cause.INSUFFICIENT_SCOPE,
             f"{account_label} has not granted a permission Pattern Sync asks for "
             f"({description or 'invalid_scope'}).",
@@ -192,6 +195,26 @@ def triage_refresh_error(
 # --- the provider ------------------------------------------------------------------------------
 
 
+class AccountBook(Protocol):
+    """What a token provider needs from the accounts layer (the AccountManager implements it)."""
+
+    def get(self, account_id: str) -> Account:
+        """The account as it stands (raises NotFoundError if it was removed)."""
+        ...
+
+    def client(self) -> ClientConfig:
+        """The OAuth client (raises NotFoundError if none is configured)."""
+        ...
+
+    def report(self, account_id: str, problem: AccountProblem) -> Account:
+        """Record that the account's grant cannot be used; returns the account as it now is."""
+        ...
+
+    def scopes_granted(self, account_id: str, scopes: Sequence[str]) -> Account:
+        """Google says the grant holds exactly ``scopes`` now; returns the account."""
+        ...
+
+
 def _to_aware(value: datetime | None) -> datetime | None:
     if value is None:
         return None
@@ -205,31 +228,39 @@ def _naive_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
+@dataclass
+class _Loaded:
+    """The credentials of one grant generation, with what the write-back needs to know."""
+
+    creds: Credentials
+    generation: int
+    granted_at: datetime | None
+
+
 class TokenProvider:
     """Access tokens for one account (implements ``trayapp.google.tokens.TokenSource``).
 
     Created by :meth:`AccountManager.provider`; one instance per account and event loop.
+    ``book`` is the accounts layer (:class:`AccountBook`), ``grants`` the grant store.
     """
 
     def __init__(
         self,
-        manager: AccountManager,
+        book: AccountBook,
         account_id: str,
-        auth_cell: Cell[AuthMeta],
+        grants: GrantStore,
         *,
         now: Callable[[], datetime] | None = None,
         http_client_factory: Callable[[], httpx.Client] | None = None,
     ) -> None:
-        if not getattr(auth_cell, "writable", False):
-            # Refuse up front: a provider whose write-back cannot land would hand out tokens
-            # that are lost at the next restart, which is the bug this app exists to avoid.
-            raise ReadOnlyCellError(getattr(auth_cell, "name", repr(auth_cell)))
-        self._manager = manager
+        self._book = book
         self.account_id = account_id
-        self._cell = auth_cell
+        self._grants = grants
+        # Fails loudly (ReadOnlyCellError) if the account's auth cell is a derived cell.
+        self._cell = grants.auth_cell(account_id)
         self._now = now or (lambda: datetime.now(UTC))
         self._http_client_factory = http_client_factory
-        self._creds: Credentials | None = None
+        self._loaded: _Loaded | None = None
         self._token: str | None = None
         self._expiry: datetime | None = None
         self._inflight: asyncio.Task[str] | None = None
@@ -242,7 +273,7 @@ class TokenProvider:
 
     async def access_token(self) -> str:
         """A token valid for at least :data:`REFRESH_MARGIN`; refreshes (once) if needed."""
-        self._raise_if_unusable()
+        self._usable_account()
         if self._fresh():
             assert self._token is not None
             return self._token
@@ -254,7 +285,7 @@ class TokenProvider:
         If another caller already replaced ``rejected``, that newer token is returned without a
         new refresh, so a burst of 401s from many charms still causes one refresh.
         """
-        self._raise_if_unusable()
+        self._usable_account()
         if self._inflight is not None:
             token = await asyncio.shield(self._inflight)
             if token != rejected:
@@ -264,24 +295,6 @@ class TokenProvider:
         return await self._single_flight(force=True, rejected=rejected)
 
     # -- more API ------------------------------------------------------------------------------
-
-    def insufficient_scope(self, required: Sequence[str]) -> AuthRequired:
-        """Record that an API call needed scopes the grant lacks; return the error to raise.
-
-        For the Google client's 403 ``insufficient_scope`` and for charms whose pattern needs
-        scopes the account never granted.
-        """
-        account = self._manager.get(self.account_id)
-        missing = tuple(s for s in required if s not in account.scopes) or tuple(required)
-        updated = self._manager._set_state(
-            self.account_id,
-            AccountState.NEEDS_PERMISSION,
-            f"{account.label} has not granted the access a charm needs ({', '.join(missing)}).",
-            Cause.INSUFFICIENT_SCOPE,
-            hint=f"{signin_hint(account.label)} and allow it",
-            missing_scopes=missing,
-        )
-        return AuthRequired(updated.cli_text, account_id=self.account_id)
 
     @asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
@@ -301,7 +314,7 @@ class TokenProvider:
 
     def reset(self) -> None:
         """Forget in-memory tokens (after a sign-in or sign-out); the next ask reloads them."""
-        self._creds = None
+        self._loaded = None
         self._token = None
         self._expiry = None
 
@@ -311,9 +324,10 @@ class TokenProvider:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _raise_if_unusable(self) -> None:
+    def _usable_account(self) -> Account:
+        """The account, read once per ask; AuthRequired (no request to Google) if unusable."""
         try:
-            account = self._manager.get(self.account_id)
+            account = self._book.get(self.account_id)
         except NotFoundError as exc:
             raise AuthRequired(str(exc), account_id=self.account_id) from None
         if not account.usable:
@@ -321,6 +335,7 @@ class TokenProvider:
                 account.cli_text or f"{account.label} is not signed in",
                 account_id=self.account_id,
             )
+        return account
 
     def _fresh(self) -> bool:
         return (
@@ -348,22 +363,22 @@ class TokenProvider:
 
     async def _obtain(self, *, force: bool, rejected: str | None) -> str:
         async with self._grant_lock:
-            creds = await self._load()
+            # The one read of the account for this refresh: everything below works from it.
+            account = self._usable_account()
+            loaded = await self._load(account)
             token = self._token
             # A forced refresh is skipped only when someone already replaced the rejected token.
             replaced = rejected is not None and token != rejected
             if token is not None and self._fresh() and (not force or replaced):
                 return token
-            return await self._refresh(creds)
+            return await self._refresh(account, loaded)
 
-    async def _load(self) -> Credentials:
-        """The account's credentials, read from the secret store once per provider."""
-        if self._creds is not None:
-            return self._creds
-        manager = self._manager
-        account = manager.get(self.account_id)
+    async def _load(self, account: Account) -> _Loaded:
+        """The account's credentials, read from the grant store once per provider."""
+        if self._loaded is not None:
+            return self._loaded
         try:
-            client = manager.clients.require()
+            client = self._book.client()
         except NotFoundError:
             raise self._fail(
                 AccountState.CLIENT_MISCONFIGURED,
@@ -379,49 +394,45 @@ class TokenProvider:
                 Cause.SECRET_MISSING,
                 hint=f"sign in with `trayapp accounts signin {account.label}`",
             )
-        store = manager.vault.store(account.secret_store)
-        key = manager.secret_key(self.account_id)
         try:
-            raw = await asyncio.to_thread(store.get, key)
+            stored = await self._grants.read(self.account_id, account.secret_store)
         except KeyringNotReady as exc:
             raise self._fail(
                 AccountState.KEYRING_NOT_READY, str(exc), Cause.KEYRING_LOCKED
             ) from None
         except TrayappError as exc:
             raise self._fail(AccountState.NEEDS_SIGN_IN, str(exc), Cause.SECRET_MISSING) from None
-        payload = SecretPayload.model_validate_json(raw) if raw else None
-        if payload is None or not payload.refresh_token:
+        if stored is None:
             raise self._fail(
                 AccountState.NEEDS_SIGN_IN,
-                f"The saved sign-in of {account.label} is missing from the {store.description}.",
+                f"The saved sign-in of {account.label} is missing from the "
+                f"{self._grants.describe(account.secret_store)}.",
                 Cause.SECRET_MISSING,
                 hint=signin_hint(account.label),
             )
-        register_secret(payload.refresh_token, payload.access_token)
-        meta = self._cell.get()
-        token = payload.access_token if payload.generation == meta.generation else None
-        expiry = _to_aware(meta.expiry) if token else None
+        expiry = _to_aware(stored.expiry)
         # token_uri is passed explicitly, never taken from google-auth's defaults: its
         # from_authorized_user_info() resets it to Google's URL, which would send an emulator
-        # (or any non-Google issuer) account's refresh token to the internet.
+        # (or any non-Google issuer) account's refresh token to the internet. No scopes: a
+        # refresh then asks for the grant as it is, and Google's answer says which scopes that
+        # is (a scope the user took back is learnt here, not guessed).
         from google.oauth2.credentials import Credentials
 
         creds = Credentials(  # type: ignore[no-untyped-call]
-            token=token,
-            refresh_token=payload.refresh_token,
+            token=stored.access_token,
+            refresh_token=stored.refresh_token,
             token_uri=client.token_uri,
             client_id=client.client_id,
             client_secret=client.secret,
-            scopes=list(account.scopes) or None,
             expiry=_naive_utc(expiry),
         )
-        self._creds = creds
-        self._token = token
-        self._expiry = expiry
-        return creds
+        self._loaded = _Loaded(creds, stored.generation, stored.granted_at or account.granted_at)
+        self._token = stored.access_token
+        self._expiry = expiry if stored.access_token else None
+        return self._loaded
 
-    async def _refresh(self, creds: Credentials) -> str:
-        account = self._manager.get(self.account_id)
+    async def _refresh(self, account: Account, loaded: _Loaded) -> str:
+        creds = loaded.creds
         client = (
             self._http_client_factory() if self._http_client_factory else None
         )  # None: the transport makes (and closes) its own
@@ -453,6 +464,7 @@ class TokenProvider:
             request.close()
             if client is not None:
                 client.close()
+        granted = tuple(request.granted_scope.split()) if request.granted_scope else account.scopes
         token: str | None = creds.token
         if not token:
             raise ServerError("Google's token endpoint returned no access token; will retry")
@@ -465,57 +477,68 @@ class TokenProvider:
         else:
             lifetime = google_expiry - datetime.now(UTC)
         expiry = self._now() + lifetime
-        await self._write_back(creds, token, expiry)
+        await self._write_back(account, loaded, token, expiry, granted)
         self._token = token
         self._expiry = expiry
+        if set(granted) != set(account.scopes):
+            # Google's answer says which scopes the grant holds; if a charm needs one it no
+            # longer has, the account now needs permission and the token is not handed out.
+            after = self._book.scopes_granted(self.account_id, granted)
+            if not after.usable:
+                raise AuthRequired(after.cli_text, account_id=self.account_id)
         return token
 
-    async def _write_back(self, creds: Credentials, token: str, expiry: datetime) -> None:
-        """Secret store first, then the auth cell; both before anyone sees the token."""
-        manager = self._manager
-        account = manager.get(self.account_id)
-        meta = self._cell.get()
-        generation = meta.generation + 1
-        payload = SecretPayload(
-            refresh_token=creds.refresh_token, access_token=token, generation=generation
-        )
-        if account.secret_store is None or not account.usable:
-            # Signed out (or re-signed in) while the refresh ran: its result must not be saved.
-            raise AuthRequired(
-                account.cli_text or f"{account.label} is not signed in", account_id=self.account_id
-            )
-        store = manager.vault.store(account.secret_store)
+    async def _write_back(
+        self,
+        account: Account,
+        loaded: _Loaded,
+        token: str,
+        expiry: datetime,
+        scopes: tuple[str, ...],
+    ) -> None:
+        """Through the grant store (secret, then cell) before anyone sees the token."""
+        assert account.secret_store is not None  # _load checked it
         try:
-            await asyncio.to_thread(
-                store.set, manager.secret_key(self.account_id), payload.model_dump_json()
+            meta = await self._grants.write(
+                self.account_id,
+                self._grants.vault.store(account.secret_store),
+                refresh_token=loaded.creds.refresh_token,
+                access_token=token,
+                expiry=expiry,
+                scopes=scopes,
+                now=self._now(),
+                granted_at=loaded.granted_at,
+                expect_generation=loaded.generation,
             )
+        except GrantChanged:
+            # Signed in or out by another process while the refresh ran: its grant wins.
+            self.reset()
+            current = self._book.get(self.account_id)
+            if current.usable:
+                raise ServerError(
+                    f"{current.label} was signed in again meanwhile; the sync will be retried"
+                ) from None
+            raise AuthRequired(
+                current.cli_text or f"{current.label} is not signed in",
+                account_id=self.account_id,
+            ) from None
         except KeyringNotReady as exc:
-            # The refreshed credentials stay in memory (self._creds), so the next attempt after
+            # The refreshed credentials stay in memory (self._loaded), so the next attempt after
             # the keyring is unlocked writes them instead of refreshing again.
             raise self._fail(
                 AccountState.KEYRING_NOT_READY, str(exc), Cause.KEYRING_LOCKED
             ) from None
-        scopes = tuple(creds.granted_scopes or account.scopes)
-        new_meta = AuthMeta(
-            generation=generation,
-            expiry=expiry,
-            scopes=scopes,
-            fingerprint=fingerprint(token),
-            refreshed_at=self._now(),
-            granted_at=meta.granted_at or account.granted_at,
-            has_refresh_token=bool(creds.refresh_token),
-        )
-        self._cell.set(new_meta)
+        loaded.generation = meta.generation
         log.info(
             "refreshed the access token of account %s (generation %d, valid until %s)",
             self.account_id,
-            generation,
+            meta.generation,
             expiry.isoformat(timespec="seconds"),
         )
 
     def _fail(
         self, state: AccountState, message: str, cause: Cause | None, *, hint: str = ""
     ) -> AuthRequired:
-        """Record the account's new state; the error carries the CLI's hint for run messages."""
-        updated = self._manager._set_state(self.account_id, state, message, cause, hint=hint)
+        """Report the account's new state; the error carries the CLI's hint for run messages."""
+        updated = self._book.report(self.account_id, AccountProblem(state, cause, message, hint))
         return AuthRequired(updated.cli_text or message, account_id=self.account_id)

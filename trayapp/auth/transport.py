@@ -53,6 +53,9 @@ class HttpxRequest(ga_transport.Request):
         self._client = client or httpx.Client(timeout=DEFAULT_TIMEOUT, trust_env=True)
         self._owns_client = client is None
         self.statuses: list[int | None] = []
+        # The ``scope`` of the last successful token answer: google-auth keeps it only when
+        # the refresh asked for scopes, and ours asks for none (it wants the grant as it is).
+        self.granted_scope: str | None = None
 
     def __call__(
         self,
@@ -78,6 +81,13 @@ class HttpxRequest(ga_transport.Request):
                 f"{type(exc).__name__} talking to {url}: {exc}"
             ) from exc
         self.statuses.append(response.status_code)
+        if response.status_code == 200:
+            try:
+                answer = response.json()
+            except ValueError:
+                answer = None
+            scope = answer.get("scope") if isinstance(answer, dict) else None
+            self.granted_scope = scope if isinstance(scope, str) else None
         return _Response(response)
 
     @property

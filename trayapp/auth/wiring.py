@@ -8,20 +8,24 @@ CLI, the tray, tests).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from trayapp.auth.accounts import AccountManager
+from trayapp.auth.accounts import AccountManager, ScopeNeeds
 from trayapp.auth.client_config import ClientConfig
 from trayapp.auth.models import Account
 from trayapp.auth.secrets import SecretVault
-from trayapp.core.events import AccountChanged
+from trayapp.core.events import AccountChanged, CharmsChanged, EngineEvent
 from trayapp.google.endpoints import GoogleEndpoints
 
 if TYPE_CHECKING:
     import httpx
 
+    from trayapp.core.charms import CharmInfo
     from trayapp.core.engine import Engine
+    from trayapp.core.patterns import PatternRegistry
     from trayapp.google.client import GoogleApi
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,26 @@ def google_endpoints(config: ClientConfig) -> GoogleEndpoints:
     )
 
 
+def charm_scope_needs(
+    charms: Callable[[], Iterable[CharmInfo]], patterns: PatternRegistry
+) -> ScopeNeeds:
+    """``needs(account_id)``: the union of the scopes its charms' patterns declare.
+
+    Used by the engine wiring (the engine's charms) and by the CLI's ``accounts`` commands
+    (the profile's charms), so every sign-in asks for the same union.
+    """
+
+    def needs(account_id: str) -> list[str]:
+        wanted: list[str] = []
+        for info in charms():
+            if info.account_id != account_id or info.pattern_id not in patterns:
+                continue
+            wanted.extend(patterns.get(info.pattern_id).scopes)
+        return list(dict.fromkeys(wanted))
+
+    return needs
+
+
 def attach_accounts(
     engine: Engine,
     *,
@@ -52,11 +76,19 @@ def attach_accounts(
     """An AccountManager over the engine's store, publishing to the engine.
 
     Every committed account change becomes an ``AccountChanged`` engine event, and an account
-    that becomes usable (signed in again, keyring unlocked) calls ``engine.account_usable``,
-    which unparks that account's charms at once.
+    that becomes usable (signed in again, keyring unlocked, permission granted) calls
+    ``engine.account_usable``, which unparks that account's charms at once. The scopes each
+    account needs are the union over its charms (``engine.charms()`` with the engine's pattern
+    registry); when the charms change, accounts whose ``needs_permission`` came or went are
+    published.
     """
     manager = AccountManager(
-        engine.store, engine.profile.path, vault=vault, now=engine.clock.now, http=http
+        engine.store,
+        engine.profile.path,
+        vault=vault,
+        now=engine.clock.now,
+        http=http,
+        scope_needs=charm_scope_needs(engine.charms, engine.patterns),
     )
 
     def on_change(account: Account) -> None:
@@ -64,7 +96,13 @@ def attach_accounts(
         if account.usable:
             engine.account_usable(account.id)
 
+    def on_engine_event(event: EngineEvent) -> None:
+        if isinstance(event, CharmsChanged):
+            manager.scope_needs_changed()
+
     manager.subscribe(on_change)
+    engine.subscribe(on_engine_event)
+    manager.scope_needs_changed()  # remember each account's state before the first change
     return manager
 
 
@@ -74,6 +112,7 @@ def google_api_kwargs(manager: AccountManager, account_id: str) -> dict[str, Any
         "tokens": manager.provider(account_id),
         "endpoints": google_endpoints(manager.clients.require()),
         "account_id": account_id,
+        "on_scope_refused": functools.partial(manager.scopes_refused, account_id),
     }
 
 

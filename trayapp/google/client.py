@@ -25,7 +25,8 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import Enum
 from types import TracebackType
@@ -115,8 +116,12 @@ class GoogleApi:
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         user_agent: str = "trayapp (Pattern Sync)",
+        on_scope_refused: Callable[[Sequence[str]], object] | None = None,
     ) -> None:
         self.tokens = tokens
+        # Told the scopes a call accepts when Google answers 403 insufficient scope: the
+        # accounts layer then knows the grant lacks them (the account needs permission).
+        self._on_scope_refused = on_scope_refused
         self.endpoints = endpoints or GoogleEndpoints()
         self.account_id = account_id
         self.clock: Clock = clock or SystemClock()
@@ -254,6 +259,8 @@ class GoogleApi:
             err = parse_error(
                 response.status_code, response.headers, response.content, now=self.clock.now()
             )
+            if err.is_insufficient_scope and self._on_scope_refused is not None:
+                self._on_scope_refused(refused_scopes(response.headers.get("www-authenticate", "")))
             if err.status == 401 and not refreshed:
                 # Exactly one forced refresh and one retry: a second 401 is classified below.
                 refreshed = True
@@ -295,6 +302,16 @@ class GoogleApi:
             delay,
         )
         return delay
+
+
+_WWW_AUTH_SCOPE = re.compile(r'\bscope="([^"]*)"')
+
+
+def refused_scopes(www_authenticate: str) -> tuple[str, ...]:
+    """The scopes a 403 ``insufficient_scope`` names (RFC 6750 3: ``scope="a b"``): the ones
+    the call would have accepted, none of which the token has."""
+    match = _WWW_AUTH_SCOPE.search(www_authenticate)
+    return tuple(match.group(1).split()) if match else ()
 
 
 def _transport_problem(exc: httpx.TransportError) -> str:
