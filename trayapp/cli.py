@@ -399,7 +399,10 @@ async def _run_headless(args: argparse.Namespace) -> int:
             log.warning("charm %s blocked the event loop for %.1f s", event.charm_id, event.seconds)
 
     engine.subscribe(on_event)
+    from trayapp.core.network import NetworkMonitor
+
     accounts: AccountsWiring | None = None
+    network: NetworkMonitor | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -412,6 +415,9 @@ async def _run_headless(args: argparse.Namespace) -> int:
         if server is not None:
             ipc.register_engine_commands(server, engine, accounts.manager)
         await engine.start()
+        # Network back: offline charms retry within seconds (NetworkManager or a probe).
+        network = NetworkMonitor(engine, extra_urls=accounts.api_urls)
+        await network.start()
         log.info(
             "%s running headless with %d charm(s), profile %s; Ctrl+C or SIGTERM stops it",
             DISPLAY_NAME,
@@ -423,6 +429,8 @@ async def _run_headless(args: argparse.Namespace) -> int:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        if network is not None:
+            await network.stop()
         if server is not None:
             await server.close()
         await engine.stop()

@@ -144,6 +144,14 @@ class AccountsWiring:
             self._apis[account_id] = api
         return api
 
+    def api_urls(self) -> list[str]:
+        """The Google URLs charms with an account reach (the network monitor probes their hosts).
+
+        Raises when no OAuth client is configured yet (nothing to reach then).
+        """
+        endpoints = google_endpoints(self.manager.clients.require())
+        return [endpoints.gmail_base, endpoints.calendar_base, endpoints.token_uri]
+
     async def aclose(self) -> None:
         """Close every client, then the manager; call after the engine stopped its runs."""
         apis, self._apis = list(self._apis.values()), {}

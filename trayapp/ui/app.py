@@ -30,6 +30,7 @@ from trayapp.ui.demo import make_demo_profile, remove_demo_profile
 
 if TYPE_CHECKING:
     from trayapp.auth.wiring import AccountsWiring
+    from trayapp.core.network import NetworkMonitor
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,7 @@ class AppRunner:
         self.early_tray: Any = None  # the icon shown while the engine starts; the tray adopts it
         self._signal_socks: tuple[socket.socket, socket.socket] | None = None
         self._wiring: AccountsWiring | None = None
+        self.network: NetworkMonitor | None = None
 
     def _attach_accounts(self, engine: Any) -> Any:
         """Accounts and per-account Google clients, wired as for ``trayapp run --headless``."""
@@ -242,6 +244,13 @@ class AppRunner:
             # Icon first, then the engine: the user sees the app at once, syncing follows.
             await self.controller.start()
             await self.engine.start()
+            # Network back: offline charms retry within seconds (NetworkManager or a probe).
+            from trayapp.core.network import NetworkMonitor
+
+            self.network = NetworkMonitor(
+                self.engine, extra_urls=self._wiring.api_urls if self._wiring else None
+            )
+            await self.network.start()
             self.controller.maybe_first_run()  # the welcome window, on a first start only
             self._install_signal_handlers()
             report(f"TRAYAPP_PROFILE {self.profile_dir}")
@@ -262,6 +271,8 @@ class AppRunner:
         if self.controller is not None:
             with contextlib.suppress(Exception):
                 await self.controller.stop()
+        if self.network is not None:
+            await self.network.stop()
         if self.ipc is not None:
             await self.ipc.close()
         if self.engine is not None:
