@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from trayapp.core.errors import NotFoundError
 from trayapp.ui.model import AccountState, AccountView
 
 log = logging.getLogger(__name__)
@@ -276,7 +277,11 @@ class AuthAccounts:
         return self._summary(config)
 
     def remove_client(self) -> None:
-        self._m.clients.clear()
+        remove = getattr(self._m, "remove_client", None)  # auth's: also marks the accounts
+        if callable(remove):
+            remove()
+        else:
+            self._m.clients.clear()
         self._changed()
 
     async def sign_in_and_wait(self, account_id: str | None, scopes: Sequence[str] = ()) -> str:
@@ -303,5 +308,5 @@ class AuthAccounts:
     def missing_scopes(self, account_id: str) -> tuple[str, ...]:
         try:
             return tuple(self._m.get(account_id).missing_scopes)
-        except Exception:
+        except NotFoundError:
             return ()

@@ -70,7 +70,8 @@ def problem_with(text: str) -> str | None:
     try:
         doc = json.loads(stripped)
     except json.JSONDecodeError as exc:
-        if stripped.startswith("{") and exc.pos >= len(stripped) - 1:
+        cut = exc.pos >= len(stripped) - 1 or exc.msg.startswith("Unterminated")
+        if stripped.startswith("{") and (cut or stripped.count("{") > stripped.count("}")):
             return _tr(
                 "This JSON is cut off before its end: copy all of it, or choose the file instead."
             )

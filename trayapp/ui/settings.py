@@ -475,7 +475,10 @@ class SettingsWindow(QWidget):
     def _build_charms(self) -> None:
         page = QWidget()
         lay = QHBoxLayout(page)
-        left = QVBoxLayout()
+        left_box = QWidget()
+        left_box.setFixedWidth(210)  # the form beside it keeps its place whatever it shows
+        left = QVBoxLayout(left_box)
+        left.setContentsMargins(0, 0, 0, 0)
         heading = QLabel(self.tr("Your charms"))
         left.addWidget(heading)
         self.charm_list = QListWidget()
@@ -494,7 +497,7 @@ class SettingsWindow(QWidget):
         buttons.addWidget(new)
         buttons.addWidget(self.remove_charm)
         left.addLayout(buttons)
-        lay.addLayout(left, 1)
+        lay.addWidget(left_box)
 
         right = QVBoxLayout()
         self.mode = QLabel("")
@@ -555,7 +558,7 @@ class SettingsWindow(QWidget):
         save_row.addStretch(1)
         save_row.addWidget(self.save)
         right.addLayout(save_row)
-        lay.addLayout(right, 2)
+        lay.addLayout(right, 1)
         self.tabs.addTab(page, self.tr("C&harms"))
         self._editing: str | None = None
         self._charm_ids: list[str] = []

@@ -128,6 +128,7 @@ class TrayController(QObject):
         self._unsubscribe: list[Callable[[], None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._windows: dict[str, QWidget] = {}
+        self._disposed = False
         self.state: IconState | None = None
         self.refreshes = 0
         self.icon_style: Style = default_style()
@@ -248,6 +249,9 @@ class TrayController(QObject):
         Left to Python's garbage collector, the menu (a parentless widget) can be deleted before
         the tray icon that still points to it, or while Qt is delivering an event to it.
         """
+        if self._disposed:
+            return
+        self._disposed = True
         if self.tray is not None:
             self.tray.hide()
             self.tray.setContextMenu(None)  # type: ignore[arg-type]

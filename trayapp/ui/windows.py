@@ -198,10 +198,14 @@ class ActivityWindow(_Ticking):
         ids = [c.id for c in snap.charms]
         current = self.current_charm()
         if ids != self._charm_ids:
-            self.charms.clear()
+            # The ids first, signals off: clearing moves the current row, and a removed
+            # charm's history must not be asked for.
             self._charm_ids = ids
+            self.charms.blockSignals(True)
+            self.charms.clear()
             for _ in ids:
                 self.charms.addItem(QListWidgetItem())
+            self.charms.blockSignals(False)
         for row, c in enumerate(snap.charms):
             item = self.charms.item(row)
             if item is not None:

@@ -37,12 +37,12 @@ _KNOWN: tuple[tuple[re.Pattern[str], str], ...] = (
         "Choose a Google account for this charm, or connect one.",
     ),
     (
-        re.compile(r"Prompt dismissed|keyring is locked|collection.*locked", re.I),
-        "The system keychain is locked: unlock it and try again.",
-    ),
-    (
         re.compile(r"Failed to create the collection|no login collection", re.I),
         "The system keychain has no place for passwords yet: create or unlock it and try again.",
+    ),
+    (
+        re.compile(r"Prompt dismissed|keyring is locked|collection.*locked", re.I),
+        "The system keychain is locked: unlock it and try again.",
     ),
     (
         re.compile(r"access_denied|denied access|SignInDenied", re.I),

@@ -1,0 +1,266 @@
+"""From a fresh install to synced Gmail and Calendar charms, entirely in the app (issue 12).
+
+Not the demo: an empty profile, and the Google emulator (a separate process, as Google is)
+standing in for Google. On a virtual desktop (Xvfb + trayer + dunst on a private D-Bus), driven
+with the pointer where the app reports its controls (test mode), like a person would:
+
+first-run welcome window -> "Connect a Google account" -> the wizard's pages -> the client JSON
+through the file picker -> "Add a Gmail charm" -> Add -> headless Chromium (one consent page,
+Gmail scope on it) -> the charm syncs; then a Calendar charm for the same account -> exactly one
+permission request -> it syncs. Screenshots of every step go to out/first-run/.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.desktop import Desktop, ReportLog, missing_tools, wait_for
+from trayapp.emulator.testing import find_chromium, headless_chromium_argv
+
+CHROMIUM = find_chromium()
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(420),
+    pytest.mark.skipif(
+        bool(missing_tools()), reason=f"desktop tools missing: {', '.join(missing_tools())}"
+    ),
+    pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed"),
+]
+
+REPO = Path(__file__).resolve().parents[2]
+OUT = REPO / "out" / "first-run"
+EMAIL = "alice@example.com"
+GMAIL_SCOPE = "https://www.googleapis.com/auth/gmail.readonly"
+CALENDAR_SCOPE = "https://www.googleapis.com/auth/calendar.readonly"
+
+
+def browser_script(url_log: Path) -> str:
+    """$BROWSER: log the URL (to count consent rounds), then headless Chromium on it."""
+    assert CHROMIUM is not None
+    argv = headless_chromium_argv(CHROMIUM, "@URL@", "@PROFILE@")
+    line = shlex.join(argv).replace("@URL@", '"$1"').replace("@PROFILE@", '"$profile"')
+    return (
+        "#!/bin/sh\n"
+        f'echo "$1" >> {shlex.quote(str(url_log))}\n'
+        'profile="$(mktemp -d)"\n'
+        f'HOME="$profile" {line} >/dev/null 2>&1 &\n'
+    )
+
+
+@dataclass
+class Run:
+    desktop: Desktop
+    app: subprocess.Popen[bytes]
+    report: ReportLog
+    emulator: str
+    client_json: Path
+    url_log: Path
+
+    def control(self, op: str, **kwargs: object) -> object:
+        req = urllib.request.Request(
+            f"{self.emulator}/__emu__/{op}",
+            data=json.dumps(kwargs).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())["result"]
+
+    def widgets(self, window: str, after: int = 0) -> dict[str, tuple[int, int, int, int]]:
+        """Where ``window``'s controls are: waits for a report after ``after``; latest wins."""
+        self.report.wait(f"TRAYAPP_WIDGETS_DONE {window}", 30, after=after)
+        out: dict[str, tuple[int, int, int, int]] = {}
+        for line in self.report.lines():
+            parts = line.split()
+            if parts[0] == "TRAYAPP_WIDGET" and parts[1] == window:
+                out[parts[2]] = (int(parts[3]), int(parts[4]), int(parts[5]), int(parts[6]))
+        return out
+
+    def click(self, window: str, name: str, after: int = 0) -> None:
+        x, y, w, h = self.widgets(window, after)[name]
+        self.desktop.click(x + w // 2, y + h // 2, 1)
+
+    def shot(self, name: str) -> Path:
+        return self.desktop.screenshot(OUT / f"{name}.png")
+
+    def consent_urls(self) -> list[str]:
+        try:
+            return self.url_log.read_text().split()
+        except FileNotFoundError:
+            return []
+
+
+def _message(n: int) -> str:
+    return (
+        f"From: Bob <bob@example.com>\r\nTo: {EMAIL}\r\nSubject: Hello {n}\r\n"
+        f"Date: Mon, 7 Dec 2026 09:0{n}:00 +0000\r\nMessage-ID: <m{n}@example.com>\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nJust checking in.\r\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    work = tmp_path_factory.mktemp("first-run")
+    desktop = Desktop(work)
+    try:
+        desktop.start()
+        client_json = work / "home" / "Downloads" / "client_secret_desktop.json"
+        client_json.parent.mkdir(parents=True)
+        emu = desktop.spawn(
+            [sys.executable, "-m", "trayapp.emulator", "--port", "0", "--json",
+             "--client-config", str(client_json)],
+            log="emulator-stderr",
+            stdout=subprocess.PIPE,  # type: ignore[arg-type]
+            env=desktop.env(PYTHONPATH=str(REPO)),
+        )  # fmt: skip
+        assert emu.stdout is not None
+        facts = json.loads(emu.stdout.readline())
+        url_log = work / "consent-urls.log"
+        browser = work / "browser.sh"
+        browser.write_text(browser_script(url_log))
+        browser.chmod(0o755)
+        report = ReportLog(work / "report.log")
+        env = desktop.env(
+            BROWSER=f"{browser} %s",
+            QT_QPA_PLATFORM="xcb",
+            TRAYAPP_TEST_REPORT=str(report.path),
+            TRAYAPP_NOTIFY_GRACE="2",
+            TRAYAPP_SECRET_STORE="file",
+            PYTHONPATH=str(REPO),
+        )
+        app = desktop.spawn(
+            [sys.executable, "-m", "trayapp", "--profile", str(work / "profile")],
+            log="app",
+            env=env,
+            cwd=str(REPO),
+        )
+        r = Run(desktop, app, report, str(facts["base_url"]), client_json, url_log)
+        # The Google side: Alice, with a little mail and one event; the consent page is
+        # answered "Allow" as she would click it.
+        r.control("create_account", email=EMAIL, name="Alice")
+        for n in range(3):
+            r.control("add_message", email=EMAIL, raw=_message(n))
+        r.control(
+            "add_event",
+            email=EMAIL,
+            calendar_id="primary",
+            event={
+                "summary": "Team lunch",
+                "start": {"dateTime": "2026-12-09T12:00:00Z"},
+                "end": {"dateTime": "2026-12-09T13:00:00Z"},
+            },
+        )
+        r.control("set_consent", default_account=EMAIL, auto_submit="allow")
+        yield r
+        if app.poll() is None:
+            app.terminate()
+            app.wait(timeout=30)
+    finally:
+        desktop.stop()
+        log = work / "app.log"
+        if log.exists():
+            sys.stderr.write(log.read_text(errors="replace")[-4000:])
+
+
+def test_first_run_to_synced_gmail_and_calendar(run: Run) -> None:
+    report = run.report
+    # 1. A first start opens the welcome window on its own.
+    report.wait("TRAYAPP_WINDOW_SHOWN welcome", 60)
+    run.desktop.wait_painted(OUT / "1-welcome.png", (0, 0, 500, 300))
+    mark = report.mark()
+    run.click("welcome_window", "welcome_google")
+
+    # 2. The wizard: four pages of instructions, then the client JSON by the file picker.
+    report.wait("TRAYAPP_WINDOW_SHOWN connect_google", 30, after=mark)
+    run.desktop.wait_painted(OUT / "2-wizard-intro.png", (0, 0, 600, 400))
+    for page in range(1, 5):
+        mark = report.mark()
+        run.click("connect_google", "wizard_next")
+        report.wait("TRAYAPP_WIDGETS_DONE connect_google", 30, after=mark)
+        run.shot(f"2-wizard-page{page}")
+    mark = report.mark()
+    run.click("connect_google", "choose_file")
+    wait_for(lambda: _window(run, "Choose the client JSON"), 30, "the file dialog")
+    run.shot("3-file-dialog")
+    run.desktop.xdotool("type", "--delay", "20", str(run.client_json))
+    run.desktop.xdotool("key", "Return")
+    report.wait("TRAYAPP_CLIENT_CHECK ok", 30, after=mark)
+    run.shot("3-client-checked")
+    mark = report.mark()
+    run.click("connect_google", "wizard_next")
+    report.wait("TRAYAPP_CLIENT_IMPORTED", 30, after=mark)
+    report.wait("TRAYAPP_WIZARD_PAGE DonePage", 30, after=mark)
+    run.shot("4-wizard-done")
+
+    # 3. "Add a Gmail charm…" opens Settings on a new Gmail charm; Add signs in first.
+    mark = report.mark()
+    run.click("connect_google", "done_gmail")
+    report.wait("TRAYAPP_WINDOW_SHOWN settings", 30, after=mark)
+    run.desktop.wait_painted(OUT / "5-settings-gmail.png", (0, 0, 700, 500))
+    widgets = run.widgets("settings_window", mark)
+    assert "connect_account" in widgets and "save" in widgets
+    mark = report.mark()
+    run.click("settings_window", "save")
+    report.wait("TRAYAPP_SIGN_IN_DONE", 120, after=mark)
+    done = [ln for ln in report.since(mark) if ln.startswith("TRAYAPP_SIGN_IN_DONE")]
+    assert done[0].endswith(" ok"), done
+    # One consent round, and Gmail's scope was on it.
+    (url,) = run.consent_urls()
+    scopes = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["scope"][0].split()
+    assert GMAIL_SCOPE in scopes and CALENDAR_SCOPE not in scopes
+    finished = report.wait("TRAYAPP_RUN_FINISHED", 120, after=mark)[0]
+    assert finished.endswith(" ok"), finished
+    gmail_id = finished.split()[1]
+    run.shot("6-gmail-synced")
+
+    # 4. A Calendar charm for the same account: one permission request, then it syncs.
+    subprocess.run(["dunstctl", "close-all"], env=run.desktop.env(), check=True)
+    before = len(run.desktop.notify_calls())
+    mark = report.mark()
+    run.click("settings_window", "new_charm")
+    run.click("settings_window", "pattern")
+    run.desktop.xdotool("type", "--delay", "30", "Google Calendar")
+    run.desktop.xdotool("key", "Return")
+    run.shot("7-settings-calendar")
+    run.click("settings_window", "save")
+    report.wait("TRAYAPP_RUN_FINISHED", 120, after=mark)
+    # The new charm needs access the account has not granted: the account asks, once.
+    calls = wait_for(
+        lambda: [c for c in run.desktop.notify_calls()[before:] if "Calendar" in c] or None,
+        60,
+        "the permission notification",
+    )
+    assert isinstance(calls, list) and len(calls) == 1, calls
+    run.shot("8-permission-notification")
+    mark = report.mark()
+    subprocess.run(["dunstctl", "action", "0"], env=run.desktop.env(), check=True)
+    report.wait("TRAYAPP_SIGN_IN_DONE", 120, after=mark)
+    urls = run.consent_urls()
+    assert len(urls) == 2, urls
+    scopes = urllib.parse.parse_qs(urllib.parse.urlsplit(urls[1]).query)["scope"][0].split()
+    assert CALENDAR_SCOPE in scopes
+    ok = report.wait("TRAYAPP_RUN_FINISHED", 120, after=mark)
+    assert any(ln.endswith(" ok") and gmail_id not in ln for ln in ok), ok
+    run.shot("9-calendar-synced")
+    assert len([c for c in run.desktop.notify_calls()[before:] if "Calendar" in c]) == 1
+
+
+def _window(run: Run, title: str) -> str:
+    res = subprocess.run(
+        ["xdotool", "search", "--onlyvisible", "--name", title],
+        env=run.desktop.env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return res.stdout.split()[0] if res.stdout.split() else ""
