@@ -297,8 +297,8 @@ async def test_q_subset(
             session.email,
             simple("Lunch", sender="Carol <carol@example.org>"),
             label_ids=["INBOX", "UNREAD", work],
-            internal_date=1767312000000 + 3600_000,
-        ): "b",  # 2026-01-02
+            internal_date=1767312000000 + 12 * 3600_000,
+        ): "b",  # 2026-01-02 12:00 UTC (04:00 Pacific: dates in q are Pacific midnights)
         emu.control.add_message(
             session.email,
             simple("Hello", to="dave@example.com"),

@@ -90,7 +90,7 @@ async def test_eml_export_writes_the_raw_messages(h: GoogleHarness, tmp_path: Pa
     item = h.items(ctx.charm_id)[mid]
     assert item["subject"] == "with attachment" and item["text"] == "hello ✓\n"
     assert item["attachments"] == [
-        {"filename": "a.bin", "mimeType": "application/octet-stream", "size": 2}
+        {"partId": "1", "filename": "a.bin", "mimeType": "application/octet-stream", "size": 2}
     ]
 
 

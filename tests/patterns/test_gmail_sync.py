@@ -73,7 +73,12 @@ async def test_full_sync_stores_the_query_result_with_headers_bodies_and_attachm
     assert item["text"].strip() == "Plain body ✓"
     assert item["html"].strip() == "<p>HTML body</p>"
     assert item["attachments"] == [
-        {"filename": "report.pdf", "mimeType": "application/octet-stream", "size": 1009}
+        {
+            "partId": "1",
+            "filename": "report.pdf",
+            "mimeType": "application/octet-stream",
+            "size": 1009,
+        }
     ]
     assert sorted(item["labelIds"]) == ["INBOX", "UNREAD"]
     assert item["threadId"] and item["size"] > 1000 and item["snippet"]

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import base64
 import bisect
-import calendar as _calendar
-import re
-import shlex
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -32,6 +28,7 @@ from trayapp.emulator.common import (
     query_fingerprint,
     token_scopes,
 )
+from trayapp.emulator.gmail_search import Matcher, compile_query
 from trayapp.emulator.gmail_store import Mailbox, StoredMessage
 from trayapp.emulator.scopes import GMAIL_METADATA
 
@@ -273,119 +270,6 @@ def history_list(request: Request, box: Mailbox) -> dict[str, Any]:
         out["nextPageToken"] = encode_token({"h": scanned[-1].id, "f": fp})
     out["historyId"] = str(box.history_id)
     return out
-
-
-# ---- the q subset ----
-
-
-class Matcher:
-    def __init__(
-        self, preds: list[Callable[[StoredMessage], bool]], mentions_spam_trash: bool
-    ) -> None:
-        self.preds = preds
-        self.mentions_spam_trash = mentions_spam_trash
-
-    def __call__(self, msg: StoredMessage) -> bool:
-        return all(p(msg) for p in self.preds)
-
-
-def _parse_date(value: str) -> float:
-    if value.isdigit():
-        return float(value)
-    for fmt in ("%Y/%m/%d", "%Y-%m-%d", "%m/%d/%Y"):
-        try:
-            return _calendar.timegm(datetime.strptime(value, fmt).replace(tzinfo=UTC).timetuple())
-        except ValueError:
-            continue
-    raise errors.invalid_argument(f"Invalid date in query: {value}")
-
-
-def _relative(value: str) -> float:
-    m = re.fullmatch(r"(\d+)([dmyh])", value.lower())
-    if not m:
-        raise errors.invalid_argument(f"Invalid relative date in query: {value}")
-    n, unit = int(m.group(1)), m.group(2)
-    return n * {"h": 3600, "d": 86400, "m": 30 * 86400, "y": 365 * 86400}[unit]
-
-
-def _header_contains(names: tuple[str, ...], needle: str) -> Callable[[StoredMessage], bool]:
-    needle = needle.lower()
-
-    def pred(msg: StoredMessage) -> bool:
-        idx = msg.parsed.header_index
-        return any(needle in v.lower() for n in names for v in idx.get(n, []))
-
-    return pred
-
-
-def compile_query(q: str, box: Mailbox, now: float) -> Matcher:
-    """Compile the supported subset of Gmail's search syntax (see docs/emulator.md)."""
-    try:
-        terms = shlex.split(q)
-    except ValueError:
-        terms = q.split()
-    preds: list[Callable[[StoredMessage], bool]] = []
-    mentions = False
-    for term in terms:
-        negate = term.startswith("-") and len(term) > 1
-        if negate:
-            term = term[1:]
-        key, sep, value = term.partition(":")
-        key = key.lower() if sep else ""
-        pred: Callable[[StoredMessage], bool]
-        if key == "in" or key == "label":
-            v = value.lower()
-            if key == "in" and v == "anywhere":
-                mentions = True
-                continue
-            lbl = box.label_by_name({"drafts": "DRAFT", "chats": "CHAT"}.get(v, value))
-            if lbl is None:
-                pred = lambda m: False  # noqa: E731 - unknown label matches nothing, as in Gmail
-            else:
-                lid = lbl.id
-                mentions = mentions or lid in ("SPAM", "TRASH")
-                pred = lambda m, lid=lid: lid in m.label_ids  # type: ignore[misc]  # noqa: E731
-        elif key == "is":
-            mapping = {
-                "unread": ("UNREAD", True),
-                "read": ("UNREAD", False),
-                "starred": ("STARRED", True),
-                "important": ("IMPORTANT", True),
-            }
-            if value.lower() not in mapping:
-                raise errors.invalid_argument(f"Unsupported query term is:{value}")
-            lid, present = mapping[value.lower()]
-            pred = lambda m, lid=lid, present=present: (lid in m.label_ids) == present  # type: ignore[misc]  # noqa: E731
-        elif key == "from":
-            pred = _header_contains(("from",), value)
-        elif key == "to":
-            pred = _header_contains(("to", "cc", "bcc"), value)
-        elif key == "subject":
-            pred = _header_contains(("subject",), value)
-        elif key in ("after", "before", "newer_than", "older_than"):
-            if key in ("after", "before"):
-                bound_ms = int(_parse_date(value) * 1000)
-            else:
-                bound_ms = int((now - _relative(value)) * 1000)
-            if key in ("after", "newer_than"):
-                pred = lambda m, b=bound_ms: m.internal_date >= b  # type: ignore[misc]  # noqa: E731
-            else:
-                pred = lambda m, b=bound_ms: m.internal_date < b  # type: ignore[misc]  # noqa: E731
-        elif key == "has" and value.lower() == "attachment":
-            pred = lambda m: m.parsed.has_attachment  # noqa: E731
-        elif key == "rfc822msgid":
-            pred = _header_contains(("message-id",), value)
-        elif not key:
-            word = term.lower()
-            pred = lambda m, w=word: (  # type: ignore[misc]  # noqa: E731
-                w in " ".join(m.parsed.header_index.get("subject", [])).lower()
-                or w in m.parsed.text.lower()
-                or w in " ".join(m.parsed.header_index.get("from", [])).lower()
-            )
-        else:
-            raise errors.invalid_argument(f"Unsupported query operator {key}:")
-        preds.append((lambda m, p=pred: not p(m)) if negate else pred)  # type: ignore[misc]
-    return Matcher(preds, mentions)
 
 
 def routes() -> list[Route]:

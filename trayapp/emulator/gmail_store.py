@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import email.errors
 import email.header
 import email.message
 import email.parser
@@ -58,9 +59,36 @@ def escape_snippet(text: str) -> str:
     return html.escape(text, quote=True).replace("&#x27;", "&#39;")
 
 
+def header_as_sent(value: str) -> str:
+    """A header value with raw 8-bit bytes read as UTF-8 (``email`` keeps them escaped)."""
+    if any("\udc80" <= ch <= "\udcff" for ch in value):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return value
+
+
+#: Headers holding addresses: decoded the way ``email``'s default policy shows them, which
+#: keeps a display name quoted when decoding reveals specials ("Doe, John" <j@x>), as in
+#: real captures (a decoded name inside quotes: aaira-a/gocd2gmail2slack's fixture).
+ADDRESS_HEADERS = frozenset(
+    ("from", "to", "cc", "bcc", "reply-to", "sender", "resent-from", "resent-to", "resent-cc")
+)
+
+
+def display_header(name: str, value: str) -> str:
+    """A header value as Gmail's ``payload.headers`` shows it: unfolded, RFC 2047 decoded."""
+    unfolded = decode_header_value(value) if "=?" not in value else None
+    if name.lower() in ADDRESS_HEADERS and "=?" in value:
+        plain = re.sub(r"\r?\n[ \t]*", " ", header_as_sent(value))
+        try:
+            return str(email.policy.default.header_factory(name, plain))
+        except (IndexError, ValueError, TypeError, LookupError, email.errors.HeaderParseError):
+            pass
+    return unfolded if unfolded is not None else decode_header_value(value)
+
+
 def decode_header_value(value: str) -> str:
     """Unfold and decode RFC 2047 encoded words, as Gmail's ``payload.headers`` shows them."""
-    unfolded = re.sub(r"\r?\n[ \t]+", " ", value)
+    unfolded = re.sub(r"\r?\n[ \t]+", " ", header_as_sent(value))
     unfolded = re.sub(r"\r?\n", "", unfolded)
     if "=?" not in unfolded:
         return unfolded
@@ -70,15 +98,26 @@ def decode_header_value(value: str) -> str:
         return unfolded
 
 
-def _part_text(part: email.message.Message) -> str:
-    payload = part.get_payload(decode=True)
-    if not isinstance(payload, bytes):
-        return ""
+def _charset_of(part: email.message.Message) -> str:
     charset = part.get_content_charset() or "utf-8"
     try:
-        return payload.decode(charset, "replace")
+        "".encode(charset)
     except LookupError:
-        return payload.decode("utf-8", "replace")
+        return "utf-8"
+    return charset
+
+
+def gmail_text(part: email.message.Message, decoded: bytes) -> bytes:
+    """A text part's bytes as Gmail serves them in format=full: re-encoded to UTF-8 from the
+    part's declared charset, a UTF-8 byte-order mark dropped (issue 13: measured on real
+    exports; e.g. an ISO-2022-JP part arrives as UTF-8 while ``size`` stays the original)."""
+    text = decoded.decode(_charset_of(part), "replace")
+    return text.removeprefix("\ufeff").encode("utf-8")
+
+
+#: ``filename*="UTF-8''name.pdf"``: an RFC 2231 value in quotes (RFC 2231 says it must not be
+#: quoted). Gmail reports such a part with an empty ``filename`` in format=full (issue 13).
+_QUOTED_2231 = re.compile(r"""(?:^|;)\s*(?:file)?name\*(?:0\*?)?\s*=\s*"[^"']*'""", re.I)
 
 
 def _strip_html(text: str) -> str:
@@ -97,25 +136,78 @@ class Parsed:
     header_index: dict[str, list[str]]
     text: str
     has_attachment: bool
+    #: Every attachment's file name (search's ``filename:``), as the raw headers give it.
+    filenames: list[str] = field(default_factory=list)
+    #: Lower-cased, whitespace-collapsed text that bare search words look in.
+    haystack: str = ""
+
+
+_PARAMS = email.parser.Parser(policy=email.policy.default)
+
+
+def _filename_of(headers: list[tuple[str, str]]) -> str:
+    """The part's file name (RFC 2231 and RFC 2047 decoded), from its headers as sent."""
+    block = "".join(
+        f"{name}: {' '.join(value.split())}\n"
+        for name, value in headers
+        if name.lower() in ("content-type", "content-disposition")
+    )
+    try:
+        name = _PARAMS.parsestr(block + "\n", headersonly=True).get_filename()
+    except (IndexError, ValueError, TypeError, LookupError):
+        return ""
+    return decode_header_value(name).strip() if name else ""
+
+
+def _attachment_id(msg_id: str, part_id: str) -> str:
+    digest = hashlib.sha256(f"{msg_id}/{part_id}".encode()).digest() * 3
+    return "ANGjdJ" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 def parse_message(msg_id: str, raw: bytes) -> Parsed:
+    """The format=full part tree by Gmail's rules (docs/emulator.md, "Part trees"):
+
+    * multipart containers: ``body {"size": 0}`` and ``parts``;
+    * ``message/rfc822``: ``body {"size": 0}`` and one child, the enclosed message as a part
+      (its own headers, partId ``<id>.0``), walked like the top level;
+    * text parts without a filename: inline ``data``, re-encoded to UTF-8, ``size`` of the
+      original bytes; an empty one is ``{"size": 0, "data": ""}``;
+    * every other leaf (a filename, or not text): ``body {attachmentId, size}``, no data;
+    * a quoted RFC 2231 file name is reported as ``filename: ""``.
+    """
     msg = _PARSER.parsebytes(raw)
     attachments: dict[str, bytes] = {}
     texts: list[tuple[str, str]] = []
+    filenames: list[str] = []
+    named = False
 
     def walk(part: email.message.Message, part_id: str) -> dict[str, Any]:
-        headers = [{"name": k, "value": decode_header_value(str(v))} for k, v in part.items()]
+        nonlocal named
+        sent = [(k, header_as_sent(str(v))) for k, v in part.raw_items()]
+        headers = [{"name": k, "value": display_header(k, v)} for k, v in sent]
         mime = part.get_content_type()
-        raw_name = part.get_filename()
-        filename = decode_header_value(raw_name) if raw_name else ""
+        raw_name = _filename_of(sent)
+        filename = raw_name
+        if filename:
+            filenames.append(filename)
+        disposition = str(part.get("Content-Disposition", ""))
+        content_type = str(part.get("Content-Type", ""))
+        if _QUOTED_2231.search(disposition) or _QUOTED_2231.search(content_type):
+            filename = ""
         out: dict[str, Any] = {
             "partId": part_id,
             "mimeType": mime,
             "filename": filename,
             "headers": headers,
         }
-        if part.is_multipart() and mime != "message/rfc822":
+        if mime == "message/rfc822":
+            inner = part.get_payload()
+            first = inner[0] if isinstance(inner, list) and inner else None
+            if isinstance(first, email.message.Message):
+                out["body"] = {"size": 0}
+                out["parts"] = [walk(first, f"{part_id}.0" if part_id else "0")]
+                return out
+        elif part.is_multipart():
             subparts = part.get_payload()
             assert isinstance(subparts, list)
             out["body"] = {"size": 0}
@@ -123,25 +215,18 @@ def parse_message(msg_id: str, raw: bytes) -> Parsed:
                 walk(sub, f"{part_id}.{i}" if part_id else str(i)) for i, sub in enumerate(subparts)
             ]
             return out
-        if mime == "message/rfc822":
-            inner = part.get_payload()
-            first = inner[0] if isinstance(inner, list) and inner else None
-            data = first.as_bytes() if isinstance(first, email.message.Message) else b""
-        else:
-            decoded = part.get_payload(decode=True)
-            data = decoded if isinstance(decoded, bytes) else b""
-        if filename:
-            aid = "ANGjdJ" + base64.urlsafe_b64encode(
-                hashlib.sha256(f"{msg_id}/{part_id}".encode()).digest() * 3
-            ).decode().rstrip("=")
-            attachments[aid] = data
-            out["body"] = {"attachmentId": aid, "size": len(data)}
-        elif data:
-            out["body"] = {"size": len(data), "data": b64url(data)}
-        else:
-            out["body"] = {"size": 0}
-        if not filename and mime in ("text/plain", "text/html"):
-            texts.append((mime, _part_text(part)))
+        decoded = part.get_payload(decode=True)
+        data = decoded if isinstance(decoded, bytes) else b""
+        if not filename and part.get_content_maintype() == "text":
+            utf8 = gmail_text(part, data)
+            out["body"] = {"size": len(data), "data": b64url(utf8)}
+            if mime in ("text/plain", "text/html") and not raw_name:
+                texts.append((mime, utf8.decode("utf-8")))
+            return out
+        named = named or bool(raw_name)
+        aid = _attachment_id(msg_id, part_id)
+        attachments[aid] = data
+        out["body"] = {"attachmentId": aid, "size": len(data)}
         return out
 
     payload = walk(msg, "")
@@ -153,9 +238,14 @@ def parse_message(msg_id: str, raw: bytes) -> Parsed:
     index: dict[str, list[str]] = {}
     for h in payload["headers"]:
         index.setdefault(h["name"].lower(), []).append(h["value"])
-    return Parsed(
-        payload, snippet, attachments, index, " ".join(t for _, t in texts), bool(attachments)
-    )
+    text = " ".join(t for _, t in texts)
+    searchable = [
+        text,
+        *(v for name in ("subject", "from", "to", "cc") for v in index.get(name, [])),
+        *filenames,
+    ]
+    haystack = " ".join(" ".join(searchable).lower().split())
+    return Parsed(payload, snippet, attachments, index, text, named, filenames, haystack)
 
 
 @dataclass

@@ -4,11 +4,24 @@ Three shapes come back from ``messages.get`` depending on what the charm keeps:
 
 * ``metadata`` (headers only): the requested headers, no body and no part tree, so no
   attachment list either (``attachments`` is ``None``: unknown, not "none");
-* ``full`` (text, text + HTML): Gmail's parsed part tree; bodies come as base64url ``data`` in
-  the part's own charset, attachments as parts with a ``filename``;
+* ``full`` (text, text + HTML): Gmail's parsed part tree. Gmail serves the ``data`` of text
+  parts re-encoded as UTF-8 whatever charset the part declares (``size`` stays the original
+  byte count) and without a UTF-8 byte-order mark, so it is decoded as UTF-8 here;
 * ``raw`` (raw, for ``.eml`` export): only the RFC 822 bytes, parsed here with the standard
   library's ``email`` package (which knows MIME, RFC 2047 headers and charsets far better than
   hand-written code would).
+
+Both part trees are read by one model, so a charm lists the same body text and the same
+attachments in ``full`` and ``raw`` mode:
+
+* parts are numbered as Gmail numbers them (``""``, ``"0"``, ``"0.1"``...), and an enclosed
+  ``message/rfc822`` is walked like the top level (Gmail expands it into its parts);
+* a leaf is body text when it is ``text/plain`` or ``text/html`` with no file name and no
+  ``Content-Disposition: attachment``; every other leaf is an attachment, named or not, so no
+  part the raw bytes have is lost;
+* an attachment is ``{"partId", "filename", "mimeType", "size"}``; the name comes from the
+  part's own headers through ``email`` (RFC 2231, also the quoted ``filename*="UTF-8''..."`` that
+  Gmail reports as an empty ``filename``, and RFC 2047), ``size`` is the decoded byte count.
 
 Every item has the same keys whatever the shape, so consumers never need to know the setting.
 """
@@ -17,11 +30,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.errors
+import email.header
 import email.message
 import email.parser
 import email.policy
 import html
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
 Parts = Literal["headers", "text", "text+html", "raw"]
@@ -74,8 +89,9 @@ def to_item(message: Mapping[str, Any], parts: Parts) -> dict[str, Any]:
         return item
     payload = message.get("payload")
     if isinstance(payload, Mapping):
-        _fill_headers(item, payload.get("headers"))
-        if parts != "headers":
+        if parts == "headers":
+            _fill_headers(item, _headers_message(payload.get("headers")))
+        else:
             _fill_from_payload(item, payload, keep_html=parts == "text+html")
     return item
 
@@ -98,82 +114,123 @@ def decode_b64url(data: str) -> bytes:
         raise ValueError("Gmail sent data that is not base64url") from exc
 
 
-# ---- full format --------------------------------------------------------------------------
+# ---- one model for both part trees ----------------------------------------------------------
+
+_HEADER_PARSER = email.parser.Parser(policy=email.policy.default)
 
 
-def _fill_headers(item: dict[str, Any], headers: Any) -> None:
-    if not isinstance(headers, list):
-        return
-    wanted = {name.lower(): key for name, key in HEADERS.items()}
-    for header in headers:
-        if not isinstance(header, Mapping):
-            continue
-        key = wanted.get(str(header.get("name", "")).lower())
-        value = header.get("value")
-        if key is None or not isinstance(value, str):
-            continue
-        # A repeated header (two To: lines) is one list of addresses to a reader.
-        item[key] = value if item[key] is None else f"{item[key]}, {value}"
+def _fill_headers(item: dict[str, Any], msg: email.message.Message) -> None:
+    for name, key in HEADERS.items():
+        try:
+            values = msg.get_all(name)
+        except (IndexError, ValueError, TypeError):  # a header email cannot make sense of
+            values = None
+        if values:
+            item[key] = ", ".join(" ".join(_header_text(v).split()) for v in values)
 
 
-def _walk(part: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
-    yield part
-    for child in part.get("parts") or []:
-        if isinstance(child, Mapping):
-            yield from _walk(child)
+def _header_text(value: Any) -> str:
+    text = str(value)
+    if "=?" in text:  # an encoded word left undecoded (Gmail's headers may carry them as sent)
+        try:
+            return str(email.header.make_header(email.header.decode_header(text)))
+        except (email.errors.HeaderParseError, LookupError, UnicodeDecodeError, ValueError):
+            return text
+    return text
 
 
-def _fill_from_payload(
-    item: dict[str, Any], payload: Mapping[str, Any], *, keep_html: bool
+def _headers_message(headers: Any) -> email.message.Message:
+    """Gmail's ``headers`` list as an ``email`` message (headers only) read by ``email``."""
+    lines: list[str] = []
+    if isinstance(headers, list):
+        for header in headers:
+            if not isinstance(header, Mapping):
+                continue
+            name = str(header.get("name") or "")
+            value = " ".join(str(header.get("value") or "").split())
+            if name and all(33 <= ord(ch) <= 126 and ch != ":" for ch in name):
+                lines.append(f"{name}: {value}")
+    return _HEADER_PARSER.parsestr("\n".join(lines) + "\n\n", headersonly=True)
+
+
+def _filename(part: email.message.Message) -> str:
+    try:
+        name = part.get_filename()
+    except (IndexError, ValueError, TypeError, LookupError):
+        return ""
+    return _header_text(name).strip() if name else ""
+
+
+def _disposition(part: email.message.Message) -> str:
+    try:
+        return part.get_content_disposition() or ""
+    except (IndexError, ValueError, TypeError):
+        return ""
+
+
+def _is_body_text(mime: str, filename: str, disposition: str) -> bool:
+    return mime in ("text/plain", "text/html") and not filename and disposition != "attachment"
+
+
+def _finish(
+    item: dict[str, Any],
+    texts: list[str],
+    htmls: list[str],
+    attachments: list[dict[str, Any]],
+    *,
+    keep_html: bool,
 ) -> None:
-    texts: list[str] = []
-    htmls: list[str] = []
-    attachments: list[dict[str, Any]] = []
-    for part in _walk(payload):
-        mime = str(part.get("mimeType") or "").lower()
-        body = part.get("body") if isinstance(part.get("body"), Mapping) else {}
-        assert isinstance(body, Mapping)
-        filename = str(part.get("filename") or "")
-        if filename:
-            attachments.append(
-                {"filename": filename, "mimeType": mime, "size": _int(body.get("size"))}
-            )
-            continue
-        if mime not in ("text/plain", "text/html"):
-            continue
-        data = body.get("data")
-        if not isinstance(data, str) or _is_attachment(part.get("headers")):
-            continue
-        text = decode_b64url(data).decode(_charset(part.get("headers")), "replace")
-        (texts if mime == "text/plain" else htmls).append(text)
     item["text"] = "\n".join(texts) if texts else None
     item["html"] = ("\n".join(htmls) if htmls else None) if keep_html else None
     item["attachments"] = attachments
 
 
-def _header_value(headers: Any, name: str) -> str:
-    if isinstance(headers, list):
-        for header in headers:
-            if isinstance(header, Mapping) and str(header.get("name", "")).lower() == name:
-                return str(header.get("value") or "")
-    return ""
+def _child_id(part_id: str, index: int) -> str:
+    return f"{part_id}.{index}" if part_id else str(index)
 
 
-def _is_attachment(headers: Any) -> bool:
-    return _header_value(headers, "content-disposition").strip().lower().startswith("attachment")
+# ---- full format --------------------------------------------------------------------------
 
 
-def _charset(headers: Any) -> str:
-    """The part's declared charset if Python knows it, else UTF-8 (decoded with replacement)."""
-    content_type = _header_value(headers, "content-type")
-    msg = email.message.Message()
-    msg["Content-Type"] = content_type or "text/plain"
-    charset = msg.get_content_charset() or "utf-8"
-    try:
-        "".encode(charset)
-    except LookupError:
-        return "utf-8"
-    return charset
+def _fill_from_payload(
+    item: dict[str, Any], payload: Mapping[str, Any], *, keep_html: bool
+) -> None:
+    _fill_headers(item, _headers_message(payload.get("headers")))
+    texts: list[str] = []
+    htmls: list[str] = []
+    attachments: list[dict[str, Any]] = []
+
+    def walk(part: Mapping[str, Any], part_id: str) -> None:
+        children = part.get("parts")
+        if isinstance(children, list) and children:
+            for index, child in enumerate(children):
+                if isinstance(child, Mapping):
+                    walk(child, str(child.get("partId") or _child_id(part_id, index)))
+            return
+        mime = str(part.get("mimeType") or "").lower()
+        raw_body = part.get("body")
+        body: Mapping[str, Any] = raw_body if isinstance(raw_body, Mapping) else {}
+        if mime.startswith("multipart/") and not _int(body.get("size")):
+            return  # an empty container
+        headers = _headers_message(part.get("headers"))
+        # Gmail's own ``filename`` is empty for a quoted RFC 2231 name: read the headers then.
+        filename = str(part.get("filename") or "").strip() or _filename(headers)
+        data = body.get("data")
+        if _is_body_text(mime, filename, _disposition(headers)) and isinstance(data, str):
+            text = decode_b64url(data).decode("utf-8", "replace").removeprefix("\ufeff")
+            (texts if mime == "text/plain" else htmls).append(text)
+            return
+        attachments.append(
+            {
+                "partId": part_id,
+                "filename": filename,
+                "mimeType": mime,
+                "size": _int(body.get("size")),
+            }
+        )
+
+    walk(payload, str(payload.get("partId") or ""))
+    _finish(item, texts, htmls, attachments, keep_html=keep_html)
 
 
 # ---- raw format ---------------------------------------------------------------------------
@@ -181,39 +238,43 @@ def _charset(headers: Any) -> str:
 
 def _fill_from_raw(item: dict[str, Any], data: bytes) -> None:
     msg = _PARSER.parsebytes(data)
-    for name, key in HEADERS.items():
-        values = msg.get_all(name)
-        if values:
-            item[key] = ", ".join(" ".join(str(v).split()) for v in values)
+    _fill_headers(item, msg)
     texts: list[str] = []
     htmls: list[str] = []
     attachments: list[dict[str, Any]] = []
-    for part in msg.walk():
-        if part.is_multipart():
-            continue
+
+    def walk(part: email.message.Message, part_id: str) -> None:
         mime = part.get_content_type()
-        filename = part.get_filename()
-        if filename or part.get_content_disposition() == "attachment":
-            payload = part.get_payload(decode=True)
-            size = len(payload) if isinstance(payload, bytes) else 0
-            attachments.append({"filename": filename or "", "mimeType": mime, "size": size})
-            continue
-        if mime in ("text/plain", "text/html"):
-            (texts if mime == "text/plain" else htmls).append(_part_text(part))
-    item["text"] = "\n".join(texts) if texts else None
-    item["html"] = "\n".join(htmls) if htmls else None
-    item["attachments"] = attachments
+        if part.is_multipart():  # multipart/* and a parsed message/rfc822 (one child)
+            children = part.get_payload()
+            if isinstance(children, list):
+                for index, child in enumerate(children):
+                    if isinstance(child, email.message.Message):
+                        walk(child, _child_id(part_id, index))
+            return
+        filename = _filename(part)
+        payload = part.get_payload(decode=True)
+        content = payload if isinstance(payload, bytes) else b""
+        if mime.startswith("multipart/") and not content:
+            return  # an empty container (one email could not split is kept, as its bytes)
+        if _is_body_text(mime, filename, _disposition(part)):
+            (texts if mime == "text/plain" else htmls).append(_part_text(part, content))
+            return
+        attachments.append(
+            {"partId": part_id, "filename": filename, "mimeType": mime, "size": len(content)}
+        )
+
+    walk(msg, "")
+    _finish(item, texts, htmls, attachments, keep_html=True)
 
 
-def _part_text(part: email.message.Message) -> str:
-    payload = part.get_payload(decode=True)
-    if not isinstance(payload, bytes):
-        return ""
+def _part_text(part: email.message.Message, content: bytes) -> str:
     charset = part.get_content_charset() or "utf-8"
     try:
-        return payload.decode(charset, "replace")
+        text = content.decode(charset, "replace")
     except LookupError:
-        return payload.decode("utf-8", "replace")
+        text = content.decode("utf-8", "replace")
+    return text.removeprefix("\ufeff")
 
 
 def _int(value: Any) -> int:
