@@ -387,6 +387,33 @@ async def test_include_granted_scopes_adds_earlier_grants(
     assert q2["scope"] == [cal]
 
 
+async def test_incremental_consent_page_and_tokens_cover_the_combined_grant(
+    http: httpx.AsyncClient, client: ClientInfo
+) -> None:
+    """Google's include_granted_scopes (docs/emulator.md): the consent page asks only for what
+    is new, and the code's access and refresh tokens cover the old scopes and the new ones."""
+    verifier, challenge = pkce()
+    await consent(http, auth_params(client, challenge))
+    cal = "https://www.googleapis.com/auth/calendar.readonly"
+    params = auth_params(client, challenge, scope=cal, include_granted_scopes="true")
+    page = await http.get("/o/oauth2/v2/auth", params=params)
+    asked = page.text.split('id="scopes">', 1)[1].split("</ul>", 1)[0]
+    assert cal in asked and GMAIL not in asked  # only the new scope is asked for
+    assert GMAIL in page.text.split('id="granted">', 1)[1]  # and what it has is said
+    q = await consent(http, {**params, "prompt": "consent"})
+    tokens = (await exchange(http, client, q["code"][0], verifier)).json()
+    assert {cal, GMAIL} <= set(tokens["scope"].split())
+    refreshed = await http.post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        auth=(client.id, client.secret),
+    )
+    assert {cal, GMAIL} <= set(refreshed.json()["scope"].split())
+    # Without the parameter the page asks for everything requested, and nothing more is given.
+    plain = await http.get("/o/oauth2/v2/auth", params=auth_params(client, challenge, scope=cal))
+    assert 'id="granted"' not in plain.text
+
+
 async def test_deny_choose_account_and_login_hint(
     emu: EmulatorServer, http: httpx.AsyncClient, client: ClientInfo
 ) -> None:

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from trayapp import DISPLAY_NAME
-from trayapp.auth.accounts import AccountManager
+from trayapp.auth.accounts import AccountManager, ScopeNeeds
 from trayapp.auth.client_config import load_client_file
-from trayapp.auth.models import AccountState
-from trayapp.auth.signin import DEFAULT_TIMEOUT, default_opener
+from trayapp.auth.models import Account, AccountState
+from trayapp.auth.signin import DEFAULT_TIMEOUT, KeyringUnavailable, default_opener
 from trayapp.core.errors import TrayappError
 from trayapp.core.store import Store
 
@@ -136,7 +136,7 @@ async def handle(
     """Run one ``accounts`` command on an open store. Returns the exit code."""
     out = out or sys.stdout
     own = manager is None
-    manager = manager or AccountManager(store, profile_dir)
+    manager = manager or AccountManager(store, profile_dir, scope_needs=_charm_needs(store))
     try:
         return await _dispatch(args, manager, out, opener)
     except TrayappError as exc:
@@ -145,6 +145,16 @@ async def handle(
     finally:
         if own:
             await manager.aclose()
+
+
+def _charm_needs(store: Store) -> ScopeNeeds:
+    """The profile's charms' scope union per account, so `accounts signin` (no --scope) asks
+    for what the account's charms need, as the tray and Settings do."""
+    from trayapp.auth.wiring import charm_scope_needs
+    from trayapp.core.charms import CharmRepo
+    from trayapp.core.patterns import PatternRegistry
+
+    return charm_scope_needs(CharmRepo(store).all, PatternRegistry.default())
 
 
 async def _dispatch(
@@ -275,15 +285,51 @@ async def _signin(
 
     if opener is None:
         opener = _no_browser if args.no_browser else default_opener
-    account = await manager.sign_in(
-        account_id, scopes, opener=opener, on_url=show, timeout=args.timeout
-    )
+    try:
+        account = await manager.sign_in(
+            account_id, scopes, opener=opener, on_url=show, timeout=args.timeout
+        )
+    except KeyringUnavailable as exc:
+        account = await _choose_secret_store(manager, exc, out)
     print(f"Signed in as {account.email} (account {account.id}).", file=out)
     await _tell_running_app(manager, account.id)
     warning = manager.vault.warning
     if warning:
         print(f"warning: {warning}", file=out)
     return 0
+
+
+async def _choose_secret_store(
+    manager: AccountManager, problem: KeyringUnavailable, out: TextIO
+) -> Account:
+    """The keyring could not store the new sign-in: let the user choose (on a terminal).
+
+    The grant waits in memory, so neither choice needs another consent page. Without a
+    terminal the sign-in ends with the message and how to choose next time.
+    """
+    print(f"trayapp: {problem} ({problem.detail})", file=sys.stderr)
+    while sys.stdin.isatty():
+        print(
+            "Unlock or create the keyring, then type 'r' to retry; 'f' keeps the sign-in in a "
+            "file only you can read; 'c' cancels: ",
+            end="",
+            file=out,
+            flush=True,
+        )
+        answer = (await asyncio.to_thread(sys.stdin.readline)).strip().lower()
+        if answer in ("r", "f"):
+            try:
+                return await manager.store_pending_grant(problem.pending_id, use_file=answer == "f")
+            except KeyringUnavailable as again:
+                print(f"trayapp: {again} ({again.detail})", file=sys.stderr)
+                continue
+        if answer in ("c", ""):
+            break
+    manager.discard_pending_grant(problem.pending_id)
+    raise TrayappError(
+        "sign-in not saved; unlock or create the keyring and sign in again, or run with "
+        "TRAYAPP_SECRET_STORE=file to keep tokens in a file only you can read"
+    )
 
 
 async def _tell_running_app(manager: AccountManager, account_id: str) -> None:

@@ -127,6 +127,11 @@ def _grant(
     key = (email.lower(), client.client_id)
     previous = state.grants.get(key)
     if params.get("include_granted_scopes") == "true" and previous:
+        # Google, "OAuth 2.0 for Mobile & Desktop Apps", include_granted_scopes: "If you set
+        # this parameter's value to true and the authorization request is granted, then the
+        # new access token will also cover any scopes to which the user previously granted the
+        # application access" (and the refresh token of the combined authorization covers
+        # them: "Incremental authorization"). See docs/emulator.md.
         scopes = scopes + tuple(s for s in sorted(previous) if s not in scopes)
     offline = params.get("access_type") == "offline"
     prompts = params.get("prompt", "").split()
@@ -191,9 +196,24 @@ def _consent_page(
         f"{html.escape(a.name)} &lt;{html.escape(a.email)}&gt;</label><br>"
         for a in state.accounts.values()
     )
-    scopes = "".join(
-        f"<li>{html.escape(SCOPE_TEXT.get(s, s))} <small><code>{html.escape(s)}</code></small></li>"
-        for s in normalize_scopes(params["scope"])
+    requested = normalize_scopes(params["scope"])
+    granted: set[str] = set()
+    if params.get("include_granted_scopes") == "true":
+        # Incremental authorization: the screen asks only for what is new (Google's draft
+        # draft-ietf-oauth-incremental-authz: "Consent screen should only display new scopes").
+        granted = state.grants.get((email.lower(), client.client_id), set())
+    new = [s for s in requested if s not in granted] or list(requested)
+    had = sorted(s for s in granted if s not in new)
+
+    def item(s: str) -> str:
+        text, code = html.escape(SCOPE_TEXT.get(s, s)), html.escape(s)
+        return f"<li>{text} <small><code>{code}</code></small></li>"
+
+    scopes = "".join(item(s) for s in new)
+    already = (
+        f'<p>It already has access to:</p><ul id="granted">{"".join(item(s) for s in had)}</ul>'
+        if had
+        else ""
     )
     script = ""
     if state.consent.auto_submit in ("allow", "deny"):
@@ -215,7 +235,7 @@ button{{font-size:1.1em;margin:.5em}}li{{margin:.4em 0}}li small{{display:block;
 <fieldset><legend>Choose an account</legend>
 {accounts}
 </fieldset>
-<p>The app asks for:</p><ul id="scopes">{scopes}</ul>
+<p>The app asks for:</p><ul id="scopes">{scopes}</ul>{already}
 <button type="submit" id="submit_deny_access" name="decision" value="deny">Deny</button>
 <button type="submit" id="submit_approve_access" name="decision" value="allow">Allow</button>
 </form>{script}</body></html>"""

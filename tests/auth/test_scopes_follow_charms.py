@@ -1,0 +1,315 @@
+"""Scopes follow the charms (issue 12.3) and sign-in tells the truth (12.7), against the real
+Engine, the emulator as Google, the built-in Gmail importer and (for consent) headless Chromium.
+
+* Adding a Gmail charm for an account signed in without Gmail puts the account in
+  ``needs_permission`` (computed, published once); one incremental consent page later the charm
+  syncs.
+* A 403 insufficient-scope answer from Gmail leads to the same state.
+* ``accounts signin`` without ``--scope`` asks for the scopes of the account's charms.
+* A keyring that cannot store the grant is a choice (file or retry), with no second consent page,
+  and the browser never says "Signed in" before the grant is stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import email.message
+import io
+import json
+import os
+import signal
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from trayapp.auth import commands
+from trayapp.auth.accounts import AccountManager, record_cell_name
+from trayapp.auth.client_config import parse_client_json
+from trayapp.auth.models import Account, AccountState
+from trayapp.auth.secrets import SecretStoreKind, SecretVault
+from trayapp.auth.signin import KeyringUnavailable, grant_from_token_response
+from trayapp.auth.wiring import AccountsWiring
+from trayapp.core.engine import Engine
+from trayapp.core.events import AccountChanged, EngineEvent
+from trayapp.core.outcomes import OutcomeKind
+from trayapp.core.patterns import PatternRegistry
+from trayapp.core.profile import Profile
+from trayapp.core.store import Store
+from trayapp.emulator.control import ClientInfo
+from trayapp.emulator.testing import (
+    EmulatorServer,
+    answer_consent_page,
+    find_chromium,
+    headless_chromium_argv,
+)
+
+EMAIL = "alice@example.com"
+OPENID = ("openid", "https://www.googleapis.com/auth/userinfo.email")
+GMAIL = "https://www.googleapis.com/auth/gmail.readonly"
+
+
+def _message(subject: str) -> bytes:
+    msg = email.message.EmailMessage()
+    msg["From"] = "Bob <bob@example.com>"
+    msg["To"] = EMAIL
+    msg["Subject"] = subject
+    msg["Date"] = "Mon, 03 Jun 2024 09:00:00 +0000"
+    msg.set_content("hello")
+    return msg.as_bytes()
+
+
+def auth_requests(emu: EmulatorServer) -> list[dict[str, str]]:
+    return [dict(e.query) for e in emu.control.requests(path="/o/oauth2/*auth")]
+
+
+@pytest.fixture
+async def wired(
+    tmp_path: Path, emu: EmulatorServer, client_info: ClientInfo, keyring_mem: Any
+) -> AsyncIterator[tuple[Engine, AccountManager]]:
+    engine = Engine(
+        Profile.resolve(tmp_path / "engine-profile"),
+        patterns=PatternRegistry.default(),
+        jitter=0.0,
+    )
+    vault = SecretVault(engine.profile.path, mode="keyring", keyring_store=keyring_mem)
+    accounts = AccountsWiring(engine, vault=vault)
+    accounts.manager.clients.set(
+        parse_client_json(json.dumps(client_info.client_config(emu.base_url)))
+    )
+    yield engine, accounts.manager
+    await engine.stop()
+    await accounts.aclose()
+    engine.close()
+
+
+def account_events(engine: Engine) -> list[str]:
+    seen: list[str] = []
+
+    def on(event: EngineEvent) -> None:
+        if isinstance(event, AccountChanged):
+            seen.append(event.account_id)
+
+    engine.subscribe(on)
+    return seen
+
+
+@pytest.fixture
+def chromium(tmp_path: Path) -> Iterator[Callable[[str], None]]:
+    """An opener that starts headless Chromium on the URL (flags per desktop-testing.md)."""
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("Chromium is absent (apt-get install chromium); CI installs it")
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def open_(url: str) -> None:
+        profile = tmp_path / f"chromium-{len(procs)}"
+        profile.mkdir()
+        procs.append(
+            subprocess.Popen(
+                headless_chromium_argv(binary, url, profile),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env={**os.environ, "HOME": str(profile)},
+                start_new_session=True,
+            )
+        )
+
+    yield open_
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+class HttpBrowser:
+    """Answers the consent page over HTTP in the background, as a browser would."""
+
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+        self.tasks: list[asyncio.Task[httpx.Response]] = []
+
+    def __call__(self, url: str) -> bool:
+        async def go() -> httpx.Response:
+            async with httpx.AsyncClient(follow_redirects=True, timeout=60) as http:
+                return await answer_consent_page(http, url, "allow", None)
+
+        self.urls.append(url)
+        self.tasks.append(asyncio.get_running_loop().create_task(go()))
+        return True
+
+    async def final_page(self) -> httpx.Response:
+        return await asyncio.wait_for(self.tasks[-1], 60)
+
+
+async def narrow_sign_in(manager: AccountManager, emu: EmulatorServer, client: ClientInfo) -> str:
+    """Alice signed in with identity scopes only (as "Add account..." used to do)."""
+    tokens = emu.control.issue_tokens(EMAIL, client.id, list(OPENID))
+    account = await manager.complete_sign_in(grant_from_token_response(tokens, email=EMAIL))
+    assert account.usable
+    return account.id
+
+
+async def test_a_gmail_charm_for_a_signed_in_account_syncs_after_one_consent_page(
+    wired: tuple[Engine, AccountManager],
+    emu: EmulatorServer,
+    client_info: ClientInfo,
+    chromium: Callable[[str], None],
+) -> None:
+    engine, manager = wired
+    emu.control.add_message(EMAIL, _message("first"))
+    emu.control.add_message(EMAIL, _message("second"))
+    account_id = await narrow_sign_in(manager, emu, client_info)
+    changes = account_events(engine)
+
+    engine.add_charm("gmail-importer", {"query": "in:inbox"}, name="mail", account_id=account_id)
+
+    account = manager.get(account_id)
+    assert account.state is AccountState.NEEDS_PERMISSION
+    assert account.missing_scopes == (GMAIL,)
+    assert account.permission_prompt == f"Allow Pattern Sync to read Gmail for {EMAIL}"
+    assert changes == [account_id]  # one change, so one notification and one menu entry
+    assert manager.get(account_id).to_json()["state"] == "needs_permission"
+
+    emu.control.clear_log()
+    emu.control.set_consent(auto_submit="allow")  # the page clicks "Allow" in Chromium
+    granted = await manager.grant_permission(account_id, opener=chromium, timeout=90)
+
+    assert granted.usable and GMAIL in granted.scopes
+    [query] = auth_requests(emu)  # exactly one consent round
+    assert query["include_granted_scopes"] == "true" and query["prompt"] == "consent"
+    assert GMAIL in query["scope"].split() and query["login_hint"] == EMAIL
+    assert len(emu.control.requests(path="/o/oauth2/v2/auth/consent")) == 1
+    assert changes[-1] == account_id and manager.get(account_id).usable
+
+    outcomes = await engine.sync()
+    assert outcomes["mail"].kind is OutcomeKind.OK, outcomes["mail"].message
+    assert engine.status("mail").last_counts.added == 2
+
+
+async def test_a_403_insufficient_scope_from_gmail_means_needs_permission(
+    wired: tuple[Engine, AccountManager], emu: EmulatorServer, client_info: ClientInfo
+) -> None:
+    engine, manager = wired
+    emu.control.add_message(EMAIL, _message("first"))
+    account_id = await narrow_sign_in(manager, emu, client_info)
+    # The record believes Gmail was granted (Google no longer agrees: a scope taken back).
+    cell = manager.store.cell(record_cell_name(account_id), Account | None, default=None)
+    stored = cell.get()
+    assert stored is not None
+    cell.set(stored.model_copy(update={"scopes": (*OPENID, GMAIL)}))
+    engine.add_charm("gmail-importer", {"query": "in:inbox"}, name="mail", account_id=account_id)
+    assert manager.get(account_id).usable
+    changes = account_events(engine)
+
+    outcomes = await engine.sync()
+
+    assert outcomes["mail"].kind is OutcomeKind.AUTH_REQUIRED
+    refused = [e for e in emu.control.requests(path="/gmail/*") if e.status == 403]
+    assert len(refused) == 1  # one refused call, no retries of it
+    account = manager.get(account_id)
+    assert account.state is AccountState.NEEDS_PERMISSION and account.missing_scopes == (GMAIL,)
+    assert changes == [account_id]
+
+    browser = HttpBrowser()
+    await manager.grant_permission(account_id, opener=browser, timeout=60)
+    final = await browser.final_page()
+    assert "Signed in" in final.text
+    outcomes = await engine.sync()
+    assert outcomes["mail"].kind is OutcomeKind.OK, outcomes["mail"].message
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--profile")
+    commands.register(parser.add_subparsers(dest="command"))
+    return parser.parse_args(list(argv))
+
+
+async def test_cli_signin_without_scope_asks_for_the_scopes_of_the_accounts_charms(
+    tmp_path: Path,
+    emu: EmulatorServer,
+    client_info: ClientInfo,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TRAYAPP_SECRET_STORE", "file")
+    engine = Engine(Profile.resolve(tmp_path / "p"), patterns=PatternRegistry.default())
+    accounts = AccountsWiring(engine)
+    accounts.manager.clients.set(
+        parse_client_json(json.dumps(client_info.client_config(emu.base_url)))
+    )
+    account_id = await narrow_sign_in(accounts.manager, emu, client_info)
+    engine.add_charm("gmail-importer", {"query": "in:inbox"}, name="mail", account_id=account_id)
+    await accounts.aclose()
+    engine.close()
+
+    store = Store.open(engine.profile.db_path)
+    try:
+        out = io.StringIO()
+        code = await commands.handle(
+            parse("accounts", "signin", EMAIL, "--timeout", "60"),
+            store,
+            engine.profile.path,
+            out=out,
+            opener=HttpBrowser(),
+        )
+        assert code == 0, out.getvalue()
+        [query] = auth_requests(emu)
+        assert GMAIL in query["scope"].split()  # the Gmail charm's scope, with no --scope
+        assert query["include_granted_scopes"] == "true"
+        listed = io.StringIO()
+        await commands.handle(
+            parse("accounts", "list", "--json"), store, engine.profile.path, out=listed
+        )
+        [row] = json.loads(listed.getvalue())["accounts"]
+        assert row["state"] == "signed_in" and GMAIL in row["scopes"]
+    finally:
+        store.close()
+
+
+@pytest.mark.usefixtures("configured")
+async def test_a_keyring_that_cannot_store_the_grant_is_a_choice_not_a_second_consent(
+    manager: AccountManager, emu: EmulatorServer, keyring_mem: Any
+) -> None:
+    keyring_mem.locked = True  # e.g. no login collection, or its prompt was dismissed
+    browser = HttpBrowser()
+    with pytest.raises(KeyringUnavailable) as info:
+        await manager.sign_in(None, [GMAIL], opener=browser, timeout=60)
+    problem = info.value
+    assert problem.email == EMAIL and "file only you can read" in str(problem)
+    final = await browser.final_page()
+    assert "Signed in" not in final.text and "Go back to Pattern Sync" in final.text
+    assert manager.accounts() == []  # nothing half-stored
+
+    # "Try again" with the keyring still locked: the same choice, still no new consent page.
+    with pytest.raises(KeyringUnavailable) as again:
+        await manager.store_pending_grant(problem.pending_id)
+    assert again.value.pending_id == problem.pending_id
+
+    # "Keep it in a file": done, with the warning, and exactly one consent round overall.
+    account = await manager.store_pending_grant(problem.pending_id, use_file=True)
+    assert account.usable and account.secret_store is SecretStoreKind.FILE
+    assert manager.vault.warning is not None and "readable only by you" in manager.vault.warning
+    assert len(auth_requests(emu)) == 1
+    assert await manager.provider(account.id).access_token()
+    with pytest.raises(Exception, match="no longer waiting"):
+        await manager.store_pending_grant(problem.pending_id)
+
+
+@pytest.mark.usefixtures("configured")
+async def test_after_unlocking_the_keyring_the_waiting_grant_goes_there(
+    manager: AccountManager, emu: EmulatorServer, keyring_mem: Any
+) -> None:
+    keyring_mem.locked = True
+    with pytest.raises(KeyringUnavailable) as info:
+        await manager.sign_in(None, [GMAIL], opener=HttpBrowser(), timeout=60)
+    keyring_mem.locked = False  # the user unlocked (or created) the keyring
+    account = await manager.store_pending_grant(info.value.pending_id)
+    assert account.usable and account.secret_store is SecretStoreKind.KEYRING
+    assert keyring_mem.data and manager.vault.warning is None
+    assert len(auth_requests(emu)) == 1
