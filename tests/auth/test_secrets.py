@@ -198,3 +198,93 @@ def test_vault_rejects_unknown_mode(tmp_path: Path) -> None:
 
     with pytest.raises(TrayappError, match="unknown secret store"):
         SecretVault(tmp_path, mode="plaintext")
+
+
+# Runs inside the D-Bus session: a whole browser sign-in against the emulator, with the
+# profile's real keyring (mode auto), then the user's choice "keep it in a file".
+SIGNIN_CHILD = textwrap.dedent(
+    """
+    import asyncio, json, os, stat, sys
+    from pathlib import Path
+    import httpx
+    from trayapp.auth.accounts import AccountManager
+    from trayapp.auth.client_config import parse_client_json
+    from trayapp.auth.signin import KeyringUnavailable
+    from trayapp.core.store import Store
+    from trayapp.emulator.testing import EmulatorServer, answer_consent_page
+
+    EMAIL = "alice@example.com"
+    GMAIL = "https://www.googleapis.com/auth/gmail.readonly"
+
+    async def main() -> dict:
+        profile = Path(sys.argv[1])
+        out = {}
+        async with EmulatorServer() as emu:
+            emu.control.create_account(EMAIL, name="Alice")
+            client = emu.control.create_client()
+            store = Store.open(profile / "trayapp.db")
+            manager = AccountManager(store, profile)
+            manager.clients.set(parse_client_json(json.dumps(client.client_config(emu.base_url))))
+            pages = []
+
+            def browser(url):
+                async def go():
+                    async with httpx.AsyncClient(follow_redirects=True, timeout=60) as http:
+                        return await answer_consent_page(http, url, "allow", None)
+                pages.append(asyncio.get_running_loop().create_task(go()))
+                return True
+
+            try:
+                await manager.sign_in(None, [GMAIL], opener=browser, timeout=60)
+                out["raised"] = None
+            except KeyringUnavailable as exc:
+                out["raised"] = type(exc).__name__
+                out["message"] = str(exc)
+                out["detail"] = exc.detail
+                final = await asyncio.wait_for(pages[-1], 60)
+                out["page_says_signed_in"] = ">&#10003; Signed in<" in final.text
+                out["page"] = final.text
+                account = await manager.store_pending_grant(exc.pending_id, use_file=True)
+                out["usable"] = account.usable
+                out["secret_store"] = account.secret_store.value
+                out["warning"] = manager.vault.warning
+                out["file_mode"] = oct(stat.S_IMODE((profile / "secrets.json").stat().st_mode))
+                out["token_ok"] = bool(await manager.provider(account.id).access_token())
+            out["consent_rounds"] = len(emu.control.requests(path="/o/oauth2/*auth"))
+            await manager.aclose()
+            store.close()
+        return out
+
+    print("RESULT " + json.dumps(asyncio.run(main())))
+    """
+)
+
+
+@pytest.mark.keyring
+@needs_keyring
+def test_a_keyring_without_a_usable_collection_gives_the_file_choice_with_one_consent(
+    tmp_path: Path,
+) -> None:
+    """Issue 12.7 with a real gnome-keyring that was never unlocked (no login collection can be
+    created: its prompt is dismissed with no display). Sign-in does not fail silently, the
+    browser is not told "Signed in", and keeping the tokens in the 0600 file needs no second
+    consent page."""
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    (tmp_path / "signin_child.py").write_text(SIGNIN_CHILD)
+    [result] = _session(
+        f"""
+        eval "$(gnome-keyring-daemon --start --components=secrets)"
+        {sys.executable} {tmp_path / "signin_child.py"} {profile}
+        """,
+        tmp_path,
+        timeout=180,
+    )
+    assert result["raised"] == "KeyringUnavailable", result
+    assert "could not store the sign-in" in result["message"]
+    assert "Traceback" not in result["message"] and "Error" not in result["message"]
+    assert result["page_says_signed_in"] is False and "Go back to Pattern Sync" in result["page"]
+    assert result["usable"] and result["secret_store"] == "file" and result["token_ok"]
+    assert "readable only by you" in result["warning"]
+    assert result["file_mode"] == "0o600"
+    assert result["consent_rounds"] == 1
