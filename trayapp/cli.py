@@ -363,7 +363,9 @@ def _cmd_tray(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     if not args.headless:
         return _cmd_tray(args)
-    return asyncio.run(_run_headless(args))
+    from trayapp.core import aio
+
+    return aio.run(_run_headless(args))  # its exit is bounded even if an updater hangs
 
 
 async def _run_headless(args: argparse.Namespace) -> int:
@@ -448,7 +450,9 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     if _running_instance(profile.path):
         results = _sync_via_instance(profile.path, args.charms)
     else:
-        done = asyncio.run(_sync_here(args))
+        from trayapp.core import aio
+
+        done = aio.run(_sync_here(args))  # its exit is bounded even if an updater hangs
         if done is None:
             print(
                 "trayapp: terminated; runs in progress were recorded as cancelled", file=sys.stderr
@@ -900,6 +904,12 @@ def parse_duration(text: str, *, what: str = "duration") -> timedelta:
     if not compact or pos != len(compact) or total <= 0:
         raise ConfigError(
             f"invalid {what} {text!r}: use a number and a unit, e.g. 90s, 15m, 1h30m or 1d"
+        )
+    from trayapp.core.scheduler import MAX_INTERVAL
+
+    if total > MAX_INTERVAL.total_seconds():
+        raise ConfigError(
+            f"the {what} {text!r} is too long: it can be at most {MAX_INTERVAL.days} days"
         )
     return timedelta(seconds=total)
 

@@ -88,6 +88,6 @@ async def test_progress_is_published_shown_in_status_and_cleared_when_the_run_en
 
 
 def test_progress_round_trips_through_json() -> None:
-    status = CharmStatus("x", state=CharmState.RUNNING, progress=Progress(1200, 5000, "messages"))
+    status = CharmStatus("x", running=True, progress=Progress(1200, 5000, "messages"))
     assert CharmStatus.from_json(status.to_json()) == status
     assert CharmStatus.from_json({"charm_id": "x"}).progress is None

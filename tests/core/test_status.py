@@ -35,7 +35,7 @@ from trayapp.core.status import CharmState, CharmStatus
 )
 def test_resting_state(changes: dict[str, object], expected: CharmState) -> None:
     # A stale saved ``state`` (RUNNING, from a crash) never leaks into the derived one.
-    status = CharmStatus("a", state=CharmState.RUNNING).with_(**changes)
+    status = CharmStatus.from_json({"charm_id": "a", "state": "running"}).with_(**changes)
     assert status.resting_state() is expected
 
 

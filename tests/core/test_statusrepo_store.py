@@ -30,7 +30,6 @@ def _run(charm_id: str, i: int, outcome: OutcomeKind = OutcomeKind.OK) -> RunRec
 def _status(charm_id: str) -> CharmStatus:
     return CharmStatus(
         charm_id=charm_id,
-        state=CharmState.SCHEDULED,
         last_run_at=T0,
         next_due_at=T0 + timedelta(minutes=30),
         consecutive_failures=2,
@@ -109,20 +108,21 @@ def test_behaves_like_the_in_memory_repo(tmp_path: Path) -> None:
 
 
 def test_parked_round_trips_and_is_inferred_for_statuses_saved_before_it_existed() -> None:
-    parked = CharmStatus("c", state=CharmState.PAUSED, paused=True, parked=True)
+    parked = CharmStatus("c", paused=True, parked=True)
     assert CharmStatus.from_json(parked.to_json()) == parked
 
-    def saved_without_parked(status: CharmStatus) -> dict[str, object]:
+    def saved_without_parked(status: CharmStatus, state: CharmState) -> dict[str, object]:
         data = status.to_json()
         del data["parked"]
+        data["state"] = state.value  # older versions stored the state
         return data
 
-    old_parked = CharmStatus("c", state=CharmState.PARKED)
-    old_auth = CharmStatus("c", state=CharmState.PAUSED, last_outcome=OutcomeKind.AUTH_REQUIRED)
-    old_fine = CharmStatus("c", state=CharmState.PAUSED, last_outcome=OutcomeKind.OK)
-    assert CharmStatus.from_json(saved_without_parked(old_parked)).parked
-    assert CharmStatus.from_json(saved_without_parked(old_auth)).parked
-    assert not CharmStatus.from_json(saved_without_parked(old_fine)).parked
+    old_parked = CharmStatus("c")
+    old_auth = CharmStatus("c", paused=True, last_outcome=OutcomeKind.AUTH_REQUIRED)
+    old_fine = CharmStatus("c", paused=True, last_outcome=OutcomeKind.OK)
+    assert CharmStatus.from_json(saved_without_parked(old_parked, CharmState.PARKED)).parked
+    assert CharmStatus.from_json(saved_without_parked(old_auth, CharmState.PAUSED)).parked
+    assert not CharmStatus.from_json(saved_without_parked(old_fine, CharmState.PAUSED)).parked
     # Saved with the field: it wins over the old inference (signed in again while paused).
-    signed_in = CharmStatus("c", state=CharmState.PAUSED, last_outcome=OutcomeKind.AUTH_REQUIRED)
+    signed_in = CharmStatus("c", paused=True, last_outcome=OutcomeKind.AUTH_REQUIRED)
     assert not CharmStatus.from_json(signed_in.to_json()).parked

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from trayapp.core.outcomes import OutcomeKind
-from trayapp.core.status import CharmState, CharmStatus, Counts
+from trayapp.core.status import CharmStatus, Counts
 from trayapp.ui.model import (
     AccountState,
     AccountView,
@@ -50,7 +50,6 @@ def ok(cid: str, ago: timedelta = timedelta(minutes=2), **kw: object) -> CharmSt
 def failing(cid: str, kind: OutcomeKind, msg: str, n: int = 2) -> CharmStatus:
     return CharmStatus(
         cid,
-        state=CharmState.BACKING_OFF,
         last_outcome=kind,
         last_error_kind=kind,
         last_error=msg,
@@ -101,7 +100,7 @@ def test_account_needing_sign_in_is_attention_with_one_click_fix() -> None:
     acct = AccountView(
         "acct1", "ada@example.com", AccountState.NEEDS_SIGN_IN, "Google refused the saved sign-in."
     )
-    parked = CharmStatus("gmail", state=CharmState.PARKED, last_outcome=OutcomeKind.AUTH_REQUIRED)
+    parked = CharmStatus("gmail", parked=True, last_outcome=OutcomeKind.AUTH_REQUIRED)
     snap = make_snapshot(NOW, [GMAIL, NEWS], {"gmail": parked, "news": ok("news")}, [acct])
     assert icon_state(snap) is IconState.ATTENTION
     assert summary(snap) == "ada@example.com needs you to sign in"
@@ -139,7 +138,7 @@ def test_locked_keychain_is_not_sign_in() -> None:
 @pytest.mark.parametrize(
     ("statuses", "expected"),
     [
-        ({"news": CharmStatus("news", state=CharmState.RUNNING)}, IconState.SYNCING),
+        ({"news": CharmStatus("news", running=True)}, IconState.SYNCING),
         ({"news": failing("news", OutcomeKind.SERVER_ERROR, "HTTP 503")}, IconState.ERROR),
         ({"news": failing("news", OutcomeKind.OFFLINE, "no route")}, IconState.OFFLINE),
         ({"news": ok("news", paused=True)}, IconState.PAUSED),
@@ -152,7 +151,7 @@ def test_state_to_icon(statuses: dict[str, CharmStatus], expected: IconState) ->
 
 def test_attention_beats_syncing_and_syncing_beats_error() -> None:
     acct = AccountView("acct1", "a@x", AccountState.NEEDS_SIGN_IN)
-    running = CharmStatus("news", state=CharmState.RUNNING)
+    running = CharmStatus("news", running=True)
     snap = make_snapshot(NOW, [GMAIL, NEWS], {"news": running}, [acct])
     assert icon_state(snap) is IconState.ATTENTION
     snap = make_snapshot(

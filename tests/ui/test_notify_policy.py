@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from tests.ui.test_model import GMAIL, NEWS, Charm, failing, ok
 from trayapp.core.outcomes import OutcomeKind
-from trayapp.core.status import CharmState, CharmStatus, Counts, RunRecord
+from trayapp.core.status import CharmStatus, Counts, RunRecord
 from trayapp.ui.model import AccountState, AccountView, Snapshot, make_snapshot
 from trayapp.ui.notify_policy import NotificationPolicy, RecentNotices
 
@@ -97,7 +97,7 @@ def test_one_notification_per_account_however_many_charms_it_parks() -> None:
     )
     cal = Charm("cal", "Calendar", "gcal", "acct1")
     parked = CharmStatus(
-        "x", state=CharmState.PARKED, last_outcome=OutcomeKind.AUTH_REQUIRED, consecutive_failures=1
+        "x", parked=True, last_outcome=OutcomeKind.AUTH_REQUIRED, consecutive_failures=1
     )
     statuses = {"gmail": parked.with_(charm_id="gmail"), "cal": parked.with_(charm_id="cal")}
     out = p.observe(snap(GRACE_OVER, statuses, [acct], [GMAIL, cal]))

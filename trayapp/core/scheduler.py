@@ -79,7 +79,19 @@ from trayapp.core.events import (
 )
 from trayapp.core.outcomes import OutcomeKind, RunOutcome, RunReport
 from trayapp.core.redact import redact
-from trayapp.core.status import CharmState, CharmStatus, RunRecord
+from trayapp.core.status import (
+    CharmState,
+    CharmStatus,
+    RunRecord,
+    due,
+    finished,
+    loaded,
+    parked,
+    paused,
+    resumed,
+    started,
+    unparked,
+)
 from trayapp.core.statusrepo import StatusRepo
 from trayapp.core.watchdog import LoopWatchdog
 
@@ -111,6 +123,12 @@ WALL_JUMP_THRESHOLD = 10.0
 # Overdue charms after a resume (or at start) start this far apart, at most over STAGGER_MAX s.
 STAGGER_STEP = 0.25
 STAGGER_MAX = 10.0
+# Bounds that keep every due time representable and every wait meaningful. The engine refuses
+# longer intervals and pauses with a sentence; the scheduler clamps defensively (a value saved
+# by an older version, a plugin's far-future Retry-After), so no date arithmetic can overflow.
+MAX_INTERVAL = timedelta(days=366)
+MAX_PAUSE = timedelta(days=366)
+MAX_RETRY_AFTER = timedelta(days=1)  # a server's "come back later" is honoured up to a day
 # After cancelling a timed-out run, how long to wait for it to actually stop before recording it.
 CANCEL_GRACE = 5.0
 # How long shutdown() waits (real time) for cancelled runs to unwind before giving up on them.
@@ -272,21 +290,28 @@ class Scheduler:
 
     # ---------------------------------------------------------------------------------- lifecycle
 
-    async def start(self) -> None:
-        """Start the loop. Charms whose due time passed while the app was off run once each."""
+    async def start(self, *, schedule: bool = True) -> None:
+        """Start the loop. Charms whose due time passed while the app was off run once each.
+
+        ``schedule=False`` (a one-shot ``trayapp sync``): only runs asked for with
+        :meth:`run_now` execute; no charm is started by its due time.
+        """
         if self._started:
             return
         self._started = True
         loop = asyncio.get_running_loop()
         if self._lag_threshold > 0:
             self._watchdog = LoopWatchdog(loop, self._lag_threshold, self._on_loop_blocked)
-        now = self._clock.now().timestamp()
+        now_dt = self._clock.now()
+        now = now_dt.timestamp()
         overdue: list[_Charm] = []
         for charm in self._charms.values():
-            if charm.pending is not None:
+            # This scheduler runs the profile now: what was saved is taken over as it stands.
+            self._set(charm, loaded(charm.status, now_dt))
+            if charm.pending is not None or not schedule:
                 continue
-            due = self._due_ts(charm)
-            if not charm.status.paused and not charm.status.parked and due <= now:
+            due_at = self._due_ts(charm)
+            if not charm.status.paused and not charm.status.parked and due_at <= now:
                 overdue.append(charm)
             else:
                 self._reschedule(charm)
@@ -331,26 +356,24 @@ class Scheduler:
         account = entry.account_id
         status = self._persisted.pop(entry.charm_id, None)
         if status is None:
-            # New: it waits with its siblings if their account needs signing in again.
+            # New: it waits with its siblings if their account needs signing in again. Due at
+            # once when the loop runs; not started, "no due time yet" (the start runs it).
             status = CharmStatus(
                 entry.charm_id,
-                next_due_at=self._clock.now(),
+                next_due_at=self._clock.now() if self._started else None,
                 parked=account is not None and account in self._parked_accounts,
             )
-        if (
-            status.paused
-            and status.paused_until is not None
-            and status.paused_until <= self._clock.now()
-        ):
-            status = status.with_(paused=False, paused_until=None)
+        elif self._started:
+            status = loaded(status, self._clock.now())
         if status.parked and account is not None:
             # Parked before a restart: the account still needs the user (charms added later
             # park too) until account_usable().
             self._parked_accounts.add(account)
         charm = _Charm(entry=entry, status=status)
         self._charms[entry.charm_id] = charm
-        self._update(charm, force=True)
         if self._started:
+            # Not before: an engine that only reads (``trayapp status``) writes nothing.
+            self._set(charm, status, force=True)
             self._reschedule(charm)
 
     def update(self, entry: ScheduleEntry) -> None:
@@ -367,9 +390,13 @@ class Scheduler:
             changes["parked"] = (
                 entry.account_id is not None and entry.account_id in self._parked_accounts
             )
-        if entry.interval != old.interval and self._state_for(charm) is not CharmState.BACKING_OFF:
+        if (
+            self._started
+            and entry.interval != old.interval
+            and charm.status.state is not CharmState.BACKING_OFF
+        ):
             base = charm.status.last_run_at or self._clock.now()
-            changes["next_due_at"] = base + timedelta(seconds=self._interval_delay(entry))
+            changes["next_due_at"] = self._after(base, self._interval_delay(entry))
         self._update(charm, **changes)
         if self._started and charm.pending is None and charm.active is None:
             self._reschedule(charm)
@@ -413,6 +440,30 @@ class Scheduler:
         self._dispatch()
         return run.future
 
+    def run_soon(self, charm_id: str) -> None:
+        """The user asked for a run: now if the loop runs (:meth:`run_now`), else it is made due
+        now (saved), so the start runs it first."""
+        if self._started:
+            self.run_now(charm_id)
+        else:
+            charm = self._get(charm_id)
+            self._set(charm, due(charm.status, self._clock.now()))
+
+    def refresh(self) -> None:
+        """Not started: re-read the saved statuses (another process may be running these
+        charms, or changed them). A started scheduler is the one writer: nothing to read."""
+        if self._started:
+            return
+        persisted = self._load_persisted()
+        for charm_id, charm in self._charms.items():
+            saved = persisted.get(charm_id)
+            if saved is not None:
+                charm.status = saved
+
+    def busy(self, charm_id: str) -> bool:
+        """Whether a run of the charm executes in this scheduler now."""
+        return self._get(charm_id).active is not None
+
     def run_all(self, trigger: str = TRIGGER_MANUAL) -> dict[str, asyncio.Future[RunOutcome]]:
         """:meth:`run_now` for every charm, paused and parked ones included."""
         return {charm_id: self.run_now(charm_id, trigger) for charm_id in list(self._charms)}
@@ -443,7 +494,7 @@ class Scheduler:
         for charm in self._select(charm_id):
             if charm.pending is not None and charm.pending.trigger != TRIGGER_MANUAL:
                 self._drop_pending(charm.pending, "paused")
-            self._update(charm, paused=True, paused_until=until)
+            self._set(charm, paused(charm.status, until))
             if charm.pending is None and charm.active is None:
                 self._reschedule(charm)
 
@@ -454,12 +505,16 @@ class Scheduler:
                 self._unpause(charm)
 
     def account_usable(self, account_id: str) -> None:
-        """The account works again (signed in): unpark its charms and run them all now."""
+        """The account works again (signed in): unpark its charms and run them all now (not
+        started: they are made due now, so the start runs them first)."""
         self._parked_accounts.discard(account_id)
         for charm in self._charms.values():
             if charm.entry.account_id != account_id or not charm.status.parked:
                 continue
-            self._update(charm, parked=False)
+            if not self._started:
+                self._set(charm, due(unparked(charm.status), self._clock.now()))
+                continue
+            self._set(charm, unparked(charm.status))
             if charm.active is not None:
                 continue
             if charm.status.paused:
@@ -583,11 +638,10 @@ class Scheduler:
                 continue
             entry = charm.entry
             longest = entry.interval.total_seconds() * (1 + entry.jitter)
-            if self._state_for(charm) is CharmState.BACKING_OFF:
+            if charm.status.state is CharmState.BACKING_OFF:
                 longest = max(longest, self._backoff.cap)
             if charm.timer_at > now.timestamp() + longest:
-                due = now + timedelta(seconds=self._interval_delay(entry))
-                self._update(charm, next_due_at=due)
+                self._set(charm, due(charm.status, self._after(now, self._interval_delay(entry))))
                 self._reschedule(charm)
 
     def _fire_due_timers(self) -> None:
@@ -678,13 +732,19 @@ class Scheduler:
         return due.timestamp() if due is not None else self._clock.now().timestamp()
 
     def _unpause(self, charm: _Charm) -> None:
-        self._update(charm, paused=False, paused_until=None)
+        self._set(charm, resumed(charm.status))
         if charm.pending is None and charm.active is None:
             self._reschedule(charm)
 
     def _interval_delay(self, entry: ScheduleEntry) -> float:
-        seconds = entry.interval.total_seconds()
+        seconds = min(entry.interval, MAX_INTERVAL).total_seconds()
         return seconds * (1.0 + entry.jitter * self._rng.uniform(-1.0, 1.0))
+
+    @staticmethod
+    def _after(when: datetime, seconds: float) -> datetime:
+        """``when`` plus a delay, clamped so no interval, backoff or Retry-After overflows."""
+        limit = (MAX_INTERVAL * 2).total_seconds()
+        return when + timedelta(seconds=min(max(0.0, seconds), limit))
 
     # ------------------------------------------------------------------------- queue and slots
 
@@ -762,7 +822,7 @@ class Scheduler:
         if run.cancel_reason is not None:  # stopped between dispatch and this first step
             self._finish(charm, run, started_at, _cancelled(run.cancel_reason), account)
             return
-        self._update(charm)  # -> RUNNING
+        self._set(charm, started(charm.status))  # -> RUNNING
         self._emit(RunStarted(charm_id, run.trigger))
 
         coro = self._invoke(charm_id, run)
@@ -908,55 +968,43 @@ class Scheduler:
     ) -> None:
         kind = outcome.kind
         status = charm.status
-        changes: dict[str, Any] = {"last_run_at": ended, "last_outcome": kind}
-        if kind is OutcomeKind.OK:
-            counts = record.counts
-            changes.update(
-                last_success_at=ended,
-                consecutive_failures=0,
-                last_error_kind=None,
-                last_error=None,
-                last_counts=counts,
-                totals=status.totals + counts,
-            )
-            if (
-                account is None
-                or account not in self._parked_accounts
-                or run.trigger == TRIGGER_MANUAL  # the user ran it and it worked: it is fine
-            ):
-                changes["parked"] = False
-        elif kind.is_failure:
-            changes.update(
-                consecutive_failures=status.consecutive_failures + 1,
-                last_error_kind=kind,
-                last_error=outcome.message or kind.value,
-            )
-        if kind is not OutcomeKind.CANCELLED:
-            changes["blocked_loop"] = run.blocked  # a clean run clears an old stall
-
-        failures = changes.get("consecutive_failures", status.consecutive_failures)
+        next_due: datetime | None
         if kind is OutcomeKind.AUTH_REQUIRED:
-            changes["next_due_at"] = None
-            changes["parked"] = True
+            next_due = None  # parked until the account is usable
         elif kind.retries_slowly:
             # Only the user can fix it: try again rarely, in case it was fixed elsewhere.
             slow = max(self._backoff.cap, self._interval_delay(charm.entry))
-            changes["next_due_at"] = ended + timedelta(seconds=slow)
+            next_due = self._after(ended, slow)
         elif kind.backs_off:
-            delay = self._backoff.delay(failures, self._rng)
+            delay = self._backoff.delay(status.consecutive_failures + 1, self._rng)
             if outcome.retry_after is not None:
-                delay = max(delay, (outcome.retry_after - ended).total_seconds())
-            changes["next_due_at"] = ended + timedelta(seconds=delay)
+                asked = (outcome.retry_after - ended).total_seconds()
+                if asked > MAX_RETRY_AFTER.total_seconds():
+                    log.warning(
+                        "charm %s: the server asked to wait until %s; waiting a day at most",
+                        charm.entry.charm_id,
+                        outcome.retry_after.isoformat(),
+                    )
+                delay = max(delay, min(asked, MAX_RETRY_AFTER.total_seconds()))
+            next_due = self._after(ended, delay)
         elif run.cancel_reason == _CANCEL_SHUTDOWN:
-            changes["next_due_at"] = ended  # interrupted: run it again at the next start
+            next_due = ended  # interrupted: run it again at the next start
         else:
-            changes["next_due_at"] = ended + timedelta(seconds=self._interval_delay(charm.entry))
+            next_due = self._after(ended, self._interval_delay(charm.entry))
+        unpark = (
+            account is None
+            or account not in self._parked_accounts
+            or run.trigger == TRIGGER_MANUAL  # the user ran it and it worked: it is fine
+        )
+        new = finished(
+            status, outcome, ended, next_due_at=next_due, unpark=unpark, blocked=run.blocked
+        )
 
         try:
             self._repo.append_run(record)
         except Exception:
             log.exception("could not save the run history of charm %s", charm.entry.charm_id)
-        self._update(charm, **changes)
+        self._set(charm, new)
         if kind is OutcomeKind.AUTH_REQUIRED:
             self._park(charm, run.auth_account or account)
         elif not self._stopping:
@@ -976,7 +1024,7 @@ class Scheduler:
                 self._drop_pending(target.pending, "its account needs signing in again")
             if target.active is None and target.pending is None:
                 self._clear_timer(target)
-            self._update(target, parked=True)
+            self._set(target, parked(target.status))
 
     # ---------------------------------------------------------------------------- watchdog
 
@@ -1009,15 +1057,11 @@ class Scheduler:
     def _select(self, charm_id: str | None) -> Iterable[_Charm]:
         return list(self._charms.values()) if charm_id is None else [self._get(charm_id)]
 
-    def _state_for(self, charm: _Charm, status: CharmStatus | None = None) -> CharmState:
-        if charm.active is not None:
-            return CharmState.RUNNING
-        return (status or charm.status).resting_state()
+    def _update(self, charm: _Charm, **changes: Any) -> None:
+        self._set(charm, charm.status.with_(**changes))
 
-    def _update(self, charm: _Charm, *, force: bool = False, **changes: Any) -> None:
-        """Apply changes, derive the state, and persist and announce if anything changed."""
-        status = charm.status.with_(**changes) if changes else charm.status
-        status = status.with_(state=self._state_for(charm, status))
+    def _set(self, charm: _Charm, status: CharmStatus, *, force: bool = False) -> None:
+        """The one writer of a charm's status: keep, persist and announce it if it changed."""
         if status == charm.status and not force:
             return
         charm.status = status

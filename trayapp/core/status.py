@@ -16,7 +16,8 @@ from trayapp.core.outcomes import OutcomeKind, RunOutcome
 
 
 class CharmState(StrEnum):
-    """What the scheduler is doing with a charm right now."""
+    """What the scheduler is doing with a charm right now: never stored, always computed from
+    the facts in :class:`CharmStatus` (see :func:`charm_state`)."""
 
     SCHEDULED = "scheduled"  # waiting for its next due time; healthy or not, see last_outcome
     RUNNING = "running"
@@ -156,7 +157,10 @@ class CharmStatus:
     """Everything the user may want to know about one charm, at a glance."""
 
     charm_id: str
-    state: CharmState = CharmState.SCHEDULED
+    # A run of it executes now. Set and cleared by the scheduler that runs it; a status read
+    # from the store says running only while the process that wrote it is alive
+    # (StoreStatusRepo), so a crash never leaves "running" behind.
+    running: bool = False
     last_run_at: datetime | None = None
     last_success_at: datetime | None = None
     next_due_at: datetime | None = None
@@ -171,8 +175,8 @@ class CharmStatus:
     # Set by the loop-lag watchdog: this charm's updater blocked the event loop.
     blocked_loop: str | None = None
     # Its account needs the user (sign in again): no scheduled runs until the account is usable.
-    # Kept apart from ``state`` because a charm can be parked and paused at once (``state`` shows
-    # one of them), and parking must survive a restart in either case.
+    # The one place parking lives: a charm can be parked and paused at once (``state`` shows one
+    # of them), and parking survives a restart in either case.
     parked: bool = False
     # While RUNNING: what the updater last reported through ``ctx.progress`` (None otherwise).
     progress: Progress | None = None
@@ -181,30 +185,32 @@ class CharmStatus:
     def healthy(self) -> bool:
         return self.consecutive_failures == 0 and self.last_outcome in (None, OutcomeKind.OK)
 
+    @property
+    def state(self) -> CharmState:
+        """Computed from the facts, never stored: see :func:`charm_state`."""
+        return charm_state(self)
+
     def with_(self, **changes: Any) -> CharmStatus:
         return replace(self, **changes)
 
     def resting_state(self) -> CharmState:
-        """The state of this charm while no run of it executes.
-
-        The one rule for both the scheduler (charms it holds, when they are not running) and
-        the engine (saved statuses of charms no live scheduler holds), so the two never
-        disagree. Paused shows over parked: the user's own action is what they look for.
-        """
-        if self.paused:
-            return CharmState.PAUSED
-        if self.parked:
-            return CharmState.PARKED
-        kind = self.last_error_kind
-        if self.consecutive_failures > 0 and kind is not None and kind.backs_off:
-            return CharmState.BACKING_OFF
-        return CharmState.SCHEDULED
+        """The state of this charm while no run of it executes (see :func:`charm_state`)."""
+        return charm_state(replace(self, running=False))
 
     def to_json(self) -> dict[str, Any]:
+        """The ``status --json`` shape: the stored facts plus the derived ``state``/``healthy``."""
         return {
             "charm_id": self.charm_id,
             "state": self.state.value,
             "healthy": self.healthy,
+            **self.to_record(),
+        }
+
+    def to_record(self) -> dict[str, Any]:
+        """The facts only, as the store keeps them (no ``state``: it is computed on read)."""
+        return {
+            "charm_id": self.charm_id,
+            "running": self.running,
             "last_run_at": _dt(self.last_run_at),
             "last_success_at": _dt(self.last_success_at),
             "next_due_at": _dt(self.next_due_at),
@@ -233,9 +239,10 @@ class CharmStatus:
             parked = data.get("state") == CharmState.PARKED.value or (
                 data.get("last_outcome") == OutcomeKind.AUTH_REQUIRED.value
             )
+        # A stored ``state`` (written by older versions) is ignored: it is derived from the facts.
         return cls(
             charm_id=str(data["charm_id"]),
-            state=CharmState(data.get("state", CharmState.SCHEDULED.value)),
+            running=data.get("running") is True,
             last_run_at=_parse_dt(data.get("last_run_at")),
             last_success_at=_parse_dt(data.get("last_success_at")),
             next_due_at=_parse_dt(data.get("next_due_at")),
@@ -251,3 +258,106 @@ class CharmStatus:
             parked=bool(parked),
             progress=Progress.from_json(data.get("progress")),
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# The state rule and the transitions: pure functions, the scheduler is their only caller.
+
+
+def charm_state(status: CharmStatus) -> CharmState:
+    """The one rule from facts to state. Running shows over everything (the user sees work
+    happen); paused over parked (the user's own action is what they look for); a failure that
+    backs off shows as backing off; anything else waits for its next due time."""
+    if status.running:
+        return CharmState.RUNNING
+    if status.paused:
+        return CharmState.PAUSED
+    if status.parked:
+        return CharmState.PARKED
+    kind = status.last_error_kind
+    if status.consecutive_failures > 0 and kind is not None and kind.backs_off:
+        return CharmState.BACKING_OFF
+    return CharmState.SCHEDULED
+
+
+def started(status: CharmStatus) -> CharmStatus:
+    """A run of the charm began."""
+    return replace(status, running=True, progress=None)
+
+
+def finished(
+    status: CharmStatus,
+    outcome: RunOutcome,
+    ended: datetime,
+    *,
+    next_due_at: datetime | None,
+    unpark: bool,
+    blocked: str | None,
+) -> CharmStatus:
+    """A run ended with ``outcome``. The caller (the scheduler) decides the timing
+    (``next_due_at``: interval, backoff or Retry-After) and whether a success unparks; the rest
+    of what changes follows from the outcome kind alone."""
+    kind = outcome.kind
+    changes: dict[str, Any] = {
+        "running": False,
+        "progress": None,
+        "last_run_at": ended,
+        "last_outcome": kind,
+        "next_due_at": next_due_at,
+    }
+    if kind is OutcomeKind.OK:
+        r = outcome.report
+        counts = Counts(r.added, r.updated, r.removed)
+        changes.update(
+            last_success_at=ended,
+            consecutive_failures=0,
+            last_error_kind=None,
+            last_error=None,
+            last_counts=counts,
+            totals=status.totals + counts,
+        )
+        if unpark:
+            changes["parked"] = False
+    elif kind.is_failure:
+        changes.update(
+            consecutive_failures=status.consecutive_failures + 1,
+            last_error_kind=kind,
+            last_error=outcome.message or kind.value,
+        )
+    if kind is OutcomeKind.AUTH_REQUIRED:
+        changes["parked"] = True
+        changes["next_due_at"] = None
+    if kind is not OutcomeKind.CANCELLED:
+        changes["blocked_loop"] = blocked  # a clean run clears an old stall
+    return replace(status, **changes)
+
+
+def paused(status: CharmStatus, until: datetime | None) -> CharmStatus:
+    """The user paused it, until resumed (``until`` None) or until ``until``."""
+    return replace(status, paused=True, paused_until=until)
+
+
+def resumed(status: CharmStatus) -> CharmStatus:
+    return replace(status, paused=False, paused_until=None)
+
+
+def parked(status: CharmStatus) -> CharmStatus:
+    """Its account needs the user: no scheduled runs until the account is usable."""
+    return replace(status, parked=True)
+
+
+def unparked(status: CharmStatus) -> CharmStatus:
+    return replace(status, parked=False)
+
+
+def due(status: CharmStatus, at: datetime | None) -> CharmStatus:
+    """Its next run is due at ``at`` (None: parked, no scheduled run)."""
+    return replace(status, next_due_at=at)
+
+
+def loaded(status: CharmStatus, now: datetime) -> CharmStatus:
+    """A saved status as a scheduler takes it over: a pause that ended while the app was off is
+    over, and no run of it is executing in this scheduler yet."""
+    if status.paused and status.paused_until is not None and status.paused_until <= now:
+        status = resumed(status)
+    return replace(status, running=False, progress=None)

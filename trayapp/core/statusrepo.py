@@ -7,9 +7,11 @@ and the last runs of each charm so they survive restarts.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections import defaultdict, deque
-from typing import TYPE_CHECKING, Protocol
+from functools import cache
+from typing import TYPE_CHECKING, Any, Protocol
 
 from trayapp.core.status import CharmStatus, RunRecord
 
@@ -17,6 +19,51 @@ if TYPE_CHECKING:
     from trayapp.core.store import Collection, Store
 
 HISTORY_KEEP = 50
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """``(state, start time)`` of a process from /proc (Linux), None where there is none."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            text = fh.read()
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2 :].split()  # after "pid (comm) "
+    return (fields[0], fields[19]) if len(fields) > 19 else None
+
+
+@cache
+def process_token() -> str:
+    """This process, as a run's owner: its pid plus its start time where /proc tells it, so a
+    later process that reuses the pid is not mistaken for it."""
+    stat = _proc_stat(os.getpid())
+    return f"{os.getpid()}:{stat[1]}" if stat else str(os.getpid())
+
+
+def process_alive(token: Any) -> bool:
+    """Whether the process that wrote ``token`` (:func:`process_token`) still runs."""
+    if not isinstance(token, str):
+        return False
+    if token == process_token():
+        return True
+    pid_text, _, start = token.partition(":")
+    try:
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False  # another user's process: a profile's engine is never one
+    stat = _proc_stat(pid)
+    if stat is None:
+        return not start  # no /proc: the pid alone says it
+    state, started = stat
+    return state not in ("Z", "X") and (not start or started == start)
 
 
 class StatusRepo(Protocol):
@@ -67,6 +114,9 @@ class InMemoryStatusRepo:
 class StoreStatusRepo:
     """A StatusRepo persisted in the store, so status and history survive restarts.
 
+    ``state`` is not stored (it is computed from the facts); ``running`` is stored with the
+    process that runs it (``owner``) and believed only while that process lives.
+
     Statuses live in one collection (``app:status``, keyed by charm id) so :meth:`load_all` is a
     single scan; each charm's runs live in their own collection (``app:runs:<charm id>``)
     sorted by start time, so appending and trimming cost O(log n) and never touch other charms.
@@ -85,10 +135,20 @@ class StoreStatusRepo:
         return self._store.collection(self.RUNS_PREFIX + charm_id)
 
     def load_all(self) -> dict[str, CharmStatus]:
-        return {key: CharmStatus.from_json(value) for key, value in self._status.items()}
+        """Every saved status. ``running`` holds only while the process that started the run
+        is alive: after a crash (kill -9 mid-run) the charm reads as not running."""
+        out = {}
+        for key, value in self._status.items():
+            if value.get("running") and not process_alive(value.get("owner")):
+                value = {**value, "running": False}
+            out[key] = CharmStatus.from_json(value)
+        return out
 
     def save(self, status: CharmStatus) -> None:
-        self._status.upsert(status.charm_id, status.to_json())
+        record = status.to_record()
+        if status.running:
+            record["owner"] = process_token()
+        self._status.upsert(status.charm_id, record)
 
     def append_run(self, record: RunRecord, keep: int = HISTORY_KEEP) -> None:
         runs = self._runs(record.charm_id)
