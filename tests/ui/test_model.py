@@ -196,7 +196,7 @@ def test_a_problem_only_the_user_can_fix_needs_attention(
     err = menu.find("charm:news:error")
     assert err is not None and err.visible and message in err.text
     # Paused by the user: not nagging.
-    paused = make_snapshot(NOW, [NEWS], {"news": st.with_(paused=True, state=CharmState.PAUSED)})
+    paused = make_snapshot(NOW, [NEWS], {"news": st.with_(paused=True)})
     assert icon_state(paused) is not IconState.ATTENTION
 
 
@@ -250,9 +250,7 @@ def test_progress_shows_in_the_charm_line_and_the_tooltip() -> None:
     from trayapp.core.status import Progress
     from trayapp.ui.model import SyncBatch, tooltip
 
-    running = CharmStatus(
-        "gmail", state=CharmState.RUNNING, progress=Progress(1200, 5000, "messages")
-    )
+    running = CharmStatus("gmail", running=True, progress=Progress(1200, 5000, "messages"))
     snap = make_snapshot(
         NOW, [GMAIL, NEWS], {"gmail": running, "news": ok("news")}, batch=SyncBatch(1, 2)
     )
