@@ -185,6 +185,7 @@ class AuthAccounts:
                     reason=reason,
                     hint=hint,
                     signing_in=str(a.id) in self._flows,
+                    permission_prompt=str(a.permission_prompt),
                 )
             )
         return out

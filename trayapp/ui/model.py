@@ -33,6 +33,8 @@ class AccountView:
     reason: str = ""  # one sentence: what happened, with the likely cause when known
     hint: str = ""  # a lasting fix beyond "Sign in again", when there is one ("Publish the client")
     signing_in: bool = False  # a browser sign-in is waiting for the user
+    # needs_permission only: "Allow Pattern Sync to read Gmail for x@example.com" (auth's words)
+    permission_prompt: str = ""
 
     @property
     def needs_user(self) -> bool:
@@ -558,7 +560,9 @@ def build_menu(snap: Snapshot) -> MenuModel:
         items.append(
             MenuItem(
                 f"account:{a.id}:signin",
-                f"Sign in again as {a.email}…",
+                f"{a.permission_prompt}…"
+                if a.permission_prompt
+                else f"Sign in again as {a.email}…",
                 command=f"signin:{a.id}",
                 visible=a.needs_user and not a.signing_in,
                 bold=True,

@@ -273,8 +273,9 @@ def _account_notice(a: AccountView) -> Notice:
         title = f"Pattern Sync cannot sign in to {a.email}"
         label, action = "Open settings", "settings"
     elif a.state is AccountState.NEEDS_PERMISSION:
-        title = f"Allow access again for {a.email}"
-        label, action = "Sign in again", f"signin:{a.id}"
+        # auth's "Allow Pattern Sync to read Gmail for x@example.com": says what is asked.
+        title = a.permission_prompt or f"Allow access again for {a.email}"
+        label, action = "Allow…", f"signin:{a.id}"
     else:
         title = f"Sign in again to {a.email}"
         label, action = "Sign in again", f"signin:{a.id}"
