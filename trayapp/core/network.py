@@ -31,14 +31,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from trayapp.core.events import CharmStatusChanged, EngineEvent
 from trayapp.core.outcomes import OutcomeKind
 
 if TYPE_CHECKING:
-    from trayapp.core.charms import CharmInfo
+    from trayapp.core.engine import Engine
     from trayapp.core.status import CharmStatus
 
 log = logging.getLogger(__name__)
@@ -62,18 +62,6 @@ NM_RULE = (
 
 Target = tuple[str, int]
 Unsubscribe = Callable[[], None]
-
-
-class MonitoredEngine(Protocol):
-    """The part of :class:`~trayapp.core.engine.Engine` the monitor uses."""
-
-    def subscribe(self, callback: Callable[[EngineEvent], None]) -> Unsubscribe: ...
-
-    def statuses(self) -> dict[str, CharmStatus]: ...
-
-    def charms(self) -> list[CharmInfo]: ...
-
-    def notify_network_changed(self, online: bool) -> None: ...
 
 
 def is_offline(status: CharmStatus) -> bool:
@@ -118,7 +106,7 @@ class NetworkMonitor:
 
     def __init__(
         self,
-        engine: MonitoredEngine,
+        engine: Engine,
         *,
         extra_urls: Callable[[], Iterable[str]] | None = None,
         bus_address: str | None = None,

@@ -23,8 +23,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
+
+if TYPE_CHECKING:
+    from trayapp.core.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +183,7 @@ class DemoFeedServer:
                 self._handlers.pop(task, None)
 
 
-def seed_demo_charms(engine: Any, base_url: str) -> None:
+def seed_demo_charms(engine: Engine, base_url: str) -> None:
     """Add the demo charms to an empty profile; on a reused profile, repoint them to this port."""
     existing = {c.name: c for c in engine.charms()}
     for slug, title in DEMO_FEEDS.items():

@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 
 from trayapp import DISPLAY_NAME
 from trayapp.core.errors import SettingsError, TrayappError
+from trayapp.core.patterns import Pattern
 from trayapp.ui.accounts import AccountActions
 from trayapp.ui.autostart import Autostart
 from trayapp.ui.model import AccountState, AccountView, Snapshot
@@ -566,17 +567,13 @@ class SettingsWindow(QWidget):
         self._update_charms(self.ctl.snapshot())
         self.new_charm()
 
-    def _patterns(self) -> list[Any]:
-        patterns = getattr(self.ctl.engine, "patterns", None)
-        try:
-            return list(patterns) if patterns is not None else []
-        except TypeError:
-            return []
+    def _patterns(self) -> list[Pattern[Any]]:
+        return list(self.ctl.engine.patterns)
 
-    def _pattern(self, pattern_id: str | None) -> Any:
+    def _pattern(self, pattern_id: str | None) -> Pattern[Any] | None:
         return next((p for p in self._patterns() if p.id == pattern_id), None)
 
-    def _current_pattern(self) -> Any:
+    def _current_pattern(self) -> Pattern[Any] | None:
         return self._pattern(self.pattern.currentData())
 
     def _pattern_changed(self) -> None:
@@ -763,6 +760,9 @@ class SettingsWindow(QWidget):
                 self.tr("Saved."),
             )
         p = self._current_pattern()
+        if p is None:
+            self.save_status.setText(self.tr("Choose what to sync first."))
+            return False
         account = self.account.currentData() if self.account_row.isVisible() else None
         if account == NEW_ACCOUNT:
             if self._needs_client():
@@ -770,7 +770,7 @@ class SettingsWindow(QWidget):
                     self.tr("Set up the connection to Google first; your charm is kept here.")
                 )
                 return False
-            scopes = tuple(getattr(p, "scopes", ()) or ())
+            scopes = tuple(p.scopes)
             self._pending = True
 
             def add_for(account_id: str) -> None:
