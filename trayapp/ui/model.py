@@ -613,7 +613,9 @@ def build_menu(snap: Snapshot) -> MenuModel:
         MenuItem("welcome", "Getting started…", command="welcome"),
         MenuItem("settings", "Settings…", command="settings"),
         MenuItem("activity", "Activity…", command="activity"),
+        MenuItem("data", "Your data…", command="data"),
         MenuItem("open_data", "Open data folder", command="open_data"),
+        MenuItem("about", "About and help…", command="about"),
         _sep("sep:quit"),
         MenuItem("quit", "Quit Pattern Sync", command="quit"),
     ]

@@ -260,6 +260,9 @@ class TrayController(QObject):
         for win in [*self._windows.values(), self.status_window]:
             if win is not None:
                 win.close()
+                release = getattr(win, "dispose", None)
+                if callable(release):
+                    release()  # e.g. the data window's reader thread
                 win.deleteLater()
         self._windows.clear()
         self.status_window = None
@@ -529,6 +532,9 @@ class TrayController(QObject):
                 "settings": lambda a: self.open_window("settings", a),
                 "activity": lambda a: self.open_window("activity", a),
                 "open_data": lambda _a: self.open_data_folder(),
+                "data": lambda a: self.open_window("data", a),
+                "about": lambda _a: self.open_window("about"),
+                "open_logs": lambda _a: self.open_log_folder(),
                 "quit": lambda _a: self._on_quit(),
             }
         )
@@ -675,6 +681,12 @@ class TrayController(QObject):
         if asyncio.iscoroutine(result):
             self.spawn(result)
 
+    def open_log_folder(self) -> None:
+        folder = self.engine.profile.logs_dir
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+        self.report(f"TRAYAPP_OPENED_FOLDER {folder}")
+
     def open_data_folder(self) -> None:
         path = self.engine.profile.path
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
@@ -708,6 +720,14 @@ class TrayController(QObject):
             from trayapp.ui.connect_wizard import ConnectGoogleWizard
 
             return ConnectGoogleWizard(self)
+        if which == "data":
+            from trayapp.ui.data_window import DataWindow
+
+            return DataWindow(self)
+        if which == "about":
+            from trayapp.ui.about import AboutWindow
+
+            return AboutWindow(self)
         from trayapp.ui.windows import ActivityWindow
 
         return ActivityWindow(self)

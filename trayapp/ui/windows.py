@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6 import __version__ as pyside_version
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, qVersion
 from PySide6.QtGui import QGuiApplication, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from trayapp import DISPLAY_NAME, __version__
+from trayapp.core.logfiles import newest_log
 from trayapp.ui.icons import render
 from trayapp.ui.model import Snapshot, charm_line, icon_state, relative_past, summary
 from trayapp.ui.settings import SettingsWindow
@@ -38,7 +39,7 @@ from trayapp.ui.settings import SettingsWindow
 if TYPE_CHECKING:
     from trayapp.ui.tray import TrayController
 
-__all__ = ["ActivityWindow", "SettingsWindow", "StatusWindow"]
+__all__ = ["ActivityWindow", "SettingsWindow", "StatusWindow", "diagnostics"]
 
 NO_TRAY_HINT = "No system tray found: on GNOME, install the AppIndicator extension for the icon."
 # The Activity window opens at this size with the charm list this wide (the splitter keeps the
@@ -57,6 +58,43 @@ def _redact(text: str) -> str:
     except ImportError:  # pragma: no cover - redact ships with core
         return text
     return redact(text)
+
+
+def diagnostics(ctl: TrayController) -> str:
+    """What a bug report needs (versions, states, recent runs and notices), secrets removed."""
+    snap = ctl.snapshot()
+    data: dict[str, Any] = {
+        "app": DISPLAY_NAME,
+        "version": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "pyside6": pyside_version,
+        "qt": qVersion(),
+        "log_file": str(newest_log(ctl.engine.profile.path) or ctl.engine.profile.logs_dir),
+        "summary": summary(snap),
+        "icon_state": icon_state(snap).value,
+        "accounts": [
+            {"id": a.id, "email": a.email, "state": a.state.value, "reason": a.reason}
+            for a in snap.accounts
+        ],
+        "charms": [],
+        "notifications": [
+            {"at": e.at.isoformat(), "title": e.notice.title, "shown_by": e.shown_by}
+            for e in ctl.notifier.recent.items()
+        ],
+    }
+    for c in snap.charms:
+        data["charms"].append(
+            {
+                "id": c.id,
+                "name": c.name,
+                "pattern": c.pattern_id,
+                "account": c.account_id,
+                "status": c.status.to_json(),
+                "history": [r.to_json() for r in ctl.engine.history(c.id, 10)],
+            }
+        )
+    return _redact(json.dumps(data, indent=2, default=str))
 
 
 class _Ticking(QWidget):
@@ -259,37 +297,7 @@ class ActivityWindow(_Ticking):
         self.ctl.notifier.run_recent(int(item.data(Qt.ItemDataRole.UserRole)))
 
     def diagnostics(self) -> str:
-        snap = self.ctl.snapshot()
-        data: dict[str, Any] = {
-            "app": DISPLAY_NAME,
-            "version": __version__,
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "pyside6": pyside_version,
-            "summary": summary(snap),
-            "icon_state": icon_state(snap).value,
-            "accounts": [
-                {"id": a.id, "email": a.email, "state": a.state.value, "reason": a.reason}
-                for a in snap.accounts
-            ],
-            "charms": [],
-            "notifications": [
-                {"at": e.at.isoformat(), "title": e.notice.title, "shown_by": e.shown_by}
-                for e in self.ctl.notifier.recent.items()
-            ],
-        }
-        for c in snap.charms:
-            data["charms"].append(
-                {
-                    "id": c.id,
-                    "name": c.name,
-                    "pattern": c.pattern_id,
-                    "account": c.account_id,
-                    "status": c.status.to_json(),
-                    "history": [r.to_json() for r in self.ctl.engine.history(c.id, 10)],
-                }
-            )
-        return _redact(json.dumps(data, indent=2, default=str))
+        return diagnostics(self.ctl)
 
     def copy_diagnostics(self) -> None:
         QGuiApplication.clipboard().setText(self.diagnostics())
