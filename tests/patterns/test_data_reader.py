@@ -114,7 +114,7 @@ async def test_the_reader_cannot_write_and_is_not_blocked_by_a_write(h: GoogleHa
         def write(store: Any) -> None:
             store.collection(f"charm:{charm}:messages").upsert("x", {"subject": "nope"})
 
-        with pytest.raises((StoreError, sqlite3.Error), match="(?i)read"):
+        with pytest.raises((StoreError, sqlite3.Error), match=r"(?i)read"):
             await reader._run(write)
     finally:
         reader.close()
