@@ -282,3 +282,40 @@ def _window(run: Run, title: str) -> str:
         check=False,
     )
     return res.stdout.split()[0] if res.stdout.split() else ""
+
+
+def test_sign_out_sign_in_again_and_remove_the_account_in_settings(run: Run) -> None:
+    """Settings > Accounts: sign out (Google revokes), sign in again, remove with the charms."""
+    report = run.report
+    assert run.gmail_id, "the Gmail step did not finish"
+    mark = report.mark()
+    run.click("settings_window", "tab:accounts")
+    report.wait("TRAYAPP_WIDGETS_DONE settings_window", 30, after=mark)  # the tab's controls
+    x, y, w, _h = run.widgets("settings_window")["accounts"]
+    run.desktop.click(x + min(w // 2, 120), y + 10, 1)  # the first (only) account
+    run.shot("10-accounts")
+    revokes = len(run.control("requests", path="/revoke") or [])  # type: ignore[arg-type]
+
+    mark = report.mark()
+    run.click("settings_window", "sign_out")
+    report.wait("TRAYAPP_ACCOUNT_ACTION signout ok", 60, after=mark)
+    assert len(run.control("requests", path="/revoke") or []) == revokes + 1  # type: ignore[arg-type]
+    run.shot("11-signed-out")
+
+    mark = report.mark()
+    before = len(run.consent_urls())
+    run.click("settings_window", "sign_in_again")
+    report.wait("TRAYAPP_ACCOUNT_ACTION signin ok", 120, after=mark)
+    assert len(run.consent_urls()) == before + 1
+    scopes = urllib.parse.parse_qs(urllib.parse.urlsplit(run.consent_urls()[-1]).query)["scope"]
+    assert GMAIL_SCOPE in scopes[0].split()  # the union of what its charms need
+    report.wait(f"TRAYAPP_RUN_FINISHED {run.gmail_id} ok", 120, after=mark)
+    run.shot("12-signed-in-again")
+
+    mark = report.mark()
+    run.click("settings_window", "remove_account")
+    report.wait("TRAYAPP_WIDGETS_DONE remove_account_box", 30, after=mark)
+    run.shot("13-remove-choice")
+    run.click("remove_account_box", "remove_with_charms", mark)
+    report.wait("TRAYAPP_ACCOUNT_ACTION remove ok", 60, after=mark)
+    run.shot("14-removed")

@@ -102,6 +102,7 @@ class SettingsWindow(QWidget):
         self._build_accounts()
         self._build_charms()
         self._build_general()
+        self.tabs.currentChanged.connect(lambda _i: self.ctl.report_widgets(self))
 
     # -- shared ------------------------------------------------------------------------------
 
@@ -132,19 +133,26 @@ class SettingsWindow(QWidget):
         self._update_accounts(list(snap.accounts))
         self._update_charms(snap)
 
-    def _run(self, coro: Any, on_done: Callable[[Any, BaseException | None], None]) -> None:
+    def _run(
+        self, what: str, coro: Any, on_done: Callable[[Any, BaseException | None], None]
+    ) -> None:
         """Run an account action as a controller task; ``on_done(result, error)`` after it."""
+
+        def finish(result: Any, error: BaseException | None) -> None:
+            on_done(result, error)
+            outcome = "ok" if error is None else type(error).__name__
+            self.ctl.report(f"TRAYAPP_ACCOUNT_ACTION {what} {outcome}")
 
         async def wrapped() -> None:
             try:
                 result = await coro
             except asyncio.CancelledError:
-                on_done(None, asyncio.CancelledError())
+                finish(None, asyncio.CancelledError())
                 raise
             except Exception as exc:
-                on_done(None, exc)
+                finish(None, exc)
                 return
-            on_done(result, None)
+            finish(result, None)
 
         self.ctl.spawn(wrapped())
 
@@ -339,7 +347,7 @@ class SettingsWindow(QWidget):
                     then(str(result))
             self.ctl.schedule_refresh()
 
-        self._run(actions.sign_in_and_wait(account_id, scopes), done)
+        self._run("signin", actions.sign_in_and_wait(account_id, scopes), done)
 
     def _sign_in_selected(self) -> None:
         aid = self._selected_account()
@@ -374,7 +382,7 @@ class SettingsWindow(QWidget):
             self.account_status.setText(for_gui(error) if error else for_gui(str(result)))
             self.ctl.schedule_refresh()
 
-        self._run(actions.sign_out(a.id), done)
+        self._run("signout", actions.sign_out(a.id), done)
 
     def _remove_selected(self) -> None:
         a = self._selected_view()
@@ -420,6 +428,7 @@ class SettingsWindow(QWidget):
 
         box.finished.connect(finished)
         box.open()
+        self.ctl.report_widgets(box)
 
     def remove_account_now(self, account_id: str, *, remove_charms: bool) -> None:
         """Remove an account (signing it out first); with ``remove_charms`` its charms too."""
@@ -440,7 +449,7 @@ class SettingsWindow(QWidget):
                 self.account_status.setText(self.tr("Removed {email}.").format(email=email))
             self.ctl.schedule_refresh()
 
-        self._run(actions.remove(account_id), done)
+        self._run("remove", actions.remove(account_id), done)
 
     def _confirm_remove_client(self) -> None:
         actions = self.account_actions

@@ -755,9 +755,26 @@ class TrayController(QObject):
 
     def _report_widgets_now(self, win: QWidget) -> None:
         from PySide6.QtCore import QPoint
-        from PySide6.QtWidgets import QAbstractButton, QComboBox, QLineEdit, QPlainTextEdit
+        from PySide6.QtWidgets import (
+            QAbstractButton,
+            QComboBox,
+            QLineEdit,
+            QListWidget,
+            QPlainTextEdit,
+            QTabWidget,
+        )
 
-        kinds = (QAbstractButton, QComboBox, QLineEdit, QPlainTextEdit)
+        kinds = (QAbstractButton, QComboBox, QLineEdit, QPlainTextEdit, QListWidget)
+        for tabs in win.findChildren(QTabWidget):
+            bar = tabs.tabBar()
+            for i in range(tabs.count()):
+                r = bar.tabRect(i)
+                at = bar.mapToGlobal(r.topLeft())
+                key = tabs.tabText(i).replace("&", "").lower()
+                self.report(
+                    f"TRAYAPP_WIDGET {win.objectName()} tab:{key} {at.x()} {at.y()} "
+                    f"{r.width()} {r.height()}"
+                )
         for w in win.findChildren(QWidget):
             name = w.objectName()
             if not name or name.startswith("qt_") or not isinstance(w, kinds):
