@@ -17,16 +17,18 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QApplication, QLabel, QLineEdit, QMessageBox, QPushButton
 
+from tests.auth.conftest import MemoryKeyring
 from tests.ui.conftest import QLoop, until
 from tests.ui.test_sign_in_again import HttpBrowser
 from trayapp.auth.accounts import AccountManager
 from trayapp.auth.models import AccountState
-from trayapp.auth.secrets import SecretVault
+from trayapp.auth.secrets import SecretStoreKind, SecretVault
 from trayapp.auth.wiring import AccountsWiring
 from trayapp.core.engine import Engine
 from trayapp.emulator.testing import EmulatorServer
 from trayapp.ui.accounts import AuthAccounts
 from trayapp.ui.connect_wizard import ConnectGoogleWizard, problem_with
+from trayapp.ui.keyring_choice import KeyringChoice
 from trayapp.ui.prefs import UiPrefs
 from trayapp.ui.settings import NEW_ACCOUNT, SettingsWindow
 from trayapp.ui.tray import TrayController
@@ -282,12 +284,12 @@ def test_client_json_problems_each_get_their_own_sentence() -> None:
 
 @asynccontextmanager
 async def with_accounts(
-    profile_dir: Path, browser: HttpBrowser
+    profile_dir: Path, browser: HttpBrowser, vault: SecretVault | None = None
 ) -> AsyncIterator[tuple[EmulatorServer, Engine, AccountManager, TrayController]]:
     async with EmulatorServer() as emu:
         emu.control.create_account(EMAIL, name="Alice")
         engine = Engine(profile_dir)
-        wiring = AccountsWiring(engine, vault=SecretVault(profile_dir, mode="file"))
+        wiring = AccountsWiring(engine, vault=vault or SecretVault(profile_dir, mode="file"))
         manager = wiring.manager
         ctl = TrayController(
             engine,
@@ -436,3 +438,34 @@ def test_charm_forms_pick_up_a_new_interval_default_per_pattern(ctl: TrayControl
     win.pattern.setCurrentIndex(win.pattern.findData("feed-importer"))
     feed = ctl.engine.patterns.get("feed-importer")
     assert win.interval.value() == int(feed.default_interval / timedelta(minutes=1))
+
+
+def test_a_keychain_that_cannot_keep_the_sign_in_asks_once_and_a_file_finishes_it(
+    qloop: QLoop, profile_dir: Path
+) -> None:
+    keyring = MemoryKeyring()
+    keyring.locked = True  # no login collection, or its unlock prompt was dismissed
+    vault = SecretVault(profile_dir, mode="keyring", keyring_store=keyring)  # type: ignore[arg-type]
+    browser = HttpBrowser()
+
+    async def body() -> None:
+        async with with_accounts(profile_dir, browser, vault) as (emu, _e, manager, ctl):
+            client = emu.control.create_client()
+            ctl.accounts.import_client(  # type: ignore[attr-defined]
+                json.dumps(client.client_config(emu.base_url))
+            )
+            ctl.sign_in(None)
+            await until(lambda: any(k.startswith("keyring:") for k in ctl._windows), 60)
+            box = next(w for k, w in ctl._windows.items() if k.startswith("keyring:"))
+            assert isinstance(box, KeyringChoice) and box.isVisible()
+            assert EMAIL in box.text() and "Keyring" not in box.text()
+            assert manager.accounts() == []  # nothing half-stored while the user chooses
+            # No "did not complete" notice: the dialog is the one message.
+            assert not [e for e in ctl.notifier.recent.items() if "signin-error" in e.notice.key]
+            box.use_file.click()
+            await until(lambda: len(manager.accounts()) == 1, 60)
+            (account,) = manager.accounts()
+            assert account.usable and account.secret_store is SecretStoreKind.FILE
+            assert len(browser.urls) == 1  # one consent round, whatever the keychain did
+
+    qloop.run(body(), timeout=120)

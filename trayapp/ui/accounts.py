@@ -278,11 +278,7 @@ class AuthAccounts:
         return self._summary(config)
 
     def remove_client(self) -> None:
-        remove = getattr(self._m, "remove_client", None)  # auth's: also marks the accounts
-        if callable(remove):
-            remove()
-        else:
-            self._m.clients.clear()
+        self._m.remove_client()  # accounts keep their records and must sign in again later
         self._changed()
 
     async def sign_in_and_wait(self, account_id: str | None, scopes: Sequence[str] = ()) -> str:
@@ -308,6 +304,12 @@ class AuthAccounts:
 
     def missing_scopes(self, account_id: str) -> tuple[str, ...]:
         try:
-            return tuple(self._m.get(account_id).missing_scopes)
+            return tuple(self._m.missing_scopes(account_id))
         except NotFoundError:
             return ()
+
+    async def store_pending(self, pending_id: str, use_file: bool) -> str:
+        """Finish a sign-in the keychain could not keep (the user's choice); the account id."""
+        account = await self._m.store_pending_grant(pending_id, use_file=use_file)
+        self._changed()
+        return str(account.id)

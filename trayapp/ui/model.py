@@ -259,6 +259,9 @@ def summary(snap: Snapshot) -> str:
         if not who:
             who = [c.name for c in snap.charms if charm_needs_sign_in(c, snap)]
         verb = "needs" if len(who) == 1 else "need"
+        asking = [a for a in snap.accounts if a.needs_user]
+        if asking and all(a.state is AccountState.NEEDS_PERMISSION for a in asking):
+            return f"{_names(who)} {verb} your permission"
         if who:
             return f"{_names(who)} {verb} you to sign in"
         fix = [c for c in snap.charms if charm_needs_fix(c)]
@@ -404,7 +407,10 @@ def charm_line(c: CharmView, snap: Snapshot) -> str:
     st = charm_state(c, snap)
     if st is IconState.ATTENTION:
         fix = s.last_outcome if charm_needs_fix(c) and not charm_needs_sign_in(c, snap) else None
-        detail = _FIX_DETAIL.get(fix, "needs attention") if fix else "needs sign-in"
+        acct = snap.account(c.account_id)
+        permission = acct is not None and acct.state is AccountState.NEEDS_PERMISSION
+        sign_in = "needs permission" if permission else "needs sign-in"
+        detail = _FIX_DETAIL.get(fix, "needs attention") if fix else sign_in
     elif st is IconState.SYNCING:
         detail = f"syncing {p}…" if (p := progress_text(c)) else "syncing…"
     elif st is IconState.PAUSED:

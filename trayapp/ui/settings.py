@@ -41,6 +41,7 @@ from trayapp.core.errors import SettingsError, TrayappError
 from trayapp.core.patterns import Pattern
 from trayapp.ui.accounts import AccountActions
 from trayapp.ui.autostart import Autostart
+from trayapp.ui.keyring_choice import is_keyring_choice
 from trayapp.ui.model import AccountState, AccountView, Snapshot
 from trayapp.ui.prefs import UiPrefs
 from trayapp.ui.schema_form import SchemaForm
@@ -339,6 +340,13 @@ class SettingsWindow(QWidget):
                 on_end()
             if isinstance(error, asyncio.CancelledError):
                 status.setText(self.tr("Sign-in cancelled."))
+            elif is_keyring_choice(error):
+                status.setText(
+                    self.tr(
+                        "The keychain could not keep the sign-in: choose what to do in the "
+                        "window that opened, then try again here."
+                    )
+                )
             elif error is not None:
                 status.setText(for_gui(error))
             else:

@@ -612,7 +612,11 @@ class TrayController(QObject):
 
     def _sign_in_result(self, account_id: str | None, error: BaseException | None) -> None:
         self.report(f"TRAYAPP_SIGN_IN_DONE {account_id} {type(error).__name__ if error else 'ok'}")
-        if error is not None and not isinstance(error, asyncio.CancelledError):
+        from trayapp.ui.keyring_choice import is_keyring_choice
+
+        if is_keyring_choice(error) and error is not None:
+            self.ask_keyring_choice(error)
+        elif error is not None and not isinstance(error, asyncio.CancelledError):
             from trayapp.ui.wording import for_gui
 
             self.notifier.deliver(
@@ -626,6 +630,25 @@ class TrayController(QObject):
                 )
             )
         self.schedule_refresh()
+
+    def ask_keyring_choice(self, error: BaseException) -> None:
+        """The keychain could not keep a sign-in: one dialog, keychain again or a private file."""
+        from trayapp.ui.keyring_choice import KeyringChoice
+
+        store = getattr(self.accounts, "store_pending", None)
+        if not callable(store):
+            return
+
+        def done(message: str) -> None:
+            self.report(f"TRAYAPP_KEYRING_CHOICE_DONE {message}")
+            self.schedule_refresh()
+
+        box = KeyringChoice(error, store, self.spawn, done)
+        self._windows[f"keyring:{id(box)}"] = box
+        box.finished.connect(lambda _r: self._windows.pop(f"keyring:{id(box)}", None))
+        box.open()
+        self.report("TRAYAPP_WINDOW_SHOWN keyring_choice")
+        self.report_widgets(box)
 
     def _copy_link(self, account_id: str | None) -> None:
         url = self.accounts.sign_in_url(account_id)
