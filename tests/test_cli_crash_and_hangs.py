@@ -57,6 +57,20 @@ class Stubborn(Pattern[NoSettings]):
                 pass
 
 
+class Careless(Stubborn):
+    """Swallows everything, even the GeneratorExit that closes it at interpreter exit."""
+
+    id = "careless"
+    title = "Careless"
+
+    async def bg_updater(self, ctx: UpdateContext[NoSettings]) -> RunReport:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except BaseException:
+                pass
+
+
 class StubbornLong(Stubborn):
     id = "stubborn-long"
     title = "Stubborn, long deadline"
@@ -81,6 +95,7 @@ def plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             slow = hangs_plugin:Slow
             stubborn = hangs_plugin:Stubborn
             stubborn-long = hangs_plugin:StubbornLong
+            careless = hangs_plugin:Careless
             """
         ),
         encoding="utf-8",
@@ -188,10 +203,11 @@ def test_kill_9_mid_run_never_leaves_running_behind(
     assert status_of(env, profile, "s")["state"] != "running"
 
 
+@pytest.mark.parametrize("pattern", ["stubborn", "careless"])
 def test_sync_exits_when_an_updater_swallows_cancellation(
-    env: dict[str, str], profile: Path
+    env: dict[str, str], profile: Path, pattern: str
 ) -> None:
-    add(env, profile, "stubborn", "s")
+    add(env, profile, pattern, "s")
     done = trayapp(env, profile, "sync", "s", "--json")
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr

@@ -72,12 +72,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = getattr(args, "handler", None) or getattr(args, "func", None) or _cmd_tray
     configure_logging(_log_level(args, long_running=handler is _cmd_run))
     try:
-        return int(handler(args))
+        rc = int(handler(args))
     except TrayappError as exc:
-        return fail(str(exc))
+        rc = fail(str(exc))
     except KeyboardInterrupt:
         print("trayapp: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        rc = EXIT_INTERRUPTED
+    from trayapp.core import aio
+
+    aio.exit_if_abandoned(rc)  # an updater that ignored cancellation must not hang the exit
+    return rc
 
 
 def fail(message: str) -> int:

@@ -14,8 +14,11 @@ and :class:`KeyboardInterrupt` is raised once it ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
+import sys
 import threading
 from collections.abc import Coroutine
 from types import FrameType
@@ -27,6 +30,8 @@ T = TypeVar("T")
 
 EXIT_GRACE = 5.0
 """Seconds the tasks left at exit get to stop once cancelled, then they are abandoned."""
+
+_abandoned: list[asyncio.Task[Any]] = []  # kept referenced: never finalized before exit
 
 
 def run(main: Coroutine[Any, Any, T], *, grace: float = EXIT_GRACE) -> T:
@@ -81,6 +86,7 @@ def _finish(loop: asyncio.AbstractEventLoop, grace: float) -> None:
             )
             # Never waited for again: its "destroyed but pending" warning would only repeat this.
             setattr(t, "_log_destroy_pending", False)  # noqa: B010 (asyncio's own flag)
+            _abandoned.append(t)
         for t in left:
             if t.done() and not t.cancelled() and t.exception() is not None:
                 log.error("a task failed at exit", exc_info=t.exception())
@@ -89,3 +95,19 @@ def _finish(loop: asyncio.AbstractEventLoop, grace: float) -> None:
             loop.run_until_complete(asyncio.wait_for(cleanup, grace))
         except (TimeoutError, RuntimeError):
             log.warning("cleanup at exit did not finish within %.0f s; going on", grace)
+
+
+def exit_if_abandoned(code: int) -> None:
+    """End the process now with ``code`` if :func:`run` abandoned tasks; else return.
+
+    The program's last call. Python closes every unfinished coroutine at interpreter exit; an
+    updater that swallows that too (``except BaseException: pass`` around an ``await``) would
+    loop there forever. Output is flushed first; nothing else is left to clean up (the loop and
+    the store are closed by then).
+    """
+    if not _abandoned:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
