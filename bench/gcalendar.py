@@ -93,6 +93,8 @@ def seed(emu: EmulatorServer, calendars: int, per_calendar: int) -> list[str]:
             }
             if n % 20 == 0:
                 event["recurrence"] = ["RRULE:FREQ=WEEKLY;COUNT=20"]
+                # Google refuses a recurring event without a start time zone.
+                event["start"]["timeZone"] = event["end"]["timeZone"] = "UTC"
             emu.control.add_event(EMAIL, cid, event)
     return ids
 

@@ -381,7 +381,12 @@ async def test_single_events_window_follows_moved_occurrences(
         timeMax="2026-03-22T00:00:00Z",
     )
     assert [i["id"] for i in week3] == [into]
-    assert week3[0]["originalStartTime"] == {"dateTime": "2026-03-02T09:00:00+00:00"}
+    # The series has a start time zone (Google requires one on a recurring event): its
+    # occurrences' originalStartTime carries it.
+    assert week3[0]["originalStartTime"] == {
+        "dateTime": "2026-03-02T09:00:00+00:00",
+        "timeZone": "UTC",
+    }
     week1, _, _ = await all_pages(
         http,
         session,

@@ -59,7 +59,7 @@ BACKOFF = "We encountered an internal error. Please try again using truncated ex
             429,
             body(
                 429,
-                "Too many concurrent requests for user",
+                "Too many concurrent requests for user.",
                 "global",
                 "rateLimitExceeded",
                 "RESOURCE_EXHAUSTED",
@@ -249,7 +249,7 @@ async def test_batch_parts_run_concurrently(
     )
     assert sorted(s for s, _ in parts.values()) == [200, 200, 429, 429, 429, 429]
     concurrent = [body for s, body in parts.values() if s == 429]
-    assert concurrent[0]["error"]["message"] == "Too many concurrent requests for user"
+    assert concurrent[0]["error"]["message"] == "Too many concurrent requests for user."
 
 
 async def test_batch_duplicate_reply_fault(
@@ -422,7 +422,7 @@ async def test_gmail_concurrency_cap(
         )
     over = [await profile(http, session) for _ in range(2)]
     assert [r.status_code for r in over] == [429, 429]
-    assert over[0].json()["error"]["message"] == "Too many concurrent requests for user"
+    assert over[0].json()["error"]["message"] == "Too many concurrent requests for user."
     assert (
         await http.get("/calendar/v3/users/me/calendarList", headers=bearer(session.access_token))
     ).status_code == 200

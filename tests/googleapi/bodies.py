@@ -121,10 +121,10 @@ BODIES: dict[str, tuple[int, dict[str, str], bytes]] = {
         ESF,
         _body(
             429,
-            "Too many concurrent requests for user",
+            "Too many concurrent requests for user.",
             [
                 {
-                    "message": "Too many concurrent requests for user",
+                    "message": "Too many concurrent requests for user.",
                     "domain": "global",
                     "reason": "rateLimitExceeded",
                 }

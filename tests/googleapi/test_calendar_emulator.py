@@ -177,3 +177,14 @@ async def test_a_page_token_of_other_arguments_is_refused(rig: Rig) -> None:
             primary(rig), show_deleted=True, page_token=first.next_page_token
         )
     assert info.value.status == 400 and not isinstance(info.value, SyncTokenExpired)
+
+
+async def test_list_calendars_accepts_writer_without_private_access(rig: Rig) -> None:
+    control = rig.emu.control
+    shared = control.add_calendar(EMAIL, accessRole="writerWithoutPrivateAccess")
+    reader = control.add_calendar(EMAIL, accessRole="reader")
+
+    result = await rig.api.calendar().list_calendars(min_access_role="writerWithoutPrivateAccess")
+
+    ids = {entry["id"] for entry in result.items}
+    assert shared in ids and reader not in ids

@@ -202,8 +202,8 @@ async def test_a_listing_keeps_no_marker_of_a_cancelled_series_across_pages(
             h.email,
             series,
             {
-                "start": {"dateTime": "2027-01-04T09:00:00Z"},
-                "end": {"dateTime": "2027-01-04T10:00:00Z"},
+                "start": {"dateTime": "2027-01-04T09:00:00Z", "timeZone": "UTC"},
+                "end": {"dateTime": "2027-01-04T10:00:00Z", "timeZone": "UTC"},
             },
         )
     charm = h.add_charm("gcalendar-importer", {})

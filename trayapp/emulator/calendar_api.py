@@ -45,7 +45,15 @@ EVENTS_SYNC_FORBIDDEN = (
     "updatedMin",
 )
 T = TypeVar("T")
-ROLE_RANK = {"freeBusyReader": 0, "reader": 1, "writer": 2, "owner": 3}
+#: Access roles, least first (discovery: minAccessRole's enum and CalendarListEntry.accessRole,
+#: where writerWithoutPrivateAccess sits between reader and writer).
+ROLE_RANK = {
+    "freeBusyReader": 0,
+    "reader": 1,
+    "writerWithoutPrivateAccess": 2,
+    "writer": 3,
+    "owner": 4,
+}
 
 
 def _handler(

@@ -76,14 +76,13 @@ class CalendarEntry:
 
     def to_json(self) -> dict[str, Any]:
         etag = f'"{int(self.updated * 1_000_000)}"'
+        entry = {"kind": "calendar#calendarListEntry", "etag": etag, "id": self.id, **self.fields}
         if self.deleted:
-            return {
-                "kind": "calendar#calendarListEntry",
-                "etag": etag,
-                "id": self.id,
-                "deleted": True,
-            }
-        return {"kind": "calendar#calendarListEntry", "etag": etag, "id": self.id, **self.fields}
+            # The entry stays whole with ``deleted: true`` (discovery: CalendarListEntry.deleted
+            # "Whether this calendar list entry has been deleted from the calendar list"; unlike
+            # cancelled events, nothing says its other fields are dropped; issue 13).
+            entry["deleted"] = True
+        return entry
 
 
 @dataclass
@@ -219,6 +218,7 @@ class CalendarStore:
             raise ValueError(f"event {eid!r} already exists in {calendar_id!r}")
         if "start" not in ev or "end" not in ev:
             raise ValueError("an event needs start and end ({'dateTime': ...} or {'date': ...})")
+        _check_recurring_time_zone(ev)
         now = self.clock.now()
         base: dict[str, Any] = {
             "kind": "calendar#event",
@@ -265,8 +265,11 @@ class CalendarStore:
     def update_event(self, calendar_id: str, event_id: str, fields: dict[str, Any]) -> None:
         cal = self._cal(calendar_id)
         ev = cal.events.get(event_id)
+        current = ev if ev is not None else self.occurrence(cal, event_id)
+        merged = {**current, **fields}
+        _check_recurring_time_zone({k: v for k, v in merged.items() if v is not None})
         if ev is None:
-            ev = self.occurrence(cal, event_id)
+            ev = current
             cal.events[event_id] = ev
         else:
             ev["sequence"] = int(ev.get("sequence", 0)) + 1
@@ -409,3 +412,18 @@ def render_event(ev: dict[str, Any]) -> dict[str, Any]:
         out["recurringEventId"] = ev["recurringEventId"]
         out["originalStartTime"] = ev["originalStartTime"]
     return out
+
+
+def _check_recurring_time_zone(ev: dict[str, Any]) -> None:
+    """Google refuses a recurring event whose timed start has no ``timeZone``: 400 "Missing
+    time zone definition for start time." (discovery, EventDateTime.timeZone: "For recurring
+    events this field is required and specifies the time zone in which the recurrence is
+    expanded"; the wording as Google answers events.insert, issue 13)."""
+    start = ev.get("start")
+    if (
+        ev.get("recurrence")
+        and isinstance(start, dict)
+        and start.get("dateTime")
+        and not start.get("timeZone")
+    ):
+        raise ValueError("Missing time zone definition for start time.")

@@ -64,13 +64,13 @@ def authorize(request: Request, method_id: str, user_id: str | None = None) -> A
         service = "oauth2.googleapis.com"
     token = bearer_token(request)
     if token is None:
-        raise errors.login_required(service)
+        raise errors.login_required(service, method_id)
     at = state.access_tokens.get(token)
     if at is None or not state.access_valid(at):
         raise errors.auth_error()
     allowed = METHOD_SCOPES[method_id]
     if not set(at.scopes) & allowed:
-        raise errors.insufficient_scope(service, sorted(allowed))
+        raise errors.insufficient_scope(service, sorted(allowed), method_id)
     acct = state.accounts.get(at.email)
     if acct is None:
         raise errors.auth_error()

@@ -77,8 +77,34 @@ def auth_error() -> ApiError:
     return err
 
 
-def login_required(service: str) -> ApiError:
-    """No credentials at all."""
+#: The backend method Google names in ``details[0].metadata.method`` of auth errors, by
+#: discovery method id. Gmail's are "caribou.api.proto.MailboxService.<Name>" (captures in
+#: public issues and client code: GetProfile, ListHistory, ListMessages, CreateDraft);
+#: Calendar's are "calendar.v3.<Resource>.<Verb>" (captures: CalendarList.Get, Events.Insert).
+BACKEND_METHODS: dict[str, str] = {
+    "gmail.users.getProfile": "caribou.api.proto.MailboxService.GetProfile",
+    "gmail.users.labels.list": "caribou.api.proto.MailboxService.ListLabels",
+    "gmail.users.labels.get": "caribou.api.proto.MailboxService.GetLabel",
+    "gmail.users.messages.list": "caribou.api.proto.MailboxService.ListMessages",
+    "gmail.users.messages.get": "caribou.api.proto.MailboxService.GetMessage",
+    "gmail.users.messages.attachments.get": "caribou.api.proto.MailboxService.GetAttachment",
+    "gmail.users.history.list": "caribou.api.proto.MailboxService.ListHistory",
+    "calendar.calendarList.list": "calendar.v3.CalendarList.List",
+    "calendar.calendarList.get": "calendar.v3.CalendarList.Get",
+    "calendar.events.list": "calendar.v3.Events.List",
+    "calendar.events.get": "calendar.v3.Events.Get",
+    "calendar.events.instances": "calendar.v3.Events.Instances",
+}
+
+
+def _error_metadata(service: str, method_id: str | None) -> dict[str, str]:
+    method = BACKEND_METHODS.get(method_id or "")
+    return {"method": method, "service": service} if method else {"service": service}
+
+
+def login_required(service: str, method_id: str | None = None) -> ApiError:
+    """No credentials at all (``details[0].metadata`` names the method, as Google's does:
+    ``{"method": "caribou.api.proto.MailboxService.ListHistory", "service": ...}``)."""
     err = ApiError(
         401,
         "Request is missing required authentication credential. Expected OAuth 2 access token, "
@@ -98,7 +124,7 @@ def login_required(service: str) -> ApiError:
                 "@type": "type.googleapis.com/google.rpc.ErrorInfo",
                 "reason": "CREDENTIALS_MISSING",
                 "domain": "googleapis.com",
-                "metadata": {"service": service},
+                "metadata": _error_metadata(service, method_id),
             }
         ],
     )
@@ -106,7 +132,9 @@ def login_required(service: str) -> ApiError:
     return err
 
 
-def insufficient_scope(service: str, method_scopes: list[str]) -> ApiError:
+def insufficient_scope(
+    service: str, method_scopes: list[str], method_id: str | None = None
+) -> ApiError:
     err = ApiError(
         403,
         "Request had insufficient authentication scopes.",
@@ -123,7 +151,7 @@ def insufficient_scope(service: str, method_scopes: list[str]) -> ApiError:
                 "@type": "type.googleapis.com/google.rpc.ErrorInfo",
                 "reason": "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
                 "domain": "googleapis.com",
-                "metadata": {"service": service},
+                "metadata": _error_metadata(service, method_id),
             }
         ],
     )
@@ -221,9 +249,12 @@ def rate_limit_exceeded(code: int = 429) -> ApiError:
 
 
 def too_many_concurrent() -> ApiError:
+    # Gmail's current wording ends with a period (issue 13): live responses quoted in public
+    # clients (a Rust Gmail client's tests/fixtures/error/concurrency_exceeded.json, quota trace
+    # logs of a Python Gmail tool) read "Too many concurrent requests for user.".
     return _one(
         429,
-        "Too many concurrent requests for user",
+        "Too many concurrent requests for user.",
         "global",
         "rateLimitExceeded",
         "RESOURCE_EXHAUSTED",

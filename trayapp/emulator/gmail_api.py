@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -140,15 +141,24 @@ def messages_get(request: Request, box: Mailbox) -> dict[str, Any]:
             ],
             "PERMISSION_DENIED",
         )
-    msg = box.messages.get(request.path_params["id"])
+    msg = box.messages.get(_message_id(request.path_params["id"]))
     if msg is None:
         raise errors.gmail_not_found()
     return msg.render(fmt, request.query_params.getlist("metadataHeaders"))
 
 
+def _message_id(value: str) -> str:
+    """A message id as Gmail checks it: hexadecimal (64 bits at most); anything else is 400
+    "Invalid id value" before any lookup (Gmail's answer to a malformed id, issue 13, as public
+    clients quote it: "Invalid id value")."""
+    if not re.fullmatch(r"[0-9a-fA-F]{1,16}", value):
+        raise errors.invalid_argument("Invalid id value")
+    return value
+
+
 @_handler("gmail.users.messages.attachments.get")
 def attachments_get(request: Request, box: Mailbox) -> dict[str, Any]:
-    msg = box.messages.get(request.path_params["messageId"])
+    msg = box.messages.get(_message_id(request.path_params["messageId"]))
     if msg is None:
         raise errors.gmail_not_found()
     data = msg.parsed.attachments.get(request.path_params["id"])

@@ -80,7 +80,12 @@ class Session:
 def timed_event(
     summary: str, start: str, end: str, tz: str | None = None, **extra: Any
 ) -> dict[str, Any]:
-    """A Calendar event body from ``start`` to ``end`` (RFC 3339), optionally in zone ``tz``."""
+    """A Calendar event body from ``start`` to ``end`` (RFC 3339), optionally in zone ``tz``.
+
+    A recurring one gets ``tz`` "UTC" when none is given: Google refuses a recurring event
+    without a start time zone ("Missing time zone definition for start time.")."""
+    if tz is None and extra.get("recurrence"):
+        tz = "UTC"
     s: dict[str, Any] = {"dateTime": start}
     e: dict[str, Any] = {"dateTime": end}
     if tz:

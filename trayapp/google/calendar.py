@@ -28,9 +28,15 @@ if TYPE_CHECKING:
 
 TITLE = "Google Calendar"
 OrderBy = Literal["startTime", "updated"]
-AccessRole = Literal["freeBusyReader", "reader", "writer", "owner"]
+AccessRole = Literal["freeBusyReader", "reader", "writerWithoutPrivateAccess", "writer", "owner"]
 _ORDER_BY: tuple[OrderBy, ...] = ("startTime", "updated")
-_ACCESS_ROLES: tuple[AccessRole, ...] = ("freeBusyReader", "reader", "writer", "owner")
+_ACCESS_ROLES: tuple[AccessRole, ...] = (
+    "freeBusyReader",
+    "reader",
+    "writerWithoutPrivateAccess",
+    "writer",
+    "owner",
+)
 MAX_EVENTS_PAGE = 2500
 MAX_CALENDARS_PAGE = 250
 

@@ -794,7 +794,8 @@ class _Sync:
             high = -(-items[cluster[-1]]["internalDate"] // 1000) + 1
             query = " ".join(
                 t
-                for t in (self.query and _grouped(self.query), f"after:{low}", f"before:{high}")
+                # ``self.query`` is ``effective_query``: alternatives already grouped.
+                for t in (self.query, f"after:{low}", f"before:{high}")
                 if t
             )
             wanted = set(cluster)
