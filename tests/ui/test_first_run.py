@@ -8,6 +8,8 @@ tests/ui/test_sign_in_again.py does). Windows are driven through their widgets.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,7 +17,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QApplication, QLabel, QLineEdit, QMessageBox, QPushButton
+from PySide6.QtWidgets import (
+    QApplication,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QWidget,
+)
 
 from tests.auth.conftest import MemoryKeyring
 from tests.ui.conftest import QLoop, until
@@ -38,6 +47,13 @@ from trayapp.ui.wording import for_gui
 
 EMAIL = "alice@example.com"
 GMAIL = "https://www.googleapis.com/auth/gmail.readonly"
+SHOTS = Path(__file__).resolve().parents[2] / "out" / "first-run"
+
+
+def shot(widget: QWidget, name: str) -> None:
+    """Keep a picture of what the user sees at this step (out/ is ignored by git)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    assert widget.grab().save(str(SHOTS / f"offscreen-{name}.png"))
 
 
 @pytest.fixture
@@ -143,6 +159,7 @@ def test_switching_pattern_or_charm_resets_the_form_and_clears_status_lines(
     assert win.save_status.text() == "Fix the highlighted fields."
     # The field is marked, not just explained below it.
     url = line_edit(win, "url")
+    shot(win, "form-invalid-url")
     assert url.property("invalid") is True and "c0392b" in url.styleSheet()
     assert "not a valid http(s) URL" in url.accessibleDescription()
     gmail = win.pattern.findData("gmail-importer")
@@ -335,6 +352,7 @@ def test_wizard_imports_the_client_and_settings_follow_at_once(
             assert wizard.currentPage() is page and not page.isComplete()
             page.paste.setPlainText(json.dumps(client_doc("web")))
             assert not page.isComplete() and "Web application" in page.verdict.text()
+            shot(wizard, "wizard-web-client")
             client = emu.control.create_client()
             page.paste.setPlainText(json.dumps(client.client_config(emu.base_url)))
             assert page.isComplete() and page.verdict.text().startswith("✓")
@@ -423,6 +441,7 @@ def test_remove_account_with_its_charms_offers_the_choice_and_removes_them(
             win._remove_selected()
             box = next(w for w in win.findChildren(QMessageBox) if w.isVisible())
             assert "Mail" in box.informativeText()
+            shot(box, "remove-account-choice")
             choices = {b.objectName(): b for b in box.findChildren(QPushButton)}
             assert {"remove_with_charms", "remove_keep_data"} <= set(choices)
             choices["remove_with_charms"].click()
@@ -458,6 +477,7 @@ def test_a_keychain_that_cannot_keep_the_sign_in_asks_once_and_a_file_finishes_i
             await until(lambda: any(k.startswith("keyring:") for k in ctl._windows), 60)
             box = next(w for k, w in ctl._windows.items() if k.startswith("keyring:"))
             assert isinstance(box, KeyringChoice) and box.isVisible()
+            shot(box, "keyring-choice")
             assert EMAIL in box.text() and "Keyring" not in box.text()
             assert manager.accounts() == []  # nothing half-stored while the user chooses
             # No "did not complete" notice: the dialog is the one message.
@@ -469,3 +489,36 @@ def test_a_keychain_that_cannot_keep_the_sign_in_asks_once_and_a_file_finishes_i
             assert len(browser.urls) == 1  # one consent round, whatever the keychain did
 
     qloop.run(body(), timeout=120)
+
+
+def test_the_tray_starts_without_loading_any_window_module() -> None:
+    """Start-up memory counts (perf issue): windows are imported when first opened."""
+    code = (
+        "import os, sys, asyncio\n"
+        "os.environ['QT_QPA_PLATFORM'] = 'offscreen'\n"
+        "import tempfile, pathlib\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "import qasync\n"
+        "from trayapp.core.engine import Engine\n"
+        "import trayapp.ui.app\n"
+        "from trayapp.ui.tray import TrayController\n"
+        "app = QApplication([])\n"
+        "loop = qasync.QEventLoop(app); asyncio.set_event_loop(loop)\n"
+        "engine = Engine(pathlib.Path(tempfile.mkdtemp()))\n"
+        "ctl = TrayController(engine, use_desktop_notifications=False, use_tray=False,\n"
+        "                     report=lambda _l: None)\n"
+        "ctl.refresh()\n"
+        "names = ('settings', 'welcome', 'connect_wizard', 'windows', 'schema_form',\n"
+        "         'keyring_choice')\n"
+        "print(sorted(n for n in names if 'trayapp.ui.' + n in sys.modules))\n"
+        "ctl.dispose(); engine.close()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
