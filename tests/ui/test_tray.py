@@ -49,7 +49,9 @@ class Env:
 
 
 @asynccontextmanager
-async def tray_env(profile_dir: Path, *, use_tray: bool = True) -> AsyncIterator[Env]:
+async def tray_env(
+    profile_dir: Path, *, use_tray: bool = True, force_status_window: bool = False
+) -> AsyncIterator[Env]:
     feeds = DemoFeedServer()
     base = await feeds.start()
     engine = Engine(profile_dir)
@@ -62,6 +64,7 @@ async def tray_env(profile_dir: Path, *, use_tray: bool = True) -> AsyncIterator
         policy=NotificationPolicy(grace=timedelta(0)),
         use_desktop_notifications=False,
         use_tray=use_tray,
+        force_status_window=force_status_window,
         report=lines.append,
     )
     await engine.start()
@@ -236,6 +239,21 @@ def test_status_window_when_there_is_no_tray(qloop: QLoop, profile_dir: Path) ->
     qloop.run(run(), timeout=60)
 
 
+def test_no_tray_asked_for_has_no_missing_tray_hint_and_closing_quits(
+    qloop: QLoop, profile_dir: Path
+) -> None:
+    async def run() -> None:
+        async with tray_env(profile_dir, use_tray=False, force_status_window=True) as env:
+            win = env.ctl.status_window
+            assert isinstance(win, StatusWindow) and win.isVisible()
+            assert [w for w in win.findChildren(QLabel) if w.objectName() == "hint"] == []
+            assert env.quits == []
+            win.close()
+            assert env.quits == [True]  # the window is the app: no invisible process left
+
+    qloop.run(run(), timeout=60)
+
+
 def test_relative_times_tick_only_while_the_menu_is_open(qloop: QLoop, profile_dir: Path) -> None:
     async def body(env: Env) -> None:
         ctl = env.ctl
@@ -255,6 +273,8 @@ def _confirm(env: Env, answer: QMessageBox.StandardButton) -> None:
     assert len(boxes) == 1 and isinstance(boxes[0], QMessageBox)
     button = boxes[0].button(answer)
     assert button is not None
+    if answer is QMessageBox.StandardButton.Yes:  # the button says what it does
+        assert button.text().replace("&", "") in ("Remove", "Reset and resync")
     button.click()
 
 

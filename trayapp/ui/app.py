@@ -89,6 +89,9 @@ def main(args: Any = None) -> int:
     app.setApplicationName(DISPLAY_NAME)
     # Wayland compositors and task bars match the app to its menu entry and icon by this name.
     app.setDesktopFileName("trayapp")
+    from trayapp.ui.i18n import install as install_translations
+
+    install_translations()  # a .qm for the user's locale, when one is installed
     app.setQuitOnLastWindowClosed(False)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)

@@ -18,6 +18,7 @@ from typing import Protocol
 from trayapp.auth.models import AccountState as AccountState  # the one enum, re-exported
 from trayapp.core.outcomes import OutcomeKind
 from trayapp.core.status import CharmState, CharmStatus
+from trayapp.ui.i18n import tr
 
 # ---------------------------------------------------------------------------------------------
 # Accounts: the one AccountState (trayapp.auth's) and the small view of an account the menu shows.
@@ -137,34 +138,34 @@ def _plural(n: int, unit: str) -> str:
 
 def relative_past(when: datetime | None, now: datetime) -> str:
     if when is None:
-        return "never"
+        return tr("never")
     secs = (now - when).total_seconds()
     if secs < 45:
-        return "just now"
+        return tr("just now")
     mins = round(secs / 60)
     if mins < 60:
-        return f"{mins} min ago"
+        return tr("{n} min ago").format(n=mins)
     hours = round(secs / 3600)
     if hours < 24:
-        return f"{_plural(hours, 'hour')} ago"
+        return (tr("1 hour ago") if hours == 1 else tr("{n} hours ago")).format(n=hours)
     days = round(secs / 86400)
-    return "yesterday" if days == 1 else f"{days} days ago"
+    return tr("yesterday") if days == 1 else tr("{n} days ago").format(n=days)
 
 
 def relative_future(when: datetime | None, now: datetime) -> str:
     if when is None:
-        return "not scheduled"
+        return tr("not scheduled")
     secs = (when - now).total_seconds()
     if secs <= 5:
-        return "now"
+        return tr("now")
     if secs < 60:
-        return f"in {int(secs)} s"
+        return tr("in {n} s").format(n=int(secs))
     mins = round(secs / 60)
     if mins < 60:
-        return f"in {mins} min"
+        return tr("in {n} min").format(n=mins)
     local = when.astimezone()
     if secs < 86400 and local.date() == now.astimezone().date():
-        return f"at {local:%H:%M}"
+        return tr("at {time}").format(time=f"{local:%H:%M}")
     return f"{local:%a %H:%M}"
 
 
@@ -245,59 +246,76 @@ def icon_state(snap: Snapshot) -> IconState:
 
 def _names(items: Sequence[str]) -> str:
     if len(items) <= 2:
-        return " and ".join(items)
-    return f"{items[0]} and {len(items) - 1} others"
+        return tr(" and ").join(items)
+    return tr("{first} and {n} others").format(first=items[0], n=len(items) - 1)
 
 
 def summary(snap: Snapshot) -> str:
     """The header line and tooltip: answers "is everything syncing?" in one line."""
     state = icon_state(snap)
     if not snap.charms and not snap.accounts:
-        return "No charms yet: add one in Settings"
+        return tr("No charms yet: add one in Settings")
     if state is IconState.ATTENTION:
         who = [a.email for a in snap.accounts if a.needs_user]
         if not who:
             who = [c.name for c in snap.charms if charm_needs_sign_in(c, snap)]
-        verb = "needs" if len(who) == 1 else "need"
         asking = [a for a in snap.accounts if a.needs_user]
         if asking and all(a.state is AccountState.NEEDS_PERMISSION for a in asking):
-            return f"{_names(who)} {verb} your permission"
+            text = (
+                tr("{who} needs your permission")
+                if len(who) == 1
+                else tr("{who} need your permission")
+            )
+            return text.format(who=_names(who))
         if who:
-            return f"{_names(who)} {verb} you to sign in"
+            text = (
+                tr("{who} needs you to sign in")
+                if len(who) == 1
+                else tr("{who} need you to sign in")
+            )
+            return text.format(who=_names(who))
         fix = [c for c in snap.charms if charm_needs_fix(c)]
         if len(fix) == 1:
             err = fix[0].status.last_error or "check its settings"
-            return f"{fix[0].name} needs your attention: {_first_line(err, 48)}"
-        return f"{_names([c.name for c in fix])} need your attention"
+            return tr("{name} needs your attention: {error}").format(
+                name=fix[0].name, error=_first_line(err, 48)
+            )
+        return tr("{names} need your attention").format(names=_names([c.name for c in fix]))
     if state is IconState.SYNCING:
         batch = snap.batch
         if batch is not None and batch.total > 1:
-            return f"Syncing {min(batch.total, batch.done + 1)} of {batch.total}…"
+            return tr("Syncing {n} of {total}…").format(
+                n=min(batch.total, batch.done + 1), total=batch.total
+            )
         running = [c.name for c in snap.charms if c.status.state is CharmState.RUNNING]
-        return f"Syncing {_names(running)}…" if running else "Syncing…"
+        return tr("Syncing {names}…").format(names=_names(running)) if running else tr("Syncing…")
     if state is IconState.OFFLINE:
-        return "Offline: will retry automatically"
+        return tr("Offline: will retry automatically")
     if state is IconState.ERROR:
         failing = [c for c in snap.charms if charm_failing(c) and not c.status.paused]
         if len(failing) == 1:
             err = failing[0].status.last_error or failing[0].status.last_outcome or "failed"
-            return f"{failing[0].name} is failing: {_first_line(str(err), 56)}"
-        return f"{_names([c.name for c in failing])} are failing"
+            return tr("{name} is failing: {error}").format(
+                name=failing[0].name, error=_first_line(str(err), 56)
+            )
+        return tr("{names} are failing").format(names=_names([c.name for c in failing]))
     if state is IconState.PAUSED:
         untils = [c.status.paused_until for c in snap.charms]
         if all(u is not None for u in untils):
-            return f"Paused, resumes {relative_future(max(u for u in untils if u), snap.now)}"
-        return "Paused until you resume"
+            return tr("Paused, resumes {when}").format(
+                when=relative_future(max(u for u in untils if u), snap.now)
+            )
+        return tr("Paused until you resume")
     active = [c for c in snap.charms if not c.status.paused]
     if not active:
-        return "No charms yet: add one in Settings"
+        return tr("No charms yet: add one in Settings")
     successes = [c.status.last_success_at for c in active]
     if any(s is None for s in successes):
-        return "Waiting for the first sync"
+        return tr("Waiting for the first sync")
     oldest = min(s for s in successes if s is not None)
-    text = f"All synced {relative_past(oldest, snap.now)}"
+    text = tr("All synced {when}").format(when=relative_past(oldest, snap.now))
     if len(active) < len(snap.charms):
-        text += f" ({len(snap.charms) - len(active)} paused)"
+        text += " " + tr("({n} paused)").format(n=len(snap.charms) - len(active))
     return text
 
 
@@ -307,8 +325,10 @@ def progress_text(c: CharmView) -> str:
     if p is None or c.status.state is not CharmState.RUNNING:
         return ""
     if p.total is None:
-        return f"{p.done:,} {p.unit}"
-    return f"{min(p.done, p.total):,} of {p.total:,} {p.unit}"
+        return tr("{done} {unit}").format(done=f"{p.done:,}", unit=p.unit)
+    return tr("{done} of {total} {unit}").format(
+        done=f"{min(p.done, p.total):,}", total=f"{p.total:,}", unit=p.unit
+    )
 
 
 def tooltip(snap: Snapshot) -> str:
@@ -409,23 +429,26 @@ def charm_line(c: CharmView, snap: Snapshot) -> str:
         fix = s.last_outcome if charm_needs_fix(c) and not charm_needs_sign_in(c, snap) else None
         acct = snap.account(c.account_id)
         permission = acct is not None and acct.state is AccountState.NEEDS_PERMISSION
-        sign_in = "needs permission" if permission else "needs sign-in"
-        detail = _FIX_DETAIL.get(fix, "needs attention") if fix else sign_in
+        sign_in = tr("needs permission") if permission else tr("needs sign-in")
+        detail = tr(_FIX_DETAIL.get(fix, "needs attention")) if fix else sign_in
     elif st is IconState.SYNCING:
-        detail = f"syncing {p}…" if (p := progress_text(c)) else "syncing…"
+        p = progress_text(c)
+        detail = tr("syncing {progress}…").format(progress=p) if p else tr("syncing…")
     elif st is IconState.PAUSED:
         detail = (
-            f"paused, resumes {relative_future(s.paused_until, now)}"
+            tr("paused, resumes {when}").format(when=relative_future(s.paused_until, now))
             if s.paused_until
-            else "paused"
+            else tr("paused")
         )
     elif st in (IconState.ERROR, IconState.OFFLINE):
         kind = (s.last_outcome or OutcomeKind.SERVER_ERROR).value.replace("_", " ")
-        detail = f"{kind}, retry {relative_future(s.next_due_at, now)}"
+        detail = tr("{kind}, retry {when}").format(
+            kind=tr(kind), when=relative_future(s.next_due_at, now)
+        )
     elif s.last_success_at is None:
-        detail = "not synced yet"
+        detail = tr("not synced yet")
     else:
-        detail = f"synced {relative_past(s.last_success_at, now)}"
+        detail = tr("synced {when}").format(when=relative_past(s.last_success_at, now))
     # The state's drawn icon goes beside the text (MenuItem.icon): glyphs such as a pause sign
     # are missing from common fonts and showed as empty boxes.
     return f"{c.name} — {detail}"
@@ -433,7 +456,9 @@ def charm_line(c: CharmView, snap: Snapshot) -> str:
 
 def _counts_text(c: CharmView) -> str:
     lc, tot = c.status.last_counts, c.status.totals
-    return f"Last run: +{lc.added} ~{lc.updated} −{lc.removed} · total {tot.added} added"
+    return tr("Last run: +{added} ~{updated} −{removed} · total {total} added").format(
+        added=lc.added, updated=lc.updated, removed=lc.removed, total=tot.added
+    )
 
 
 def _charm_menu(c: CharmView, snap: Snapshot) -> MenuItem:
@@ -444,50 +469,57 @@ def _charm_menu(c: CharmView, snap: Snapshot) -> MenuItem:
     if needs:
         # The engine's error is auth's CLI sentence (email, Google's wording, a command line);
         # the account's short reason says the same in the tray's words.
-        err = acct.reason if acct and acct.reason else "Google needs you to sign in again."
+        err = acct.reason if acct and acct.reason else tr("Google needs you to sign in again.")
     blocked = s.blocked_loop
     children = (
-        _info(f"{k}:success", f"Last success: {relative_past(s.last_success_at, now)}"),
+        _info(
+            f"{k}:success",
+            tr("Last success: {when}").format(when=relative_past(s.last_success_at, now)),
+        ),
         _info(
             f"{k}:next",
-            f"Next run: {relative_future(s.next_due_at, now)}"
+            tr("Next run: {when}").format(when=relative_future(s.next_due_at, now))
             if not s.paused and s.state is not CharmState.PARKED
-            else "Next run: after sign-in"
+            else tr("Next run: after sign-in")
             if s.state is CharmState.PARKED or needs
-            else "Next run: when resumed",
+            else tr("Next run: when resumed"),
         ),
         _info(f"{k}:counts", _counts_text(c)),
         _info(
             f"{k}:error",
-            _first_line(err or "") if needs else f"Error: {_first_line(err or '')}",
+            _first_line(err or "")
+            if needs
+            else tr("Error: {error}").format(error=_first_line(err or "")),
             visible=err is not None,
         ),
         _info(
             f"{k}:blocked",
-            f"Slowed the app: {_first_line(blocked or '')}",
+            tr("Slowed the app: {what}").format(what=_first_line(blocked or "")),
             visible=blocked is not None,
         ),
         _sep(f"{k}:sep1"),
-        MenuItem(f"{k}:sync", "Sync now", command=f"sync:{c.id}"),
+        MenuItem(f"{k}:sync", tr("Sync now"), command=f"sync:{c.id}"),
         MenuItem(
             f"{k}:pause",
-            "Resume" if s.paused else "Pause",
+            tr("Resume") if s.paused else tr("Pause"),
             command=f"resume:{c.id}" if s.paused else f"pause:{c.id}",
         ),
         MenuItem(
             f"{k}:signin",
-            f"Sign in again as {acct.email}…" if acct else "Sign in again…",
+            tr("Sign in again as {email}…").format(email=acct.email)
+            if acct
+            else tr("Sign in again…"),
             command=f"signin:{c.account_id}",
             visible=needs and c.account_id is not None and not (acct and acct.signing_in),
         ),
         MenuItem(
             f"{k}:cancel_signin",
-            "Cancel sign-in",
+            tr("Cancel sign-in"),
             command=f"cancel_signin:{c.account_id}",
             visible=bool(acct and acct.signing_in),
         ),
-        MenuItem(f"{k}:reset", "Reset and resync…", command=f"reset:{c.id}"),
-        MenuItem(f"{k}:remove", "Remove…", command=f"remove:{c.id}"),
+        MenuItem(f"{k}:reset", tr("Reset and resync…"), command=f"reset:{c.id}"),
+        MenuItem(f"{k}:remove", tr("Remove…"), command=f"remove:{c.id}"),
     )
     tooltip = _first_line(err) if err else ""
     return MenuItem(
@@ -502,30 +534,33 @@ def _charm_menu(c: CharmView, snap: Snapshot) -> MenuItem:
 def _account_items(a: AccountView) -> tuple[MenuItem, ...]:
     k = f"account:{a.id}"
     if a.signing_in:
-        state = "waiting for you in the browser"
+        state = tr("waiting for you in the browser")
     elif a.state is AccountState.SIGNED_IN:
-        state = "signed in"
+        state = tr("signed in")
     elif a.state is AccountState.KEYRING_NOT_READY:
-        state = "keychain locked, retrying"
+        state = tr("keychain locked, retrying")
     elif a.state is AccountState.CLIENT_MISCONFIGURED:
-        state = "OAuth client needs fixing"
+        state = tr("OAuth client needs fixing")
     elif a.state is AccountState.NEEDS_PERMISSION:
-        state = "needs permission"
+        state = tr("needs permission")
     elif a.state is AccountState.SIGNED_OUT:
-        state = "signed out"
+        state = tr("signed out")
     else:
-        state = "needs sign-in"
+        state = tr("needs sign-in")
     tip = " ".join(x for x in (a.reason, a.hint) if x)
     return (
         MenuItem(k, f"{a.email} — {state}", enabled=False, tooltip=tip),
         MenuItem(
             f"{k}:copylink",
-            "Copy sign-in link",
+            tr("Copy sign-in link"),
             command=f"copy_signin_link:{a.id}",
             visible=a.signing_in,
         ),
         MenuItem(
-            f"{k}:cancel", "Cancel sign-in", command=f"cancel_signin:{a.id}", visible=a.signing_in
+            f"{k}:cancel",
+            tr("Cancel sign-in"),
+            command=f"cancel_signin:{a.id}",
+            visible=a.signing_in,
         ),
     )
 
@@ -537,23 +572,28 @@ def build_menu(snap: Snapshot) -> MenuModel:
     any_paused = any(c.status.paused for c in snap.charms)
     untils = [c.status.paused_until for c in snap.charms if c.status.paused]
     if all_paused and untils and all(u is not None for u in untils):
-        pause_title = f"Paused, resumes {relative_future(max(u for u in untils if u), now)}"
+        pause_title = tr("Paused, resumes {when}").format(
+            when=relative_future(max(u for u in untils if u), now)
+        )
     elif all_paused:
-        pause_title = "Paused until resumed"
+        pause_title = tr("Paused until resumed")
     else:
-        pause_title = "Pause all"
+        pause_title = tr("Pause all")
     blocked = snap.loop_block
     blocked_name = None
     if blocked is not None:
         c = next((c for c in snap.charms if c.id == blocked.charm_id), None)
-        blocked_name = c.name if c else "A charm"
+        blocked_name = c.name if c else tr("A charm")
     items: list[MenuItem] = [
         # Enabled (readable, not greyed out); a click opens Activity for the details.
         MenuItem("header", summary(snap), command="activity", bold=True),
         MenuItem(
             "blocked",
-            f"{blocked_name} froze the app for {blocked.seconds:.1f} s "
-            f"({relative_past(blocked.at, now)})"
+            tr("{name} froze the app for {seconds} s ({when})").format(
+                name=blocked_name,
+                seconds=f"{blocked.seconds:.1f}",
+                when=relative_past(blocked.at, now),
+            )
             if blocked
             else "",
             enabled=False,
@@ -568,7 +608,7 @@ def build_menu(snap: Snapshot) -> MenuModel:
                 f"account:{a.id}:signin",
                 f"{a.permission_prompt}…"
                 if a.permission_prompt
-                else f"Sign in again as {a.email}…",
+                else tr("Sign in again as {email}…").format(email=a.email),
                 command=f"signin:{a.id}",
                 visible=a.needs_user and not a.signing_in,
                 bold=True,
@@ -577,32 +617,32 @@ def build_menu(snap: Snapshot) -> MenuModel:
         )
     items += [
         _sep("sep:top"),
-        MenuItem("sync_all", "Sync all now", command="sync_all", enabled=bool(snap.charms)),
-        MenuItem("resume_all", "Resume all", command="resume_all", visible=any_paused),
+        MenuItem("sync_all", tr("Sync all now"), command="sync_all", enabled=bool(snap.charms)),
+        MenuItem("resume_all", tr("Resume all"), command="resume_all", visible=any_paused),
         MenuItem(
             "pause_all",
             pause_title,
             enabled=bool(snap.charms),
             children=(
-                MenuItem("pause_all:1h", "For 1 hour", command="pause_all:1h"),
-                MenuItem("pause_all:8h", "For 8 hours", command="pause_all:8h"),
-                MenuItem("pause_all:tomorrow", "Until tomorrow", command="pause_all:tomorrow"),
-                MenuItem("pause_all:forever", "Until resumed", command="pause_all:forever"),
+                MenuItem("pause_all:1h", tr("For 1 hour"), command="pause_all:1h"),
+                MenuItem("pause_all:8h", tr("For 8 hours"), command="pause_all:8h"),
+                MenuItem("pause_all:tomorrow", tr("Until tomorrow"), command="pause_all:tomorrow"),
+                MenuItem("pause_all:forever", tr("Until resumed"), command="pause_all:forever"),
             ),
         ),
         _sep("sep:charms"),
     ]
     items.extend(_charm_menu(c, snap) for c in snap.charms)
     items.append(_sep("sep:accounts"))
-    items.append(_info("accounts", "Accounts"))
+    items.append(_info("accounts", tr("Accounts")))
     for a in snap.accounts:
         items.extend(_account_items(a))
-    items.append(MenuItem("add_account", "Add account…", command="add_account"))
+    items.append(MenuItem("add_account", tr("Add account…"), command="add_account"))
     items.append(_sep("sep:app"))
     recent_children = tuple(
         MenuItem(
             f"recent:{r.id}",
-            f"{r.title} · {relative_past(r.at, now)}" + ("" if r.shown else " (not shown)"),
+            f"{r.title} · {relative_past(r.at, now)}" + ("" if r.shown else tr(" (not shown)")),
             command=f"recent:{r.id}",
         )
         for r in snap.recent
@@ -610,20 +650,21 @@ def build_menu(snap: Snapshot) -> MenuModel:
     items.append(
         MenuItem(
             "recent",
-            "Recent notifications",
+            tr("Recent notifications"),
             enabled=bool(recent_children),
-            children=recent_children or (MenuItem("recent:none", "Nothing yet", enabled=False),),
+            children=recent_children
+            or (MenuItem("recent:none", tr("Nothing yet"), enabled=False),),
         )
     )
     items += [
-        MenuItem("welcome", "Getting started…", command="welcome"),
-        MenuItem("settings", "Settings…", command="settings"),
-        MenuItem("activity", "Activity…", command="activity"),
-        MenuItem("data", "Your data…", command="data"),
-        MenuItem("open_data", "Open data folder", command="open_data"),
-        MenuItem("about", "About and help…", command="about"),
+        MenuItem("welcome", tr("Getting started…"), command="welcome"),
+        MenuItem("settings", tr("Settings…"), command="settings"),
+        MenuItem("activity", tr("Activity…"), command="activity"),
+        MenuItem("data", tr("Your data…"), command="data"),
+        MenuItem("open_data", tr("Open data folder"), command="open_data"),
+        MenuItem("about", tr("About and help…"), command="about"),
         _sep("sep:quit"),
-        MenuItem("quit", "Quit Pattern Sync", command="quit"),
+        MenuItem("quit", tr("Quit Pattern Sync"), command="quit"),
     ]
     return MenuModel(tuple(items))
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from trayapp import DISPLAY_NAME
+from trayapp.ui.i18n import tr
 from trayapp.ui.notify_policy import Notice, RecentNotice, RecentNotices
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class Notifier:
         if notice.kind == "failing" and notice.key.startswith("charm:"):
             buttons.append(
                 Button(
-                    title="Mute until it changes",
+                    title=tr("Mute until it changes"),
                     on_pressed=self._callback(f"mute:{notice.key.split(':', 1)[1]}"),
                 )
             )

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 
 from trayapp.core.outcomes import OutcomeKind
 from trayapp.core.status import RunRecord
+from trayapp.ui.i18n import tr
 from trayapp.ui.model import AccountState, AccountView, IconState, Snapshot, charm_failing
 
 GRACE = timedelta(seconds=15)
@@ -110,8 +111,8 @@ class NotificationPolicy:
                 yield Notice(
                     key,
                     "recovered",
-                    f"{a.email} is signed in again",
-                    "Syncing has resumed.",
+                    tr("{email} is signed in again").format(email=a.email),
+                    tr("Syncing has resumed."),
                     icon=IconState.OK.value,
                 )
 
@@ -169,11 +170,14 @@ class NotificationPolicy:
                 and not any(cid in still_failing for cid in told_members)
                 and self.errors_enabled
             ):
-                verb = "is" if len(recovered) == 1 else "are"
                 yield Notice(
                     "recovered:" + key,
                     "recovered",
-                    f"{_names(recovered)} {verb} syncing again",
+                    (
+                        tr("{names} is syncing again")
+                        if len(recovered) == 1
+                        else tr("{names} are syncing again")
+                    ).format(names=_names(recovered)),
                     "",
                     icon=IconState.OK.value,
                 )
@@ -198,21 +202,21 @@ class NotificationPolicy:
             yield Notice(
                 f"charm:{cid}",
                 "failing",
-                f"{name} stopped syncing",
+                tr("{name} stopped syncing").format(name=name),
                 _failure_body(err),
-                action_label="Show activity",
+                action_label=tr("Show activity"),
                 action=f"activity:{cid}",
                 icon=icon.value,
             )
             return
         names = ", ".join(n for _, n, _ in everyone)
-        body = _failure_body(errs[0]) if len(errs) == 1 else "Several errors; open Activity."
+        body = _failure_body(errs[0]) if len(errs) == 1 else tr("Several errors; open Activity.")
         yield Notice(
             "problem:" + ",".join(k for k, _ in new),
             "failing",
-            f"{len(everyone)} charms stopped syncing: {names}",
+            tr("{n} charms stopped syncing: {names}").format(n=len(everyone), names=names),
             body,
-            action_label="Show activity",
+            action_label=tr("Show activity"),
             action="activity",
             icon=icon.value,
         )
@@ -251,37 +255,33 @@ def _problem_key(charm_id: str, account_id: str | None, kind: OutcomeKind | None
 
 def _names(names: list[str]) -> str:
     if len(names) <= 2:
-        return " and ".join(names)
-    return ", ".join(names[:-1]) + " and " + names[-1]
+        return tr(" and ").join(names)
+    return ", ".join(names[:-1]) + tr(" and ") + names[-1]
 
 
 def _failure_body(err: str) -> str:
     """The charm's error, saying once that it is retried (the button offers the details)."""
     if not err:
-        return "Pattern Sync keeps retrying."
+        return tr("Pattern Sync keeps retrying.")
     if _RETRY_WORDS.search(err):  # the error already says so ("will retry later", "retried")
         return err
-    return (
-        f"{err}. Pattern Sync keeps retrying."
-        if err[-1] not in ".!?"
-        else f"{err} Pattern Sync keeps retrying."
-    )
+    return f"{err}{'' if err[-1] in '.!?' else '.'} {tr('Pattern Sync keeps retrying.')}"
 
 
 def _account_notice(a: AccountView) -> Notice:
     if a.state is AccountState.CLIENT_MISCONFIGURED:
-        title = f"Pattern Sync cannot sign in to {a.email}"
-        label, action = "Open settings", "settings"
+        title = tr("Pattern Sync cannot sign in to {email}").format(email=a.email)
+        label, action = tr("Open settings"), "settings"
     elif a.state is AccountState.NEEDS_PERMISSION:
         # auth's "Allow Pattern Sync to read Gmail for x@example.com": says what is asked.
-        title = a.permission_prompt or f"Allow access again for {a.email}"
-        label, action = "Allow…", f"signin:{a.id}"
+        title = a.permission_prompt or tr("Allow access again for {email}").format(email=a.email)
+        label, action = tr("Allow…"), f"signin:{a.id}"
     else:
-        title = f"Sign in again to {a.email}"
-        label, action = "Sign in again", f"signin:{a.id}"
+        title = tr("Sign in again to {email}").format(email=a.email)
+        label, action = tr("Sign in again"), f"signin:{a.id}"
     # The title says what to do and the button does it; the body says only what happened (and a
     # lasting fix when there is one), so nothing is said twice.
-    reason = a.reason or "Google no longer accepts the saved sign-in."
+    reason = a.reason or tr("Google no longer accepts the saved sign-in.")
     body = " ".join(x for x in (reason, a.hint) if x)
     return Notice(
         f"account:{a.id}",

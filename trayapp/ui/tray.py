@@ -30,6 +30,7 @@ from trayapp.core.events import (
 )
 from trayapp.core.status import CharmState, CharmStatus
 from trayapp.ui.accounts import AccountsSource, NoAccounts
+from trayapp.ui.i18n import tr
 from trayapp.ui.icons import (
     SYNC_FRAME_MS,
     SYNC_FRAMES,
@@ -131,6 +132,7 @@ class TrayController(QObject):
         self._disposed = False
         self.state: IconState | None = None
         self.refreshes = 0
+        self.disposing = False
         self.icon_style: Style = default_style()
         # The sync the user sees: charms in it, those finished, and how long to show it at least.
         self._batch: set[str] = set()
@@ -175,6 +177,8 @@ class TrayController(QObject):
 
         self.tray: QSystemTrayIcon | None = None
         self.status_window: QWidget | None = None
+        # The user asked for the window (--no-tray): it says nothing about a missing tray.
+        self.tray_declined = force_status_window
         if use_tray is None:
             use_tray = QSystemTrayIcon.isSystemTrayAvailable() and not force_status_window
         if tray is not None:
@@ -257,6 +261,7 @@ class TrayController(QObject):
             self.tray.setContextMenu(None)  # type: ignore[arg-type]
             self.tray.deleteLater()
             self.tray = None
+        self.disposing = True  # closing windows now is the quit, not a request to quit
         for win in [*self._windows.values(), self.status_window]:
             if win is not None:
                 win.close()
@@ -662,11 +667,15 @@ class TrayController(QObject):
     def _name(self, charm_id: str | None) -> str:
         return next((c.name for c in self.engine.charms() if c.id == charm_id), str(charm_id))
 
-    def _confirm(self, title: str, text: str, on_yes: Callable[[], None]) -> None:
+    def _confirm(self, title: str, text: str, verb: str, on_yes: Callable[[], None]) -> None:
         # Non-modal (open(), not exec()): no nested event loop inside the qasync loop.
         box = QMessageBox(QMessageBox.Icon.Question, title, text)
         box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel)
         box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        yes = box.button(QMessageBox.StandardButton.Yes)
+        if yes is not None:
+            yes.setText(verb)  # the button says what it does ("Remove"), not "Yes"
+            yes.setAccessibleName(verb.replace("&", ""))
 
         def done(result: int) -> None:
             if result == QMessageBox.StandardButton.Yes:
@@ -684,8 +693,9 @@ class TrayController(QObject):
             return
         name = self._name(charm_id)
         self._confirm(
-            "Reset and resync",
-            f"Forget what {name} has imported and sync it again from scratch?",
+            tr("Reset and resync"),
+            tr("Forget what {name} has imported and sync it again from scratch?").format(name=name),
+            tr("&Reset and resync"),
             lambda: self._call(self.engine.reset_charm, charm_id),
         )
 
@@ -694,8 +704,9 @@ class TrayController(QObject):
             return
         name = self._name(charm_id)
         self._confirm(
-            "Remove charm",
-            f"Remove {name} and the data it imported? This cannot be undone.",
+            tr("Remove charm"),
+            tr("Remove {name} and the data it imported? This cannot be undone.").format(name=name),
+            tr("&Remove"),
             lambda: self._call(self.engine.remove_charm, charm_id),
         )
 

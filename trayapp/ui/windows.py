@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6 import __version__ as pyside_version
 from PySide6.QtCore import Qt, qVersion
-from PySide6.QtGui import QGuiApplication, QHideEvent, QShowEvent
+from PySide6.QtGui import QCloseEvent, QGuiApplication, QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -135,19 +135,30 @@ class StatusWindow(_Ticking):
         row.addWidget(self.summary, 1)
         lay.addLayout(row)
         buttons = QHBoxLayout()
-        sync = QPushButton("Sync all now")
+        sync = QPushButton(self.tr("&Sync all now"))
+        sync.setObjectName("status_sync")
         sync.clicked.connect(lambda: ctl.run_command("sync_all"))
-        menu = QPushButton("Menu")
+        menu = QPushButton(self.tr("&Menu"))
+        menu.setObjectName("status_menu")
         menu.setMenu(ctl.menu)
         buttons.addWidget(sync)
         buttons.addWidget(menu)
         lay.addLayout(buttons)
-        hint = QLabel(NO_TRAY_HINT)
-        hint.setObjectName("hint")
-        hint.setWordWrap(True)
-        hint.setStyleSheet("color: palette(mid)")
-        lay.addWidget(hint)
+        # Only when the tray was wanted but is missing; --no-tray asked for this window.
+        if not getattr(ctl, "tray_declined", False):
+            hint = QLabel(self.tr(NO_TRAY_HINT))
+            hint.setObjectName("hint")
+            hint.setWordWrap(True)
+            hint.setStyleSheet("color: palette(mid)")
+            lay.addWidget(hint)
         self.resize(360, 130)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """This window is the app when there is no tray: closing it quits (no invisible process)."""
+        super().closeEvent(event)
+        if event.isAccepted() and not getattr(self.ctl, "disposing", False):
+            self.ctl.report("TRAYAPP_STATUS_WINDOW_CLOSED")
+            self.ctl.run_command("quit")
 
     def update_from(self, snap: Snapshot) -> None:
         self.icon.setPixmap(render(icon_state(snap), 32))
