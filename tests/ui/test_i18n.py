@@ -19,15 +19,22 @@ TS = """<?xml version="1.0" encoding="utf-8"?>
 <TS version="2.1" language="de">
 <context>
     <name>trayapp</name>
-    <message><source>Sync all now</source><translation>Jetzt alles synchronisieren</translation></message>
-    <message><source>No charms yet: add one in Settings</source><translation>Noch keine Charms: in den Einstellungen hinzufügen</translation></message>
+    <message>
+        <source>Sync all now</source>
+        <translation>Jetzt alles synchronisieren</translation>
+    </message>
+    <message>
+        <source>No charms yet: add one in Settings</source>
+        <translation>Noch keine Charms: in den Einstellungen hinzufügen</translation>
+    </message>
 </context>
 </TS>
 """
 
 
 def lrelease() -> str | None:
-    found = shutil.which("pyside6-lrelease") or str(Path(sys.executable).parent / "pyside6-lrelease")
+    beside = Path(sys.executable).parent / "pyside6-lrelease"
+    found = shutil.which("pyside6-lrelease") or str(beside)
     return found if Path(found).exists() else None
 
 
