@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QApplication,
     QLabel,
@@ -43,7 +44,7 @@ from trayapp.ui.settings import NEW_ACCOUNT, SettingsWindow
 from trayapp.ui.tray import TrayController
 from trayapp.ui.welcome import WelcomeWindow
 from trayapp.ui.windows import ActivityWindow
-from trayapp.ui.wording import for_gui
+from trayapp.ui.wording import detail_for_gui, for_gui
 
 EMAIL = "alice@example.com"
 GMAIL = "https://www.googleapis.com/auth/gmail.readonly"
@@ -522,3 +523,49 @@ def test_the_tray_starts_without_loading_any_window_module() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        (
+            "cannot reach example.org ([Errno -2] Name or service not known)",
+            "cannot reach example.org (the name is unknown)",
+        ),
+        ("Gmail could not be reached (ReadError)", "Gmail could not be reached"),
+        (
+            "Google no longer accepts the saved sign-in of a@b.c; sign in again with "
+            "`trayapp accounts signin a@b.c` or from the tray menu",
+            "Google no longer accepts the saved sign-in of a@b.c",
+        ),
+        ("HTTP 503 from example.org. Retrying..", "HTTP 503 from example.org. Retrying."),
+    ],
+)
+def test_run_errors_keep_their_details_without_cli_or_errno(raw: str, shown: str) -> None:
+    assert detail_for_gui(raw) == shown
+
+
+def test_a_network_failure_reads_without_errno_in_the_menu_and_activity(
+    ctl: TrayController, qloop: QLoop
+) -> None:
+    """A real failed fetch (an unresolvable host), as the menu and Activity show it."""
+    charm = ctl.engine.add_charm(
+        "feed-importer", {"url": "http://nowhere.invalid/feed.xml"}, name="Nowhere"
+    )
+
+    async def body() -> None:
+        await ctl.engine.sync([charm.id])
+
+    qloop.run(body(), timeout=60)
+    status = ctl.engine.status(charm.id)
+    assert status.last_error and "cannot reach" in status.last_error  # the engine's own words
+    ctl.refresh()
+    texts = [a.text() + " " + a.toolTip() for a in ctl.menu.findChildren(QAction)]
+    shown = [t for t in texts if "nowhere.invalid" in t]
+    assert shown, texts
+    activity = ctl.open_window("activity", charm.id)
+    assert isinstance(activity, ActivityWindow)
+    details = activity.table.item(0, 4)
+    assert details is not None and "nowhere.invalid" in details.text()
+    for text in [*shown, details.text()]:
+        assert "Errno" not in text and "Error)" not in text and "trayapp " not in text

@@ -19,6 +19,7 @@ from trayapp.auth.models import AccountState as AccountState  # the one enum, re
 from trayapp.core.outcomes import OutcomeKind
 from trayapp.core.status import CharmState, CharmStatus
 from trayapp.ui.i18n import tr
+from trayapp.ui.wording import detail_for_gui
 
 # ---------------------------------------------------------------------------------------------
 # Accounts: the one AccountState (trayapp.auth's) and the small view of an account the menu shows.
@@ -121,8 +122,16 @@ def make_snapshot(
     recent: Sequence[RecentEntry] = (),
     batch: SyncBatch | None = None,
 ) -> Snapshot:
+    def shown(status: CharmStatus) -> CharmStatus:
+        # The engine's words are for every front end (CLI hints, errno); the GUI's are not.
+        if not status.last_error:
+            return status
+        return status.with_(last_error=detail_for_gui(status.last_error))
+
     views = tuple(
-        CharmView(c.id, c.name, c.pattern_id, c.account_id, statuses.get(c.id) or CharmStatus(c.id))
+        CharmView(
+            c.id, c.name, c.pattern_id, c.account_id, shown(statuses.get(c.id) or CharmStatus(c.id))
+        )
         for c in charms
     )
     return Snapshot(now, views, tuple(accounts), loop_block, tuple(recent), batch)

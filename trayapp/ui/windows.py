@@ -35,6 +35,7 @@ from trayapp.core.logfiles import newest_log
 from trayapp.ui.icons import render
 from trayapp.ui.model import Snapshot, charm_line, icon_state, relative_past, summary
 from trayapp.ui.settings import SettingsWindow
+from trayapp.ui.wording import detail_for_gui
 
 if TYPE_CHECKING:
     from trayapp.ui.tray import TrayController
@@ -295,7 +296,7 @@ class ActivityWindow(_Ticking):
                 f"{r.duration_s:.1f} s",
                 r.outcome.value.replace("_", " "),
                 f"+{c.added} ~{c.updated} −{c.removed}",
-                _redact(detail),
+                _redact(detail_for_gui(detail) or ""),
             ]
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)

@@ -6,25 +6,15 @@ line hint (`trayapp accounts signin x`, ``--account ACCOUNT``), an exception cla
 windows and notifications show :func:`for_gui` of them instead: known situations get a sentence
 written for a window, anything else is cleaned of the CLI parts and shown as one sentence.
 
-Qt-free on purpose (plain functions, unit-tested alone); the strings go through
-``QCoreApplication.translate`` when Qt is there.
+Qt-free on purpose (plain functions, unit-tested alone); the sentences go through
+:func:`trayapp.ui.i18n.tr`.
 """
 
 from __future__ import annotations
 
 import re
 
-_CONTEXT = "Wording"
-
-
-def tr(text: str) -> str:
-    """Translate ``text`` in this module's context (identity when no Qt app exists)."""
-    try:
-        from PySide6.QtCore import QCoreApplication
-    except ImportError:  # pragma: no cover - the GUI always has Qt
-        return text
-    return QCoreApplication.translate(_CONTEXT, text)
-
+from trayapp.ui.i18n import tr
 
 # Situations with a sentence of their own: (pattern on the raw message, GUI sentence).
 _KNOWN: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -86,6 +76,40 @@ def _one_sentence(text: str) -> str:
     if not first.endswith((".", "!", "?")):
         first += "."
     return first[0].upper() + first[1:]
+
+
+# Low-level words a person should not have to read, with what they mean.
+_PLAIN_WORDS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\[Errno -?\d+\]\s*Name or service not known", re.I), "the name is unknown"),
+    (re.compile(r"\[Errno -?\d+\]\s*Temporary failure in name resolution", re.I), "no network"),
+    (re.compile(r"\[Errno -?\d+\]\s*Connection refused", re.I), "the connection was refused"),
+    (re.compile(r"\[Errno -?\d+\]\s*Network is unreachable", re.I), "no network"),
+    (
+        re.compile(
+            r"\(\s*(?:ReadError|ReadTimeout|ConnectError|ConnectTimeout|WriteError|"
+            r"RemoteProtocolError|PoolTimeout)\s*\)",
+            re.I,
+        ),
+        "",
+    ),
+)
+
+
+def detail_for_gui(text: str | None) -> str | None:
+    """An engine message (a run's error) for a window: CLI hints, errno and class names out.
+
+    Unlike :func:`for_gui` it keeps every sentence and the specifics (host names, HTTP
+    statuses): the menu, notifications and Activity show what happened in detail.
+    """
+    if text is None:
+        return None
+    for pattern, plain in _PLAIN_WORDS:
+        text = pattern.sub(plain, text)
+    for pattern in _CLI_BITS:
+        text = pattern.sub("", text)
+    text = re.sub(r"\(\s*\)", "", text)
+    text = re.sub(r"\s+([.,;:)])", r"\1", re.sub(r"[ \t]+", " ", text)).strip()
+    return re.sub(r"([.!?])[.!?]+", r"\1", text)
 
 
 def clean(text: str) -> str:
