@@ -313,3 +313,61 @@ async def test_after_unlocking_the_keyring_the_waiting_grant_goes_there(
     assert account.usable and account.secret_store is SecretStoreKind.KEYRING
     assert keyring_mem.data and manager.vault.warning is None
     assert len(auth_requests(emu)) == 1
+
+
+class _Tokens:
+    async def access_token(self) -> str:
+        return "ya29.test-token"
+
+    async def refresh_after_rejection(self, rejected: str) -> str:
+        return "ya29.test-token-2"
+
+
+@pytest.mark.parametrize(
+    ("www_authenticate", "expected"),
+    [
+        (
+            'Bearer realm="https://accounts.google.com/", error="insufficient_scope", '
+            f'scope="https://mail.google.com/ {GMAIL}"',
+            ("https://mail.google.com/", GMAIL),
+        ),
+        # No scope named (not seen in captures, but not excluded): Gmail's read scopes.
+        ('Bearer realm="https://accounts.google.com/", error="insufficient_scope"', None),
+    ],
+)
+async def test_a_403_insufficient_scope_reports_the_refused_scopes(
+    www_authenticate: str, expected: tuple[str, ...] | None
+) -> None:
+    from trayapp.core.errors import AuthRequired
+    from trayapp.google.client import SERVICE_READ_SCOPES, GoogleApi
+
+    body = {
+        "error": {
+            "code": 403,
+            "message": "Request had insufficient authentication scopes.",
+            "errors": [
+                {
+                    "message": "Insufficient Permission",
+                    "domain": "global",
+                    "reason": "insufficientPermissions",
+                }
+            ],
+            "status": "PERMISSION_DENIED",
+            "details": [{"reason": "ACCESS_TOKEN_SCOPE_INSUFFICIENT"}],
+        }
+    }
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(403, json=body, headers={"WWW-Authenticate": www_authenticate})
+
+    refused: list[tuple[str, ...]] = []
+    api = GoogleApi(
+        _Tokens(),
+        transport=httpx.MockTransport(answer),
+        on_scope_refused=lambda scopes: refused.append(tuple(scopes)),
+    )
+    async with api:
+        with pytest.raises(AuthRequired, match="more permission"):
+            await api.get_json("gmail", "gmail.users.labels.list", "gmail/v1/users/me/labels")
+    assert refused == [expected or SERVICE_READ_SCOPES["gmail"]]
+    assert api.requests_sent == 1  # not retried

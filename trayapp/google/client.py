@@ -260,7 +260,8 @@ class GoogleApi:
                 response.status_code, response.headers, response.content, now=self.clock.now()
             )
             if err.is_insufficient_scope and self._on_scope_refused is not None:
-                self._on_scope_refused(refused_scopes(response.headers.get("www-authenticate", "")))
+                named = refused_scopes(response.headers.get("www-authenticate", ""))
+                self._on_scope_refused(named or SERVICE_READ_SCOPES[service])
             if err.status == 401 and not refreshed:
                 # Exactly one forced refresh and one retry: a second 401 is classified below.
                 refreshed = True
@@ -303,6 +304,23 @@ class GoogleApi:
         )
         return delay
 
+
+# The scopes that let an API's read methods run (the discovery documents' `scopes` of
+# users.messages.list / events.list): assumed refused when a 403 insufficient_scope names none.
+SERVICE_READ_SCOPES: dict[ServiceName, tuple[str, ...]] = {
+    "gmail": (
+        "https://mail.google.com/",
+        "https://www.googleapis.com/auth/gmail.modify",
+        "https://www.googleapis.com/auth/gmail.readonly",
+        "https://www.googleapis.com/auth/gmail.metadata",
+    ),
+    "calendar": (
+        "https://www.googleapis.com/auth/calendar",
+        "https://www.googleapis.com/auth/calendar.readonly",
+        "https://www.googleapis.com/auth/calendar.events",
+        "https://www.googleapis.com/auth/calendar.events.readonly",
+    ),
+}
 
 _WWW_AUTH_SCOPE = re.compile(r'\bscope="([^"]*)"')
 
