@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from trayapp import cli
+from trayapp.cli.args import format_duration, parse_duration, settings_from_args
 from trayapp.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -473,8 +474,8 @@ def test_version(profile: Path) -> None:
     [("90s", 90), ("15m", 900), ("1h30m", 5400), ("2d", 172800), ("1.5h", 5400), ("10 min", 600)],
 )
 def test_parse_duration(text: str, expected: int) -> None:
-    assert cli.parse_duration(text) == timedelta(seconds=expected)
-    assert cli.parse_duration(cli.format_duration(timedelta(seconds=expected))) == timedelta(
+    assert parse_duration(text) == timedelta(seconds=expected)
+    assert parse_duration(format_duration(timedelta(seconds=expected))) == timedelta(
         seconds=expected
     )
 
@@ -482,11 +483,11 @@ def test_parse_duration(text: str, expected: int) -> None:
 @pytest.mark.parametrize("text", ["", "15", "m", "15x", "0s", "1h junk"])
 def test_parse_duration_refuses_garbage(text: str) -> None:
     with pytest.raises(ConfigError, match="use a number and a unit"):
-        cli.parse_duration(text)
+        parse_duration(text)
 
 
 def test_settings_from_set_and_json() -> None:
-    got = cli._settings_from_args(
+    got = settings_from_args(
         '{"url": "https://a", "max_items": 3}', ["url=https://b?x=1", "max_items:=5", "flag:=true"]
     )
     assert got == {"url": "https://b?x=1", "max_items": 5, "flag": True}

@@ -28,6 +28,7 @@ import logging
 import os
 import secrets
 import socket
+import stat
 import struct
 import sys
 import tempfile
@@ -40,6 +41,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from trayapp.auth.accounts import AccountManager
     from trayapp.core.engine import Engine
+
+from trayapp.core.errors import TrayappError
 
 log = logging.getLogger(__name__)
 
@@ -55,24 +58,84 @@ def _key(profile_dir: Path) -> str:
     return hashlib.sha256(str(Path(profile_dir).resolve()).encode()).hexdigest()[:16]
 
 
-def _private_dir() -> Path:
-    """A 0700 directory owned by us: the runtime dir if there is one, else one under /tmp."""
+class SocketDirError(TrayappError):
+    """The folder for the control socket is not safely ours (planted, a symlink, shared)."""
+
+
+def _socket_base() -> Path:
+    """Where the socket folder goes: ``$XDG_RUNTIME_DIR/trayapp`` when the runtime dir is a real
+    folder of ours, else ``trayapp-<uid>`` in the shared temp folder."""
     runtime = os.environ.get("XDG_RUNTIME_DIR")
-    base = Path(runtime) / "trayapp" if runtime and Path(runtime).is_dir() else None
-    if base is None:
-        base = Path(tempfile.gettempdir()) / f"trayapp-{os.getuid()}"
-    base.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = base.stat()
-    if st.st_uid != os.getuid() or st.st_mode & 0o077:
-        # Someone else's or a loosened directory: never put our socket there.
-        os.chmod(base, 0o700)
-        if base.stat().st_uid != os.getuid():
-            raise PermissionError(f"{base} is not owned by this user; remove it and retry")
+    if runtime:
+        try:
+            st = os.lstat(runtime)
+        except OSError:
+            st = None
+        if st is not None and stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid():
+            return Path(runtime) / "trayapp"
+    return Path(tempfile.gettempdir()) / f"trayapp-{os.getuid()}"
+
+
+def _private_dir(*, create: bool = True) -> Path:
+    """A 0700 folder owned by us for the socket; :class:`SocketDirError` if it cannot be.
+
+    Made with ``mkdir(0700)`` and then opened with ``O_NOFOLLOW``, so a symlink planted at its
+    path is refused rather than followed, and checked on the open descriptor (no race between
+    the check and the chmod): a folder owned by another user is refused, one of ours that was
+    loosened is tightened back to 0700. With ``create=False`` a missing folder raises
+    ``FileNotFoundError`` (nothing serves from it).
+    """
+    base = _socket_base()
+    if create:
+        try:
+            os.mkdir(base, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise SocketDirError(
+                f"cannot create the folder for the control socket {base} ({exc.strerror}); "
+                "make its parent writable or set XDG_RUNTIME_DIR to a private folder"
+            ) from None
+    try:
+        fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        raise SocketDirError(
+            f"the folder for the control socket {base} is a symlink or not a folder, so it "
+            "may have been planted by someone else; remove it (or set XDG_RUNTIME_DIR to a "
+            "private folder) and start again"
+        ) from None
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.getuid():
+            raise SocketDirError(
+                f"the folder for the control socket {base} belongs to another user (uid "
+                f"{st.st_uid}), so it may have been planted to intercept this app; ask an "
+                "administrator to remove it, or set XDG_RUNTIME_DIR to a private folder"
+            )
+        if stat.S_IMODE(st.st_mode) & 0o077:
+            os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
     return base
 
 
-def socket_path(profile_dir: Path) -> Path:
-    return _private_dir() / f"{_key(profile_dir)}.sock"
+def socket_problem() -> str | None:
+    """Why no control socket can be reached here (a planted folder), or None if none."""
+    if IS_WINDOWS:
+        return None
+    try:
+        _private_dir(create=False)
+    except FileNotFoundError:
+        return None
+    except SocketDirError as exc:
+        return str(exc)
+    return None
+
+
+def socket_path(profile_dir: Path, *, create: bool = True) -> Path:
+    return _private_dir(create=create) / f"{_key(profile_dir)}.sock"
 
 
 def _token_file(profile_dir: Path) -> Path:
@@ -278,7 +341,10 @@ def try_send(profile_dir: Path, command: dict[str, Any], timeout: float) -> dict
             sock = socket.create_connection(("127.0.0.1", int(info["port"])), timeout=timeout)
             command = {**command, "token": info["token"]}
         else:
-            path = socket_path(profile_dir)
+            try:
+                path = socket_path(profile_dir, create=False)
+            except (FileNotFoundError, SocketDirError):
+                return None  # nothing serves there, or a folder we must not trust
             if not path.exists():
                 return None
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from trayapp.auth import commands
 from trayapp.auth.accounts import AccountManager
+from trayapp.cli import accounts as commands
 from trayapp.core.store import Store
 from trayapp.emulator.control import ClientInfo
 from trayapp.emulator.testing import EmulatorServer
@@ -39,7 +39,7 @@ def test_register_adds_the_documented_commands(tmp_path: Path) -> None:
         ["accounts", "client", "import", "client.json"],
     ):
         args = parse("--profile", str(tmp_path), *argv)
-        assert args.func is commands.run
+        assert args.handler is commands.run
 
 
 def test_client_import_validates_with_clear_errors(

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_wiring_accounts_does_not_import_google_oauth2() -> None:
     code = (
         "import sys\n"
-        "import trayapp.auth.accounts, trayapp.auth.commands, trayapp.auth.wiring\n"
+        "import trayapp.auth.accounts, trayapp.cli.accounts, trayapp.auth.wiring\n"
         "import trayapp.google.client\n"
         "print(sorted(m for m in sys.modules if m.startswith('google.oauth2')))\n"
     )

@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QEvent, QObject
 
 from trayapp import DISPLAY_NAME
-from trayapp.ipc import AlreadyRunning, Server, register_engine_commands, serve, try_send
+from trayapp.core.errors import TrayappError
+from trayapp.host import AlreadyServed, AppHost
+from trayapp.ipc import try_send
 from trayapp.ui.demo import make_demo_profile, remove_demo_profile
 
 if TYPE_CHECKING:
-    from trayapp.auth.wiring import AccountsWiring
-    from trayapp.core.network import NetworkMonitor
+    from trayapp.core.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +123,20 @@ def main(args: Any = None) -> int:
                 # Qt's loop ended underneath us (session end): finish the shutdown properly.
                 rc = loop.run_until_complete(runner.shutdown())
                 return rc
-    except AlreadyRunning:
-        print(f"{DISPLAY_NAME} is already starting for this profile.", file=sys.stderr)
-        return 0
+    except AlreadyServed:
+        # It started between our activate request and now: ask it to show itself.
+        if try_send(profile_dir, {"cmd": "activate"}, timeout=10.0) is not None:
+            print(
+                f"{DISPLAY_NAME} is already running for this profile; showing it.", file=sys.stderr
+            )
+            return 0
+        print(f"trayapp: {DISPLAY_NAME} is already starting for this profile.", file=sys.stderr)
+        return 1
+    except TrayappError as exc:
+        # The profile is held by a one-shot command, or the control socket cannot be made
+        # safely: one line, no tray.
+        print(f"trayapp: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
 
 
 class QuitGuard(QObject):
@@ -160,47 +172,43 @@ def _wait_for_tray(app: Any, tray_cls: Any, no_tray: bool) -> None:
 
 
 class AppRunner:
+    """The tray on top of :class:`trayapp.host.AppHost` (engine, control socket, accounts)."""
+
     def __init__(self, ns: argparse.Namespace, profile_dir: Path) -> None:
+        from trayapp.core.profile import Profile
+
         self.ns = ns
         self.profile_dir = profile_dir
         self._quit = asyncio.Event()
         self._stopped = False
-        self.engine: Any = None
+        self.host = AppHost(Profile.resolve(profile_dir), role="tray", vault=self._demo_vault())
+        self.engine: Engine | None = None
         self.controller: Any = None
-        self.ipc: Server | None = None
         self.demo: Any = None
         self.demo_google: Any = None
         self.early_tray: Any = None  # the icon shown while the engine starts; the tray adopts it
         self._signal_socks: tuple[socket.socket, socket.socket] | None = None
-        self._wiring: AccountsWiring | None = None
-        self.network: NetworkMonitor | None = None
 
-    def _attach_accounts(self, engine: Any) -> Any:
-        """Accounts and per-account Google clients, wired as for ``trayapp run --headless``."""
-        from trayapp.auth.wiring import AccountsWiring
-        from trayapp.ui.accounts import AuthAccounts
+    def _demo_vault(self) -> Any:
+        if not self.ns.demo:
+            return None
+        # Demo tokens belong to a throwaway profile: never put them in the user's keychain.
+        from trayapp.auth.secrets import SecretVault
 
-        vault = None
-        if self.ns.demo:
-            # Demo tokens belong to a throwaway profile: never put them in the user's keychain.
-            from trayapp.auth.secrets import SecretVault
-
-            vault = SecretVault(self.profile_dir, mode="file")
-        self._wiring = AccountsWiring(engine, vault=vault)
-        return AuthAccounts(self._wiring.manager)
+        return SecretVault(self.profile_dir, mode="file")
 
     def request_quit(self) -> None:
         self._quit.set()
 
     async def run(self) -> int:
-        from trayapp.core.engine import Engine
+        from trayapp.ui.accounts import AuthAccounts
         from trayapp.ui.prefs import UiPrefs
         from trayapp.ui.tray import TestReporter, TrayController
 
         report = TestReporter(os.environ.get("TRAYAPP_TEST_REPORT"))
-        self.engine = Engine(self.profile_dir)
-        accounts = self._attach_accounts(self.engine)
-        self.ipc = await serve(self.engine, self.profile_dir)
+        self.engine = engine = await self.host.open()
+        manager = self.host.accounts
+        accounts = AuthAccounts(manager) if manager is not None else None
         try:
             if self.ns.demo:
                 from trayapp.ui.demo import DemoFeedServer, seed_demo_charms
@@ -210,12 +218,10 @@ class AppRunner:
                 )
                 base = await self.demo.start()
                 report(f"TRAYAPP_DEMO_FEEDS {base}")
-                seed_demo_charms(self.engine, base)
+                seed_demo_charms(engine, base)
                 from trayapp.ui.demo import start_demo_google
 
-                self.demo_google = await start_demo_google(
-                    self.engine, self._wiring.manager if self._wiring else None
-                )
+                self.demo_google = await start_demo_google(engine, manager)
                 if self.demo_google is not None:
                     report(f"TRAYAPP_DEMO_EMULATOR {self.demo_google.base_url}")
             prefs = UiPrefs.load(self.profile_dir)
@@ -230,7 +236,7 @@ class AppRunner:
                 errors_enabled=prefs.notify_errors,
             )
             self.controller = TrayController(
-                self.engine,
+                engine,
                 accounts,
                 on_quit=self.request_quit,
                 policy=policy,
@@ -239,21 +245,10 @@ class AppRunner:
                 report=report,
                 tray=self.early_tray,
             )
-            self.ipc.on("activate", lambda _req: self._activate())
-            # The CLI's changes to a running engine: the same commands as `run --headless`.
-            register_engine_commands(
-                self.ipc, self.engine, self._wiring.manager if self._wiring else None
-            )
+            self.host.on("activate", lambda _req: self._activate())
             # Icon first, then the engine: the user sees the app at once, syncing follows.
             await self.controller.start()
-            await self.engine.start()
-            # Network back: offline charms retry within seconds (NetworkManager or a probe).
-            from trayapp.core.network import NetworkMonitor
-
-            self.network = NetworkMonitor(
-                self.engine, extra_urls=self._wiring.api_urls if self._wiring else None
-            )
-            await self.network.start()
+            await self.host.start()
             self.controller.maybe_first_run()  # the welcome window, on a first start only
             self._install_signal_handlers()
             report(f"TRAYAPP_PROFILE {self.profile_dir}")
@@ -274,18 +269,7 @@ class AppRunner:
         if self.controller is not None:
             with contextlib.suppress(Exception):
                 await self.controller.stop()
-        if self.network is not None:
-            await self.network.stop()
-        if self.ipc is not None:
-            await self.ipc.close()
-        if self.engine is not None:
-            await self.engine.stop()
-            if self._wiring is not None:
-                with contextlib.suppress(Exception):
-                    await self._wiring.aclose()
-            close = getattr(self.engine, "close", None)
-            if callable(close):
-                close()
+        await self.host.close()
         if self.demo is not None:
             await self.demo.stop()
         if self.demo_google is not None:

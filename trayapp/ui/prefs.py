@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 PREFS_FILE = "ui.json"
+MAX_GRACE_S = 3600  # a quiet period longer than an hour is a damaged or hand-edited file
 
 
 @dataclass
@@ -33,6 +34,8 @@ class UiPrefs:
         for k, v in data.items() if isinstance(data, dict) else ():
             if k in known and type(v) is type(getattr(prefs, k)):
                 setattr(prefs, k, v)
+        # A value out of range (hand-edited, damaged) must not stop the tray: clamp it.
+        prefs.grace_seconds = min(max(prefs.grace_seconds, 0), MAX_GRACE_S)
         return prefs
 
     def save(self, profile_dir: Path) -> None:

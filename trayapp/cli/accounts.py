@@ -1,11 +1,10 @@
 """``trayapp accounts ...``: add, list, sign in, sign out, status, and the OAuth client import.
 
-The CLI calls :func:`register` with its subparsers; each command parser gets
-``func=run`` (``args.func(args) -> exit code``), so a CLI that dispatches with
-``args.func(args)`` needs nothing else. ``run`` opens the profile named by ``args.profile``
-(the CLI's global ``--profile``; ``$TRAYAPP_PROFILE`` or the default otherwise), does its work
-through :class:`~trayapp.auth.accounts.AccountManager`, and closes it. A caller that already
-holds an open store (the tray, tests) calls :func:`handle` with it instead.
+Each command runs on the profile's store as the local engine opened it
+(:class:`~trayapp.cli.target.Target`), through
+:class:`~trayapp.auth.accounts.AccountManager`, and then tells an engine running for the
+profile that the account changed. A caller that already holds an open store (the tray, tests)
+calls :func:`handle` with it instead.
 
 Output never contains a token or the client secret: ``--json`` documents are built from
 ``Account.to_json`` and ``ClientConfig.public_summary``, which hold none by construction.
@@ -19,39 +18,41 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from trayapp import DISPLAY_NAME
-from trayapp.auth.accounts import AccountManager, ScopeNeeds
-from trayapp.auth.client_config import load_client_file
-from trayapp.auth.models import Account, AccountState
-from trayapp.auth.signin import DEFAULT_TIMEOUT, KeyringUnavailable, default_opener
+from trayapp.cli.args import add_command, add_json
+from trayapp.cli.output import EXIT_INTERRUPTED, fail
+from trayapp.cli.target import Target
 from trayapp.core.errors import TrayappError
-from trayapp.core.store import Store
+from trayapp.core.profile import Profile
+
+if TYPE_CHECKING:
+    from trayapp.auth.accounts import AccountManager, ScopeNeeds
+    from trayapp.auth.models import Account
+    from trayapp.auth.signin import KeyringUnavailable
+    from trayapp.core.store import Store
 
 GMAIL_READONLY = "https://www.googleapis.com/auth/gmail.readonly"
 CALENDAR_READONLY = "https://www.googleapis.com/auth/calendar.readonly"
 DEFAULT_SCOPES = (GMAIL_READONLY, CALENDAR_READONLY)
+SIGNIN_TIMEOUT_S = 300.0  # trayapp.auth.signin.DEFAULT_TIMEOUT (not imported: it is slow)
 
 _STATE_TEXT = {
-    AccountState.SIGNED_IN: "signed in",
-    AccountState.NEEDS_SIGN_IN: "needs sign-in",
-    AccountState.KEYRING_NOT_READY: "waiting for keyring",
-    AccountState.CLIENT_MISCONFIGURED: "OAuth client problem",
-    AccountState.NEEDS_PERMISSION: "needs permission",
-    AccountState.SIGNED_OUT: "signed out",
+    "signed_in": "signed in",
+    "needs_sign_in": "needs sign-in",
+    "keyring_not_ready": "waiting for keyring",
+    "client_misconfigured": "OAuth client problem",
+    "needs_permission": "needs permission",
+    "signed_out": "signed out",
 }
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``accounts`` and its subcommands to the CLI's subparsers."""
-    accounts = subparsers.add_parser(
-        "accounts", help="Google accounts: add, sign in, sign out, status"
+    accounts = add_command(
+        subparsers, "accounts", "Google accounts: add, sign in, sign out, status", run
     )
     sub = accounts.add_subparsers(dest="accounts_command", metavar="COMMAND", required=True)
-
-    def json_flag(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
     def browser_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -62,11 +63,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         p.add_argument(
             "--timeout",
             type=float,
-            default=DEFAULT_TIMEOUT,
-            help=f"seconds to wait for the browser (default {int(DEFAULT_TIMEOUT)})",
+            default=SIGNIN_TIMEOUT_S,
+            help=f"seconds to wait for the browser (default {int(SIGNIN_TIMEOUT_S)})",
         )
 
-    add = sub.add_parser("add", help="add a Google account (opens the browser to sign in)")
+    add = add_command(sub, "add", "add a Google account (opens the browser to sign in)", run)
     add.add_argument(
         "--scope",
         action="append",
@@ -76,52 +77,41 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     browser_flags(add)
 
-    lst = sub.add_parser("list", help="list the accounts and their state")
-    json_flag(lst)
+    lst = add_command(sub, "list", "list the accounts and their state", run)
+    add_json(lst, "print machine-readable JSON")
 
-    signin = sub.add_parser("signin", help="sign an account in again")
+    signin = add_command(sub, "signin", "sign an account in again", run)
     signin.add_argument("account", help="account id or email")
     signin.add_argument("--scope", action="append", dest="scopes", metavar="SCOPE")
     browser_flags(signin)
 
-    signout = sub.add_parser("signout", help="revoke an account's access and forget its tokens")
+    signout = add_command(sub, "signout", "revoke an account's access and forget its tokens", run)
     signout.add_argument("account", help="account id or email")
     signout.add_argument(
         "--remove", action="store_true", help="also remove the account from this profile"
     )
 
-    status = sub.add_parser("status", help="detailed state of the accounts and token storage")
+    status = add_command(sub, "status", "detailed state of the accounts and token storage", run)
     status.add_argument("account", nargs="?", help="account id or email (default: all)")
-    json_flag(status)
+    add_json(status, "print machine-readable JSON")
 
-    client = sub.add_parser("client", help="the OAuth client used to sign in")
+    client = add_command(sub, "client", "the OAuth client used to sign in", run)
     client_sub = client.add_subparsers(dest="client_command", metavar="COMMAND", required=True)
-    imp = client_sub.add_parser("import", help="import a Desktop-app OAuth client JSON file")
+    imp = add_command(client_sub, "import", "import a Desktop-app OAuth client JSON file", run)
     imp.add_argument("file", type=Path)
-    show = client_sub.add_parser("show", help="show the configured OAuth client (no secret)")
-    json_flag(show)
-
-    for parser in (accounts, add, lst, signin, signout, status, client, imp, show):
-        parser.set_defaults(func=run)
+    show = add_command(client_sub, "show", "show the configured OAuth client (no secret)", run)
+    add_json(show, "print machine-readable JSON")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry point for ``args.func(args)``: open the profile, run the command, close."""
-    from trayapp.core.profile import Profile
-
-    try:
-        profile = Profile.resolve(getattr(args, "profile", None))
-        store = Store.open(profile.db_path)
-    except TrayappError as exc:
-        print(f"trayapp: {exc}", file=sys.stderr)
-        return 1
-    try:
-        return asyncio.run(handle(args, store, profile.path))
-    except KeyboardInterrupt:
-        print("trayapp: cancelled", file=sys.stderr)
-        return 130
-    finally:
-        store.close()
+    """Open the profile's store through a local engine, run the command, close."""
+    with Target.from_args(args) as target:
+        engine = target.engine()
+        try:
+            return asyncio.run(handle(args, engine.store, engine.profile.path))
+        except KeyboardInterrupt:
+            print("trayapp: cancelled", file=sys.stderr)
+            return EXIT_INTERRUPTED
 
 
 async def handle(
@@ -134,14 +124,15 @@ async def handle(
     opener: Callable[[str], Any] | None = None,
 ) -> int:
     """Run one ``accounts`` command on an open store. Returns the exit code."""
+    from trayapp.auth.accounts import AccountManager
+
     out = out or sys.stdout
     own = manager is None
     manager = manager or AccountManager(store, profile_dir, scope_needs=_charm_needs(store))
     try:
         return await _dispatch(args, manager, out, opener)
     except TrayappError as exc:
-        print(f"trayapp: {exc}", file=sys.stderr)
-        return 1
+        return fail(str(exc))
     finally:
         if own:
             await manager.aclose()
@@ -191,6 +182,8 @@ async def _dispatch(
 
 def _client(args: argparse.Namespace, manager: AccountManager, out: TextIO) -> int:
     if args.client_command == "import":
+        from trayapp.auth.client_config import load_client_file
+
         config = load_client_file(args.file)
         changed = manager.import_client(config)
         print(f"Imported OAuth client {config.client_id} from {args.file}.", file=out)
@@ -198,7 +191,7 @@ def _client(args: argparse.Namespace, manager: AccountManager, out: TextIO) -> i
             print(f"  {account.label}: {account.cli_text}", file=out)
         return 0
     current = manager.clients.get()
-    if args.json:
+    if getattr(args, "json", False):
         print(json.dumps({"client": current.public_summary() if current else None}), file=out)
     elif current is None:
         print("No OAuth client configured; use `trayapp accounts client import FILE`.", file=out)
@@ -210,7 +203,7 @@ def _client(args: argparse.Namespace, manager: AccountManager, out: TextIO) -> i
 
 def _list(args: argparse.Namespace, manager: AccountManager, out: TextIO) -> int:
     accounts = manager.accounts()
-    if args.json:
+    if getattr(args, "json", False):
         doc = {
             "accounts": [a.to_json() for a in accounts],
             "secret_storage": manager.secret_storage_status(),
@@ -246,12 +239,12 @@ def _status(args: argparse.Namespace, manager: AccountManager, out: TextIO) -> i
         "client": client.public_summary() if client else None,
         "secret_storage": manager.secret_storage_status(),
     }
-    if args.json:
+    if getattr(args, "json", False):
         print(json.dumps(doc, indent=2), file=out)
         return 0 if all(r["usable"] for r in rows) else 3
     for r in rows:
         print(
-            f"{r['email'] or r['id']} ({r['id']}): {_STATE_TEXT[AccountState(r['state'])]}",
+            f"{r['email'] or r['id']} ({r['id']}): {_STATE_TEXT[str(r['state'])]}",
             file=out,
         )
         if r["reason"]:
@@ -282,6 +275,8 @@ async def _signin(
         print("Sign in in your browser. If it does not open, open this link:", file=out)
         print(f"  {url}", file=out)
         out.flush()
+
+    from trayapp.auth.signin import KeyringUnavailable, default_opener
 
     if opener is None:
         opener = _no_browser if args.no_browser else default_opener
@@ -339,16 +334,9 @@ async def _tell_running_app(manager: AccountManager, account_id: str) -> None:
     the old grant's tokens; ``account-changed`` makes it re-read the account and unpark them.
     Nothing runs: nothing to do.
     """
-    from trayapp import ipc
-
+    target = Target(Profile(Path(manager.profile_dir)))
     command = {"cmd": "account-changed", "account": account_id}
-    reply = await asyncio.to_thread(ipc.try_send, manager.profile_dir, command, 10.0)
-    if reply is not None and not reply.get("ok"):
-        print(
-            f"trayapp: note: the running {DISPLAY_NAME} did not pick up the account change "
-            f"({reply.get('error')}); restart it to apply it",
-            file=sys.stderr,
-        )
+    await asyncio.to_thread(target.notify, command, "account change")
 
 
 def _no_browser(url: str) -> bool:

@@ -1,0 +1,175 @@
+"""The app host: the one place that assembles a running app, for the tray and ``run --headless``.
+
+Both ways of running the engine for a profile need the same set, built and torn down in the same
+order: the profile lock (one engine per profile), the Engine, the control socket (so other
+``trayapp`` processes talk to this engine instead of opening a second one), the Google accounts
+wiring and the engine commands the CLI sends. :class:`AppHost` builds it once; the tray
+(``trayapp.ui.app``) adds its window and icon on top, the headless runner only waits for a
+signal. Qt-free.
+
+Start-up order: lock, engine, accounts, control socket, engine commands. If any step fails,
+everything already built is closed again and the error propagates (a
+:class:`~trayapp.core.errors.TrayappError` is one clear line for the user). Shutdown order:
+network watch, control socket (no new requests), engine (runs in progress end as
+``cancelled`` before their Google clients close), accounts, store, lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trayapp import DISPLAY_NAME, ipc
+from trayapp.core.errors import TrayappError
+from trayapp.core.profile import Profile, ProfileBusy, ProfileLock, use_private_umask
+
+if TYPE_CHECKING:
+    from trayapp.auth.accounts import AccountManager
+    from trayapp.auth.secrets import SecretVault
+    from trayapp.auth.wiring import AccountsWiring
+    from trayapp.core.engine import Engine
+    from trayapp.core.network import NetworkMonitor
+
+log = logging.getLogger(__name__)
+
+ENGINE_ROLES = ("tray", "headless engine")  # what an AppHost's lock says; a sync is one-shot
+
+
+class AlreadyServed(TrayappError):
+    """Another engine (tray or headless) already runs for this profile."""
+
+    def __init__(self, profile: Path, message: str) -> None:
+        super().__init__(message)
+        self.profile = profile
+
+
+class ControlSocketError(TrayappError):
+    """The control socket cannot be opened safely: the engine refuses to run without it."""
+
+
+def already_running_message(profile: Path) -> str:
+    return (
+        f"{DISPLAY_NAME} is already running for the profile {profile}; stop it first, or talk "
+        "to it with 'trayapp sync' and 'trayapp status'"
+    )
+
+
+@dataclass
+class AppHost:
+    """Engine + control socket + accounts for one profile; see the module docstring.
+
+    ``role`` ("tray", "headless engine") is what another process is told holds the profile;
+    ``vault`` overrides the secret store (the demo uses a file vault); ``engine_factory`` builds
+    the Engine (tests pass a registry or clock through it).
+    """
+
+    profile: Profile
+    role: str = "engine"
+    vault: SecretVault | None = None
+    engine_factory: Callable[[Profile], Engine] | None = None
+    engine: Engine | None = None
+    server: ipc.Server | None = None
+    wiring: AccountsWiring | None = None
+    network: NetworkMonitor | None = None
+    _lock: ProfileLock | None = field(default=None, repr=False)
+    _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def accounts(self) -> AccountManager | None:
+        return self.wiring.manager if self.wiring is not None else None
+
+    async def open(self) -> Engine:
+        """Lock the profile, build the engine, wire accounts, serve the control socket.
+
+        Raises :class:`AlreadyServed` when another engine holds the profile and
+        :class:`ControlSocketError` when the control socket cannot be made safely. Does not
+        start the schedule: call :meth:`start` once the caller's own parts are ready.
+        """
+        use_private_umask()  # the database, its WAL and the logs are created private
+        try:
+            self._lock = self.profile.lock_engine(self.role)
+        except ProfileBusy as busy:
+            if busy.role in ENGINE_ROLES:
+                message = already_running_message(self.profile.path)
+                if busy.pid:
+                    message += f" (the {busy.role} has pid {busy.pid})"
+            else:
+                message = str(busy)
+            raise AlreadyServed(self.profile.path, message) from None
+        try:
+            self.engine = self._make_engine()
+            from trayapp.auth.wiring import AccountsWiring
+
+            self.wiring = AccountsWiring(self.engine, vault=self.vault)
+            try:
+                self.server = await ipc.serve(self.engine, self.profile.path)
+            except ipc.AlreadyRunning:
+                raise AlreadyServed(
+                    self.profile.path, already_running_message(self.profile.path)
+                ) from None
+            except ipc.SocketDirError as exc:
+                raise ControlSocketError(str(exc)) from None
+            except OSError as exc:
+                raise ControlSocketError(
+                    f"cannot open the control socket for this profile ({exc.strerror or exc}); "
+                    f"{DISPLAY_NAME} does not run without it, because other trayapp commands "
+                    "would then open the profile a second time"
+                ) from None
+            ipc.register_engine_commands(self.server, self.engine, self.wiring.manager)
+        except BaseException:
+            await self.close()
+            raise
+        return self.engine
+
+    def _make_engine(self) -> Engine:
+        if self.engine_factory is not None:
+            return self.engine_factory(self.profile)
+        from trayapp.core.engine import Engine
+
+        return Engine(self.profile)
+
+    def on(self, cmd: str, handler: Callable[[dict[str, Any]], Any]) -> None:
+        """Serve one more control command (the tray's ``activate``)."""
+        if self.server is None:
+            raise RuntimeError("AppHost.on() before open()")
+        self.server.on(cmd, handler)
+
+    async def start(self) -> None:
+        """Start the engine's schedule (after :meth:`open`), and the network watch."""
+        if self.engine is None:
+            raise RuntimeError("AppHost.start() before open()")
+        await self.engine.start()
+        # Network back: offline charms retry within seconds (NetworkManager or a probe).
+        from trayapp.core.network import NetworkMonitor
+
+        self.network = NetworkMonitor(
+            self.engine, extra_urls=self.wiring.api_urls if self.wiring is not None else None
+        )
+        await self.network.start()
+
+    async def close(self) -> None:
+        """Tear everything down in order; safe to call twice and after a failed :meth:`open`."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            if self.network is not None:
+                await self.network.stop()
+            if self.server is not None:
+                await self.server.close()
+            if self.engine is not None:
+                await self.engine.stop()
+            if self.wiring is not None:
+                try:
+                    await self.wiring.aclose()
+                except Exception:
+                    log.exception("closing the accounts failed")
+            if self.engine is not None:
+                self.engine.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
