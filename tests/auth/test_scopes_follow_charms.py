@@ -28,13 +28,13 @@ from typing import Any
 import httpx
 import pytest
 
-from trayapp.auth import commands
 from trayapp.auth.accounts import AccountManager, record_cell_name
 from trayapp.auth.client_config import parse_client_json
 from trayapp.auth.models import Account, AccountState
 from trayapp.auth.secrets import SecretStoreKind, SecretVault
 from trayapp.auth.signin import KeyringUnavailable, grant_from_token_response
 from trayapp.auth.wiring import AccountsWiring
+from trayapp.cli import accounts as commands
 from trayapp.core.engine import Engine
 from trayapp.core.events import AccountChanged, EngineEvent
 from trayapp.core.outcomes import OutcomeKind
