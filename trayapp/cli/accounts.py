@@ -16,7 +16,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -143,9 +143,17 @@ def _charm_needs(store: Store) -> ScopeNeeds:
     for what the account's charms need, as the tray and Settings do."""
     from trayapp.auth.wiring import charm_scope_needs
     from trayapp.core.charms import CharmRepo
-    from trayapp.core.patterns import PatternRegistry
 
-    return charm_scope_needs(CharmRepo(store).all, PatternRegistry.default())
+    built: list[ScopeNeeds] = []
+
+    def needs(account_id: str) -> Iterable[str]:
+        if not built:  # the registry (plugins included) only when an account is looked at
+            from trayapp.core.patterns import PatternRegistry
+
+            built.append(charm_scope_needs(CharmRepo(store).all, PatternRegistry.default()))
+        return built[0](account_id)
+
+    return needs
 
 
 async def _dispatch(
