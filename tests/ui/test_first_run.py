@@ -17,7 +17,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from PySide6.QtGui import QAction
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QAction, QDropEvent
 from PySide6.QtWidgets import (
     QApplication,
     QLabel,
@@ -42,7 +43,7 @@ from trayapp.ui.keyring_choice import KeyringChoice
 from trayapp.ui.prefs import UiPrefs
 from trayapp.ui.settings import NEW_ACCOUNT, SettingsWindow
 from trayapp.ui.tray import TrayController
-from trayapp.ui.welcome import WelcomeWindow
+from trayapp.ui.welcome import WelcomeWindow, demo_command
 from trayapp.ui.windows import ActivityWindow
 from trayapp.ui.wording import detail_for_gui, for_gui
 
@@ -569,3 +570,84 @@ def test_a_network_failure_reads_without_errno_in_the_menu_and_activity(
     assert details is not None and "nowhere.invalid" in details.text()
     for text in [*shown, details.text()]:
         assert "Errno" not in text and "Error)" not in text and "trayapp " not in text
+
+
+def test_allow_access_in_settings_asks_for_the_missing_scope_once(
+    qloop: QLoop, profile_dir: Path
+) -> None:
+    browser = HttpBrowser()
+    calendar = "https://www.googleapis.com/auth/calendar.readonly"
+
+    async def body() -> None:
+        async with with_accounts(profile_dir, browser) as (emu, _engine, manager, ctl):
+            client = emu.control.create_client()
+            ctl.accounts.import_client(  # type: ignore[attr-defined]
+                json.dumps(client.client_config(emu.base_url))
+            )
+            account = await manager.sign_in(None, [GMAIL], opener=HttpBrowser(), timeout=60)
+            win = settings(ctl, "charms:new:gcalendar-importer")
+            win.select_account(account.id)
+            assert win.save_charm() is True
+            await until(lambda: manager.get(account.id).state is AccountState.NEEDS_PERMISSION)
+            accounts = settings(ctl, "accounts")
+            await until(lambda: accounts.grant.isVisible())
+            assert accounts.grant.text() == (
+                f"Allow Pattern Sync to read Google Calendar for {EMAIL}…"
+            )
+            assert accounts.account_detail.text()  # why, in one sentence
+            item = accounts.account_list.item(0)
+            assert item is not None and item.text() == f"{EMAIL} — needs your permission"
+            shot(accounts, "accounts-needs-permission")
+            accounts.grant.click()
+            await until(lambda: manager.get(account.id).state is AccountState.SIGNED_IN, 60)
+            assert len(browser.urls) == 1 and "calendar.readonly" in browser.urls[0]
+            assert calendar in manager.get(account.id).scopes
+            await until(lambda: not accounts.grant.isVisible())
+            item = accounts.account_list.item(0)
+            assert item is not None and item.text() == f"{EMAIL} — signed in"
+
+    qloop.run(body(), timeout=120)
+
+
+def test_the_client_json_can_be_dropped_as_a_file_or_as_text(
+    ctl: TrayController, tmp_path: Path
+) -> None:
+    wizard = ctl.open_window("connect_google", "import")
+    assert isinstance(wizard, ConnectGoogleWizard)
+    page = wizard.import_page
+    path = tmp_path / "client_secret_123.json"
+    path.write_text(json.dumps(client_doc("web")))
+    dropped_file = QMimeData()
+    dropped_file.setUrls([QUrl.fromLocalFile(str(path))])
+    page.dropEvent(
+        QDropEvent(
+            QPointF(10, 10),
+            Qt.DropAction.CopyAction,
+            dropped_file,
+            Qt.MouseButton.LeftButton,
+            Qt.KeyboardModifier.NoModifier,
+        )
+    )
+    assert page.source.text() == "client_secret_123.json"
+    assert "Web application" in page.verdict.text() and not page.isComplete()
+    dropped_text = QMimeData()
+    dropped_text.setText(json.dumps(client_doc())[:40])
+    page.dropEvent(
+        QDropEvent(
+            QPointF(10, 10),
+            Qt.DropAction.CopyAction,
+            dropped_text,
+            Qt.MouseButton.LeftButton,
+            Qt.KeyboardModifier.NoModifier,
+        )
+    )
+    assert "cut off" in page.verdict.text() and page.source.text() == ""
+
+
+def test_the_demo_button_starts_the_app_in_demo_mode() -> None:
+    program, args = demo_command()
+    assert args[-1] == "--demo"
+    done = subprocess.run(
+        [program, *args[:-1], "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and "--demo" in done.stdout

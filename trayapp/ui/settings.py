@@ -192,6 +192,10 @@ class SettingsWindow(QWidget):
         lay.addWidget(self.account_list, 1)
         self.account_detail = _status_label("account_detail")
         lay.addWidget(self.account_detail)
+        grant_row = QHBoxLayout()  # its own row: it says what it asks Google for, in full
+        grant_row.addWidget(self.grant_placeholder())
+        grant_row.addStretch(1)
+        lay.addLayout(grant_row)
 
         row = QHBoxLayout()
         self.add_account = QPushButton(self.tr("A&dd account…"))
@@ -200,10 +204,6 @@ class SettingsWindow(QWidget):
         self.sign_in_again = QPushButton(self.tr("Sign &in again"))
         self.sign_in_again.setObjectName("sign_in_again")
         self.sign_in_again.clicked.connect(self._sign_in_selected)
-        self.grant = QPushButton(self.tr("Allo&w access…"))
-        self.grant.setObjectName("grant")
-        self.grant.setToolTip(self.tr("Give Pattern Sync the access its charms need"))
-        self.grant.clicked.connect(self._grant_selected)
         self.sign_out = QPushButton(self.tr("Sign &out"))
         self.sign_out.setObjectName("sign_out")
         self.sign_out.setToolTip(self.tr("Revoke Pattern Sync's access at Google"))
@@ -214,7 +214,6 @@ class SettingsWindow(QWidget):
         for b in (
             self.add_account,
             self.sign_in_again,
-            self.grant,
             self.sign_out,
             self.remove_account,
         ):
@@ -225,6 +224,15 @@ class SettingsWindow(QWidget):
         lay.addWidget(self.account_status)
         self.tabs.addTab(page, self.tr("&Accounts"))
         self._update_accounts(self.ctl.accounts.accounts())
+
+    def grant_placeholder(self) -> QPushButton:
+        """The "Allow …" button of an account that needs permission (hidden otherwise)."""
+        self.grant = QPushButton(self.tr("Allo&w access…"))
+        self.grant.setObjectName("grant")
+        self.grant.setToolTip(self.tr("Give Pattern Sync the access its charms need"))
+        self.grant.clicked.connect(self._grant_selected)
+        self.grant.hide()
+        return self.grant
 
     def _update_accounts(self, accounts: list[AccountView]) -> None:
         actions = self.account_actions
@@ -298,6 +306,8 @@ class SettingsWindow(QWidget):
         self.add_account.setEnabled(usable)
         self.sign_in_again.setEnabled(usable and a is not None and not busy)
         self.grant.setVisible(bool(a and a.state is AccountState.NEEDS_PERMISSION))
+        prompt = a.permission_prompt if a is not None else ""
+        self.grant.setText(f"{prompt.replace('&', '&&')}…" if prompt else self.tr("Allo&w access…"))
         self.grant.setEnabled(usable and not busy)
         self.sign_out.setEnabled(
             usable and a is not None and a.state is not AccountState.SIGNED_OUT and not busy
