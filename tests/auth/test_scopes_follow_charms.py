@@ -371,3 +371,29 @@ async def test_a_403_insufficient_scope_reports_the_refused_scopes(
             await api.get_json("gmail", "gmail.users.labels.list", "gmail/v1/users/me/labels")
     assert refused == [expected or SERVICE_READ_SCOPES["gmail"]]
     assert api.requests_sent == 1  # not retried
+
+
+@pytest.mark.usefixtures("configured")
+async def test_the_browser_hears_signed_in_only_once_the_grant_is_stored(
+    manager: AccountManager, emu: EmulatorServer
+) -> None:
+    stored_when_answered: list[bool] = []
+
+    def opener(url: str) -> bool:
+        async def browse() -> httpx.Response:
+            async with httpx.AsyncClient(follow_redirects=True, timeout=60) as http:
+                page = await answer_consent_page(http, url, "allow", None)
+            # Checked as soon as the page arrives, before the sign-in coroutine resumes.
+            stored_when_answered.append(
+                any(a.email == EMAIL and a.usable for a in manager.accounts())
+            )
+            return page
+
+        tasks.append(asyncio.get_running_loop().create_task(browse()))
+        return True
+
+    tasks: list[asyncio.Task[httpx.Response]] = []
+    account = await manager.sign_in(None, [GMAIL], opener=opener, timeout=60)
+    page = await asyncio.wait_for(tasks[0], 60)
+    assert "Signed in" in page.text and account.usable
+    assert stored_when_answered == [True]
