@@ -8,6 +8,7 @@ worker thread), so the window never blocks the event loop or the sync, and canno
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import tempfile
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QTimer, QUrl
-from PySide6.QtGui import QDesktopServices, QKeySequence, QShortcut
+from PySide6.QtGui import QDesktopServices, QKeySequence, QShortcut, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -59,6 +60,13 @@ def _when(value: datetime | None) -> str:
         return ""
     local = value.astimezone()
     return f"{local:%Y-%m-%d %H:%M}"
+
+
+def _label(label_id: str) -> str:
+    """Gmail's system label ids as Gmail shows them: CATEGORY_SOCIAL -> Social, INBOX -> Inbox."""
+    if label_id.startswith("CATEGORY_"):
+        label_id = label_id.removeprefix("CATEGORY_")
+    return label_id.capitalize() if label_id.isupper() else label_id
 
 
 class DataWindow(QWidget):
@@ -105,6 +113,8 @@ class DataWindow(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
+        rows = self.table.verticalHeader()
+        rows.setDefaultSectionSize(self.fontMetrics().height() + 6)  # compact, like a mail list
         self.table.setWordWrap(False)
         self.table.setTabKeyNavigation(False)  # Tab leaves the table, arrows move in it
         self.table.itemActivated.connect(lambda _i: self.open_selected())
@@ -256,7 +266,14 @@ class DataWindow(QWidget):
             return
         self._show(kind, list(rows), total, bool(search))
         self.loads += 1
-        self.ctl.report(f"TRAYAPP_DATA_LOADED {charm.id} {kind} {len(rows)} {total}")
+        keys = sorted(r.key for r in rows if isinstance(r, MailRow | FeedRow))
+        digest = hashlib.sha1(",".join(keys).encode()).hexdigest()[:12] if keys else "-"
+        self.ctl.report(f"TRAYAPP_DATA_LOADED {charm.id} {kind} {len(rows)} {total} {digest}")
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if not self.charm_list.hasFocus() and not self.search.hasFocus():
+            self.charm_list.setFocus()  # arrows and type-ahead choose a charm at once
 
     def _show(
         self, kind: str, rows: list[MailRow | EventRow | FeedRow], total: int, searched: bool
@@ -309,7 +326,7 @@ class DataWindow(QWidget):
 
     def _cells(self, row: MailRow | EventRow | FeedRow) -> list[str]:
         if isinstance(row, MailRow):
-            labels = ", ".join(lbl.title() if lbl.isupper() else lbl for lbl in row.labels)
+            labels = ", ".join(_label(lbl) for lbl in row.labels)
             return [_when(row.date), row.sender, row.subject, labels]
         if isinstance(row, EventRow):
             local = row.start.astimezone() if not row.all_day else row.start

@@ -447,7 +447,7 @@ class TrayController(QObject):
         g = self.menu.geometry()
         # Each top-level item's screen rectangle first, so a test can click an entry with the
         # pointer: keys sent before the menu holds the keyboard grab are lost.
-        for key in ("sync_all", "settings", "activity", "open_data", "quit"):
+        for key in ("sync_all", "settings", "activity", "data", "about", "open_data", "quit"):
             action = self.binder.action(key)
             if action is None or not action.isVisible():
                 continue
