@@ -279,6 +279,7 @@ def _tray_pixels(session: Session, name: str) -> bytes:
 
 def test_a_click_shows_syncing_at_once(session: Session) -> None:
     """Issue 15: in 15 screenshots after a click the syncing badge never appeared."""
+
     def settled() -> bool:
         states = [ln for ln in session.report.lines() if ln.startswith("TRAYAPP_ICON_STATE")]
         return bool(states) and states[-1] == "TRAYAPP_ICON_STATE ok"

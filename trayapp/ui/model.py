@@ -9,7 +9,6 @@ Linux tray hosts break menus that are rebuilt while they are shown).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -348,12 +347,8 @@ def tooltip(snap: Snapshot) -> str:
     return "\n".join(lines)
 
 
-_CLASS_NAME = re.compile(r"\s*\((?:[A-Z][A-Za-z]+(?:Error|Exception|Timeout))\)")
-
-
 def _first_line(text: str, limit: int = 80) -> str:
     line = text.strip().splitlines()[0] if text.strip() else ""
-    line = _CLASS_NAME.sub("", line)  # "(ReadError)": a class name means nothing to users
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 

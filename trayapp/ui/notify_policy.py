@@ -30,7 +30,6 @@ from trayapp.core.outcomes import OutcomeKind
 from trayapp.core.status import RunRecord
 from trayapp.ui.i18n import tr
 from trayapp.ui.model import AccountState, AccountView, IconState, Snapshot, charm_failing
-from trayapp.ui.wording import for_gui
 
 GRACE = timedelta(seconds=15)
 TRANSIENT_THRESHOLD = 2  # consecutive failures before a transient failure is worth a notification
@@ -156,9 +155,8 @@ class NotificationPolicy:
             if not worth and key not in self._problems:
                 continue
             line = (s.last_error or str(s.last_outcome)).strip().splitlines()
-            # In the GUI's words: no exception class names, errno or command lines.
-            text = for_gui(line[0]) if line else ""
-            failing_now.setdefault(key, []).append((c.id, c.name, text))
+            # Already in the GUI's words (make_snapshot: wording.detail_for_gui).
+            failing_now.setdefault(key, []).append((c.id, c.name, line[0] if line else ""))
 
         # Recovery: a problem the user was told about whose charms all work again.
         for key, told_members in list(self._problems.items()):
