@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import sqlite3
@@ -86,6 +87,72 @@ def test_v1_database_is_upgraded_keeping_its_data(db: Path) -> None:
         items.upsert("k9", {})
         items.delete("k0")
         assert len(items) == 5
+
+
+def _json_row(i: int) -> dict[str, object]:
+    """About 1.3 KB of JSON: the size of an imported message or event (issue 17.5)."""
+    return {"id": f"m{i:08}", "subject": f"message {i}", "text": f"{i:x} words " * 110}
+
+
+def test_store_is_at_most_one_and_a_half_times_the_json_it_holds(db: Path) -> None:
+    rows = [(f"m{i:08}", _json_row(i), i) for i in range(3000)]
+    held = sum(len(json.dumps(v, sort_keys=True, separators=(",", ":"))) for _k, v, _s in rows)
+    with Store.open(db) as s:
+        items = s.collection("charm:gmail:messages")
+        for start in range(0, len(rows), 500):  # pages, as an importer writes them
+            items.upsert_many(rows[start : start + 500])
+        conn = s._db()
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 8192
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        pages = conn.execute("SELECT SUM(pgsize) FROM dbstat").fetchone()[0]
+    assert pages <= 1.5 * held, (pages, held)
+    assert db.stat().st_size <= 1.5 * held
+
+
+def test_v2_store_is_migrated_in_place_to_a_compact_one(db: Path) -> None:
+    """WITHOUT ROWID items (v2) spill every 1.3 KB row to its own overflow page; v3 does not."""
+    db.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db, isolation_level=None)
+    for target, migration in enumerate(MIGRATIONS[:2], start=1):
+        migration(conn)
+        conn.execute(f"PRAGMA user_version={target}")
+    conn.execute("PRAGMA journal_mode=WAL")
+    rows = [(f"m{i:08}", i, json.dumps(_json_row(i), sort_keys=True, separators=(",", ":")))
+            for i in range(3000)]  # fmt: skip
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO items VALUES ('charm:g:messages', ?, ?, ?)", rows)
+    conn.executemany(
+        "INSERT INTO items VALUES ('charm:c:events', ?, NULL, '{\"n\": 1}')",
+        [(f"e{i}",) for i in range(50)],
+    )
+    conn.execute("INSERT INTO cells VALUES ('charm:g:cursor', '41')")
+    conn.execute("COMMIT")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    held = sum(len(v) for _k, _s, v in rows)
+    before = db.stat().st_size
+    assert before > 2.5 * held  # the problem, as the issue measured it
+
+    with Store.open(db) as s:
+        conn = s._db()
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 8192
+        assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+        messages = s.collection("charm:g:messages")
+        assert len(messages) == 3000 and len(s.collection("charm:c:events")) == 50
+        assert messages.get("m00000042") == _json_row(42)
+        assert [k for k, _v in messages.items(limit=2, newest_first=True)] == [
+            "m00002999",
+            "m00002998",
+        ]
+        assert s.cell("charm:g:cursor", int, 0).get() == 41
+        # Writes keep (coll, key) unique and the counts exact, as before.
+        assert messages.upsert("m00000042", {"changed": True}) == "updated"
+        assert messages.upsert("new", {"n": 1}, 10**9) == "added"
+        assert messages.delete("m00000000")
+        assert len(messages) == 3000
+    assert db.stat().st_size <= 1.5 * held < before
 
 
 def test_database_from_a_newer_version_is_refused_untouched(db: Path) -> None:

@@ -48,6 +48,7 @@ _SQLITE_CANTOPEN = 14
 _SQLITE_NOTADB = 26
 
 BUSY_TIMEOUT_S = 5.0
+PAGE_SIZE = 8192  # for new databases and migrated ones (see _migrate_v3)
 
 
 # --- schema ------------------------------------------------------------------------------------
@@ -83,6 +84,39 @@ def _migrate_v2(conn: sqlite3.Connection) -> None:
     conn.execute(
         "INSERT INTO collections (name, count) SELECT coll, COUNT(*) FROM items GROUP BY coll"
     )
+    _count_triggers(conn)
+
+
+def _migrate_v3(conn: sqlite3.Connection) -> None:
+    """Items in a rowid table, so the store is about the size of the JSON it holds.
+
+    In v1/v2 the items table was ``WITHOUT ROWID``: a clustered b-tree keyed by (coll, key) whose
+    leaf cells may hold only about a tenth of a page before the rest spills to overflow pages. A
+    1-1.5 KB message or event thus took a whole, mostly empty, 4 KB overflow page of its own
+    (the store was 3-4.5x its JSON). A rowid table packs rows of that size several to a page;
+    (coll, key) stays unique through an index that holds only the keys.
+    """
+    conn.execute(
+        """CREATE TABLE items_v3 (
+               id INTEGER PRIMARY KEY,
+               coll TEXT NOT NULL,
+               key TEXT NOT NULL,
+               sort_key ANY,
+               value TEXT NOT NULL
+           )"""
+    )
+    conn.execute(
+        "INSERT INTO items_v3 (coll, key, sort_key, value) "
+        "SELECT coll, key, sort_key, value FROM items ORDER BY coll, sort_key, key"
+    )
+    conn.execute("DROP TABLE items")  # its index and count triggers go with it
+    conn.execute("ALTER TABLE items_v3 RENAME TO items")
+    conn.execute("CREATE UNIQUE INDEX items_by_key ON items (coll, key)")
+    conn.execute("CREATE INDEX items_by_sort ON items (coll, sort_key, key)")
+    _count_triggers(conn)
+
+
+def _count_triggers(conn: sqlite3.Connection) -> None:
     # An UPSERT that turns into an UPDATE fires update triggers only, so counts stay exact.
     conn.execute(
         """CREATE TRIGGER items_count_insert AFTER INSERT ON items BEGIN
@@ -97,7 +131,14 @@ def _migrate_v2(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_v1, _migrate_v2)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _migrate_v1,
+    _migrate_v2,
+    _migrate_v3,
+)
+# After these migrations the file keeps the freed pages of the table they replaced: the store
+# is compacted (VACUUM) once, right after, so an existing profile shrinks in place too.
+_COMPACT_AFTER = frozenset({3})
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -209,6 +250,12 @@ class Store:
                 f"the database {path} was written by a newer trayapp (schema v{version}, this "
                 f"version understands up to v{SCHEMA_VERSION}); upgrade trayapp to open it"
             )
+        if version == 0:
+            # A new database: 8 KB pages. Messages and events are 1-1.5 KB rows, which pack with
+            # far less slack into 8 KB than into 4 KB (store <= 1.5x its JSON, issue 17.5). Only
+            # possible before the first table exists (and before WAL); existing files get it at
+            # their compaction after migration.
+            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(f"cannot put the database {path} in WAL mode (got {mode!r})")
@@ -230,6 +277,7 @@ class Store:
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection, version: int) -> None:
+        compact = False
         for target, migration in enumerate(MIGRATIONS[version:], start=version + 1):
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -240,6 +288,31 @@ class Store:
                 conn.execute("ROLLBACK")
                 raise
             log.info("store schema migrated to v%d", target)
+            compact = compact or (version > 0 and target in _COMPACT_AFTER)
+        if compact:
+            free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+            if free:
+                Store._compact(conn, free)
+
+    @staticmethod
+    def _compact(conn: sqlite3.Connection, free: int) -> None:
+        """VACUUM into 8 KB pages, giving the replaced table's pages back to the disk.
+
+        The page size can change only outside WAL mode, so the journal is switched for the
+        VACUUM and back. A failure (another process has the file open, or the disk is too full
+        for VACUUM's copy) only leaves the file larger: the data is already migrated.
+        """
+        try:
+            conn.execute("PRAGMA journal_mode=DELETE")
+            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
+            conn.execute("VACUUM")
+            log.info("store compacted after migration (%d free pages returned)", free)
+        except sqlite3.Error as exc:
+            log.warning("could not compact the store after migration: %s", exc)
+        finally:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"cannot put the database back in WAL mode (got {mode!r})")
 
     def close(self) -> None:
         """Close the connection; idempotent. Closing checkpoints the WAL into the main file."""
