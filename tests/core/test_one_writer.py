@@ -406,3 +406,20 @@ async def test_a_pattern_cannot_close_the_shared_http_client(
     client = engine.http
     await engine.stop()
     assert client.is_closed  # the engine itself still closes it at stop
+
+
+def test_a_damaged_status_row_costs_only_that_charm_its_saved_status(profile: Profile) -> None:
+    eng = Engine(profile, patterns=registry())
+    try:
+        for name in ("good", "bad"):
+            eng.add_charm("noop", name=name)
+        repo = StoreStatusRepo(eng.store)
+        repo.save(CharmStatus("good", consecutive_failures=3, last_error_kind=OutcomeKind.OFFLINE))
+        eng.store.collection(StoreStatusRepo.STATUS).upsert(
+            "bad", {"charm_id": "bad", "consecutive_failures": "many", "last_outcome": "??"}
+        )
+        statuses = eng.statuses()
+        assert statuses["good"].state is CharmState.BACKING_OFF
+        assert statuses["bad"] == CharmStatus("bad")
+    finally:
+        eng.close()

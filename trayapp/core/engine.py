@@ -274,6 +274,8 @@ class Engine:
             self.store.drop_prefix(info.prefix())
             self._status_repo.delete(charm_id)
             self._charms.save(info)
+        if charm_id in self._scheduler:  # a charm of that id another process removed
+            self._scheduler.remove(charm_id)
         self._scheduler.add(self._entry(info, pattern))
         log.info("added charm %s (%s)", charm_id, pattern.id)
         self.publish(CharmsChanged())

@@ -1084,6 +1084,8 @@ class Scheduler:
     def _load_persisted(self) -> dict[str, CharmStatus]:
         try:
             return self._repo.load_all()
-        except Exception:
-            log.exception("could not load saved charm status; starting fresh")
+        except Exception as exc:
+            # One line for the user's log (no traceback); the details for a debug log.
+            log.error("could not load the saved charm status (%s); starting fresh", exc)
+            log.debug("loading the saved charm status failed", exc_info=True)
             return {}

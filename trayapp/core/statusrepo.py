@@ -7,6 +7,7 @@ and the last runs of each charm so they survive restarts.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections import defaultdict, deque
@@ -17,6 +18,8 @@ from trayapp.core.status import CharmStatus, RunRecord
 
 if TYPE_CHECKING:
     from trayapp.core.store import Collection, Store
+
+log = logging.getLogger(__name__)
 
 HISTORY_KEEP = 50
 
@@ -139,9 +142,15 @@ class StoreStatusRepo:
         is alive: after a crash (kill -9 mid-run) the charm reads as not running."""
         out = {}
         for key, value in self._status.items():
-            if value.get("running") and not process_alive(value.get("owner")):
-                value = {**value, "running": False}
-            out[key] = CharmStatus.from_json(value)
+            try:
+                if value.get("running") and not process_alive(value.get("owner")):
+                    value = {**value, "running": False}
+                out[key] = CharmStatus.from_json(value)
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                # One damaged row costs that charm its saved status, never the others'.
+                log.warning(
+                    "the saved status of charm %s is damaged (%s); it starts afresh", key, exc
+                )
         return out
 
     def save(self, status: CharmStatus) -> None:
