@@ -268,7 +268,6 @@ class Scheduler:
 
         self._persisted = self._load_persisted()
         self._charms: dict[str, _Charm] = {}
-        self._parked_accounts: set[str] = set()
         # Timers: (due POSIX seconds, seq, charm id, token); stale entries are skipped lazily.
         self._heap: list[tuple[float, int, str, int]] = []
         self._seq = itertools.count()
@@ -361,14 +360,10 @@ class Scheduler:
             status = CharmStatus(
                 entry.charm_id,
                 next_due_at=self._clock.now() if self._started else None,
-                parked=account is not None and account in self._parked_accounts,
+                parked=self._account_parked(account),
             )
         elif self._started:
             status = loaded(status, self._clock.now())
-        if status.parked and account is not None:
-            # Parked before a restart: the account still needs the user (charms added later
-            # park too) until account_usable().
-            self._parked_accounts.add(account)
         charm = _Charm(entry=entry, status=status)
         self._charms[entry.charm_id] = charm
         if self._started:
@@ -387,9 +382,7 @@ class Scheduler:
         charm.entry = entry
         changes: dict[str, Any] = {}
         if entry.account_id != old.account_id:
-            changes["parked"] = (
-                entry.account_id is not None and entry.account_id in self._parked_accounts
-            )
+            changes["parked"] = self._account_parked(entry.account_id, besides=charm)
         if (
             self._started
             and entry.interval != old.interval
@@ -507,7 +500,6 @@ class Scheduler:
     def account_usable(self, account_id: str) -> None:
         """The account works again (signed in): unpark its charms and run them all now (not
         started: they are made due now, so the start runs them first)."""
-        self._parked_accounts.discard(account_id)
         for charm in self._charms.values():
             if charm.entry.account_id != account_id or not charm.status.parked:
                 continue
@@ -993,7 +985,7 @@ class Scheduler:
             next_due = self._after(ended, self._interval_delay(charm.entry))
         unpark = (
             account is None
-            or account not in self._parked_accounts
+            or not self._account_parked(account, besides=charm)
             or run.trigger == TRIGGER_MANUAL  # the user ran it and it worked: it is fine
         )
         new = finished(
@@ -1010,12 +1002,22 @@ class Scheduler:
         elif not self._stopping:
             self._reschedule(charm)
 
+    def _account_parked(self, account: str | None, besides: _Charm | None = None) -> bool:
+        """Whether ``account`` needs the user: some charm of it (other than ``besides``) is
+        parked. Derived from the charms' own ``parked`` (the one place parking lives), so a
+        charm added later for that account waits with its siblings, also after a restart."""
+        if account is None:
+            return False
+        return any(
+            c.entry.account_id == account and c.status.parked and c is not besides
+            for c in self._charms.values()
+        )
+
     def _park(self, charm: _Charm, account: str | None) -> None:
         """Park every charm of ``account`` (or just this one if it has no account)."""
         if account is None:
             targets = [charm]
         else:
-            self._parked_accounts.add(account)
             targets = [c for c in self._charms.values() if c.entry.account_id == account]
             if charm not in targets:
                 targets.append(charm)
