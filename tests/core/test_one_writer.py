@@ -298,6 +298,8 @@ def test_a_sync_exits_even_if_an_updater_swallows_cancellation(
     """The whole CLI path in-process: the bounded runner, a one-shot sync, stop and close."""
     monkeypatch.setattr(scheduler_module, "CANCEL_GRACE", 0.5)
     monkeypatch.setattr(Stubborn, "stubborn", True)
+    abandoned: set[asyncio.Future[Any]] = set()
+    monkeypatch.setattr(aio, "_abandoned", abandoned)  # this test's own, not the process's
     Stubborn.swallowed = []
     results: list[dict[str, RunOutcome]] = []
 
@@ -318,6 +320,7 @@ def test_a_sync_exits_even_if_an_updater_swallows_cancellation(
     assert outcome.kind is OutcomeKind.TIMEOUT
     assert "ignored being stopped" in outcome.message
     assert Stubborn.swallowed  # it really did swallow the cancellation (twice)
+    assert len(abandoned) == 1  # noted for the process exit (cli.main ends it at once)
     check = Engine(profile, patterns=registry())
     try:
         assert check.history("s")[0].outcome is OutcomeKind.TIMEOUT
@@ -330,6 +333,7 @@ async def test_stop_returns_while_an_updater_swallows_cancellation(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(scheduler_module, "SHUTDOWN_GRACE", 0.5)
+    monkeypatch.setattr(aio, "_abandoned", set())
     Stubborn.swallowed = []
     engine.add_charm("stubborn-long", name="s")
     started = asyncio.ensure_future(wait_event(engine, lambda e: isinstance(e, RunStarted)))

@@ -31,7 +31,14 @@ T = TypeVar("T")
 EXIT_GRACE = 5.0
 """Seconds the tasks left at exit get to stop once cancelled, then they are abandoned."""
 
-_abandoned: list[asyncio.Task[Any]] = []  # kept referenced: never finalized before exit
+_abandoned: set[asyncio.Future[Any]] = set()  # kept referenced: never finalized before exit
+
+
+def abandon(task: asyncio.Future[Any]) -> None:
+    """Note a task that ignored cancellation and was left running (the scheduler's runs past
+    their deadline, what :func:`run` leaves at exit); :func:`exit_if_abandoned` acts on it."""
+    _abandoned.add(task)
+    task.add_done_callback(_abandoned.discard)
 
 
 def run(main: Coroutine[Any, Any, T], *, grace: float = EXIT_GRACE) -> T:
@@ -86,7 +93,7 @@ def _finish(loop: asyncio.AbstractEventLoop, grace: float) -> None:
             )
             # Never waited for again: its "destroyed but pending" warning would only repeat this.
             setattr(t, "_log_destroy_pending", False)  # noqa: B010 (asyncio's own flag)
-            _abandoned.append(t)
+            abandon(t)
         for t in left:
             if t.done() and not t.cancelled() and t.exception() is not None:
                 log.error("a task failed at exit", exc_info=t.exception())
@@ -105,8 +112,9 @@ def exit_if_abandoned(code: int) -> None:
     loop there forever. Output is flushed first; nothing else is left to clean up (the loop and
     the store are closed by then).
     """
-    if not _abandoned:
+    if not any(not t.done() for t in _abandoned):
         return
+    logging.shutdown()  # what the atexit hook would do: flush and close the log handlers
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()

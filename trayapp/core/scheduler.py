@@ -60,6 +60,7 @@ from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
 
+from trayapp.core import aio
 from trayapp.core.clock import BackoffPolicy as BackoffPolicy  # re-exported: engine, tests
 from trayapp.core.clock import Clock
 from trayapp.core.errors import (
@@ -840,6 +841,7 @@ class Scheduler:
         if not work.done():
             log.error("charm %s ignored cancellation; its updater is still running", charm_id)
             charm.zombie = work
+            aio.abandon(work)  # the process must not wait for it at exit either
             work.add_done_callback(lambda _: self._zombie_done(charm, frame))
         elif self._watchdog is not None:
             self._watchdog.unlabel(frame)
