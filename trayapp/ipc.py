@@ -142,6 +142,53 @@ def _token_file(profile_dir: Path) -> Path:
     return Path(profile_dir) / "ipc-endpoint.json"
 
 
+def _pointer_file(profile_dir: Path) -> Path:
+    """Where a socket in a fallback folder is recorded: inside the (0700) profile."""
+    return Path(profile_dir) / "ipc-socket"
+
+
+def _fallback_socket(profile_dir: Path, problem: SocketDirError) -> Path:
+    """A socket path in a fresh private folder, recorded in the profile for the CLI to find.
+
+    When the shared socket folder is not safely ours (another local user created it first, or
+    planted a symlink there), refusing to start would let that user block our engine. A folder
+    from ``mkdtemp`` has a random name made with ``O_EXCL`` semantics and mode 0700: nobody can
+    have planted it. The profile is private, so the pointer to it cannot be redirected either.
+    """
+    base = Path(tempfile.mkdtemp(prefix=f"trayapp-{os.getuid()}-"))
+    path = base / f"{_key(profile_dir)}.sock"
+    log.warning("%s; using the private folder %s for the control socket instead", problem, base)
+    pointer = _pointer_file(profile_dir)
+    fd = os.open(pointer, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(str(path))
+    return path
+
+
+def _recorded_socket(profile_dir: Path) -> Path | None:
+    """The fallback socket recorded in the profile, if it is a socket of ours in a 0700 folder."""
+    try:
+        text = _pointer_file(profile_dir).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    path = Path(text)
+    try:
+        folder = os.lstat(path.parent)
+        sock = os.lstat(path)
+    except OSError:
+        return None
+    uid = os.getuid()
+    if (
+        not stat.S_ISDIR(folder.st_mode)
+        or folder.st_uid != uid
+        or stat.S_IMODE(folder.st_mode) & 0o077
+        or not stat.S_ISSOCK(sock.st_mode)
+        or sock.st_uid != uid
+    ):
+        return None
+    return path
+
+
 @dataclass
 class Server:
     """A running IPC server; ``close()`` stops it and removes the socket."""
@@ -151,6 +198,7 @@ class Server:
     handlers: dict[str, Callable[[dict[str, Any]], Any]] = field(default_factory=dict)
     token: str | None = None  # Windows only: requests must carry it
     _lock_fd: int | None = None
+    _pointer: Path | None = None  # the profile's record of a fallback socket folder
 
     def on(self, cmd: str, handler: Callable[[dict[str, Any]], Any]) -> None:
         """Register a handler (e.g. the tray's ``activate``); may return a value or awaitable."""
@@ -166,6 +214,15 @@ class Server:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        if self._pointer is not None and self.path is not None:
+            # A fallback folder of our own: nothing else lives in it.
+            with contextlib.suppress(OSError):
+                self._pointer.unlink()
+            with contextlib.suppress(OSError):
+                os.unlink(f"{self.path}.lock")
+            with contextlib.suppress(OSError):
+                os.rmdir(self.path.parent)
+            self._pointer = None
 
 
 def _peer_is_us(writer: asyncio.StreamWriter) -> bool:
@@ -261,7 +318,12 @@ async def serve(engine: Engine, profile_dir: Path) -> Server:
         holder.append(server)
         return server
 
-    path = socket_path(profile_dir)
+    fallback = False
+    try:
+        path = socket_path(profile_dir)
+    except SocketDirError as problem:
+        path = _fallback_socket(profile_dir, problem)
+        fallback = True
     import fcntl
 
     lock_fd = os.open(str(path) + ".lock", os.O_CREAT | os.O_RDWR, 0o600)
@@ -279,7 +341,9 @@ async def serve(engine: Engine, profile_dir: Path) -> Server:
     finally:
         os.umask(old_umask)
     os.chmod(path, 0o600)
-    server = Server(srv, path, _lock_fd=lock_fd)
+    server = Server(
+        srv, path, _lock_fd=lock_fd, _pointer=_pointer_file(profile_dir) if fallback else None
+    )
     holder.append(server)
     return server
 
@@ -341,12 +405,16 @@ def try_send(profile_dir: Path, command: dict[str, Any], timeout: float) -> dict
             sock = socket.create_connection(("127.0.0.1", int(info["port"])), timeout=timeout)
             command = {**command, "token": info["token"]}
         else:
-            try:
-                path = socket_path(profile_dir, create=False)
-            except (FileNotFoundError, SocketDirError):
-                return None  # nothing serves there, or a folder we must not trust
-            if not path.exists():
-                return None
+            recorded = _recorded_socket(profile_dir)
+            if recorded is not None:
+                path = recorded  # the engine had to use a private fallback folder
+            else:
+                try:
+                    path = socket_path(profile_dir, create=False)
+                except (FileNotFoundError, SocketDirError):
+                    return None  # nothing serves there, or a folder we must not trust
+                if not path.exists():
+                    return None
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(timeout)
             sock.connect(str(path))
