@@ -87,7 +87,7 @@ def _finish(loop: asyncio.AbstractEventLoop, grace: float) -> None:
         _, stuck = loop.run_until_complete(asyncio.wait(left, timeout=grace))
         for t in stuck:
             log.error(
-                "abandoned task %s at exit: it ignored cancellation for %.0f s",
+                "exiting without waiting for %s: it ignored being stopped for %.0f s",
                 t.get_name(),
                 grace,
             )

@@ -822,7 +822,7 @@ class Scheduler:
         frame: FrameType | None = getattr(coro, "cr_frame", None)
         if self._watchdog is not None:
             self._watchdog.label(frame, charm_id)
-        work = asyncio.ensure_future(coro)
+        work = asyncio.get_running_loop().create_task(coro, name=f"trayapp-updater:{charm_id}")
         run.work = work
         done = asyncio.Event()
         work.add_done_callback(lambda _: done.set())
