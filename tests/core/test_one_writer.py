@@ -427,3 +427,23 @@ def test_a_damaged_status_row_costs_only_that_charm_its_saved_status(profile: Pr
         assert statuses["bad"] == CharmStatus("bad")
     finally:
         eng.close()
+
+
+async def test_commands_reach_a_charm_another_process_added_to_a_running_engine(
+    engine: Engine, profile: Profile
+) -> None:
+    engine.add_charm("noop", name="first", interval=timedelta(days=1))
+    await engine.start()
+    other = Engine(profile, patterns=registry())  # the CLI, without telling the running engine
+    try:
+        other.add_charm("noop", name="second", interval=timedelta(days=1))
+    finally:
+        other.close()
+    engine.pause("second")  # no NotFoundError: the running engine picks the charm up first
+    assert engine.status("second").state is CharmState.PAUSED
+    engine.resume(None)
+    ran = asyncio.ensure_future(
+        wait_event(engine, lambda e: isinstance(e, RunFinished) and e.record.charm_id == "second")
+    )
+    engine.sync_now(None)
+    assert (await ran).record.outcome is OutcomeKind.OK  # type: ignore[union-attr]

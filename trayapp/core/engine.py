@@ -675,8 +675,11 @@ class Engine:
         return [c.id for c in self._charms.all()]
 
     def _target_ids(self, charm_id: str | None) -> list[str]:
-        """``[charm_id]`` (NotFoundError naming the charms if unknown), or every charm."""
-        return [self._charms.get(charm_id).id] if charm_id is not None else self._ids()
+        """``[charm_id]`` (NotFoundError naming the charms if unknown), or every charm; all of
+        them held by the scheduler (one another process added is picked up first)."""
+        ids = [self._charms.get(charm_id).id] if charm_id is not None else self._ids()
+        self._hold(ids)
+        return ids
 
     def _check_interval(self, interval: timedelta) -> timedelta:
         if not isinstance(interval, timedelta) or interval < MIN_INTERVAL:
