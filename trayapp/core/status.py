@@ -1,8 +1,11 @@
 """Per-charm status and run history: the data the tray, the CLI and ``--json`` all show.
 
-These are plain, Qt-free values. The scheduler produces them, the store persists them (so they
-survive restarts), and observers (the tray, ``trayapp status``) read snapshots. ``to_json`` is the
-stable, documented shape of ``trayapp status --json`` (see docs/cli.md); add fields, never rename.
+These are plain, Qt-free values. The scheduler is their one writer: it changes a status only
+through the pure transitions at the end of this module. The store persists the facts
+(``to_record``, so they survive restarts); ``state`` is never stored but computed from them
+(:func:`charm_state`), so no crash can leave a stale one behind. Observers (the tray, ``trayapp
+status``) read snapshots. ``to_json`` is the stable, documented shape of ``trayapp status
+--json`` (see docs/cli.md); add fields, never rename.
 """
 
 from __future__ import annotations
