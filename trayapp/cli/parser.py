@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from trayapp import DISPLAY_NAME, __version__
-from trayapp.cli import accounts, charms, export, patterns, run, sync
+from trayapp.cli import accounts, charms, export, logs, patterns, run, sync
 from trayapp.cli.args import add_common
 
 
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     patterns.register(sub)
     accounts.register(sub)
     export.register(sub)
+    logs.register(sub)
     # Listed for --help only: main() hands `emulator ...` to the emulator before parsing.
     sub.add_parser("emulator", help="the local Google emulator (see 'trayapp emulator --help')")
     return parser
