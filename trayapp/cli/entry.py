@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from trayapp.cli.output import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
+    EXIT_USAGE,
     fail,
 )
 from trayapp.core.errors import TrayappError
@@ -46,6 +47,16 @@ def _main(args_list: list[str]) -> int:
 
         args = build_parser().parse_args(args_list)
         handler = getattr(args, "handler", None) or cmd_tray
+        tray = handler is cmd_tray or (handler is cmd_run and not getattr(args, "headless", False))
+        if getattr(args, "demo", False) and not tray:
+            # Every other command works on a real profile: never let --demo look like it applied.
+            print(
+                "trayapp: --demo starts the tray with demo charms in a throwaway profile; it "
+                "does not apply to other commands (they would use your real profile). Run "
+                "'trayapp --demo' for the demo, or give the command --profile DIR",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
         configure_logging(_log_level(args, long_running=handler is cmd_run))
         return int(handler(args))
     except TrayappError as exc:

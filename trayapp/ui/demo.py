@@ -16,7 +16,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,8 +51,26 @@ _temp_profiles: set[Path] = set()
 
 
 def make_demo_profile() -> Path:
-    """A fresh temporary profile for ``--demo`` without ``--profile``: never the user's real one."""
-    path = Path(tempfile.mkdtemp(prefix="trayapp-demo-"))
+    """The demo's throwaway profile for ``--demo`` without ``--profile``: never the user's real one.
+
+    One per user (``$XDG_RUNTIME_DIR/trayapp-demo-<uid>``, else the temp folder), not one per
+    launch: a second ``trayapp --demo`` then finds the first through the profile's control
+    socket and shows its menu, instead of adding a second tray icon. A folder there that is not
+    ours (another owner, a symlink, open to others) is never used: a fresh one is made instead.
+    """
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    base = Path(runtime) if runtime and Path(runtime).is_dir() else Path(tempfile.gettempdir())
+    path = base / f"trayapp-demo-{uid}"
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        st = path.lstat()
+        mine = stat.S_ISDIR(st.st_mode) and st.st_uid == uid and not st.st_mode & 0o077
+        if not mine:
+            raise PermissionError(f"{path} is not a private folder of this user")
+    except OSError as exc:
+        log.info("demo profile: %s; using a fresh temporary folder", exc)
+        path = Path(tempfile.mkdtemp(prefix="trayapp-demo-"))
     _temp_profiles.add(path)
     return path
 
@@ -64,6 +84,10 @@ def remove_demo_profile(path: Path) -> bool:
     if path not in _temp_profiles:
         return False
     _temp_profiles.discard(path)
+    from trayapp.ipc import try_send
+
+    if try_send(path, {"cmd": "ping"}, timeout=2.0) is not None:
+        return False  # another demo instance runs on it (ours stopped serving before this)
     shutil.rmtree(path, ignore_errors=True)
     if path.exists():
         log.warning("could not remove the demo profile %s", path)
