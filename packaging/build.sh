@@ -131,6 +131,15 @@ cp -a "$icons" "$tree/share/icons/"
 cp resources/$APP_ID.desktop.in "$tree/share/applications/$APP_ID.desktop"
 install -m 0755 packaging/linux/install.sh packaging/linux/uninstall.sh "$tree/"
 printf '%s\n' "$glibc" > "$tree/GLIBC_REQUIRED"
+# The distributions named must match the measured version (README.md and docs/install.md say
+# the same: tests/packaging/test_bundle.py checks all three agree).
+case "$glibc" in
+  2.31|2.32) distros="Debian 11, Ubuntu 20.04, Fedora 32 or later" ;;
+  2.33|2.34) distros="Debian 12, Ubuntu 22.04, Fedora 35 or later" ;;
+  2.35) distros="Debian 12, Ubuntu 22.04, Fedora 36 or later" ;;
+  2.36) distros="Debian 12, Ubuntu 22.10, Fedora 37 or later" ;;
+  *) distros="a distribution released with glibc $glibc or later" ;;
+esac
 cat > "$tree/README.txt" <<EOF
 Pattern Sync $version for Linux ($arch)
 
@@ -139,7 +148,7 @@ Then start "Pattern Sync" from your application menu, or run: trayapp
 Try it without a Google account:         trayapp --demo
 Uninstall:                               ~/.local/opt/$PACKAGE/uninstall.sh   (--purge also deletes your data)
 
-Needs a 64-bit Linux with glibc $glibc or newer (Debian 12, Ubuntu 23.04, Fedora 37 or later)
+Needs a 64-bit Linux with glibc $glibc or newer ($distros)
 and a desktop with a system tray (GNOME: the AppIndicator extension). The program folder is
 self-contained: Python and Qt are included.
 EOF

@@ -5,7 +5,8 @@
 #
 #   --purge   also delete your Pattern Sync data: the profile (settings, charms, imported
 #             items, logs) in ~/.local/share/trayapp, its config/cache/state folders, and the
-#             sign-ins it saved in your keyring. Without it your data stays for a reinstall.
+#             sign-ins it saved in your keyring. Without it your data stays for a reinstall
+#             (this script goes with the program: it then says how to delete the data by hand).
 #   --dir DIR the program folder, if it was installed with --dir
 #   --force   uninstall even while Pattern Sync is running
 #
@@ -119,5 +120,7 @@ fi
 
 say "Pattern Sync is uninstalled."
 if [ "$purge" = 0 ] && [ -d "$data_home/$APP_ID" ]; then
-  say "  your data is still in $data_home/$APP_ID (run with --purge to delete it)"
+  # This script is gone with the program folder, so no "run again with --purge": say how.
+  say "  your data is still in $data_home/$APP_ID for a reinstall; to delete it as well:"
+  say "    rm -rf '$data_home/$APP_ID'   (saved sign-ins: your keyring, service \"$APP_ID\")"
 fi

@@ -68,6 +68,16 @@ def test_release_files_carry_the_project_version_and_report_their_size(release: 
     assert (folder / "share/icons/hicolor/scalable/apps/trayapp.svg").is_file()
 
 
+def test_the_readmes_agree_on_the_glibc_the_build_needs(release: Release) -> None:
+    """Issue 15: the bundle's README.txt and README.md named different glibc versions."""
+    needed = (release.folder / "GLIBC_REQUIRED").read_text().strip()
+    assert needed == release.facts["glibc_required"]
+    readme = (release.folder / "README.txt").read_text()
+    assert f"glibc {needed} or newer" in readme
+    assert f"glibc {needed}+" in (REPO / "README.md").read_text()
+    assert f"glibc {needed} or newer" in (REPO / "docs" / "install.md").read_text()
+
+
 def test_the_bundle_leaves_out_what_the_app_does_not_use(release: Release) -> None:
     internal = release.folder / "app" / "_internal"
     names = {p.name for p in internal.rglob("*")}

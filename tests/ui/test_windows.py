@@ -245,3 +245,22 @@ def test_activity_charm_list_fits_long_lines_without_a_horizontal_scrollbar(
     assert rect.right() <= win.charms.viewport().width()
     assert rect.height() > win.charms.fontMetrics().height()  # wrapped onto a second line
     assert win.charms.horizontalScrollBar().maximum() == 0
+
+
+def test_autostart_icon_is_the_theme_name_once_the_theme_has_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15: the entry pointed inside the program folder; an installed app has a theme icon."""
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local/share"))
+    monkeypatch.setenv("XDG_DATA_DIRS", str(tmp_path / "nothing"))
+    auto = Autostart("linux", home=home, config_home=home / ".config", command=["/opt/x/trayapp"])
+    auto.enable()
+    icon = [ln for ln in auto.desktop_path.read_text().splitlines() if ln.startswith("Icon=")]
+    assert icon and icon[0].endswith("tray-ok.svg")  # no theme icon (pip install): the file
+    apps = home / ".local/share/icons/hicolor/48x48/apps"
+    apps.mkdir(parents=True)
+    (apps / "trayapp.png").write_bytes(b"\x89PNG")  # what install.sh / the .deb put there
+    auto.enable()
+    assert "Icon=trayapp\n" in auto.desktop_path.read_text()

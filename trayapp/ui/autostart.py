@@ -82,6 +82,24 @@ def parse_desktop_exec(value: str) -> list[str]:
     return args
 
 
+APP_ICON_NAME = "trayapp"
+
+
+def theme_has_icon(name: str, home: Path | None = None) -> bool:
+    """Whether an icon called ``name`` is installed where desktops look (hicolor, pixmaps)."""
+    home = home or Path.home()
+    data_home = os.environ.get("XDG_DATA_HOME") or str(home / ".local" / "share")
+    system = os.environ.get("XDG_DATA_DIRS") or "/usr/local/share:/usr/share"
+    dirs = [data_home, *system.split(":")]
+    for base in filter(None, dirs):
+        hicolor = Path(base) / "icons" / "hicolor"
+        if any(hicolor.glob(f"*/apps/{name}.png")) or any(hicolor.glob(f"*/apps/{name}.svg")):
+            return True
+        if (Path(base) / "pixmaps" / f"{name}.png").is_file():
+            return True
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class AutostartStatus:
     mechanism: str  # "XDG autostart entry" | "LaunchAgent" | "Run registry key"
@@ -139,10 +157,18 @@ class Autostart:
             else "[Desktop Entry]\nType=Application\nName=Pattern Sync\nExec=@EXEC@\n"
             "Icon=@ICON@\nTerminal=false\nX-GNOME-Autostart-enabled=true\n"
         )
-        icon = icon_path(IconState.OK)
         return text.replace("@EXEC@", desktop_exec_line(self.command)).replace(
-            "@ICON@", str(icon) if icon else "trayapp"
+            "@ICON@", self._icon_value()
         )
+
+    def _icon_value(self) -> str:
+        """The theme name "trayapp" when the icon theme has it (the bundle and the .deb install
+        it into hicolor, so it survives the program folder moving and follows the theme);
+        otherwise the SVG's path (a pip or source install puts no icon in any theme)."""
+        if theme_has_icon(APP_ICON_NAME, self.home):
+            return APP_ICON_NAME
+        icon = icon_path(IconState.OK)
+        return str(icon) if icon else APP_ICON_NAME
 
     @staticmethod
     def _desktop_exec(text: str) -> list[str] | None:
