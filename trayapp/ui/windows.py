@@ -179,7 +179,7 @@ class ActivityWindow(_Ticking):
 
     def __init__(self, ctl: TrayController) -> None:
         super().__init__(ctl)
-        self.setWindowTitle(f"{DISPLAY_NAME}: Activity")
+        self.setWindowTitle(self.tr("{app}: Activity").format(app=DISPLAY_NAME))
         self.resize(ACTIVITY_SIZE[0], ACTIVITY_SIZE[1])
         lay = QVBoxLayout(self)
         # Splitters, so a user with long charm names or error texts can give them the room; the
@@ -188,6 +188,7 @@ class ActivityWindow(_Ticking):
         top.setChildrenCollapsible(False)
         self.charms = QListWidget()
         self.charms.setObjectName("charms")
+        self.charms.setAccessibleName(self.tr("Charms"))
         # Long lines wrap at words (and elide past that) instead of growing a scrollbar.
         self.charms.setWordWrap(True)
         self.charms.setTextElideMode(Qt.TextElideMode.ElideRight)
@@ -199,7 +200,11 @@ class ActivityWindow(_Ticking):
         top.addWidget(self.charms)
         self.table = QTableWidget(0, 5)
         self.table.setObjectName("history")
-        self.table.setHorizontalHeaderLabels(["Started", "Duration", "Outcome", "Items", "Details"])
+        self.table.setAccessibleName(self.tr("Run history"))
+        self.table.setTabKeyNavigation(False)  # Tab moves on; arrows move inside
+        self.table.setHorizontalHeaderLabels(
+            [self.tr(h) for h in ("Started", "Duration", "Outcome", "Items", "Details")]
+        )
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.verticalHeader().setVisible(False)
         self.table.setWordWrap(False)
@@ -214,9 +219,12 @@ class ActivityWindow(_Ticking):
         recent_box = QWidget()
         recent_lay = QVBoxLayout(recent_box)
         recent_lay.setContentsMargins(0, 0, 0, 0)
-        recent_lay.addWidget(QLabel("Recent notifications"))
+        recent_label = QLabel(self.tr("Recent &notifications"))
+        recent_lay.addWidget(recent_label)
         self.recent = QListWidget()
+        recent_label.setBuddy(self.recent)
         self.recent.setObjectName("recent")
+        self.recent.setAccessibleName(self.tr("Recent notifications"))
         self.recent.setWordWrap(True)
         self.recent.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.recent.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -231,7 +239,9 @@ class ActivityWindow(_Ticking):
         body.setStretchFactor(1, 1)
         lay.addWidget(body, 1)
         bottom = QHBoxLayout()
-        self.copy = QPushButton("Copy diagnostics")
+        self.copy = QPushButton(self.tr("&Copy diagnostics"))
+        self.copy.setObjectName("copy_diagnostics")
+        self.copy.setAccessibleName(self.tr("Copy diagnostics, secrets removed"))
         self.copy.clicked.connect(self.copy_diagnostics)
         bottom.addStretch(1)
         bottom.addWidget(self.copy)
@@ -313,4 +323,4 @@ class ActivityWindow(_Ticking):
 
     def copy_diagnostics(self) -> None:
         QGuiApplication.clipboard().setText(self.diagnostics())
-        self.copy.setText("Copied (secrets removed)")
+        self.copy.setText(self.tr("Copied (secrets removed)"))
