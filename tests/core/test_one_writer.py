@@ -447,3 +447,36 @@ async def test_commands_reach_a_charm_another_process_added_to_a_running_engine(
     )
     engine.sync_now(None)
     assert (await ran).record.outcome is OutcomeKind.OK  # type: ignore[union-attr]
+
+
+async def test_opening_an_engine_to_read_writes_nothing(profile: Profile) -> None:
+    """``trayapp status`` while the tray runs must not race it: a read-only Engine never
+    writes (a stale copy of a status saved over the running engine's newer one)."""
+    writer = Engine(profile, patterns=registry())
+    for name in ("a", "b"):
+        writer.add_charm("noop", name=name)
+    await writer.sync(["a"])
+    repo = StoreStatusRepo(writer.store)
+    repo.delete("b")  # "b" has no saved status yet: a reader must not save one
+    past = datetime.now(UTC) - timedelta(hours=1)
+    repo.save(writer.status("a").with_(paused=True, paused_until=past))  # a pause that ended
+    await writer.aclose()
+
+    def files() -> dict[str, bytes]:
+        return {
+            p.name: p.read_bytes()
+            for p in profile.path.iterdir()
+            if p.name.startswith(profile.db_path.name)
+        }
+
+    before = files()
+    reader = Engine(profile, patterns=registry())
+    try:
+        assert reader.statuses()["a"].last_outcome is OutcomeKind.OK
+        assert reader.status("a").paused  # as saved: the engine that runs it ends the pause
+        assert reader.status("b").last_run_at is None
+        reader.history("a")
+        reader.charms()
+    finally:
+        reader.close()
+    assert files() == before
