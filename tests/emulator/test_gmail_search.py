@@ -132,6 +132,14 @@ async def names(http: httpx.AsyncClient, s: Session, box: dict[str, str], q: str
         ('"quarterly numbers"', {"report"}),
         ('"numbers quarterly"', set()),
         ("+quarterly", {"report"}),
+        # whole words: a plain word also finds longer forms of itself, not other words
+        ("port", set()),
+        ("quarter", {"report"}),
+        ("+quarter", set()),
+        ('"quarter numbers"', set()),
+        ("subject:rep", {"report", "sent"}),
+        ("from:example.org", {"alice"}),
+        ("from:ample", set()),
         ("quarterly AROUND 2 in", {"report"}),
         # header operators
         ("cc:carol", {"alice"}),

@@ -322,25 +322,21 @@ class _Parser:
     ) -> Pred:
         if op is not None:
             return self.operator(op, value, phrase=phrase)
-        needle = " ".join(value.lower().split())
-        if not needle:
-            return lambda m: True
-        if exact:
-            pattern = re.compile(rf"(?<!\w){re.escape(needle)}(?!\w)")
-            return lambda m: bool(pattern.search(m.parsed.haystack))
-        return lambda m: needle in m.parsed.haystack
+        match = _word_matcher(value, exact=exact or phrase)
+        return lambda m: match(m.parsed.words)
 
     def operator(self, name: str, value: str, *, phrase: bool = False) -> Pred:
         v = value.lower()
         if name in _HEADER_OPERATORS:
             headers = _HEADER_OPERATORS[name]
-            needle = " ".join(v.split())
             if name == "rfc822msgid":
-                needle = needle.strip("<>")
+                msgid = v.strip().strip("<>")
+                return lambda m: any(
+                    msgid in h.lower() for h in m.parsed.header_index.get("message-id", [])
+                )
+            match = _word_matcher(value, exact=phrase)
             return lambda m: any(
-                needle in " ".join(h.lower().split())
-                for n in headers
-                for h in m.parsed.header_index.get(n, [])
+                match(_words(h)) for n in headers for h in m.parsed.header_index.get(n, [])
             )
         if name in ("label", "in"):
             return self.label(name, value)
@@ -409,7 +405,7 @@ class _Parser:
             return lambda m: bool(user.intersection(m.label_ids)) == want
         if v in _HAS_LINKS:
             links = _HAS_LINKS[v]
-            return lambda m: any(link in m.parsed.haystack for link in links)
+            return lambda m: any(link in m.parsed.text.lower() for link in links)
         if v in _STARS:
             # Only the default yellow star exists in the API's labels (STARRED).
             return (lambda m: "STARRED" in m.label_ids) if v == "yellow-star" else (lambda m: False)
@@ -445,6 +441,34 @@ def _size(value: str) -> int:
     if not m:
         raise bad_query(f"{value!r} is not a size; use bytes or K/M, e.g. 10M")
     return int(m.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[m.group(2).lower()]
+
+
+def _word_matcher(value: str, *, exact: bool) -> Callable[[list[str]], bool]:
+    """Whether a text's words have ``value``'s words in a row, as Gmail's search matches words.
+
+    Gmail matches whole words, and plain words also match their variants ("+word" is the help
+    page's operator for "an exact word"), so a plain needle's last word may be the start of a
+    longer word (``invoice`` finds "invoices", ``port`` does not find "report"); a phrase or
+    ``+word`` needs the exact words. Text in scripts written without spaces (CJK) is matched
+    as a substring, since Gmail segments it into words we cannot reproduce.
+    """
+    needle = _words(value)
+    if not needle:
+        return lambda words: True
+    if any(ord(ch) >= 0x2E80 for ch in value):
+        joined = " ".join(needle)
+        return lambda words: joined in " ".join(words)
+    head, last = needle[:-1], needle[-1]
+
+    def match(words: list[str]) -> bool:
+        for i in range(len(words) - len(needle) + 1):
+            if words[i : i + len(head)] == head:
+                word = words[i + len(head)]
+                if word == last or (not exact and word.startswith(last)):
+                    return True
+        return False
+
+    return match
 
 
 def _words(text: str) -> list[str]:

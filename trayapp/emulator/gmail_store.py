@@ -138,8 +138,9 @@ class Parsed:
     has_attachment: bool
     #: Every attachment's file name (search's ``filename:``), as the raw headers give it.
     filenames: list[str] = field(default_factory=list)
-    #: Lower-cased, whitespace-collapsed text that bare search words look in.
-    haystack: str = ""
+    #: The words (lower case) that bare search words look in: subject, From, To, Cc, text
+    #: bodies and attachment names.
+    words: list[str] = field(default_factory=list)
 
 
 _PARAMS = email.parser.Parser(policy=email.policy.default)
@@ -244,8 +245,8 @@ def parse_message(msg_id: str, raw: bytes) -> Parsed:
         *(v for name in ("subject", "from", "to", "cc") for v in index.get(name, [])),
         *filenames,
     ]
-    haystack = " ".join(" ".join(searchable).lower().split())
-    return Parsed(payload, snippet, attachments, index, text, named, filenames, haystack)
+    words = re.findall(r"\w+", " ".join(searchable).lower())
+    return Parsed(payload, snippet, attachments, index, text, named, filenames, words)
 
 
 @dataclass
