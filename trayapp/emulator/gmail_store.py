@@ -76,14 +76,13 @@ ADDRESS_HEADERS = frozenset(
 
 def display_header(name: str, value: str) -> str:
     """A header value as Gmail's ``payload.headers`` shows it: unfolded, RFC 2047 decoded."""
-    unfolded = decode_header_value(value) if "=?" not in value else None
     if name.lower() in ADDRESS_HEADERS and "=?" in value:
         plain = re.sub(r"\r?\n[ \t]*", " ", header_as_sent(value))
         try:
             return str(email.policy.default.header_factory(name, plain))
         except (IndexError, ValueError, TypeError, LookupError, email.errors.HeaderParseError):
-            pass
-    return unfolded if unfolded is not None else decode_header_value(value)
+            pass  # an address list email cannot read: decoded as plain text below
+    return decode_header_value(value)
 
 
 def decode_header_value(value: str) -> str:

@@ -752,7 +752,9 @@ class _Sync:
         again = {
             mid: earlier.get(mid, now)
             for mid in local - matching
-            if changes[mid].added and mid not in gone and self.messages.get(mid) is None
+            if (changes[mid].added or mid in earlier)
+            and mid not in gone
+            and self.messages.get(mid) is None
         }
         if len(again) > RECHECK_LIMIT:
             again = dict(sorted(again.items(), key=lambda kv: kv[1])[-RECHECK_LIMIT:])
