@@ -64,7 +64,7 @@ import contextlib
 import hashlib
 import itertools
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -125,6 +125,9 @@ SERIES_SORT_KEY = 1e13
 UNKNOWN_SORT_KEY = SERIES_SORT_KEY
 #: Page sizes: Google's maxima, so a calendar of 2,000 events is one request (tests lower them).
 EVENTS_PAGE_SIZE = 2500
+# Events stored per transaction: a full page is written in steps this size, the event loop
+# running between them (a 2,500-event page in one transaction held it for 60-300 ms).
+APPLY_CHUNK = 250
 CALENDARS_PAGE_SIZE = 250
 RESYNC_BACKOFF = timedelta(hours=1)
 RESYNC_BACKOFF_MAX = timedelta(days=1)
@@ -802,12 +805,14 @@ class _Sync:
             raise ServerError(
                 f"Google Calendar sent no sync token for {record.name}; the sync will be retried"
             )
-        with self.ctx.transaction():
-            outcome.counts.add(self.apply(record.id, result.items, sweep=False))
+        token, time_zone = result.next_sync_token, result.time_zone
+
+        def finish() -> None:
+            nonlocal record
             record = record.model_copy(
                 update={
-                    "sync_token": result.next_sync_token,
-                    "time_zone": result.time_zone or record.time_zone,
+                    "sync_token": token,
+                    "time_zone": time_zone or record.time_zone,
                     "expiries": 0,
                     "resync_after": None,
                     "last_sync": self.ctx.now(),
@@ -815,6 +820,10 @@ class _Sync:
                 }
             )
             self.save(record)
+
+        outcome.counts.add(
+            await self.apply_page(record.id, result.items, sweep=False, finish=finish)
+        )
         return record
 
     def expired(self, record: CalendarRecord, what: str) -> CalendarRecord:
@@ -897,8 +906,10 @@ class _Sync:
             record.id, show_deleted=True, max_results=EVENTS_PAGE_SIZE, page_token=fs.page_token
         )
         async for page in pages:
-            with self.ctx.transaction():
-                outcome.counts.add(self.apply(record.id, page.items, sweep=fs.prune, listing=True))
+
+            def finish(page: Any = page) -> None:
+                nonlocal fs, record
+                assert fs is not None
                 fs = fs.model_copy(
                     update={"pages": fs.pages + 1, "page_token": page.next_page_token}
                 )
@@ -923,6 +934,12 @@ class _Sync:
                     }
                 record = record.model_copy(update=update)
                 self.save(record)
+
+            outcome.counts.add(
+                await self.apply_page(
+                    record.id, page.items, sweep=fs.prune, listing=True, finish=finish
+                )
+            )
         self.ctx.log.info("full sync of calendar %s done (%d pages)", record.name, fs.pages)
         return record
 
@@ -936,6 +953,60 @@ class _Sync:
 
     # -- applying changes --
 
+    async def apply_page(
+        self,
+        calendar_id: str,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        sweep: bool,
+        listing: bool = False,
+        finish: Callable[[], None],
+    ) -> _Counts:
+        """Store one page of Google's events in steps of :data:`APPLY_CHUNK`, then ``finish()``.
+
+        A page holds up to 2,500 events; written in one transaction it would hold the event loop
+        for a long moment (issue 17.5: no write may block it more than 50 ms). Each step is its
+        own short transaction and the loop runs between them. Only the last step runs
+        ``finish`` (which advances the page token or sync token), so a run killed between steps
+        fetches the page again and re-applies it: every step is idempotent (upserts, deletes,
+        sweep marks), and the cursor never passes an event that was not stored. The shape of
+        the whole page is checked before the first step, so a malformed page stores nothing.
+        """
+        batch = list(items)
+        cancelled = self.cancelled_series(batch)
+        counts = _Counts()
+        chunks = [batch[i : i + APPLY_CHUNK] for i in range(0, len(batch), APPLY_CHUNK)] or [[]]
+        for n, chunk in enumerate(chunks):
+            last = n == len(chunks) - 1
+            with self.ctx.transaction():
+                step = self.apply(
+                    calendar_id, chunk, sweep=sweep, listing=listing, cancelled_series=cancelled
+                )
+                counts.add(step)
+                if last:
+                    finish()
+            if not last:
+                await asyncio.sleep(0)
+        return counts
+
+    @staticmethod
+    def cancelled_series(batch: list[Mapping[str, Any]]) -> set[Any]:
+        """Ids of the series the batch cancels; checks that every item is an event object.
+
+        Cancelling a series cancels its modified occurrences too, and Google reports those as
+        cancelled occurrences; they hide nothing once the series is gone, so none is kept.
+        """
+        try:
+            return {
+                ev.get("id")
+                for ev in batch
+                if ev.get("status") == "cancelled" and not ev.get("recurringEventId")
+            }
+        except (AttributeError, TypeError) as exc:
+            raise ServerError(
+                "Google Calendar sent an event in an unexpected shape; the sync will be retried"
+            ) from exc
+
     def apply(
         self,
         calendar_id: str,
@@ -943,13 +1014,16 @@ class _Sync:
         *,
         sweep: bool,
         listing: bool = False,
+        cancelled_series: set[Any] | None = None,
     ) -> _Counts:
         """:meth:`apply_batch`; an event in an unexpected shape is Google's fault: server_error.
 
-        Called inside the page's transaction, so nothing of a malformed page is stored.
+        Called inside a transaction, so nothing of a malformed batch is stored.
         """
         try:
-            return self.apply_batch(calendar_id, items, sweep=sweep, listing=listing)
+            return self.apply_batch(
+                calendar_id, items, sweep=sweep, listing=listing, cancelled_series=cancelled_series
+            )
         except (AttributeError, TypeError, KeyError, ValueError, IndexError) as exc:
             raise ServerError(
                 "Google Calendar sent an event in an unexpected shape; the sync will be retried"
@@ -962,22 +1036,19 @@ class _Sync:
         *,
         sweep: bool,
         listing: bool = False,
+        cancelled_series: set[Any] | None = None,
     ) -> _Counts:
         """Store one batch of Google's events (a page of a listing, or a run's changes).
 
         ``sweep``: mark every event seen (a resync prunes the rest at its end). ``listing``: the
         batch is a page of a full listing, whose cancelled series are remembered in ``sweep``
         until it ends, so that their cancelled occurrences on later pages are not kept.
+        ``cancelled_series``: those of the whole page when the batch is one step of it.
         """
         counts = _Counts()
         batch = list(items)
-        # Cancelling a series cancels its modified occurrences too, and Google reports those as
-        # cancelled occurrences; they hide nothing once the series is gone, so none is kept.
-        cancelled_series = {
-            ev.get("id")
-            for ev in batch
-            if ev.get("status") == "cancelled" and not ev.get("recurringEventId")
-        }
+        if cancelled_series is None:
+            cancelled_series = self.cancelled_series(batch)
         series_index: dict[str, list[str]] | None = None
         for ev in batch:
             eid = ev.get("id")
