@@ -97,9 +97,10 @@ class FeedThread:
 
 
 def seed_profile(profile: Path, base_url: str, interval: timedelta) -> None:
+    from trayapp.builtins import default_registry
     from trayapp.core.engine import Engine
 
-    engine = Engine(profile)
+    engine = Engine(profile, patterns=default_registry())
     for n in range(CHARMS):
         slug = SLUGS[n % len(SLUGS)]
         engine.add_charm(
@@ -184,6 +185,7 @@ def soak_child(hours: float) -> None:
     import qasync
     from PySide6.QtWidgets import QApplication
 
+    from trayapp.builtins import default_registry
     from trayapp.core.engine import Engine
     from trayapp.ui.demo import DemoFeedServer
     from trayapp.ui.notify_policy import NotificationPolicy
@@ -200,7 +202,7 @@ def soak_child(hours: float) -> None:
         base = await feeds.start()
         profile = Path(tempfile.mkdtemp(prefix="trayapp-soak-"))
         seed_profile(profile, base, timedelta(hours=6))
-        engine = Engine(profile)
+        engine = Engine(profile, patterns=default_registry())
         ctl = TrayController(
             engine, policy=NotificationPolicy(grace=timedelta(0)),
             use_desktop_notifications=False, use_tray=True, report=lambda _l: None,

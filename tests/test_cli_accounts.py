@@ -17,6 +17,7 @@ import pytest
 from trayapp.auth.client_config import parse_client_json
 from trayapp.auth.signin import grant_from_token_response
 from trayapp.auth.wiring import AccountsWiring
+from trayapp.builtins import default_registry
 from trayapp.core.engine import Engine
 from trayapp.core.profile import Profile
 from trayapp.emulator.testing import DEFAULT_SCOPES, EmulatorServer
@@ -40,7 +41,7 @@ async def _signed_in_profile(emu: EmulatorServer, profile: Path) -> str:
     emu.control.create_account(EMAIL, name="Alice")
     client = emu.control.create_client()
     tokens = emu.control.issue_tokens(EMAIL, client.id, list(DEFAULT_SCOPES))
-    engine = Engine(Profile.resolve(profile))
+    engine = Engine(Profile.resolve(profile), patterns=default_registry())
     wiring = AccountsWiring(engine)
     manager = wiring.manager
     manager.clients.set(parse_client_json(json.dumps(client.client_config(emu.base_url))))
@@ -122,7 +123,7 @@ async def test_signing_in_from_the_cli_unparks_the_charms_of_a_running_engine(
         emu.control.set_consent(auto_approve=True)
         account_id = await _signed_in_profile(emu, profile)
         emu.control.add_message(EMAIL, _message("hello"))
-        engine = Engine(Profile.resolve(profile))
+        engine = Engine(Profile.resolve(profile), patterns=default_registry())
         engine.add_charm(
             "gmail-importer", {"query": "in:inbox"}, name="mail", account_id=account_id
         )

@@ -18,6 +18,7 @@ from trayapp.auth.models import AccountState
 from trayapp.auth.secrets import SecretVault
 from trayapp.auth.signin import Grant, grant_from_token_response
 from trayapp.auth.wiring import AccountsWiring
+from trayapp.builtins import default_registry
 from trayapp.core.engine import Engine
 from trayapp.core.events import AccountChanged, EngineEvent, RunFinished
 from trayapp.core.outcomes import OutcomeKind
@@ -134,7 +135,9 @@ async def test_a_google_factory_already_set_is_kept(tmp_path: Path, keyring_mem:
     def mine(account_id: str) -> Any:
         return account_id
 
-    engine = Engine(Profile.resolve(tmp_path / "p"), google_factory=mine)
+    engine = Engine(
+        Profile.resolve(tmp_path / "p"), patterns=default_registry(), google_factory=mine
+    )
     vault = SecretVault(engine.profile.path, mode="keyring", keyring_store=keyring_mem)
     accounts = AccountsWiring(engine, vault=vault)
     try:

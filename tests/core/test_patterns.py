@@ -15,6 +15,7 @@ import pytest
 from pydantic import field_validator
 
 from trayapp.api import BaseModel, CellSpec, Field, HttpUrl, Pattern, RunReport, UpdateContext
+from trayapp.builtins import default_registry
 from trayapp.core.errors import NotFoundError, ReadOnlyCellError, SettingsError
 from trayapp.core.patterns import (
     PatternDeclarationError,
@@ -150,7 +151,7 @@ def test_needs_account_follows_scopes_or_account_slots() -> None:
 
 
 def test_default_registry_has_the_builtin_feed_importer() -> None:
-    registry = PatternRegistry.default(plugins=False)
+    registry = default_registry(plugins=False)
     assert "feed-importer" in registry
     assert registry.source("feed-importer") == "built-in"
     assert [p.id for p in registry] == sorted(p.id for p in registry)
@@ -236,7 +237,7 @@ def plugin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_entry_point_plugins_load_and_broken_ones_are_reported(plugin_dir: Path) -> None:
-    registry = PatternRegistry.default()
+    registry = default_registry()
 
     assert "counter" in registry
     assert registry.source("counter") == "trayapp_counter"
@@ -254,7 +255,7 @@ def test_entry_point_plugins_load_and_broken_ones_are_reported(plugin_dir: Path)
 async def test_a_plugin_pattern_runs_through_the_engine(plugin_dir: Path, tmp_path: Path) -> None:
     from trayapp.core.engine import Engine
 
-    async with Engine(tmp_path / "profile") as engine:
+    async with Engine(tmp_path / "profile", patterns=default_registry()) as engine:
         engine.add_charm("counter", {"step": "3"}, name="c")
         outcome = (await engine.sync())["c"]
         assert outcome.ok and outcome.report.updated == 1

@@ -522,6 +522,14 @@ async def test_rate_limited_retry_after_is_honoured(h: Harness) -> None:
     assert len(h.runs_of("a")) == 2
 
 
+async def test_a_retry_after_beyond_a_day_is_capped_at_a_day(h: Harness) -> None:
+    """A plugin (or a broken server) asking for a year does not silence the charm for a year."""
+    start = h.clock.now()
+    h.behaviours["a"] = raising(RateLimited("busy", retry_after=start + timedelta(days=365)))
+    await h.start(ScheduleEntry("a", 5 * MIN))
+    assert h.scheduler.status("a").next_due_at == start + timedelta(days=1)
+
+
 async def test_repeated_bug_shows_as_failing(h: Harness) -> None:
     h.behaviours["a"] = raising(KeyError("cursor"))
     await h.start(ScheduleEntry("a", 5 * MIN))

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from trayapp.core.retry import RetryPolicy
 from trayapp.emulator.testing import EmulatorServer, Session
 from trayapp.google.client import GoogleApi
 from trayapp.google.endpoints import GoogleEndpoints
-from trayapp.google.retry import RetryPolicy
 
 from .discovery_check import check
 from .emulator_tokens import EmulatorTokens

@@ -15,9 +15,9 @@ from typing import Any
 
 import httpx
 
+from trayapp.core.retry import RetryPolicy
 from trayapp.google.client import GoogleApi
 from trayapp.google.endpoints import GoogleEndpoints
-from trayapp.google.retry import RetryPolicy
 
 START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 

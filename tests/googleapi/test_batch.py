@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from trayapp.core.errors import AuthRequired, Offline, RateLimited
+from trayapp.core.retry import RetryPolicy
 from trayapp.google.batch import (
     BatchCall,
     PartResponse,
@@ -23,7 +24,6 @@ from trayapp.google.batch import (
     run_batched,
 )
 from trayapp.google.errors import GoogleRequestError
-from trayapp.google.retry import RetryPolicy
 
 from .bodies import BODIES
 from .helpers import make_api

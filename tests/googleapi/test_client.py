@@ -16,9 +16,9 @@ import httpx
 import pytest
 
 from trayapp.core.errors import AuthRequired, Offline, RateLimited, ServerError
-from trayapp.google.client import encode_params
+from trayapp.core.retry import RetryPolicy
 from trayapp.google.errors import GoogleRequestError, HistoryExpired
-from trayapp.google.retry import RetryPolicy
+from trayapp.google.wire import encode_params
 
 from .bodies import BODIES
 from .helpers import START, google_error, make_api, ok

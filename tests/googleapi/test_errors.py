@@ -192,3 +192,13 @@ def test_server_text_that_echoes_credentials_is_redacted() -> None:
     for text in (err.message, shown):
         assert "ya29.a0Secret" not in text and "1//0gRefreshSecret" not in text
         assert "[redacted]" in text
+
+
+def test_retry_after_from_google_is_capped_at_a_day_like_every_other() -> None:
+    """One parser, one cap (trayapp.core.retry): the header and the message text alike."""
+    body = BODIES["429-rateLimitExceeded"][2]
+    err = parse_error(429, httpx.Headers({"retry-after": str(30 * 86400)}), body, now=NOW)
+    assert err.retry_at == NOW + timedelta(days=1)
+    far = b'{"error": {"code": 403, "message": "Retry after 2099-01-01T00:00:00Z"}}'
+    err = parse_error(403, httpx.Headers({}), far, now=NOW)
+    assert err.retry_at == NOW + timedelta(days=1)

@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from trayapp.core.errors import Offline
+from trayapp.core.retry import RetryPolicy
 from trayapp.google.client import GoogleApi
 from trayapp.google.endpoints import GoogleEndpoints
-from trayapp.google.retry import RetryPolicy
 
 from .conftest import Rig
 from .helpers import CountingTokens, StepClock

@@ -44,12 +44,12 @@ from trayapp.core.outcomes import RunOutcome
 from trayapp.core.patterns import Pattern, PatternRegistry
 from trayapp.core.profile import Profile
 from trayapp.core.redact import forget_secrets
+from trayapp.core.retry import RetryPolicy
 from trayapp.core.store import Collection
 from trayapp.emulator.state import Clock as EmulatorClock
 from trayapp.emulator.testing import DEFAULT_SCOPES, EmulatorServer
 from trayapp.google.client import GoogleApi
 from trayapp.google.quota import QuotaConfig, QuotaRegistry
-from trayapp.google.retry import RetryPolicy
 
 EMAIL = "alice@example.com"
 

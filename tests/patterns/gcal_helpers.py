@@ -42,6 +42,9 @@ class StoreSource:
     def cell(self, slot: str) -> Any:
         return self.h.engine.store.lookup(f"charm:{self.charm}:{slot}")
 
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
 
 def upcoming(h: GoogleHarness, charm: str, start: datetime, end: datetime) -> list[Occurrence]:
     return CalendarImporter().upcoming(StoreSource(h, charm), start, end)

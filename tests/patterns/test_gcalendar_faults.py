@@ -15,8 +15,8 @@ import pytest
 from gcal_helpers import after_listed_pages, events, google_ids, records, stored_ids
 
 from trayapp.core.outcomes import OutcomeKind
+from trayapp.core.retry import RetryPolicy
 from trayapp.emulator.testing import timed_event
-from trayapp.google.retry import RetryPolicy
 from trayapp.patterns import gcalendar
 from trayapp.patterns.gcalendar import CalendarImporter, CalendarRecord
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from trayapp.core.outcomes import OutcomeKind
+from trayapp.core.retry import RetryPolicy
 from trayapp.google.quota import QuotaConfig
-from trayapp.google.retry import RetryPolicy
 from trayapp.patterns.gmail import GmailImporter, GmailState
 
 # Fixtures come from tests/patterns/conftest.py (not importable by name: pytest owns it).

@@ -10,6 +10,7 @@ import pytest
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
+from trayapp.builtins import default_registry
 from trayapp.core.engine import Engine
 from trayapp.core.outcomes import OutcomeKind
 from trayapp.ipc import try_send
@@ -61,7 +62,8 @@ def test_session_end_quit_stops_the_engine_and_returns_0(
     assert "TRAYAPP_READY" in lines()
     # The tray serves the CLI's commands, the same set as `run --headless`, with its accounts.
     assert replies == {"pause": {"ok": True}, "account-changed": {"ok": True, "usable": False}}
-    engine = Engine(profile)  # the store was closed cleanly and reopens
+    # the store was closed cleanly and reopens
+    engine = Engine(profile, patterns=default_registry())
     try:
         statuses = engine.statuses()
         for feed in ("project-news", "release-notes", "team-blog"):

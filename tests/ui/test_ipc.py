@@ -12,6 +12,7 @@ import pytest
 
 from trayapp.auth.secrets import SecretVault
 from trayapp.auth.wiring import AccountsWiring
+from trayapp.builtins import default_registry
 from trayapp.core.engine import Engine
 from trayapp.core.events import AccountChanged, EngineEvent
 from trayapp.core.outcomes import OutcomeKind, RunOutcome, RunReport
@@ -42,7 +43,7 @@ async def test_status_sync_and_activate_reach_the_running_instance(
     profile_dir: Path, runtime_dir: Path
 ) -> None:
     feeds = DemoFeedServer()
-    seed_engine = Engine(profile_dir)
+    seed_engine = Engine(profile_dir, patterns=default_registry())
     seed_demo_charms(seed_engine, await feeds.start())
     engine = seed_engine
     server = await serve(engine, profile_dir)
@@ -86,7 +87,7 @@ async def test_status_sync_and_activate_reach_the_running_instance(
 
 
 async def test_second_server_for_the_same_profile_is_refused(profile_dir: Path) -> None:
-    engine = Engine(profile_dir)
+    engine = Engine(profile_dir, patterns=default_registry())
     server = await serve(engine, profile_dir)
     try:
         with pytest.raises(AlreadyRunning):
@@ -97,7 +98,7 @@ async def test_second_server_for_the_same_profile_is_refused(profile_dir: Path) 
         await server.close()
         engine.close()
     # After a clean close a new instance can serve again.
-    engine = Engine(profile_dir)
+    engine = Engine(profile_dir, patterns=default_registry())
     server = await serve(engine, profile_dir)
     await server.close()
     engine.close()
@@ -107,7 +108,7 @@ async def test_stale_socket_from_a_crash_is_replaced(profile_dir: Path) -> None:
     path = socket_path(profile_dir)
     path.write_text("left behind by a crashed instance")
     assert try_send(profile_dir, {"cmd": "ping"}, 1.0) is None
-    engine = Engine(profile_dir)
+    engine = Engine(profile_dir, patterns=default_registry())
     server = await serve(engine, profile_dir)
     try:
         pong = await ask(profile_dir, {"cmd": "ping"})
@@ -135,7 +136,7 @@ def test_an_outcome_keeps_partial_retry_after_and_the_reports_message_over_ipc()
 async def test_an_account_changed_elsewhere_is_reread_and_published(profile_dir: Path) -> None:
     """What `trayapp accounts signin/signout` sends a running app (end to end with a signed-in
     account and parked charms: tests/test_cli_accounts.py)."""
-    engine = Engine(profile_dir)
+    engine = Engine(profile_dir, patterns=default_registry())
     accounts = AccountsWiring(engine, vault=SecretVault(profile_dir, mode="file"))
     server = await serve(engine, profile_dir)
     register_engine_commands(server, engine, accounts.manager)
@@ -143,7 +144,7 @@ async def test_an_account_changed_elsewhere_is_reread_and_published(profile_dir:
     engine.subscribe(events.append)
     try:
         # Another process (the CLI) adds the account to the shared store.
-        cli_engine = Engine(profile_dir)
+        cli_engine = Engine(profile_dir, patterns=default_registry())
         cli = AccountsWiring(cli_engine, vault=SecretVault(profile_dir, mode="file"))
         account = cli.manager.add_placeholder("bob@example.com")
         await cli.aclose()
@@ -165,7 +166,7 @@ async def test_an_account_changed_elsewhere_is_reread_and_published(profile_dir:
 
 
 async def test_account_commands_say_so_when_the_app_has_no_accounts(profile_dir: Path) -> None:
-    engine = Engine(profile_dir)
+    engine = Engine(profile_dir, patterns=default_registry())
     server = await serve(engine, profile_dir)
     register_engine_commands(server, engine)
     try:

@@ -26,6 +26,7 @@ from trayapp.auth.client_config import parse_client_json
 from trayapp.auth.models import Account, AccountState
 from trayapp.auth.secrets import SecretVault
 from trayapp.auth.wiring import attach_accounts
+from trayapp.builtins import default_registry
 from trayapp.core.engine import Engine
 from trayapp.core.errors import AuthRequired
 from trayapp.emulator.testing import GMAIL_READONLY, EmulatorServer, answer_consent_page
@@ -96,7 +97,7 @@ async def signed_in(profile_dir: Path, browser: HttpBrowser) -> AsyncIterator[En
     async with EmulatorServer() as emu:
         emu.control.create_account(EMAIL, name="Alice")
         client = emu.control.create_client()
-        engine = Engine(profile_dir)
+        engine = Engine(profile_dir, patterns=default_registry())
         vault = SecretVault(
             profile_dir, mode="file"
         )  # a real store; the keyring is not the subject

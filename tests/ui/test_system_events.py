@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.ui.conftest import QLoop, until
+from trayapp.builtins import default_registry
 from trayapp.ui.system_events import SleepWatcher
 from trayapp.ui.tray import TrayController
 
@@ -64,7 +65,7 @@ def test_resume_signal_reaches_the_watcher(qloop: QLoop, private_bus: str) -> No
 def test_resume_starts_a_quiet_period_and_wakes_the_engine(qloop: QLoop, profile_dir: Path) -> None:
     from trayapp.core.engine import Engine
 
-    engine = Engine(profile_dir)
+    engine = Engine(profile_dir, patterns=default_registry())
     now = [datetime(2026, 3, 2, 12, 0, tzinfo=UTC)]
     ctl = TrayController(
         engine, now=lambda: now[0], use_desktop_notifications=False, use_tray=False,

@@ -13,6 +13,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QLabel, QMessageBox, QSystemTrayIcon
 
 from tests.ui.conftest import QLoop, until
+from trayapp.builtins import default_registry
 from trayapp.core.engine import Engine
 from trayapp.core.events import LoopBlocked
 from trayapp.core.outcomes import OutcomeKind
@@ -54,7 +55,7 @@ async def tray_env(
 ) -> AsyncIterator[Env]:
     feeds = DemoFeedServer()
     base = await feeds.start()
-    engine = Engine(profile_dir)
+    engine = Engine(profile_dir, patterns=default_registry())
     seed_demo_charms(engine, base)
     lines: list[str] = []
     quits: list[bool] = []

@@ -14,6 +14,7 @@ import pytest
 from PySide6.QtWidgets import QApplication, QLineEdit
 from pytestqt.qtbot import QtBot
 
+from trayapp.builtins import default_registry
 from trayapp.core.engine import Engine
 from trayapp.ui.autostart import Autostart
 from trayapp.ui.prefs import UiPrefs
@@ -26,7 +27,7 @@ def ctl(
     qapp: QApplication, profile_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[TrayController]:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    engine = Engine(profile_dir)
+    engine = Engine(profile_dir, patterns=default_registry())
     c = TrayController(
         engine, use_desktop_notifications=False, use_tray=False, report=lambda _l: None
     )

@@ -17,9 +17,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import random
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -79,36 +77,6 @@ async def sleep(clock: Clock, seconds: float) -> None:
     """
     if seconds > 0:
         await clock.wait(asyncio.Event(), seconds)
-
-
-@dataclass(frozen=True, slots=True)
-class BackoffPolicy:
-    """Exponential backoff with jitter and a cap: the one ladder every retry in the app uses.
-
-    The n-th consecutive failure waits ``min(cap, base * factor**(n-1))`` scaled by a random
-    factor in ``[1 - jitter, 1]``: jitter only shortens, so the cap is a true bound and clients
-    that failed together (the network dropped) do not retry together. The scheduler backs off
-    failed runs with the defaults (30 s up to 1 h); the Google client's ``RetryPolicy`` retries
-    requests within a run on a ladder of seconds with ``jitter=0.5`` ("equal jitter": waits
-    still grow, unlike full jitter, which may pick ~0).
-    """
-
-    base: float = 30.0
-    factor: float = 2.0
-    cap: float = 3600.0
-    jitter: float = 0.2
-
-    def __post_init__(self) -> None:
-        if self.base <= 0 or self.factor < 1 or self.cap < self.base:
-            raise ValueError("BackoffPolicy needs base > 0, factor >= 1 and cap >= base")
-        if not 0.0 <= self.jitter < 1.0:
-            raise ValueError("BackoffPolicy jitter must be in [0, 1)")
-
-    def delay(self, failures: int, rng: random.Random) -> float:
-        """Seconds to wait after ``failures`` consecutive failures (1 = the first)."""
-        exponent = min(max(failures, 1) - 1, 64)  # 2**64 * 30 s is far past any cap
-        raw = min(self.cap, self.base * self.factor**exponent)
-        return raw * rng.uniform(1.0 - self.jitter, 1.0)
 
 
 DEFAULT_FAKE_START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -69,6 +69,7 @@ from trayapp.core.scheduler import (
 from trayapp.core.status import CharmState, CharmStatus, Progress, RunRecord
 from trayapp.core.statusrepo import HISTORY_KEEP, StoreStatusRepo
 from trayapp.core.store import Store
+from trayapp.google.services import GoogleServices
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ USER_AGENT = f"PatternSync/{__version__}"
 HTTP_TIMEOUT = httpx.Timeout(60.0, connect=15.0)
 MIN_INTERVAL = timedelta(seconds=1)
 
-GoogleFactory = Callable[[str], Any]
+GoogleFactory = Callable[[str], GoogleServices]
 """``google_factory(account_id)`` -> the per-account Google services given to ``ctx.google``."""
 
 
@@ -122,7 +123,7 @@ class Engine:
         *,
         clock: Clock | None = None,
         http_transport: httpx.AsyncBaseTransport | None = None,
-        patterns: PatternRegistry | None = None,
+        patterns: PatternRegistry,
         google_factory: GoogleFactory | None = None,
         max_concurrency: int = 4,
         per_account_concurrency: int = 2,
@@ -133,7 +134,7 @@ class Engine:
     ) -> None:
         self.profile = profile if isinstance(profile, Profile) else Profile.resolve(profile)
         self.clock: Clock = clock or SystemClock()
-        self.patterns = patterns if patterns is not None else PatternRegistry.default()
+        self.patterns = patterns
         self.google_factory = google_factory
         self.store = Store.open(self.profile.db_path)
         self._status_repo = StoreStatusRepo(self.store)

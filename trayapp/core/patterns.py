@@ -6,9 +6,10 @@ schedule, the cells it reads and writes, its collections), so that a charm can b
 bound when it is created instead of failing at its first run. Pattern authors reach all of this
 through :mod:`trayapp.api`; this module is the implementation behind it.
 
-Built-in patterns are registered in code (``trayapp.patterns``); third-party patterns are found
-through the ``trayapp.patterns`` entry-point group. A broken plugin becomes a
-:class:`PluginProblem` that the app can show; it never stops the app from starting.
+The registry knows no pattern by itself: the app's start-up code passes the built-ins in
+(:func:`trayapp.patterns.default_registry`), and third-party patterns are found through the
+``trayapp.patterns`` entry-point group. A broken plugin becomes a :class:`PluginProblem` that the
+app can show; it never stops the app from starting.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import inspect
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
     from trayapp.core.cells import Cell, DerivedCell
     from trayapp.core.store import Collection, Store
+    from trayapp.google.services import GoogleServices
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +115,7 @@ class UpdateContext(Generic[S]):
         bindings: Mapping[str, str],
         collections: tuple[str, ...],
         http: httpx.AsyncClient,
-        google: Any = None,
+        google: GoogleServices | None = None,
         log: logging.LoggerAdapter[logging.Logger] | None = None,
         now: Callable[[], datetime] | None = None,
         on_progress: Callable[[int, int | None, str], None] | None = None,
@@ -122,7 +124,9 @@ class UpdateContext(Generic[S]):
         self.settings = settings
         self.account_id = account_id
         self.http = http
-        self.google = google
+        # The account's Google clients (``.gmail()``, ``.calendar()``) for a pattern with an
+        # account; None otherwise, and for an export (which reads only stored data).
+        self.google: GoogleServices | None = google
         self.log: logging.LoggerAdapter[logging.Logger] = log or logging.LoggerAdapter(
             logging.getLogger(f"trayapp.charm.{charm_id}"), {"charm_id": charm_id}
         )
@@ -443,12 +447,12 @@ class PatternRegistry:
     problems: list[PluginProblem] = field(default_factory=list)
 
     @classmethod
-    def default(cls, *, plugins: bool = True) -> PatternRegistry:
-        """Built-ins plus whatever the installed plugins provide."""
-        from trayapp.patterns import BUILTIN_PATTERNS
-
+    def with_patterns(
+        cls, patterns: Iterable[type[Pattern[Any]]], *, plugins: bool = True
+    ) -> PatternRegistry:
+        """``patterns`` (the app's built-ins) plus whatever the installed plugins provide."""
         registry = cls()
-        for pattern_cls in BUILTIN_PATTERNS:
+        for pattern_cls in patterns:
             registry.register(pattern_cls)
         if plugins:
             registry.load_entry_points()

@@ -17,7 +17,8 @@ Timing decisions, in one place:
   interval (minus jitter); the jitter spreads charms that were added together.
 * **Backoff** (:class:`BackoffPolicy`) for ``rate_limited``, ``offline``, ``server_error``,
   ``timeout``, ``storage`` and ``bug``: 30 s, 60 s, 120 s... up to 1 h, with jitter downward
-  only, never shorter than the server's ``retry_after``. It is independent of the interval (a
+  only, never shorter than the server's ``retry_after`` (capped at a day,
+  :mod:`trayapp.core.retry`). It is independent of the interval (a
   daily charm that failed retries sooner than tomorrow) and never disables a charm for good.
 * **config_error retries slowly**: the user must fix the charm's settings, so it waits the
   backoff cap (or its interval, if longer), not 30 s; a fix elsewhere is still noticed.
@@ -61,7 +62,6 @@ from types import FrameType
 from typing import Any
 
 from trayapp.core import aio
-from trayapp.core.clock import BackoffPolicy as BackoffPolicy  # re-exported: engine, tests
 from trayapp.core.clock import Clock
 from trayapp.core.errors import (
     STORAGE_FULL_MESSAGE,
@@ -80,6 +80,8 @@ from trayapp.core.events import (
 )
 from trayapp.core.outcomes import OutcomeKind, RunOutcome, RunReport
 from trayapp.core.redact import redact
+from trayapp.core.retry import MAX_RETRY_AFTER
+from trayapp.core.retry import BackoffPolicy as BackoffPolicy  # re-exported: engine, tests
 from trayapp.core.status import (
     CharmState,
     CharmStatus,
@@ -129,7 +131,6 @@ STAGGER_MAX = 10.0
 # by an older version, a plugin's far-future Retry-After), so no date arithmetic can overflow.
 MAX_INTERVAL = timedelta(days=366)
 MAX_PAUSE = timedelta(days=366)
-MAX_RETRY_AFTER = timedelta(days=1)  # a server's "come back later" is honoured up to a day
 # After cancelling a timed-out run, how long to wait for it to actually stop before recording it.
 CANCEL_GRACE = 5.0
 # How long shutdown() waits (real time) for cancelled runs to unwind before giving up on them.

@@ -9,6 +9,7 @@ Start from :class:`GoogleApi` (one per account)::
 Errors end a run with the right outcome kind (see :mod:`trayapp.google.errors`).
 """
 
+from trayapp.core.retry import RetryPolicy
 from trayapp.google.batch import BatchCall, CallResult, run_batched
 from trayapp.google.calendar import (
     CalendarClient,
@@ -18,7 +19,7 @@ from trayapp.google.calendar import (
     EventsPage,
     EventsResult,
 )
-from trayapp.google.client import GoogleApi, encode_params
+from trayapp.google.client import GoogleApi
 from trayapp.google.endpoints import GoogleEndpoints
 from trayapp.google.errors import (
     GoogleApiError,
@@ -42,8 +43,8 @@ from trayapp.google.gmail import (
     Profile,
 )
 from trayapp.google.quota import AccountQuota, QuotaConfig, QuotaRegistry, RateBudget
-from trayapp.google.retry import RetryPolicy
 from trayapp.google.tokens import TokenSource
+from trayapp.google.wire import encode_params
 
 __all__ = [
     "AccountQuota",

@@ -53,7 +53,8 @@ from trayapp.google.errors import (
 )
 
 if TYPE_CHECKING:
-    from trayapp.google.client import GoogleApi, ServiceName
+    from trayapp.google.client import GoogleApi
+    from trayapp.google.wire import ServiceName
 
 log = logging.getLogger(__name__)
 

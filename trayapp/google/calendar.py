@@ -21,10 +21,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
 from urllib.parse import quote
 
-from trayapp.google.client import PageTokens, canonical, json_list, json_str
+from trayapp.google.wire import PageTokens, canonical, json_list, json_str
 
 if TYPE_CHECKING:
-    from trayapp.google.client import GoogleApi, Params
+    from trayapp.google.client import GoogleApi
+    from trayapp.google.wire import Params
 
 TITLE = "Google Calendar"
 OrderBy = Literal["startTime", "updated"]

@@ -7,7 +7,7 @@ live in one place:
   triggers exactly one forced refresh and one retry; a second 401 ends the run with
   ``auth_required`` (no loop, however the refresh went).
 * 429, 5xx and 403 rate-limit reasons are retried with truncated exponential backoff and
-  jitter (:class:`~trayapp.google.retry.RetryPolicy`), waiting at least as long as Google asked
+  jitter (:class:`~trayapp.core.retry.RetryPolicy`), waiting at least as long as Google asked
   ("Retry after <time>" or ``Retry-After``). When the attempts run out, or Google asks for a
   longer pause than a run should block, the request raises ``RateLimited``/``ServerError`` with
   ``retry_after`` set, and the scheduler does the waiting.
@@ -26,16 +26,17 @@ import json
 import logging
 import random
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
-from enum import Enum
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any
 
 import httpx
 
 from trayapp.core.clock import Clock, SystemClock, sleep
 from trayapp.core.errors import Offline
+from trayapp.core.retry import RetryPolicy
+from trayapp.google.calendar import CalendarClient
 from trayapp.google.endpoints import GoogleEndpoints
 from trayapp.google.errors import (
     GoogleApiError,
@@ -43,54 +44,16 @@ from trayapp.google.errors import (
     parse_error,
     unreadable_response,
 )
+from trayapp.google.gmail import GmailClient
 from trayapp.google.quota import AccountQuota, RateBudget, gmail_cost
-from trayapp.google.retry import RetryPolicy
 from trayapp.google.tokens import TokenSource
-
-if TYPE_CHECKING:
-    from trayapp.google.calendar import CalendarClient
-    from trayapp.google.gmail import GmailClient
+from trayapp.google.wire import Params, ServiceName, encode_params
 
 log = logging.getLogger(__name__)
-
-ServiceName = Literal["gmail", "calendar"]
-ParamValue = str | int | bool | datetime | Enum | Iterable[str | int | Enum] | None
-Params = Mapping[str, ParamValue]
-QueryItems = list[tuple[str, str]]
 
 _TITLES: dict[str, str] = {"gmail": "Gmail", "calendar": "Google Calendar"}
 _BATCH_PATHS: dict[str, str] = {"gmail": "batch/gmail/v1", "calendar": "batch/calendar/v3"}
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-
-
-def encode_params(params: Params) -> QueryItems:
-    """Google's spelling of query parameters, as ordered ``(name, value)`` pairs.
-
-    ``None`` drops the parameter; a list or tuple repeats it; ``bool`` becomes ``true``/``false``;
-    an aware ``datetime`` becomes RFC 3339 (Calendar rejects times without an offset, so a naive
-    one raises ``ValueError`` here instead of a 400 from Google).
-    """
-    items: QueryItems = []
-    for name, value in params.items():
-        if value is None:
-            continue
-        if isinstance(value, str | int | bool | datetime | Enum):
-            items.append((name, _scalar(name, value)))
-        else:
-            items.extend((name, _scalar(name, v)) for v in value)
-    return items
-
-
-def _scalar(name: str, value: str | int | bool | datetime | Enum) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Enum):
-        return str(value.value)
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError(f"parameter {name!r} needs a timezone-aware datetime")
-        return value.isoformat()
-    return str(value)
 
 
 class GoogleApi:
@@ -151,13 +114,9 @@ class GoogleApi:
         await self._http.aclose()
 
     def gmail(self) -> GmailClient:
-        from trayapp.google.gmail import GmailClient
-
         return GmailClient(self)
 
     def calendar(self) -> CalendarClient:
-        from trayapp.google.calendar import CalendarClient
-
         return CalendarClient(self)
 
     # ---- plumbing shared by the service clients ----------------------------------------------
@@ -341,52 +300,3 @@ def _transport_problem(exc: httpx.TransportError) -> str:
     if isinstance(exc, httpx.RemoteProtocolError):
         return "the connection was cut"
     return type(exc).__name__
-
-
-# ---- helpers the service clients share --------------------------------------------------
-
-_E = TypeVar("_E", bound=str)
-
-
-def canonical(value: str, allowed: tuple[_E, ...], what: str) -> _E:
-    """Discovery's spelling of an enum value (``"FULL"`` → ``"full"``), else ``ValueError``.
-
-    Google's discovery enums are case-sensitive (``format=FULL`` fails validation), so values
-    are matched without case and sent exactly as the document spells them.
-    """
-    for option in allowed:
-        if option.lower() == value.lower():
-            return option
-    raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(allowed)}")
-
-
-def json_list(title: str, data: Mapping[str, Any], key: str) -> list[Any]:
-    """``data[key]`` as a list; Google omits empty lists, so a missing key is ``[]``."""
-    value = data.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise unreadable_response(title, 200, f"{key!r} is not a list")
-    return value
-
-
-def json_str(data: Mapping[str, Any], key: str) -> str | None:
-    """``data[key]`` if it is a non-empty string, else None."""
-    value = data.get(key)
-    return value if isinstance(value, str) and value else None
-
-
-class PageTokens:
-    """Follows ``nextPageToken``s, refusing one seen before: a server loop must not hang a run."""
-
-    def __init__(self, title: str) -> None:
-        self.title = title
-        self._seen: set[str] = set()
-
-    def follow(self, token: str | None) -> str | None:
-        if token is None:
-            return None
-        if token in self._seen:
-            raise unreadable_response(self.title, 200, "the same page token came back twice")
-        self._seen.add(token)
-        return token

@@ -35,14 +35,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
 from trayapp.core.errors import AuthRequired, RateLimited, ServerError, SyncError
 from trayapp.core.outcomes import OutcomeKind
 from trayapp.core.redact import redact
+from trayapp.core.retry import cap_retry_at, parse_retry_after
 
 #: 403 reasons that mean "slow down" rather than "forbidden". The first two are the ones
 #: googleapiclient retries; ``dailyLimitExceeded`` is a rate limit too, just a long one.
@@ -65,7 +65,8 @@ class GoogleApiError:
     ``reason`` and ``domain`` come from ``errors[0]`` (empty when absent); ``message`` is the
     most specific human text available (``errors[0].message``, else the top ``message``, else
     the HTTP reason phrase). ``retry_at`` is the latest of the ``Retry-After`` header and a
-    "Retry after <time>" in the message, as an aware UTC time.
+    "Retry after <time>" in the message, as an aware UTC time, at most a day ahead
+    (:func:`trayapp.core.retry.cap_retry_at`).
     """
 
     status: int
@@ -147,10 +148,13 @@ def parse_error(
 
     www_auth = _header(headers, "www-authenticate")
     match = _WWW_AUTH_ERROR.search(www_auth)
-    retry_at = _latest(
-        _retry_after_header(_header(headers, "retry-after"), now),
-        parse_retry_after_text(message),
-        parse_retry_after_text(_text(err.get("message")) if isinstance(err, dict) else ""),
+    retry_at = cap_retry_at(
+        _latest(
+            parse_retry_after(_header(headers, "retry-after"), now),
+            parse_retry_after_text(message),
+            parse_retry_after_text(_text(err.get("message")) if isinstance(err, dict) else ""),
+        ),
+        now,
     )
     return GoogleApiError(
         status=status,
@@ -173,20 +177,6 @@ def parse_retry_after_text(message: str) -> datetime | None:
     try:
         when = datetime.fromisoformat(match.group(1))
     except ValueError:
-        return None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
-def _retry_after_header(value: str, now: datetime) -> datetime | None:
-    """RFC 9110 ``Retry-After``: delta-seconds or an HTTP-date."""
-    value = value.strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return now + timedelta(seconds=int(value))
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
         return None
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 

@@ -20,8 +20,8 @@ from trayapp.google.batch import (
     BatchCall,
     run_batched,
 )
-from trayapp.google.client import PageTokens, canonical, encode_params, json_list, json_str
 from trayapp.google.errors import GoogleRequestError, HistoryExpired, unreadable_response
+from trayapp.google.wire import PageTokens, canonical, encode_params, json_list, json_str
 
 if TYPE_CHECKING:
     from trayapp.google.client import GoogleApi

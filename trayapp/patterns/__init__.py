@@ -1,7 +1,9 @@
 """Built-in patterns, registered in code (third-party ones come through entry points).
 
 Each module here imports only :mod:`trayapp.api` and third-party libraries, exactly as a plugin
-would. To add a built-in, import its class here and append it to :data:`BUILTIN_PATTERNS`.
+would. To add a built-in, import its class here and append it to :data:`BUILTIN_PATTERNS`. The
+app's start-up code builds the registry from it (:func:`trayapp.builtins.default_registry`) and
+passes it to the Engine: ``trayapp.core`` knows no pattern.
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import calendar
-import email.utils
 import hashlib
 import io
 import time
@@ -40,6 +39,7 @@ from trayapp.api import (
     RunReport,
     ServerError,
     UpdateContext,
+    parse_retry_after,
     write_jsonl,
 )
 
@@ -47,9 +47,6 @@ from trayapp.api import (
 # the document (``text/xml`` without a charset means us-ascii by RFC 3023, yet servers send it
 # for UTF-8 feeds all the time) and feedparser used the document's own declaration.
 _HARMLESS_BOZO = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
-
-# The longest wait a 429's Retry-After can impose before the next attempt.
-MAX_RETRY_AFTER = timedelta(days=1)
 
 # A feed is text: anything this large is not one, and we should not hold it all in memory.
 MAX_FEED_BYTES = 20 * 1024 * 1024
@@ -241,27 +238,6 @@ def _raise_for_status(status: int, headers: httpx.Headers, host: str, now: datet
             f"{host} answered HTTP {status} instead of the feed; check the charm's url setting"
         )
     raise ServerError(f"{host} answered HTTP {status} instead of the feed")
-
-
-def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
-    """``Retry-After`` as an absolute time: delta-seconds or an HTTP date (RFC 9110 10.2.3).
-
-    At most :data:`MAX_RETRY_AFTER` ahead: the scheduler never retries sooner than this, so a
-    misconfigured server saying "a year" would otherwise silence the charm for a year.
-    """
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        when = now + timedelta(seconds=min(int(value), MAX_RETRY_AFTER.total_seconds()))
-    else:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-    return min(max(when, now), now + MAX_RETRY_AFTER)
 
 
 def _is_web_page(headers: httpx.Headers, body: bytes) -> bool:

@@ -64,11 +64,11 @@ import contextlib
 import hashlib
 import itertools
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal
 
 import icalendar
 from icalendar.prop import vRecur
@@ -76,7 +76,9 @@ from pydantic import ValidationInfo
 
 from trayapp.api import (
     AuthRequired,
+    BackoffPolicy,
     BaseModel,
+    CalendarClient,
     CellSpec,
     Collection,
     ExportError,
@@ -129,8 +131,7 @@ EVENTS_PAGE_SIZE = 2500
 # running between them (a 2,500-event page in one transaction held it for 60-300 ms).
 APPLY_CHUNK = 250
 CALENDARS_PAGE_SIZE = 250
-RESYNC_BACKOFF = timedelta(hours=1)
-RESYNC_BACKOFF_MAX = timedelta(days=1)
+RESYNC_BACKOFF = BackoffPolicy(base=3600, factor=2, cap=86400, jitter=0)
 #: ``sweep`` values: an event a full listing saw, and a cancelled series it saw.
 _SEEN = 1
 _CANCELLED_SERIES = 2
@@ -234,70 +235,6 @@ def fingerprint(settings: CalendarSettings) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-# ---- what the importer needs from the Google client (trayapp.google.CalendarClient) ---------
-
-
-class _CalendarList(Protocol):
-    @property
-    def items(self) -> Sequence[Mapping[str, Any]]: ...
-    @property
-    def next_sync_token(self) -> str | None: ...
-
-
-class _Events(Protocol):
-    @property
-    def items(self) -> Sequence[Mapping[str, Any]]: ...
-    @property
-    def next_sync_token(self) -> str | None: ...
-    @property
-    def time_zone(self) -> str | None: ...
-
-
-class _EventsPage(_Events, Protocol):
-    @property
-    def is_last(self) -> bool: ...
-    @property
-    def next_page_token(self) -> str | None: ...
-
-
-class CalendarApi(Protocol):
-    """The calls the importer makes; ``trayapp.google.CalendarClient`` provides them."""
-
-    async def list_calendars(
-        self,
-        sync_token: str | None = None,
-        *,
-        show_hidden: bool | None = None,
-        max_results: int = ...,
-    ) -> _CalendarList: ...
-    async def list_events(
-        self,
-        calendar_id: str,
-        sync_token: str | None = None,
-        *,
-        show_deleted: bool | None = None,
-        max_results: int = ...,
-    ) -> _Events: ...
-    def iter_event_pages(
-        self,
-        calendar_id: str,
-        sync_token: str | None = None,
-        *,
-        show_deleted: bool | None = None,
-        max_results: int = ...,
-        page_token: str | None = None,
-    ) -> AsyncIterator[_EventsPage]: ...
-
-
-class ExportSource(Protocol):
-    """What :meth:`CalendarImporter.export` and :func:`upcoming` read (an UpdateContext is one)."""
-
-    @property
-    def settings(self) -> Any: ...
-    def collection(self, name: str) -> Collection: ...
-    def cell(self, slot: str) -> Any: ...
-
-
 class ResyncLoop(ServerError):
     """Google refused a calendar's sync again right after (or during) a full resync."""
 
@@ -332,16 +269,19 @@ class CalendarImporter(Pattern[CalendarSettings]):
                 "the Google Calendar importer has no Google account to use; "
                 "add it again with an account"
             )
-        api: CalendarApi = ctx.google.calendar()
+        api: CalendarClient = ctx.google.calendar()
         return await _Sync(ctx, api).run()
 
     def upcoming(
-        self, source: ExportSource, start: datetime | None = None, end: datetime | None = None
+        self,
+        source: UpdateContext[CalendarSettings],
+        start: datetime | None = None,
+        end: datetime | None = None,
     ) -> list[Occurrence]:
         """See :func:`upcoming`."""
         return upcoming(source, start, end)
 
-    def export(self, source: ExportSource, fmt: str, dest: Path) -> int:
+    def export(self, source: UpdateContext[CalendarSettings], fmt: str, dest: Path) -> int:
         """Write the charm's events to ``dest`` (a file); returns how many events were written.
 
         ``jsonl``: one stored event per line (cancelled-occurrence markers left out), ordered by
@@ -368,7 +308,9 @@ class CalendarImporter(Pattern[CalendarSettings]):
 
 
 def upcoming(
-    source: ExportSource, start: datetime | None = None, end: datetime | None = None
+    source: UpdateContext[CalendarSettings],
+    start: datetime | None = None,
+    end: datetime | None = None,
 ) -> list[Occurrence]:
     """Occurrences overlapping ``[start, end)`` from the store, recurring series expanded.
 
@@ -378,8 +320,7 @@ def upcoming(
     """
     settings = _settings(source)
     if start is None:
-        now = getattr(source, "now", None)
-        start = now() if callable(now) else datetime.now(UTC)
+        start = source.now()
     if end is None:
         end = start + timedelta(days=settings.upcoming_days)
     if start.tzinfo is None or end.tzinfo is None:
@@ -414,13 +355,8 @@ def _with_calendar(occ: Occurrence, record: CalendarRecord) -> Occurrence:
     return replace(occ, calendar_name=record.name, color=record.background_color or "")
 
 
-def _settings(source: ExportSource) -> CalendarSettings:
-    value = source.settings
-    if isinstance(value, CalendarSettings):
-        return value
-    if isinstance(value, Mapping):
-        return CalendarSettings.model_validate(dict(value))
-    return CalendarSettings()
+def _settings(source: UpdateContext[CalendarSettings]) -> CalendarSettings:
+    return source.settings
 
 
 def _records(calendars: Collection) -> dict[str, CalendarRecord]:
@@ -576,7 +512,7 @@ class _Outcome:
 
 
 class _Sync:
-    def __init__(self, ctx: UpdateContext[CalendarSettings], api: CalendarApi) -> None:
+    def __init__(self, ctx: UpdateContext[CalendarSettings], api: CalendarClient) -> None:
         self.ctx = ctx
         self.api = api
         self.settings = ctx.settings
@@ -833,7 +769,7 @@ class _Sync:
             self.ctx.log.info("calendar %s: %s (410); resyncing it", record.name, what)
             record = record.model_copy(update={"expiries": expiries})
             return self.begin_full_sync(record, "expired")
-        wait = min(RESYNC_BACKOFF * 2 ** (expiries - 2), RESYNC_BACKOFF_MAX)
+        wait = timedelta(seconds=RESYNC_BACKOFF.delay(expiries - 1))
         when = self.ctx.now() + wait
         record = record.model_copy(update={"expiries": expiries, "resync_after": when})
         if record.full_sync is None:

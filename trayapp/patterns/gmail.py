@@ -49,7 +49,7 @@ not forgotten: its id stays in ``GmailState.recheck`` and is checked again on ev
 as a server error, so the cursor never moves past mail that was not stored.
 
 Like every built-in pattern it imports only :mod:`trayapp.api` and third-party libraries; the
-Google client arrives as ``ctx.google`` and is used through the small protocols below.
+account's typed Gmail client arrives as ``ctx.google.gmail()``.
 """
 
 from __future__ import annotations
@@ -59,11 +59,11 @@ import hashlib
 import json
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal
 
 from trayapp.api import (
     BaseModel,
@@ -71,7 +71,11 @@ from trayapp.api import (
     Collection,
     ExportError,
     Field,
+    GmailClient,
+    GoogleRequestError,
     HistoryExpired,
+    MessagePage,
+    MessagesResult,
     Pattern,
     RunReport,
     ServerError,
@@ -197,64 +201,6 @@ class GmailState(BaseModel):
     recheck: dict[str, float] = Field(default_factory=dict)
 
 
-# ---- what the importer needs from the Google client (trayapp.google.GmailClient) ------------
-
-
-class _MessagePage(Protocol):
-    @property
-    def messages(self) -> Sequence[Mapping[str, Any]]: ...
-    @property
-    def next_page_token(self) -> str | None: ...
-
-
-class _HistoryPage(Protocol):
-    @property
-    def history(self) -> Sequence[Mapping[str, Any]]: ...
-    @property
-    def history_id(self) -> str: ...
-    @property
-    def next_page_token(self) -> str | None: ...
-
-
-class _Fetched(Protocol):
-    @property
-    def messages(self) -> Mapping[str, Mapping[str, Any]]: ...
-    @property
-    def not_found(self) -> Sequence[str]: ...
-    @property
-    def errors(self) -> Mapping[str, SyncError]: ...
-
-
-class GmailApi(Protocol):
-    """The calls the importer makes; ``trayapp.google.GmailClient`` provides them."""
-
-    async def get_profile(self) -> Mapping[str, Any]: ...
-    async def list_labels(self) -> Sequence[Mapping[str, Any]]: ...
-    async def list_message_ids(
-        self,
-        q: str | None = None,
-        label_ids: Sequence[str] = (),
-        max_results: int = LIST_PAGE_SIZE,
-        page_token: str | None = None,
-    ) -> _MessagePage: ...
-    async def get_messages(
-        self,
-        ids: Iterable[str],
-        format: Literal["metadata", "full", "raw"] = "metadata",
-        metadata_headers: Sequence[str] = (),
-    ) -> _Fetched: ...
-    def list_history(self, start_history_id: str | int) -> AsyncIterator[_HistoryPage]: ...
-
-
-class ExportSource(Protocol):
-    """What :meth:`GmailImporter.export` reads (an ``UpdateContext`` is one)."""
-
-    @property
-    def settings(self) -> Any: ...
-    def collection(self, name: str) -> Collection: ...
-    def cell(self, slot: str) -> Any: ...
-
-
 class HistoryLoop(ServerError):
     """Gmail refused the history again right after a full resync: resyncing would loop."""
 
@@ -296,13 +242,13 @@ class GmailImporter(Pattern[GmailSettings]):
             raise ServerError(
                 "the Gmail importer has no Google account to use; add it again with an account"
             )
-        gmail: GmailApi = ctx.google.gmail()
+        gmail: GmailClient = ctx.google.gmail()
         sync = _Sync(ctx, gmail)
         return await sync.run()
 
     # ---- export -------------------------------------------------------------------------
 
-    def export(self, source: ExportSource, fmt: str, dest: Path) -> int:
+    def export(self, source: UpdateContext[GmailSettings], fmt: str, dest: Path) -> int:
         """Write the charm's messages to ``dest``; returns how many were written.
 
         ``jsonl``: ``dest`` is a file, one message per line, oldest first (the ``raw`` field is
@@ -318,10 +264,10 @@ class GmailImporter(Pattern[GmailSettings]):
         dest = Path(dest)
         if fmt == "jsonl":
             return _export_jsonl(messages, dest)
-        settings = source.settings
-        if getattr(settings, "parts", None) != "raw":
+        parts = source.settings.parts
+        if parts != "raw":
             raise ExportError(
-                f"this charm keeps {getattr(settings, 'parts', 'some')!r} parts, not the raw "
+                f"this charm keeps {parts!r} parts, not the raw "
                 "messages .eml files are made of; set its parts setting to 'raw' (the charm "
                 "resyncs), then export again"
             )
@@ -372,7 +318,7 @@ class _Change:
 
 
 class _Sync:
-    def __init__(self, ctx: UpdateContext[GmailSettings], gmail: GmailApi) -> None:
+    def __init__(self, ctx: UpdateContext[GmailSettings], gmail: GmailClient) -> None:
         self.ctx = ctx
         self.gmail = gmail
         self.settings = ctx.settings
@@ -530,17 +476,16 @@ class _Sync:
             message=summary.message,
         )
 
-    async def list_ids(self, query: str, size: int, token: str | None) -> _MessagePage:
+    async def list_ids(self, query: str, size: int, token: str | None) -> MessagePage:
         """One messages.list page; a query Gmail refuses is reported as the setting to fix."""
         try:
             return await self.gmail.list_message_ids(
                 query or None, self.state.label_ids, size, token
             )
-        except SyncError as exc:
-            api_error = getattr(exc, "api_error", None)
-            if getattr(api_error, "status", None) != 400:
+        except GoogleRequestError as exc:
+            if exc.status != 400:
                 raise
-            reason = getattr(api_error, "message", "") or exc.message
+            reason = exc.api_error.message or exc.message
             raise QueryRejected(
                 f"Gmail refused the search query {self.settings.query!r} ({reason}); "
                 "fix the charm's query setting (it takes Gmail search box syntax)"
@@ -556,7 +501,7 @@ class _Sync:
             return LIST_PAGE_SIZE
         return max(1, min(LIST_PAGE_SIZE, self.settings.max_messages - progress.listed))
 
-    def store_page(self, page: _MessagePage) -> list[str]:
+    def store_page(self, page: MessagePage) -> list[str]:
         """Commit a listed page as pending work; returns the ids to fetch."""
         state = self.state
         progress = state.full_sync
@@ -588,10 +533,10 @@ class _Sync:
         self.ctx.log.info("full sync: listed %d messages%s", listed, "" if not done else " (all)")
         return ids
 
-    async def fetch(self, ids: list[str]) -> _Fetched:
+    async def fetch(self, ids: list[str]) -> MessagesResult:
         return await self.gmail.get_messages(ids, self.format, self.headers)
 
-    def store_fetched(self, chunk: list[str], fetched: _Fetched) -> list[SyncError]:
+    def store_fetched(self, chunk: list[str], fetched: MessagesResult) -> list[SyncError]:
         """Store one fetched batch with the progress that no longer lists it as pending."""
         state = self.state
         progress = state.full_sync

@@ -1,9 +1,17 @@
 """The public API for pattern authors: everything a pattern may import from ``trayapp``.
 
-Built-in patterns (``trayapp.patterns.*``) import only this module, exactly as a third-party
+Built-in patterns (``trayapp.patterns.*``) import only this package, exactly as a third-party
 plugin does, so this surface is enough to write a real importer and anything beyond it is an
 implementation detail that may change. Names here are stable; additions are backwards
-compatible.
+compatible. Every name is importable from ``trayapp.api``; the submodules group them by concern:
+
+* :mod:`trayapp.api.patterns`: :class:`Pattern`, :class:`UpdateContext`, :class:`CellSpec`,
+  settings models (``BaseModel``, ``Field``, ...);
+* :mod:`trayapp.api.cells`: :class:`Cell`, :class:`DerivedCell`, :class:`Collection`;
+* :mod:`trayapp.api.outcomes`: :class:`RunReport` and the errors that end a run, export helpers;
+* :mod:`trayapp.api.http`: :func:`parse_retry_after`, :class:`BackoffPolicy`;
+* :mod:`trayapp.api.google`: ``ctx.google``'s typed clients (:class:`GmailClient`,
+  :class:`CalendarClient`), their pages and errors.
 
 A complete pattern::
 
@@ -48,8 +56,9 @@ How a run ends:
   response in an unexpected shape is a :class:`ServerError`, not a crash);
 * raise :class:`ConfigProblem` when the charm's settings cannot work (a URL that is not found
   or not a feed): shown as needing the user's attention, retried slowly;
-* Google-backed patterns get their account's clients from ``ctx.google`` (``.gmail()``,
-  ``.calendar()``); they raise the kinds above for them, plus :class:`HistoryExpired` (Gmail
+* Google-backed patterns get their account's clients from ``ctx.google``
+  (:class:`GoogleServices`: ``.gmail()``, ``.calendar()``); they raise the kinds above for
+  them, plus :class:`HistoryExpired` (Gmail
   history 404: do a full sync) and :class:`SyncTokenExpired` (Calendar 410: clear and resync),
   both subclasses of :class:`GoogleRequestError` (a request Google refused);
 * any other exception is a ``bug`` in the pattern: recorded with its traceback, retried with
@@ -62,39 +71,73 @@ data that was not stored.
 
 from __future__ import annotations
 
-from pydantic import AnyHttpUrl, BaseModel, Field, HttpUrl, field_validator
-
-from trayapp.core.cells import Cell, DerivedCell
-from trayapp.core.errors import (
+from trayapp.api.cells import Cell, Collection, DerivedCell, ReadOnlyCellError
+from trayapp.api.google import (
+    CalendarClient,
+    CalendarListResult,
+    EventsPage,
+    EventsResult,
+    GmailClient,
+    GoogleApiError,
+    GoogleRequestError,
+    GoogleServices,
+    HistoryExpired,
+    HistoryPage,
+    MessagePage,
+    MessagesResult,
+    SyncTokenExpired,
+)
+from trayapp.api.http import MAX_RETRY_AFTER, BackoffPolicy, cap_retry_at, parse_retry_after
+from trayapp.api.outcomes import (
     AuthRequired,
     ConfigProblem,
     ExportError,
     Offline,
     RateLimited,
-    ReadOnlyCellError,
+    RunReport,
     ServerError,
     SyncError,
+    atomic_output,
+    write_jsonl,
 )
-from trayapp.core.export import atomic_output, write_jsonl
-from trayapp.core.outcomes import RunReport
-from trayapp.core.patterns import CellSpec, NoSettings, Pattern, UpdateContext
-from trayapp.core.store import Collection
-from trayapp.google.errors import GoogleRequestError, HistoryExpired, SyncTokenExpired
+from trayapp.api.patterns import (
+    AnyHttpUrl,
+    BaseModel,
+    CellSpec,
+    Field,
+    HttpUrl,
+    NoSettings,
+    Pattern,
+    UpdateContext,
+    field_validator,
+)
 
 __all__ = [
+    "MAX_RETRY_AFTER",
     "AnyHttpUrl",
     "AuthRequired",
+    "BackoffPolicy",
     "BaseModel",
+    "CalendarClient",
+    "CalendarListResult",
     "Cell",
     "CellSpec",
     "Collection",
     "ConfigProblem",
     "DerivedCell",
+    "EventsPage",
+    "EventsResult",
     "ExportError",
     "Field",
+    "GmailClient",
+    "GoogleApiError",
     "GoogleRequestError",
+    "GoogleServices",
     "HistoryExpired",
+    "HistoryPage",
     "HttpUrl",
+    "MessagePage",
+    "MessagesResult",
     "NoSettings",
     "Offline",
     "Pattern",
@@ -106,6 +149,8 @@ __all__ = [
     "SyncTokenExpired",
     "UpdateContext",
     "atomic_output",
+    "cap_retry_at",
     "field_validator",
+    "parse_retry_after",
     "write_jsonl",
 ]

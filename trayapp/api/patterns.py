@@ -1,0 +1,27 @@
+"""Patterns and their run context: what a pattern declares and what its updater gets.
+
+:class:`Pattern` is the base class (id, title, ``Settings`` model, scopes, schedule, the cells
+and collections it uses); :class:`UpdateContext` is the one argument of ``bg_updater``
+(``ctx.settings``, ``ctx.cell()``, ``ctx.collection()``, ``ctx.transaction()``, ``ctx.http``,
+``ctx.google``, ``ctx.log``, ``ctx.now()``). Settings are pydantic models: ``BaseModel``,
+``Field``, ``HttpUrl``, ``AnyHttpUrl`` and ``field_validator`` are re-exported so a pattern needs
+no other import to declare them.
+"""
+
+from __future__ import annotations
+
+from pydantic import AnyHttpUrl, BaseModel, Field, HttpUrl, field_validator
+
+from trayapp.core.patterns import CellSpec, NoSettings, Pattern, UpdateContext
+
+__all__ = [
+    "AnyHttpUrl",
+    "BaseModel",
+    "CellSpec",
+    "Field",
+    "HttpUrl",
+    "NoSettings",
+    "Pattern",
+    "UpdateContext",
+    "field_validator",
+]

@@ -1,0 +1,20 @@
+"""The registry the app starts with: the built-in patterns plus the installed plugins'.
+
+Start-up code (the CLI, the tray, the headless host) calls :func:`default_registry` and passes
+the result to :class:`~trayapp.core.engine.Engine`; the engine itself knows no pattern, so
+``trayapp.core`` never imports ``trayapp.patterns`` (which imports ``trayapp.api``, which
+imports ``trayapp.core``).
+"""
+
+from __future__ import annotations
+
+from trayapp.core.patterns import PatternRegistry
+from trayapp.patterns import BUILTIN_PATTERNS
+
+
+def default_registry(*, plugins: bool = True) -> PatternRegistry:
+    """The built-in patterns plus (with ``plugins``) every installed plugin's."""
+    return PatternRegistry.with_patterns(BUILTIN_PATTERNS, plugins=plugins)
+
+
+__all__ = ["default_registry"]
