@@ -16,7 +16,7 @@ import pytest
 
 import trayapp.patterns.gmail as gmail_pattern
 from trayapp.core.outcomes import OutcomeKind
-from trayapp.google.retry import RetryPolicy
+from trayapp.core.retry import RetryPolicy
 from trayapp.patterns.gmail import GmailImporter, GmailState
 
 GoogleHarness = Any

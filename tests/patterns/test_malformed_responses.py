@@ -18,8 +18,8 @@ import pytest
 from gcal_helpers import google_ids, stored_ids
 
 from trayapp.core.outcomes import OutcomeKind
+from trayapp.core.retry import RetryPolicy
 from trayapp.emulator.testing import timed_event
-from trayapp.google.retry import RetryPolicy
 from trayapp.patterns.gcalendar import CalendarImporter
 from trayapp.patterns.gmail import GmailImporter, GmailState
 
