@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from trayapp.emulator.testing import start_emulator_process
+from tests.emulator.harness import start_emulator_process
 
 GMAIL_READONLY = "https://www.googleapis.com/auth/gmail.readonly"
 

@@ -33,9 +33,9 @@ from typing import Any, TypeVar
 
 import httpx
 
+from tests.emulator.harness import EmulatorServer, StaticToken
 from trayapp.api import UpdateContext
 from trayapp.core.store import Store
-from trayapp.emulator.testing import EmulatorServer, StaticToken
 from trayapp.google.client import GoogleApi
 from trayapp.google.endpoints import GoogleEndpoints
 from trayapp.patterns.gcalendar import CalendarImporter, CalendarSettings, upcoming

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.emulator.harness import DEFAULT_SCOPES, EmulatorServer
 from trayapp.auth.accounts import AccountManager
 from trayapp.auth.client_config import parse_client_json
 from trayapp.auth.secrets import SecretVault
@@ -45,9 +46,8 @@ from trayapp.core.engine import Engine
 from trayapp.core.outcomes import OutcomeKind
 from trayapp.core.patterns import PatternRegistry
 from trayapp.core.profile import Profile
-from trayapp.emulator.testing import DEFAULT_SCOPES, EmulatorServer
 from trayapp.google.client import GoogleApi
-from trayapp.google.quota import QuotaConfig, QuotaRegistry
+from trayapp.google.quota import AccountQuota, QuotaConfig
 from trayapp.patterns.gmail import GmailImporter
 
 EMAIL = "bench@example.com"
@@ -89,7 +89,7 @@ class World:
     engine: Engine
     manager: AccountManager
     account_id: str
-    quota: QuotaRegistry
+    quota: AccountQuota
     transport: CountingTransport = field(default_factory=CountingTransport)
     apis: list[GoogleApi] = field(default_factory=list)
 
@@ -98,7 +98,7 @@ class World:
             self.apis.append(
                 GoogleApi(
                     **google_api_kwargs(self.manager, account_id),
-                    quota=self.quota.for_account(account_id),
+                    quota=self.quota,
                     transport=self.transport,
                 )
             )
@@ -131,7 +131,7 @@ async def open_world(emu: EmulatorServer, profile: Path, quota: QuotaConfig) -> 
     manager.clients.set(parse_client_json(json.dumps(client.client_config(emu.base_url))))
     tokens = emu.control.issue_tokens(EMAIL, client.id, list(DEFAULT_SCOPES))
     account = await manager.complete_sign_in(grant_from_token_response(tokens, email=EMAIL))
-    world = World(emu, engine, manager, account.id, QuotaRegistry(config=quota))
+    world = World(emu, engine, manager, account.id, AccountQuota.create(quota))
     engine.google_factory = world.google
     return world
 

@@ -20,7 +20,7 @@ import argparse
 import asyncio
 import time
 
-from trayapp.emulator.testing import EmulatorServer, StaticToken
+from tests.emulator.harness import EmulatorServer, StaticToken
 from trayapp.google.client import GoogleApi
 from trayapp.google.endpoints import GoogleEndpoints
 from trayapp.google.quota import AccountQuota, QuotaConfig

@@ -2,7 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python bench/scheduler.py [--charms 10000] [--idle-seconds 60]
 
-* overhead: ``run_all()`` over N charms whose updater does nothing; wall and CPU time per run
+* overhead: ``run_now()`` of N charms whose updater does nothing; wall and CPU time per run
   (everything the scheduler does per run: queueing, the deadline, status saves, events,
   history, the watchdog).
 * lateness: N charms due at staggered times over ``--spread`` seconds (real SystemClock);
@@ -67,14 +67,14 @@ async def noop(charm_id: str, trigger: str) -> RunReport:
 async def bench_overhead(n: int, concurrency: int) -> dict[str, float]:
     clock = SystemClock()
     repo = InMemoryStatusRepo()
-    for i in range(n):  # already run once: next due in an hour, so only run_all() runs them
+    for i in range(n):  # already run once: next due in an hour, so only run_now() runs them
         repo.save(CharmStatus(f"c{i}", next_due_at=clock.now() + HOUR))
     scheduler = Scheduler(noop, repo, clock, max_concurrency=concurrency)
     for i in range(n):
         scheduler.add(ScheduleEntry(f"c{i}", HOUR))
     await scheduler.start()
     wall, cpu = time.perf_counter(), time.process_time()
-    futures = scheduler.run_all()
+    futures = {f"c{i}": scheduler.run_now(f"c{i}") for i in range(n)}
     await asyncio.gather(*futures.values())
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     await scheduler.shutdown()

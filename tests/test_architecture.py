@@ -135,3 +135,19 @@ def test_google_patterns_use_the_real_client_types(module: str) -> None:
         if isinstance(node, ast.Call) and ast.unparse(node.func) == "getattr"
     ]
     assert (protocols, getattrs) == ([], [])
+
+
+def test_the_shipped_package_imports_no_test_code_or_test_dependency() -> None:
+    """Test-only modules (the emulator harness, discovery conformance) live under tests/."""
+    test_only = ("tests", "pytest", "jsonschema", "googleapiclient")
+    offenders = []
+    for name, path in import_cycles.module_files().items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for target, _names in import_cycles._imports(
+            tree, name, path.name == "__init__.py", typing=True
+        ):
+            if target.split(".")[0] in test_only:
+                offenders.append(f"{name} imports {target}")
+    assert offenders == []
+    assert not (ROOT / "trayapp" / "emulator" / "testing.py").exists()
+    assert not (ROOT / "trayapp" / "emulator" / "conformance.py").exists()

@@ -377,6 +377,10 @@ def test_run_headless_syncs_and_stops_gracefully(
         proc.send_signal(sig)
         err.wait_for(r"stopped$")
         assert proc.wait(timeout=WAIT) == 0
+    # The log file the docs promise: the same lines, in the profile's logs dir, private.
+    log_file = profile / "logs" / "trayapp.log"
+    assert "charm a: ok (+2 ~0 -0)" in log_file.read_text(encoding="utf-8")
+    assert log_file.stat().st_mode & 0o777 == 0o600
     assert "Traceback" not in err.rest()
     status = json.loads(trayapp(profile, "status", "--json").stdout)["charms"][0]["status"]
     assert status["last_outcome"] == "ok" and status["totals"]["added"] == 2

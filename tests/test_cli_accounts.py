@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.emulator.harness import DEFAULT_SCOPES, EmulatorServer
 from trayapp.auth.client_config import parse_client_json
 from trayapp.auth.signin import grant_from_token_response
 from trayapp.auth.wiring import AccountsWiring
 from trayapp.builtins import default_registry
 from trayapp.core.engine import Engine
 from trayapp.core.profile import Profile
-from trayapp.emulator.testing import DEFAULT_SCOPES, EmulatorServer
 
 ROOT = Path(__file__).resolve().parents[1]
 EMAIL = "alice@example.com"

@@ -11,6 +11,7 @@ import google.auth._exponential_backoff as ga_backoff
 import httpx
 import pytest
 
+from tests.emulator.harness import DEFAULT_SCOPES, EmulatorServer
 from trayapp.auth.accounts import AccountManager
 from trayapp.auth.client_config import parse_client_json
 from trayapp.auth.secrets import SecretStoreKind, SecretVault
@@ -18,7 +19,6 @@ from trayapp.auth.signin import Grant, grant_from_token_response
 from trayapp.core.redact import forget_secrets
 from trayapp.core.store import Store
 from trayapp.emulator.control import ClientInfo
-from trayapp.emulator.testing import DEFAULT_SCOPES, EmulatorServer
 
 EMAIL = "alice@example.com"
 

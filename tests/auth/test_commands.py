@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.emulator.harness import EmulatorServer
 from trayapp.auth.accounts import AccountManager
 from trayapp.cli import accounts as commands
 from trayapp.core.store import Store
 from trayapp.emulator.control import ClientInfo
-from trayapp.emulator.testing import EmulatorServer
 
 EMAIL = "alice@example.com"
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.emulator.harness import DEFAULT_SCOPES, EmulatorServer
 from trayapp.api import NoSettings, Pattern, RunReport, UpdateContext
 from trayapp.auth.accounts import AccountManager
 from trayapp.auth.client_config import parse_client_json
@@ -26,7 +27,6 @@ from trayapp.core.patterns import PatternRegistry
 from trayapp.core.profile import Profile
 from trayapp.core.status import CharmState
 from trayapp.emulator.control import ClientInfo
-from trayapp.emulator.testing import DEFAULT_SCOPES, EmulatorServer
 from trayapp.google.client import GoogleApi
 
 EMAIL = "alice@example.com"

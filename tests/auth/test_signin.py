@@ -16,6 +16,14 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from tests.emulator.harness import (
+    DEFAULT_SCOPES,
+    GMAIL_READONLY,
+    EmulatorServer,
+    answer_consent_page,
+    find_chromium,
+    headless_chromium_argv,
+)
 from trayapp.auth.accounts import AccountManager
 from trayapp.auth.models import DEFAULT_TOKEN_LIFETIME_S, Account, AccountState
 from trayapp.auth.signin import (
@@ -25,14 +33,6 @@ from trayapp.auth.signin import (
     grant_from_token_response,
 )
 from trayapp.emulator.control import ClientInfo
-from trayapp.emulator.testing import (
-    DEFAULT_SCOPES,
-    GMAIL_READONLY,
-    EmulatorServer,
-    answer_consent_page,
-    find_chromium,
-    headless_chromium_argv,
-)
 
 pytestmark = pytest.mark.usefixtures("configured")
 

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
+from tests.emulator.harness import DEFAULT_SCOPES, EmulatorServer
 from trayapp.auth.accounts import AccountManager
 from trayapp.auth.grants import auth_cell_name
 from trayapp.auth.models import Account, AccountState, AuthMeta, Cause, fingerprint
@@ -24,7 +25,6 @@ from trayapp.auth.tokens import REFRESH_MARGIN, TokenProvider
 from trayapp.core.errors import AuthRequired, Offline, ReadOnlyCellError, ServerError
 from trayapp.core.store import Store
 from trayapp.emulator.control import ClientInfo
-from trayapp.emulator.testing import DEFAULT_SCOPES, EmulatorServer
 
 pytestmark = pytest.mark.usefixtures("configured")
 

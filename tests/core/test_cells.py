@@ -119,22 +119,6 @@ def test_derived_cell_recomputes_and_refuses_writes(store: Store) -> None:
     assert total.get() == 15 and a.get() == 5 and b.get() == 10
 
 
-def test_derived_subscribers_hear_only_real_changes_and_chains_propagate(store: Store) -> None:
-    a = store.cell("app:a", int, 0)
-    parity = store.derived("app:parity", [a], lambda v: v % 2)
-    label = store.derived("app:label", [parity], lambda p: "odd" if p else "even")
-    parities: list[int] = []
-    labels: list[str] = []
-    parity.subscribe(parities.append)
-    label.subscribe(labels.append)
-    a.set(2)  # parity unchanged (0 -> 0)
-    a.set(3)
-    a.set(5)  # unchanged again
-    a.set(6)
-    assert parities == [1, 0]
-    assert labels == ["odd", "even"]
-
-
 def test_subscribers_run_after_commit_and_never_for_rollback(store: Store) -> None:
     cell = store.cell("app:a", int, 0)
     seen: list[int] = []

@@ -747,7 +747,6 @@ async def test_run_now_coalesces_with_a_run_in_progress(h: Harness) -> None:
     await h.start(ScheduleEntry("a", 10 * MIN))
     first = h.scheduler.run_now("a")
     assert h.scheduler.run_now("a") is first
-    assert h.scheduler.run_all()["a"] is first
     await h.clock.settle()
     assert len(h.runs_of("a")) == 1
     gate.set()

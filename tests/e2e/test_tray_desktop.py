@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.desktop import Desktop, ReportLog, missing_tools, wait_for
-from trayapp.emulator.testing import find_chromium, headless_chromium_argv
+from tests.emulator.harness import find_chromium, headless_chromium_argv
 
 pytestmark = [
     pytest.mark.e2e,

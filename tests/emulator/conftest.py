@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from trayapp.emulator.testing import EmulatorServer, Session
+from tests.emulator.harness import EmulatorServer, Session
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
-from trayapp.emulator.testing import EmulatorServer, find_chromium, headless_chromium_argv
+from tests.emulator.harness import EmulatorServer, find_chromium, headless_chromium_argv
 
 CHROMIUM = find_chromium()
 

@@ -8,7 +8,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from trayapp.emulator.testing import EmulatorServer, Session, timed_event
+from tests.emulator.harness import EmulatorServer, Session, timed_event
 
 from .conftest import bearer
 

@@ -7,9 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
-from trayapp.emulator.conformance import Conformance, load_discovery
+from tests.emulator.conformance import Conformance, load_discovery
+from tests.emulator.harness import EmulatorServer, Session
 from trayapp.emulator.scopes import METHOD_SCOPES
-from trayapp.emulator.testing import EmulatorServer, Session
 
 from .conftest import bearer
 from .mail import MULTIPART

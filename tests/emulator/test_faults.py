@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from trayapp.emulator.testing import GMAIL_READONLY, EmulatorServer, Session
+from tests.emulator.harness import GMAIL_READONLY, EmulatorServer, Session
 
 from .conftest import bearer
 from .mail import simple

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from trayapp.emulator.testing import EmulatorServer, Session
+from tests.emulator.harness import EmulatorServer, Session
 
 from .conftest import bearer, run_client
 from .mail import MULTIPART, PDF_BYTES, simple

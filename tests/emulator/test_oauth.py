@@ -12,8 +12,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
+from tests.emulator.harness import EmulatorServer, Session
 from trayapp.emulator.control import ClientInfo
-from trayapp.emulator.testing import EmulatorServer, Session
 
 from .conftest import bearer, run_client
 

@@ -15,10 +15,10 @@ from urllib.parse import quote
 
 import httpx
 
+from tests.emulator.harness import EmulatorServer, start_emulator_process
 from trayapp.emulator.app import EmulatorApp
 from trayapp.emulator.control import Control
 from trayapp.emulator.seed import DEMO_CLIENT_ID, DEMO_EMAIL, seed_demo
-from trayapp.emulator.testing import EmulatorServer, start_emulator_process
 
 from .conftest import REPO, bearer
 

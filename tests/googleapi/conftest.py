@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from tests.emulator.harness import EmulatorServer, Session
 from trayapp.core.retry import RetryPolicy
-from trayapp.emulator.testing import EmulatorServer, Session
 from trayapp.google.client import GoogleApi
 from trayapp.google.endpoints import GoogleEndpoints
 

@@ -1,7 +1,7 @@
 """Check recorded requests against Google's discovery documents (the request half of conformance).
 
 The documents ship with google-api-python-client (pinned in the test dependencies). The emulator
-will grow its own validator (``trayapp/emulator/conformance.py``); this one is deliberately small
+will grow its own validator (``tests/emulator/conformance.py``); this one is deliberately small
 and strict about what *our* client must get right: known parameters only, repeats only where
 ``repeated``, enum values spelled exactly as discovery spells them (``full``, not ``FULL``),
 booleans exactly ``true``/``false``, integers and 64-bit ids as decimal strings, bounds, required

@@ -11,8 +11,8 @@ import asyncio
 
 import httpx
 
+from tests.emulator.harness import EmulatorServer, Session
 from trayapp.core.errors import AuthRequired, ServerError
-from trayapp.emulator.testing import EmulatorServer, Session
 
 
 class EmulatorTokens:

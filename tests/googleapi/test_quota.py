@@ -12,7 +12,6 @@ from trayapp.google.quota import (
     GMAIL_COSTS,
     AccountQuota,
     QuotaConfig,
-    QuotaRegistry,
     RateBudget,
     gmail_cost,
 )
@@ -137,16 +136,6 @@ async def test_rate_limited_empties_the_bucket() -> None:
     budget.note_rate_limited()
     await budget.acquire(10)
     assert clock.waits == [pytest.approx(1.0)]
-
-
-def test_registry_shares_one_budget_per_account() -> None:
-    registry = QuotaRegistry(QuotaConfig(gmail_units_per_minute=600, gmail_burst=5))
-    a1 = registry.for_account("a")
-    assert registry.for_account("a") is a1
-    assert registry.for_account("b") is not a1
-    assert a1.gmail.rate == pytest.approx(600 / 60 * 0.95)
-    registry.forget("a")
-    assert registry.for_account("a") is not a1
 
 
 def test_scaled_config_keeps_the_shape() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 
-from trayapp.emulator.testing import EmulatorServer
+from tests.emulator.harness import EmulatorServer
 from trayapp.google.client import GoogleApi
 from trayapp.google.endpoints import GoogleEndpoints
 from trayapp.google.quota import AccountQuota, QuotaConfig

@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from tests.emulator.harness import DEFAULT_SCOPES, EmulatorServer
 from trayapp.auth.accounts import AccountManager
 from trayapp.auth.client_config import parse_client_json
 from trayapp.auth.secrets import SecretVault
@@ -47,9 +48,8 @@ from trayapp.core.redact import forget_secrets
 from trayapp.core.retry import RetryPolicy
 from trayapp.core.store import Collection
 from trayapp.emulator.state import Clock as EmulatorClock
-from trayapp.emulator.testing import DEFAULT_SCOPES, EmulatorServer
 from trayapp.google.client import GoogleApi
-from trayapp.google.quota import QuotaConfig, QuotaRegistry
+from trayapp.google.quota import AccountQuota, QuotaConfig
 
 EMAIL = "alice@example.com"
 
@@ -104,7 +104,7 @@ class GoogleHarness:
     accounts: AccountManager
     account_id: str
     email: str
-    quota: QuotaRegistry
+    quota: AccountQuota  # the account's budget, shared by its GoogleApi objects
     clock: Any = None
     api_options: dict[str, Any] = field(default_factory=dict)
     apis: dict[str, GoogleApi] = field(default_factory=dict)
@@ -120,7 +120,7 @@ class GoogleHarness:
             if self.clock is not None:
                 kwargs["clock"] = self.clock
             kwargs.update(self.api_options)
-            api = GoogleApi(**kwargs, quota=self.quota.for_account(account_id))
+            api = GoogleApi(**kwargs, quota=self.quota)
             self.apis[account_id] = api
         return api
 
@@ -202,7 +202,7 @@ async def open_engine(
     *,
     quota: QuotaConfig | None = None,
     clock: Any = None,
-) -> tuple[Engine, AccountManager, QuotaRegistry]:
+) -> tuple[Engine, AccountManager, AccountQuota]:
     """An Engine on ``profile_dir`` with accounts attached (file vault: no keyring needed)."""
     registry = PatternRegistry()
     for pattern in patterns:
@@ -210,7 +210,7 @@ async def open_engine(
     engine = Engine(Profile.resolve(profile_dir), patterns=registry, jitter=0.0)
     vault = SecretVault(engine.profile.path, mode="file")
     manager = attach_accounts(engine, vault=vault)
-    return engine, manager, QuotaRegistry(config=quota or QuotaConfig(), clock=clock)
+    return engine, manager, AccountQuota.create(quota or QuotaConfig(), clock)
 
 
 @pytest.fixture(autouse=True)
@@ -249,7 +249,7 @@ async def google_harness(tmp_path: Path, emu: EmulatorServer) -> AsyncIterator[H
             emu.app.state.clock = WarpedEmulatorClock(warp)
         emu.control.create_account(email_address, name="Alice")
         client = emu.control.create_client()
-        engine, manager, registry = await open_engine(
+        engine, manager, account_quota = await open_engine(
             tmp_path / f"profile-{len(made)}", patterns, quota=quota, clock=warp
         )
         manager.clients.set(parse_client_json(json.dumps(client.client_config(emu.base_url))))
@@ -260,7 +260,7 @@ async def google_harness(tmp_path: Path, emu: EmulatorServer) -> AsyncIterator[H
             accounts=manager,
             account_id=account.id,
             email=email_address,
-            quota=registry,
+            quota=account_quota,
             clock=warp,
             api_options={"retry": retry} if retry is not None else {},
         )

@@ -16,9 +16,9 @@ import pytest
 from dateutil import rrule
 from gcal_helpers import StoreSource, events, upcoming
 
+from tests.emulator.harness import all_day_event, timed_event
 from trayapp.api import ExportError
 from trayapp.core.outcomes import OutcomeKind
-from trayapp.emulator.testing import all_day_event, timed_event
 from trayapp.patterns.gcalendar import CalendarImporter
 
 GoogleHarness = Any

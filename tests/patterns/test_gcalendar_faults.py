@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from gcal_helpers import after_listed_pages, events, google_ids, records, stored_ids
 
+from tests.emulator.harness import timed_event
 from trayapp.core.outcomes import OutcomeKind
 from trayapp.core.retry import RetryPolicy
-from trayapp.emulator.testing import timed_event
 from trayapp.patterns import gcalendar
 from trayapp.patterns.gcalendar import CalendarImporter, CalendarRecord
 

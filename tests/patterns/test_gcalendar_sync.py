@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from gcal_helpers import events, google_ids, records, stored_ids
 
+from tests.emulator.harness import all_day_event, timed_event
 from trayapp.core.errors import SettingsError
 from trayapp.core.outcomes import OutcomeKind
-from trayapp.emulator.testing import all_day_event, timed_event
 from trayapp.patterns import gcalendar
 from trayapp.patterns.gcalendar import CalendarImporter
 

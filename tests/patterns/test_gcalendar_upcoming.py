@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from gcal_helpers import StoreSource, as_rows, events, truth, upcoming
 
+from tests.emulator.harness import all_day_event, timed_event
 from trayapp.core.outcomes import OutcomeKind
-from trayapp.emulator.testing import all_day_event, timed_event
 from trayapp.patterns.gcalendar import CalendarImporter
 from trayapp.patterns.gcalendar_recurrence import expand
 

@@ -172,7 +172,7 @@ async def _worker(profile: str, account_id: str, charm: str) -> None:
     apis: list[GoogleApi] = []
 
     def google(acct: str) -> GoogleApi:
-        api = GoogleApi(**google_api_kwargs(manager, acct), quota=quota.for_account(acct))
+        api = GoogleApi(**google_api_kwargs(manager, acct), quota=quota)
         apis.append(api)
         return api
 

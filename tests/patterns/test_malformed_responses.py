@@ -17,9 +17,9 @@ import httpx
 import pytest
 from gcal_helpers import google_ids, stored_ids
 
+from tests.emulator.harness import timed_event
 from trayapp.core.outcomes import OutcomeKind
 from trayapp.core.retry import RetryPolicy
-from trayapp.emulator.testing import timed_event
 from trayapp.patterns.gcalendar import CalendarImporter
 from trayapp.patterns.gmail import GmailImporter, GmailState
 

@@ -76,3 +76,7 @@ def test_session_end_quit_stops_the_engine_and_returns_0(
     finally:
         engine.close()
     assert not list(tmp_path.glob("trayapp/*.sock"))  # the IPC socket is gone
+    # The tray writes the log file the docs promise, as `run --headless` does.
+    log_file = profile / "logs" / "trayapp.log"
+    assert "engine started with" in log_file.read_text(encoding="utf-8")
+    assert log_file.stat().st_mode & 0o777 == 0o600

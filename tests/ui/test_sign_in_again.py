@@ -2,7 +2,7 @@
 
 Real parts throughout: the Google emulator (OAuth consent page, token and revoke endpoints),
 trayapp.auth's AccountManager and token provider, the Engine, and the tray controller. The
-"browser" is an HTTP client that submits the consent form (trayapp.emulator.testing's
+"browser" is an HTTP client that submits the consent form (tests.emulator.harness's
 answer_consent_page), as tests/auth does.
 """
 
@@ -20,6 +20,7 @@ import httpx
 import pytest
 from PySide6.QtWidgets import QApplication
 
+from tests.emulator.harness import GMAIL_READONLY, EmulatorServer, answer_consent_page
 from tests.ui.conftest import QLoop, until
 from trayapp.auth.accounts import AccountManager
 from trayapp.auth.client_config import parse_client_json
@@ -29,7 +30,6 @@ from trayapp.auth.wiring import attach_accounts
 from trayapp.builtins import default_registry
 from trayapp.core.engine import Engine
 from trayapp.core.errors import AuthRequired
-from trayapp.emulator.testing import GMAIL_READONLY, EmulatorServer, answer_consent_page
 from trayapp.ui.accounts import AuthAccounts
 from trayapp.ui.model import IconState
 from trayapp.ui.notify_policy import NotificationPolicy

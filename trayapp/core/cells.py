@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
@@ -155,15 +154,12 @@ class Cell(Generic[T]):
             self._subscribers.notify(self.get())
 
 
-_UNSET: Any = object()
-
-
 class DerivedCell(Generic[T]):
     """A read-only view computed from source cells.
 
     The value is computed on every ``get()`` (sources are cheap primary-key reads, and this
-    can never serve a stale value). Subscribers are notified after a commit that changed a
-    source *and* changed the computed value.
+    can never serve a stale value). Writing through it raises :class:`ReadOnlyCellError`
+    naming it: a charm bound to a view must fail loudly, never write nowhere.
     """
 
     writable = False
@@ -179,8 +175,6 @@ class DerivedCell(Generic[T]):
         self._name = name
         self.sources: tuple[Cell[Any] | DerivedCell[Any], ...] = tuple(sources)
         self._compute = compute
-        self._subscribers: _Subscribers[T] = _Subscribers(name)
-        self._last: Any = _UNSET
 
     @property
     def name(self) -> str:
@@ -197,27 +191,6 @@ class DerivedCell(Generic[T]):
 
     def update(self, fn: Callable[[T], T]) -> T:
         raise ReadOnlyCellError(self._name)
-
-    def subscribe(self, callback: Callable[[T], None]) -> Unsubscribe:
-        if not self._subscribers:
-            # Baseline for "did the computed value change" once someone listens.
-            self._last = self.get()
-        return self._subscribers.add(callback)
-
-    def _depends_on(self, names: AbstractSet[str]) -> bool:
-        return any(source.name in names for source in self.sources)
-
-    def _notify(self) -> bool:
-        """Recompute after a commit; notify and return True if the value changed."""
-        if not self._subscribers:
-            self._last = _UNSET
-            return True  # unknown: let dependants recompute
-        value = self.get()
-        if self._last is not _UNSET and value == self._last:
-            return False
-        self._last = value
-        self._subscribers.notify(value)
-        return True
 
 
 def _first_error(exc: ValidationError) -> str:

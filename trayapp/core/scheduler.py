@@ -459,10 +459,6 @@ class Scheduler:
         """Whether a run of the charm executes in this scheduler now."""
         return self._get(charm_id).active is not None
 
-    def run_all(self, trigger: str = TRIGGER_MANUAL) -> dict[str, asyncio.Future[RunOutcome]]:
-        """:meth:`run_now` for every charm, paused and parked ones included."""
-        return {charm_id: self.run_now(charm_id, trigger) for charm_id in list(self._charms)}
-
     def cancel(self, charm_id: str) -> bool:
         """Cancel a charm's running or queued run (recorded as ``cancelled``). False if none."""
         charm = self._get(charm_id)

@@ -192,7 +192,6 @@ class Store:
         # The asyncio task (None outside one) that opened the outermost transaction.
         self._owner: asyncio.Task[Any] | None = None
         self._cells: dict[str, Cell[Any] | DerivedCell[Any]] = {}
-        self._derived: list[DerivedCell[Any]] = []  # creation order is a topological order
         self._collections: dict[str, Collection] = {}
 
     # --- opening and closing -------------------------------------------------------------------
@@ -467,7 +466,6 @@ class Store:
     def _notify(self, changes: dict[str, None]) -> None:
         if not changes:
             return
-        names = set(changes)
         for name in changes:
             target = self._cells.get(name)
             if isinstance(target, Cell):
@@ -475,9 +473,6 @@ class Store:
             coll = self._collections.get(name)
             if coll is not None:
                 coll._subscribers.notify(coll)
-        for derived in list(self._derived):
-            if derived._depends_on(names) and derived._notify():
-                names.add(derived.name)
 
     # --- cells --------------------------------------------------------------------------------
 
@@ -551,7 +546,6 @@ class Store:
                 raise StoreError(f"source {source.name!r} of {name!r} is not a cell of this store")
         view: DerivedCell[T] = DerivedCell(self, name, sources, compute)
         self._cells[name] = view
-        self._derived.append(view)
         return view
 
     def lookup(self, name: str) -> Cell[Any] | DerivedCell[Any]:
@@ -635,9 +629,7 @@ class Store:
             for name in cells:
                 self._changed(name)
         for name in [n for n in self._cells if n.startswith(prefix)]:
-            target = self._cells.pop(name)
-            if isinstance(target, DerivedCell):
-                self._derived.remove(target)
+            del self._cells[name]
         for name in [n for n in self._collections if n.startswith(prefix)]:
             del self._collections[name]
 

@@ -1,6 +1,7 @@
 """A faithful local Google emulator (OAuth, Gmail v1, Calendar v3) for tests and demo mode.
 
-See docs/emulator.md. Tests use :class:`trayapp.emulator.testing.EmulatorServer`.
+See docs/emulator.md. :class:`trayapp.emulator.server.EmulatorServer` runs it (demo mode); tests
+use its subclass in ``tests/emulator/harness.py``, which adds discovery conformance checks.
 """
 
 from trayapp.emulator.app import EmulatorApp

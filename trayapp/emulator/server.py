@@ -1,17 +1,30 @@
-"""Running the emulator under uvicorn, in the current loop or in a background thread."""
+"""Running the emulator under uvicorn, in the current loop or in a background thread.
+
+:class:`EmulatorServer` is the product's way to run it (demo mode, ``python -m
+trayapp.emulator``'s library form); the test harness in ``tests/emulator/harness.py`` extends it
+with discovery conformance checks and test conveniences, which need test-only dependencies and
+are not installed with the app.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import socket
+import threading
 from collections.abc import Generator
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from trayapp.emulator.app import TRANSPORT_KEY, EmulatorApp
+from trayapp.emulator.control import Control
+from trayapp.emulator.state import EmulatorState
+
+if TYPE_CHECKING:
+    from trayapp.emulator.seed import DemoInfo
 
 
 class TransportH11Protocol(H11Protocol):
@@ -124,3 +137,133 @@ async def wait_started(server: QuietServer, task: asyncio.Task[None], limit: flo
         if loop.time() > deadline:
             raise TimeoutError("the emulator server did not start within 30 s")
         await asyncio.sleep(0.005)
+
+
+class EmulatorServer:
+    """A real emulator on ``host:port`` (port 0: a free one, known before any client starts).
+
+    ``emu.base_url`` is the real URL and ``emu.control`` the in-process
+    :class:`~trayapp.emulator.control.Control`. With ``demo=True`` the demo account, client and
+    data are seeded before the first request (``emu.demo_info``). Run it in the current loop
+    (``async with``/:meth:`start`) or in a daemon thread with its own loop
+    (``with``/:meth:`start_thread`), which is what demo mode does.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency_ms: int = 0,
+        seed: int | None = 0,
+        demo: bool = False,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.app = EmulatorApp(EmulatorState(seed), latency_ms=latency_ms)
+        self.control = Control(self.app)
+        self.demo = demo
+        #: Set when ``demo=True``: the demo account and OAuth client (see trayapp.emulator.seed).
+        self.demo_info: DemoInfo | None = None
+        self.base_url = ""
+        self._server: QuietServer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+        self._thread_error: BaseException | None = None
+
+    # ---- async (current loop) ----
+
+    async def __aenter__(self) -> EmulatorServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self._prepare()
+        sock = bind_socket(self.host, self.port)
+        self.port = sock.getsockname()[1]
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.base_url = f"http://{host}:{self.port}"
+        self.app.loop = asyncio.get_running_loop()
+        self._server = make_server(self.app)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
+        await wait_started(self._server, self._task)
+
+    async def stop(self) -> None:
+        if self._server is None or self._task is None:
+            return
+        self.app.begin_shutdown()
+        self._server.request_exit()
+        await self._task
+        self._server = None
+
+    # ---- background thread ----
+
+    def start_thread(self) -> None:
+        ready = threading.Event()
+
+        def run() -> None:
+            async def main() -> None:
+                await self.start()
+                ready.set()
+                assert self._task is not None
+                await self._task
+
+            try:
+                asyncio.run(main())
+            except BaseException as exc:  # reported to the starting thread
+                self._thread_error = exc
+                ready.set()
+
+        self._thread = threading.Thread(target=run, name="trayapp-emulator", daemon=True)
+        self._thread.start()
+        if not ready.wait(60):
+            raise TimeoutError("the emulator thread did not start within 60 s")
+        if self._thread_error is not None:
+            raise RuntimeError("the emulator thread failed to start") from self._thread_error
+
+    def stop_thread(self) -> None:
+        loop = self.app.loop
+        if self._thread is None or loop is None:
+            return
+
+        def stop() -> None:
+            self.app.begin_shutdown()
+            if self._server is not None:
+                self._server.request_exit()
+
+        if loop.is_running():
+            loop.call_soon_threadsafe(stop)
+        self._thread.join(30)
+        self._thread = None
+
+    def __enter__(self) -> EmulatorServer:
+        self.start_thread()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop_thread()
+
+    # ---- conveniences ----
+
+    def _prepare(self) -> None:
+        """Before the socket opens: seed the demo (subclasses add their own set-up)."""
+        if self.demo and self.demo_info is None:
+            from trayapp.emulator.seed import seed_demo
+
+            self.demo_info = seed_demo(self.control)
+
+    def url(self, path: str) -> str:
+        return self.base_url + path

@@ -13,8 +13,9 @@ import random
 import secrets
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from trayapp.emulator.calendar_store import CalendarStore
@@ -57,6 +58,33 @@ class Clock:
 def fingerprint(secret: str) -> str:
     """A short, stable, non-reversible tag for a token, so logs can correlate without leaking."""
     return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:12]
+
+
+class ConformanceHook(Protocol):
+    """A checker of requests and responses against Google's discovery documents.
+
+    The product never sets one; the test harness plugs in ``tests/emulator/conformance.py``
+    (it needs test-only dependencies), so a non-conforming emulator response fails the test.
+    """
+
+    request_violations: list[str]
+    response_violations: list[str]
+
+    def check_request(
+        self, api_method: str, method: str, path: str, query: Iterable[tuple[str, str]]
+    ) -> None: ...
+
+    def check_response(
+        self,
+        api_method: str,
+        status: int,
+        body: bytes,
+        content_type: str | None,
+        *,
+        partial: bool = False,
+    ) -> str | None: ...
+
+    def clear(self) -> None: ...
 
 
 @dataclass
@@ -283,8 +311,8 @@ class EmulatorState:
         #: Gmail history older than this (virtual seconds) is gone: older startHistoryIds 404.
         self.history_retention: float | None = None
         self.emit_refresh_token_expires_in = False
-        #: Set by the conformance layer in test mode (see trayapp.emulator.conformance).
-        self.conformance: Any = None
+        #: Set by the test harness only (tests/emulator/conformance.py).
+        self.conformance: ConformanceHook | None = None
         self.next_account_number = 100000000000000000000
 
     # ---- accounts and clients ----

@@ -42,7 +42,7 @@ from trayapp.google.gmail import (
     MessagesResult,
     Profile,
 )
-from trayapp.google.quota import AccountQuota, QuotaConfig, QuotaRegistry, RateBudget
+from trayapp.google.quota import AccountQuota, QuotaConfig, RateBudget
 from trayapp.google.tokens import TokenSource
 from trayapp.google.wire import encode_params
 
@@ -73,7 +73,6 @@ __all__ = [
     "MessagesResult",
     "Profile",
     "QuotaConfig",
-    "QuotaRegistry",
     "RateBudget",
     "RetryPolicy",
     "SyncTokenExpired",

@@ -3,8 +3,10 @@
 Gmail limits each user to 15,000 cost units per minute (250/s as a moving average that allows
 short bursts), with per-method costs; Calendar to 600 requests per minute per user. Two charms of
 the same account (say an inbox importer and a "starred" importer) must share one budget, or
-together they trip the limit that each alone respects. :class:`QuotaRegistry` hands out one
-:class:`AccountQuota` per account id; the Google clients charge every request to it.
+together they trip the limit that each alone respects. The app builds one
+:class:`~trayapp.google.client.GoogleApi` per account (``trayapp.auth.wiring``) and hands it to
+every charm of that account, so its one :class:`AccountQuota` is the account's budget; the
+clients charge every request to it.
 
 Each budget is a token bucket. Going faster than the bucket allows is pointless (Google answers
 429 and the retry costs more time than pacing did), so requests wait *before* sending. The
@@ -23,7 +25,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from trayapp.core.clock import Clock, SystemClock, sleep
 
@@ -178,22 +180,3 @@ class AccountQuota:
                 clock=clock,
             ),
         )
-
-
-@dataclass
-class QuotaRegistry:
-    """One :class:`AccountQuota` per account id, created on first use (the engine owns one)."""
-
-    config: QuotaConfig = field(default_factory=QuotaConfig)
-    clock: Clock | None = None
-    _accounts: dict[str, AccountQuota] = field(default_factory=dict, init=False, repr=False)
-
-    def for_account(self, account_id: str) -> AccountQuota:
-        quota = self._accounts.get(account_id)
-        if quota is None:
-            quota = self._accounts[account_id] = AccountQuota.create(self.config, self.clock)
-        return quota
-
-    def forget(self, account_id: str) -> None:
-        """Drop an account's budget (account removed)."""
-        self._accounts.pop(account_id, None)

@@ -248,7 +248,7 @@ async def start_demo_google(engine: Any, manager: Any) -> DemoGoogle | None:
         from trayapp.auth.signin import OPENID_SCOPES, grant_from_token_response
         from trayapp.emulator.control import ClientInfo
         from trayapp.emulator.seed import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_EMAIL, DEMO_NAME
-        from trayapp.emulator.testing import EmulatorServer
+        from trayapp.emulator.server import EmulatorServer
     except ImportError as exc:
         log.info("demo without Google charms: %s", exc)
         return None
@@ -256,7 +256,7 @@ async def start_demo_google(engine: Any, manager: Any) -> DemoGoogle | None:
     wanted = [p for p in ("gmail-importer", "gcalendar-importer") if p in patterns]
     if manager is None or not wanted:
         return None
-    server = EmulatorServer(demo=True, conformance=False)
+    server = EmulatorServer(demo=True)
     await asyncio.get_running_loop().run_in_executor(None, server.start_thread)
     demo = DemoGoogle(server, DEMO_EMAIL)
     client = ClientInfo(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, False)

@@ -1,4 +1,4 @@
-"""Test helpers: start a real emulator on 127.0.0.1 and drive it.
+"""Test helpers: start a real emulator on 127.0.0.1 and drive it (not installed with the app).
 
 Two ways to run it::
 
@@ -9,6 +9,8 @@ Two ways to run it::
 
 Either way ``emu.base_url`` is the real URL (port 0 is bound first, so the port is known before
 any client starts) and ``emu.control`` is the in-process :class:`~trayapp.emulator.control.Control`.
+The server itself is the product's (:mod:`trayapp.emulator.server`, which demo mode runs); this
+module adds what only tests need.
 With ``conformance=True`` (the default) every request and response is checked against Google's
 discovery documents; leaving the context raises if the emulator produced a non-conforming
 response, and ``emu.control.request_violations()`` lists requests a client got wrong.
@@ -22,23 +24,17 @@ import json
 import os
 import shutil
 import sys
-import threading
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
-from trayapp.emulator.app import EmulatorApp
-from trayapp.emulator.control import ClientInfo, Control
-from trayapp.emulator.server import QuietServer, bind_socket, make_server, wait_started
-from trayapp.emulator.state import EmulatorState
-
-if TYPE_CHECKING:
-    from trayapp.emulator.seed import DemoInfo
+from trayapp.emulator import server
+from trayapp.emulator.control import ClientInfo
 
 GMAIL_READONLY = "https://www.googleapis.com/auth/gmail.readonly"
 CALENDAR_READONLY = "https://www.googleapis.com/auth/calendar.readonly"
@@ -117,36 +113,17 @@ class StaticToken:
         return self.token
 
 
-class EmulatorServer:
-    def __init__(
-        self,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        latency_ms: int = 0,
-        conformance: bool = True,
-        seed: int | None = 0,
-        demo: bool = False,
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.app = EmulatorApp(EmulatorState(seed), latency_ms=latency_ms)
-        self.control = Control(self.app)
+class EmulatorServer(server.EmulatorServer):
+    """The product's :class:`trayapp.emulator.server.EmulatorServer`, checked against discovery.
+
+    With ``conformance=True`` (the default) every request and response is checked against
+    Google's discovery documents (:mod:`tests.emulator.conformance`); leaving the context raises
+    if the emulator produced a non-conforming response.
+    """
+
+    def __init__(self, *, conformance: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.conformance = conformance
-        self.demo = demo
-        #: Set when ``demo=True``: the demo account and OAuth client (see trayapp.emulator.seed).
-        self.demo_info: DemoInfo | None = None
-        self.base_url = ""
-        self._server: QuietServer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._thread: threading.Thread | None = None
-        self._thread_error: BaseException | None = None
-
-    # ---- async (current loop) ----
-
-    async def __aenter__(self) -> EmulatorServer:
-        await self.start()
-        return self
 
     async def __aexit__(
         self,
@@ -157,27 +134,6 @@ class EmulatorServer:
         await self.stop()
         if exc_type is None:
             self.raise_for_response_violations()
-
-    async def start(self) -> None:
-        self._prepare()
-        sock = bind_socket(self.host, self.port)
-        self.port = sock.getsockname()[1]
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        self.base_url = f"http://{host}:{self.port}"
-        self.app.loop = asyncio.get_running_loop()
-        self._server = make_server(self.app)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        await wait_started(self._server, self._task)
-
-    async def stop(self) -> None:
-        if self._server is None or self._task is None:
-            return
-        self.app.begin_shutdown()
-        self._server.request_exit()
-        await self._task
-        self._server = None
-
-    # ---- background thread ----
 
     @classmethod
     @contextlib.contextmanager
@@ -194,44 +150,6 @@ class EmulatorServer:
         if ok:
             emu.raise_for_response_violations()
 
-    def start_thread(self) -> None:
-        ready = threading.Event()
-
-        def run() -> None:
-            async def main() -> None:
-                await self.start()
-                ready.set()
-                assert self._task is not None
-                await self._task
-
-            try:
-                asyncio.run(main())
-            except BaseException as exc:  # reported to the starting thread
-                self._thread_error = exc
-                ready.set()
-
-        self._thread = threading.Thread(target=run, name="trayapp-emulator", daemon=True)
-        self._thread.start()
-        if not ready.wait(60):
-            raise TimeoutError("the emulator thread did not start within 60 s")
-        if self._thread_error is not None:
-            raise RuntimeError("the emulator thread failed to start") from self._thread_error
-
-    def stop_thread(self) -> None:
-        loop = self.app.loop
-        if self._thread is None or loop is None:
-            return
-
-        def stop() -> None:
-            self.app.begin_shutdown()
-            if self._server is not None:
-                self._server.request_exit()
-
-        if loop.is_running():
-            loop.call_soon_threadsafe(stop)
-        self._thread.join(30)
-        self._thread = None
-
     def __enter__(self) -> EmulatorServer:
         self.start_thread()
         return self
@@ -246,20 +164,12 @@ class EmulatorServer:
         if exc_type is None:
             self.raise_for_response_violations()
 
-    # ---- conveniences ----
-
     def _prepare(self) -> None:
         if self.conformance and self.app.state.conformance is None:
-            from trayapp.emulator.conformance import Conformance
+            from tests.emulator.conformance import Conformance
 
             self.app.state.conformance = Conformance.load(strict=True)
-        if self.demo:
-            from trayapp.emulator.seed import seed_demo
-
-            self.demo_info = seed_demo(self.control)
-
-    def url(self, path: str) -> str:
-        return self.base_url + path
+        super()._prepare()
 
     def quick_setup(
         self,
