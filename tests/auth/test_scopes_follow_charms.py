@@ -28,26 +28,26 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.emulator.harness import (
+    EmulatorServer,
+    answer_consent_page,
+    find_chromium,
+    headless_chromium_argv,
+)
 from trayapp.auth.accounts import AccountManager, record_cell_name
 from trayapp.auth.client_config import parse_client_json
 from trayapp.auth.models import Account, AccountState
 from trayapp.auth.secrets import SecretStoreKind, SecretVault
 from trayapp.auth.signin import KeyringUnavailable, grant_from_token_response
 from trayapp.auth.wiring import AccountsWiring
+from trayapp.builtins import default_registry
 from trayapp.cli import accounts as commands
 from trayapp.core.engine import Engine
 from trayapp.core.events import AccountChanged, EngineEvent
 from trayapp.core.outcomes import OutcomeKind
-from trayapp.core.patterns import PatternRegistry
 from trayapp.core.profile import Profile
 from trayapp.core.store import Store
 from trayapp.emulator.control import ClientInfo
-from trayapp.emulator.testing import (
-    EmulatorServer,
-    answer_consent_page,
-    find_chromium,
-    headless_chromium_argv,
-)
 
 EMAIL = "alice@example.com"
 OPENID = ("openid", "https://www.googleapis.com/auth/userinfo.email")
@@ -74,7 +74,7 @@ async def wired(
 ) -> AsyncIterator[tuple[Engine, AccountManager]]:
     engine = Engine(
         Profile.resolve(tmp_path / "engine-profile"),
-        patterns=PatternRegistry.default(),
+        patterns=default_registry(),
         jitter=0.0,
     )
     vault = SecretVault(engine.profile.path, mode="keyring", keyring_store=keyring_mem)
@@ -238,7 +238,7 @@ async def test_cli_signin_without_scope_asks_for_the_scopes_of_the_accounts_char
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("TRAYAPP_SECRET_STORE", "file")
-    engine = Engine(Profile.resolve(tmp_path / "p"), patterns=PatternRegistry.default())
+    engine = Engine(Profile.resolve(tmp_path / "p"), patterns=default_registry())
     accounts = AccountsWiring(engine)
     accounts.manager.clients.set(
         parse_client_json(json.dumps(client_info.client_config(emu.base_url)))

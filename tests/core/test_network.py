@@ -31,6 +31,7 @@ from dbus_fast.aio import MessageBus
 from dbus_fast.constants import PropertyAccess
 from dbus_fast.service import ServiceInterface, dbus_property, signal
 
+from trayapp.builtins import default_registry
 from trayapp.core.clock import BackoffPolicy
 from trayapp.core.engine import Engine
 from trayapp.core.network import NM_INTERFACE, NM_PATH, NM_SERVICE, NetworkMonitor, url_target
@@ -77,7 +78,9 @@ async def until(predicate: Callable[[], bool], within: float = 30.0) -> None:
 
 @pytest.fixture
 async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
-    eng = Engine(tmp_path / "profile", backoff=SLOW_BACKOFF, jitter=0.0)
+    eng = Engine(
+        tmp_path / "profile", patterns=default_registry(), backoff=SLOW_BACKOFF, jitter=0.0
+    )
     yield eng
     await eng.stop()
     eng.close()

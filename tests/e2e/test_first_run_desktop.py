@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.desktop import Desktop, ReportLog, missing_tools, wait_for
+from tests.emulator.harness import find_chromium, headless_chromium_argv
 from trayapp.auth.accounts import AccountManager
-from trayapp.emulator.testing import find_chromium, headless_chromium_argv
 
 CHROMIUM = find_chromium()
 pytestmark = [

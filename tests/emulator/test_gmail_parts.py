@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from trayapp.emulator.testing import EmulatorServer, Session
+from tests.emulator.harness import EmulatorServer, Session
 from trayapp.patterns.gmail_message import to_item
 
 from .conftest import bearer

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from trayapp.emulator.testing import EmulatorServer, Session
+from tests.emulator.harness import EmulatorServer, Session
 
 from .conftest import bearer
 

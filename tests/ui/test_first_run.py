@@ -29,14 +29,15 @@ from PySide6.QtWidgets import (
 )
 
 from tests.auth.conftest import MemoryKeyring
+from tests.emulator.harness import EmulatorServer
 from tests.ui.conftest import QLoop, until
 from tests.ui.test_sign_in_again import HttpBrowser
 from trayapp.auth.accounts import AccountManager
 from trayapp.auth.models import AccountState
 from trayapp.auth.secrets import SecretStoreKind, SecretVault
 from trayapp.auth.wiring import AccountsWiring
+from trayapp.builtins import default_registry
 from trayapp.core.engine import Engine
-from trayapp.emulator.testing import EmulatorServer
 from trayapp.ui.accounts import AuthAccounts
 from trayapp.ui.connect_wizard import ConnectGoogleWizard, problem_with
 from trayapp.ui.keyring_choice import KeyringChoice
@@ -63,7 +64,7 @@ def ctl(
     qapp: QApplication, profile_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[TrayController]:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    engine = Engine(profile_dir)
+    engine = Engine(profile_dir, patterns=default_registry())
     c = TrayController(
         engine, use_desktop_notifications=False, use_tray=False, report=lambda _l: None
     )
@@ -309,6 +310,8 @@ async def with_accounts(
         emu.control.create_account(EMAIL, name="Alice")
         engine = Engine(profile_dir)
         wiring = AccountsWiring(engine, vault=vault or SecretVault(profile_dir, mode="file"))
+        engine = Engine(profile_dir, patterns=default_registry())
+        wiring = AccountsWiring(engine, vault=SecretVault(profile_dir, mode="file"))
         manager = wiring.manager
         ctl = TrayController(
             engine,

@@ -142,15 +142,14 @@ def _charm_needs(store: Store) -> ScopeNeeds:
     """The profile's charms' scope union per account, so `accounts signin` (no --scope) asks
     for what the account's charms need, as the tray and Settings do."""
     from trayapp.auth.wiring import charm_scope_needs
+    from trayapp.builtins import default_registry
     from trayapp.core.charms import CharmRepo
 
     built: list[ScopeNeeds] = []
 
     def needs(account_id: str) -> Iterable[str]:
         if not built:  # the registry (plugins included) only when an account is looked at
-            from trayapp.core.patterns import PatternRegistry
-
-            built.append(charm_scope_needs(CharmRepo(store).all, PatternRegistry.default()))
+            built.append(charm_scope_needs(CharmRepo(store).all, default_registry()))
         return built[0](account_id)
 
     return needs
