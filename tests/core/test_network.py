@@ -32,10 +32,10 @@ from dbus_fast.constants import PropertyAccess
 from dbus_fast.service import ServiceInterface, dbus_property, signal
 
 from trayapp.builtins import default_registry
-from trayapp.core.clock import BackoffPolicy
 from trayapp.core.engine import Engine
 from trayapp.core.network import NM_INTERFACE, NM_PATH, NM_SERVICE, NetworkMonitor, url_target
 from trayapp.core.outcomes import OutcomeKind
+from trayapp.core.retry import BackoffPolicy
 
 RSS = (
     b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><link>http://x/</link>'
