@@ -211,7 +211,7 @@ SIGNIN_CHILD = textwrap.dedent(
     from trayapp.auth.client_config import parse_client_json
     from trayapp.auth.signin import KeyringUnavailable
     from trayapp.core.store import Store
-    from trayapp.emulator.testing import EmulatorServer, answer_consent_page
+    from tests.emulator.harness import EmulatorServer, answer_consent_page
 
     EMAIL = "alice@example.com"
     GMAIL = "https://www.googleapis.com/auth/gmail.readonly"

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from trayapp.emulator.testing import EmulatorServer, Session, timed_event
+from tests.emulator.harness import EmulatorServer, Session, timed_event
 
 from .conftest import bearer
 from .mail import simple

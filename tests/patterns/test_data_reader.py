@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from gcal_helpers import truth
 
+from tests.emulator.harness import timed_event
 from trayapp.core.outcomes import OutcomeKind
 from trayapp.core.store import StoreError
-from trayapp.emulator.testing import timed_event
 from trayapp.patterns.gcalendar import CalendarImporter
 from trayapp.patterns.gmail import GmailImporter
 from trayapp.ui.data_reader import DataReader

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from trayapp.core.outcomes import OutcomeKind
-from trayapp.google.retry import RetryPolicy
+from trayapp.core.retry import RetryPolicy
 from trayapp.patterns.gmail import GmailImporter
 
 GoogleHarness = Any

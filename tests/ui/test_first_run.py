@@ -308,10 +308,8 @@ async def with_accounts(
 ) -> AsyncIterator[tuple[EmulatorServer, Engine, AccountManager, TrayController]]:
     async with EmulatorServer() as emu:
         emu.control.create_account(EMAIL, name="Alice")
-        engine = Engine(profile_dir)
-        wiring = AccountsWiring(engine, vault=vault or SecretVault(profile_dir, mode="file"))
         engine = Engine(profile_dir, patterns=default_registry())
-        wiring = AccountsWiring(engine, vault=SecretVault(profile_dir, mode="file"))
+        wiring = AccountsWiring(engine, vault=vault or SecretVault(profile_dir, mode="file"))
         manager = wiring.manager
         ctl = TrayController(
             engine,
@@ -505,11 +503,12 @@ def test_the_tray_starts_without_loading_any_window_module() -> None:
         "from PySide6.QtWidgets import QApplication\n"
         "import qasync\n"
         "from trayapp.core.engine import Engine\n"
+        "from trayapp.core.patterns import PatternRegistry\n"
         "import trayapp.ui.app\n"
         "from trayapp.ui.tray import TrayController\n"
         "app = QApplication([])\n"
         "loop = qasync.QEventLoop(app); asyncio.set_event_loop(loop)\n"
-        "engine = Engine(pathlib.Path(tempfile.mkdtemp()))\n"
+        "engine = Engine(pathlib.Path(tempfile.mkdtemp()), patterns=PatternRegistry())\n"
         "ctl = TrayController(engine, use_desktop_notifications=False, use_tray=False,\n"
         "                     report=lambda _l: None)\n"
         "ctl.refresh()\n"
