@@ -47,6 +47,7 @@ from trayapp.auth.client_config import parse_client_json
 from trayapp.auth.secrets import SecretVault
 from trayapp.auth.signin import grant_from_token_response
 from trayapp.auth.wiring import attach_accounts
+from trayapp.builtins import default_registry
 from trayapp.core.engine import Engine
 from trayapp.core.profile import Profile
 from trayapp.core.store import Store
@@ -232,7 +233,7 @@ async def make_profile(path: Path, emu: Emulator) -> tuple[str, str]:
             "redirect_uris": ["http://localhost"],
         }
     }  # fmt: skip
-    engine = Engine(Profile.resolve(path))
+    engine = Engine(Profile.resolve(path), patterns=default_registry())
     manager = attach_accounts(engine, vault=SecretVault(engine.profile.path, mode="file"))
     try:
         manager.clients.set(parse_client_json(json.dumps(config)))

@@ -7,11 +7,12 @@ wiring and the engine commands the CLI sends. :class:`AppHost` builds it once; t
 (``trayapp.ui.app``) adds its window and icon on top, the headless runner only waits for a
 signal. Qt-free.
 
-Start-up order: lock, engine, accounts, control socket, engine commands. If any step fails,
+Start-up order: lock (then the log file, ``<profile>/logs/trayapp.log``, see
+:mod:`trayapp.core.logfile`), engine, accounts, control socket, engine commands. If any step fails,
 everything already built is closed again and the error propagates (a
 :class:`~trayapp.core.errors.TrayappError` is one clear line for the user). Shutdown order:
 network watch, control socket (no new requests), engine (runs in progress end as
-``cancelled`` before their Google clients close), accounts, store, lock.
+``cancelled`` before their Google clients close), accounts, store, log file, lock.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from trayapp import DISPLAY_NAME, ipc
 from trayapp.core.errors import TrayappError
+from trayapp.core.logfile import close_log_file, setup_log_file
 from trayapp.core.profile import Profile, ProfileBusy, ProfileLock, use_private_umask
 
 if TYPE_CHECKING:
@@ -99,6 +101,11 @@ class AppHost:
             else:
                 message = str(busy)
             raise AlreadyServed(self.profile.path, message) from None
+        # The one engine of this profile from here on writes its log file (tray and headless).
+        try:
+            setup_log_file(self.profile)
+        except OSError as exc:  # syncing does not need it: say so on stderr and go on
+            log.warning("cannot write the log file in %s (%s)", self.profile.logs_dir, exc)
         try:
             self.engine = self._make_engine()
             from trayapp.auth.wiring import AccountsWiring
@@ -127,9 +134,10 @@ class AppHost:
     def _make_engine(self) -> Engine:
         if self.engine_factory is not None:
             return self.engine_factory(self.profile)
+        from trayapp.builtins import default_registry
         from trayapp.core.engine import Engine
 
-        return Engine(self.profile)
+        return Engine(self.profile, patterns=default_registry())
 
     def on(self, cmd: str, handler: Callable[[dict[str, Any]], Any]) -> None:
         """Serve one more control command (the tray's ``activate``)."""
@@ -171,5 +179,6 @@ class AppHost:
                 self.engine.close()
         finally:
             if self._lock is not None:
+                close_log_file(self.profile)
                 self._lock.release()
                 self._lock = None

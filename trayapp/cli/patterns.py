@@ -17,9 +17,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from trayapp.core.patterns import PatternRegistry
+    from trayapp.builtins import default_registry
 
-    registry = PatternRegistry.default()
+    registry = default_registry()
     if args.json:
         print_json(
             {

@@ -187,9 +187,10 @@ class Target:
 
 
 def open_engine(profile: Profile) -> Engine:
+    from trayapp.builtins import default_registry
     from trayapp.core.engine import Engine
 
-    return Engine(profile)
+    return Engine(profile, patterns=default_registry())
 
 
 def _ping(profile: Profile) -> bool:
