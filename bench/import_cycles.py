@@ -97,11 +97,15 @@ def import_graph(
                 # ...but a module inside a.b has a.b running already: that is no edge.
                 if prefix in files and not name.startswith(prefix + "."):
                     graph[name].add(prefix)
-            if target in files and target != name:
+            submodules = [f"{target}.{n}" for n in names if f"{target}.{n}" in files]
+            # ``from pkg import submodule`` inside pkg needs pkg/__init__ no more than any other
+            # import from inside it does; importing *names* from it does.
+            own_package = name.startswith(target + ".")
+            needs_init = not own_package or len(submodules) < len(names) or not names
+            if target in files and target != name and needs_init:
                 graph[name].add(target)
-            for imported in names:
-                sub = f"{target}.{imported}"
-                if sub in files and sub != name:
+            for sub in submodules:
+                if sub != name:
                     graph[name].add(sub)
     return graph
 

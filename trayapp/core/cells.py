@@ -15,20 +15,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
 from trayapp.core.errors import ReadOnlyCellError, StoreError
 
 if TYPE_CHECKING:
-    from trayapp.core.store import Store
+    from contextlib import AbstractContextManager
 
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
 Unsubscribe = Callable[[], None]
+
+
+class CellStore(Protocol):
+    """What a cell needs of :class:`~trayapp.core.store.Store` (which provides it)."""
+
+    def _read_cell(self, name: str) -> str | None: ...
+    def _write_cell(self, name: str, value: str) -> None: ...
+    def transaction(self) -> AbstractContextManager[Any]: ...
 
 
 class _Subscribers(Generic[T]):
@@ -71,7 +79,7 @@ class Cell(Generic[T]):
     writable = True
 
     def __init__(
-        self, store: Store, name: str, type_: Any, default: T, *, declared: bool = True
+        self, store: CellStore, name: str, type_: Any, default: T, *, declared: bool = True
     ) -> None:
         self._store = store
         self._name = name
@@ -166,7 +174,7 @@ class DerivedCell(Generic[T]):
 
     def __init__(
         self,
-        store: Store,
+        store: CellStore,
         name: str,
         sources: Sequence[Cell[Any] | DerivedCell[Any]],
         compute: Callable[..., T],

@@ -25,10 +25,11 @@ import logging.handlers
 import os
 from pathlib import Path
 
+from trayapp.core.logfiles import LOG_NAME
 from trayapp.core.profile import Profile
 from trayapp.core.redact import RedactingFilter
 
-LOG_FILENAME = "trayapp.log"
+LOG_FILENAME = LOG_NAME  # the name core/logfiles.py (``trayapp logs``, About) looks for
 MAX_BYTES = 1024 * 1024
 BACKUP_COUNT = 5
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"

@@ -53,8 +53,7 @@ from trayapp.google.errors import (
 )
 
 if TYPE_CHECKING:
-    from trayapp.google.client import GoogleApi
-    from trayapp.google.wire import ServiceName
+    from trayapp.google.wire import ServiceName, ServiceTransport
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +224,7 @@ def _phrase(status: int) -> str:
 
 
 async def send_batch(
-    api: GoogleApi, service: ServiceName, calls: Sequence[BatchCall]
+    api: ServiceTransport, service: ServiceName, calls: Sequence[BatchCall]
 ) -> tuple[dict[int, PartResponse], str]:
     """Send one batch; return ``{call index (0-based): response}`` and the token it used.
 
@@ -261,7 +260,7 @@ _MISSING_PART = GoogleApiError(status=503, reason="missingBatchPart", message="n
 
 
 async def run_batched(
-    api: GoogleApi,
+    api: ServiceTransport,
     service: ServiceName,
     calls: Sequence[BatchCall],
     *,
@@ -326,7 +325,7 @@ class _Round:
 
     def __init__(
         self,
-        api: GoogleApi,
+        api: ServiceTransport,
         service: ServiceName,
         calls: Sequence[BatchCall],
         results: list[CallResult | None],
@@ -369,7 +368,7 @@ class _Round:
 
 
 def _auth_required(
-    api: GoogleApi, title: str, errors: Mapping[int, GoogleApiError]
+    api: ServiceTransport, title: str, errors: Mapping[int, GoogleApiError]
 ) -> GoogleAuthRequired:
     err = next(e for e in errors.values() if e.status == 401)
     exc = classify(err, service=title, account_id=api.account_id)

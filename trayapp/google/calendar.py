@@ -24,8 +24,7 @@ from urllib.parse import quote
 from trayapp.google.wire import PageTokens, canonical, json_list, json_str
 
 if TYPE_CHECKING:
-    from trayapp.google.client import GoogleApi
-    from trayapp.google.wire import Params
+    from trayapp.google.wire import Params, ServiceTransport
 
 TITLE = "Google Calendar"
 OrderBy = Literal["startTime", "updated"]
@@ -155,7 +154,7 @@ _CALENDAR_SYNC_FORBIDDEN = {
 class CalendarClient:
     """Calendar v3 for one account. Get one from ``GoogleApi.calendar()``."""
 
-    def __init__(self, api: GoogleApi) -> None:
+    def __init__(self, api: ServiceTransport) -> None:
         self.api = api
 
     # ---- calendar list ----------------------------------------------------------------------

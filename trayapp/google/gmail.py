@@ -24,7 +24,7 @@ from trayapp.google.errors import GoogleRequestError, HistoryExpired, unreadable
 from trayapp.google.wire import PageTokens, canonical, encode_params, json_list, json_str
 
 if TYPE_CHECKING:
-    from trayapp.google.client import GoogleApi
+    from trayapp.google.wire import ServiceTransport
 
 MessageFormat = Literal["minimal", "full", "raw", "metadata"]
 HistoryType = Literal["messageAdded", "messageDeleted", "labelAdded", "labelRemoved"]
@@ -162,7 +162,7 @@ class MessagesResult:
 class GmailClient:
     """Gmail v1 for one account (``userId`` ``me``). Get one from ``GoogleApi.gmail()``."""
 
-    def __init__(self, api: GoogleApi, user_id: str = "me") -> None:
+    def __init__(self, api: ServiceTransport, user_id: str = "me") -> None:
         self.api = api
         self.user_id = user_id
 

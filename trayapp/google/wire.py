@@ -3,17 +3,22 @@
 Google's spelling of query parameters, of enum values and of JSON lists, and page-token
 following that refuses a loop. Kept apart from ``client.py`` so that the service clients
 (``gmail.py``, ``calendar.py``) and the account connection (``client.py``, which builds them)
-do not import each other.
+do not import each other: the clients are typed against :class:`ServiceTransport`, the part
+of ``GoogleApi`` they use, which mypy checks ``GoogleApi`` provides where it builds them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from enum import Enum
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
-from trayapp.google.errors import unreadable_response
+import httpx
+
+from trayapp.core.clock import Clock
+from trayapp.google.errors import GoogleApiError, unreadable_response
+from trayapp.google.tokens import TokenSource
 
 ServiceName = Literal["gmail", "calendar"]
 ParamValue = str | int | bool | datetime | Enum | Iterable[str | int | Enum] | None
@@ -96,3 +101,38 @@ class PageTokens:
             raise unreadable_response(self.title, 200, "the same page token came back twice")
         self._seen.add(token)
         return token
+
+
+class ServiceTransport(Protocol):
+    """What the service clients and batches use of :class:`~trayapp.google.client.GoogleApi`."""
+
+    @property
+    def tokens(self) -> TokenSource: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def account_id(self) -> str | None: ...
+
+    def base(self, service: ServiceName) -> str: ...
+    def batch_url(self, service: ServiceName) -> str: ...
+    def cost(self, service: ServiceName, method_id: str) -> int: ...
+    def title(self, service: ServiceName) -> str: ...
+    def json_object(self, service: ServiceName, status: int, body: bytes) -> dict[str, Any]: ...
+    def plan_retry(
+        self, service: ServiceName, method_id: str, err: GoogleApiError, failures: int
+    ) -> float: ...
+    async def get_json(
+        self, service: ServiceName, method_id: str, path: str, params: Params | None = None
+    ) -> dict[str, Any]: ...
+    async def send(
+        self,
+        service: ServiceName,
+        method_id: str,
+        method: str,
+        url: str,
+        *,
+        params: Sequence[tuple[str, str]] = (),
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        cost: float = 1,
+    ) -> httpx.Response: ...

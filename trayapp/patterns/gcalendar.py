@@ -156,7 +156,10 @@ class CalendarSettings(BaseModel):
         "Calendar's settings, e.g. 'team@group.calendar.google.com'; 'primary' is your own)",
     )
     upcoming_days: int = Field(
-        default=14, ge=1, le=366, description="How many days ahead the upcoming view shows"
+        default=14,
+        ge=1,
+        le=366,
+        description="How many days ahead 'Your data' shows upcoming events",
     )
     keep_declined: bool = Field(
         default=False, description="Keep events you declined (off: they are not imported)"

@@ -20,8 +20,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from trayapp.ui.icons import icon_path, resources_dir
+from trayapp.ui.icons import icon_path
 from trayapp.ui.model import IconState
+from trayapp.ui.resources import resources_dir
 
 DESKTOP_FILE = "trayapp.desktop"
 LAUNCH_AGENT = "dev.patternsync.trayapp"

@@ -35,7 +35,7 @@ def tr(text: str) -> str:
 
 
 def translation_dirs() -> list[Path]:
-    from trayapp.ui.icons import resources_dir
+    from trayapp.ui.resources import resources_dir
 
     dirs: list[Path] = []
     if env := os.environ.get(TRANSLATIONS_ENV):

@@ -26,7 +26,6 @@ The SVGs in ``resources/icons`` stay the app's logo (the autostart entry, the ic
 from __future__ import annotations
 
 import os
-import sys
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
@@ -44,6 +43,7 @@ from PySide6.QtGui import (
 )
 
 from trayapp.ui.model import IconState
+from trayapp.ui.resources import resources_dir as resources_dir  # re-exported (tests)
 
 SIZES = (16, 22, 24, 32, 48, 64)
 SYNC_FRAMES = 6  # the arrows turn 180 degrees over the frames (they are symmetric)
@@ -65,20 +65,6 @@ class Style(StrEnum):
 
 
 _MONO = {Style.MONO_DARK: QColor("#202428"), Style.MONO_LIGHT: QColor("#f2f4f7")}
-
-
-def resources_dir() -> Path | None:
-    """Where resources/ is: a source checkout, an installed package, or a PyInstaller bundle."""
-    candidates: list[Path] = []
-    if env := os.environ.get("TRAYAPP_RESOURCES"):
-        candidates.append(Path(env))
-    here = Path(__file__).resolve()
-    candidates.append(here.parents[2] / "resources")  # source checkout
-    # An installed copy: pyproject maps resources/ to the package trayapp._resources.
-    candidates.append(here.parents[1] / "_resources")
-    if bundle := getattr(sys, "_MEIPASS", None):
-        candidates.append(Path(bundle) / "resources")
-    return next((c for c in candidates if (c / "icons").is_dir()), None)
 
 
 def icon_path(state: IconState) -> Path | None:
