@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from trayapp.builtins import default_registry
 from trayapp.core.engine import Engine
 from trayapp.ipc import serve, socket_problem, try_send
 
@@ -41,7 +42,7 @@ async def test_a_planted_symlink_makes_the_engine_use_a_private_folder(
     assert socket_problem() is not None  # the shared folder is refused...
 
     profile = tmp_path / "profile"
-    engine = Engine(profile)
+    engine = Engine(profile, patterns=default_registry())
     server = await serve(engine, profile)  # ...yet the engine serves
     try:
         assert server.path is not None
