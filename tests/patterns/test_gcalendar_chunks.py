@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from gcal_helpers import google_ids, records, stored_ids
 
+from tests.emulator.harness import timed_event
 from trayapp.core.errors import ServerError
 from trayapp.core.outcomes import OutcomeKind
-from trayapp.emulator.testing import timed_event
-from trayapp.google.retry import RetryPolicy
+from trayapp.core.retry import RetryPolicy
 from trayapp.patterns import gcalendar
 from trayapp.patterns.gcalendar import CalendarImporter
 
