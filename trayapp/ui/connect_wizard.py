@@ -166,6 +166,15 @@ class ImportPage(_Page):
         self._ok: ClientSummary | None = None
         self._dialog: QFileDialog | None = None
 
+    def initializePage(self) -> None:
+        """Each visit starts empty: a client imported before is not offered again."""
+        self._source = None
+        self.source.setText("")
+        self.paste.blockSignals(True)
+        self.paste.clear()
+        self.paste.blockSignals(False)
+        self._show(None, "")
+
     # -- input --------------------------------------------------------------------------------
 
     def pick_file(self) -> None:

@@ -171,7 +171,7 @@ class SettingsWindow(QWidget):
         client_row = QHBoxLayout()
         self.client_setup = QPushButton(self.tr("&Set up Google…"))
         self.client_setup.setObjectName("client_setup")
-        self.client_setup.clicked.connect(lambda: self.ctl.open_window("connect_google"))
+        self.client_setup.clicked.connect(self._setup_client)
         self.client_remove = QPushButton(self.tr("Remove c&lient…"))
         self.client_remove.setObjectName("client_remove")
         self.client_remove.clicked.connect(self._confirm_remove_client)
@@ -468,6 +468,11 @@ class SettingsWindow(QWidget):
             self.ctl.schedule_refresh()
 
         self._run("remove", actions.remove(account_id), done)
+
+    def _setup_client(self) -> None:
+        """First time: the whole guide; replacing: straight to the page that takes the JSON."""
+        replacing = self._client_seen not in ((), None)
+        self.ctl.open_window("connect_google", "import" if replacing else None)
 
     def _confirm_remove_client(self) -> None:
         actions = self.account_actions
