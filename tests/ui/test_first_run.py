@@ -364,6 +364,12 @@ def test_wizard_imports_the_client_and_settings_follow_at_once(
             assert wizard.currentPage() is wizard.done_page
             await until(lambda: "Using the OAuth client" in win.client_info.text())
             assert client.id in win.client_info.text() and win.client_remove.isEnabled()
+            # "Sign in without a charm for now": the account shows up in the open list.
+            wizard.done_page.sign_in.click()
+            assert not wizard.isVisible()
+            await until(lambda: win.account_status.text() == "Signed in.", 60)
+            item = win.account_list.item(0)
+            assert item is not None and item.text() == f"{EMAIL} — signed in"
             # Remove it again from Settings (after confirming).
             win._confirm_remove_client()
             box = next(w for w in win.findChildren(QMessageBox) if w.isVisible())
