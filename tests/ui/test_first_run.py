@@ -597,6 +597,7 @@ def test_allow_access_in_settings_asks_for_the_missing_scope_once(
             win.select_account(account.id)
             assert win.save_charm() is True
             await until(lambda: manager.get(account.id).state is AccountState.NEEDS_PERMISSION)
+            assert "once you allow the access it needs" in win.save_status.text()
             accounts = settings(ctl, "accounts")
             await until(lambda: accounts.grant.isVisible())
             assert accounts.grant.text() == (

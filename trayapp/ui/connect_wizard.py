@@ -317,7 +317,7 @@ class ConnectGoogleWizard(QWizard):
         self.setWizardStyle(QWizard.WizardStyle.ClassicStyle)
         self.setOption(QWizard.WizardOption.NoBackButtonOnLastPage, True)
         self.setOption(QWizard.WizardOption.NoCancelButtonOnLastPage, True)
-        self.resize(680, 560)
+        self.resize(660, 470)
 
         intro = _Page(
             _tr("Connect a Google account"),

@@ -842,11 +842,16 @@ class SettingsWindow(QWidget):
         self._editing = info.id
         self._update_charms(self.ctl.snapshot())
         self.edit_charm(info.id)
-        self.save_status.setText(
-            self.tr("Added “{name}”. You are now editing it; it syncs in a moment.").format(
-                name=info.name
+        actions = self.account_actions
+        missing = actions.missing_scopes(account_id) if actions and account_id else ()
+        if missing:
+            text = self.tr(
+                "Added “{name}”; you are now editing it, and it syncs once you allow the access "
+                "it needs (Accounts tab, tray menu or notification)."
             )
-        )
+        else:
+            text = self.tr("Added “{name}”; you are now editing it, and it syncs in a moment.")
+        self.save_status.setText(text.format(name=info.name))
         return True
 
     def _apply(self, change: Callable[[], Any], done: str) -> bool:
