@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from PySide6.QtGui import QGuiApplication
 
 from tests.ui.conftest import QLoop, until
@@ -80,3 +81,67 @@ def test_about_shows_versions_licence_log_and_copies_diagnostics(
         assert win.close_button.isDefault()
 
     scenario(qloop, profile_dir, body)
+
+
+def test_the_data_and_about_windows_load_only_when_opened() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys, asyncio, tempfile, pathlib\n"
+        "os.environ['QT_QPA_PLATFORM'] = 'offscreen'\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "import qasync\n"
+        "from trayapp.core.engine import Engine\n"
+        "from trayapp.ui.tray import TrayController\n"
+        "app = QApplication([])\n"
+        "loop = qasync.QEventLoop(app); asyncio.set_event_loop(loop)\n"
+        "engine = Engine(pathlib.Path(tempfile.mkdtemp()))\n"
+        "ctl = TrayController(engine, use_desktop_notifications=False, use_tray=False,\n"
+        "                     report=lambda _l: None)\n"
+        "ctl.refresh()\n"
+        "names = ('data_window', 'data_reader', 'about')\n"
+        "print(sorted(n for n in names if 'trayapp.ui.' + n in sys.modules))\n"
+        "ctl.dispose(); engine.close()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_open_as_eml_writes_a_private_file_and_hands_it_to_the_desktop(
+    qloop: QLoop, profile_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PySide6.QtGui import QDesktopServices
+
+    from trayapp.ui.data_reader import MailRow
+
+    opened: list[str] = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url.toLocalFile()))
+
+    async def body(env: Env) -> None:
+        env.trigger("data")
+        win = env.ctl._windows["data"]
+        charm = win._charm()  # type: ignore[attr-defined]
+        assert charm is not None
+
+        async def eml(_charm: object, key: str) -> bytes:  # the reader's part is tested apart
+            return b"Subject: hi\r\n\r\nbody\r\n" if key == "m1" else b""
+
+        monkeypatch.setattr(win.reader, "eml", eml)  # type: ignore[attr-defined]
+        row = MailRow("m1", "Bob", "hi", None, ("INBOX",), "")
+        await win._open_eml(charm, row)  # type: ignore[attr-defined]
+
+    scenario(qloop, profile_dir, body)
+    assert len(opened) == 1
+    path = Path(opened[0])
+    assert path.name == "m1.eml" and path.read_bytes().startswith(b"Subject: hi")
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700

@@ -8,6 +8,7 @@ status window) is visible, so an idle tray has no timers running at all.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import sys
@@ -571,6 +572,10 @@ class TrayController(QObject):
         task = asyncio.get_running_loop().create_task(guarded())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if inspect.iscoroutine(coro):
+            # Cancelled before it ran (quit right after a click): close it, or Python warns
+            # that it was never awaited.
+            task.add_done_callback(lambda t: coro.close() if t.cancelled() else None)
         return task
 
     def _has_client(self) -> bool:
