@@ -186,7 +186,10 @@ class Engine:
             await asyncio.wait(self._background, timeout=SHUTDOWN_GRACE)
         if self._http is not None:
             client, self._http = self._http, None
-            await client.close_for_real()
+            try:  # bounded too: a connection a pattern left stuck must not hold the exit
+                await asyncio.wait_for(client.close_for_real(), SHUTDOWN_GRACE)
+            except TimeoutError:
+                log.warning("the shared HTTP client did not close in %g s", SHUTDOWN_GRACE)
 
     def close(self) -> None:
         """Close the store. Call after :meth:`stop` (or on an engine that never started)."""
