@@ -9,7 +9,9 @@ compatible. Every name is importable from ``trayapp.api``; the submodules group 
   settings models (``BaseModel``, ``Field``, ...);
 * :mod:`trayapp.api.cells`: :class:`Cell`, :class:`DerivedCell`, :class:`Collection`;
 * :mod:`trayapp.api.outcomes`: :class:`RunReport` and the errors that end a run, export helpers;
-* :mod:`trayapp.api.http`: :func:`parse_retry_after`, :class:`BackoffPolicy`;
+* :mod:`trayapp.api.http`: what ``ctx.http`` is, :func:`raise_for_status` (HTTP status ->
+  outcome), :func:`parse_retry_after`, :func:`poll_interval_hint`, :class:`BackoffPolicy`;
+* :mod:`trayapp.api.testing`: :func:`run_pattern`, a pattern's run in a temporary profile;
 * :mod:`trayapp.api.google`: ``ctx.google``'s typed clients (:class:`GmailClient`,
   :class:`CalendarClient`), their pages and errors.
 
@@ -87,7 +89,18 @@ from trayapp.api.google import (
     MessagesResult,
     SyncTokenExpired,
 )
-from trayapp.api.http import MAX_RETRY_AFTER, BackoffPolicy, cap_retry_at, parse_retry_after
+from trayapp.api.http import (
+    HTTP_TIMEOUT,
+    MAX_RETRY_AFTER,
+    USER_AGENT,
+    BackoffPolicy,
+    cap_retry_at,
+    error_for_response,
+    outcome_for_status,
+    parse_retry_after,
+    poll_interval_hint,
+    raise_for_status,
+)
 from trayapp.api.outcomes import (
     AuthRequired,
     ConfigProblem,
@@ -113,7 +126,9 @@ from trayapp.api.patterns import (
 )
 
 __all__ = [
+    "HTTP_TIMEOUT",
     "MAX_RETRY_AFTER",
+    "USER_AGENT",
     "AnyHttpUrl",
     "AuthRequired",
     "BackoffPolicy",
@@ -150,7 +165,11 @@ __all__ = [
     "UpdateContext",
     "atomic_output",
     "cap_retry_at",
+    "error_for_response",
     "field_validator",
+    "outcome_for_status",
     "parse_retry_after",
+    "poll_interval_hint",
+    "raise_for_status",
     "write_jsonl",
 ]

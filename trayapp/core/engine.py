@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -97,6 +97,11 @@ class SharedHttpClient(httpx.AsyncClient):
             "a pattern tried to close the shared HTTP client (ctx.http); ignored: it is the "
             "engine's, shared by every charm"
         )
+
+    async def __aenter__(self) -> Self:
+        # httpx refuses to "open" a client twice; the shared one is already open: a pattern's
+        # ``async with ctx.http:`` must neither fail nor close it.
+        return self
 
     async def __aexit__(
         self,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -72,6 +72,11 @@ class RunReport:
 
     ``partial`` names the parts that failed while the rest succeeded (for example one calendar of
     several); a report with ``partial`` set is still an ``ok`` outcome but is shown as a warning.
+
+    ``next_poll`` asks for a *later* next run than the charm's interval (a server's
+    ``X-Poll-Interval``, see :func:`trayapp.api.http.poll_interval_hint`): the scheduler waits
+    at least that long, at most a day (``MAX_RETRY_AFTER``); a value shorter than the interval
+    changes nothing.
     """
 
     added: int = 0
@@ -79,11 +84,16 @@ class RunReport:
     removed: int = 0
     partial: tuple[str, ...] = ()
     message: str = ""
+    next_poll: timedelta | None = None
 
     def __post_init__(self) -> None:
         for name in ("added", "updated", "removed"):
             if getattr(self, name) < 0:
                 raise ValueError(f"RunReport.{name} must be >= 0")
+        if self.next_poll is not None and (
+            not isinstance(self.next_poll, timedelta) or self.next_poll < timedelta(0)
+        ):
+            raise ValueError("RunReport.next_poll must be a timedelta >= 0 (or None)")
 
     @property
     def changed(self) -> int:

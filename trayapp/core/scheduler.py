@@ -981,7 +981,11 @@ class Scheduler:
         elif run.cancel_reason == _CANCEL_SHUTDOWN:
             next_due = ended  # interrupted: run it again at the next start
         else:
-            next_due = self._after(ended, self._interval_delay(charm.entry))
+            delay = self._interval_delay(charm.entry)
+            asked_poll = outcome.report.next_poll if kind is OutcomeKind.OK else None
+            if asked_poll is not None:  # the pattern asked for a later poll: at most a day
+                delay = max(delay, min(asked_poll, MAX_RETRY_AFTER).total_seconds())
+            next_due = self._after(ended, delay)
         unpark = (
             account is None
             or not self._account_parked(account, besides=charm)
