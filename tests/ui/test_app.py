@@ -80,3 +80,46 @@ def test_session_end_quit_stops_the_engine_and_returns_0(
     log_file = profile / "logs" / "trayapp.log"
     assert "engine started with" in log_file.read_text(encoding="utf-8")
     assert log_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_absurd_ui_prefs_do_not_stop_the_tray(
+    qapp: QApplication, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = tmp_path / "report.log"
+    monkeypatch.setenv("TRAYAPP_TEST_REPORT", str(report))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    (profile / "ui.json").write_text('{"grace_seconds": 100000000000000000000000000000}')
+    poll = QTimer()
+    poll.setInterval(20)
+
+    def check() -> None:
+        if report.exists() and "TRAYAPP_READY" in report.read_text().splitlines():
+            poll.stop()
+            qapp.quit()
+
+    poll.timeout.connect(check)
+    poll.start()
+    rc = main(["--profile", str(profile)])
+    poll.stop()
+    assert rc == 0 and "TRAYAPP_READY" in report.read_text().splitlines()
+
+
+def test_a_tray_on_a_profile_held_by_another_process_says_why(
+    qapp: QApplication,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from trayapp.core.profile import Profile
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    profile = Profile.resolve(tmp_path / "profile")
+    lock = profile.lock_engine("trayapp sync")
+    try:
+        rc = main(["--profile", str(profile.path)])
+    finally:
+        lock.release()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "another trayapp sync" in err[0], err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -20,12 +21,14 @@ from trayapp.cli.output import (
     EXIT_OK,
     JSON_VERSION,
     print_json,
+    print_problems,
     print_table,
+    problems_json,
     result_text,
     when,
 )
 from trayapp.cli.target import Target
-from trayapp.core.errors import ConfigError
+from trayapp.core.errors import ConfigError, DamagedRecordError
 
 if TYPE_CHECKING:
     from trayapp.core.engine import Engine
@@ -124,9 +127,18 @@ def _account_id(engine: Engine, given: str | None) -> str | None:
 def cmd_list(args: argparse.Namespace) -> int:
     with Target.from_args(args) as target:
         charms = target.engine().charms()
+        problems = target.engine().damaged()
     if args.json:
-        print_json({"version": JSON_VERSION, "charms": [c.to_json() for c in charms]})
-    elif not charms:
+        print_json(
+            {
+                "version": JSON_VERSION,
+                "charms": [c.to_json() for c in charms],
+                "problems": problems_json(problems),
+            }
+        )
+        return EXIT_OK
+    print_problems(problems)
+    if not charms:
         print("no charms yet; add one with 'trayapp charms add PATTERN ...'")
     else:
         rows = [("CHARM", "NAME", "PATTERN", "ACCOUNT", "INTERVAL")]
@@ -186,7 +198,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_remove(args: argparse.Namespace) -> int:
     with Target.from_args(args) as target:
-        target.engine().charm(args.charm)  # unknown charm: one clear line, before anything else
+        # Unknown charm: one clear line, before anything else. A damaged one is exactly what
+        # the user may want to remove.
+        with contextlib.suppress(DamagedRecordError):
+            target.engine().charm(args.charm)
         # A running engine removes it itself: it cancels the charm's run before the data goes,
         # so a run finishing meanwhile cannot write into the dropped cells.
         command = {"cmd": "remove", "charm": args.charm}

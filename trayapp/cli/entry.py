@@ -58,7 +58,9 @@ def _main(args_list: list[str]) -> int:
             )
             return EXIT_USAGE
         configure_logging(_log_level(args, long_running=handler is cmd_run))
-        return int(handler(args))
+        rc = int(handler(args))
+        sys.stdout.flush()  # here, so a reader that went away is noticed inside the try
+        return rc
     except TrayappError as exc:
         return fail(str(exc))
     except KeyboardInterrupt:

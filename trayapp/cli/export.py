@@ -12,8 +12,9 @@ import os
 from pathlib import Path
 
 from trayapp.cli.args import add_command, add_json
-from trayapp.cli.output import EXIT_OK, JSON_VERSION, print_json
+from trayapp.cli.output import EXIT_OK, JSON_VERSION, fail, print_json
 from trayapp.cli.target import Target
+from trayapp.core.errors import ExportIncomplete
 from trayapp.core.profile import user_umask
 
 
@@ -40,8 +41,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     chosen = bool(args.output)
     dest = Path(args.output) if chosen else Path(f"{args.charm}.{args.fmt}")
     before = _mode(dest) if chosen else None
+    incomplete: ExportIncomplete | None = None
     with Target.from_args(args) as target:
-        count = target.engine().export(args.charm, args.fmt, dest)
+        try:
+            count = target.engine().export(args.charm, args.fmt, dest)
+        except ExportIncomplete as exc:
+            incomplete, count = exc, exc.count
     if chosen:
         _user_modes(dest, before)
     if args.json:
@@ -52,11 +57,15 @@ def cmd_export(args: argparse.Namespace) -> int:
                 "format": args.fmt,
                 "path": str(dest.resolve()),
                 "count": count,
+                "unreadable": [
+                    {"collection": coll, "key": key}
+                    for coll, key in (incomplete.unreadable if incomplete else [])
+                ],
             }
         )
-    else:
+    elif incomplete is None:
         print(f"exported {count} item{'s' if count != 1 else ''} to {dest}")
-    return EXIT_OK
+    return EXIT_OK if incomplete is None else fail(str(incomplete))
 
 
 def _mode(path: Path) -> int | None:

@@ -38,6 +38,16 @@ def note(message: str) -> None:
     print(f"trayapp: note: {' '.join(message.split())}", file=sys.stderr)
 
 
+def print_problems(problems: Mapping[str, str]) -> None:
+    """One line per damaged charm on stderr (the command's output stays about the others)."""
+    for message in problems.values():
+        print(f"trayapp: {' '.join(message.split())}", file=sys.stderr)
+
+
+def problems_json(problems: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"charm_id": cid, "message": message} for cid, message in problems.items()]
+
+
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
 

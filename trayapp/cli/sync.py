@@ -16,7 +16,9 @@ from trayapp.cli.output import (
     EXIT_TERMINATED,
     JSON_VERSION,
     print_json,
+    print_problems,
     print_table,
+    problems_json,
     result_json,
     result_text,
     sync_line,
@@ -42,6 +44,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     with Target.from_args(args) as target:
+        if not args.charms:
+            print_problems(target.engine().damaged())
         if target.running():
             results = target.sync_running(args.charms)
         else:
@@ -121,6 +125,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         engine = target.engine()
         charms = [engine.charm(cid) for cid in args.charms] if args.charms else engine.charms()
         statuses = engine.statuses()
+        problems = engine.damaged()
         if args.json:
             print_json(
                 {
@@ -129,9 +134,11 @@ def cmd_status(args: argparse.Namespace) -> int:
                     "charms": [
                         {**charm_summary(c), "status": statuses[c.id].to_json()} for c in charms
                     ],
+                    "problems": problems_json(problems),
                 }
             )
             return EXIT_OK
+        print_problems(problems)
         if not charms:
             print("no charms yet; add one with 'trayapp charms add PATTERN ...'")
             return EXIT_OK

@@ -12,6 +12,8 @@ profile's database, transactions and crash safety with the data they describe.
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from trayapp.core.errors import BindingError, ConfigError, NotFoundError
+from trayapp.core.errors import BindingError, ConfigError, DamagedRecordError, NotFoundError
 from trayapp.core.patterns import Pattern
 from trayapp.core.store import Store
 
@@ -89,13 +91,36 @@ class CharmRepo:
 
     def __init__(self, store: Store) -> None:
         self._items = store.collection(CHARMS_COLLECTION)
+        self.damaged: dict[str, str] = {}  # charm id -> why its row cannot be read (last all())
 
     def all(self) -> list[CharmInfo]:
-        return [CharmInfo.from_json(v) for _, v in self._items.items()]
+        """Every readable charm. A damaged row (invalid JSON, missing fields) is left out and
+        recorded in :attr:`damaged`, so one bad row never takes the others down."""
+        rows, damaged = self._items.items_checked()
+        out: list[CharmInfo] = []
+        for key, value in rows:
+            try:
+                out.append(CharmInfo.from_json(value))
+            except _DECODE_ERRORS as exc:
+                damaged[key] = _reason(exc)
+        for key, reason in damaged.items():
+            if _warned.get(key) != reason:
+                _warned[key] = reason
+                log.warning("charm %s: %s", key, damaged_message(key, reason))
+        self.damaged = damaged
+        return out
 
     def find(self, charm_id: str) -> CharmInfo | None:
-        data = self._items.get(charm_id)
-        return None if data is None else CharmInfo.from_json(data)
+        """The charm, None if there is none; :class:`DamagedRecordError` if its row is damaged."""
+        try:
+            data = self._items.get(charm_id)
+            return None if data is None else CharmInfo.from_json(data)
+        except _DECODE_ERRORS as exc:
+            raise DamagedRecordError(damaged_message(charm_id, _reason(exc))) from None
+
+    def exists(self, charm_id: str) -> bool:
+        """A row for this id, readable or not (a damaged charm can still be removed)."""
+        return charm_id in self._items
 
     def get(self, charm_id: str) -> CharmInfo:
         info = self.find(charm_id)
@@ -121,6 +146,28 @@ class CharmRepo:
             candidate = base[: MAX_SLUG - len(suffix)].rstrip("-") + suffix
             n += 1
         return candidate
+
+
+_DECODE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, RecursionError)
+_warned: dict[str, str] = {}  # charm id -> reason already logged (once per process)
+log = logging.getLogger(__name__)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing field {exc}"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not valid JSON: {exc.msg}"
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text if text.startswith("not valid JSON") else f"unreadable ({text[:80]})"
+
+
+def damaged_message(charm_id: str, reason: str) -> str:
+    """One line saying which charm is damaged and what to do."""
+    return (
+        f"the stored settings of charm {charm_id!r} are damaged ({reason}); it is skipped "
+        f"until you remove it ('trayapp charms remove {charm_id}') and add it again"
+    )
 
 
 def default_binding(pattern: Pattern[Any], slot: str, charm_id: str, account_id: str | None) -> str:
@@ -161,6 +208,9 @@ def resolve_bindings(
                 f"'namespace:id:slot', e.g. "
                 f"{default_binding(pattern, slot, charm_id, account_id)!r}"
             )
+        problem = _foreign_cell(pattern.cell_spec(slot).owner, cell_name, charm_id, account_id)
+        if problem:
+            raise BindingError(f"cannot bind {slot!r} to {cell_name!r}: {problem}")
     bindings: dict[str, str] = {}
     for spec in pattern.cells:
         name = explicit.get(spec.name) or default_binding(pattern, spec.name, charm_id, account_id)
@@ -170,6 +220,34 @@ def resolve_bindings(
             )
         bindings[spec.name] = name
     return bindings
+
+
+# The app's own records (charm definitions, statuses, run history); other "app:" names are
+# cells the app shares on purpose (derived views).
+PRIVATE_APP_CELLS = ("app:charms", "app:status", "app:runs:")
+
+
+def _foreign_cell(owner: str, name: str, charm_id: str, account_id: str | None) -> str | None:
+    """Why ``name`` is not this charm's to bind (another charm's or an account's private
+    cell, or the app's own records), or None. Shared names in other namespaces are fine."""
+    own_charm = charm_prefix(charm_id)
+    if name.startswith("charm:") and not name.startswith(own_charm):
+        return (
+            f"it belongs to another charm; a charm binds only its own cells ('{own_charm}...') "
+            "or shared cells outside the 'charm:' and 'account:' namespaces (e.g. 'shared:news')"
+        )
+    if name.startswith("account:"):
+        own_account = f"account:{account_id}:" if account_id else None
+        if owner != "account" or own_account is None or not name.startswith(own_account):
+            return (
+                "cells under 'account:' are private to the accounts; only an account input of "
+                "the pattern may use them, and only for the charm's own account"
+            )
+        if name == f"{own_account}record":
+            return "that is the account's own record, which only the accounts layer writes"
+    if name in PRIVATE_APP_CELLS[:2] or name.startswith(PRIVATE_APP_CELLS[2]):
+        return "that is one of the app's own records (charms, statuses, run history)"
+    return None
 
 
 def _writable(store: Store, name: str) -> bool:

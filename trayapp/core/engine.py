@@ -37,12 +37,21 @@ from typing import Any, Self
 import httpx
 
 from trayapp import __version__
-from trayapp.core.charms import CharmInfo, CharmRepo, default_binding, resolve_bindings
+from trayapp.core.charms import (
+    CharmInfo,
+    CharmRepo,
+    charm_prefix,
+    damaged_message,
+    default_binding,
+    resolve_bindings,
+)
 from trayapp.core.clock import Clock, SystemClock
 from trayapp.core.errors import (
     AuthRequired,
     ConfigError,
+    DamagedRecordError,
     ExportError,
+    ExportIncomplete,
     NotFoundError,
     SettingsError,
 )
@@ -68,7 +77,6 @@ from trayapp.core.scheduler import (
 )
 from trayapp.core.status import CharmState, CharmStatus, Progress, RunRecord
 from trayapp.core.statusrepo import HISTORY_KEEP, StoreStatusRepo
-from trayapp.core.store import Store
 from trayapp.google.services import GoogleServices
 
 log = logging.getLogger(__name__)
@@ -141,7 +149,7 @@ class Engine:
         self.clock: Clock = clock or SystemClock()
         self.patterns = patterns
         self.google_factory = google_factory
-        self.store = Store.open(self.profile.db_path)
+        self.store = self.profile.open_store()  # an emptied database is damage, not new
         self._status_repo = StoreStatusRepo(self.store)
         self._charms = CharmRepo(self.store)
         self._http_transport = http_transport
@@ -335,11 +343,14 @@ class Engine:
 
     def remove_charm(self, charm_id: str) -> None:
         """Delete a charm with its cells, collections, status and history."""
-        info = self._charms.get(charm_id)
+        try:
+            prefix = self._charms.get(charm_id).prefix()
+        except DamagedRecordError:
+            prefix = charm_prefix(charm_id)  # a damaged charm can still be removed
         if charm_id in self._scheduler:
             self._scheduler.remove(charm_id)  # cancels a running run; deletes its status
         with self.store.transaction():
-            self.store.drop_prefix(info.prefix())
+            self.store.drop_prefix(prefix)
             self._status_repo.delete(charm_id)
             self._charms.delete(charm_id)
         log.info("removed charm %s", charm_id)
@@ -496,6 +507,20 @@ class Engine:
         self._charms.get(charm_id)
         return self._status_repo.history(charm_id, limit)
 
+    def damaged(self) -> dict[str, str]:
+        """Charms with a damaged stored record, by id: one line each saying what happened and
+        what to do. Damaged charms are left out of :meth:`charms` and never run; a damaged
+        saved status is replaced by a fresh one (the charm keeps working)."""
+        self._charms.all()
+        out = {cid: damaged_message(cid, why) for cid, why in self._charms.damaged.items()}
+        for cid, why in self._status_repo.damaged.items():
+            out.setdefault(
+                cid,
+                f"the saved status of charm {cid!r} was damaged ({why}); it starts afresh "
+                "and is saved again after its next run",
+            )
+        return out
+
     def subscribe(self, callback: EventCallback) -> Unsubscribe:
         """Call ``callback(event)`` for every engine event, on the loop thread.
 
@@ -606,7 +631,8 @@ class Engine:
         """Write a charm's data to ``dest`` in ``fmt``; returns how many items were written.
 
         Raises :class:`ExportError` when the pattern cannot export as asked (the message lists
-        the formats it offers, or says which setting to change).
+        the formats it offers, or says which setting to change), and :class:`ExportIncomplete`
+        after writing when stored rows could not be read (they are named, and missing).
         """
         info = self.charm(charm_id)
         pattern = self.patterns.get(info.pattern_id)
@@ -615,7 +641,11 @@ class Engine:
             raise ExportError(
                 f"charm {charm_id!r} ({pattern.title}) cannot export {fmt!r}; it offers: {offered}"
             )
-        return pattern.export(self._context(info, pattern, online=False), fmt, dest)
+        with self.store.collect_damaged() as unreadable:
+            count = pattern.export(self._context(info, pattern, online=False), fmt, dest)
+        if unreadable:  # written without them: say so, never a silently shorter file
+            raise ExportIncomplete(count, list(unreadable), dest)
+        return count
 
     # ------------------------------------------------------------------------------ helpers
 

@@ -35,8 +35,29 @@ class ExportError(ConfigError):
     """An export that cannot be made as asked (unknown format, data not kept); says what to do."""
 
 
+class ExportIncomplete(ExportError):
+    """The export was written, but stored rows that could not be read are missing from it."""
+
+    def __init__(self, count: int, unreadable: list[tuple[str, str]], dest: object) -> None:
+        keys = ", ".join(key for _coll, key in unreadable[:5])
+        more = f" and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+        super().__init__(
+            f"exported {count} item{'s' if count != 1 else ''} to {dest}, but "
+            f"{len(unreadable)} stored item{'s' if len(unreadable) != 1 else ''} could not be "
+            f"read and {'are' if len(unreadable) != 1 else 'is'} missing from it ({keys}{more}); "
+            "the charm's stored data is damaged: reset the charm (tray: Reset and resync) or "
+            "remove and add it again to fetch it anew"
+        )
+        self.count = count
+        self.unreadable = unreadable
+
+
 class NotFoundError(TrayappError):
     """An unknown charm, pattern, account or cell."""
+
+
+class DamagedRecordError(TrayappError):
+    """A stored record (a charm's definition) cannot be read; the rest of the store can."""
 
 
 class ReadOnlyCellError(TrayappError):

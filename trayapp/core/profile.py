@@ -23,14 +23,19 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
 from trayapp import APP_NAME
 from trayapp.core.errors import TrayappError
 
+if TYPE_CHECKING:
+    from trayapp.core.store import Store
+
 PROFILE_ENV = "TRAYAPP_PROFILE"
 DB_FILENAME = "trayapp.db"
+DB_MARKER = "trayapp.db.created"  # written once the database was opened healthy
 LOCK_FILENAME = "engine.lock"
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
@@ -81,6 +86,20 @@ class Profile:
     @property
     def db_path(self) -> Path:
         return self.path / DB_FILENAME
+
+    def open_store(self) -> Store:
+        """The profile's database. Once it has been opened healthy a marker file says so, and
+        a 0-byte database found later is treated as damage (moved aside, one clear message)
+        instead of silently becoming an empty profile; a new profile has no marker."""
+        from trayapp.core.store import Store
+
+        marker = self.path / DB_MARKER
+        store = Store.open(self.db_path, empty_is_damage=marker.exists())
+        if not marker.exists():
+            with contextlib.suppress(OSError):
+                fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, PRIVATE_FILE_MODE)
+                os.close(fd)
+        return store
 
     @property
     def logs_dir(self) -> Path:

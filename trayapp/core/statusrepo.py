@@ -69,6 +69,9 @@ def process_alive(token: Any) -> bool:
     return state not in ("Z", "X") and (not start or started == start)
 
 
+_DECODE_ERRORS = (ValueError, TypeError, KeyError, AttributeError)
+
+
 class StatusRepo(Protocol):
     def load_all(self) -> dict[str, CharmStatus]:
         """Every persisted status, by charm id (used once at start)."""
@@ -133,6 +136,7 @@ class StoreStatusRepo:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._status = store.collection(self.STATUS)
+        self.damaged: dict[str, str] = {}  # charm id -> why its saved status was unreadable
 
     def _runs(self, charm_id: str) -> Collection:
         return self._store.collection(self.RUNS_PREFIX + charm_id)
@@ -140,17 +144,22 @@ class StoreStatusRepo:
     def load_all(self) -> dict[str, CharmStatus]:
         """Every saved status. ``running`` holds only while the process that started the run
         is alive: after a crash (kill -9 mid-run) the charm reads as not running."""
+        rows, damaged = self._status.items_checked()
         out = {}
-        for key, value in self._status.items():
+        for key, value in rows:
             try:
                 if value.get("running") and not process_alive(value.get("owner")):
                     value = {**value, "running": False}
                 out[key] = CharmStatus.from_json(value)
-            except (AttributeError, KeyError, TypeError, ValueError) as exc:
-                # One damaged row costs that charm its saved status, never the others'.
+            except _DECODE_ERRORS as exc:
+                # One damaged row costs only its charm: it starts from a fresh status.
+                damaged[key] = f"unreadable ({str(exc)[:80] or type(exc).__name__})"
+        for key, why in damaged.items():
+            if self.damaged.get(key) != why:
                 log.warning(
-                    "the saved status of charm %s is damaged (%s); it starts afresh", key, exc
+                    "the saved status of charm %s is damaged (%s); starting afresh", key, why
                 )
+        self.damaged = damaged
         return out
 
     def save(self, status: CharmStatus) -> None:
@@ -168,8 +177,14 @@ class StoreStatusRepo:
             runs.trim(keep)
 
     def history(self, charm_id: str, limit: int = HISTORY_KEEP) -> list[RunRecord]:
-        runs = self._runs(charm_id).items(limit=limit, newest_first=True)
-        return [RunRecord.from_json(value) for _, value in runs]
+        runs, _bad = self._runs(charm_id).items_checked(limit=limit, newest_first=True)
+        out = []
+        for _, value in runs:
+            try:
+                out.append(RunRecord.from_json(value))
+            except _DECODE_ERRORS:
+                continue  # a damaged history entry is left out; the others still show
+        return out
 
     def delete(self, charm_id: str) -> None:
         with self._store.transaction():

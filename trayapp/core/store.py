@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -193,12 +194,18 @@ class Store:
         self._owner: asyncio.Task[Any] | None = None
         self._cells: dict[str, Cell[Any] | DerivedCell[Any]] = {}
         self._collections: dict[str, Collection] = {}
+        # While set (:meth:`collect_damaged`), collection reads skip undecodable rows and
+        # record them here as (collection, key) instead of failing.
+        self._damaged_sink: list[tuple[str, str]] | None = None
 
     # --- opening and closing -------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path) -> Store:
+    def open(cls, path: Path, *, empty_is_damage: bool = False) -> Store:
         """Open (creating or migrating) the database at ``path``.
+
+        ``empty_is_damage``: the caller knows this database held data (the profile says so),
+        so a 0-byte file is damage, moved aside like any other, not a new database.
 
         Raises :class:`StoreCorruptError` after moving a damaged file aside, and
         :class:`StoreError` for an unusable file (permissions, newer schema, locked, disk full).
@@ -221,6 +228,10 @@ class Store:
             # Decided before SQLite touches the file: a failed SQLite open deletes a -wal it
             # cannot use when it closes, and we promise to keep everything as it was.
             raise _move_aside(path, "not an SQLite database")
+        if empty_is_damage and _empty_file(path):
+            # SQLite would silently start a new, empty database: the user's charms and
+            # accounts would be gone without a word.
+            raise _move_aside(path, "it is empty (0 bytes), though it held data before")
         try:
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as exc:
@@ -362,7 +373,7 @@ class Store:
 
     def _runtime_error(self, exc: sqlite3.Error) -> StoreError:
         code = _primary(exc)
-        if code == _SQLITE_FULL:
+        if code == _SQLITE_FULL or (code == _SQLITE_IOERR and _disk_full(self.path)):
             return StoreFullError(
                 f"the disk holding {self.path} is full; the change was rolled back and nothing "
                 f"already saved was lost; free some disk space and try again"
@@ -581,6 +592,17 @@ class Store:
 
     # --- collections --------------------------------------------------------------------------
 
+    @contextmanager
+    def collect_damaged(self) -> Iterator[list[tuple[str, str]]]:
+        """Within the block, reading a collection skips a row whose value is not valid JSON and
+        lists it (``(collection, key)``) in the yielded list, so an export can write every
+        readable row and then say which it could not read. Outside it such a row raises."""
+        previous, self._damaged_sink = self._damaged_sink, []
+        try:
+            yield self._damaged_sink
+        finally:
+            self._damaged_sink = previous
+
     def collection(self, name: str) -> Collection:
         """The keyed collection ``name`` (created lazily: it exists once it holds an item)."""
         self._db()
@@ -632,6 +654,9 @@ class Store:
             del self._cells[name]
         for name in [n for n in self._collections if n.startswith(prefix)]:
             del self._collections[name]
+
+
+_DAMAGED = object()  # a row Collection._decode could not read (see Store.collect_damaged)
 
 
 class Collection:
@@ -783,7 +808,38 @@ class Collection:
             f" ORDER BY sort_key {order}, key {order} LIMIT ? OFFSET ?",
             (self.name, *params, *prefix_params, -1 if limit is None else limit, offset),
         )
-        return [(str(k), json.loads(v)) for k, v in rows]
+        return [(str(k), value) for k, v in rows if (value := self._decode(k, v)) is not _DAMAGED]
+
+    def _decode(self, key: Any, text: Any) -> Any:
+        try:
+            return json.loads(text)
+        except (ValueError, TypeError, RecursionError):
+            sink = self._store._damaged_sink
+            if sink is None:
+                raise
+            sink.append((self.name, str(key)))
+            return _DAMAGED
+
+    def items_checked(
+        self, limit: int | None = None, newest_first: bool = False
+    ) -> tuple[list[tuple[str, Any]], dict[str, str]]:
+        """Like :meth:`items`, but a value that is not valid JSON (a damaged row) does not fail
+        the read: it is left out and reported as ``{key: reason}``, so one bad row costs only
+        itself (the charm list, the statuses)."""
+        order = "DESC" if newest_first else "ASC"
+        rows = self._store._execute(
+            f"SELECT key, value FROM items WHERE coll = ? ORDER BY sort_key {order}, key {order}"
+            " LIMIT ?",
+            (self.name, -1 if limit is None else limit),
+        )
+        good: list[tuple[str, Any]] = []
+        bad: dict[str, str] = {}
+        for key, value in rows:
+            try:
+                good.append((str(key), json.loads(value)))
+            except (ValueError, TypeError, RecursionError) as exc:
+                bad[str(key)] = f"not valid JSON: {str(exc)[:80]}"
+        return good, bad
 
     def iter_items(
         self,
@@ -834,7 +890,9 @@ class Collection:
                     sql += f" ORDER BY sort_key {order}, key {order} LIMIT ?"
                 rows = self._store._execute(sql, (*args, chunk)).fetchall()
                 for _sort, key, value in rows:
-                    yield str(key), json.loads(value)
+                    decoded = self._decode(key, value)
+                    if decoded is not _DAMAGED:
+                        yield str(key), decoded
                 if len(rows) < chunk:
                     break
                 last = (rows[-1][0], str(rows[-1][1]))
@@ -918,7 +976,7 @@ def _open_error(path: Path, exc: sqlite3.Error) -> StoreError:
             f"the database {path} is locked by another program (is a second trayapp "
             f"running?); quit the other one and try again"
         )
-    if code == _SQLITE_FULL:
+    if code == _SQLITE_FULL or (code == _SQLITE_IOERR and _disk_full(path)):
         return StoreFullError(
             f"the disk holding {path} is full; nothing was changed; free some disk space and "
             f"start trayapp again"
@@ -926,7 +984,28 @@ def _open_error(path: Path, exc: sqlite3.Error) -> StoreError:
     return StoreError(f"cannot open the database {path}: {exc}")
 
 
+def _disk_full(path: Path) -> bool:
+    """SQLite reports a full disk while opening (its -shm, its WAL) as a plain I/O error:
+    ask the file system. Less than 64 KiB free for us is full for every practical purpose."""
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
+
+
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _empty_file(path: Path) -> bool:
+    """A 0-byte database file with no WAL data beside it (SQLite would call it a new one)."""
+    try:
+        if path.stat().st_size != 0:
+            return False
+        wal = path.with_name(path.name + "-wal")
+        return not (wal.exists() and wal.stat().st_size > 0)
+    except OSError:
+        return False
 
 
 def _has_sqlite_header(path: Path) -> bool:

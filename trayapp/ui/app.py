@@ -123,14 +123,14 @@ def main(args: Any = None) -> int:
                 # Qt's loop ended underneath us (session end): finish the shutdown properly.
                 rc = loop.run_until_complete(runner.shutdown())
                 return rc
-    except AlreadyServed:
+    except AlreadyServed as busy:
         # It started between our activate request and now: ask it to show itself.
         if try_send(profile_dir, {"cmd": "activate"}, timeout=10.0) is not None:
             print(
                 f"{DISPLAY_NAME} is already running for this profile; showing it.", file=sys.stderr
             )
             return 0
-        print(f"trayapp: {DISPLAY_NAME} is already starting for this profile.", file=sys.stderr)
+        print(f"trayapp: {' '.join(str(busy).split())}", file=sys.stderr)
         return 1
     except TrayappError as exc:
         # The profile is held by a one-shot command, or the control socket cannot be made
