@@ -54,10 +54,8 @@ def _profile_dir(ctl: TrayController) -> Path:
 
 
 def _redact(text: str) -> str:
-    try:
-        from trayapp.core.redact import redact
-    except ImportError:  # pragma: no cover - redact ships with core
-        return text
+    from trayapp.core.redact import redact
+
     return redact(text)
 
 
