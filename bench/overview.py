@@ -1,0 +1,200 @@
+"""Issue 17 in one run: the tray against a bare Qt tray floor, as ratios, 3 repetitions.
+
+    .venv/bin/python bench/overview.py                  # 3 repetitions, 20 s idle windows
+    .venv/bin/python bench/overview.py --reps 1 --idle 10 --no-strace   # quick look
+
+Each repetition starts one throwaway desktop exactly as the e2e tests do (tests/e2e/desktop.py:
+private D-Bus, Xvfb, trayer, dunst) and runs, one after the other on it:
+
+* ``floor``: bench/floor_tray.py, a bare PySide6 + qasync ``QSystemTrayIcon``;
+* ``feeds``: ``python -m trayapp.ui`` with 20 feed charms (a local feed server run by this
+  script, nothing due during the idle window);
+* ``demo``: ``python -m trayapp.ui --demo`` (the demo's five charms, feeds + Google emulator).
+
+For each: time from spawn to the icon shown (``TRAYAPP_ICON_SHOWN``) and to the engine ready
+(``TRAYAPP_READY``), RSS and PSS (``/proc/<pid>/smaps_rollup``) after the first pass of syncs,
+threads, and wake-ups over an idle window: context switches of all threads
+(``/proc/<pid>/task/*/status``), then (with strace) the poll/wait system calls made in a
+second window of the same length. Timings are reported, never judged: the machine is shared,
+which is why every figure is a ratio against the floor measured in the same repetition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import tray as tray_bench  # noqa: E402  (bench/tray.py: feed server, profile seeding)
+
+from tests.e2e.desktop import Desktop, missing_tools  # noqa: E402
+
+WAIT_CALLS = "poll,ppoll,epoll_wait,epoll_pwait,select,pselect6,nanosleep,clock_nanosleep,futex"
+
+
+def mem_kib(pid: int) -> tuple[int, int]:
+    rss = pss = 0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Rss:"):
+            rss = int(line.split()[1])
+        elif line.startswith("Pss:"):
+            pss = int(line.split()[1])
+    return rss, pss
+
+
+def threads(pid: int) -> list[str]:
+    return os.listdir(f"/proc/{pid}/task")
+
+
+def ctx_switches(pid: int) -> int:
+    total = 0
+    for tid in threads(pid):
+        try:
+            text = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                total += int(line.split()[1])
+    return total
+
+
+def strace_calls(pid: int, seconds: float, out: Path) -> dict[str, int]:
+    """System calls that wait (poll family, sleeps, futex) over ``seconds``, all threads."""
+    proc = subprocess.Popen(
+        ["strace", "-f", "-c", "-o", str(out), "-e", f"trace={WAIT_CALLS}", "-p", str(pid)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(seconds)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(30)
+    calls: dict[str, int] = {}
+    for line in out.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[-1] in WAIT_CALLS.split(",") and parts[3].isdigit():
+            calls[parts[-1]] = int(parts[3])
+    return calls
+
+
+def measure(
+    name: str, args: list[str], desk: Desktop, work: Path, idle: float, use_strace: bool,
+    runs: int,
+) -> dict[str, float]:  # fmt: skip
+    report = work / f"{name}.report"
+    report.unlink(missing_ok=True)
+    env = desk.env(
+        TRAYAPP_TEST_REPORT=str(report), PYTHONPATH=str(REPO), QT_QPA_PLATFORM="xcb",
+        TRAYAPP_TRAY_WAIT="10", PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
+    )  # fmt: skip
+    t0 = time.monotonic()
+    proc = desk.spawn([sys.executable, *args], log=name, env=env)
+    row: dict[str, float] = {}
+    try:
+        row["icon_ms"] = (tray_bench.wait_line(report, "TRAYAPP_ICON_SHOWN", 60) - t0) * 1000
+        row["ready_ms"] = (tray_bench.wait_line(report, "TRAYAPP_READY", 60) - t0) * 1000
+        if runs:
+            try:
+                tray_bench.wait_line(report, "TRAYAPP_RUN_FINISHED", 120, count=runs)
+            except TimeoutError:
+                print(f"  ({name}: fewer than {runs} runs finished in 120 s)", file=sys.stderr)
+        time.sleep(3)  # let the first pass settle (status writes, GC)
+        rss, pss = mem_kib(proc.pid)
+        row["rss_mib"], row["pss_mib"] = rss / 1024, pss / 1024
+        row["threads"] = len(threads(proc.pid))
+        c0, cpu0 = ctx_switches(proc.pid), tray_bench.cpu_seconds(proc.pid)
+        time.sleep(idle)
+        c1, cpu1 = ctx_switches(proc.pid), tray_bench.cpu_seconds(proc.pid)
+        row["ctx_per_min"] = (c1 - c0) * 60 / idle
+        row["idle_cpu_ms_per_min"] = (cpu1 - cpu0) * 1000 * 60 / idle
+        if use_strace:
+            calls = strace_calls(proc.pid, idle, work / f"{name}.strace")
+            polls = sum(v for k, v in calls.items() if "poll" in k or "select" in k)
+            row["polls_per_min"] = polls * 60 / idle
+            row["waits_per_min"] = sum(calls.values()) * 60 / idle
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        desk.procs.remove(proc)
+    return row
+
+
+def one_rep(idle: float, use_strace: bool) -> dict[str, dict[str, float]]:
+    work = Path(tempfile.mkdtemp(prefix="trayapp-overview-"))
+    feeds = tray_bench.FeedThread()
+    base = feeds.start()
+    desk = Desktop(work)
+    rows: dict[str, dict[str, float]] = {}
+    try:
+        desk.start()
+        tray_bench.seed_profile(work / "profile", base, timedelta(hours=6))
+        rows["floor"] = measure(
+            "floor", [str(REPO / "bench" / "floor_tray.py")], desk, work, idle, use_strace, 0
+        )
+        rows["feeds"] = measure(
+            "feeds", ["-m", "trayapp.ui", "--profile", str(work / "profile")],
+            desk, work, idle, use_strace, tray_bench.CHARMS,
+        )  # fmt: skip
+        rows["demo"] = measure(
+            "demo", ["-m", "trayapp.ui", "--demo"], desk, work, idle, use_strace, 5
+        )
+    finally:
+        desk.stop()
+        feeds.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def fmt(values: list[float]) -> str:
+    if not values:
+        return "-"
+    lo, med, hi = min(values), statistics.median(values), max(values)
+    return f"{lo:7.2f} {med:7.2f} {hi:7.2f}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--idle", type=float, default=20, help="idle window, seconds (20)")
+    p.add_argument("--no-strace", action="store_true", help="skip the strace window")
+    args = p.parse_args()
+    missing = missing_tools()
+    if missing:
+        sys.exit(f"needs {', '.join(missing)} (the e2e desktop)")
+    use_strace = not args.no_strace and shutil.which("strace") is not None
+    reps = []
+    for n in range(args.reps):
+        print(f"repetition {n + 1}/{args.reps} ...", file=sys.stderr, flush=True)
+        reps.append(one_rep(args.idle, use_strace))
+    print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; "
+          f"{args.reps} repetitions, idle window {args.idle:g} s; min median max")  # fmt: skip
+    keys = ["icon_ms", "ready_ms", "rss_mib", "pss_mib", "threads", "ctx_per_min",
+            "idle_cpu_ms_per_min", "polls_per_min", "waits_per_min"]  # fmt: skip
+    print(f"{'measure':<28}{'floor':>24}{'feeds (20)':>24}{'demo (5)':>24}")
+    for key in keys:
+        cols = [fmt([r[s][key] for r in reps if key in r[s]]) for s in ("floor", "feeds", "demo")]
+        print(f"{key:<28}" + "".join(f"{c:>24}" for c in cols))
+    print("ratios against the floor of the same repetition:")
+    for key in ("icon_ms", "rss_mib", "pss_mib"):
+        for s in ("feeds", "demo"):
+            ratios = [r[s][key] / r["floor"][key] for r in reps if r["floor"].get(key)]
+            print(f"  {key} {s:<6} x {fmt(ratios)}")
+
+
+if __name__ == "__main__":
+    main()
