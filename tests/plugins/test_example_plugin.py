@@ -1,0 +1,127 @@
+"""The plugin guide's example, as a user gets it: installed with pip, added and synced by the CLI.
+
+The example (examples/notifications-plugin) is built and installed with pip into a temporary
+target folder (offline: ``--no-index --no-build-isolation``), put on ``PYTHONPATH`` the way an
+installed plugin sits on the app's path, found through its ``trayapp.patterns`` entry point,
+added as a charm with ``trayapp charms add``, synced twice against a real local HTTP server
+(the second sync is a conditional GET answered 304) and checked with ``trayapp status --json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.plugins.conftest import JsonServer
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "notifications-plugin"
+
+
+@pytest.fixture(scope="module")
+def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("plugin")
+    source = work / "src"
+    shutil.copytree(EXAMPLE, source)  # pip's build leaves files behind: not in the repo
+    site = work / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(source),
+        ],
+        check=True,
+        timeout=120,
+    )
+    assert (site / "trayapp_notifications" / "__init__.py").is_file()
+    return site
+
+
+def trayapp(site: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)])
+    env.pop("TRAYAPP_PROFILE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "trayapp", "--profile", str(profile), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_installed_example_plugin_adds_syncs_and_reports(
+    plugin_site: Path, tmp_path: Path, json_server: JsonServer
+) -> None:
+    profile = tmp_path / "profile"
+    json_server.documents["/n.json"] = [
+        {"id": "1", "title": "Build passed", "created": "2026-01-01T10:00:00Z"},
+        {"id": "2", "title": "New comment", "created": "2026-01-01T11:00:00Z"},
+    ]
+
+    listed = trayapp(plugin_site, profile, "patterns", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    sources = {p["id"]: p["source"] for p in json.loads(listed.stdout)["patterns"]}
+    assert sources["example-notifications"] == "trayapp-notifications-example"
+
+    # The validated setting: a clear one-line refusal naming the field, nothing stored.
+    bad = trayapp(
+        plugin_site,
+        profile,
+        "charms",
+        "add",
+        "example-notifications",
+        "--set",
+        f"url={json_server.url}/n.json",
+        "--set",
+        "max_items:=0",
+    )
+    assert bad.returncode == 1
+    assert "max_items: must be at least 1" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+    added = trayapp(
+        plugin_site,
+        profile,
+        "charms",
+        "add",
+        "example-notifications",
+        "--name",
+        "Alerts",
+        "--set",
+        f"url={json_server.url}/n.json",
+        "--json",
+    )
+    assert added.returncode == 0, added.stderr
+    charm_id = json.loads(added.stdout)["charm"]["id"]
+
+    first = trayapp(plugin_site, profile, "sync", "--json")
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = trayapp(plugin_site, profile, "sync", "--json")
+    assert second.returncode == 0, second.stdout + second.stderr
+    outcome = json.loads(second.stdout)["results"][0]
+    assert (outcome["outcome"], outcome["message"]) == ("ok", "not modified")
+    # One request per sync; the second one conditional.
+    assert [r[2] for r in json_server.requests] == [None, json_server.etag("/n.json")]
+
+    status = trayapp(plugin_site, profile, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    (charm,) = json.loads(status.stdout)["charms"]
+    assert charm["id"] == charm_id and charm["pattern_id"] == "example-notifications"
+    assert charm["status"]["last_outcome"] == "ok"
+    assert charm["status"]["totals"] == {"added": 2, "updated": 0, "removed": 0}
+    assert charm["status"]["healthy"] is True
