@@ -26,14 +26,15 @@ log = logging.getLogger("trayapp.cli")
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
+    from trayapp.core import aio
     from trayapp.core.profile import use_private_umask
 
     use_private_umask()
     args_list = list(sys.argv[1:] if argv is None else argv)
+    before = aio.abandoned()
     rc = _main(args_list)
-    from trayapp.core import aio
-
-    aio.exit_if_abandoned(rc)  # an updater that ignored cancellation must not hang the exit
+    # An updater that ignored cancellation during this command must not hang the exit.
+    aio.exit_if_abandoned(rc, before=before)
     return rc
 
 

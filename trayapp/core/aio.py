@@ -104,15 +104,23 @@ def _finish(loop: asyncio.AbstractEventLoop, grace: float) -> None:
             log.warning("cleanup at exit did not finish within %.0f s; going on", grace)
 
 
-def exit_if_abandoned(code: int) -> None:
+def abandoned() -> frozenset[asyncio.Future[Any]]:
+    """The tasks abandoned so far and still running (``main`` snapshots it before its command)."""
+    return frozenset(t for t in _abandoned if not t.done())
+
+
+def exit_if_abandoned(code: int, *, before: frozenset[asyncio.Future[Any]] = frozenset()) -> None:
     """End the process now with ``code`` if :func:`run` abandoned tasks; else return.
+
+    Only tasks abandoned since ``before`` count: a caller that runs ``main()`` in-process (a
+    test, an embedding program) must not be ended by a task some earlier, unrelated run left.
 
     The program's last call. Python closes every unfinished coroutine at interpreter exit; an
     updater that swallows that too (``except BaseException: pass`` around an ``await``) would
     loop there forever. Output is flushed first; nothing else is left to clean up (the loop and
     the store are closed by then).
     """
-    if not any(not t.done() for t in _abandoned):
+    if not any(not t.done() and t not in before for t in _abandoned):
         return
     logging.shutdown()  # what the atexit hook would do: flush and close the log handlers
     for stream in (sys.stdout, sys.stderr):
