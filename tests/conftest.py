@@ -9,3 +9,12 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Nothing in the suite may open a real browser or talk to a real keyring by accident.
 os.environ.setdefault("BROWSER", "true")
 os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+
+# Property-based tests explore new random examples on developers' machines; in CI they replay a
+# fixed sequence, so a landing never depends on the luck of the draw (Hypothesis's documented
+# "ci" profile practice). A bug they find locally gets its own example test.
+if os.environ.get("CI"):
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+    _hypothesis_settings.load_profile("ci")

@@ -143,12 +143,15 @@ class Parsed:
 
 
 _PARAMS = email.parser.Parser(policy=email.policy.default)
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
 
 
 def _filename_of(headers: list[tuple[str, str]]) -> str:
     """The part's file name (RFC 2231 and RFC 2047 decoded), from its headers as sent."""
+    # Unfolding removes only the line breaks (RFC 5322 section 2.2.3): whitespace inside a
+    # quoted file name ("X  X.txt") is part of the name and must stay.
     block = "".join(
-        f"{name}: {' '.join(value.split())}\n"
+        f"{name}: {_FOLD.sub('', value).strip()}\n"
         for name, value in headers
         if name.lower() in ("content-type", "content-disposition")
     )
