@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from PySide6.QtWidgets import QApplication
@@ -14,37 +15,43 @@ from PySide6.QtWidgets import QApplication
 from trayapp.ui import i18n
 from trayapp.ui.model import build_menu, make_snapshot, summary
 
-TS = """<?xml version="1.0" encoding="utf-8"?>
-<!DOCTYPE TS>
-<TS version="2.1" language="de">
-<context>
-    <name>trayapp</name>
-    <message>
-        <source>Sync all now</source>
-        <translation>Jetzt alles synchronisieren</translation>
-    </message>
-    <message>
-        <source>No charms yet: add one in Settings</source>
-        <translation>Noch keine Charms: in den Einstellungen hinzufügen</translation>
-    </message>
-</context>
-</TS>
-"""
+GERMAN = {
+    "Sync all now": "Jetzt alles synchronisieren",
+    "No charms yet: add one in Settings": "Noch keine Charms: in den Einstellungen hinzufügen",
+}
+UI = Path(__file__).resolve().parents[2] / "trayapp" / "ui"
 
 
-def lrelease() -> str | None:
-    beside = Path(sys.executable).parent / "pyside6-lrelease"
-    found = shutil.which("pyside6-lrelease") or str(beside)
+def tool(name: str) -> str | None:
+    beside = Path(sys.executable).parent / name
+    found = shutil.which(name) or str(beside)
     return found if Path(found).exists() else None
 
 
-@pytest.mark.skipif(lrelease() is None, reason="pyside6-lrelease missing")
+@pytest.mark.skipif(
+    tool("pyside6-lrelease") is None or tool("pyside6-lupdate") is None,
+    reason="pyside6-lupdate/lrelease missing",
+)
 def test_a_dropped_in_qm_translates_the_menu(
     qapp: QApplication, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # What a translator does: extract the catalog from the sources, translate, compile.
     ts = tmp_path / "trayapp_de.ts"
-    ts.write_text(TS, encoding="utf-8")
-    subprocess.run([str(lrelease()), str(ts), "-qm", str(tmp_path / "trayapp_de.qm")], check=True)
+    sources = [str(UI / "model.py"), str(UI / "notify_policy.py")]
+    subprocess.run([str(tool("pyside6-lupdate")), *sources, "-ts", str(ts)], check=True)
+    tree = ElementTree.parse(ts)
+    done = 0
+    for message in tree.iter("message"):
+        source = message.findtext("source")
+        translation = message.find("translation")
+        if source in GERMAN and translation is not None:
+            translation.text = GERMAN[source]
+            translation.attrib.pop("type", None)  # "unfinished" no more
+            done += 1
+    assert done == len(GERMAN)  # lupdate found the strings where the code uses them
+    tree.write(ts, encoding="utf-8", xml_declaration=True)
+    qm = tmp_path / "trayapp_de.qm"
+    subprocess.run([str(tool("pyside6-lrelease")), str(ts), "-qm", str(qm)], check=True)
     monkeypatch.setenv(i18n.TRANSLATIONS_ENV, str(tmp_path))
     snap = make_snapshot(datetime(2026, 3, 2, tzinfo=UTC), [], {})
     assert build_menu(snap).find("sync_all").text == "Sync all now"  # type: ignore[union-attr]

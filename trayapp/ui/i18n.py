@@ -1,8 +1,10 @@
 """The translation layer: every user-visible string goes through :func:`tr`.
 
 ``tr`` is Qt-free to call (the menu model and notification policy are pure Python), and maps to
-``QCoreApplication.translate("trayapp", text)`` once :func:`install` has run in the app, so a
-translation is a ``.qm`` file dropped into a translations folder, no code change:
+``QCoreApplication.translate("", text)`` once :func:`install` has run in the app (the empty
+context is what ``pyside6-lupdate`` records for these module-level calls, so a catalog it makes
+works as is), so a translation is a ``.qm`` file dropped into a translations folder, no code
+change:
 
 * ``$TRAYAPP_TRANSLATIONS/trayapp_<locale>.qm`` (e.g. ``trayapp_de.qm``, ``trayapp_pt_BR.qm``),
 * ``resources/translations/trayapp_<locale>.qm`` (shipped with the app),
@@ -21,7 +23,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-CONTEXT = "trayapp"
+CONTEXT = ""  # what pyside6-lupdate records for the module-level tr("...") calls
 TRANSLATIONS_ENV = "TRAYAPP_TRANSLATIONS"
 
 _translate: Callable[[str, str], str] | None = None
