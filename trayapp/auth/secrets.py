@@ -124,7 +124,17 @@ class KeyringSecretStore:
     def __init__(self, backend: Any | None = None) -> None:
         # ``backend`` is a keyring backend *instance*; tests may pass one. None: this OS's own.
         self._backend = backend
-        self._backend_class = type(backend) if backend is not None else _platform_backend_class()
+        # The backend class (keyring -> secretstorage -> cryptography, jeepney) is imported on
+        # first use, not when the vault is made at start (issue 17).
+        self._class_known = backend is not None
+        self._class: Any | None = type(backend) if backend is not None else None
+
+    @property
+    def _backend_class(self) -> Any | None:
+        if not self._class_known:
+            self._class = _platform_backend_class()
+            self._class_known = True
+        return self._class
 
     @property
     def description(self) -> str:

@@ -40,7 +40,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
-from google.auth import exceptions as ga_exceptions
 
 from trayapp.auth.client_config import ClientConfig
 from trayapp.auth.grants import GrantChanged, GrantStore
@@ -52,7 +51,6 @@ from trayapp.auth.models import (
     Cause,
 )
 from trayapp.auth.secrets import KeyringNotReady
-from trayapp.auth.transport import HttpxRequest
 from trayapp.core.errors import (
     AuthRequired,
     NotFoundError,
@@ -113,6 +111,8 @@ def triage_refresh_error(
     now: datetime,
 ) -> Triage:
     """Classify a failed refresh. Never includes a token in the message (the text is redacted)."""
+    from google.auth import exceptions as ga_exceptions  # loaded with the first refresh
+
     again = signin_hint(account_label)
     if isinstance(exc, ga_exceptions.TransportError) and not isinstance(
         exc, ga_exceptions.RefreshError
@@ -436,6 +436,11 @@ class TokenProvider:
         client = (
             self._http_client_factory() if self._http_client_factory else None
         )  # None: the transport makes (and closes) its own
+        # google-auth (and its crypto) loads with the first refresh, not at start (issue 17).
+        from google.auth import exceptions as ga_exceptions
+
+        from trayapp.auth.transport import HttpxRequest
+
         request = HttpxRequest(client)
         self.refresh_count += 1
         try:

@@ -24,7 +24,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import feedparser
 import httpx
 
 from trayapp.api import (
@@ -43,10 +42,17 @@ from trayapp.api import (
     write_jsonl,
 )
 
+
 # Bozo flags that say nothing about the feed: the HTTP charset or content type disagreed with
 # the document (``text/xml`` without a charset means us-ascii by RFC 3023, yet servers send it
 # for UTF-8 feeds all the time) and feedparser used the document's own declaration.
-_HARMLESS_BOZO = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
+# feedparser is imported when a feed is parsed, not with the pattern (issue 17: the tray
+# imports every pattern at start; a stack loads only when a charm of its kind runs).
+def _harmless_bozo() -> tuple[type[Exception], ...]:
+    import feedparser
+
+    return (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
+
 
 # A feed is text: anything this large is not one, and we should not hold it all in memory.
 MAX_FEED_BYTES = 20 * 1024 * 1024
@@ -114,6 +120,8 @@ class FeedImporter(Pattern[FeedSettings]):
 
         # Parsing is CPU work (a large feed takes a while): off the event loop, so other
         # charms keep running and the loop-lag watchdog has nothing to report.
+        import feedparser
+
         parsed = await asyncio.to_thread(
             feedparser.parse,
             # A stream, never bytes or str: feedparser treats a str as a URL to fetch or a
@@ -132,7 +140,7 @@ class FeedImporter(Pattern[FeedSettings]):
             raise ServerError(_not_a_feed_message(parsed, resp_headers, host))
         message = ""
         problem = parsed.get("bozo_exception") if parsed.get("bozo") else None
-        if problem is not None and not isinstance(problem, _HARMLESS_BOZO):
+        if problem is not None and not isinstance(problem, _harmless_bozo()):
             # feedparser's loose parser recovered a readable feed from imperfect XML (common in
             # the wild: undeclared entities, bad encodings). Import it, but say so.
             message = f"feed from {host} is not well-formed; imported what could be read"

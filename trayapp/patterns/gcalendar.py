@@ -68,10 +68,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import icalendar
-from icalendar.prop import vRecur
 from pydantic import ValidationInfo
 
 from trayapp.api import (
@@ -104,6 +102,9 @@ from trayapp.patterns.gcalendar_recurrence import (
     self_declined,
     zone,
 )
+
+if TYPE_CHECKING:
+    import icalendar
 
 CALENDAR_READONLY = "https://www.googleapis.com/auth/calendar.readonly"
 
@@ -1125,6 +1126,8 @@ def _ics_when(when: Mapping[str, Any] | None, tz: Any) -> date | datetime | None
 def _export_ics(
     events: list[dict[str, Any]], calendars: Mapping[str, CalendarRecord], dest: Path
 ) -> int:
+    import icalendar  # the ICS stack loads for an ICS export only
+
     cal = icalendar.Calendar()
     cal.add("prodid", "-//Pattern Sync//trayapp Google Calendar importer//EN")
     cal.add("version", "2.0")
@@ -1210,6 +1213,8 @@ def _export_ics(
 
 def _ics_recurrence(vevent: icalendar.Event, line: str) -> None:
     """Copy one of Google's recurrence lines onto the VEVENT (unreadable ones are skipped)."""
+    from icalendar.prop import vRecur
+
     try:
         name, params, value = content_line(line)
         if name in ("RRULE", "EXRULE"):

@@ -31,12 +31,13 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dateutil import rrule
-from icalendar.parser import Contentline
-from icalendar.prop import vDDDLists
+# dateutil's rrule and icalendar load when a series is first expanded (the upcoming view, an
+# ICS export), not when the pattern is registered at start (issue 17).
+if TYPE_CHECKING:
+    from dateutil import rrule
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,8 @@ class Series:
         else:
             start_when = ev.get("start") or {}
             dtstart = start.astimezone(zone(start_when.get("timeZone"), cal_tz))
+        from dateutil import rrule
+
         rules = rrule.rruleset()
         has_rule = False
         for line in ev.get("recurrence") or ():
@@ -262,12 +265,16 @@ def content_line(line: str) -> tuple[str, dict[str, str], str]:
         # No parameters (``RRULE:FREQ=...``, most lines): icalendar's full parser, which
         # handles quoted parameter values, costs 20x more and the upcoming view runs it often.
         return head.upper(), {}, rest
+    from icalendar.parser import Contentline
+
     name, params, value = Contentline(line.strip()).parts()  # type: ignore[no-untyped-call]
     return str(name).upper(), {str(k).upper(): str(v) for k, v in params.items()}, str(value)
 
 
 def date_list(value: str, tzid: str | None) -> list[Any]:
     """The dates, datetimes or periods of an RDATE/EXDATE value (icalendar's parser)."""
+    from icalendar.prop import vDDDLists
+
     return list(vDDDLists.from_ical(value, timezone=tzid))  # type: ignore[no-untyped-call]
 
 
@@ -275,6 +282,8 @@ def _add_line(rules: rrule.rruleset, line: str, dtstart: datetime) -> bool:
     """Add one recurrence line; True if it can produce occurrences (RRULE or RDATE)."""
     name, params, value = content_line(line)
     if name in ("RRULE", "EXRULE"):
+        from dateutil import rrule
+
         rule = rrule.rrulestr(_normalise_until(value, dtstart), dtstart=dtstart)
         assert isinstance(rule, rrule.rrule)
         if name == "RRULE":

@@ -1,0 +1,78 @@
+"""The tray's start-up imports: a pattern's stack loads only when a charm of that kind needs it.
+
+Issue 17: the tray imported ~750 modules at start, among them the Calendar stack (icalendar,
+dateutil.rrule), feedparser, google-auth, cryptography (through keyring's Secret Service
+backend) before any charm of those kinds ran. This starts the real tray (offscreen, in a child
+process, tests/perf/tray_modules_child.py) on a profile with feed charms whose server does not
+answer (they run and fail before anything is parsed) and counts what it imported once the
+engine is ready. A count, never a timing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from trayapp.builtins import default_registry
+from trayapp.core.engine import Engine
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Loaded only when used: a Calendar charm expands a series or exports ICS (icalendar,
+# dateutil), a feed is parsed (feedparser), a Google token is refreshed (google.auth), a secret
+# is read from the keyring (keyring's backends -> secretstorage -> cryptography, jeepney), demo
+# mode or a test serves the emulator (starlette, uvicorn); windows open when asked (offscreen
+# there is no tray, so the status window and its module are legitimately loaded).
+NOT_AT_START = (
+    "icalendar",
+    "dateutil",
+    "feedparser",
+    "google.auth",
+    "google.oauth2",
+    "cryptography",
+    "secretstorage",
+    "starlette",
+    "uvicorn",
+    "trayapp.emulator",
+    "trayapp.ui.data_window",
+    "trayapp.ui.about",
+)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_tray_start_leaves_unused_stacks_unimported(tmp_path: Path) -> None:
+    profile = tmp_path / "profile"
+    engine = Engine(profile, patterns=default_registry())
+    port = _closed_port()
+    for n in range(3):
+        engine.add_charm("feed-importer", {"url": f"http://127.0.0.1:{port}/f{n}.xml"})
+    engine.close()
+    report, out = tmp_path / "report.log", tmp_path / "modules.txt"
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "PYTHONPATH": str(REPO),
+        "XDG_RUNTIME_DIR": str(tmp_path),
+        "TRAYAPP_SECRET_STORE": "auto",
+    }
+    env.pop("PYTHON_KEYRING_BACKEND", None)
+    child = REPO / "tests" / "perf" / "tray_modules_child.py"
+    proc = subprocess.run(
+        [sys.executable, str(child), str(profile), str(report), str(out)],
+        env=env, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert out.exists(), f"the tray never reported ready: {proc.stderr[-2000:]}"
+    modules = out.read_text().split()
+    assert "trayapp.core.engine" in modules and "PySide6.QtWidgets" in modules  # it did start
+    loaded = sorted(
+        m for m in modules if any(m == p or m.startswith(p + ".") for p in NOT_AT_START)
+    )
+    assert loaded == [], f"imported at tray start although unused: {loaded}"

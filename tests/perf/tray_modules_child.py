@@ -1,0 +1,40 @@
+"""Child process for tests/perf/test_start_imports.py: the real tray, then its sys.modules.
+
+Runs ``trayapp.ui.app.main`` (offscreen) on the profile given; a watcher thread waits for the
+app's own ``TRAYAPP_READY`` report line (engine started, menu built), writes the names of every
+imported module to the file given, and ends the app with SIGTERM (its normal shutdown path).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+
+def main() -> int:
+    profile, report, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    os.environ["TRAYAPP_TEST_REPORT"] = str(report)
+
+    def watch() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if report.exists() and "TRAYAPP_READY" in report.read_text().split():
+                time.sleep(float(os.environ.get("SETTLE", "1")))
+                out.write_text("\n".join(sorted(sys.modules)) + "\n")
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True).start()
+    from trayapp.ui.app import main as tray_main
+
+    return tray_main(["--profile", profile])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
