@@ -8,8 +8,10 @@ Prints a table with:
    emulator enforcing Gmail's per-user quota (15,000 units/min) times ``--scale`` and 50 ms of
    latency on every HTTP request. The quota floor is ``messages x 5 units / (250 x scale)
    units/s`` (100 s for 5,000 messages at scale 1); the ratio ``floor / elapsed`` says how close
-   to Google's ceiling the importer runs (target >= 0.9). The client's budget runs at 0.95 of the
-   published rate on purpose (``trayapp.google.quota``), so ~0.95 is the best possible. Scaling
+   to Google's ceiling the importer runs (target >= 0.98, with 0 rate-limit answers). The
+   client's budget (``trayapp.google.quota``) runs at the highest rate for which its burst plus
+   60.2 s of that rate fits the per-minute limit (0.98 of the published rate; a long sync
+   averages ~0.99 because the first burst is free) and adapts to 429s. Scaling
    multiplies both the emulator's limit and the client's budget, which shortens the run without
    flattering the ratio (latency stays 50 ms, so a larger scale is the harder test). Latency is
    added once per HTTP request (a fault rule that skips inner batch calls): a batch is one
@@ -182,13 +184,13 @@ async def full_sync_and_no_change(scale: float, messages: int) -> None:
                 ratio = floor / elapsed
                 row(f"full sync: {stored} messages stored", f"{elapsed:.1f} s")
                 row(f"quota floor ({messages} x 5 units / {rate:g} units/s)", f"{floor:.1f} s")
-                row("ratio floor / elapsed", f"{ratio:.3f}", ">= 0.9")
+                row("ratio floor / elapsed", f"{ratio:.3f}", ">= 0.98")
                 row(
                     "units spent (all calls) / floor for them",
                     f"{spent:.0f} / {spent / rate:.1f} s",
                 )
                 row("throughput", f"{stored / elapsed:.1f} msg/s")
-                row("429/403 rate-limit answers", str(limited), "a handful")
+                row("429/403 rate-limit answers", str(limited), "0")
 
                 world.transport.reset()
                 await world.sync(charm)
@@ -260,12 +262,16 @@ async def main() -> None:
     )
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--full-only", action="store_true", help="only the full sync and no-change rows"
+    )
     args = parser.parse_args()
     print(f"Gmail importer benchmark (quota x{args.scale:g}, {LATENCY_MS} ms latency per request)")
     print(f"| {'measure':<52} | {'value':>18} | {'target':<14} |")
     print(f"|{'-' * 54}|{'-' * 20}|{'-' * 16}|")
     await full_sync_and_no_change(args.scale, args.messages)
-    await incremental_scaling(args.rounds)
+    if not args.full_only:
+        await incremental_scaling(args.rounds)
 
 
 if __name__ == "__main__":

@@ -367,3 +367,30 @@ async def test_a_query_gmail_refuses_names_the_setting_to_fix(h: GoogleHarness) 
     assert "refused the search query 'nosuchoperator:x'" in outcome.message
     assert "fix the charm's query setting" in outcome.message
     assert state_of(h, charm).history_id is None
+
+
+async def test_a_first_full_sync_fetches_and_stores_the_newest_mail_first(h: GoogleHarness) -> None:
+    """messages.list answers newest first (Gmail's documented order, the emulator's too) and the
+    importer fetches in list order, each batch committed as it arrives: the first batches a new
+    user's sync stores are their most recent mail, whatever order the mailbox was filled in."""
+    import random
+
+    base = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    minutes = list(range(300))
+    random.Random(3).shuffle(minutes)  # added in random order: the date decides, not the id
+    by_date = {h.add_mail(f"m{n}", internal_date_ms=base + n * 60_000): n for n in minutes}
+    newest_first = sorted(by_date, key=lambda mid: -by_date[mid])
+    rank = {mid: i for i, mid in enumerate(newest_first)}
+    charm = h.add_charm("gmail-importer", {})
+    h.emu.control.clear_log()
+    assert (await h.sync(charm)).kind is OutcomeKind.OK
+    gets = [
+        e.path.rsplit("/", 1)[-1]
+        for e in h.emu.control.requests()
+        if e.api_method == "gmail.users.messages.get"
+    ]
+    assert sorted(gets, key=rank.__getitem__) == newest_first  # each message fetched once
+    # A few batches of 50 run in parallel, so the i-th fetch is among the newest i + 150.
+    late = [(i, rank[mid]) for i, mid in enumerate(gets) if rank[mid] >= i + 150]
+    assert not late, f"fetched out of newest-first order: {late[:5]}"
+    assert set(gets[:50]) <= set(newest_first[:150])

@@ -10,9 +10,12 @@ clients charge every request to it.
 
 Each budget is a token bucket. Going faster than the bucket allows is pointless (Google answers
 429 and the retry costs more time than pacing did), so requests wait *before* sending. The
-bucket runs at ``headroom`` (default 0.95) of the published rate and its burst is sized so that
-``burst + 60 s × rate`` stays within the per-minute limit: no sliding 60-second window can
-exceed Google's ceiling, while a sync still runs at ~0.95 of it.
+bucket's rate is the highest for which ``burst + (60 s + slack) × rate`` stays within the
+per-minute limit, so no sliding 60-second window can exceed Google's ceiling while a long sync
+runs at ~0.98-0.99 of it; no fixed safety margin. The published limit is only where it starts:
+the budget learns the real one from Google's answers (a rate-limit answer cuts the rate
+multiplicatively, each quiet minute creeps it back), so another app spending the same user's
+quota costs a few 429s, not one per request.
 
 The bucket is written here rather than taken from a library because it must wait on the app's
 injectable :class:`~trayapp.core.clock.Clock` (deterministic tests) and allow *debt*: a batch of
@@ -48,26 +51,49 @@ def gmail_cost(method_id: str) -> int:
 
 
 class RateBudget:
-    """A token bucket with debt, plus a cap on requests in flight.
+    """An adaptive token bucket with debt, plus a cap on requests in flight.
 
-    ``rate`` is units per second, ``burst`` the bucket size. :meth:`acquire` reserves at once and
-    sleeps off any debt, so callers are served in the order they asked.
+    ``rate`` starts at ``ceiling`` (units per second: the most the account's published limit
+    allows, see :class:`QuotaConfig`), ``burst`` is the bucket size. :meth:`acquire` reserves at
+    once and sleeps off any debt, so callers are served in the order they asked.
+
+    The budget learns from Google's answers (AIMD, as TCP does): a rate-limit answer
+    (:meth:`note_rate_limited`: another app of the user spends the same per-user quota, or the
+    limit is lower than published) cuts the rate by ``decrease`` and empties the bucket; every
+    minute without one gives back ``recovery`` of the ceiling, up to the ceiling and never above.
     """
 
     def __init__(
-        self, *, rate: float, burst: float, max_concurrent: int, clock: Clock | None = None
+        self,
+        *,
+        rate: float,
+        burst: float,
+        max_concurrent: int,
+        clock: Clock | None = None,
+        decrease: float = 0.8,
+        recovery: float = 0.05,
+        floor: float = 0.05,
     ) -> None:
         if rate <= 0 or burst <= 0 or max_concurrent < 1:
             raise ValueError("RateBudget needs rate > 0, burst > 0 and max_concurrent >= 1")
+        if not 0 < decrease < 1 or recovery < 0 or not 0 < floor <= 1:
+            raise ValueError("RateBudget needs 0 < decrease < 1, recovery >= 0, 0 < floor <= 1")
+        self.ceiling = rate
         self.rate = rate
         self.burst = burst
         self.max_concurrent = max_concurrent
+        self.decrease = decrease
+        self.recovery = recovery
+        self.floor = floor
         self._clock = clock or SystemClock()
         self._tokens = burst
         self._last = self._clock.monotonic()
+        self._last_cut: float | None = None
         self._slots = asyncio.Semaphore(max_concurrent)
         self.spent = 0.0  # units charged so far (benchmarks and tests read it)
         self.waited = 0.0  # seconds callers spent waiting for units
+        self.rate_limited = 0  # rate-limit answers reported so far
+        self.cuts = 0  # times the rate was cut because of them
 
     @property
     def available(self) -> float:
@@ -96,18 +122,31 @@ class RateBudget:
 
     @asynccontextmanager
     async def reserve(self, cost: float) -> AsyncIterator[None]:
-        """Pay ``cost`` units, then hold one of the ``max_concurrent`` slots for the block."""
-        await self.acquire(cost)
+        """Hold one of the ``max_concurrent`` slots, pay ``cost`` units, then run the block.
+
+        The slot comes first so a request leaves as soon as it is paid for: paying first and
+        then queueing for a slot would send paid requests late, bunched into a later minute
+        than the bucket accounted them to (Google counts them when they arrive).
+        """
         async with self._slots:
+            await self.acquire(cost)
             yield
 
     def note_rate_limited(self) -> None:
-        """Google said 429 anyway (another app, a clock skew): stop every caller's burst.
+        """Google said 429 / rateLimitExceeded anyway: slow down and stop every caller's burst.
 
-        Emptying the bucket makes each charm of the account pace from zero, on top of the
-        failing request's own backoff.
+        The rate drops by ``decrease`` (once per second at most: the other requests already in
+        flight were sent at the old rate and their 429s say nothing new) and the bucket is
+        emptied, so each charm of the account paces from zero, on top of the failing request's
+        own backoff.
         """
         self._refill()
+        self.rate_limited += 1
+        now = self._clock.monotonic()
+        if self._last_cut is None or now - self._last_cut >= 1.0:
+            self._last_cut = now
+            self.rate = max(self.ceiling * self.floor, self.rate * self.decrease)
+            self.cuts += 1
         self._tokens = min(self._tokens, 0.0)
 
     def _refill(self) -> None:
@@ -116,11 +155,23 @@ class RateBudget:
         self._last = now
         if elapsed > 0:
             self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
+            if self.rate < self.ceiling:
+                self.rate = min(
+                    self.ceiling, self.rate + self.ceiling * self.recovery * elapsed / 60.0
+                )
 
 
 @dataclass(frozen=True, slots=True)
 class QuotaConfig:
-    """Per-user limits and how close to them we run. Defaults are Google's published numbers."""
+    """Per-user limits and how the budgets are sized. Defaults are Google's published numbers.
+
+    The rate is not a fixed fraction of the limit: it is the highest that keeps every sliding
+    60-second window within the per-minute limit, given the burst and ``window_slack``
+    seconds of timing slack (the client's clock against Google's, and how much one request's
+    latency can differ from another's): ``burst + (60 + window_slack) x rate <= limit``. With
+    Gmail's numbers that is 0.98 of the published 250 units/s; a long sync averages more,
+    because the first burst is free.
+    """
 
     gmail_units_per_minute: float = 15_000.0
     gmail_burst: float = 250.0  # one 50-call messages.get batch
@@ -128,20 +179,26 @@ class QuotaConfig:
     calendar_requests_per_minute: float = 600.0
     calendar_burst: float = 20.0
     calendar_max_concurrent: int = 4
-    headroom: float = 0.95
+    window_slack: float = 0.2
 
     def __post_init__(self) -> None:
-        if not 0 < self.headroom <= 1:
-            raise ValueError("QuotaConfig.headroom must be in (0, 1]")
+        if self.window_slack < 0:
+            raise ValueError("QuotaConfig.window_slack must be >= 0 seconds")
+        if not 0 < self.gmail_burst < self.gmail_units_per_minute:
+            raise ValueError("QuotaConfig.gmail_burst must be above 0 and below the limit")
+        if not 0 < self.calendar_burst < self.calendar_requests_per_minute:
+            raise ValueError("QuotaConfig.calendar_burst must be above 0 and below the limit")
 
     @property
     def gmail_rate(self) -> float:
-        """Units per second the Gmail budget runs at."""
-        return self.gmail_units_per_minute / 60.0 * self.headroom
+        """Units per second the Gmail budget runs at (its ceiling)."""
+        return (self.gmail_units_per_minute - self.gmail_burst) / (60.0 + self.window_slack)
 
     @property
     def calendar_rate(self) -> float:
-        return self.calendar_requests_per_minute / 60.0 * self.headroom
+        return (self.calendar_requests_per_minute - self.calendar_burst) / (
+            60.0 + self.window_slack
+        )
 
     def scaled(self, factor: float) -> QuotaConfig:
         """The same shape with every limit multiplied (benchmarks against a faster emulator)."""
@@ -152,7 +209,7 @@ class QuotaConfig:
             calendar_requests_per_minute=self.calendar_requests_per_minute * factor,
             calendar_burst=self.calendar_burst * factor,
             calendar_max_concurrent=self.calendar_max_concurrent,
-            headroom=self.headroom,
+            window_slack=self.window_slack,
         )
 
 
