@@ -10,6 +10,8 @@ at the client's transport, the requests and the bytes (headers + bodies, both di
     refetch window        what the importer we replace did every minute: every calendar's
                           events in a time window (singleEvents=true, every page)
     refetch everything    a full listing of every calendar (what a 410 on all of them costs)
+    ... with fields=      the same listing with the importer's partial-response selection
+                          (EVENT_FIELDS: only what it stores); the ratio of the two is printed
     upcoming view         the store-only expansion the tray shows (no requests), for 14 and
                           365 days from the middle of the seeded year
     export jsonl          every stored event written out (read with keyset pages)
@@ -38,7 +40,12 @@ from trayapp.api import UpdateContext
 from trayapp.core.store import Store
 from trayapp.google.client import GoogleApi
 from trayapp.google.endpoints import GoogleEndpoints
-from trayapp.patterns.gcalendar import CalendarImporter, CalendarSettings, upcoming
+from trayapp.patterns.gcalendar import (
+    EVENT_FIELDS,
+    CalendarImporter,
+    CalendarSettings,
+    upcoming,
+)
 
 EMAIL = "bench@example.com"
 T = TypeVar("T")
@@ -195,6 +202,24 @@ async def main() -> None:
                         transport.bytes,
                         time.monotonic() - start,
                         f"{found} events",
+                    )
+                )
+                whole = transport.bytes
+                transport.reset()
+                start = time.monotonic()
+                found = 0
+                for cid in ids:
+                    listing = await api.calendar().list_events(
+                        cid, show_deleted=True, fields=EVENT_FIELDS
+                    )
+                    found += len(listing.items)
+                rows.append(
+                    (
+                        "... with fields=",
+                        transport.requests,
+                        transport.bytes,
+                        time.monotonic() - start,
+                        f"{found} events; {transport.bytes / whole:.2f} of the full bytes",
                     )
                 )
                 stored = len(store.collection("charm:bench:events"))

@@ -18,8 +18,10 @@ from gcal_helpers import StoreSource, events, upcoming
 
 from tests.emulator.harness import all_day_event, timed_event
 from trayapp.api import ExportError
+from trayapp.auth.wiring import google_api_kwargs
 from trayapp.core.outcomes import OutcomeKind
-from trayapp.patterns.gcalendar import CalendarImporter
+from trayapp.google.client import GoogleApi
+from trayapp.patterns.gcalendar import EVENT_FIELDS, CalendarImporter, event_key, stored_event
 
 GoogleHarness = Any
 HarnessFactory = Any
@@ -227,3 +229,48 @@ async def test_a_declined_occurrence_is_left_out_unless_declined_events_are_kept
     assert [s for s, _ in dropped] == [datetime(2026, 12, d, 9, tzinfo=UTC) for d in (1, 3)]
     assert declined in [s for s, _ in kept] and len(kept) == 3
     assert [o.start for o in upcoming(h, dropping, *window)] == [s for s, _ in dropped]
+
+
+async def test_events_are_asked_for_with_only_the_stored_fields_and_nothing_is_lost(
+    synced: tuple[GoogleHarness, str, dict[str, str]],
+) -> None:
+    """The importer's events.list requests carry a partial-response ``fields`` selection, and
+    what it stores is exactly what it would store from the full events."""
+    h, charm, _ = synced
+    listed = [e for e in h.emu.control.requests() if e.api_method == "calendar.events.list"]
+    assert listed
+    for entry in listed:
+        assert dict(entry.query).get("fields", "").startswith("items(id,status,summary")
+    async with GoogleApi(**google_api_kwargs(h.accounts, h.account_id)) as api:
+        full = await api.calendar().list_events(h.email, show_deleted=True)
+    stored = events(h, charm)
+    live = [ev for ev in full.items if ev.get("status") != "cancelled"]
+    assert len(live) == 4
+    for ev in live:
+        assert stored[event_key(h.email, ev["id"])] == stored_event(ev, h.email)
+    assert any("attendees" in ev and "conferenceData" in ev for ev in live)
+
+
+async def test_a_partial_response_is_smaller_and_keeps_the_page_fields(h: GoogleHarness) -> None:
+    c, e = h.emu.control, h.email
+    for n in range(30):
+        c.add_event(
+            e,
+            e,
+            timed_event(
+                f"e{n}",
+                f"2026-11-{n % 28 + 1:02d}T10:00:00Z",
+                f"2026-11-{n % 28 + 1:02d}T11:00:00Z",
+            ),
+        )
+    async with GoogleApi(**google_api_kwargs(h.accounts, h.account_id)) as api:
+        cal = api.calendar()
+        full = [p async for p in cal.iter_event_pages(e, max_results=10)]
+        part = [p async for p in cal.iter_event_pages(e, max_results=10, fields=EVENT_FIELDS)]
+    assert [len(p.items) for p in part] == [len(p.items) for p in full] == [10, 10, 10]
+    assert part[-1].next_sync_token and part[-1].time_zone == full[-1].time_zone
+    assert [stored_event(ev, e) for p in part for ev in p.items] == [
+        stored_event(ev, e) for p in full for ev in p.items
+    ]
+    assert all("kind" not in ev and "creator" not in ev for p in part for ev in p.items)
+    assert all("kind" in ev for p in full for ev in p.items)
