@@ -34,7 +34,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -356,8 +356,10 @@ def register_engine_commands(
     The engine keeps its schedule and the accounts layer its tokens in memory, so a change the
     CLI makes in the shared store reaches them only through these commands: ``reload`` (charms
     added or edited), ``pause``/``resume`` (``charm``, optional ISO ``until``), ``remove``
-    (``charm``), and ``account-changed`` (``account``: signed in, out or added elsewhere; the
-    account is re-read and published, and one that is usable again unparks its charms).
+    (``charm``), ``edit`` (``charm``, optional ``settings`` object, ``name``, ``interval_s``),
+    ``reset`` (``charm``), and ``account-changed`` (``account``: signed in, out or added
+    elsewhere; the account is re-read and published, and one that is usable again unparks its
+    charms).
     """
 
     def reload(_req: dict[str, Any]) -> dict[str, Any]:
@@ -377,6 +379,23 @@ def register_engine_commands(
         engine.remove_charm(str(req.get("charm")))
         return {}
 
+    def edit(req: dict[str, Any]) -> dict[str, Any]:
+        settings = req.get("settings")
+        interval = req.get("interval_s")
+        if settings is not None and not isinstance(settings, dict):
+            return {"ok": False, "error": "'settings' must be an object"}
+        engine.update_charm(
+            str(req.get("charm")),
+            settings=settings,
+            name=req.get("name") if isinstance(req.get("name"), str) else None,
+            interval=timedelta(seconds=float(interval)) if interval is not None else None,
+        )
+        return {}
+
+    def reset(req: dict[str, Any]) -> dict[str, Any]:
+        engine.reset_charm(str(req.get("charm")))
+        return {}
+
     async def account_changed(req: dict[str, Any]) -> dict[str, Any]:
         account_id = req.get("account")
         if not isinstance(account_id, str):
@@ -390,6 +409,8 @@ def register_engine_commands(
     server.on("pause", pause)
     server.on("resume", resume)
     server.on("remove", remove)
+    server.on("edit", edit)
+    server.on("reset", reset)
     server.on("account-changed", account_changed)
 
 

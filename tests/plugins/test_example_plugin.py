@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,15 +53,19 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return site
 
 
-def trayapp(site: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def plugin_env(site: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)])
     env.pop("TRAYAPP_PROFILE", None)
+    return env
+
+
+def trayapp(site: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "trayapp", "--profile", str(profile), *args],
         capture_output=True,
         text=True,
-        env=env,
+        env=plugin_env(site),
         timeout=60,
     )
 
@@ -125,3 +131,75 @@ def test_installed_example_plugin_adds_syncs_and_reports(
     assert charm["status"]["last_outcome"] == "ok"
     assert charm["status"]["totals"] == {"added": 2, "updated": 0, "removed": 0}
     assert charm["status"]["healthy"] is True
+
+
+def test_edit_reset_and_log_lines_in_the_log_file(
+    plugin_site: Path, tmp_path: Path, json_server: JsonServer
+) -> None:
+    profile = tmp_path / "profile"
+    json_server.documents["/n.json"] = [{"id": "1"}, {"id": "2"}, {"id": "3"}]
+    url = f"{json_server.url}/n.json"
+    added = trayapp(
+        plugin_site,
+        profile,
+        "charms",
+        "add",
+        "example-notifications",
+        "--set",
+        f"url={url}",
+        "--json",
+    )
+    assert added.returncode == 0, added.stderr
+    charm_id = json.loads(added.stdout)["charm"]["id"]
+    assert trayapp(plugin_site, profile, "sync").returncode == 0
+
+    # edit: one setting changes, the others stay; a bad value is refused and changes nothing.
+    bad = trayapp(plugin_site, profile, "charms", "edit", charm_id, "--set", "max_items:=0")
+    assert bad.returncode == 1 and "max_items: must be at least 1" in bad.stderr
+    edited = trayapp(
+        plugin_site,
+        profile,
+        "charms",
+        "edit",
+        charm_id,
+        "--set",
+        "max_items:=2",
+        "--interval",
+        "1h",
+        "--json",
+    )
+    assert edited.returncode == 0, edited.stderr
+    charm = json.loads(edited.stdout)["charm"]
+    assert charm["settings"] == {"url": url, "max_items": 2}
+    assert charm["interval_s"] == 3600
+
+    # reset: the data and the ETag are forgotten; the next run fetches everything again.
+    reset = trayapp(plugin_site, profile, "charms", "reset", charm_id)
+    assert reset.returncode == 0, reset.stderr
+    requests_before = len(json_server.requests)
+
+    # The reset charm is due now: the headless app runs it, and the pattern's ctx.log line
+    # reaches the profile's log file without -v.
+    log_file = profile / "logs" / "trayapp.log"
+    app = subprocess.Popen(
+        [sys.executable, "-m", "trayapp", "--profile", str(profile), "run", "--headless", "-q"],
+        env=plugin_env(plugin_site),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if log_file.exists() and "2 new, 0 changed notifications" in log_file.read_text():
+                break
+            time.sleep(0.1)
+    finally:
+        app.send_signal(signal.SIGTERM)
+        _, err = app.communicate(timeout=30)
+    text = log_file.read_text()
+    assert f"trayapp.charm.{charm_id}: 2 new, 0 changed notifications" in text, err
+    # Unconditional again (the ETag was forgotten), and max_items=2 applied.
+    assert json_server.requests[requests_before][2] is None
+    status = json.loads(trayapp(plugin_site, profile, "status", "--json").stdout)
+    assert status["charms"][0]["status"]["last_counts"]["added"] == 2

@@ -35,7 +35,9 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    charms = add_command(sub, "charms", "add, list, show, remove, pause and resume charms", None)
+    charms = add_command(
+        sub, "charms", "add, list, show, edit, reset, remove, pause and resume charms", None
+    )
     csub = charms.add_subparsers(title="charms commands", metavar="ACTION", required=True)
 
     add = add_command(csub, "add", "create a charm from a pattern", cmd_add)
@@ -72,6 +74,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     remove = add_command(csub, "remove", "delete a charm and the data it imported", cmd_remove)
     remove.add_argument("charm", metavar="CHARM")
+
+    edit = add_command(
+        csub, "edit", "change a charm's settings, name or interval (others kept)", cmd_edit
+    )
+    edit.add_argument("charm", metavar="CHARM")
+    edit.add_argument("--name", help="a new display name (the charm id stays)")
+    edit.add_argument(
+        "--set",
+        dest="set_",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change one setting (repeatable); KEY:=JSON for a non-text value",
+    )
+    edit.add_argument(
+        "--settings-json", metavar="JSON", help="replace all settings with a JSON object, or @FILE"
+    )
+    edit.add_argument("--interval", metavar="DURATION", help="e.g. 90s, 15m, 1h, 1d")
+    add_json(edit)
+
+    reset = add_command(
+        csub,
+        "reset",
+        "forget what a charm synced (its data and cursor) and sync it again",
+        cmd_reset,
+    )
+    reset.add_argument("charm", metavar="CHARM")
 
     pause = add_command(csub, "pause", "stop scheduled syncs of a charm (or all)", cmd_pause)
     pause.add_argument("charm", nargs="?", metavar="CHARM")
@@ -208,6 +237,53 @@ def cmd_remove(args: argparse.Namespace) -> int:
         if not target.change(command, lambda engine: engine.remove_charm(args.charm)):
             return EXIT_FAILURE
     print(f"removed charm '{args.charm}' and the data it imported")
+    return EXIT_OK
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    changes = settings_from_args(None, args.set_)
+    replace_all = settings_from_args(args.settings_json, []) if args.settings_json else None
+    interval = parse_duration(args.interval, what="interval") if args.interval else None
+    if replace_all is None and not changes and args.name is None and interval is None:
+        raise ConfigError(
+            "say what to change: --set KEY=VALUE, --settings-json, --name or --interval"
+        )
+    with Target.from_args(args) as target:
+        engine = target.engine()
+        info = engine.charm(args.charm)
+        settings = None
+        if replace_all is not None or changes:
+            settings = {**(info.settings if replace_all is None else replace_all), **changes}
+            # Refused here, in the user's words, before a running engine is asked.
+            engine.patterns.get(info.pattern_id).validate_settings(settings)
+        command: dict[str, object] = {"cmd": "edit", "charm": info.id}
+        if settings is not None:
+            command["settings"] = settings
+        if args.name is not None:
+            command["name"] = args.name
+        if interval is not None:
+            command["interval_s"] = interval.total_seconds()
+
+        def here(local: Engine) -> None:
+            local.update_charm(info.id, settings=settings, name=args.name, interval=interval)
+
+        if not target.change(command, here):
+            return EXIT_FAILURE
+        updated = target.engine().charm(info.id)
+    if args.json:
+        print_json({"version": JSON_VERSION, "charm": updated.to_json()})
+    else:
+        print(f"changed charm '{updated.id}'")
+    return EXIT_OK
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    with Target.from_args(args) as target:
+        info = target.engine().charm(args.charm)
+        command = {"cmd": "reset", "charm": info.id}
+        if not target.change(command, lambda engine: engine.reset_charm(info.id)):
+            return EXIT_FAILURE
+    print(f"reset charm '{info.id}': what it synced is forgotten; it syncs again from the start")
     return EXIT_OK
 
 

@@ -28,6 +28,7 @@ import asyncio
 import dataclasses
 import logging
 import random
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,6 +38,7 @@ from typing import Any, Self
 import httpx
 
 from trayapp import __version__
+from trayapp.core.cells import Cell
 from trayapp.core.charms import (
     CharmInfo,
     CharmRepo,
@@ -87,6 +89,10 @@ USER_AGENT = f"PatternSync/{__version__}"
 # (Pattern.timeout) bounds the whole run regardless.
 HTTP_TIMEOUT = httpx.Timeout(60.0, connect=15.0)
 MIN_INTERVAL = timedelta(seconds=1)
+# The cell holding the version of a charm's stored state (Pattern.state_version). Slot names
+# start with a letter, so it cannot clash with a pattern's own cells; it is under the charm's
+# prefix, so removing or resetting the charm drops it with the rest.
+STATE_VERSION_CELL = "charm:{charm_id}:_state_version"
 
 GoogleFactory = Callable[[str], GoogleServices]
 """``google_factory(account_id)`` -> the per-account Google services given to ``ctx.google``."""
@@ -156,6 +162,8 @@ class Engine:
         self._http: SharedHttpClient | None = None
         self._subscribers: list[EventCallback] = []
         self._progress: dict[str, Progress] = {}  # running charms' last ctx.progress report
+        # (charm id, state version) pairs whose stored state is known to be at that version.
+        self._state_current: set[tuple[str, int]] = set()
         self._scheduler_options: dict[str, Any] = {
             "max_concurrency": max_concurrency,
             "per_account_concurrency": per_account_concurrency,
@@ -291,6 +299,7 @@ class Engine:
             self.store.drop_prefix(info.prefix())
             self._status_repo.delete(charm_id)
             self._charms.save(info)
+            self._state_version(charm_id).set(pattern.state_version)
         if charm_id in self._scheduler:  # a charm of that id another process removed
             self._scheduler.remove(charm_id)
         self._scheduler.add(self._entry(info, pattern))
@@ -336,6 +345,10 @@ class Engine:
         self._charms.save(updated)
         if "interval" in changes and updated.id in self._scheduler:
             self._scheduler.update(self._entry(updated, pattern))
+        if "settings" in changes and updated.id in self._scheduler:
+            # A charm without an account parked on refused credentials: the user just changed
+            # its settings (a new token), which is the fix; try again now.
+            self._scheduler.unpark(updated.id)
         self.publish(CharmsChanged())
         if reset:
             self.reset_charm(charm_id)
@@ -368,7 +381,11 @@ class Engine:
         if busy:
             previous = scheduler.run_now(charm_id)  # the running run's future
             scheduler.cancel(charm_id)
-        self.store.drop_prefix(info.prefix())
+        with self.store.transaction():
+            self.store.drop_prefix(info.prefix())
+            pattern = self._pattern_or_none(info.pattern_id)
+            if pattern is not None:  # an empty state is the current version's
+                self._state_version(charm_id).set(pattern.state_version)
         log.info("reset charm %s", charm_id)
         if busy:
             self._spawn(self._rerun_after(previous, charm_id))
@@ -578,8 +595,48 @@ class Engine:
             return RunOutcome(
                 OutcomeKind.BUG, message=f"{exc}; fix the charm's settings (the pattern changed)"
             )
+        problem = self._migrate_state(info, pattern, ctx)
+        if problem is not None:
+            return problem
         log.debug("running charm %s (%s, trigger %s)", info.id, pattern.id, trigger)
         return await pattern.bg_updater(ctx)
+
+    def _state_version(self, charm_id: str) -> Cell[int]:
+        return self.store.cell(STATE_VERSION_CELL.format(charm_id=charm_id), int, default=1)
+
+    def _migrate_state(
+        self, info: CharmInfo, pattern: Pattern[Any], ctx: UpdateContext[Any]
+    ) -> RunOutcome | None:
+        """Run the pattern's ``migrate_state`` when the stored state is older; None if fine."""
+        current = pattern.state_version
+        if (info.id, current) in self._state_current:
+            return None  # checked before: a version only moves forward (reset: to current)
+        version_cell = self._state_version(info.id)
+        stored = version_cell.get()
+        if stored == current:
+            self._state_current.add((info.id, current))
+            return None
+        if stored > current:
+            return RunOutcome(
+                OutcomeKind.BUG,
+                message=f"the data of this charm was stored by a newer version of the "
+                f"{pattern.title} pattern (state version {stored}, this one knows {current}); "
+                "update the plugin, or reset the charm to sync again",
+            )
+        try:
+            with self.store.transaction():
+                pattern.migrate_state(ctx, stored)
+                version_cell.set(current)
+        except Exception as exc:
+            return RunOutcome(
+                OutcomeKind.BUG,
+                message=f"could not bring the charm's stored data from version {stored} to "
+                f"{current}: {type(exc).__name__}: {exc}",
+                traceback=traceback.format_exc(),
+            )
+        self._state_current.add((info.id, current))
+        log.info("charm %s: stored state migrated from version %d to %d", info.id, stored, current)
+        return None
 
     def _context(
         self, info: CharmInfo, pattern: Pattern[Any], *, online: bool

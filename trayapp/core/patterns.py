@@ -234,6 +234,9 @@ class Pattern(Generic[S]):
     collections: ClassVar[tuple[str, ...]] = ()
     # Formats ``trayapp export`` offers for this pattern's data (e.g. "jsonl", "ics").
     export_formats: ClassVar[tuple[str, ...]] = ()
+    # The version of what this pattern stores (its cells and collections). Raise it when a new
+    # release stores something an older one cannot have written, and implement migrate_state.
+    state_version: ClassVar[int] = 1
 
     async def bg_updater(self, ctx: UpdateContext[S]) -> RunReport:
         """One sync run. Must be overridden."""
@@ -246,6 +249,17 @@ class Pattern(Generic[S]):
         feed URL changed); the engine then clears the charm's cells and collections and resyncs.
         """
         return False
+
+    def migrate_state(self, ctx: UpdateContext[S], old_version: int) -> None:
+        """Bring a charm's stored state from ``old_version`` up to :attr:`state_version`.
+
+        Called before a run (inside one transaction, with the run's context) when the charm's
+        stored state is older than this pattern's ``state_version``: read the old cells and
+        collections through ``ctx`` and write the new shape. If it raises, nothing is changed,
+        the run ends as a ``bug`` with the message, and the next run tries again. The default
+        keeps the stored state as it is. Charms created before ``state_version`` existed are
+        version 1; a new or reset charm starts at the current version (nothing to migrate).
+        """
 
     # -- used by the engine -------------------------------------------------------------------
 
@@ -390,6 +404,9 @@ def check_declaration(pattern: Pattern[Any]) -> None:
     settings = getattr(cls, "Settings", NoSettings)
     if not (isinstance(settings, type) and issubclass(settings, BaseModel)):
         raise PatternDeclarationError(f"{where}: Settings must be a pydantic BaseModel subclass")
+    version = getattr(pattern, "state_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise PatternDeclarationError(f"{where}: state_version must be a whole number >= 1")
     for attr in ("default_interval", "timeout"):
         value = getattr(pattern, attr)
         if not isinstance(value, timedelta) or value <= timedelta(0):

@@ -490,10 +490,30 @@ class Scheduler:
                 self._reschedule(charm)
 
     def resume(self, charm_id: str | None = None) -> None:
-        """Undo :meth:`pause`. A charm whose due time passed while paused runs now (once)."""
+        """Undo :meth:`pause`. A charm whose due time passed while paused runs now (once).
+
+        A parked charm without an account (its pattern raised AuthRequired for a token in its
+        settings) has no sign-in to wait for: resuming it is the user's "try again", so it is
+        unparked and runs now (see :meth:`unpark`).
+        """
         for charm in self._select(charm_id):
+            self.unpark(charm.entry.charm_id)
             if charm.status.paused:
                 self._unpause(charm)
+
+    def unpark(self, charm_id: str) -> bool:
+        """Unpark a parked charm that has no account and make it due now; False otherwise.
+
+        Charms with an account stay parked until the account is usable
+        (:meth:`account_usable`): signing in is what fixes them.
+        """
+        charm = self._get(charm_id)
+        if not charm.status.parked or charm.entry.account_id is not None:
+            return False
+        self._set(charm, due(unparked(charm.status), self._clock.now()))
+        if charm.pending is None and charm.active is None:
+            self._reschedule(charm)
+        return True
 
     def account_usable(self, account_id: str) -> None:
         """The account works again (signed in): unpark its charms and run them all now (not
