@@ -68,3 +68,40 @@ def test_an_outcome_round_trips_through_json() -> None:
 def test_a_malformed_outcome_is_a_value_error(data: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         RunOutcome.from_json(data)
+
+
+def test_status_copies_are_exactly_what_dataclasses_replace_builds() -> None:
+    """The transitions copy statuses without dataclasses.replace (per-run cost, issue 17.6):
+    every field must carry over, changed ones take the new value, unknown names are refused."""
+    import dataclasses
+
+    from trayapp.core.status import Counts, Progress
+
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    base = CharmStatus(
+        "c1",
+        running=True,
+        last_run_at=at,
+        last_success_at=at,
+        next_due_at=at,
+        consecutive_failures=3,
+        last_outcome=OutcomeKind.OFFLINE,
+        last_error_kind=OutcomeKind.OFFLINE,
+        last_error="x",
+        last_counts=Counts(1, 2, 3),
+        totals=Counts(4, 5, 6),
+        paused=True,
+        paused_until=at,
+        blocked_loop="b",
+        parked=True,
+        progress=Progress(1, 2, "items"),
+    )
+    for f in dataclasses.fields(CharmStatus):
+        assert base.with_() == base and getattr(base.with_(), f.name) == getattr(base, f.name)
+    changed = base.with_(running=False, paused_until=None, totals=Counts())
+    assert changed == dataclasses.replace(base, running=False, paused_until=None, totals=Counts())
+    assert base.running is True  # the original is untouched
+    with pytest.raises(TypeError, match="no field 'bogus'"):
+        base.with_(bogus=1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        changed.running = True  # type: ignore[misc]

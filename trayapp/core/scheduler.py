@@ -954,11 +954,13 @@ class Scheduler:
         if self._watchdog is not None:
             self._watchdog.run_finished()
         # Messages and tracebacks are persisted and shown (tray, --json): scrub secrets first.
-        outcome = replace(
-            outcome,
-            message=redact(outcome.message),
-            traceback=redact(outcome.traceback) if outcome.traceback else outcome.traceback,
-        )
+        # Most runs end OK with neither: no regex pass and no copy for them (issue 17.6).
+        if outcome.message or outcome.traceback:
+            outcome = replace(
+                outcome,
+                message=redact(outcome.message) if outcome.message else outcome.message,
+                traceback=redact(outcome.traceback) if outcome.traceback else outcome.traceback,
+            )
         record = RunRecord.from_outcome(charm_id, started_at, ended, outcome, run.trigger)
         removed = self._charms.get(charm_id) is not charm
         if not removed:

@@ -10,7 +10,7 @@ status``) read snapshots. ``to_json`` is the stable, documented shape of ``traya
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -194,11 +194,11 @@ class CharmStatus:
         return charm_state(self)
 
     def with_(self, **changes: Any) -> CharmStatus:
-        return replace(self, **changes)
+        return _evolve(self, changes)
 
     def resting_state(self) -> CharmState:
         """The state of this charm while no run of it executes (see :func:`charm_state`)."""
-        return charm_state(replace(self, running=False))
+        return charm_state(_evolve(self, {"running": False}))
 
     def to_json(self) -> dict[str, Any]:
         """The ``status --json`` shape: the stored facts plus the derived ``state``/``healthy``."""
@@ -283,9 +283,29 @@ def charm_state(status: CharmStatus) -> CharmState:
     return CharmState.SCHEDULED
 
 
+# A copy of a status with some fields changed, for the transitions below. dataclasses.replace
+# checks every field's kind and goes through the frozen __init__ (one object.__setattr__ per
+# field); the scheduler makes several copies per run, so at 10k charms that showed up in the
+# per-run profile (issue 17.6). CharmStatus has slots, no __post_init__ and no init=False
+# fields, so setting the slots directly builds exactly what replace() would.
+_SLOTS = tuple((f.name, CharmStatus.__dict__[f.name]) for f in fields(CharmStatus))
+_SLOT_NAMES = frozenset(name for name, _ in _SLOTS)
+_new_status = object.__new__
+
+
+def _evolve(status: CharmStatus, changes: dict[str, Any]) -> CharmStatus:
+    unknown = changes.keys() - _SLOT_NAMES
+    if unknown:
+        raise TypeError(f"CharmStatus has no field {sorted(unknown)[0]!r}")
+    new = _new_status(CharmStatus)
+    for name, slot in _SLOTS:
+        slot.__set__(new, changes[name] if name in changes else slot.__get__(status))
+    return new
+
+
 def started(status: CharmStatus) -> CharmStatus:
     """A run of the charm began."""
-    return replace(status, running=True, progress=None)
+    return _evolve(status, {"running": True, "progress": None})
 
 
 def finished(
@@ -332,30 +352,30 @@ def finished(
         changes["next_due_at"] = None
     if kind is not OutcomeKind.CANCELLED:
         changes["blocked_loop"] = blocked  # a clean run clears an old stall
-    return replace(status, **changes)
+    return _evolve(status, changes)
 
 
 def paused(status: CharmStatus, until: datetime | None) -> CharmStatus:
     """The user paused it, until resumed (``until`` None) or until ``until``."""
-    return replace(status, paused=True, paused_until=until)
+    return _evolve(status, {"paused": True, "paused_until": until})
 
 
 def resumed(status: CharmStatus) -> CharmStatus:
-    return replace(status, paused=False, paused_until=None)
+    return _evolve(status, {"paused": False, "paused_until": None})
 
 
 def parked(status: CharmStatus) -> CharmStatus:
     """Its account needs the user: no scheduled runs until the account is usable."""
-    return replace(status, parked=True)
+    return _evolve(status, {"parked": True})
 
 
 def unparked(status: CharmStatus) -> CharmStatus:
-    return replace(status, parked=False)
+    return _evolve(status, {"parked": False})
 
 
 def due(status: CharmStatus, at: datetime | None) -> CharmStatus:
     """Its next run is due at ``at`` (None: parked, no scheduled run)."""
-    return replace(status, next_due_at=at)
+    return _evolve(status, {"next_due_at": at})
 
 
 def loaded(status: CharmStatus, now: datetime) -> CharmStatus:
@@ -363,4 +383,4 @@ def loaded(status: CharmStatus, now: datetime) -> CharmStatus:
     over, and no run of it is executing in this scheduler yet."""
     if status.paused and status.paused_until is not None and status.paused_until <= now:
         status = resumed(status)
-    return replace(status, running=False, progress=None)
+    return _evolve(status, {"running": False, "progress": None})
