@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Generator
+from email.utils import formatdate
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -49,13 +51,34 @@ class TransportH11Protocol(H11Protocol):
 
         self.app = app_with_transport
 
+    def data_received(self, data: bytes) -> None:
+        refresh_date_header(self.server_state, self.config)
+        super().data_received(data)
+
+
+def refresh_date_header(server_state: Any, config: uvicorn.Config) -> None:
+    """Keep uvicorn's ``Date`` default header current, refreshed when a request arrives.
+
+    uvicorn refreshes it from a once-a-second tick of its main loop, which wakes an idle demo
+    tray every second for nothing (issue 17: zero idle wake-ups). Here the header is rebuilt at
+    most once per second, from the arrival of request bytes, so every response still carries the
+    current date in the IMF-fixdate form (RFC 9110 section 6.6.1, as Google's servers send it).
+    """
+    second = int(time.time())
+    if getattr(server_state, "trayapp_date_second", None) == second:
+        return
+    server_state.trayapp_date_second = second
+    date = [(b"date", formatdate(second, usegmt=True).encode())] if config.date_header else []
+    server_state.default_headers = date + config.encoded_headers
+
 
 class QuietServer(uvicorn.Server):
     """A uvicorn server that leaves signal handling to its host and stops promptly.
 
     Tests start and stop one server per test; uvicorn's 100 ms polling of ``should_exit`` and
     its fixed 100 ms pause at shutdown would dominate the suite's run time, so exit is
-    event-driven here and shutdown polls in 5 ms steps.
+    event-driven here and shutdown polls in 5 ms steps. The main loop has no periodic tick at
+    all (an idle demo emulator costs zero wake-ups).
     """
 
     _wake: asyncio.Event | None = None
@@ -71,14 +94,11 @@ class QuietServer(uvicorn.Server):
             self._wake.set()
 
     async def main_loop(self) -> None:
+        # No tick: the Date header is refreshed per request (TransportH11Protocol), and exit is
+        # requested through the event, so an idle server never wakes its loop.
         self._wake = asyncio.Event()
-        counter = 0
         while not self.should_exit:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 1.0)
-            counter += 10  # on_tick refreshes the Date header when counter % 10 == 0
-            if await self.on_tick(counter):
-                return
+            await self._wake.wait()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
