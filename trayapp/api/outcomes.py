@@ -6,6 +6,8 @@
   :class:`ServerError` -> retried later with backoff, never disabled;
 * raise :class:`ConfigProblem` when the charm's settings cannot work -> shown as needing the
   user's attention, retried slowly;
+* raise :class:`RunTimedOut` when a deadline of the pattern's own passed (an external program
+  that ran too long and was stopped) -> ``timeout``, retried with backoff;
 * any other exception is a ``bug`` in the pattern, recorded with its traceback.
 
 :class:`SyncError` is their common base. :class:`ExportError` is what ``Pattern.export`` raises for
@@ -21,6 +23,7 @@ from trayapp.core.errors import (
     ExportError,
     Offline,
     RateLimited,
+    RunTimedOut,
     ServerError,
     SyncError,
 )
@@ -34,6 +37,7 @@ __all__ = [
     "Offline",
     "RateLimited",
     "RunReport",
+    "RunTimedOut",
     "ServerError",
     "SyncError",
     "atomic_output",

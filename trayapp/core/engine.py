@@ -592,9 +592,9 @@ class Engine:
         try:
             ctx = self._context(info, pattern, online=True)
         except SettingsError as exc:
-            return RunOutcome(
-                OutcomeKind.BUG, message=f"{exc}; fix the charm's settings (the pattern changed)"
-            )
+            # Only the user can fix stored settings that no longer validate (a newer pattern
+            # version, a program the settings name that was removed): needs their attention.
+            return RunOutcome(OutcomeKind.CONFIG_ERROR, message=f"{exc}; fix the charm's settings")
         problem = self._migrate_state(info, pattern, ctx)
         if problem is not None:
             return problem

@@ -138,6 +138,13 @@ class ConfigProblem(SyncError):
     kind = OutcomeKind.CONFIG_ERROR
 
 
+class RunTimedOut(SyncError):
+    """The run went on past a deadline the pattern set itself (say an external program's
+    timeout) and was stopped; recorded as ``timeout``, retried with backoff."""
+
+    kind = OutcomeKind.TIMEOUT
+
+
 class StorageProblem(SyncError):
     """The profile's disk is full or its database cannot be written; nothing was lost."""
 

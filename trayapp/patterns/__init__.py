@@ -11,10 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 from trayapp.api import Pattern
+from trayapp.patterns.exec_importer import ExecImporter
 from trayapp.patterns.feed import FeedImporter
 from trayapp.patterns.gcalendar import CalendarImporter
 from trayapp.patterns.gmail import GmailImporter
 
-BUILTIN_PATTERNS: tuple[type[Pattern[Any]], ...] = (FeedImporter, GmailImporter, CalendarImporter)
+BUILTIN_PATTERNS: tuple[type[Pattern[Any]], ...] = (
+    FeedImporter,
+    GmailImporter,
+    CalendarImporter,
+    ExecImporter,
+)
 
 __all__ = ["BUILTIN_PATTERNS"]
