@@ -112,20 +112,25 @@ def resolve_command(command: str) -> Path:
 
 class ExecSettings(BaseModel):
     command: str = Field(
+        title="Program",
         description="The program to run: its full path, or a name found on PATH (must be "
-        "executable). Stored as a full path."
+        "executable). Stored as a full path.",
     )
     args: list[str] = Field(
-        default_factory=list, description="Command-line arguments given to the program"
+        default_factory=list,
+        title="Arguments",
+        description="Command-line arguments given to the program",
     )
     options: dict[str, JsonValue] = Field(
         default_factory=dict,
+        title="Options (JSON)",
         description='Passed to the program as "settings" in the JSON on its standard input',
     )
     timeout_seconds: int = Field(
         default=300,
         ge=1,
         le=MAX_TIMEOUT_SECONDS,
+        title="Timeout (seconds)",
         description="Stop the program (its whole process group) after this many seconds",
     )
 

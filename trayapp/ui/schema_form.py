@@ -128,6 +128,8 @@ class SchemaForm(QWidget):
         edit = QLineEdit()
         if kind == "array":
             edit.setPlaceholderText(self.tr("comma-separated"))
+        elif kind == "object":
+            edit.setPlaceholderText(self.tr('JSON, e.g. {"name": "value"}'))
         elif nullable:
             edit.setPlaceholderText(self.tr("(optional)"))
         if prop.get("format") == "password" or prop.get("writeOnly"):
@@ -182,6 +184,11 @@ class SchemaForm(QWidget):
                 text = editor.text().strip()
                 if prop.get("type") == "array":
                     v = [p.strip() for p in text.split(",") if p.strip()]
+                elif prop.get("type") == "object" and text:
+                    try:
+                        v = json.loads(text)
+                    except json.JSONDecodeError:
+                        v = text  # the model then says the field is "not an object"
                 elif text == "" and (nullable or name not in self.schema.get("required", [])):
                     continue  # leave it to the model's default
                 else:
