@@ -16,6 +16,8 @@ import qasync
 from PySide6.QtCore import QEvent
 from PySide6.QtWidgets import QApplication
 
+from trayapp.ui.qtloop import QtLoop
+
 T = TypeVar("T")
 
 
@@ -58,7 +60,7 @@ class QLoop:
 def qloop(qapp: QApplication) -> Iterator[QLoop]:
     # As in the app: closing a window must not quit (and so stop the qasync loop).
     qapp.setQuitOnLastWindowClosed(False)
-    loop = qasync.QEventLoop(qapp, already_running=False)
+    loop = QtLoop(qapp, already_running=False)  # the app's loop (trayapp.ui.qtloop)
     asyncio.set_event_loop(loop)
     try:
         yield QLoop(loop)

@@ -82,8 +82,9 @@ def main(args: Any = None) -> int:
         return 0
 
     os.environ.setdefault("QT_QPA_PLATFORMTHEME", "")
-    import qasync
     from PySide6.QtWidgets import QApplication, QSystemTrayIcon
+
+    from trayapp.ui.qtloop import QtLoop
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
@@ -94,7 +95,7 @@ def main(args: Any = None) -> int:
 
     install_translations()  # a .qm for the user's locale, when one is installed
     app.setQuitOnLastWindowClosed(False)
-    loop = qasync.QEventLoop(app)
+    loop = QtLoop(app)  # qasync, with cancelled timers that stop (no idle wake-ups)
     asyncio.set_event_loop(loop)
     runner = AppRunner(ns, profile_dir)
     guard = QuitGuard(runner.request_quit)
