@@ -60,8 +60,9 @@ class GoogleApi:
     """One account's connection to Gmail and Calendar (one ``httpx.AsyncClient``).
 
     Create one per account and share it between that account's charms; close it with
-    :meth:`aclose` (or ``async with``). ``quota`` defaults to a private budget; pass the
-    registry's ``AccountQuota`` to share it with other ``GoogleApi`` objects of the account.
+    :meth:`aclose` (or ``async with``). ``quota`` is the account's budget (the app shares one
+    ``GoogleApi`` per account, so one ``AccountQuota``); pass the same ``AccountQuota`` to
+    another ``GoogleApi`` of the account to make them share it.
     ``clock`` and ``rng`` make the backoff deterministic in tests; ``transport`` lets tests use
     ``httpx.MockTransport``.
     """
