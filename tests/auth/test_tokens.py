@@ -18,7 +18,7 @@ import pytest
 from tests.emulator.harness import DEFAULT_SCOPES, EmulatorServer
 from trayapp.auth.accounts import AccountManager
 from trayapp.auth.grants import auth_cell_name
-from trayapp.auth.models import Account, AccountState, AuthMeta, Cause, fingerprint
+from trayapp.auth.models import Account, AccountState, Cause, fingerprint
 from trayapp.auth.secrets import SecretVault
 from trayapp.auth.signin import Grant, grant_from_token_response
 from trayapp.auth.tokens import REFRESH_MARGIN, TokenProvider
@@ -85,15 +85,13 @@ async def test_refreshes_ahead_of_expiry_and_writes_back_before_handing_out(
     clock.offset = meta_before.expiry - clock() - REFRESH_MARGIN + timedelta(seconds=30)
     emu.control.clear_log()
 
-    seen_in_cell: list[AuthMeta] = []
-    manager.auth_cell(account.id).subscribe(seen_in_cell.append)
     token = await provider.access_token()
 
     assert token != grant.access_token
     assert len(token_requests(emu)) == 1
     # Written back before being handed out: the cell and the secret store already have it.
-    assert seen_in_cell and seen_in_cell[-1].fingerprint == fingerprint(token)
     meta = manager.auth_cell(account.id).get()
+    assert meta.fingerprint == fingerprint(token)
     assert meta.generation == meta_before.generation + 1
     assert meta.expiry is not None and meta.expiry > clock() + timedelta(minutes=50)
     assert secret_of(manager, keyring_mem, account.id)["access_token"] == token

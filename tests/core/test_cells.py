@@ -93,13 +93,11 @@ def test_stored_but_undeclared_cell_is_discoverable_after_restart(db: Path) -> N
         # Undeclared: plain JSON until code declares the real type.
         raw = found.get()
         assert raw["access"] == "t" and isinstance(raw["expires_at"], str)
-        seen: list[Any] = []
-        found.subscribe(seen.append)
         typed = s.cell("account:g:auth", Token, None)
-        assert typed is found  # same object: the earlier subscriber keeps working
-        assert isinstance(typed.get(), Token)
+        assert typed is found  # same object: whoever looked it up first sees the real type
+        assert isinstance(typed.get(), Token) and isinstance(found.get(), Token)
         typed.set(Token(access="u", expires_at=datetime(2027, 1, 1, tzinfo=UTC)))
-        assert [t.access for t in seen] == ["u"]
+        assert found.get().access == "u"
 
 
 def test_derived_cell_recomputes_and_refuses_writes(store: Store) -> None:
@@ -119,45 +117,25 @@ def test_derived_cell_recomputes_and_refuses_writes(store: Store) -> None:
     assert total.get() == 15 and a.get() == 5 and b.get() == 10
 
 
-def test_subscribers_run_after_commit_and_never_for_rollback(store: Store) -> None:
+def test_a_transaction_is_visible_inside_and_rolled_back_whole(store: Store) -> None:
     cell = store.cell("app:a", int, 0)
-    seen: list[int] = []
-    cell.subscribe(seen.append)
     with store.transaction():
         cell.set(1)
         cell.set(2)
-        assert seen == []  # not yet committed
-        assert cell.get() == 2  # but visible inside the transaction
-    assert seen == [2]  # once per commit, with the committed value
+        assert cell.get() == 2  # visible inside the transaction
+    assert cell.get() == 2
     with pytest.raises(RuntimeError), store.transaction():
         cell.set(99)
         raise RuntimeError("boom")
-    assert cell.get() == 2 and seen == [2]
-    cell.set(2)  # same value: no change, no notification
-    assert seen == [2]
-
-
-def test_unsubscribe_and_failing_subscriber(store: Store) -> None:
-    cell = store.cell("app:a", int, 0)
-    seen: list[int] = []
-
-    def bad(_: int) -> None:
-        raise ValueError("subscriber bug")
-
-    cell.subscribe(bad)
-    unsubscribe = cell.subscribe(seen.append)
-    cell.set(1)  # the failing subscriber is logged; the others still run
-    unsubscribe()
-    unsubscribe()  # idempotent
-    cell.set(2)
-    assert seen == [1]
+    assert cell.get() == 2
+    changes = store._db().total_changes
+    cell.set(2)  # same value: no write at all
+    assert store._db().total_changes == changes
 
 
 def test_inner_failure_rolls_back_only_the_inner_block(store: Store) -> None:
     cursor = store.cell("charm:a:cursor", int, 0)
     items = store.collection("charm:a:items")
-    seen: list[int] = []
-    cursor.subscribe(seen.append)
     with store.transaction():
         cursor.set(1)
         items.upsert("kept", 1)
@@ -171,23 +149,21 @@ def test_inner_failure_rolls_back_only_the_inner_block(store: Store) -> None:
         assert cursor.get() == 1 and "dropped" not in items
         with store.transaction():
             items.upsert("inner-ok", 3)
-    assert cursor.get() == 1 and seen == [1]
+    assert cursor.get() == 1
     assert sorted(items.keys()) == ["inner-ok", "kept"]
 
 
-def test_rollback_in_inner_level_does_not_notify(store: Store) -> None:
-    a = store.cell("app:a", int, 0)
-    b = store.cell("app:b", int, 0)
-    seen_a: list[int] = []
-    seen_b: list[int] = []
-    a.subscribe(seen_a.append)
-    b.subscribe(seen_b.append)
-    with store.transaction():
-        b.set(1)
-        with pytest.raises(KeyError), store.transaction():
-            a.set(1)
-            raise KeyError("x")
-    assert seen_a == [] and seen_b == [1]
+def test_rollback_in_inner_level_keeps_the_outer_writes(db: Path) -> None:
+    with Store.open(db) as s:
+        a = s.cell("app:a", int, 0)
+        b = s.cell("app:b", int, 0)
+        with s.transaction():
+            b.set(1)
+            with pytest.raises(KeyError), s.transaction():
+                a.set(1)
+                raise KeyError("x")
+    with Store.open(db) as s:  # what was committed, read back from disk
+        assert s.cell("app:a", int, 0).get() == 0 and s.cell("app:b", int, 0).get() == 1
 
 
 def test_cursor_and_items_commit_together_or_not_at_all(db: Path) -> None:
@@ -215,10 +191,8 @@ def test_drop_prefix_removes_a_charms_cells_and_collections(store: Store) -> Non
     store.collection("charm:a:items").upsert("k", 1)
     store.collection("charm:ab:items").upsert("k", 1)
     store.derived("charm:a:view", [a], lambda v: v)
-    seen: list[int] = []
-    a.subscribe(seen.append)
     store.drop_prefix("charm:a:")
-    assert seen == [0]  # told the value went back to the default
+    assert a.get() == 0  # an object still held reads the default
     assert store.cell_names("charm:a:") == []
     assert len(store.collection("charm:a:items")) == 0
     assert other.get() == 7 and len(store.collection("charm:ab:items")) == 1

@@ -6,7 +6,8 @@ upcoming view, and its ``singleEvents=false`` listing for what the store should 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -110,23 +111,49 @@ def as_rows(occurrences: list[Occurrence], calendar_id: str) -> list[tuple[str, 
     return sorted(rows)
 
 
+def watch_commits(h: GoogleHarness, callback: Callable[[], None]) -> Callable[[], None]:
+    """Call ``callback`` after every commit of the engine's store; returns ``stop()``.
+
+    The store's outermost transactions are watched by wrapping the instance's ``transaction``
+    (every write goes through it: the importer's ``ctx.transaction()``, cells, collections).
+    """
+    store = h.engine.store
+    original = store.transaction
+
+    @contextlib.contextmanager
+    def watched() -> Iterator[None]:
+        outermost = not store.in_transaction
+        with original():
+            yield
+        if outermost:  # committed
+            callback()
+
+    store.transaction = watched  # type: ignore[method-assign]
+
+    def stop() -> None:
+        if store.transaction is watched:
+            del store.transaction
+
+    return stop
+
+
 def after_listed_pages(
     h: GoogleHarness, charm: str, calendar_id: str, pages: int, action: Callable[[], None]
 ) -> Callable[[], None]:
     """Call ``action`` once, right after the commit that stores page ``pages`` of a full sync.
 
-    Subscribers run after the commit and before the importer asks for the next page, so a
-    fault added here hits exactly page ``pages + 1``. Returns the unsubscribe function.
+    Commits are watched (:func:`watch_commits`): after each one the calendar's record is read,
+    before the importer asks for the next page, so a fault added here hits exactly page
+    ``pages + 1``. Returns the function that stops watching.
     """
     fired = False
 
-    def check(calendars: Collection) -> None:
+    def check() -> None:
         nonlocal fired
-        value = calendars.get(calendar_id)
+        value = h.collection(charm, "calendars").get(calendar_id)
         full = value.get("full_sync") if isinstance(value, dict) else None
         if not fired and isinstance(full, dict) and full.get("pages") == pages:
             fired = True
             action()
 
-    unsubscribe: Callable[[], None] = h.collection(charm, "calendars").subscribe(check)
-    return unsubscribe
+    return watch_commits(h, check)

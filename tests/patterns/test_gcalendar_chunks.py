@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from gcal_helpers import google_ids, records, stored_ids
+from gcal_helpers import google_ids, records, stored_ids, watch_commits
 
 from tests.emulator.harness import timed_event
 from trayapp.core.errors import ServerError
@@ -51,11 +51,20 @@ async def test_a_page_is_stored_in_steps_each_its_own_commit(h: GoogleHarness) -
     charm = h.add_charm("gcalendar-importer", {})
     commits: list[int] = []
     events = h.collection(charm, "events")
-    unsubscribe = events.subscribe(lambda coll: commits.append(len(coll)))
+
+    last = len(events)
+
+    def committed() -> None:  # the events stored, after each commit that changed how many
+        nonlocal last
+        if len(events) != last:
+            last = len(events)
+            commits.append(last)
+
+    stop = watch_commits(h, committed)
     try:
         outcome = await h.sync(charm)
     finally:
-        unsubscribe()
+        stop()
     assert outcome.kind is OutcomeKind.OK, outcome.message
     assert commits == [3, 6, 9, 10, 13, 14]  # every step committed on its own, in order
     assert stored_ids(h, charm, h.email) == set(ids)

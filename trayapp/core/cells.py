@@ -4,7 +4,7 @@ A :class:`Cell` is a writable, persisted value of a declared type; a :class:`Der
 read-only view computed from other cells. Both are created through the store
 (:meth:`Store.cell <trayapp.core.store.Store.cell>`, :meth:`Store.derived
 <trayapp.core.store.Store.derived>`), which keeps one object per name so every part of the app
-that names a cell shares its subscribers.
+that names a cell shares its declared type.
 
 Values cross the database boundary as JSON, validated and encoded by a pydantic ``TypeAdapter``
 of the declared type, so a cell of ``datetime`` or of a pydantic model round-trips as that type
@@ -13,7 +13,6 @@ and a wrong-typed write fails at the ``set`` that caused it rather than at the n
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -26,10 +25,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-log = logging.getLogger(__name__)
-
-Unsubscribe = Callable[[], None]
-
 
 class CellStore(Protocol):
     """What a cell needs of :class:`~trayapp.core.store.Store` (which provides it)."""
@@ -39,41 +34,12 @@ class CellStore(Protocol):
     def transaction(self) -> AbstractContextManager[Any]: ...
 
 
-class _Subscribers(Generic[T]):
-    """Callbacks of one cell; a failing callback is logged and never stops the others."""
-
-    def __init__(self, owner: str) -> None:
-        self._owner = owner
-        self._callbacks: list[Callable[[T], None]] = []
-
-    def add(self, callback: Callable[[T], None]) -> Unsubscribe:
-        self._callbacks.append(callback)
-
-        def unsubscribe() -> None:
-            # Idempotent: calling it twice (e.g. from a widget's destroy and a close) is fine.
-            if callback in self._callbacks:
-                self._callbacks.remove(callback)
-
-        return unsubscribe
-
-    def __bool__(self) -> bool:
-        return bool(self._callbacks)
-
-    def notify(self, value: T) -> None:
-        for callback in list(self._callbacks):
-            try:
-                callback(value)
-            except Exception:
-                log.exception("subscriber of cell %r failed", self._owner)
-
-
 class Cell(Generic[T]):
     """A writable, persisted, typed value.
 
     ``get()`` reads the committed value (or the value written earlier in the current
     transaction); when nothing was ever stored it returns the declared default, which is not
-    written to the database. Subscribers are called with the new value after the outermost
-    transaction commits, never for a change that was rolled back.
+    written to the database.
     """
 
     writable = True
@@ -89,7 +55,6 @@ class Cell(Generic[T]):
         # False for a cell found in the database but not declared by code in this process: it
         # is typed ``Any`` (plain JSON values) until someone declares it with a real type.
         self.declared = declared
-        self._subscribers: _Subscribers[T] = _Subscribers(name)
 
     @property
     def name(self) -> str:
@@ -128,9 +93,6 @@ class Cell(Generic[T]):
             self.set(new)
         return new
 
-    def subscribe(self, callback: Callable[[T], None]) -> Unsubscribe:
-        return self._subscribers.add(callback)
-
     def encode(self, value: T) -> str:
         """Validate ``value`` against the declared type and return its JSON.
 
@@ -156,10 +118,6 @@ class Cell(Generic[T]):
         self._adapter = TypeAdapter(type_)
         self._default = default
         self.declared = True
-
-    def _notify(self) -> None:
-        if self._subscribers:
-            self._subscribers.notify(self.get())
 
 
 class DerivedCell(Generic[T]):

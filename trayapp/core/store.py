@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
-from trayapp.core.cells import Cell, DerivedCell, Unsubscribe, _Subscribers
+from trayapp.core.cells import Cell, DerivedCell
 from trayapp.core.errors import NotFoundError, StoreCorruptError, StoreError, StoreFullError
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,6 @@ class Store:
         self._depth = 0
         # One set of changed names per open transaction level; merged on release, dropped on
         # rollback; notified after the outermost commit.
-        self._pending: list[dict[str, None]] = []
         self._aborted = False
         # The asyncio task (None outside one) that opened the outermost transaction.
         self._owner: asyncio.Task[Any] | None = None
@@ -427,13 +426,11 @@ class Store:
             )
         else:
             self._execute(f"SAVEPOINT sp{level}")
-        self._pending.append({})
         self._depth += 1
         try:
             yield
         except BaseException:
             self._depth -= 1
-            self._pending.pop()
             if level == 0:
                 self._owner = None
             if conn.in_transaction:
@@ -447,9 +444,7 @@ class Store:
                 self._aborted = True
             raise
         self._depth -= 1
-        changes = self._pending.pop()
         if level > 0:
-            self._pending[-1].update(changes)
             self._execute(f"RELEASE sp{level}")
             return
         self._owner = None
@@ -465,25 +460,10 @@ class Store:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise self._runtime_error(exc) from None
-        self._notify(changes)
 
     @property
     def in_transaction(self) -> bool:
         return self._depth > 0
-
-    def _changed(self, name: str) -> None:
-        self._pending[-1][name] = None
-
-    def _notify(self, changes: dict[str, None]) -> None:
-        if not changes:
-            return
-        for name in changes:
-            target = self._cells.get(name)
-            if isinstance(target, Cell):
-                target._notify()
-            coll = self._collections.get(name)
-            if coll is not None:
-                coll._subscribers.notify(coll)
 
     # --- cells --------------------------------------------------------------------------------
 
@@ -493,15 +473,13 @@ class Store:
 
     def _write_cell(self, name: str, value: str) -> None:
         with self.transaction():
-            cur = self._execute(
+            # Writing the value a cell already holds changes nothing.
+            self._execute(
                 "INSERT INTO cells (name, value) VALUES (?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET value = excluded.value"
                 " WHERE value IS NOT excluded.value",
                 (name, value),
             )
-            # Writing the value a cell already holds changes nothing and notifies nobody.
-            if cur.rowcount > 0:
-                self._changed(name)
 
     @overload
     def cell(self, name: str, type_: type[T], default: T) -> Cell[T]: ...
@@ -564,7 +542,7 @@ class Store:
 
         A stored cell nobody declared yet comes back as ``Cell[Any]`` holding plain JSON values
         (dicts, lists, strings, numbers) with default None; a later :meth:`cell` call with the
-        real type upgrades that same object, so existing subscribers keep working.
+        real type upgrades that same object.
         """
         existing = self._cells.get(name)
         if existing is not None:
@@ -621,18 +599,12 @@ class Store:
     def drop_prefix(self, prefix: str) -> None:
         """Delete every cell and collection whose name starts with ``prefix``, atomically.
 
-        Used when a charm is removed. Subscribers of dropped cells are told the cell's default
-        value; derived cells named under the prefix are forgotten.
+        Used when a charm is removed. Cells read their default afterwards; derived cells named
+        under the prefix are forgotten.
         """
         if not prefix:
             raise ValueError("drop_prefix needs a non-empty prefix (refusing to drop everything)")
         with self.transaction():
-            cells = [
-                str(r[0])
-                for r in self._execute(
-                    "SELECT name FROM cells WHERE substr(name, 1, ?) = ?", (len(prefix), prefix)
-                )
-            ]
             self._execute("DELETE FROM cells WHERE substr(name, 1, ?) = ?", (len(prefix), prefix))
             colls = [
                 str(r[0])
@@ -644,12 +616,9 @@ class Store:
             for coll in colls:
                 # Per collection, so each delete walks the primary-key range of that collection.
                 self._execute("DELETE FROM items WHERE coll = ?", (coll,))
-                self._changed(coll)
             self._execute(
                 "DELETE FROM collections WHERE substr(name, 1, ?) = ?", (len(prefix), prefix)
             )
-            for name in cells:
-                self._changed(name)
         for name in [n for n in self._cells if n.startswith(prefix)]:
             del self._cells[name]
         for name in [n for n in self._collections if n.startswith(prefix)]:
@@ -669,14 +638,9 @@ class Collection:
     def __init__(self, store: Store, name: str) -> None:
         self._store = store
         self.name = name
-        self._subscribers: _Subscribers[Collection] = _Subscribers(name)
 
     def __repr__(self) -> str:
         return f"Collection({self.name!r})"
-
-    def subscribe(self, callback: Callable[[Collection], None]) -> Unsubscribe:
-        """Coarse change notification ("this collection changed"), after commit."""
-        return self._subscribers.add(callback)
 
     def get(self, key: str, default: Any = None) -> Any:
         row = self._store._execute(
@@ -714,7 +678,6 @@ class Collection:
                 "INSERT INTO items (coll, key, sort_key, value) VALUES (?, ?, ?, ?)",
                 (self.name, key, sort_key, text),
             )
-            store._changed(self.name)
             return "added"
         if row[0] == text and row[1] == sort_key:
             return "unchanged"
@@ -722,7 +685,6 @@ class Collection:
             "UPDATE items SET value = ?, sort_key = ? WHERE coll = ? AND key = ?",
             (text, sort_key, self.name, key),
         )
-        store._changed(self.name)
         return "updated"
 
     def upsert_many(
@@ -749,10 +711,7 @@ class Collection:
             cur = self._store._execute(
                 "DELETE FROM items WHERE coll = ? AND key = ?", (self.name, key)
             )
-            if cur.rowcount > 0:
-                self._store._changed(self.name)
-                return True
-            return False
+            return cur.rowcount > 0
 
     def delete_many(self, keys: Iterable[str]) -> int:
         deleted = 0
@@ -762,8 +721,6 @@ class Collection:
                     "DELETE FROM items WHERE coll = ? AND key = ?", (self.name, key)
                 )
                 deleted += max(cur.rowcount, 0)
-            if deleted:
-                self._store._changed(self.name)
         return deleted
 
     def keys(self, prefix: str = "") -> list[str]:
@@ -901,8 +858,6 @@ class Collection:
         """Delete every item; returns how many there were."""
         with self._store.transaction():
             cur = self._store._execute("DELETE FROM items WHERE coll = ?", (self.name,))
-            if cur.rowcount > 0:
-                self._store._changed(self.name)
             return max(cur.rowcount, 0)
 
     def trim(self, keep: int) -> int:
@@ -916,8 +871,6 @@ class Collection:
                 " ORDER BY sort_key DESC, key DESC LIMIT -1 OFFSET ?)",
                 (self.name, self.name, keep),
             )
-            if cur.rowcount > 0:
-                self._store._changed(self.name)
             return max(cur.rowcount, 0)
 
 
