@@ -23,6 +23,7 @@ from pathlib import Path
 from bench.soak_kill import EMAIL, Emulator, Source, make_profile
 from trayapp.auth.secrets import SecretVault
 from trayapp.auth.wiring import AccountsWiring
+from trayapp.builtins import default_registry
 from trayapp.core.engine import Engine
 from trayapp.core.profile import Profile
 
@@ -38,7 +39,7 @@ async def probe(lateness: list[float], stop: asyncio.Event) -> None:
 
 
 async def measure(profile: Path, ids: tuple[str, str]) -> tuple[list[float], dict[str, str], float]:
-    engine = Engine(Profile.resolve(profile))
+    engine = Engine(Profile.resolve(profile), patterns=default_registry())
     wiring = AccountsWiring(engine, vault=SecretVault(engine.profile.path, mode="file"))
     lateness: list[float] = []
     stop = asyncio.Event()
