@@ -207,6 +207,43 @@ def test_a_socket_folder_owned_by_another_user_is_not_used(profile: Path, tmp_pa
     _headless_beside(profile, tmp, folder)
 
 
+def test_a_command_with_another_environment_finds_the_running_engine(
+    profile: Path, feed_url: str, tmp_path: Path
+) -> None:
+    """A tray in the desktop session (XDG_RUNTIME_DIR set) and a cron job without it: the cron
+    job's commands reach the running engine through the socket it recorded in the profile,
+    and its second engine is refused; nothing opens the profile beside the first."""
+    add_feed(profile, "news", f"{feed_url}/atom.xml")
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    session = cli_env(XDG_RUNTIME_DIR=str(runtime))
+    (tmp_path / "tmp").mkdir()
+    cron = cli_env(tmp_path / "tmp")  # no XDG_RUNTIME_DIR: another socket folder
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trayapp", "--profile", str(profile), "run", "--headless"],
+        stderr=subprocess.PIPE, text=True, env=session, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "running headless" in line:
+                break
+        second = run_cli(profile, "run", "--headless", env=cron)
+        assert second.returncode == 1 and "already running for the profile" in second.stderr
+        paused = run_cli(profile, "charms", "pause", "news", env=cron)
+        assert paused.returncode == 0, paused.stderr
+        synced = run_cli(profile, "sync", "--json", env=cron)
+        assert synced.returncode == 0, synced.stderr
+        assert json.loads(synced.stdout)["results"][0]["outcome"] == "ok"
+        status = json.loads(run_cli(profile, "status", "--json", env=cron).stdout)
+        assert status["charms"][0]["status"]["paused"] is True  # the engine took the pause
+        assert not list((tmp_path / "tmp").glob("trayapp-*/*.sock"))  # no second socket
+    finally:
+        proc.terminate()
+        proc.wait(timeout=WAIT)
+    assert not (profile / "ipc-socket").exists()  # the record goes with the engine
+
+
 def test_a_loosened_socket_folder_of_ours_is_tightened(profile: Path, tmp_path: Path) -> None:
     tmp = tmp_path / "tmp"
     tmp.mkdir()

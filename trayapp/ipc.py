@@ -143,8 +143,21 @@ def _token_file(profile_dir: Path) -> Path:
 
 
 def _pointer_file(profile_dir: Path) -> Path:
-    """Where a socket in a fallback folder is recorded: inside the (0700) profile."""
+    """Where the serving engine records its socket: inside the (0700) profile.
+
+    Always written, not only for a fallback folder: a command started with another
+    environment (a cron job without ``XDG_RUNTIME_DIR`` while the tray runs in the desktop
+    session) computes another socket folder, and must still find the engine that holds the
+    profile instead of reporting it unreachable.
+    """
     return Path(profile_dir) / "ipc-socket"
+
+
+def _record_socket(profile_dir: Path, path: Path) -> None:
+    pointer = _pointer_file(profile_dir)
+    fd = os.open(pointer, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(str(path))
 
 
 def _fallback_socket(profile_dir: Path, problem: SocketDirError) -> Path:
@@ -158,10 +171,6 @@ def _fallback_socket(profile_dir: Path, problem: SocketDirError) -> Path:
     base = Path(tempfile.mkdtemp(prefix=f"trayapp-{os.getuid()}-"))
     path = base / f"{_key(profile_dir)}.sock"
     log.warning("%s; using the private folder %s for the control socket instead", problem, base)
-    pointer = _pointer_file(profile_dir)
-    fd = os.open(pointer, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(str(path))
     return path
 
 
@@ -198,7 +207,8 @@ class Server:
     handlers: dict[str, Callable[[dict[str, Any]], Any]] = field(default_factory=dict)
     token: str | None = None  # Windows only: requests must carry it
     _lock_fd: int | None = None
-    _pointer: Path | None = None  # the profile's record of a fallback socket folder
+    _pointer: Path | None = None  # the profile's record of the socket (see _pointer_file)
+    _fallback: bool = False  # the socket's folder is a private mkdtemp one of ours
 
     def on(self, cmd: str, handler: Callable[[dict[str, Any]], Any]) -> None:
         """Register a handler (e.g. the tray's ``activate``); may return a value or awaitable."""
@@ -215,14 +225,17 @@ class Server:
             os.close(self._lock_fd)
             self._lock_fd = None
         if self._pointer is not None and self.path is not None:
-            # A fallback folder of our own: nothing else lives in it.
             with contextlib.suppress(OSError):
-                self._pointer.unlink()
+                if self._pointer.read_text(encoding="utf-8").strip() == str(self.path):
+                    self._pointer.unlink()
+            self._pointer = None
+        if self._fallback and self.path is not None:
+            # A fallback folder of our own: nothing else lives in it.
             with contextlib.suppress(OSError):
                 os.unlink(f"{self.path}.lock")
             with contextlib.suppress(OSError):
                 os.rmdir(self.path.parent)
-            self._pointer = None
+            self._fallback = False
 
 
 def _peer_is_us(writer: asyncio.StreamWriter) -> bool:
@@ -341,8 +354,9 @@ async def serve(engine: Engine, profile_dir: Path) -> Server:
     finally:
         os.umask(old_umask)
     os.chmod(path, 0o600)
+    _record_socket(profile_dir, path)
     server = Server(
-        srv, path, _lock_fd=lock_fd, _pointer=_pointer_file(profile_dir) if fallback else None
+        srv, path, _lock_fd=lock_fd, _pointer=_pointer_file(profile_dir), _fallback=fallback
     )
     holder.append(server)
     return server
@@ -414,32 +428,46 @@ def register_engine_commands(
     server.on("account-changed", account_changed)
 
 
+def _connect(profile_dir: Path, timeout: float) -> socket.socket | None:
+    """A connection to the engine serving this profile: at the socket it recorded in the
+    profile (whatever environment it was started with, or its private fallback folder), else
+    at the path this environment computes; None if neither answers."""
+    candidates = [p for p in (_recorded_socket(profile_dir),) if p is not None]
+    try:
+        computed = socket_path(profile_dir, create=False)
+    except (FileNotFoundError, SocketDirError):
+        computed = None  # nothing serves there, or a folder we must not trust
+    if computed is not None and computed.exists() and computed not in candidates:
+        candidates.append(computed)
+    for path in candidates:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+        except OSError:
+            sock.close()
+            continue
+        return sock
+    return None
+
+
 def try_send(profile_dir: Path, command: dict[str, Any], timeout: float) -> dict[str, Any] | None:
     """Send one request to the running instance; None when no instance serves this profile.
 
     Blocking on purpose: the CLI calls it before deciding whether to start an engine at all.
     """
     profile_dir = Path(profile_dir)
+    sock: socket.socket | None
     try:
         if IS_WINDOWS:  # untested here
             info = json.loads(_token_file(profile_dir).read_text(encoding="utf-8"))
             sock = socket.create_connection(("127.0.0.1", int(info["port"])), timeout=timeout)
             command = {**command, "token": info["token"]}
         else:
-            recorded = _recorded_socket(profile_dir)
-            if recorded is not None:
-                path = recorded  # the engine had to use a private fallback folder
-            else:
-                try:
-                    path = socket_path(profile_dir, create=False)
-                except (FileNotFoundError, SocketDirError):
-                    return None  # nothing serves there, or a folder we must not trust
-                if not path.exists():
-                    return None
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(timeout)
-            sock.connect(str(path))
+            sock = _connect(profile_dir, timeout)
     except (OSError, ValueError, KeyError):
+        return None
+    if sock is None:
         return None
     with sock:
         try:
