@@ -122,6 +122,7 @@ from trayapp.api.patterns import (
     HttpUrl,
     NoSettings,
     Pattern,
+    SecretStr,
     UpdateContext,
     field_validator,
 )
@@ -161,6 +162,7 @@ __all__ = [
     "ReadOnlyCellError",
     "RunReport",
     "RunTimedOut",
+    "SecretStr",
     "ServerError",
     "SyncError",
     "SyncTokenExpired",

@@ -4,13 +4,15 @@
 and collections it uses); :class:`UpdateContext` is the one argument of ``bg_updater``
 (``ctx.settings``, ``ctx.cell()``, ``ctx.collection()``, ``ctx.transaction()``, ``ctx.http``,
 ``ctx.google``, ``ctx.log``, ``ctx.now()``). Settings are pydantic models: ``BaseModel``,
-``Field``, ``HttpUrl``, ``AnyHttpUrl`` and ``field_validator`` are re-exported so a pattern needs
-no other import to declare them.
+``Field``, ``HttpUrl``, ``AnyHttpUrl``, ``SecretStr`` and ``field_validator`` are re-exported so a
+pattern needs no other import to declare them. A ``SecretStr`` setting is kept in the keyring
+(or the accounts' 0600 file), never in the database; the updater reads it with
+``ctx.settings.token.get_secret_value()``.
 """
 
 from __future__ import annotations
 
-from pydantic import AnyHttpUrl, BaseModel, Field, HttpUrl, field_validator
+from pydantic import AnyHttpUrl, BaseModel, Field, HttpUrl, SecretStr, field_validator
 
 from trayapp.core.patterns import CellSpec, NoSettings, Pattern, UpdateContext
 
@@ -22,6 +24,7 @@ __all__ = [
     "HttpUrl",
     "NoSettings",
     "Pattern",
+    "SecretStr",
     "UpdateContext",
     "field_validator",
 ]

@@ -38,6 +38,7 @@ from typing import Any, Self
 import httpx
 
 from trayapp import __version__
+from trayapp.auth.secrets import KeyringNotReady, SecretVault
 from trayapp.core.cells import Cell
 from trayapp.core.charms import (
     CharmInfo,
@@ -65,8 +66,9 @@ from trayapp.core.events import (
     RunStarted,
 )
 from trayapp.core.outcomes import OutcomeKind, RunOutcome, RunReport
-from trayapp.core.patterns import Pattern, PatternRegistry, UpdateContext
+from trayapp.core.patterns import SECRET_PLACEHOLDER, Pattern, PatternRegistry, UpdateContext
 from trayapp.core.profile import Profile
+from trayapp.core.redact import register_secret
 from trayapp.core.scheduler import (
     MAX_INTERVAL,
     MAX_PAUSE,
@@ -150,7 +152,9 @@ class Engine:
         jitter: float = 0.1,
         rng: random.Random | None = None,
         loop_lag_threshold: float = 1.0,
+        secrets: SecretVault | None = None,
     ) -> None:
+        self._vault = secrets
         self.profile = profile if isinstance(profile, Profile) else Profile.resolve(profile)
         self.clock: Clock = clock or SystemClock()
         self.patterns = patterns
@@ -276,6 +280,10 @@ class Engine:
                 "(--account ACCOUNT; see 'trayapp accounts list')"
             )
         validated = pattern.validate_settings(settings or {})
+        for field in pattern.secret_settings():
+            if (settings or {}).get(field) == SECRET_PLACEHOLDER:
+                raise SettingsError(f"{field}: enter the secret itself")
+        new_secrets = self._secret_values(pattern, settings or {}, validated)
         interval = self._check_interval(
             interval if interval is not None else pattern.default_interval
         )
@@ -294,6 +302,7 @@ class Engine:
             bindings=resolved,
             created_at=self.clock.now(),
         )
+        self._store_secrets(charm_id, new_secrets)  # first: a locked keyring stores nothing
         with self.store.transaction():
             # Anything left under this id by an earlier charm of the same name is not ours.
             self.store.drop_prefix(info.prefix())
@@ -324,11 +333,17 @@ class Engine:
         pattern = self.patterns.get(info.pattern_id)
         changes: dict[str, Any] = {}
         reset = False
+        new_secrets: dict[str, str | None] = {}
         if settings is not None:
-            new = pattern.validate_settings(settings)
+            given = dict(settings)
+            for field in pattern.secret_settings():  # "keep the stored secret"
+                if given.get(field) == SECRET_PLACEHOLDER:
+                    given[field] = self._stored_secret(info.id, field, required=True)
+            new = pattern.validate_settings(given)
+            new_secrets = self._secret_values(pattern, settings, new)
             try:
-                old = pattern.validate_settings(info.settings)
-            except SettingsError:
+                old = pattern.validate_settings(self._reveal(info, pattern))
+            except (SettingsError, AuthRequired):
                 reset = True  # the old settings no longer even validate: start clean
             else:
                 reset = pattern.needs_reset(old, new)
@@ -342,6 +357,7 @@ class Engine:
         if not changes:
             return info
         updated = dataclasses.replace(info, **changes)
+        self._store_secrets(updated.id, new_secrets)
         self._charms.save(updated)
         if "interval" in changes and updated.id in self._scheduler:
             self._scheduler.update(self._entry(updated, pattern))
@@ -356,8 +372,12 @@ class Engine:
 
     def remove_charm(self, charm_id: str) -> None:
         """Delete a charm with its cells, collections, status and history."""
+        secret_fields: tuple[str, ...] = ()
         try:
-            prefix = self._charms.get(charm_id).prefix()
+            info = self._charms.get(charm_id)
+            prefix = info.prefix()
+            pattern = self._pattern_or_none(info.pattern_id)
+            secret_fields = pattern.secret_settings() if pattern is not None else ()
         except DamagedRecordError:
             prefix = charm_prefix(charm_id)  # a damaged charm can still be removed
         if charm_id in self._scheduler:
@@ -366,6 +386,8 @@ class Engine:
             self.store.drop_prefix(prefix)
             self._status_repo.delete(charm_id)
             self._charms.delete(charm_id)
+        for field in secret_fields:
+            self._forget_secret(charm_id, field)
         log.info("removed charm %s", charm_id)
         self.publish(CharmsChanged())
 
@@ -589,8 +611,14 @@ class Engine:
                 message=f"pattern {info.pattern_id!r} is not installed (was its plugin "
                 "uninstalled?); reinstall it or remove the charm",
             )
+        settings: dict[str, Any] | None = None
+        if pattern.secret_settings():
+            try:  # keyring round trips block: off the loop
+                settings = await asyncio.to_thread(self._reveal, info, pattern)
+            except KeyringNotReady as exc:
+                return RunOutcome(OutcomeKind.OFFLINE, message=str(exc))
         try:
-            ctx = self._context(info, pattern, online=True)
+            ctx = self._context(info, pattern, online=True, settings=settings)
         except SettingsError as exc:
             # Only the user can fix stored settings that no longer validate (a newer pattern
             # version, a program the settings name that was removed): needs their attention.
@@ -600,6 +628,80 @@ class Engine:
             return problem
         log.debug("running charm %s (%s, trigger %s)", info.id, pattern.id, trigger)
         return await pattern.bg_updater(ctx)
+
+    # ---------------------------------------------------------------------- secret settings
+
+    @property
+    def secrets(self) -> SecretVault:
+        """Where secret settings live: the keyring, or the accounts' flagged 0600 file."""
+        if self._vault is None:
+            self._vault = SecretVault(self.profile.path)
+        return self._vault
+
+    @staticmethod
+    def _secret_key(charm_id: str, field: str) -> str:
+        return f"charm:{charm_id}:setting:{field}"
+
+    def _secret_values(
+        self, pattern: Pattern[Any], given: Mapping[str, Any], validated: Any
+    ) -> dict[str, str | None]:
+        """The secret settings to store: field -> new value (None: clear it). Fields given as
+        the placeholder keep their stored secret and are left out."""
+        out: dict[str, str | None] = {}
+        for field in pattern.secret_settings():
+            if field in given and given[field] == SECRET_PLACEHOLDER:
+                continue
+            value = getattr(validated, field, None)
+            out[field] = None if value is None else value.get_secret_value()
+        return out
+
+    def _store_secrets(self, charm_id: str, values: Mapping[str, str | None]) -> None:
+        target = None
+        for field, value in values.items():
+            if value is None:
+                self._forget_secret(charm_id, field)
+                continue
+            target = target or self.secrets.store_for_new_secret()  # raises KeyringNotReady
+            key = self._secret_key(charm_id, field)
+            target.set(key, value)
+            register_secret(value)
+            if target is self.secrets.keyring and self.secrets.file.get(key) is not None:
+                self.secrets.file.delete(key)  # moved to the keyring: no stale copy in the file
+
+    def _stored_secret(self, charm_id: str, field: str, *, required: bool) -> str | None:
+        """A secret setting's value (the 0600 file first: no D-Bus round trip), or None."""
+        key = self._secret_key(charm_id, field)
+        value = self.secrets.file.get(key)
+        if value is None and self.secrets.mode != "file":
+            value = self.secrets.keyring.get(key)
+        if value is None and required:
+            raise AuthRequired(
+                f"the secret setting {field!r} of charm {charm_id!r} is no longer stored (was "
+                f"the keyring reset?); enter it again: trayapp charms edit {charm_id} --set "
+                f"{field}=..."
+            )
+        if value is not None:
+            register_secret(value)
+        return value
+
+    def _forget_secret(self, charm_id: str, field: str) -> None:
+        key = self._secret_key(charm_id, field)
+        stores = [self.secrets.file]
+        if self.secrets.mode != "file":
+            stores.append(self.secrets.keyring)  # type: ignore[arg-type]
+        for store in stores:
+            try:
+                store.delete(key)
+            except Exception as exc:  # best effort: the charm is gone either way
+                log.warning("could not delete a secret setting of charm %s: %s", charm_id, exc)
+
+    def _reveal(self, info: CharmInfo, pattern: Pattern[Any]) -> dict[str, Any]:
+        """The charm's settings with each secret placeholder replaced by the stored value."""
+        settings = dict(info.settings)
+        for field in pattern.secret_settings():
+            if settings.get(field) == SECRET_PLACEHOLDER:
+                settings[field] = self._stored_secret(info.id, field, required=True)
+        return settings
 
     def _state_version(self, charm_id: str) -> Cell[int]:
         return self.store.cell(STATE_VERSION_CELL.format(charm_id=charm_id), int, default=1)
@@ -639,14 +741,19 @@ class Engine:
         return None
 
     def _context(
-        self, info: CharmInfo, pattern: Pattern[Any], *, online: bool
+        self,
+        info: CharmInfo,
+        pattern: Pattern[Any],
+        *,
+        online: bool,
+        settings: Mapping[str, Any] | None = None,
     ) -> UpdateContext[Any]:
         """The context a run (``online``) or an export of ``info`` sees.
 
         An export reads only stored data, so it gets no Google clients: it keeps working for a
         charm whose account was signed out or removed.
         """
-        settings = pattern.validate_settings(info.settings)
+        validated = pattern.validate_settings(info.settings if settings is None else settings)
         bindings = dict(info.bindings)
         for spec in pattern.cells:  # a slot added by a newer version of the pattern
             if spec.name not in bindings:
@@ -667,7 +774,7 @@ class Engine:
                 ) from None
         return UpdateContext(
             charm_id=info.id,
-            settings=settings,
+            settings=validated,
             account_id=info.account_id,
             store=self.store,
             specs={spec.name: spec for spec in pattern.cells},

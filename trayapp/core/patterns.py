@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import logging
 import re
+import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from trayapp.core.errors import ExportError, NotFoundError, SettingsError
 from trayapp.core.outcomes import RunReport
@@ -306,8 +307,38 @@ class Pattern(Generic[S]):
         raise SettingsError(f"invalid settings for {self.id}: " + "; ".join(problems))
 
     def dump_settings(self, settings: BaseModel) -> dict[str, Any]:
-        """The JSON form of validated settings, as persisted with the charm."""
-        return settings.model_dump(mode="json")
+        """The JSON form of validated settings, as persisted with the charm.
+
+        Secret settings (typed ``SecretStr``) are persisted as :data:`SECRET_PLACEHOLDER`: their
+        values live in the keyring (the engine keeps them there), never in the database.
+        """
+        data = settings.model_dump(mode="json")
+        for name in self.secret_settings():
+            if data.get(name) is not None:
+                data[name] = SECRET_PLACEHOLDER
+        return data
+
+    def secret_settings(self) -> tuple[str, ...]:
+        """The names of the settings typed ``SecretStr`` (or ``SecretStr | None``)."""
+        return secret_fields(self.settings_model())
+
+
+SECRET_PLACEHOLDER = "(kept in the keyring)"
+"""What the database, ``--json`` and forms hold instead of a secret setting's value.
+
+Given back unchanged (a form re-submitted without re-entering the secret, ``charms edit
+--set`` of another setting), it means "keep the stored secret"."""
+
+
+def secret_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """Top-level fields of ``model`` typed ``SecretStr`` or an optional ``SecretStr``."""
+    names: list[str] = []
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        args = typing.get_args(annotation) if typing.get_origin(annotation) else ()
+        if annotation is SecretStr or SecretStr in args:
+            names.append(name)
+    return tuple(names)
 
 
 def _field_names(model: type[BaseModel]) -> set[str]:
