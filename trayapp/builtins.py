@@ -8,12 +8,21 @@ imports ``trayapp.core``).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from trayapp.core.patterns import PatternRegistry
 from trayapp.patterns import BUILTIN_PATTERNS
+from trayapp.plugins import activate, plugins_dir
 
 
-def default_registry(*, plugins: bool = True) -> PatternRegistry:
-    """The built-in patterns plus (with ``plugins``) every installed plugin's."""
+def default_registry(*, plugins: bool = True, profile: Path | None = None) -> PatternRegistry:
+    """The built-in patterns plus (with ``plugins``) every installed plugin's.
+
+    With ``profile`` (its folder), the plugins ``trayapp plugins install`` put in its plugins
+    folder are found too.
+    """
+    if plugins and profile is not None:
+        activate(plugins_dir(profile))
     return PatternRegistry.with_patterns(BUILTIN_PATTERNS, plugins=plugins)
 
 

@@ -137,7 +137,7 @@ class AppHost:
         from trayapp.builtins import default_registry
         from trayapp.core.engine import Engine
 
-        return Engine(self.profile, patterns=default_registry())
+        return Engine(self.profile, patterns=default_registry(profile=self.profile.path))
 
     def on(self, cmd: str, handler: Callable[[dict[str, Any]], Any]) -> None:
         """Serve one more control command (the tray's ``activate``)."""

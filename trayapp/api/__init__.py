@@ -115,6 +115,7 @@ from trayapp.api.outcomes import (
     write_jsonl,
 )
 from trayapp.api.patterns import (
+    API_VERSION,
     AnyHttpUrl,
     BaseModel,
     CellSpec,
@@ -128,6 +129,7 @@ from trayapp.api.patterns import (
 )
 
 __all__ = [
+    "API_VERSION",
     "HTTP_TIMEOUT",
     "MAX_RETRY_AFTER",
     "USER_AGENT",

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from pydantic import AnyHttpUrl, BaseModel, Field, HttpUrl, SecretStr, field_validator
 
-from trayapp.core.patterns import CellSpec, NoSettings, Pattern, UpdateContext
+from trayapp.core.patterns import API_VERSION, CellSpec, NoSettings, Pattern, UpdateContext
 
 __all__ = [
+    "API_VERSION",
     "AnyHttpUrl",
     "BaseModel",
     "CellSpec",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from trayapp import DISPLAY_NAME, __version__
-from trayapp.cli import accounts, charms, export, logs, patterns, run, sync
+from trayapp.cli import accounts, charms, export, logs, patterns, plugins, run, sync
 from trayapp.cli.args import add_common
 
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync.register(sub)
     charms.register(sub)
     patterns.register(sub)
+    plugins.register(sub)
     accounts.register(sub)
     export.register(sub)
     logs.register(sub)

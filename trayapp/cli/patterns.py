@@ -18,8 +18,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from trayapp.builtins import default_registry
+    from trayapp.core.profile import Profile
 
-    registry = default_registry()
+    registry = default_registry(profile=Profile.resolve(getattr(args, "profile", None)).path)
     if args.json:
         print_json(
             {

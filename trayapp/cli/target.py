@@ -190,7 +190,7 @@ def open_engine(profile: Profile) -> Engine:
     from trayapp.builtins import default_registry
     from trayapp.core.engine import Engine
 
-    return Engine(profile, patterns=default_registry())
+    return Engine(profile, patterns=default_registry(profile=profile.path))
 
 
 def _ping(profile: Profile) -> bool:

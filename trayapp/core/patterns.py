@@ -42,6 +42,11 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "trayapp.patterns"
 
+# The version of the plugin API (``trayapp.api``) this app provides. It grows by one when names a
+# plugin may use are added; a pattern sets ``requires_api`` to the version whose names it uses,
+# and an app older than that refuses it with a clear message instead of a failing import.
+API_VERSION = 1
+
 # Ids appear in cell names (``charm:<id>:<slot>``), on the command line and in --json output, so
 # they are restricted to lower-case slugs.
 _ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -238,6 +243,8 @@ class Pattern(Generic[S]):
     # The version of what this pattern stores (its cells and collections). Raise it when a new
     # release stores something an older one cannot have written, and implement migrate_state.
     state_version: ClassVar[int] = 1
+    # The trayapp.api version (trayapp.api.API_VERSION) this pattern was written against.
+    requires_api: ClassVar[int] = 1
 
     async def bg_updater(self, ctx: UpdateContext[S]) -> RunReport:
         """One sync run. Must be overridden."""
@@ -438,6 +445,15 @@ def check_declaration(pattern: Pattern[Any]) -> None:
     version = getattr(pattern, "state_version", 1)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise PatternDeclarationError(f"{where}: state_version must be a whole number >= 1")
+    needs = getattr(pattern, "requires_api", 1)
+    if not isinstance(needs, int) or isinstance(needs, bool) or needs < 1:
+        raise PatternDeclarationError(f"{where}: requires_api must be a whole number >= 1")
+    if needs > API_VERSION:
+        raise PatternDeclarationError(
+            f"pattern {pattern.id!r} needs a newer Pattern Sync (plugin API {needs}; this one "
+            f"has API {API_VERSION}): update Pattern Sync, or install an older version of the "
+            "plugin"
+        )
     for attr in ("default_interval", "timeout"):
         value = getattr(pattern, attr)
         if not isinstance(value, timedelta) or value <= timedelta(0):
