@@ -13,7 +13,8 @@ private D-Bus, Xvfb, trayer, dunst) and runs, one after the other on it:
 
 For each: time from spawn to the icon shown (``TRAYAPP_ICON_SHOWN``) and to the engine ready
 (``TRAYAPP_READY``), RSS and PSS (``/proc/<pid>/smaps_rollup``) after the first pass of syncs,
-threads, and wake-ups over an idle window: context switches of all threads
+threads, and wake-ups over an idle window starting 35 s after spawn (past the one-shot
+start-up timers: notification grace, D-Bus call timeouts): context switches of all threads
 (``/proc/<pid>/task/*/status``), then (with strace) the poll/wait system calls made in a
 second window of the same length. Timings are reported, never judged: the machine is shared,
 which is why every figure is a ratio against the floor measured in the same repetition.
@@ -90,7 +91,7 @@ def strace_calls(pid: int, seconds: float, out: Path) -> dict[str, int]:
 
 def measure(
     name: str, args: list[str], desk: Desktop, work: Path, idle: float, use_strace: bool,
-    runs: int,
+    runs: int, settle: float = 35.0,
 ) -> dict[str, float]:  # fmt: skip
     report = work / f"{name}.report"
     report.unlink(missing_ok=True)
@@ -109,7 +110,9 @@ def measure(
                 tray_bench.wait_line(report, "TRAYAPP_RUN_FINISHED", 120, count=runs)
             except TimeoutError:
                 print(f"  ({name}: fewer than {runs} runs finished in 120 s)", file=sys.stderr)
-        time.sleep(3)  # let the first pass settle (status writes, GC)
+        # Let the first pass settle (status writes, GC, the notification grace period and
+        # start-up D-Bus call timeouts, which are one-shot): idle means after all of that.
+        time.sleep(max(3.0, settle - (time.monotonic() - t0)))
         rss, pss = mem_kib(proc.pid)
         row["rss_mib"], row["pss_mib"] = rss / 1024, pss / 1024
         row["threads"] = len(threads(proc.pid))
