@@ -7,6 +7,7 @@ tray when it was due (issue 17 item 3). Counts, not timings.
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from tests.ui.conftest import QLoop
 
@@ -49,3 +50,13 @@ def test_due_callbacks_run_once_in_order(qloop: QLoop) -> None:
         return order
 
     assert qloop.run(scenario()) == ["a", "b", "c"]
+
+
+def test_default_executor_starts_threads_on_demand(qloop: QLoop) -> None:
+    async def scenario() -> int:
+        before = threading.active_count()
+        for _ in range(5):  # sequential work reuses the one idle worker
+            await asyncio.to_thread(lambda: None)
+        return threading.active_count() - before
+
+    assert qloop.run(scenario()) <= 1

@@ -8,6 +8,10 @@ dbus-fast's call timeouts): the idle tray woke every 10-30 s after a pass of syn
 item 3). Here a delayed callback is an :class:`asyncio.TimerHandle`, whose ``cancel()`` tells
 the loop (``_timer_handle_cancelled``, as asyncio's own loops do), and the loop kills the Qt
 timer at once. ``call_soon`` (delay 0) keeps qasync's path.
+
+The loop's default executor (``run_in_executor(None, ...)``, ``asyncio.to_thread``: feed
+parsing, SQLite reads for windows, DNS lookups) is one shared ``ThreadPoolExecutor`` whose
+threads start on demand; qasync's own default starts ten ``QThread`` workers up front.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import qasync
@@ -59,12 +64,19 @@ class _Timers(QObject):
             handle._run()
 
 
+#: Upper bound of the shared worker pool; threads are only started when work waits for one.
+POOL_WORKERS = 8
+
+
 class QtLoop(qasync.QEventLoop):  # type: ignore[misc]  # qasync ships no type hints
     """``qasync.QEventLoop`` with delayed callbacks that leave no Qt timer behind on cancel."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._qt_timers = _Timers()
+        self.set_default_executor(
+            ThreadPoolExecutor(max_workers=POOL_WORKERS, thread_name_prefix="trayapp-pool")
+        )
 
     def call_later(
         self,
