@@ -69,3 +69,34 @@ def test_relative_times_change_text_not_structure(qapp: QApplication) -> None:
     binder.apply(build_menu(make_snapshot(NOW + timedelta(minutes=5), [NEWS], st)))
     assert binder.created == created
     assert binder.action("header").text() == "All synced 5 min ago"  # type: ignore[union-attr]
+
+
+def test_refresh_reads_each_level_once_and_keeps_order(qapp: QApplication) -> None:
+    """Linear refresh (issue 17): one QWidget.actions() read per menu level, at any size."""
+    from PySide6.QtGui import QAction
+    from PySide6.QtWidgets import QMenu
+
+    from trayapp.ui.model import MenuItem, MenuModel
+
+    class CountingMenu(QMenu):
+        reads = 0
+
+        def actions(self) -> list[QAction]:
+            CountingMenu.reads += 1
+            return super().actions()
+
+    def model(n: int, first: int = 0) -> MenuModel:
+        return MenuModel(
+            items=tuple(MenuItem(f"c{i}", text=f"Charm {i}") for i in range(first, first + n))
+        )
+
+    menu = CountingMenu()
+    binder = MenuBinder(menu, lambda _c: None)
+    binder.apply(model(200))
+    CountingMenu.reads = 0
+    binder.apply(model(200))
+    assert CountingMenu.reads == 1 and binder.created == 200
+    # One charm inserted at the top, one removed at the end: everything else moves in place.
+    binder.apply(MenuModel(items=(MenuItem("new", text="New"), *model(199).items)))
+    assert [a.data() for a in QMenu.actions(menu)] == ["new", *(f"c{i}" for i in range(199))]
+    assert binder.created == 201 and binder.removed == 1
