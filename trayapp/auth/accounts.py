@@ -270,6 +270,26 @@ class AccountManager:
             }
         )
 
+    def charm_permission_missing(self, account_id: str, scopes: Sequence[str]) -> str:
+        """For a charm that needs ``scopes``: "" if the account's grant holds them, else one
+        sentence saying which permission it waits for. "" too for an account with a problem
+        of its own (signed out, needs sign-in...): its token provider says so, for every charm.
+        """
+        try:
+            stored = self._stored(account_id)
+        except NotFoundError:
+            return ""
+        if not self._view(stored).grant_works:
+            return ""
+        missing = tuple(s for s in dict.fromkeys(scopes) if s not in stored.scopes)
+        if not missing:
+            return ""
+        return (
+            f"This charm waits for permission to {describe_scopes(missing)}, which "
+            f"{stored.label} has not granted yet; allow it from the tray menu or with "
+            f"`trayapp accounts signin {stored.label}`."
+        )
+
     def scope_needs_changed(self) -> list[Account]:
         """The charms changed: publish every account whose computed state changed with them."""
         changed: list[Account] = []

@@ -100,6 +100,12 @@ class Account(BaseModel):
         return self.state is AccountState.SIGNED_IN
 
     @property
+    def grant_works(self) -> bool:
+        """Its grant hands out tokens: signed in, or in ``needs_permission`` (the grant works for
+        the scopes it holds; only the charms that need the missing ones wait)."""
+        return self.state in (AccountState.SIGNED_IN, AccountState.NEEDS_PERMISSION)
+
+    @property
     def label(self) -> str:
         return self.email or self.id
 
@@ -115,6 +121,13 @@ class Account(BaseModel):
         if self.state is not AccountState.NEEDS_PERMISSION:
             return ""
         return f"Allow {DISPLAY_NAME} to {describe_scopes(self.missing_scopes)} for {self.label}"
+
+    @property
+    def permission_words(self) -> str:
+        """What ``needs_permission`` asks for, in words ("read Google Calendar"); else ""."""
+        if self.state is not AccountState.NEEDS_PERMISSION:
+            return ""
+        return describe_scopes(self.missing_scopes)
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` / IPC shape. Holds no secrets by construction."""

@@ -325,12 +325,14 @@ class TokenProvider:
     # -- internals -----------------------------------------------------------------------------
 
     def _usable_account(self) -> Account:
-        """The account, read once per ask; AuthRequired (no request to Google) if unusable."""
+        """The account, read once per ask; AuthRequired (no request to Google) if its grant does
+        not work. One in ``needs_permission`` gets tokens for the scopes it granted: only the
+        charms that need the missing ones wait (the engine's permission check)."""
         try:
             account = self._book.get(self.account_id)
         except NotFoundError as exc:
             raise AuthRequired(str(exc), account_id=self.account_id) from None
-        if not account.usable:
+        if not account.grant_works:
             raise AuthRequired(
                 account.cli_text or f"{account.label} is not signed in",
                 account_id=self.account_id,
@@ -487,9 +489,9 @@ class TokenProvider:
         self._expiry = expiry
         if set(granted) != set(account.scopes):
             # Google's answer says which scopes the grant holds; if a charm needs one it no
-            # longer has, the account now needs permission and the token is not handed out.
+            # longer has, the account now needs permission (that charm waits for it).
             after = self._book.scopes_granted(self.account_id, granted)
-            if not after.usable:
+            if not after.grant_works:
                 raise AuthRequired(after.cli_text, account_id=self.account_id)
         return token
 
@@ -519,7 +521,7 @@ class TokenProvider:
             # Signed in or out by another process while the refresh ran: its grant wins.
             self.reset()
             current = self._book.get(self.account_id)
-            if current.usable:
+            if current.grant_works:
                 raise ServerError(
                     f"{current.label} was signed in again meanwhile; the sync will be retried"
                 ) from None

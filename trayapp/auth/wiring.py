@@ -76,8 +76,10 @@ def attach_accounts(
     """An AccountManager over the engine's store, publishing to the engine.
 
     Every committed account change becomes an ``AccountChanged`` engine event, and an account
-    that becomes usable (signed in again, keyring unlocked, permission granted) calls
-    ``engine.account_usable``, which unparks that account's charms at once. The scopes each
+    whose grant works (signed in again, keyring unlocked, permission granted) calls
+    ``engine.account_usable``, which unparks that account's charms at once. A charm whose
+    pattern needs scopes the grant lacks waits alone (``engine.permission_check``); the
+    account's other charms keep syncing. The scopes each
     account needs are the union over its charms (``engine.charms()`` with the engine's pattern
     registry); when the charms change, accounts whose ``needs_permission`` came or went are
     published.
@@ -93,7 +95,9 @@ def attach_accounts(
 
     def on_change(account: Account) -> None:
         engine.publish(AccountChanged(account.id))
-        if account.usable:
+        if account.grant_works:
+            # Signed in, or a permission granted (also a partial one): the parked charms run;
+            # one whose permission is still missing parks again alone, asking Google nothing.
             engine.account_usable(account.id)
 
     def on_engine_event(event: EngineEvent) -> None:
@@ -102,6 +106,7 @@ def attach_accounts(
 
     manager.subscribe(on_change)
     engine.subscribe(on_engine_event)
+    engine.permission_check = manager.charm_permission_missing
     manager.scope_needs_changed()  # remember each account's state before the first change
     return manager
 

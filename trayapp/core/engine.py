@@ -99,6 +99,11 @@ STATE_VERSION_CELL = "charm:{charm_id}:_state_version"
 GoogleFactory = Callable[[str], GoogleServices]
 """``google_factory(account_id)`` -> the per-account Google services given to ``ctx.google``."""
 
+PermissionCheck = Callable[[str, tuple[str, ...]], str]
+"""``permission_check(account_id, scopes)`` -> "" when the account's grant holds ``scopes`` (or
+the account has a problem of its own, which its token provider reports), else one sentence
+saying which permission is missing. Set by the accounts wiring."""
+
 
 class SharedHttpClient(httpx.AsyncClient):
     """The one HTTP client every charm's ``ctx.http`` is: a pattern cannot close it.
@@ -159,6 +164,9 @@ class Engine:
         self.clock: Clock = clock or SystemClock()
         self.patterns = patterns
         self.google_factory = google_factory
+        # A charm whose pattern needs scopes its account has not granted waits alone for them
+        # (AuthRequired charm_only) without a request to Google; its siblings keep syncing.
+        self.permission_check: PermissionCheck | None = None
         self.store = self.profile.open_store()  # an emptied database is damage, not new
         self._status_repo = StoreStatusRepo(self.store)
         self._charms = CharmRepo(self.store)
@@ -491,7 +499,8 @@ class Engine:
                 self._scheduler.resume(cid)
 
     def account_usable(self, account_id: str) -> None:
-        """The account works again (signed in): its parked charms run now.
+        """The account works again (signed in, or a permission granted): its parked charms run
+        now (one still lacking a permission of its own parks again alone, without a request).
 
         The seam for the accounts module. On an engine that is not running they are unparked
         and made due now, so the next start runs them first.
@@ -760,6 +769,13 @@ class Engine:
                 bindings[spec.name] = default_binding(pattern, spec.name, info.id, info.account_id)
         google = None
         if online and self.google_factory is not None and info.account_id is not None:
+            missing = (
+                self.permission_check(info.account_id, tuple(pattern.scopes))
+                if self.permission_check is not None
+                else ""
+            )
+            if missing:
+                raise AuthRequired(missing, account_id=info.account_id, charm_only=True)
             try:
                 google = self.google_factory(info.account_id)
             except NotFoundError:

@@ -98,13 +98,20 @@ class SyncError(Exception):
 
 
 class AuthRequired(SyncError):
-    """The account cannot be used until the user signs in again (or fixes the client)."""
+    """The account cannot be used until the user signs in again (or fixes the client).
+
+    ``charm_only``: the account works, but this charm needs a permission its grant lacks; only
+    this charm waits (for the grant), its account's other charms keep syncing.
+    """
 
     kind = OutcomeKind.AUTH_REQUIRED
 
-    def __init__(self, message: str, *, account_id: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, account_id: str | None = None, charm_only: bool = False
+    ) -> None:
         super().__init__(message)
         self.account_id = account_id
+        self.charm_only = charm_only
 
 
 class RateLimited(SyncError):

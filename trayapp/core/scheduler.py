@@ -23,7 +23,9 @@ Timing decisions, in one place:
 * **config_error retries slowly**: the user must fix the charm's settings, so it waits the
   backoff cap (or its interval, if longer), not 30 s; a fix elsewhere is still noticed.
 * **auth_required parks** every charm of the account until :meth:`Scheduler.account_usable`;
-  then they all run at once (trigger ``account``).
+  then they all run at once (trigger ``account``). One whose error is ``charm_only`` (the
+  account works, but this charm's permission was not granted) parks only that charm
+  (``parked_alone``); the same call unparks it.
 * **Suspend/resume**: when wall time advanced far more than monotonic time between two wake-ups
   (or on :meth:`Scheduler.wake`), overdue charms run once each (not once per missed interval),
   staggered over a few seconds. A backward wall step pulls far-future due times back in.
@@ -218,6 +220,7 @@ class _Run:
     work: asyncio.Future[RunOutcome] | None = None  # _invoke, the updater itself
     cancel_reason: str | None = None
     auth_account: str | None = None  # from AuthRequired.account_id
+    charm_only: bool = False  # from AuthRequired.charm_only: park this charm, not its account
     blocked: str | None = None  # set by the watchdog while this run executes
     account: str | None = None  # the account whose slot it holds (fixed at dispatch)
 
@@ -875,6 +878,7 @@ class Scheduler:
         except SyncError as err:
             if isinstance(err, AuthRequired):
                 run.auth_account = err.account_id
+                run.charm_only = err.charm_only
             retry_after = err.retry_after if isinstance(err, RateLimited) else None
             return RunOutcome(err.kind, message=err.message or str(err), retry_after=retry_after)
         except asyncio.CancelledError:
@@ -1022,24 +1026,31 @@ class Scheduler:
         except Exception:
             log.exception("could not save the run history of charm %s", charm.entry.charm_id)
         self._set(charm, new)
-        if kind is OutcomeKind.AUTH_REQUIRED:
+        if kind is OutcomeKind.AUTH_REQUIRED and run.charm_only:
+            self._park(charm, None, alone=True)  # the account works: its other charms go on
+        elif kind is OutcomeKind.AUTH_REQUIRED:
             self._park(charm, run.auth_account or account)
         elif not self._stopping:
             self._reschedule(charm)
 
     def _account_parked(self, account: str | None, besides: _Charm | None = None) -> bool:
         """Whether ``account`` needs the user: some charm of it (other than ``besides``) is
-        parked. Derived from the charms' own ``parked`` (the one place parking lives), so a
-        charm added later for that account waits with its siblings, also after a restart."""
+        parked for its account (not just for a permission of its own). Derived from the charms'
+        own ``parked`` (the one place parking lives), so a charm added later for that account
+        waits with its siblings, also after a restart."""
         if account is None:
             return False
         return any(
-            c.entry.account_id == account and c.status.parked and c is not besides
+            c.entry.account_id == account
+            and c.status.parked
+            and not c.status.parked_alone
+            and c is not besides
             for c in self._charms.values()
         )
 
-    def _park(self, charm: _Charm, account: str | None) -> None:
-        """Park every charm of ``account`` (or just this one if it has no account)."""
+    def _park(self, charm: _Charm, account: str | None, *, alone: bool = False) -> None:
+        """Park every charm of ``account`` (or just this one if ``account`` is None; ``alone``:
+        for a permission only this charm lacks, see ``CharmStatus.parked_alone``)."""
         if account is None:
             targets = [charm]
         else:
@@ -1051,7 +1062,7 @@ class Scheduler:
                 self._drop_pending(target.pending, "its account needs signing in again")
             if target.active is None and target.pending is None:
                 self._clear_timer(target)
-            self._set(target, parked(target.status))
+            self._set(target, parked(target.status, alone=alone))
 
     # ---------------------------------------------------------------------------- watchdog
 

@@ -181,6 +181,9 @@ class CharmStatus:
     # The one place parking lives: a charm can be parked and paused at once (``state`` shows one
     # of them), and parking survives a restart in either case.
     parked: bool = False
+    # Parked for a permission only this charm needs and its account has not granted: the
+    # account works, so its other charms keep syncing and a charm added later does not wait.
+    parked_alone: bool = False
     # While RUNNING: what the updater last reported through ``ctx.progress`` (None otherwise).
     progress: Progress | None = None
 
@@ -227,6 +230,7 @@ class CharmStatus:
             "paused_until": _dt(self.paused_until),
             "blocked_loop": self.blocked_loop,
             "parked": self.parked,
+            "parked_alone": self.parked_alone,
             "progress": self.progress.to_json() if self.progress is not None else None,
         }
 
@@ -259,6 +263,7 @@ class CharmStatus:
             paused_until=_parse_dt(data.get("paused_until")),
             blocked_loop=data.get("blocked_loop"),
             parked=bool(parked),
+            parked_alone=bool(parked) and data.get("parked_alone") is True,
             progress=Progress.from_json(data.get("progress")),
         )
 
@@ -341,6 +346,7 @@ def finished(
         )
         if unpark:
             changes["parked"] = False
+            changes["parked_alone"] = False
     elif kind.is_failure:
         changes.update(
             consecutive_failures=status.consecutive_failures + 1,
@@ -364,13 +370,14 @@ def resumed(status: CharmStatus) -> CharmStatus:
     return _evolve(status, {"paused": False, "paused_until": None})
 
 
-def parked(status: CharmStatus) -> CharmStatus:
-    """Its account needs the user: no scheduled runs until the account is usable."""
-    return _evolve(status, {"parked": True})
+def parked(status: CharmStatus, *, alone: bool = False) -> CharmStatus:
+    """Its account needs the user: no scheduled runs until the account is usable. ``alone``:
+    only this charm lacks a permission; its account works (see ``CharmStatus.parked_alone``)."""
+    return _evolve(status, {"parked": True, "parked_alone": alone})
 
 
 def unparked(status: CharmStatus) -> CharmStatus:
-    return _evolve(status, {"parked": False})
+    return _evolve(status, {"parked": False, "parked_alone": False})
 
 
 def due(status: CharmStatus, at: datetime | None) -> CharmStatus:

@@ -193,8 +193,9 @@ class GoogleAuthRequired(AuthRequired):
         *,
         api_error: GoogleApiError | None = None,
         account_id: str | None = None,
+        charm_only: bool = False,
     ) -> None:
-        super().__init__(message, account_id=account_id)
+        super().__init__(message, account_id=account_id, charm_only=charm_only)
         self.api_error = api_error
 
 
@@ -270,6 +271,7 @@ def classify(
             f"sign in again and allow access to {service}.",
             api_error=err,
             account_id=account_id,
+            charm_only=True,  # the grant works for the account's other charms
         )
     if err.is_rate_limit:
         when = _latest(retry_after, err.retry_at)

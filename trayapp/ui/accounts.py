@@ -186,6 +186,7 @@ class AuthAccounts:
                     hint=hint,
                     signing_in=str(a.id) in self._flows,
                     permission_prompt=str(a.permission_prompt),
+                    permission_words=str(a.permission_words),
                 )
             )
         return out

@@ -37,6 +37,8 @@ class AccountView:
     signing_in: bool = False  # a browser sign-in is waiting for the user
     # needs_permission only: "Allow Pattern Sync to read Gmail for x@example.com" (auth's words)
     permission_prompt: str = ""
+    # needs_permission only: what is asked, in words ("read Google Calendar")
+    permission_words: str = ""
 
     @property
     def needs_user(self) -> bool:
@@ -208,8 +210,10 @@ def charm_failing(c: CharmView) -> bool:
 
 def charm_needs_sign_in(c: CharmView, snap: Snapshot) -> bool:
     acct = snap.account(c.account_id)
-    if acct is not None and acct.needs_user:
+    if acct is not None and acct.needs_user and acct.state is not AccountState.NEEDS_PERMISSION:
         return True
+    # needs_permission: only the charms waiting for the missing permission (parked) need the
+    # user; the account's other charms keep syncing.
     s = c.status
     return s.state is CharmState.PARKED or (
         charm_failing(c) and s.last_outcome is OutcomeKind.AUTH_REQUIRED

@@ -48,7 +48,9 @@ class Notifier:
         self._desktop: Any = None
         self.desktop_available = False
         self.recent = RecentNotices()
-        self._sent: dict[str, Any] = {}  # notice key -> desktop-notifier Notification
+        self._sent: dict[str, str] = {}  # notice key -> desktop-notifier identifier
+        # identifier -> the server's notification id, to close one desktop-notifier forgot
+        self._server_ids: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._listeners: list[Callable[[], None]] = []
 
@@ -97,12 +99,9 @@ class Notifier:
         from desktop_notifier import Button, Urgency
 
         old = self._sent.pop(notice.key, None)
-        try:
-            if old is not None:
-                # Replacing in place is not supported: clear the old one, then send the new one.
-                await asyncio.wait_for(self._desktop.clear(old), CALL_TIMEOUT_S)
-        except Exception:
-            log.debug("could not clear an old notification", exc_info=True)
+        if old is not None:
+            # Replacing in place is not supported: close the old one, then send the new one.
+            await self._close(old)
         action = notice.action
         buttons = []
         if notice.action_label and action:
@@ -136,10 +135,36 @@ class Notifier:
                 CALL_TIMEOUT_S,
             )
             self._sent[notice.key] = identifier
+            server_id = self._id_map().inverse.get(identifier) if self._id_map() else None
+            if isinstance(server_id, int):
+                self._server_ids[identifier] = server_id
         except asyncio.CancelledError:
             raise
         except Exception:
             log.warning("the notification service did not take a notification", exc_info=True)
+
+    def _id_map(self) -> Any:
+        """desktop-notifier's D-Bus backend map (server id <-> identifier), if it has one."""
+        backend = getattr(self._desktop, "_backend", None)
+        return getattr(backend, "_platform_to_interface_notification_identifier", None)
+
+    async def _close(self, identifier: str) -> None:
+        """Take a notification we sent off the screen (bounded; a failure is only logged).
+
+        desktop-notifier forgets a notification once one of its buttons was pressed, assuming
+        the server closed it; dunst keeps a critical one on screen after its action ran, so the
+        "Allow…" notice stayed after the permission was granted. We remember the server's id
+        and hand it back to desktop-notifier's map before its public ``clear()``.
+        """
+        server_id = self._server_ids.pop(identifier, None)
+        ids = self._id_map()
+        try:
+            if ids is not None and server_id is not None and identifier not in ids.inverse:
+                ids[server_id] = identifier
+            await asyncio.wait_for(self._desktop.clear(identifier), CALL_TIMEOUT_S)
+            self._report(f"TRAYAPP_NOTIFICATION_CLOSED {identifier}")
+        except Exception:
+            log.debug("could not close an old notification", exc_info=True)
 
     def _callback(self, command: str) -> Callable[[], None]:
         # desktop-notifier calls plain functions on the loop thread; never pass a coroutine.

@@ -37,7 +37,10 @@ TRANSIENT_THRESHOLD = 2  # consecutive failures before a transient failure is wo
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    key: str  # what it is about ("account:<id>", "charm:<id>", "charms:<ids>")
+    # What it is about ("account:<id>", "charm:<id>", "charms:<ids>"). A notice replaces the
+    # one shown before under its key: the notifier closes that one first, so an account's
+    # recovery notice takes its urgent "Sign in again"/"Allow…" notification off the screen.
+    key: str
     kind: str  # "sign_in" | "failing" | "recovered" | "new_items"
     title: str
     body: str
@@ -60,6 +63,8 @@ class NotificationPolicy:
     # What the user was last told, per key: a failure signature, or absent when all is well.
     _told: dict[str, str] = field(default_factory=dict)
     _muted: dict[str, str] = field(default_factory=dict)  # charm id -> muted signature
+    # Accounts the user was asked for a permission: key -> what was asked, in words.
+    _asked: dict[str, str] = field(default_factory=dict)
     # Problems the user was told about: problem key -> {charm id: name} of the charms in it.
     _problems: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -105,9 +110,29 @@ class NotificationPolicy:
                 sig = f"{a.state.value}:{a.reason}"
                 if self._told.get(key) != sig:
                     self._told[key] = sig
+                    if a.state is AccountState.NEEDS_PERMISSION:
+                        self._asked[key] = a.permission_words
+                    else:
+                        self._asked.pop(key, None)
                     yield _account_notice(a)
             elif key in self._told and a.state is AccountState.SIGNED_IN:
                 del self._told[key]
+                asked = self._asked.pop(key, None)
+                if asked is not None:  # a permission was granted: it was never a sign-in
+                    yield Notice(
+                        key,
+                        "recovered",
+                        tr("Pattern Sync can now {what} for {email}").format(
+                            what=asked, email=a.email
+                        )
+                        if asked
+                        else tr("{email} gave Pattern Sync the access it asked for").format(
+                            email=a.email
+                        ),
+                        tr("The charms that waited for it sync now."),
+                        icon=IconState.OK.value,
+                    )
+                    continue
                 yield Notice(
                     key,
                     "recovered",
