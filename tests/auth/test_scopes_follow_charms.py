@@ -5,6 +5,8 @@ Engine, the emulator as Google, the built-in Gmail importer and (for consent) he
   ``needs_permission`` (computed, published once); one incremental consent page later the charm
   syncs.
 * A 403 insufficient-scope answer from Gmail leads to the same state.
+* Only the charm that lacks a permission waits: a Calendar charm added to an account whose Gmail
+  charm syncs leaves Gmail syncing; the grant runs exactly the waiting charm at once.
 * ``accounts signin`` without ``--scope`` asks for the scopes of the account's charms.
 * A keyring that cannot store the grant is a choice (file or retry), with no second consent page,
   and the browser never says "Signed in" before the grant is stored.
@@ -33,6 +35,7 @@ from tests.emulator.harness import (
     answer_consent_page,
     find_chromium,
     headless_chromium_argv,
+    timed_event,
 )
 from trayapp.auth.accounts import AccountManager, record_cell_name
 from trayapp.auth.client_config import parse_client_json
@@ -43,15 +46,17 @@ from trayapp.auth.wiring import AccountsWiring
 from trayapp.builtins import default_registry
 from trayapp.cli import accounts as commands
 from trayapp.core.engine import Engine
-from trayapp.core.events import AccountChanged, EngineEvent
+from trayapp.core.events import AccountChanged, EngineEvent, RunFinished
 from trayapp.core.outcomes import OutcomeKind
 from trayapp.core.profile import Profile
+from trayapp.core.status import CharmState, RunRecord
 from trayapp.core.store import Store
 from trayapp.emulator.control import ClientInfo
 
 EMAIL = "alice@example.com"
 OPENID = ("openid", "https://www.googleapis.com/auth/userinfo.email")
 GMAIL = "https://www.googleapis.com/auth/gmail.readonly"
+CALENDAR = "https://www.googleapis.com/auth/calendar.readonly"
 
 
 def _message(subject: str) -> bytes:
@@ -222,6 +227,86 @@ async def test_a_403_insufficient_scope_from_gmail_means_needs_permission(
     assert "Signed in" in final.text
     outcomes = await engine.sync()
     assert outcomes["mail"].kind is OutcomeKind.OK, outcomes["mail"].message
+
+
+async def test_only_the_charm_that_lacks_permission_waits_and_the_grant_runs_it(
+    wired: tuple[Engine, AccountManager], emu: EmulatorServer, client_info: ClientInfo
+) -> None:
+    engine, manager = wired
+    emu.control.add_message(EMAIL, _message("first"))
+    emu.control.add_event(
+        EMAIL, "primary", timed_event("Standup", "2026-12-08T09:00:00Z", "2026-12-08T09:15:00Z")
+    )
+    tokens = emu.control.issue_tokens(EMAIL, client_info.id, [*OPENID, GMAIL])
+    account = await manager.complete_sign_in(grant_from_token_response(tokens, email=EMAIL))
+    finished: list[RunRecord] = []
+    engine.subscribe(lambda e: finished.append(e.record) if isinstance(e, RunFinished) else None)
+
+    async def run_of(charm_id: str, after: int) -> RunRecord:
+        for _ in range(600):
+            found = [r for r in finished[after:] if r.charm_id == charm_id]
+            if found:
+                return found[0]
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no run of {charm_id} finished")
+
+    engine.add_charm("gmail-importer", {"query": "in:inbox"}, name="mail", account_id=account.id)
+    await engine.start()
+    assert (await run_of("mail", 0)).outcome is OutcomeKind.OK
+    # A Calendar charm for the same account: the grant lacks Calendar.
+    engine.add_charm("gcalendar-importer", {}, name="cal", account_id=account.id)
+    assert manager.get(account.id).state is AccountState.NEEDS_PERMISSION
+    cal = await run_of("cal", 0)
+
+    assert cal.outcome is OutcomeKind.AUTH_REQUIRED
+    assert "read Google Calendar" in cal.message
+    assert emu.control.requests(path="/calendar/*") == []  # it waits without asking Google
+    assert engine.status("cal").state is CharmState.PARKED
+    assert engine.status("mail").state is CharmState.SCHEDULED  # Gmail is not parked with it
+    # Gmail keeps syncing: its token provider hands out tokens for the scopes granted.
+    emu.control.add_message(EMAIL, _message("second"))
+    outcomes = await engine.sync(["mail"])
+    assert outcomes["mail"].kind is OutcomeKind.OK, outcomes["mail"].message
+    assert engine.status("mail").last_counts.added == 1
+    # A charm added now for the account does not wait with the Calendar charm.
+    engine.add_charm("gmail-importer", {"query": "in:inbox"}, name="mail2", account_id=account.id)
+    assert not engine.status("mail2").parked
+    assert (await run_of("mail2", 0)).outcome is OutcomeKind.OK
+
+    mark = len(finished)
+    browser = HttpBrowser()
+    granted = await manager.grant_permission(account.id, opener=browser, timeout=60)
+    assert granted.usable and CALENDAR in granted.scopes
+
+    after = await run_of("cal", mark)  # at once, without waiting for its interval
+    assert after.outcome is OutcomeKind.OK, after.message
+    assert after.trigger == "account" and after.counts.added == 1
+    assert engine.status("cal").state is CharmState.SCHEDULED
+    # Exactly the waiting charm ran: the Gmail charms were never parked, so they did not.
+    assert [r.charm_id for r in finished[mark:]] == ["cal"]
+
+
+async def test_an_account_that_needs_signing_in_still_parks_all_its_charms(
+    wired: tuple[Engine, AccountManager], emu: EmulatorServer, client_info: ClientInfo
+) -> None:
+    engine, manager = wired
+    tokens = emu.control.issue_tokens(EMAIL, client_info.id, [*OPENID, GMAIL])
+    account = await manager.complete_sign_in(grant_from_token_response(tokens, email=EMAIL))
+    engine.add_charm("gmail-importer", {"query": "in:inbox"}, name="mail", account_id=account.id)
+    engine.add_charm("gcalendar-importer", {}, name="cal", account_id=account.id)
+
+    outcomes = await engine.sync(["cal", "mail"])
+    assert outcomes["cal"].kind is OutcomeKind.AUTH_REQUIRED
+    assert engine.status("cal").parked and engine.status("cal").parked_alone
+    assert not engine.status("mail").parked
+
+    # The user revoked the grant at Google: a real sign-in problem parks every charm.
+    assert emu.control.revoke_refresh_token(EMAIL) >= 1
+    outcomes = await engine.sync(["mail"])
+    assert outcomes["mail"].kind is OutcomeKind.AUTH_REQUIRED, outcomes["mail"].message
+    assert manager.get(account.id).state is AccountState.NEEDS_SIGN_IN
+    assert engine.status("mail").parked and engine.status("cal").parked
+    assert not engine.status("cal").parked_alone and not engine.status("mail").parked_alone
 
 
 def parse(*argv: str) -> argparse.Namespace:

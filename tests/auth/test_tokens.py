@@ -304,8 +304,11 @@ async def test_a_refresh_learns_the_granted_scopes_and_a_charm_need_means_needs_
     cell.set(stored.model_copy(update={"scopes": (*narrow, gmail)}))
     assert manager.get(account.id).usable  # as far as the record knows
     clock.offset = timedelta(hours=2)
-    with pytest.raises(AuthRequired, match="read Gmail"):
-        await manager.provider(account.id).access_token()
+    # The grant works for the scopes it holds: the token is handed out (a charm that needs no
+    # Gmail keeps syncing), and a charm that needs Gmail waits for the permission instead.
+    assert await manager.provider(account.id).access_token()
+    assert "read Gmail" in manager.charm_permission_missing(account.id, [gmail])
+    assert manager.charm_permission_missing(account.id, list(narrow)) == ""
     # The refresh asked for no scopes and Google's answer named the real ones.
     [refresh] = [e for e in token_requests(emu) if b"grant_type=refresh_token" in e.body]
     assert "scope" not in dict(parse_qsl(refresh.body.decode()))

@@ -288,8 +288,40 @@ def test_then_a_calendar_charm_asks_permission_once_and_syncs(run: Run) -> None:
     scopes = urllib.parse.parse_qs(urllib.parse.urlsplit(urls[1]).query)["scope"][0].split()
     assert CALENDAR_SCOPE in scopes
     report.wait(f"TRAYAPP_RUN_FINISHED {calendar_id} ok", 120, after=mark)
+    # Only the Calendar charm waited: the grant ran it, and the Gmail charm, which kept its
+    # access all along, was neither parked nor re-run.
+    assert not [
+        ln for ln in report.since(mark) if ln.startswith(f"TRAYAPP_RUN_FINISHED {gmail_id}")
+    ]
+    # The grant is told in its own words, and its notice takes the "Allow…" one off the screen.
+    told = wait_for(
+        lambda: [c for c in run.desktop.notify_calls()[before:] if "can now read" in c] or None,
+        60,
+        "the notice that the permission was granted",
+    )
+    assert isinstance(told, list) and len(told) == 1, told
+    assert "Pattern Sync can now read Google Calendar for alice@example.com" in told[0]
+    assert not [c for c in run.desktop.notify_calls()[before:] if "signed in again" in c]
+    report.wait("TRAYAPP_NOTIFICATION_CLOSED", 60, after=mark)
     run.shot("9-calendar-synced")
-    assert len([c for c in run.desktop.notify_calls()[before:] if "Calendar" in c]) == 1
+    # dunst never times out a critical notice: with the "Allow…" one closed, the screen clears
+    # once the (normal) recovery notice times out.
+    cleared = wait_for(
+        lambda: _dunst_count(run, "displayed") + _dunst_count(run, "waiting") == 0 or None,
+        60,
+        "no notification left on screen",
+    )
+    assert cleared
+    assert len([c for c in run.desktop.notify_calls()[before:] if "Calendar" in c]) == 2
+    assert len([c for c in run.desktop.notify_calls()[before:] if "Allow Pattern Sync" in c]) == 1
+
+
+def _dunst_count(run: Run, which: str) -> int:
+    """How many notifications dunst has ``which`` ("displayed", "waiting", "history")."""
+    res = subprocess.run(
+        ["dunstctl", "count", which], env=run.desktop.env(), capture_output=True, text=True
+    )
+    return int(res.stdout.strip() or -1)
 
 
 def _window(run: Run, title: str) -> str:
