@@ -26,7 +26,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from trayapp.core.errors import ExportError, NotFoundError, SettingsError
 from trayapp.core.outcomes import RunReport
@@ -339,6 +339,11 @@ Given back unchanged (a form re-submitted without re-entering the secret, ``char
 
 def secret_fields(model: type[BaseModel]) -> tuple[str, ...]:
     """Top-level fields of ``model`` typed ``SecretStr`` or an optional ``SecretStr``."""
+    # Imported here: pydantic loads its types module lazily, and loading it while another
+    # module is half-imported trips PySide's import hook (seen under pytest-qt, depending on
+    # which test module imports trayapp first).
+    from pydantic import SecretStr
+
     names: list[str] = []
     for name, info in model.model_fields.items():
         annotation = info.annotation
@@ -555,6 +560,16 @@ class PatternRegistry:
         label = f"{ep.name} = {ep.value}"
         try:
             obj = ep.load()
+        except ImportError as exc:
+            if (exc.name or "").startswith("trayapp") or "from 'trayapp" in str(exc):
+                # A name a newer plugin API has: say so rather than show an import error.
+                return PluginProblem(
+                    label,
+                    dist,
+                    f"it uses a part of the plugin API this Pattern Sync does not have ({exc}); "
+                    f"this one has API {API_VERSION}: update Pattern Sync",
+                )
+            return PluginProblem(label, dist, f"import failed: {type(exc).__name__}: {exc}")
         except Exception as exc:  # a plugin may fail to import in any way at all
             return PluginProblem(label, dist, f"import failed: {type(exc).__name__}: {exc}")
         if not (isinstance(obj, type) and issubclass(obj, Pattern)):
