@@ -158,3 +158,11 @@ async def test_add_list_status_signout_with_no_secret_in_any_output(
     for output in (added, listed, status, text_status, signed_out, after, text_after):
         for token in tokens:
             assert token not in output
+
+
+def test_the_cli_sign_in_timeout_default_is_the_sign_in_flows() -> None:
+    # The CLI does not import trayapp.auth.signin to build its parser (it is slow); its copy of
+    # the default must not drift from the flow's.
+    from trayapp.auth.signin import DEFAULT_TIMEOUT
+
+    assert commands.SIGNIN_TIMEOUT_S == DEFAULT_TIMEOUT
