@@ -105,9 +105,10 @@ def main(args: Any = None) -> int:
     if not ns.no_tray and QSystemTrayIcon.isSystemTrayAvailable():
         # Show the icon before importing and opening the engine (about a second on a slow
         # machine): at login the user sees the app at once, in its "syncing" state.
+        # Light modules only: the tray controller, model and engine load after the icon.
         from trayapp.ui.icons import state_icon
-        from trayapp.ui.model import IconState
-        from trayapp.ui.tray import TestReporter
+        from trayapp.ui.iconstate import IconState
+        from trayapp.ui.report import TestReporter
 
         runner.early_tray = QSystemTrayIcon(state_icon(IconState.SYNCING))
         runner.early_tray.setToolTip(f"{DISPLAY_NAME}: starting…")

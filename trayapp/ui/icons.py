@@ -42,7 +42,7 @@ from PySide6.QtGui import (
     QPixmap,
 )
 
-from trayapp.ui.model import IconState
+from trayapp.ui.iconstate import IconState
 from trayapp.ui.resources import resources_dir as resources_dir  # re-exported (tests)
 
 SIZES = (16, 22, 24, 32, 48, 64)

@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Protocol
 
 from trayapp.auth.models import AccountState as AccountState  # the one enum, re-exported
 from trayapp.core.outcomes import OutcomeKind
 from trayapp.core.status import CharmState, CharmStatus
 from trayapp.ui.i18n import tr
+from trayapp.ui.iconstate import IconState as IconState  # re-exported (moved for start-up)
 from trayapp.ui.wording import detail_for_gui
 
 # ---------------------------------------------------------------------------------------------
@@ -189,15 +189,6 @@ def tomorrow_morning(now: datetime, hour: int = 8) -> datetime:
 
 # ---------------------------------------------------------------------------------------------
 # Overall state: icon and one-line summary
-
-
-class IconState(StrEnum):
-    OK = "ok"
-    SYNCING = "syncing"
-    ATTENTION = "attention"
-    ERROR = "error"
-    PAUSED = "paused"
-    OFFLINE = "offline"
 
 
 _TRANSIENT = (OutcomeKind.OFFLINE,)

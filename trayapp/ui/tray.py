@@ -11,7 +11,6 @@ import asyncio
 import inspect
 import logging
 import os
-import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -57,6 +56,7 @@ from trayapp.ui.model import (
 )
 from trayapp.ui.notifier import Notifier
 from trayapp.ui.notify_policy import Notice, NotificationPolicy
+from trayapp.ui.report import TestReporter as TestReporter  # re-exported
 
 log = logging.getLogger(__name__)
 
@@ -65,26 +65,6 @@ MENU_TICK_MS = 15_000
 LOOP_BLOCK_SHOWN_FOR = timedelta(hours=1)
 CLICK_FEEDBACK_S = 1.2  # a click shows "syncing" at least this long, however fast the runs are
 BATCH_GIVE_UP_S = 5.0  # a clicked charm that has not started by then is not waited for
-
-
-class TestReporter:
-    """Machine-readable lines for the end-to-end tests (where to click, what was notified)."""
-
-    def __init__(self, target: str | None) -> None:
-        self._target = target
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self._target)
-
-    def __call__(self, line: str) -> None:
-        if not self._target:
-            return
-        if self._target == "stderr":
-            print(line, file=sys.stderr, flush=True)
-        else:
-            with open(self._target, "a", encoding="utf-8") as fh:
-                fh.write(line + "\n")
 
 
 def _utcnow() -> datetime:
