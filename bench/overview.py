@@ -59,8 +59,9 @@ def threads(pid: int) -> list[str]:
     return os.listdir(f"/proc/{pid}/task")
 
 
-def ctx_switches(pid: int) -> int:
-    total = 0
+def ctx_switches(pid: int) -> dict[str, int]:
+    """Context switches per thread (a thread that ends must not make the sum go down)."""
+    total: dict[str, int] = {}
     for tid in threads(pid):
         try:
             text = Path(f"/proc/{pid}/task/{tid}/status").read_text()
@@ -68,7 +69,7 @@ def ctx_switches(pid: int) -> int:
             continue
         for line in text.splitlines():
             if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
-                total += int(line.split()[1])
+                total[tid] = total.get(tid, 0) + int(line.split()[1])
     return total
 
 
@@ -119,7 +120,8 @@ def measure(
         c0, cpu0 = ctx_switches(proc.pid), tray_bench.cpu_seconds(proc.pid)
         time.sleep(idle)
         c1, cpu1 = ctx_switches(proc.pid), tray_bench.cpu_seconds(proc.pid)
-        row["ctx_per_min"] = (c1 - c0) * 60 / idle
+        switched = sum(n - c0.get(tid, 0) for tid, n in c1.items())
+        row["ctx_per_min"] = switched * 60 / idle
         row["idle_cpu_ms_per_min"] = (cpu1 - cpu0) * 1000 * 60 / idle
         if use_strace:
             calls = strace_calls(proc.pid, idle, work / f"{name}.strace")
