@@ -137,7 +137,11 @@ class AppHost:
         from trayapp.builtins import default_registry
         from trayapp.core.engine import Engine
 
-        return Engine(self.profile, patterns=default_registry(profile=self.profile.path))
+        return Engine(
+            self.profile,
+            patterns=default_registry(profile=self.profile.path),
+            secrets=self.vault,  # plugins' secret settings live where the accounts' do
+        )
 
     def on(self, cmd: str, handler: Callable[[dict[str, Any]], Any]) -> None:
         """Serve one more control command (the tray's ``activate``)."""

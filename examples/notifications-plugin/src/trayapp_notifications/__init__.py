@@ -51,6 +51,7 @@ class Notifications(Pattern[NotificationsSettings]):
     Settings = NotificationsSettings
     default_interval = timedelta(minutes=15)
     timeout = timedelta(minutes=2)
+    requires_api = 1  # the trayapp.api version whose names this uses (API_VERSION)
     cells = (CellSpec("state", writes=True, default={}, description="ETag of the last answer"),)
     collections = ("items",)
 
