@@ -18,11 +18,13 @@ import argparse
 import asyncio
 import contextlib
 import email.message
+import importlib
 import io
 import json
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,7 @@ from trayapp.core.profile import Profile
 from trayapp.core.status import CharmState, RunRecord
 from trayapp.core.store import Store
 from trayapp.emulator.control import ClientInfo
+from trayapp.plugins import plugins_dir
 
 EMAIL = "alice@example.com"
 OPENID = ("openid", "https://www.googleapis.com/auth/userinfo.email")
@@ -353,6 +356,71 @@ async def test_cli_signin_without_scope_asks_for_the_scopes_of_the_accounts_char
         )
         [row] = json.loads(listed.getvalue())["accounts"]
         assert row["state"] == "signed_in" and GMAIL in row["scopes"]
+    finally:
+        store.close()
+
+
+PLUGIN_SOURCE = """
+from datetime import timedelta
+from trayapp.api import Pattern, RunReport
+
+class TasksReader(Pattern):
+    id = "tasks-reader"
+    title = "Tasks Reader"
+    scopes = ("https://www.googleapis.com/auth/tasks.readonly",)
+    default_interval = timedelta(hours=1)
+
+    async def bg_updater(self, ctx):
+        return RunReport()
+"""
+
+
+async def test_cli_signin_asks_for_the_scopes_of_plugins_in_the_profiles_plugins_folder(
+    tmp_path: Path,
+    emu: EmulatorServer,
+    client_info: ClientInfo,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A charm of a plugin installed with ``trayapp plugins install`` (the profile's plugins
+    folder, not the environment) counts in the union ``accounts signin`` asks for."""
+    monkeypatch.setenv("TRAYAPP_SECRET_STORE", "file")
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the plugins folder is added for this test
+    profile = Profile.resolve(tmp_path / "p")
+    folder = plugins_dir(profile.path)
+    (folder / "tasks_reader_plugin-0.1.dist-info").mkdir(parents=True)
+    (folder / "tasks_reader_plugin.py").write_text(PLUGIN_SOURCE)
+    (folder / "tasks_reader_plugin-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: tasks-reader-plugin\nVersion: 0.1\n"
+    )
+    (folder / "tasks_reader_plugin-0.1.dist-info" / "entry_points.txt").write_text(
+        "[trayapp.patterns]\ntasks-reader = tasks_reader_plugin:TasksReader\n"
+    )
+    engine = Engine(profile, patterns=default_registry(profile=profile.path))
+    accounts = AccountsWiring(engine)
+    accounts.manager.clients.set(
+        parse_client_json(json.dumps(client_info.client_config(emu.base_url)))
+    )
+    account_id = await narrow_sign_in(accounts.manager, emu, client_info)
+    engine.add_charm("tasks-reader", {}, name="tasks", account_id=account_id)
+    await accounts.aclose()
+    engine.close()
+    # A fresh command process: the plugins folder is not on the path until the command adds it.
+    sys.path.remove(str(folder))
+    importlib.invalidate_caches()
+
+    store = Store.open(engine.profile.db_path)
+    try:
+        out = io.StringIO()
+        code = await commands.handle(
+            parse("accounts", "signin", EMAIL, "--timeout", "60"),
+            store,
+            engine.profile.path,
+            out=out,
+            opener=HttpBrowser(),
+        )
+        assert code == 0, out.getvalue()
+        [query] = auth_requests(emu)
+        assert "https://www.googleapis.com/auth/tasks.readonly" in query["scope"].split()
     finally:
         store.close()
 

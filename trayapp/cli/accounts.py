@@ -128,7 +128,9 @@ async def handle(
 
     out = out or sys.stdout
     own = manager is None
-    manager = manager or AccountManager(store, profile_dir, scope_needs=_charm_needs(store))
+    manager = manager or AccountManager(
+        store, profile_dir, scope_needs=_charm_needs(store, profile_dir)
+    )
     try:
         return await _dispatch(args, manager, out, opener)
     except TrayappError as exc:
@@ -138,9 +140,10 @@ async def handle(
             await manager.aclose()
 
 
-def _charm_needs(store: Store) -> ScopeNeeds:
+def _charm_needs(store: Store, profile_dir: Path) -> ScopeNeeds:
     """The profile's charms' scope union per account, so `accounts signin` (no --scope) asks
-    for what the account's charms need, as the tray and Settings do."""
+    for what the account's charms need, as the tray and Settings do (plugins installed in the
+    profile's plugins folder included)."""
     from trayapp.auth.wiring import charm_scope_needs
     from trayapp.builtins import default_registry
     from trayapp.core.charms import CharmRepo
@@ -149,7 +152,9 @@ def _charm_needs(store: Store) -> ScopeNeeds:
 
     def needs(account_id: str) -> Iterable[str]:
         if not built:  # the registry (plugins included) only when an account is looked at
-            built.append(charm_scope_needs(CharmRepo(store).all, default_registry()))
+            built.append(
+                charm_scope_needs(CharmRepo(store).all, default_registry(profile=profile_dir))
+            )
         return built[0](account_id)
 
     return needs
