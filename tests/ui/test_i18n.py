@@ -65,3 +65,18 @@ def test_a_dropped_in_qm_translates_the_menu(
     finally:
         i18n.uninstall()
     assert build_menu(snap).find("sync_all").text == "Sync all now"  # type: ignore[union-attr]
+
+
+@pytest.mark.skipif(tool("pyside6-lupdate") is None, reason="pyside6-lupdate missing")
+def test_the_gui_sentences_for_errors_reach_the_catalog(tmp_path: Path) -> None:
+    # The sentences live in a table and are translated where shown (tr(variable)), which lupdate
+    # cannot follow: QT_TR_NOOP marks them where they are written.
+    from trayapp.ui import wording
+
+    ts = tmp_path / "trayapp_de.ts"
+    subprocess.run(
+        [str(tool("pyside6-lupdate")), str(UI / "wording.py"), "-ts", str(ts)], check=True
+    )
+    sources = {m.findtext("source") for m in ElementTree.parse(ts).iter("message")}
+    assert {sentence for _, sentence in wording._KNOWN} <= sources
+    assert "Something went wrong: the details are in the log." in sources

@@ -30,6 +30,12 @@ _translate: Callable[[str, str], str] | None = None
 _installed: list[object] = []  # keep the QTranslators alive
 
 
+def QT_TR_NOOP(text: str) -> str:  # the upper-case name is the one pyside6-lupdate looks for
+    """Mark ``text`` for the catalog where it is defined (a table of sentences); :func:`tr`
+    translates it where it is shown. lupdate only sees literals inside ``tr(...)`` or this."""
+    return text
+
+
 def tr(text: str) -> str:
     """``text`` in the user's language when a translation is installed, else as written."""
     fn = _translate

@@ -14,41 +14,43 @@ from __future__ import annotations
 
 import re
 
-from trayapp.ui.i18n import tr
+from trayapp.ui.i18n import QT_TR_NOOP, tr
 
 # Situations with a sentence of their own: (pattern on the raw message, GUI sentence).
 _KNOWN: tuple[tuple[re.Pattern[str], str], ...] = (
     (
         re.compile(r"no OAuth client is configured", re.I),
-        "Pattern Sync is not connected to Google yet: set up your OAuth client first.",
+        QT_TR_NOOP("Pattern Sync is not connected to Google yet: set up your OAuth client first."),
     ),
     (
         re.compile(r"needs (?:Google access|an account)", re.I),
-        "Choose a Google account for this charm, or connect one.",
+        QT_TR_NOOP("Choose a Google account for this charm, or connect one."),
     ),
     (
         re.compile(r"Failed to create the collection|no login collection", re.I),
-        "The system keychain has no place for passwords yet: create or unlock it and try again.",
+        QT_TR_NOOP(
+            "The system keychain has no place for passwords yet: create or unlock it and try again."
+        ),
     ),
     (
         re.compile(r"Prompt dismissed|keyring is locked|collection.*locked", re.I),
-        "The system keychain is locked: unlock it and try again.",
+        QT_TR_NOOP("The system keychain is locked: unlock it and try again."),
     ),
     (
         re.compile(r"access_denied|denied access|SignInDenied", re.I),
-        "Google did not give Pattern Sync access: you chose not to allow it.",
+        QT_TR_NOOP("Google did not give Pattern Sync access: you chose not to allow it."),
     ),
     (
         re.compile(r"timed out waiting for the browser|sign-in timed out", re.I),
-        "The sign-in page was not answered in time: try again.",
+        QT_TR_NOOP("The sign-in page was not answered in time: try again."),
     ),
     (
         re.compile(r"name or service not known|Errno -[23]|getaddrinfo|ConnectError", re.I),
-        "Google could not be reached: check the network connection and try again.",
+        QT_TR_NOOP("Google could not be reached: check the network connection and try again."),
     ),
     (
         re.compile(r"charm name is empty", re.I),
-        "Give the charm a name.",
+        QT_TR_NOOP("Give the charm a name."),
     ),
 )
 
