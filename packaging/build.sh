@@ -46,12 +46,12 @@ if [ ! -x "$PYTHON" ]; then
   ./dev run --version >/dev/null
 fi
 version=$("$PYTHON" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
-installed=$("$PYTHON" -c 'from importlib.metadata import version; print(version("trayapp"))' 2>/dev/null || true)
+installed=$("$PYTHON" -c 'from importlib.metadata import version; print(version("pattern-sync"))' 2>/dev/null || true)
 if [ "$installed" != "$version" ]; then
   # Package metadata is where the app reads its version; an editable install made before a
   # version bump still says the old number.
-  log "refreshing trayapp's package metadata ($installed -> $version)"
-  "$PYTHON" -m pip install -q --no-deps -e . || die "could not install trayapp into $PYTHON"
+  log "refreshing pattern-sync's package metadata ($installed -> $version)"
+  "$PYTHON" -m pip install -q --no-deps -e . || die "could not install pattern-sync into $PYTHON"
 fi
 if ! "$PYTHON" -c 'import PyInstaller' 2>/dev/null; then
   requirement=$("$PYTHON" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["packaging"][0])')

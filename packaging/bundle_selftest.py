@@ -78,7 +78,7 @@ def _version() -> dict[str, str]:
 
     import trayapp
 
-    meta = version("trayapp")
+    meta = version("pattern-sync")
     if trayapp.__version__ != meta or "unknown" in meta:
         raise RuntimeError(f"__version__ {trayapp.__version__!r} != metadata {meta!r}")
     return {"version": meta}

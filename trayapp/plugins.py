@@ -24,12 +24,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from trayapp import DIST_NAME
 from trayapp.core.errors import TrayappError
 from trayapp.core.patterns import ENTRY_POINT_GROUP
 
 PLUGINS_DIRNAME = "plugins"
 # The app's own distribution names (the current one and the historical one).
-APP_DISTRIBUTIONS = frozenset({"pattern-sync", "trayapp"})
+APP_DISTRIBUTIONS = frozenset({DIST_NAME, "trayapp"})
 PIP_TIMEOUT = 600.0
 
 _NAME_RE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from trayapp import DISPLAY_NAME, __version__
+from trayapp import DISPLAY_NAME, DIST_NAME, __version__
 from trayapp.core.logfiles import log_dir, newest_log
 from trayapp.ui.icons import render
 from trayapp.ui.model import IconState
@@ -68,7 +68,7 @@ def versions() -> list[tuple[str, str]]:
 
 def licence() -> str:
     try:
-        meta = metadata.metadata("trayapp")
+        meta = metadata.metadata(DIST_NAME)
         text = meta["License-Expression"] or meta["License"] or ""
     except metadata.PackageNotFoundError:
         text = ""
