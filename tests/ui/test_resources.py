@@ -95,7 +95,7 @@ def test_an_installed_wheel_draws_the_real_icons(tmp_path: Path) -> None:
         timeout=300,
     )
     assert built.returncode == 0, built.stdout + built.stderr
-    (wheel,) = wheels.glob("trayapp-*.whl")
+    (wheel,) = wheels.glob("pattern_sync-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "trayapp/_resources/trayapp.desktop.in" in names
     assert "trayapp/_resources/icons/tray-attention.svg" in names
