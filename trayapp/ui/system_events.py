@@ -1,12 +1,14 @@
-"""Machine events the tray forwards to the engine: resume from sleep and network changes.
+"""Machine events the tray forwards to the engine: resume from sleep.
 
 After a resume the engine should catch up at once (``notify_resumed_from_sleep``), and the tray
 should not alert about failures caused by the network not being back yet (a fresh quiet
 period). On Linux, logind announces sleep with the ``PrepareForSleep`` signal on the system bus
 (argument False on resume); we listen with dbus-fast, the asyncio D-Bus library desktop-notifier
-already brings. Network reachability comes from Qt's QNetworkInformation where a backend exists
-(NetworkManager on Linux, native on macOS/Windows). Both are optional: without them the engine
-simply retries on its own schedule.
+already brings. Optional: without logind the engine simply retries on its own schedule.
+
+Network changes are not watched here: the app host's Qt-free ``core.network.NetworkMonitor``
+(NetworkManager over D-Bus, else a probe while a charm is offline) serves the tray and the
+headless engine alike.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import Any
-
-from PySide6.QtNetwork import QNetworkInformation
 
 log = logging.getLogger(__name__)
 
@@ -79,37 +79,3 @@ class SleepWatcher:
         if self._bus is not None:
             self._bus.disconnect()
             self._bus = None
-
-
-class NetworkWatcher:
-    """Calls ``on_change(online)`` when Qt's network reachability changes."""
-
-    def __init__(self, on_change: Callable[[bool], None]) -> None:
-        self._on_change = on_change
-        self._info: QNetworkInformation | None = None
-
-    def start(self) -> bool:
-        try:
-            if not QNetworkInformation.loadDefaultBackend():
-                return False
-        except Exception as exc:
-            log.debug("network reachability unavailable: %s", exc)
-            return False
-        info = QNetworkInformation.instance()
-        if info is None:
-            return False
-        self._info = info
-        info.reachabilityChanged.connect(self._changed)
-        return True
-
-    def _changed(self, reachability: QNetworkInformation.Reachability) -> None:
-        online = reachability in (
-            QNetworkInformation.Reachability.Online,
-            QNetworkInformation.Reachability.Site,
-        )
-        self._on_change(online)
-
-    def stop(self) -> None:
-        if self._info is not None:
-            self._info.reachabilityChanged.disconnect(self._changed)
-            self._info = None

@@ -103,9 +103,8 @@ class TrayController(QObject):
             use_desktop=use_desktop_notifications,
         )
         self.notifier.on_change(self.schedule_refresh)
-        self._watch_system = watch_system  # sleep/resume and network events (the app: True)
+        self._watch_system = watch_system  # sleep/resume events (the app: True)
         self._sleep: Any = None
-        self._network: Any = None
         self._loop_block: LoopBlock | None = None
         self._unsubscribe: list[Callable[[], None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -199,12 +198,10 @@ class TrayController(QObject):
         self.report("TRAYAPP_READY")
         await self.notifier.start()
         if self._watch_system:
-            from trayapp.ui.system_events import NetworkWatcher, SleepWatcher
+            from trayapp.ui.system_events import SleepWatcher
 
             self._sleep = SleepWatcher(self.resumed_from_sleep)
             await self._sleep.start()
-            self._network = NetworkWatcher(self._network_changed)
-            self._network.start()
 
     async def stop(self) -> None:
         for unsub in self._unsubscribe:
@@ -224,8 +221,6 @@ class TrayController(QObject):
         await self.notifier.stop()
         if self._sleep is not None:
             self._sleep.stop()
-        if self._network is not None:
-            self._network.stop()
         self.dispose()
 
     def dispose(self) -> None:
@@ -286,10 +281,6 @@ class TrayController(QObject):
         self.policy.resumed_from_sleep(self.now())
         self._arm_grace_timer()
         self.engine.notify_resumed_from_sleep()
-
-    def _network_changed(self, online: bool) -> None:
-        self.report(f"TRAYAPP_NETWORK {'online' if online else 'offline'}")
-        self.engine.notify_network_changed(online)
 
     # -- observing --------------------------------------------------------------------------
 
