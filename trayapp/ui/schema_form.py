@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -48,6 +48,20 @@ def _field_schema(prop: dict[str, Any], root: dict[str, Any]) -> tuple[dict[str,
             return merged, nullable
         return {"type": "string", **{k: v for k, v in prop.items() if k != "anyOf"}}, nullable
     return prop, False
+
+
+def settings_to_save(model: BaseModel) -> dict[str, Any]:
+    """The JSON settings to hand to the engine, secret fields with their real values.
+
+    ``model_dump(mode="json")`` writes a ``SecretStr`` as ``"**********"``: the engine would then
+    keep those stars in the keyring as the secret. The engine needs the typed value (or the
+    keep-the-stored-one placeholder the form was filled with, given back unchanged).
+    """
+    out = model.model_dump(mode="json", exclude_unset=True)
+    for name, value in model:
+        if name in out and isinstance(value, SecretStr):
+            out[name] = value.get_secret_value()
+    return out
 
 
 class SchemaForm(QWidget):

@@ -44,7 +44,7 @@ from trayapp.ui.autostart import Autostart
 from trayapp.ui.keyring_choice import is_keyring_choice
 from trayapp.ui.model import AccountState, AccountView, Snapshot
 from trayapp.ui.prefs import UiPrefs
-from trayapp.ui.schema_form import SchemaForm
+from trayapp.ui.schema_form import SchemaForm, settings_to_save
 from trayapp.ui.wording import for_gui
 
 if TYPE_CHECKING:
@@ -780,7 +780,7 @@ class SettingsWindow(QWidget):
         if model is None:
             self.save_status.setText(self.tr("Fix the highlighted fields."))
             return False
-        settings = model.model_dump(mode="json", exclude_unset=True)
+        settings = settings_to_save(model)
         interval = timedelta(minutes=self.interval.value())
         name = self.name.text().strip() or None
         editing = self._editing
