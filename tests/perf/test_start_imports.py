@@ -76,3 +76,8 @@ def test_tray_start_leaves_unused_stacks_unimported(tmp_path: Path) -> None:
         m for m in modules if any(m == p or m.startswith(p + ".") for p in NOT_AT_START)
     )
     assert loaded == [], f"imported at tray start although unused: {loaded}"
+    # PySide6's import hook read every later module's source through linecache, which kept it
+    # (~390 files, ~15 MiB in the tray; trayapp/ui/pyside_sources.py). A traceback may still
+    # cache the few files it shows.
+    cached = out.with_suffix(".linecache").read_text().split()
+    assert len(cached) <= 10, f"{len(cached)} module sources held in memory: {cached[:20]}"

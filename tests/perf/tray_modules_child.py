@@ -2,7 +2,8 @@
 
 Runs ``trayapp.ui.app.main`` (offscreen) on the profile given; a watcher thread waits for the
 app's own ``TRAYAPP_READY`` report line (engine started, menu built), writes the names of every
-imported module to the file given, and ends the app with SIGTERM (its normal shutdown path).
+imported module to the file given (and the source files :mod:`linecache` holds beside it, with
+the suffix ``.linecache``), and ends the app with SIGTERM (its normal shutdown path).
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ def main() -> int:
             if report.exists() and "TRAYAPP_READY" in report.read_text().split():
                 time.sleep(float(os.environ.get("SETTLE", "1")))
                 out.write_text("\n".join(sorted(sys.modules)) + "\n")
+                import linecache
+
+                # Source files held in memory (PySide6's import hook cached every module's).
+                cached = sorted(n for n, e in linecache.cache.items() if len(e) == 4 and e[1])
+                out.with_suffix(".linecache").write_text("\n".join(cached) + "\n")
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
             time.sleep(0.05)

@@ -9,6 +9,11 @@ fresh pass of the loop.
 
 from __future__ import annotations
 
+# First, before Qt's import hook sees any other module: it must not cache their sources.
+import trayapp.ui.pyside_sources  # noqa: F401
+
+# isort: split
+
 import argparse
 import asyncio
 import contextlib
