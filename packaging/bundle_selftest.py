@@ -118,6 +118,62 @@ def _modules() -> dict[str, int]:
     return {"modules": len(REQUIRED_MODULES)}
 
 
+# What a plugin may import although the app itself never does (docs/install.md, "What a plugin
+# can rely on in the bundle"): parts of the standard library and of the libraries the spec
+# collects whole (PLUGIN_LIBRARIES).
+PLUGIN_MODULES = (
+    "csv",
+    "email.mime.text",
+    "xml.dom.minidom",
+    "html.parser",
+    "sqlite3",
+    "unittest.mock",
+    "cmath",
+    "wave",
+    "mailbox",
+    "dbm.dumb",
+    "httpx._transports.mock",
+    "dateutil.easter",
+    "packaging.requirements",
+    "packaging.tags",
+    "pydantic.networks",
+    "icalendar.cal",
+)
+
+
+def _plugin_platform() -> dict[str, Any]:
+    """The modules plugins may use, and the metadata of every bundled library.
+
+    `trayapp plugins install` leaves a requirement out of a plugin's folder when the bundle has
+    the library, which it knows from the library's metadata; without it every plugin would
+    download its own httpx or pydantic.
+    """
+    from importlib.metadata import PackageNotFoundError, requires, version
+
+    from packaging.requirements import Requirement
+
+    failed = {}
+    for name in PLUGIN_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            failed[name] = f"{type(exc).__name__}: {exc}"
+    if failed:
+        raise RuntimeError(f"cannot import {failed}")
+    versions, missing = {}, []
+    for line in requires("pattern-sync") or []:
+        req = Requirement(line)
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        try:
+            versions[req.name] = version(req.name)
+        except PackageNotFoundError:
+            missing.append(req.name)
+    if missing:
+        raise RuntimeError(f"no metadata for the bundled {missing}")
+    return {"modules": len(PLUGIN_MODULES), "distributions": versions}
+
+
 def _keyring() -> dict[str, Any]:
     from importlib.metadata import entry_points
 
@@ -303,6 +359,7 @@ CHECKS: dict[str, Check] = {
     "icu": _icu,
     "app_resources": _app_resources,
     "environment": _environment,
+    "plugin_platform": _plugin_platform,
 }
 
 
