@@ -12,7 +12,17 @@ import httpx
 import pytest
 
 from tests.plugins.conftest import JsonServer
-from trayapp.api import CellSpec, NoSettings, Pattern, RunReport, UpdateContext
+from trayapp.api import (
+    BaseModel,
+    CellSpec,
+    Field,
+    NoSettings,
+    Pattern,
+    RunReport,
+    SecretStr,
+    UpdateContext,
+    testing,
+)
 from trayapp.api.testing import run_pattern, run_pattern_sync
 from trayapp.core.errors import SettingsError
 
@@ -109,3 +119,35 @@ def test_a_hang_is_stopped_at_the_timeout_given(tmp_path: Path) -> None:
     )
     assert run.kind == "timeout"
     assert run.cells == {"n": 1}
+
+
+class TokenSettings(BaseModel):
+    token: SecretStr = Field(description="API token")
+
+
+class LogsItsToken(Pattern[TokenSettings]):
+    id = "logs-its-token"
+    title = "Logs its token"
+    Settings = TokenSettings
+
+    async def bg_updater(self, ctx: UpdateContext[TokenSettings]) -> RunReport:
+        ctx.log.warning("careless: the token is %s", ctx.settings.token.get_secret_value())
+        return RunReport()
+
+
+def test_secrets_stay_in_the_test_profile_and_out_of_the_captured_logs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As if the machine had a keyring: the harness must still not use it (a test's token
+    # would replace the app's own secret of a charm with the same id there).
+    monkeypatch.setenv("TRAYAPP_SECRET_STORE", "keyring")
+    token = "tok-5e0c9a7b3d214f86-HARNESS"
+    run = run_pattern_sync(LogsItsToken, {"token": token}, profile=tmp_path)
+    assert run.kind == "ok"
+    assert run.logs == ["WARNING careless: the token is [redacted]"]
+    assert token in (tmp_path / "secrets.json").read_text()
+
+
+def test_settings_error_is_importable_from_the_harness(tmp_path: Path) -> None:
+    with pytest.raises(testing.SettingsError, match="token: required"):
+        run_pattern_sync(LogsItsToken, {}, profile=tmp_path)

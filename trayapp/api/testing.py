@@ -21,8 +21,10 @@ a real local server whose URL is in the settings::
 
 Call it again with the same ``profile`` to run the same charm a second time (a conditional
 GET, a cursor); ``run.cells`` holds each cell slot's stored value and ``run.logs`` the lines the
-updater logged with ``ctx.log``. :func:`run_pattern_sync` is the same for a plain (not async)
-test.
+updater logged with ``ctx.log`` (secrets shown as ``[redacted]``, as in the app's log file).
+:func:`run_pattern_sync` is the same for a plain (not async) test. Secret settings (``SecretStr``)
+are kept in a 0600 file in ``profile``, never in the keyring of the machine running the tests
+(where they would replace the app's own secret of a charm with the same id).
 """
 
 from __future__ import annotations
@@ -37,12 +39,14 @@ from typing import Any
 
 import httpx
 
+from trayapp.auth.secrets import SecretVault
 from trayapp.core.engine import Engine
-from trayapp.core.errors import NotFoundError
+from trayapp.core.errors import NotFoundError, SettingsError
 from trayapp.core.outcomes import OutcomeKind, RunOutcome, RunReport
 from trayapp.core.patterns import Pattern, PatternRegistry
+from trayapp.core.redact import redact
 
-__all__ = ["PatternRun", "run_pattern", "run_pattern_sync"]
+__all__ = ["PatternRun", "SettingsError", "run_pattern", "run_pattern_sync"]
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,8 @@ class _Lines(logging.Handler):
         self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(f"{record.levelname} {record.getMessage()}")
+        # Redacted as the log file is: a test's output must not show a secret either.
+        self.lines.append(redact(f"{record.levelname} {record.getMessage()}"))
 
 
 async def run_pattern(
@@ -90,7 +95,7 @@ async def run_pattern(
     """Run ``pattern``'s updater once as a charm in ``profile`` and return what happened.
 
     The first call with a profile adds the charm (settings validated as ``trayapp charms add``
-    does: a bad setting raises :class:`~trayapp.core.errors.SettingsError` naming the field);
+    does: a bad setting raises :class:`SettingsError` naming the field, importable from here);
     later calls with the same profile and ``name`` run that same charm again, with the settings
     it was created with. ``transport`` replaces the network for ``ctx.http`` (say
     ``httpx.MockTransport(handler)``); without it requests go to the real URLs, so point the
@@ -106,7 +111,12 @@ async def run_pattern(
         raise ValueError(
             f"pattern {instance.id!r} needs an account; run_pattern runs account-free patterns"
         )
-    engine = Engine(Path(profile), patterns=registry, http_transport=transport)
+    engine = Engine(
+        Path(profile),
+        patterns=registry,
+        http_transport=transport,
+        secrets=SecretVault(Path(profile), mode="file"),
+    )
     try:
         display = name or instance.title
         existing = [c for c in engine.charms() if c.pattern_id == instance.id and c.name == display]

@@ -385,7 +385,16 @@ class Engine:
             info = self._charms.get(charm_id)
             prefix = info.prefix()
             pattern = self._pattern_or_none(info.pattern_id)
-            secret_fields = pattern.secret_settings() if pattern is not None else ()
+            # The placeholders in the stored settings name the secrets too: a charm whose
+            # plugin was uninstalled must not leave its token in the keyring for good.
+            secret_fields = tuple(
+                dict.fromkeys(
+                    (
+                        *(pattern.secret_settings() if pattern is not None else ()),
+                        *(k for k, v in info.settings.items() if v == SECRET_PLACEHOLDER),
+                    )
+                )
+            )
         except DamagedRecordError:
             prefix = charm_prefix(charm_id)  # a damaged charm can still be removed
         if charm_id in self._scheduler:

@@ -225,7 +225,8 @@ class Pattern(Generic[S]):
 
     The updater ends a run by returning a :class:`RunReport` or raising one of
     :class:`~trayapp.api.AuthRequired`, :class:`~trayapp.api.RateLimited`,
-    :class:`~trayapp.api.Offline`, :class:`~trayapp.api.ServerError`. Any other exception is
+    :class:`~trayapp.api.Offline`, :class:`~trayapp.api.ServerError`,
+    :class:`~trayapp.api.ConfigProblem` (docs/plugins.md, "Outcomes"). Any other exception is
     recorded as a ``bug`` in the pattern (with its traceback) and retried with backoff.
     """
 

@@ -1,0 +1,51 @@
+"""Removing a charm deletes its secret settings even when its plugin is no longer installed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trayapp.api import BaseModel, Field, Pattern, RunReport, SecretStr, UpdateContext
+from trayapp.core.engine import Engine
+from trayapp.core.patterns import PatternRegistry
+
+TOKEN = "tok-2b8e61f0c4a79d53-ORPHAN"
+
+
+class KeySettings(BaseModel):
+    url: str
+    api_key: SecretStr = Field(description="API key")
+
+
+class Keyed(Pattern[KeySettings]):
+    id = "keyed"
+    title = "Keyed"
+    Settings = KeySettings
+
+    async def bg_updater(self, ctx: UpdateContext[KeySettings]) -> RunReport:
+        return RunReport()
+
+
+async def test_removing_a_charm_of_an_uninstalled_plugin_deletes_its_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRAYAPP_SECRET_STORE", "file")
+    profile = tmp_path / "profile"
+    registry = PatternRegistry()
+    registry.register(Keyed)
+    engine = Engine(profile, patterns=registry)
+    try:
+        info = engine.add_charm("keyed", {"url": "https://a.test/", "api_key": TOKEN})
+    finally:
+        await engine.aclose()
+    assert TOKEN in (profile / "secrets.json").read_text()
+
+    # The plugin is uninstalled (`trayapp plugins remove`); then the user removes the charm.
+    engine = Engine(profile, patterns=PatternRegistry())
+    try:
+        engine.remove_charm(info.id)
+        assert engine.charms() == []
+    finally:
+        await engine.aclose()
+    assert TOKEN not in (profile / "secrets.json").read_text()
