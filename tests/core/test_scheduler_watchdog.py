@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import threading
 import time
 from datetime import timedelta
 
-from trayapp.core.clock import FakeClock
+import pytest
+
+from trayapp.core import watchdog
+from trayapp.core.clock import FakeClock, SystemClock
 from trayapp.core.events import EngineEvent, LoopBlocked
-from trayapp.core.outcomes import RunReport
-from trayapp.core.scheduler import ScheduleEntry, Scheduler
+from trayapp.core.outcomes import OutcomeKind, RunReport
+from trayapp.core.scheduler import FREEZE_LIMIT, ScheduleEntry, Scheduler
+from trayapp.core.status import CharmState
 from trayapp.core.statusrepo import InMemoryStatusRepo
+from trayapp.core.watchdog import LoopWatchdog, UpdaterFroze
 
 HOUR = timedelta(hours=1)
 
@@ -79,5 +86,135 @@ async def test_watchdog_sleeps_when_no_run_is_in_progress() -> None:
         assert not watchdog.watching
         assert watchdog._beat_handle is None  # no heartbeat timer left on an idle loop
         assert watchdog.stalls == 0
+    finally:
+        await scheduler.shutdown()
+
+
+# --- rescue: a run stuck past its deadline is interrupted -----------------------------------------
+
+
+async def test_a_run_stuck_past_its_deadline_is_interrupted_in_real_time() -> None:
+    """The whole chain in the scheduler: label with the deadline, thread, signal, outcome."""
+
+    async def runner(charm_id: str, trigger: str) -> RunReport:
+        await asyncio.sleep(0)
+        time.sleep(600)  # noqa: ASYNC251 - the bug under test
+        return RunReport()
+
+    clock = SystemClock()
+    scheduler = Scheduler(runner, InMemoryStatusRepo(), clock, loop_lag_threshold=0.5)
+    scheduler.add(ScheduleEntry("stuck", HOUR, timeout=timedelta(seconds=0.5)))
+    try:
+        await scheduler.start(schedule=False)
+        outcome = await asyncio.wait_for(scheduler.run_now("stuck"), 60)
+        assert outcome.kind is OutcomeKind.FROZE
+        assert scheduler._watchdog is not None and scheduler._watchdog.rescues >= 1
+        assert scheduler.status("stuck").freezes == 1
+    finally:
+        await scheduler.shutdown()
+
+
+def test_the_rescue_signal_does_nothing_outside_the_stuck_run() -> None:
+    """A signal that arrives after the run moved on (or anywhere else) raises nothing."""
+    loop = asyncio.new_event_loop()
+    try:
+        dog = LoopWatchdog(loop, 1.0, lambda *_: None)
+        assert watchdog._install_rescue_handler()  # tests run on the main thread
+        watchdog._watchdogs.add(dog)
+
+        elsewhere = object()  # stands for a run frame that is not on this stack
+        dog._labels[id(elsewhere)] = watchdog._Label("x", 0.0)
+        dog._rescue = (id(elsewhere), dog._labels[id(elsewhere)])
+        signal.raise_signal(watchdog.RESCUE_SIGNAL)  # handled here, at once: must not raise
+        assert dog._rescue is not None  # not consumed: the target is not on this stack
+        dog.close()
+        assert dog not in watchdog._watchdogs
+    finally:
+        loop.close()
+
+
+def test_the_rescue_handler_chains_to_a_handler_installed_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[int] = []
+    monkeypatch.setattr(watchdog, "_previous_handler", lambda signum, frame: seen.append(signum))
+    assert watchdog._install_rescue_handler()
+    signal.raise_signal(watchdog.RESCUE_SIGNAL)
+    assert seen == [watchdog.RESCUE_SIGNAL]
+
+
+def test_the_handler_is_not_installed_off_the_main_thread() -> None:
+    results: list[bool] = []
+    thread = threading.Thread(target=lambda: results.append(watchdog._install_rescue_handler()))
+    thread.start()
+    thread.join(10)
+    assert results == [False]
+
+
+# --- what a froze outcome does to the schedule (fake clock: the runner raises UpdaterFroze) ------
+
+
+async def test_freezes_back_off_then_park_only_that_charm_until_resumed() -> None:
+    clock = FakeClock()
+    freeze = True
+
+    async def runner(charm_id: str, trigger: str) -> RunReport:
+        if charm_id == "bad" and freeze:
+            raise UpdaterFroze(charm_id, 130.0)
+        return RunReport()
+
+    scheduler = Scheduler(runner, InMemoryStatusRepo(), clock, loop_lag_threshold=0)
+    scheduler.add(ScheduleEntry("bad", HOUR, account_id="acct"))
+    scheduler.add(ScheduleEntry("sibling", HOUR, account_id="acct"))
+    try:
+        await scheduler.start()
+        for n in range(1, FREEZE_LIMIT):
+            outcome = await scheduler.run_now("bad")
+            assert outcome.kind is OutcomeKind.FROZE
+            assert outcome.message == (
+                "stopped: it blocked Pattern Sync for 2 min; the plugin must not call blocking code"
+            )
+            status = scheduler.status("bad")
+            assert status.freezes == n and not status.parked
+            assert status.state is CharmState.BACKING_OFF
+        outcome = await scheduler.run_now("bad")
+        assert "until you resume it" in outcome.message
+        status = scheduler.status("bad")
+        assert status.parked and status.parked_frozen and status.parked_alone
+        assert status.next_due_at is None
+
+        # Its account is fine: the sibling still runs, and a new charm of it is not parked.
+        assert (await scheduler.run_now("sibling")).kind is OutcomeKind.OK
+        scheduler.add(ScheduleEntry("new", HOUR, account_id="acct"))
+        assert not scheduler.status("new").parked
+
+        # Signing in again does not unpark it: only the user's resume does.
+        scheduler.account_usable("acct")
+        assert scheduler.status("bad").parked_frozen
+        freeze = False
+        scheduler.resume("bad")
+        assert not scheduler.status("bad").parked
+        await clock.settle()
+        status = scheduler.status("bad")
+        assert status.last_outcome is OutcomeKind.OK and status.freezes == 0
+    finally:
+        await scheduler.shutdown()
+
+
+async def test_froze_wins_over_the_deadline_that_fired_in_the_same_turn() -> None:
+    """The loop was blocked past the deadline: its timer and the run's end are both ready."""
+    clock = FakeClock()
+
+    async def runner(charm_id: str, trigger: str) -> RunReport:
+        clock.advance(HOUR.total_seconds())  # the run's deadline passes while it "blocks"
+        raise UpdaterFroze(charm_id, 5.0)
+
+    scheduler = Scheduler(runner, InMemoryStatusRepo(), clock, loop_lag_threshold=0)
+    scheduler.add(ScheduleEntry("bad", HOUR, timeout=timedelta(seconds=1)))
+    try:
+        await scheduler.start(schedule=False)
+        outcome = await scheduler.run_now("bad")
+        assert outcome.kind is OutcomeKind.FROZE
+        assert outcome.message.startswith("stopped: it blocked Pattern Sync for 5 s")
     finally:
         await scheduler.shutdown()

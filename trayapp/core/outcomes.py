@@ -30,6 +30,9 @@ class OutcomeKind(StrEnum):
     CONFIG_ERROR = "config_error"
     # The profile's disk is full or its store cannot be written: the user must free space.
     STORAGE = "storage"
+    # The updater blocked the app (the event loop) past its deadline and was interrupted by the
+    # watchdog: retried with backoff; parked after a few in a row (scheduler.FREEZE_LIMIT).
+    FROZE = "froze"
 
     @property
     def is_failure(self) -> bool:
@@ -49,6 +52,7 @@ class OutcomeKind(StrEnum):
             OutcomeKind.BUG,
             OutcomeKind.TIMEOUT,
             OutcomeKind.STORAGE,
+            OutcomeKind.FROZE,
         )
 
     @property

@@ -43,6 +43,13 @@ slots free up; a run whose account is at its limit lets the runs behind it pass.
 A run is a task awaited with a deadline (``entry.timeout``); at the deadline it is cancelled, so
 the updater's code after its current ``await`` never runs, and recorded as ``timeout``.
 
+An updater that blocks the loop (``time.sleep``, a synchronous socket read, a busy loop) never
+reaches an ``await``, so neither its deadline nor anything else on the loop can run. The
+watchdog (:mod:`trayapp.core.watchdog`) interrupts it from its thread once the deadline plus a
+grace has passed; the run ends as ``froze`` (retried with backoff). After
+:data:`FREEZE_LIMIT` such runs in a row the charm is parked (``CharmStatus.parked_frozen``)
+until the user resumes it (:meth:`Scheduler.resume`).
+
 Everything here runs on the event loop thread; call the commands from that thread.
 """
 
@@ -64,6 +71,7 @@ from types import FrameType
 from typing import Any
 
 from trayapp.core import aio
+from trayapp.core import watchdog as watchdog_module
 from trayapp.core.clock import Clock
 from trayapp.core.errors import (
     STORAGE_FULL_MESSAGE,
@@ -98,7 +106,7 @@ from trayapp.core.status import (
     unparked,
 )
 from trayapp.core.statusrepo import StatusRepo
-from trayapp.core.watchdog import LoopWatchdog
+from trayapp.core.watchdog import LoopWatchdog, UpdaterFroze
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +145,8 @@ MAX_PAUSE = timedelta(days=366)
 CANCEL_GRACE = 5.0
 # How long shutdown() waits (real time) for cancelled runs to unwind before giving up on them.
 SHUTDOWN_GRACE = 5.0
+# Runs in a row that blocked the app and had to be interrupted before the charm is parked.
+FREEZE_LIMIT = 3
 
 _CANCEL_TIMEOUT = "timeout"
 _CANCEL_SHUTDOWN = "shutdown"
@@ -182,6 +192,16 @@ def disk_full(err: BaseException) -> str | None:
             return STORAGE_FULL_MESSAGE
         current = current.__cause__ or current.__context__
     return None
+
+
+def _duration(seconds: float) -> str:
+    """A stall's length in words: "45 s", "2 min", "1 h 5 min"."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min" if minutes % 60 else f"{minutes // 60} h"
 
 
 def _cancelled(reason: str) -> RunOutcome:
@@ -505,13 +525,17 @@ class Scheduler:
                 self._unpause(charm)
 
     def unpark(self, charm_id: str) -> bool:
-        """Unpark a parked charm that has no account and make it due now; False otherwise.
+        """Unpark a parked charm that has no account, or that was parked because it blocked
+        the app (``parked_frozen``), and make it due now; False otherwise.
 
-        Charms with an account stay parked until the account is usable
-        (:meth:`account_usable`): signing in is what fixes them.
+        Other charms with an account stay parked until the account is usable
+        (:meth:`account_usable`): signing in is what fixes them. A resumed frozen charm that
+        blocks the app once more is parked again at once (``freezes`` is kept until a run ends
+        some other way).
         """
         charm = self._get(charm_id)
-        if not charm.status.parked or charm.entry.account_id is not None:
+        status = charm.status
+        if not status.parked or (charm.entry.account_id is not None and not status.parked_frozen):
             return False
         self._set(charm, due(unparked(charm.status), self._clock.now()))
         if charm.pending is None and charm.active is None:
@@ -524,6 +548,8 @@ class Scheduler:
         for charm in self._charms.values():
             if charm.entry.account_id != account_id or not charm.status.parked:
                 continue
+            if charm.status.parked_frozen:
+                continue  # it waits for the user's resume, not for the account
             if not self._started:
                 self._set(charm, due(unparked(charm.status), self._clock.now()))
                 continue
@@ -841,7 +867,7 @@ class Scheduler:
         coro = self._invoke(charm_id, run)
         frame: FrameType | None = getattr(coro, "cr_frame", None)
         if self._watchdog is not None:
-            self._watchdog.label(frame, charm_id)
+            self._watchdog.label(frame, charm_id, timeout)
         work = asyncio.get_running_loop().create_task(coro, name=f"trayapp-updater:{charm_id}")
         run.work = work
         done = asyncio.Event()
@@ -883,6 +909,8 @@ class Scheduler:
             return RunOutcome(err.kind, message=err.message or str(err), retry_after=retry_after)
         except asyncio.CancelledError:
             raise
+        except UpdaterFroze as froze:
+            return self._froze(charm_id, froze)
         except Exception as err:
             full = disk_full(err)
             if full is not None:
@@ -901,6 +929,35 @@ class Scheduler:
             message=f"the updater returned {type(result).__name__}, expected a RunReport",
         )
 
+    def _froze(self, charm_id: str, froze: UpdaterFroze) -> RunOutcome:
+        """The outcome of a run the watchdog interrupted because it blocked the loop."""
+        # Where the updater was stuck: its frames, without the watchdog's signal handler.
+        frames = [
+            f
+            for f in traceback.extract_tb(froze.__traceback__)
+            if f.filename != watchdog_module.__file__
+        ]
+        stack = (
+            "The updater was stuck here when it was stopped (most recent call last):\n"
+            + "".join(traceback.format_list(frames))
+        )
+        log.error(
+            "charm %s blocked the app for %.0f s, past its time limit, and was stopped; its "
+            "updater must not call blocking code (use ctx.http, or asyncio.to_thread for "
+            "blocking work). Where it was stuck:\n%s",
+            charm_id,
+            froze.seconds,
+            redact(stack),
+        )
+        return RunOutcome(
+            OutcomeKind.FROZE,
+            message=(
+                f"stopped: it blocked Pattern Sync for {_duration(froze.seconds)}; "
+                "the plugin must not call blocking code"
+            ),
+            traceback=stack,
+        )
+
     def _outcome_of(
         self, run: _Run, work: asyncio.Future[RunOutcome], timeout: float
     ) -> RunOutcome:
@@ -909,6 +966,10 @@ class Scheduler:
             exc = work.exception()
             if exc is not None and not isinstance(exc, Exception):
                 raise exc  # KeyboardInterrupt, SystemExit: not ours to swallow
+            if exc is None and work.result().kind is OutcomeKind.FROZE:
+                # Interrupted by the watchdog: the loop was blocked, so the deadline's timer
+                # may have fired in the same turn; what happened is that it froze.
+                return work.result()
         if reason == _CANCEL_TIMEOUT:
             message = f"the update took longer than {timeout:g} s and was stopped"
             if not work.done():
@@ -965,6 +1026,14 @@ class Scheduler:
                 message=redact(outcome.message) if outcome.message else outcome.message,
                 traceback=redact(outcome.traceback) if outcome.traceback else outcome.traceback,
             )
+        if outcome.kind is OutcomeKind.FROZE and charm.status.freezes + 1 >= FREEZE_LIMIT:
+            outcome = replace(
+                outcome,
+                message=(
+                    f"{outcome.message}; it did so {charm.status.freezes + 1} times in a row, "
+                    "so it stays stopped until you resume it"
+                ),
+            )
         record = RunRecord.from_outcome(charm_id, started_at, ended, outcome, run.trigger)
         removed = self._charms.get(charm_id) is not charm
         if not removed:
@@ -986,8 +1055,9 @@ class Scheduler:
         kind = outcome.kind
         status = charm.status
         next_due: datetime | None
-        if kind is OutcomeKind.AUTH_REQUIRED:
-            next_due = None  # parked until the account is usable
+        frozen_out = kind is OutcomeKind.FROZE and status.freezes + 1 >= FREEZE_LIMIT
+        if kind is OutcomeKind.AUTH_REQUIRED or frozen_out:
+            next_due = None  # parked until the account is usable / the user resumes it
         elif kind.retries_slowly:
             # Only the user can fix it: try again rarely, in case it was fixed elsewhere.
             slow = max(self._backoff.cap, self._interval_delay(charm.entry))
@@ -1026,7 +1096,14 @@ class Scheduler:
         except Exception:
             log.exception("could not save the run history of charm %s", charm.entry.charm_id)
         self._set(charm, new)
-        if kind is OutcomeKind.AUTH_REQUIRED and run.charm_only:
+        if frozen_out:
+            log.error(
+                "charm %s blocked the app %d times in a row; it is parked until resumed",
+                charm.entry.charm_id,
+                new.freezes,
+            )
+            self._park(charm, None, alone=True, frozen=True)
+        elif kind is OutcomeKind.AUTH_REQUIRED and run.charm_only:
             self._park(charm, None, alone=True)  # the account works: its other charms go on
         elif kind is OutcomeKind.AUTH_REQUIRED:
             self._park(charm, run.auth_account or account)
@@ -1048,9 +1125,12 @@ class Scheduler:
             for c in self._charms.values()
         )
 
-    def _park(self, charm: _Charm, account: str | None, *, alone: bool = False) -> None:
+    def _park(
+        self, charm: _Charm, account: str | None, *, alone: bool = False, frozen: bool = False
+    ) -> None:
         """Park every charm of ``account`` (or just this one if ``account`` is None; ``alone``:
-        for a permission only this charm lacks, see ``CharmStatus.parked_alone``)."""
+        for a permission only this charm lacks, see ``CharmStatus.parked_alone``; ``frozen``:
+        it blocked the app too often, see ``CharmStatus.parked_frozen``)."""
         if account is None:
             targets = [charm]
         else:
@@ -1062,7 +1142,7 @@ class Scheduler:
                 self._drop_pending(target.pending, "its account needs signing in again")
             if target.active is None and target.pending is None:
                 self._clear_timer(target)
-            self._set(target, parked(target.status, alone=alone))
+            self._set(target, parked(target.status, alone=alone, frozen=frozen))
 
     # ---------------------------------------------------------------------------- watchdog
 

@@ -26,7 +26,9 @@ class CharmState(StrEnum):
     SCHEDULED = "scheduled"  # waiting for its next due time; healthy or not, see last_outcome
     RUNNING = "running"
     PAUSED = "paused"  # by the user, until resumed or until paused_until
-    PARKED = "parked"  # its account needs the user (sign in again); runs once the account is usable
+    # Its account needs the user (sign in again): runs once the account is usable. Or
+    # (``parked_frozen``) it blocked the app too often: runs once the user resumes it.
+    PARKED = "parked"
     BACKING_OFF = "backing_off"  # after a transient failure, waiting longer than its interval
 
 
@@ -185,6 +187,12 @@ class CharmStatus:
     # Parked for a permission only this charm needs and its account has not granted: the
     # account works, so its other charms keep syncing and a charm added later does not wait.
     parked_alone: bool = False
+    # Runs in a row that blocked the app past their deadline and were interrupted (``froze``);
+    # any other end of a run (but cancelled) resets it.
+    freezes: int = 0
+    # Parked because it froze too often (also ``parked_alone``: its account is fine): only the
+    # user's resume unparks it, not a sign-in.
+    parked_frozen: bool = False
     # While RUNNING: what the updater last reported through ``ctx.progress`` (None otherwise).
     progress: Progress | None = None
 
@@ -232,6 +240,8 @@ class CharmStatus:
             "blocked_loop": self.blocked_loop,
             "parked": self.parked,
             "parked_alone": self.parked_alone,
+            "freezes": self.freezes,
+            "parked_frozen": self.parked_frozen,
             "progress": self.progress.to_json() if self.progress is not None else None,
         }
 
@@ -265,6 +275,8 @@ class CharmStatus:
             blocked_loop=data.get("blocked_loop"),
             parked=bool(parked),
             parked_alone=bool(parked) and data.get("parked_alone") is True,
+            freezes=int(data.get("freezes") or 0),
+            parked_frozen=bool(parked) and data.get("parked_frozen") is True,
             progress=Progress.from_json(data.get("progress")),
         )
 
@@ -370,6 +382,10 @@ def finished(
     if kind is OutcomeKind.AUTH_REQUIRED:
         changes["parked"] = True
         changes["next_due_at"] = None
+    if kind is OutcomeKind.FROZE:
+        changes["freezes"] = status.freezes + 1
+    elif kind is not OutcomeKind.CANCELLED:
+        changes["freezes"] = 0
     if kind is not OutcomeKind.CANCELLED:
         changes["blocked_loop"] = blocked  # a clean run clears an old stall
     return _evolve(status, changes)
@@ -384,14 +400,17 @@ def resumed(status: CharmStatus) -> CharmStatus:
     return _evolve(status, {"paused": False, "paused_until": None})
 
 
-def parked(status: CharmStatus, *, alone: bool = False) -> CharmStatus:
+def parked(status: CharmStatus, *, alone: bool = False, frozen: bool = False) -> CharmStatus:
     """Its account needs the user: no scheduled runs until the account is usable. ``alone``:
-    only this charm lacks a permission; its account works (see ``CharmStatus.parked_alone``)."""
-    return _evolve(status, {"parked": True, "parked_alone": alone})
+    only this charm lacks a permission; its account works (see ``CharmStatus.parked_alone``).
+    ``frozen``: it blocked the app too often; parked alone until the user resumes it."""
+    return _evolve(
+        status, {"parked": True, "parked_alone": alone or frozen, "parked_frozen": frozen}
+    )
 
 
 def unparked(status: CharmStatus) -> CharmStatus:
-    return _evolve(status, {"parked": False, "parked_alone": False})
+    return _evolve(status, {"parked": False, "parked_alone": False, "parked_frozen": False})
 
 
 def due(status: CharmStatus, at: datetime | None) -> CharmStatus:

@@ -14,22 +14,121 @@ Both halves are active only while runs are in progress (``run_started``/``run_fi
 app has no heartbeat and a thread parked on an event, so the watchdog costs zero wake-ups.
 Real time (``time.monotonic``) is used on purpose, never the scheduler's Clock: a blocked loop is
 a real-world fact even in a test that fakes the schedule.
+
+**Rescue.** A run that blocks the loop can never be stopped by its own deadline: that deadline
+is a loop timer, and the loop is stuck inside the run. So when the thread finds the loop stalled
+inside a labelled run whose deadline (the pattern's ``timeout``, in real time) passed more than
+``grace`` seconds ago, it sends :data:`RESCUE_SIGNAL` to the loop thread
+(``signal.pthread_kill``). The signal interrupts a blocking system call with EINTR (``time.sleep``,
+a socket read, ``requests.get`` without a timeout, a lock, a subprocess wait), after which
+Python runs the handler; a pure-Python busy loop runs it at its next bytecode. The handler
+(:func:`_on_rescue_signal`) walks up from the frame it interrupted and raises
+:class:`UpdaterFroze` only if that frame is still inside the very run that was found stuck
+(the same labelled frame, same label); anywhere else it does nothing but chain to a handler
+installed before ours. The scheduler turns :class:`UpdaterFroze` into the ``froze`` outcome.
+
+Limits: Python runs signal handlers on the main thread only, so the rescue works only when the
+loop runs there (the tray, ``run --headless``, ``trayapp sync``: all of them); elsewhere stalls
+are still reported, not stopped. C code that holds the GIL and never returns to Python (a
+catastrophic regular expression, arithmetic on a huge integer, a C extension's busy loop) cannot
+be interrupted from inside the process at all. An updater that swallows ``BaseException`` is
+interrupted again every ``grace`` seconds while it stays stuck.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from types import FrameType
 
 log = logging.getLogger(__name__)
 
 # Longest stack walked from the loop thread's current frame: updaters nest, but not this deep.
 _MAX_DEPTH = 200
+
+#: The signal that interrupts a stuck updater on the loop thread. Nothing else in the app or
+#: its libraries uses it (qasync, Qt, desktop-notifier, dbus-fast, httpx; uvicorn's gunicorn
+#: worker uses SIGUSR1, and the emulator never runs in the app's process). Should some other
+#: code have installed a Python handler for it first, ours chains to it.
+RESCUE_SIGNAL = signal.SIGUSR2
+
+#: How long past its deadline a run may keep the loop blocked before it is interrupted.
+FREEZE_GRACE = 2.0
+
+
+class UpdaterFroze(BaseException):
+    """Raised inside an updater that blocked the event loop past its run's deadline.
+
+    A ``BaseException`` (like ``KeyboardInterrupt``), so the plugin's ``except Exception`` does
+    not swallow it; the scheduler catches it around the run and records the ``froze`` outcome.
+    ``seconds``: how long the loop had been blocked when it was interrupted.
+    """
+
+    def __init__(self, charm_id: str, seconds: float) -> None:
+        super().__init__(f"charm {charm_id} blocked the event loop for {seconds:.1f} s")
+        self.charm_id = charm_id
+        self.seconds = seconds
+
+
+@dataclass(eq=False, slots=True)
+class _Label:
+    """A labelled run frame: whose it is and when its deadline passes (monotonic, or None)."""
+
+    charm_id: str
+    deadline: float | None
+    attempts: int = 0  # rescue signals sent for it
+    last_attempt: float = field(default=0.0)
+
+
+# Watchdogs that may have a rescue armed; the signal handler looks at each one's target.
+_watchdogs: weakref.WeakSet[LoopWatchdog] = weakref.WeakSet()
+_previous_handler: Callable[[int, FrameType | None], object] | int | None = None
+
+
+def _install_rescue_handler() -> bool:
+    """Install :func:`_on_rescue_signal` for :data:`RESCUE_SIGNAL` (main thread only; once per
+    process, kept for the process's life). False if it cannot be installed from here."""
+    global _previous_handler
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    current = signal.getsignal(RESCUE_SIGNAL)
+    if current is _on_rescue_signal:
+        return True
+    try:
+        signal.signal(RESCUE_SIGNAL, _on_rescue_signal)
+    except (ValueError, OSError):  # not the main interpreter, or no such signal here
+        return False
+    _previous_handler = current
+    return True
+
+
+def _on_rescue_signal(signum: int, frame: FrameType | None) -> None:
+    """Raise :class:`UpdaterFroze` if ``frame`` is inside the run a watchdog found stuck."""
+    for watchdog in list(_watchdogs):
+        target = watchdog._rescue
+        if target is None:
+            continue
+        frame_id, label = target
+        current = frame
+        depth = 0
+        while current is not None and depth < _MAX_DEPTH:
+            if id(current) == frame_id and watchdog._labels.get(frame_id) is label:
+                watchdog._rescue = None
+                seconds = time.monotonic() - watchdog._last_beat
+                del current, frame  # do not keep the interrupted stack alive in the traceback
+                raise UpdaterFroze(label.charm_id, seconds)
+            current = current.f_back
+            depth += 1
+    previous = _previous_handler
+    if callable(previous):
+        previous(signum, frame)
 
 
 class LoopWatchdog:
@@ -44,16 +143,23 @@ class LoopWatchdog:
         loop: asyncio.AbstractEventLoop,
         threshold: float,
         on_blocked: Callable[[str | None, float], None],
+        *,
+        grace: float = FREEZE_GRACE,
     ) -> None:
         if threshold <= 0:
             raise ValueError("threshold must be > 0")
         self._loop = loop
         self._threshold = threshold
         self._on_blocked = on_blocked
+        self._grace = grace
         # A beat every quarter threshold: a stall is seen at most threshold/4 after it starts to
         # count, and an unblocked loop pays one cheap timer per 250 ms (default) while it works.
         self._interval = threshold / 4
-        self._labels: dict[int, str] = {}  # id(frame) -> charm id, for frames of live runs
+        self._labels: dict[int, _Label] = {}  # id(frame) -> its label, for frames of live runs
+        # Set by the thread just before it signals the loop thread: (id(frame), label) of the
+        # stuck run. The handler raises only inside that frame with that very label.
+        self._rescue: tuple[int, _Label] | None = None
+        self._can_rescue = False
         self._active_runs = 0
         self._beat_handle: asyncio.TimerHandle | None = None
         self._expected = 0.0  # when the pending beat should fire (monotonic)
@@ -64,6 +170,7 @@ class LoopWatchdog:
         self._closed = False
         self._thread: threading.Thread | None = None
         self.stalls = 0  # stalls reported so far
+        self.rescues = 0  # rescue signals sent so far
 
     @property
     def watching(self) -> bool:
@@ -72,21 +179,29 @@ class LoopWatchdog:
 
     # -- frames -----------------------------------------------------------------------------------
 
-    def label(self, frame: FrameType | None, charm_id: str) -> None:
-        """Say that code running under ``frame`` works for ``charm_id`` (until :meth:`unlabel`)."""
+    def label(self, frame: FrameType | None, charm_id: str, timeout: float | None = None) -> None:
+        """Say that code running under ``frame`` works for ``charm_id`` (until :meth:`unlabel`).
+
+        ``timeout`` (real seconds from now): past it, plus the grace, a loop stuck under
+        ``frame`` is interrupted (see the module docstring); None: never.
+        """
         if frame is not None:
-            self._labels[id(frame)] = charm_id
+            deadline = time.monotonic() + timeout if timeout is not None else None
+            self._labels[id(frame)] = _Label(charm_id, deadline)
 
     def unlabel(self, frame: FrameType | None) -> None:
         if frame is not None:
             self._labels.pop(id(frame), None)
+            rescue = self._rescue
+            if rescue is not None and rescue[0] == id(frame):
+                self._rescue = None
 
-    def _identify(self, frame: FrameType | None) -> str | None:
+    def _identify(self, frame: FrameType | None) -> tuple[int, _Label] | None:
         depth = 0
         while frame is not None and depth < _MAX_DEPTH:
-            charm_id = self._labels.get(id(frame))
-            if charm_id is not None:
-                return charm_id
+            label = self._labels.get(id(frame))
+            if label is not None:
+                return id(frame), label
             frame = frame.f_back
             depth += 1
         return None
@@ -107,6 +222,12 @@ class LoopWatchdog:
         if self._closed:
             return
         self._loop_thread_id = threading.get_ident()
+        if not self._can_rescue:
+            # Python runs signal handlers on the main thread only: a loop elsewhere is watched
+            # and reported, not rescued.
+            self._can_rescue = _install_rescue_handler()
+            if self._can_rescue:
+                _watchdogs.add(self)
         now = time.monotonic()
         self._last_beat = now
         self._schedule_beat(now)
@@ -128,6 +249,8 @@ class LoopWatchdog:
     def close(self) -> None:
         """Stop the thread (it exits within one check interval) and the heartbeat."""
         self._closed = True
+        self._rescue = None
+        _watchdogs.discard(self)
         self._deactivate()
         self._active.set()  # let the thread see _closed
         if self._thread is not None:
@@ -176,8 +299,9 @@ class LoopWatchdog:
                 return
             if not self._active.is_set():
                 continue
-            # Sample until a labelled frame is found: the first look may land between runs.
-            if time.monotonic() - self._last_beat > self._threshold and self._suspect is None:
+            # Sample while stalled: the first look may land between runs, and a run stuck past
+            # its deadline is interrupted.
+            if time.monotonic() - self._last_beat > self._threshold:
                 self._sample()
 
     def _sample(self) -> None:
@@ -186,9 +310,45 @@ class LoopWatchdog:
             return
         frame = sys._current_frames().get(thread_id)
         try:
-            suspect = self._identify(frame)
+            found = self._identify(frame)
         finally:
             del frame  # frames keep their locals alive: do not hold on to the loop's stack
-        if suspect is not None:
-            self._suspect = suspect
-            log.debug("event loop stalled inside run of %s", suspect)
+        if found is None:
+            return
+        frame_id, label = found
+        if self._suspect is None:
+            self._suspect = label.charm_id
+            log.debug("event loop stalled inside run of %s", label.charm_id)
+        now = time.monotonic()
+        if (
+            self._can_rescue
+            and label.deadline is not None
+            and now >= label.deadline + self._grace
+            and now - label.last_attempt >= self._grace
+        ):
+            self._interrupt(frame_id, label, now)
+
+    def _interrupt(self, frame_id: int, label: _Label, now: float) -> None:
+        """Signal the loop thread: its handler raises UpdaterFroze inside the stuck run."""
+        thread_id = self._loop_thread_id
+        if thread_id is None or signal.getsignal(RESCUE_SIGNAL) is not _on_rescue_signal:
+            return  # someone replaced our handler: the signal's default would kill the app
+        label.attempts += 1
+        label.last_attempt = now
+        if label.attempts == 1:
+            log.warning(
+                "charm %s blocks the app past its time limit; interrupting it", label.charm_id
+            )
+        elif label.attempts == 4:
+            log.error(
+                "charm %s keeps blocking the app although it was interrupted %d times (it "
+                "swallows the interruption, or is stuck in C code that never returns to Python)",
+                label.charm_id,
+                label.attempts - 1,
+            )
+        self._rescue = (frame_id, label)
+        self.rescues += 1
+        try:
+            signal.pthread_kill(thread_id, RESCUE_SIGNAL)
+        except (OSError, ProcessLookupError):
+            self._rescue = None

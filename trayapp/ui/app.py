@@ -302,10 +302,17 @@ class AppRunner:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_a: None)
 
+        quit_on = {int(signal.SIGTERM), int(signal.SIGINT)}
+
         def readable() -> None:
+            # The wake-up fd gets one byte per signal, the signal's number, for every signal
+            # with a Python handler: the watchdog's rescue signal (core/watchdog.py) too, which
+            # must not quit the app.
+            data = b""
             with contextlib.suppress(OSError):
-                rsock.recv(64)
-            self.request_quit()
+                data = rsock.recv(64)
+            if quit_on.intersection(data):
+                self.request_quit()
 
         asyncio.get_running_loop().add_reader(rsock.fileno(), readable)
 
