@@ -178,7 +178,7 @@ async def test_freezes_back_off_then_park_only_that_charm_until_resumed() -> Non
             assert status.freezes == n and not status.parked
             assert status.state is CharmState.BACKING_OFF
         outcome = await scheduler.run_now("bad")
-        assert "until you resume it" in outcome.message
+        assert "will not try again until you resume it" in outcome.message
         status = scheduler.status("bad")
         assert status.parked and status.parked_frozen and status.parked_alone
         assert status.next_due_at is None

@@ -140,7 +140,7 @@ async def test_after_repeated_freezes_it_is_parked_until_resumed(
     assert status.next_due_at is None  # no scheduled run until the user resumes it
     assert status.last_error is not None
     assert f"it did so {FREEZE_LIMIT} times in a row" in status.last_error
-    assert "until you resume it" in status.last_error
+    assert "will not try again until you resume it" in status.last_error
 
     # Parked: a running engine does not run it on its own.
     await engine.start()

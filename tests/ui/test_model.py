@@ -265,3 +265,38 @@ def test_progress_shows_in_the_charm_line_and_the_tooltip() -> None:
     # A click's batch shows "syncing" before any run has started.
     idle = make_snapshot(NOW, [NEWS], {"news": ok("news")}, batch=SyncBatch(0, 1))
     assert icon_state(idle) is IconState.SYNCING and summary(idle) == "Syncing…"
+
+
+FROZE_ONCE = "stopped: it blocked Pattern Sync for 12 s; the plugin must not call blocking code"
+FROZE_PARKED = (
+    f"{FROZE_ONCE}; it did so 3 times in a row, so it will not try again until you resume it"
+)
+
+
+def test_a_charm_that_froze_once_is_failing_and_retried() -> None:
+    st = failing("news", OutcomeKind.FROZE, FROZE_ONCE, n=1).with_(freezes=1)
+    snap = make_snapshot(NOW, [NEWS], {"news": st})
+    assert icon_state(snap) is IconState.ERROR
+    menu = build_menu(snap)
+    assert menu.find("charm:news").text == "News — froze, retry in 4 min"  # type: ignore[union-attr]
+    assert menu.find("charm:news:pause").text == "Pause"  # type: ignore[union-attr]
+
+
+def test_a_charm_parked_for_freezing_asks_for_resume_not_for_sign_in() -> None:
+    # It has an account that is fine: the charm alone waits, for the user's Resume.
+    st = failing("gmail", OutcomeKind.FROZE, FROZE_PARKED, n=3).with_(
+        freezes=3, parked=True, parked_alone=True, parked_frozen=True, next_due_at=None
+    )
+    snap = make_snapshot(NOW, [GMAIL, NEWS], {"gmail": st, "news": ok("news")})
+    assert icon_state(snap) is IconState.ATTENTION
+    assert summary(snap).startswith("Gmail needs your attention: stopped: it blocked")
+    menu = build_menu(snap)
+    assert menu.find("charm:gmail").text == "Gmail — stopped: it froze the app"  # type: ignore[union-attr]
+    assert menu.find("charm:gmail:next").text == "Next run: when resumed"  # type: ignore[union-attr]
+    resume = menu.find("charm:gmail:pause")
+    assert resume is not None and resume.text == "Resume" and resume.command == "resume:gmail"
+    signin = menu.find("charm:gmail:signin")
+    assert signin is not None and not signin.visible
+    err = menu.find("charm:gmail:error")
+    assert err is not None and err.visible and "blocked Pattern Sync" in err.text
+    assert "Froze" not in err.text and "UpdaterFroze" not in err.text

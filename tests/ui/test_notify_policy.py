@@ -272,3 +272,21 @@ def test_the_same_cause_on_another_account_or_a_bug_is_another_problem() -> None
     bug = {**other, "news": failing("news", OutcomeKind.BUG, "KeyError: 'title'", n=1)}
     out = p.observe(snap(GRACE_OVER + timedelta(minutes=2), bug, (), charms))
     assert [(n.title, n.icon) for n in out] == [("News stopped syncing", "error")]
+
+
+def test_a_charm_that_froze_the_app_is_told_at_once_and_again_when_it_stops_trying() -> None:
+    p = started_policy()
+    once = "stopped: it blocked Pattern Sync for 12 s; the plugin must not call blocking code"
+    first = {"news": failing("news", OutcomeKind.FROZE, once, n=1)}
+    out = p.observe(snap(GRACE_OVER, first))
+    assert [n.title for n in out] == ["News stopped syncing"]
+    assert out[0].body == f"{once}. Pattern Sync keeps retrying."
+    parked = f"{once}; it did so 3 times in a row, so it will not try again until you resume it"
+    third = {
+        "news": failing("news", OutcomeKind.FROZE, parked, n=3).with_(
+            parked=True, parked_alone=True, parked_frozen=True, freezes=3
+        )
+    }
+    out = p.observe(snap(GRACE_OVER + timedelta(minutes=5), third))
+    assert len(out) == 1
+    assert out[0].body == parked  # no "keeps retrying": it does not

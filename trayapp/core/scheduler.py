@@ -1031,7 +1031,7 @@ class Scheduler:
                 outcome,
                 message=(
                     f"{outcome.message}; it did so {charm.status.freezes + 1} times in a row, "
-                    "so it stays stopped until you resume it"
+                    "so it will not try again until you resume it"
                 ),
             )
         record = RunRecord.from_outcome(charm_id, started_at, ended, outcome, run.trigger)

@@ -206,14 +206,19 @@ def charm_needs_sign_in(c: CharmView, snap: Snapshot) -> bool:
     # needs_permission: only the charms waiting for the missing permission (parked) need the
     # user; the account's other charms keep syncing.
     s = c.status
+    if s.parked_frozen:
+        return False  # parked because it froze the app: the user resumes it (charm_needs_fix)
     return s.state is CharmState.PARKED or (
         charm_failing(c) and s.last_outcome is OutcomeKind.AUTH_REQUIRED
     )
 
 
 def charm_needs_fix(c: CharmView) -> bool:
-    """Failing for a reason only the user can fix (not sign-in): its settings, a full disk."""
+    """Failing for a reason only the user can fix (not sign-in): its settings, a full disk,
+    or it froze the app too often and waits for Resume."""
     s = c.status
+    if s.parked_frozen and not s.paused:
+        return True
     return (
         charm_failing(c)
         and not s.paused
@@ -223,7 +228,11 @@ def charm_needs_fix(c: CharmView) -> bool:
     )
 
 
-_FIX_DETAIL = {OutcomeKind.CONFIG_ERROR: "check its settings", OutcomeKind.STORAGE: "disk full"}
+_FIX_DETAIL = {
+    OutcomeKind.CONFIG_ERROR: "check its settings",
+    OutcomeKind.STORAGE: "disk full",
+    OutcomeKind.FROZE: "stopped: it froze the app",
+}
 
 
 def icon_state(snap: Snapshot) -> IconState:
@@ -485,7 +494,7 @@ def _charm_menu(c: CharmView, snap: Snapshot) -> MenuItem:
             tr("Next run: {when}").format(when=relative_future(s.next_due_at, now))
             if not s.paused and s.state is not CharmState.PARKED
             else tr("Next run: after sign-in")
-            if s.state is CharmState.PARKED or needs
+            if (s.state is CharmState.PARKED or needs) and not s.parked_frozen
             else tr("Next run: when resumed"),
         ),
         _info(f"{k}:counts", _counts_text(c)),
@@ -505,8 +514,8 @@ def _charm_menu(c: CharmView, snap: Snapshot) -> MenuItem:
         MenuItem(f"{k}:sync", tr("Sync now"), command=f"sync:{c.id}"),
         MenuItem(
             f"{k}:pause",
-            tr("Resume") if s.paused else tr("Pause"),
-            command=f"resume:{c.id}" if s.paused else f"pause:{c.id}",
+            tr("Resume") if s.paused or s.parked_frozen else tr("Pause"),
+            command=f"resume:{c.id}" if s.paused or s.parked_frozen else f"pause:{c.id}",
         ),
         MenuItem(
             f"{k}:signin",

@@ -173,7 +173,7 @@ class NotificationPolicy:
             worth = (
                 auth
                 or (s.last_outcome is not None and s.last_outcome.needs_user)
-                or s.last_outcome is OutcomeKind.BUG
+                or s.last_outcome in (OutcomeKind.BUG, OutcomeKind.FROZE)
                 or s.consecutive_failures >= TRANSIENT_THRESHOLD
             )
             key = _problem_key(c.id, c.account_id, s.last_outcome, sig)
