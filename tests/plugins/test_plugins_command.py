@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from trayapp.api import API_VERSION
+
 ROOT = Path(__file__).resolve().parents[2]
 
 PLUGIN = """
@@ -148,7 +150,9 @@ def test_plugin_needing_a_newer_api_is_refused(tmp_path: Path, wheels: dict[str,
     done = trayapp(profile, "plugins", "install", str(wheels["newer"]))
     assert done.returncode == 1
     assert "trayapp-future 1.2.0 was not installed" in done.stderr
-    assert "needs a newer Pattern Sync (plugin API 99; this one has API 1)" in done.stderr
+    assert f"needs a newer Pattern Sync (plugin API 99; this one has API {API_VERSION})" in (
+        done.stderr
+    )
     assert "Traceback" not in done.stderr
     assert json.loads(trayapp(profile, "plugins", "list", "--json").stdout)["plugins"] == []
 

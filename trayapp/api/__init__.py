@@ -11,6 +11,8 @@ compatible. Every name is importable from ``trayapp.api``; the submodules group 
 * :mod:`trayapp.api.outcomes`: :class:`RunReport` and the errors that end a run, export helpers;
 * :mod:`trayapp.api.http`: what ``ctx.http`` is, :func:`raise_for_status` (HTTP status ->
   outcome), :func:`parse_retry_after`, :func:`poll_interval_hint`, :class:`BackoffPolicy`;
+* :mod:`trayapp.api.credentials`: :class:`ApiToken`, :class:`OAuth2Provider` (a pattern's
+  ``credential`` for a non-Google service) and :class:`Credential` (``ctx.credential``);
 * :mod:`trayapp.api.testing`: :func:`run_pattern`, a pattern's run in a temporary profile;
 * :mod:`trayapp.api.google`: ``ctx.google``'s typed clients (:class:`GmailClient`,
   :class:`CalendarClient`), their pages and errors.
@@ -52,7 +54,9 @@ How a run ends:
 
 * return :class:`RunReport` (``added``/``updated``/``removed`` counts; ``partial`` names parts
   that failed while the rest worked) -> outcome ``ok``;
-* raise :class:`AuthRequired` -> the account is parked until the user signs in again;
+* raise :class:`AuthRequired` -> the account is parked until the user signs in again (for a
+  pattern with a ``credential``: its account is marked "needs sign-in", a new token or the
+  provider's sign-in brings it back);
 * raise :class:`RateLimited` (with ``retry_after`` when the server said) /
   :class:`Offline` / :class:`ServerError` -> retried later with backoff, never disabled (a
   response in an unexpected shape is a :class:`ServerError`, not a crash);
@@ -74,6 +78,7 @@ data that was not stored.
 from __future__ import annotations
 
 from trayapp.api.cells import Cell, Collection, DerivedCell, ReadOnlyCellError
+from trayapp.api.credentials import ApiToken, Credential, CredentialAuth, OAuth2Provider
 from trayapp.api.google import (
     CalendarClient,
     CalendarListResult,
@@ -134,6 +139,7 @@ __all__ = [
     "MAX_RETRY_AFTER",
     "USER_AGENT",
     "AnyHttpUrl",
+    "ApiToken",
     "AuthRequired",
     "BackoffPolicy",
     "BaseModel",
@@ -143,6 +149,8 @@ __all__ = [
     "CellSpec",
     "Collection",
     "ConfigProblem",
+    "Credential",
+    "CredentialAuth",
     "DerivedCell",
     "EventsPage",
     "EventsResult",
@@ -158,6 +166,7 @@ __all__ = [
     "MessagePage",
     "MessagesResult",
     "NoSettings",
+    "OAuth2Provider",
     "Offline",
     "Pattern",
     "RateLimited",

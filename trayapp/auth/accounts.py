@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import secrets as pysecrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,6 +48,7 @@ from trayapp.auth.models import (
     describe_scopes,
 )
 from trayapp.auth.secrets import KeyringNotReady, SecretStoreKind, SecretVault
+from trayapp.auth.service_tokens import ServiceTokenProvider, service_signin_hint
 from trayapp.auth.signin import (
     OPENID_SCOPES,
     Grant,
@@ -57,7 +58,8 @@ from trayapp.auth.signin import (
 )
 from trayapp.auth.tokens import TokenProvider, signin_hint
 from trayapp.core.cells import Cell
-from trayapp.core.errors import ConfigError, NotFoundError
+from trayapp.core.credentials import ApiToken, Credential, CredentialSpec, OAuth2Provider
+from trayapp.core.errors import AuthRequired, ConfigError, ConfigProblem, NotFoundError
 from trayapp.core.redact import redact, register_secret
 from trayapp.core.store import Store
 
@@ -78,6 +80,8 @@ ACCOUNT_PREFIX = "account:"
 AccountListener = Callable[[Account], None]
 ScopeNeeds = Callable[[str], Iterable[str]]
 """``needs(account_id)`` -> the OAuth scopes the account's charms need."""
+ServiceSpecs = Callable[[], Mapping[str, CredentialSpec]]
+"""``services()`` -> service id -> the credential the installed patterns declare for it."""
 
 
 def record_cell_name(account_id: str) -> str:
@@ -115,6 +119,7 @@ class AccountManager:
         http: httpx.AsyncClient | None = None,
         sync_http_factory: Callable[[], httpx.Client] | None = None,
         scope_needs: ScopeNeeds | None = None,
+        services: ServiceSpecs | None = None,
     ) -> None:
         self.store = store
         self.profile_dir = Path(profile_dir)
@@ -128,6 +133,8 @@ class AccountManager:
         self._scope_needs: ScopeNeeds = scope_needs or (lambda _account_id: ())
         self._listeners: list[AccountListener] = []
         self._providers: dict[str, TokenProvider] = {}
+        self._services: ServiceSpecs = services or dict
+        self._service_providers: dict[str, ServiceTokenProvider] = {}
         self._pending: dict[str, _Pending] = {}
         # What each account looked like when last published: a change of the charms' needs
         # publishes only the accounts whose computed state it changed.
@@ -171,11 +178,14 @@ class AccountManager:
         return self._view(self._stored(account_id))
 
     def find(self, id_or_email: str) -> Account:
-        """An account by id or (case-insensitive) email."""
+        """An account by id, (case-insensitive) email, or a non-Google account's name."""
         with contextlib.suppress(NotFoundError):
             return self.get(id_or_email)
         for account in self.accounts():
             if account.email and account.email.lower() == id_or_email.lower():
+                return account
+        for account in self.accounts():  # another service's account by its name
+            if not account.is_google and account.label.lower() == id_or_email.lower():
                 return account
         raise NotFoundError(
             f"no account {id_or_email!r}; see `trayapp accounts list`, or add one with "
@@ -195,13 +205,14 @@ class AccountManager:
         record as it now is, which unparks the account's charms if it is usable again. Returns
         None (and publishes nothing) for an account that no longer exists.
         """
-        provider = self._providers.get(account_id)
+        provider = self._providers.get(account_id) or self._service_providers.get(account_id)
         if provider is not None:
             async with provider.exclusive():  # waits out a refresh with the old grant
                 pass
         stored = self._record(account_id).get()
         if stored is None:
             self._providers.pop(account_id, None)
+            self._service_providers.pop(account_id, None)
             self._published.pop(account_id, None)
             return None
         account = self._view(stored)
@@ -516,8 +527,16 @@ class AccountManager:
         grant is stored; if the keyring cannot store it, :class:`KeyringUnavailable` is raised
         with the grant kept for :meth:`store_pending_grant` (no second consent page).
         """
-        client = self.clients.require()
         existing = self.get(account_id) if account_id else None
+        if existing is not None and not existing.is_google:
+            return await self.sign_in_service(
+                existing.service,
+                account_id=existing.id,
+                opener=opener,
+                on_url=on_url,
+                timeout=timeout,
+            )
+        client = self.clients.require()
         wanted = self.sign_in_scopes(account_id, scopes)
         kwargs: dict[str, Any] = {"opener": opener, "on_url": on_url}
         if timeout is not None:
@@ -701,6 +720,389 @@ class AccountManager:
         self._publish(view)
         return view
 
+    # -- accounts of other services (a plugin's ApiToken / OAuth2Provider) ----------------------
+
+    def set_services(self, services: ServiceSpecs) -> None:
+        """Where the services' declarations come from (the installed patterns' credentials)."""
+        self._services = services
+
+    def service_specs(self) -> dict[str, CredentialSpec]:
+        try:
+            return dict(self._services())
+        except Exception:  # a broken registry must not take the accounts down with it
+            log.exception("could not list the services the installed patterns declare")
+            return {}
+
+    def service_spec(self, service: str) -> CredentialSpec:
+        """The declaration of ``service``; NotFoundError naming the installed ones if none."""
+        specs = self.service_specs()
+        spec = specs.get(service)
+        if spec is None:
+            known = ", ".join(sorted(specs)) or "none"
+            raise NotFoundError(
+                f"no installed pattern uses the service {service!r} (services of the installed "
+                f"patterns: {known}); install the plugin that provides it"
+            )
+        return spec
+
+    def service_provider(
+        self, account_id: str, spec: CredentialSpec | None = None
+    ) -> ServiceTokenProvider:
+        """The token provider of a non-Google account (one per account)."""
+        provider = self._service_providers.get(account_id)
+        if provider is None:
+            account = self._stored(account_id)
+            spec = spec or self.service_spec(account.service)
+            provider = ServiceTokenProvider(
+                self, account_id, self.grants, spec, http=self._http_client, now=self._now
+            )
+            self._service_providers[account_id] = provider
+        elif spec is not None:
+            provider.spec = spec  # the pattern's (newest) declaration wins
+        return provider
+
+    def _holder(self, account_id: str) -> TokenProvider | ServiceTokenProvider:
+        """The provider whose ``exclusive()`` guards this account's grant."""
+        account = self._stored(account_id)
+        if account.is_google:
+            return self.provider(account_id)
+        if account_id in self._service_providers:
+            return self._service_providers[account_id]
+        specs = self.service_specs()
+        spec = specs.get(account.service)
+        if spec is None:  # plugin gone: a token-kind placeholder guards the grant all the same
+            spec = ApiToken(service=account.service, title=account.service_title)
+        return self.service_provider(account_id, spec)
+
+    def credential(self, account_id: str, spec: CredentialSpec) -> Credential:
+        """A run's ``ctx.credential`` for a charm of ``account_id`` whose pattern needs ``spec``.
+
+        AuthRequired if the account is gone; ConfigProblem if it is another service's.
+        """
+        try:
+            account = self.get(account_id)
+        except NotFoundError:
+            raise AuthRequired(
+                f"account {account_id!r} is no longer in this profile; edit this charm and "
+                f"choose a {spec.title} account (see 'trayapp accounts list')",
+                account_id=account_id,
+            ) from None
+        if account.service != spec.service:
+            raise ConfigProblem(
+                f"this charm needs a {spec.title} account, but {account.label} is a "
+                f"{account.service_title} account; edit the charm and choose a {spec.title} "
+                "account"
+            )
+        return Credential(
+            spec,
+            self.service_provider(account_id, spec),
+            account_id=account_id,
+            label=account.label,
+        )
+
+    def credential_rejected(self, account_id: str, message: str) -> None:
+        """A run's service refused the account's token: the account needs sign-in."""
+        try:
+            holder = self._holder(account_id)
+        except NotFoundError:
+            return
+        if isinstance(holder, ServiceTokenProvider):
+            holder.reject(message)
+
+    def find_service_account(self, service: str, name: str) -> Account | None:
+        for account in self.accounts():
+            if account.service == service and (account.name or "").lower() == name.lower():
+                return account
+        return None
+
+    async def add_token(
+        self,
+        service: str,
+        token: str,
+        *,
+        name: str | None = None,
+        account_id: str | None = None,
+        secret_store: SecretStoreKind | None = None,
+    ) -> Account:
+        """Store an API token: a new account of ``service``, or a new token for ``account_id``
+        (re-auth after the service refused the old one; its parked charms then run).
+
+        When the service declares a ``check_url``, the token is tried first: a token the
+        service refuses is not stored (ConfigError saying so). A new account is named
+        ``name``, else what the service says (``identity_field``), else "<Title> account";
+        an account of the same service and name gets the new token instead of a duplicate.
+        Raises KeyringNotReady (nothing stored) if the keyring cannot keep it.
+        """
+        spec = self.service_spec(service)
+        if not isinstance(spec, ApiToken):
+            raise ConfigError(
+                f"{spec.title} accounts sign in in the browser, not with a token; use "
+                f"`trayapp accounts add --service {service}` without a token"
+            )
+        token = token.strip()
+        if not token or any(c.isspace() for c in token):
+            raise ConfigError(
+                f"that is not a {spec.title} token (it is empty or has spaces in it); paste the "
+                "token exactly as the service shows it"
+            )
+        register_secret(token)
+        identity = await self._check_token(spec, token)
+        existing = self._stored(account_id) if account_id else None
+        if existing is not None and existing.service != service:
+            raise ConfigError(f"{existing.label} is not a {spec.title} account")
+        if existing is None:
+            label = name or identity
+            existing = self.find_service_account(service, label) if label else None
+            name = label or f"{spec.title} account"
+        now = self._now()
+        if existing is None:
+            existing = Account(
+                id=_new_account_id(),
+                service=service,
+                service_title=spec.title,
+                credential_kind="api_token",
+                name=name,
+                state=AccountState.NEEDS_SIGN_IN,
+                cause=Cause.NEVER_SIGNED_IN,
+                created_at=now,
+                updated_at=now,
+            )
+            return await self._store_service_grant(
+                existing, spec, token, None, None, (), secret_store
+            )
+        async with self._holder(existing.id).exclusive():
+            return await self._store_service_grant(
+                existing, spec, token, None, None, (), secret_store
+            )
+
+    async def _check_token(self, spec: ApiToken, token: str) -> str | None:
+        """Try the token on the service's ``check_url``: its identity, or ConfigError."""
+        if not spec.check_url:
+            return None
+        value = f"{spec.scheme} {token}" if spec.scheme else token
+        try:
+            response = await self._http_client().get(
+                spec.check_url, headers={spec.header: value}, timeout=30
+            )
+        except httpx.HTTPError as exc:
+            raise ConfigError(
+                f"cannot reach {spec.title} to check the token ({type(exc).__name__}); check "
+                "the network and try again"
+            ) from None
+        if response.status_code in (401, 403):
+            raise ConfigError(
+                f"{spec.title} did not accept this token (HTTP {response.status_code}); make "
+                f"a new one{' at ' + spec.help_url if spec.help_url else ''} and try again"
+            )
+        if not 200 <= response.status_code < 300:
+            raise ConfigError(
+                f"{spec.title} could not check the token (HTTP {response.status_code}); try "
+                "again later"
+            )
+        if not spec.identity_field:
+            return None
+        try:
+            data = response.json()
+        except ValueError:
+            return None
+        found = data.get(spec.identity_field) if isinstance(data, dict) else None
+        return str(found) if isinstance(found, str | int) and str(found) else None
+
+    async def _store_service_grant(
+        self,
+        account: Account,
+        spec: CredentialSpec,
+        access_token: str,
+        refresh_token: str | None,
+        expires_in: float | None,
+        scopes: Sequence[str],
+        secret_store: SecretStoreKind | None,
+    ) -> Account:
+        now = self._now()
+        if secret_store is not None:
+            target = self.vault.store(secret_store)
+        else:
+            target = await asyncio.to_thread(self.grants.store_for_new_grant)
+        signed_in = account.model_copy(
+            update={
+                "service_title": spec.title,
+                "credential_kind": spec.kind,
+                "scopes": tuple(dict.fromkeys(scopes)),
+                "state": AccountState.SIGNED_IN,
+                "reason": "",
+                "cli_hint": "",
+                "cause": None,
+                "missing_scopes": (),
+                "secret_store": target.kind,
+                "granted_at": now,
+                "updated_at": now,
+            }
+        )
+        record = self._record(signed_in.id)
+        await self.grants.write(
+            signed_in.id,
+            target,
+            refresh_token=refresh_token,
+            access_token=access_token,
+            expiry=now + timedelta(seconds=expires_in) if expires_in is not None else None,
+            scopes=signed_in.scopes,
+            now=now,
+            granted_at=now,
+            previous=account.secret_store,
+            then=lambda _meta: record.set(signed_in),
+        )
+        provider = self._service_providers.get(signed_in.id)
+        if provider is not None:
+            provider.reset()
+        log.info("account %s (%s) signed in as %s", signed_in.id, spec.service, signed_in.label)
+        view = self._view(signed_in)
+        self._publish(view)
+        return view
+
+    async def sign_in_service(
+        self,
+        service: str,
+        *,
+        account_id: str | None = None,
+        name: str | None = None,
+        opener: Callable[[str], Any] | None = None,
+        on_url: Callable[[str], None] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the user's time in the browser
+    ) -> Account:
+        """Browser sign-in with an OAuth 2.0 provider: a new account, or ``account_id`` again.
+
+        For an API-token service this cannot work (the token must be typed in): ConfigError
+        saying so. Re-signing an account whose provider names its user refuses another user.
+        """
+        spec = self.service_spec(service)
+        if not isinstance(spec, OAuth2Provider):
+            raise ConfigError(
+                f"{spec.title} uses a token, not a browser sign-in; enter a new token (in "
+                f"the tray menu, or `trayapp accounts signin ACCOUNT` in a terminal)"
+            )
+        existing = self._stored(account_id) if account_id else None
+        from trayapp.auth.provider_signin import ProviderGrant, run_provider_sign_in
+        from trayapp.auth.signin import WrongAccountError
+
+        stored: list[Account] = []
+
+        async def keep(grant: ProviderGrant) -> str:
+            target = existing
+            if (
+                target is not None
+                and grant.identity
+                and target.name
+                and target.name.lower() != grant.identity.lower()
+                and target.cause is not Cause.NEVER_SIGNED_IN
+            ):
+                raise WrongAccountError(
+                    f"You signed in to {spec.title} as {grant.identity}, but this account is "
+                    f"{target.name}; sign in again as {target.name} (or add {grant.identity} "
+                    "as a new account)",
+                    expected=target.name,
+                    actual=grant.identity,
+                )
+            label = name or grant.identity
+            if target is None and label:
+                target = self.find_service_account(service, label)
+            now = self._now()
+            if target is None:
+                target = Account(
+                    id=_new_account_id(),
+                    service=service,
+                    service_title=spec.title,
+                    credential_kind=spec.kind,
+                    name=label or f"{spec.title} account",
+                    state=AccountState.NEEDS_SIGN_IN,
+                    cause=Cause.NEVER_SIGNED_IN,
+                    created_at=now,
+                    updated_at=now,
+                )
+            try:
+                async with self._holder_for(target, spec).exclusive():
+                    account = await self._store_service_grant(
+                        target,
+                        spec,
+                        grant.access_token,
+                        grant.refresh_token,
+                        grant.expires_in,
+                        grant.scopes,
+                        None,
+                    )
+            except KeyringNotReady as exc:
+                raise SignInError(
+                    f"Signed in, but the system keyring could not store the sign-in ({exc}); "
+                    "unlock it and sign in again"
+                ) from None
+            stored.append(account)
+            return account.label
+
+        kwargs: dict[str, Any] = {"opener": opener, "on_url": on_url}
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        await run_provider_sign_in(spec, http=self._http_client(), keep=keep, **kwargs)
+        return stored[-1]
+
+    def _holder_for(self, account: Account, spec: CredentialSpec) -> ServiceTokenProvider:
+        provider = self._service_providers.get(account.id)
+        if provider is None:
+            provider = ServiceTokenProvider(
+                self, account.id, self.grants, spec, http=self._http_client, now=self._now
+            )
+            if self._record(account.id).get() is not None:
+                self._service_providers[account.id] = provider
+        return provider
+
+    async def _sign_out_service(self, account: Account) -> SignOutResult:
+        """Forget a service account's token; revoke it first when the provider can (RFC 7009)."""
+        spec = self.service_specs().get(account.service)
+        revoked = False
+        if (
+            isinstance(spec, OAuth2Provider)
+            and spec.revoke_url
+            and account.secret_store is not None
+        ):
+            with contextlib.suppress(KeyringNotReady):
+                token = await self.grants.revocable_token(account.id, account.secret_store)
+                if token:
+                    form = {"token": token, "client_id": spec.client_id}
+                    with contextlib.suppress(httpx.HTTPError):
+                        response = await self._http_client().post(
+                            spec.revoke_url, data=form, timeout=30
+                        )
+                        revoked = response.status_code in (200, 400)
+        again = "enter a new token" if account.credential_kind == "api_token" else "sign in"
+        updated = account.model_copy(
+            update={
+                "state": AccountState.SIGNED_OUT,
+                "reason": f"{account.label} is signed out.",
+                "cli_hint": f"{again} with `trayapp accounts signin {account.label}`",
+                "cause": Cause.SIGNED_OUT,
+                "missing_scopes": (),
+                "secret_store": None,
+                "updated_at": self._now(),
+            }
+        )
+        record = self._record(account.id)
+        await self.grants.delete(account.id, account.secret_store, then=lambda: record.set(updated))
+        view = self._view(updated)
+        self._publish(view)
+        if revoked:
+            message = f"Signed out {account.label}; its tokens were revoked and deleted."
+        elif account.credential_kind == "api_token":
+            message = (
+                f"Signed out {account.label} and deleted its token; revoke the token at "
+                f"{account.service_title} too if you no longer need it"
+                + (f" ({spec.help_url})" if spec is not None and spec.help_url else "")
+            )
+            revoked = True  # nothing Pattern Sync could have revoked
+        else:
+            message = (
+                f"Signed out {account.label} and deleted its tokens; remove Pattern Sync's "
+                f"access in your {account.service_title} account settings to finish"
+            )
+        return SignOutResult(view, revoked, message)
+
     # -- sign-out / remove -------------------------------------------------------------------
 
     async def sign_out(self, account_id: str) -> SignOutResult:
@@ -710,11 +1112,13 @@ class AccountManager:
         out, and the message says how to finish the revocation by hand.
         """
         # No refresh may run (and write its token back) while the grant is being removed.
-        async with self.provider(account_id).exclusive():
+        async with self._holder(account_id).exclusive():
             return await self._sign_out(account_id)
 
     async def _sign_out(self, account_id: str) -> SignOutResult:
         account = self._stored(account_id)
+        if not account.is_google:
+            return await self._sign_out_service(account)
         token: str | None = None
         if account.secret_store is not None:
             try:
@@ -778,6 +1182,7 @@ class AccountManager:
         self.grants.drop(account_id, account.secret_store)
         self.store.drop_prefix(f"account:{account_id}:")
         self._providers.pop(account_id, None)
+        self._service_providers.pop(account_id, None)
         self._published.pop(account_id, None)
 
     def add_placeholder(self, email: str | None = None) -> Account:
@@ -809,10 +1214,14 @@ class AccountManager:
             if account.state is not AccountState.KEYRING_NOT_READY or not account.secret_store:
                 continue
             try:
-                grant = await self.grants.read(account.id, account.secret_store)
+                grant = await self.grants.read(
+                    account.id,
+                    account.secret_store,
+                    token_only=account.credential_kind == "api_token",
+                )
             except KeyringNotReady:
                 continue
-            provider = self._providers.get(account.id)
+            provider = self._providers.get(account.id) or self._service_providers.get(account.id)
             if provider is not None:
                 provider.reset()
             if grant is not None:
@@ -826,7 +1235,9 @@ class AccountManager:
                         AccountState.NEEDS_SIGN_IN,
                         Cause.SECRET_MISSING,
                         f"The saved sign-in of {account.label} is no longer in the keyring.",
-                        signin_hint(account.label),
+                        signin_hint(account.label)
+                        if account.is_google
+                        else service_signin_hint(account),
                     ),
                 )
         return back

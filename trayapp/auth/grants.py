@@ -53,7 +53,7 @@ class GrantChanged(Exception):
 class StoredGrant:
     """A grant as read back. Holds tokens: its repr hides them."""
 
-    refresh_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)  # None only for an API token
     # None when the secret and the cell disagree on the generation: refresh before use.
     access_token: str | None = field(repr=False)
     expiry: datetime | None
@@ -97,19 +97,27 @@ class GrantStore:
 
     # -- reading ------------------------------------------------------------------------------
 
-    async def read(self, account_id: str, kind: SecretStoreKind) -> StoredGrant | None:
-        """The stored grant, or None if the secret store has none (or no refresh token)."""
+    async def read(
+        self, account_id: str, kind: SecretStoreKind, *, token_only: bool = False
+    ) -> StoredGrant | None:
+        """The stored grant, or None if the secret store has none (or no refresh token).
+
+        ``token_only``: an API-token account's grant (an access token that never expires and no
+        refresh token); None if there is no token.
+        """
         store = self.vault.store(kind)
         raw = await asyncio.to_thread(store.get, self.secret_key(account_id))
         payload = SecretPayload.model_validate_json(raw) if raw else None
-        if payload is None or not payload.refresh_token:
+        if payload is None or not (payload.access_token if token_only else payload.refresh_token):
             return None
         register_secret(payload.refresh_token, payload.access_token)
         meta = self.meta(account_id)
         trusted = payload.generation == meta.generation
         return StoredGrant(
             refresh_token=payload.refresh_token,
-            access_token=payload.access_token if trusted else None,
+            # An API token is the whole grant: there is nothing to refresh it from, so a
+            # generation mismatch (a crash between secret and cell) still trusts it.
+            access_token=payload.access_token if trusted or token_only else None,
             expiry=meta.expiry if trusted else None,
             generation=meta.generation,
             granted_at=meta.granted_at,
@@ -139,7 +147,7 @@ class GrantStore:
         *,
         refresh_token: str | None,
         access_token: str,
-        expiry: datetime,
+        expiry: datetime | None,
         scopes: Sequence[str],
         now: datetime,
         granted_at: datetime | None,

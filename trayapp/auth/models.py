@@ -70,14 +70,26 @@ class Cause(StrEnum):
     KEYRING_LOCKED = "keyring_locked"
     SIGNED_OUT = "signed_out"
     NEVER_SIGNED_IN = "never_signed_in"
+    TOKEN_REJECTED = "token_rejected"  # a service refused the token (a 401 to a plugin's call)
+    SERVICE_UNKNOWN = "service_unknown"  # no installed pattern declares the account's service
+
+
+GOOGLE = "google"
 
 
 class Account(BaseModel):
-    """One Google account in a profile. Never deleted because something failed."""
+    """One account in a profile: Google, or another service a plugin declares (``service``).
+
+    Never deleted because something failed. Records written before other services existed have
+    no ``service`` and are Google accounts.
+    """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     id: str
+    service: str = GOOGLE  # "google", or a plugin credential's service ("github")
+    service_title: str = "Google"  # the service's name for the user ("GitHub")
+    credential_kind: str = ""  # "" (Google), "api_token" or "oauth2"
     email: str | None = None
     name: str | None = None
     scopes: tuple[str, ...] = ()  # granted scopes
@@ -106,8 +118,12 @@ class Account(BaseModel):
         return self.state in (AccountState.SIGNED_IN, AccountState.NEEDS_PERMISSION)
 
     @property
+    def is_google(self) -> bool:
+        return self.service == GOOGLE
+
+    @property
     def label(self) -> str:
-        return self.email or self.id
+        return self.email or (None if self.is_google else self.name) or self.id
 
     @property
     def cli_text(self) -> str:
@@ -133,6 +149,10 @@ class Account(BaseModel):
         """The ``--json`` / IPC shape. Holds no secrets by construction."""
         return {
             "id": self.id,
+            "service": self.service,
+            "service_title": self.service_title,
+            "credential_kind": self.credential_kind or "google_oauth",
+            "label": self.label,
             "email": self.email,
             "name": self.name,
             "state": self.state.value,

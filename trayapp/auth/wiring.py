@@ -10,13 +10,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from trayapp.auth.accounts import AccountManager, ScopeNeeds
 from trayapp.auth.client_config import ClientConfig
 from trayapp.auth.models import Account
 from trayapp.auth.secrets import SecretVault
+from trayapp.core.credentials import CredentialSpec
+from trayapp.core.errors import NotFoundError
 from trayapp.core.events import AccountChanged, CharmsChanged, EngineEvent
 from trayapp.google.endpoints import GoogleEndpoints
 
@@ -67,6 +69,20 @@ def charm_scope_needs(
     return needs
 
 
+def registry_services(patterns: PatternRegistry) -> Callable[[], Mapping[str, CredentialSpec]]:
+    """``services()``: the credential each service id names, from the patterns that declare one
+    (the first pattern of a service wins; patterns of one plugin share a declaration)."""
+
+    def services() -> dict[str, CredentialSpec]:
+        found: dict[str, CredentialSpec] = {}
+        for pattern in patterns:
+            if pattern.credential is not None:
+                found.setdefault(pattern.credential.service, pattern.credential)
+        return found
+
+    return services
+
+
 def attach_accounts(
     engine: Engine,
     *,
@@ -91,6 +107,7 @@ def attach_accounts(
         now=engine.clock.now,
         http=http,
         scope_needs=charm_scope_needs(engine.charms, engine.patterns),
+        services=registry_services(engine.patterns),
     )
 
     def on_change(account: Account) -> None:
@@ -107,6 +124,18 @@ def attach_accounts(
     manager.subscribe(on_change)
     engine.subscribe(on_engine_event)
     engine.permission_check = manager.charm_permission_missing
+    # Non-Google services: each run's ctx.credential, a refused token -> needs sign-in, and
+    # add_charm refusing an account of another service.
+    engine.credential_factory = manager.credential
+    engine.credential_rejected = manager.credential_rejected
+
+    def account_service(account_id: str) -> str | None:
+        try:
+            return manager.get(account_id).service
+        except NotFoundError:
+            return None
+
+    engine.account_service = account_service
     manager.scope_needs_changed()  # remember each account's state before the first change
     return manager
 

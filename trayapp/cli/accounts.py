@@ -16,7 +16,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from trayapp.auth.accounts import AccountManager, ScopeNeeds
     from trayapp.auth.models import Account
     from trayapp.auth.signin import KeyringUnavailable
+    from trayapp.core.credentials import CredentialSpec
     from trayapp.core.store import Store
 
 GMAIL_READONLY = "https://www.googleapis.com/auth/gmail.readonly"
@@ -67,7 +68,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             help=f"seconds to wait for the browser (default {int(SIGNIN_TIMEOUT_S)})",
         )
 
-    add = add_command(sub, "add", "add a Google account (opens the browser to sign in)", run)
+    add = add_command(
+        sub,
+        "add",
+        "add a Google account (opens the browser to sign in), or with --service an account of "
+        "another service a plugin uses (its token is asked for, or its browser sign-in opens)",
+        run,
+    )
     add.add_argument(
         "--scope",
         action="append",
@@ -75,13 +82,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="SCOPE",
         help="OAuth scope to ask for (repeatable; default: Gmail and Calendar read-only)",
     )
+    add.add_argument(
+        "--service",
+        metavar="SERVICE",
+        help="a service an installed pattern needs, e.g. github (see `trayapp patterns list`); "
+        "an API token is read from a hidden prompt, or from standard input when it is not a "
+        "terminal (never from the command line)",
+    )
+    add.add_argument("--name", metavar="NAME", help="a name for an account of --service")
     browser_flags(add)
 
     lst = add_command(sub, "list", "list the accounts and their state", run)
     add_json(lst, "print machine-readable JSON")
 
-    signin = add_command(sub, "signin", "sign an account in again", run)
-    signin.add_argument("account", help="account id or email")
+    signin = add_command(
+        sub, "signin", "sign an account in again (a token account: enter a new token)", run
+    )
+    signin.add_argument("account", help="account id, email or name")
     signin.add_argument("--scope", action="append", dest="scopes", metavar="SCOPE")
     browser_flags(signin)
 
@@ -129,7 +146,10 @@ async def handle(
     out = out or sys.stdout
     own = manager is None
     manager = manager or AccountManager(
-        store, profile_dir, scope_needs=_charm_needs(store, profile_dir)
+        store,
+        profile_dir,
+        scope_needs=_charm_needs(store, profile_dir),
+        services=_services(profile_dir),
     )
     try:
         return await _dispatch(args, manager, out, opener)
@@ -160,6 +180,21 @@ def _charm_needs(store: Store, profile_dir: Path) -> ScopeNeeds:
     return needs
 
 
+def _services(profile_dir: Path) -> Callable[[], Mapping[str, CredentialSpec]]:
+    """The services the installed patterns declare credentials for (plugins included)."""
+    from trayapp.auth.wiring import registry_services
+    from trayapp.builtins import default_registry
+
+    built: list[Callable[[], Mapping[str, CredentialSpec]]] = []
+
+    def services() -> Mapping[str, CredentialSpec]:
+        if not built:
+            built.append(registry_services(default_registry(profile=profile_dir)))
+        return built[0]()
+
+    return services
+
+
 async def _dispatch(
     args: argparse.Namespace,
     manager: AccountManager,
@@ -177,6 +212,10 @@ async def _dispatch(
         return _list(args, manager, out)
     if command == "status":
         return _status(args, manager, out)
+    if command == "add" and getattr(args, "service", None):
+        return await _add_service(args, manager, out, opener)
+    if command == "signin" and not manager.find(args.account).is_google:
+        return await _signin_service(args, manager.find(args.account), manager, out, opener)
     if command in ("add", "signin"):
         return await _signin(args, manager, out, opener)
     if command == "signout":
@@ -225,7 +264,8 @@ def _list(args: argparse.Namespace, manager: AccountManager, out: TextIO) -> int
     if not accounts:
         print("No accounts. Add one with `trayapp accounts add`.", file=out)
     for a in accounts:
-        print(f"{a.id}  {a.email or '(unknown email)'}  {_STATE_TEXT[a.state]}", file=out)
+        who = a.email or "(unknown email)" if a.is_google else f"{a.label} ({a.service_title})"
+        print(f"{a.id}  {who}  {_STATE_TEXT[a.state]}", file=out)
     warning = manager.vault.warning
     if warning:
         print(f"warning: {warning}", file=out)
@@ -255,8 +295,9 @@ def _status(args: argparse.Namespace, manager: AccountManager, out: TextIO) -> i
         print(json.dumps(doc, indent=2), file=out)
         return 0 if all(r["usable"] for r in rows) else 3
     for r in rows:
+        service = "" if r["service"] == "google" else f" [{r['service_title']}]"
         print(
-            f"{r['email'] or r['id']} ({r['id']}): {_STATE_TEXT[str(r['state'])]}",
+            f"{r['email'] or r['label']}{service} ({r['id']}): {_STATE_TEXT[str(r['state'])]}",
             file=out,
         )
         if r["reason"]:
@@ -304,6 +345,99 @@ async def _signin(
     if warning:
         print(f"warning: {warning}", file=out)
     return 0
+
+
+async def _add_service(
+    args: argparse.Namespace,
+    manager: AccountManager,
+    out: TextIO,
+    opener: Callable[[str], Any] | None,
+) -> int:
+    """``accounts add --service S``: a token account (token from a prompt or stdin), or an
+    OAuth provider's browser sign-in."""
+    spec = manager.service_spec(args.service)
+    if spec.kind == "api_token":
+        token = _read_token(spec.title, spec.help_url, out)
+        account = await manager.add_token(args.service, token, name=args.name)
+        print(f"Added {account.label} ({spec.title}, account {account.id}).", file=out)
+    else:
+        account = await manager.sign_in_service(
+            args.service,
+            name=args.name,
+            opener=_opener(args, opener),
+            on_url=_show_url(out),
+            timeout=args.timeout,
+        )
+        print(f"Signed in to {spec.title} as {account.label} (account {account.id}).", file=out)
+    await _tell_running_app(manager, account.id)
+    return 0
+
+
+async def _signin_service(
+    args: argparse.Namespace,
+    account: Account,
+    manager: AccountManager,
+    out: TextIO,
+    opener: Callable[[str], Any] | None,
+) -> int:
+    """``accounts signin`` of a non-Google account: a new token, or the provider's sign-in."""
+    if account.credential_kind == "api_token":
+        specs = manager.service_specs()
+        help_url = specs[account.service].help_url if account.service in specs else ""
+        token = _read_token(account.service_title, help_url, out)
+        updated = await manager.add_token(account.service, token, account_id=account.id)
+        print(f"Stored the new {account.service_title} token of {updated.label}.", file=out)
+    else:
+        updated = await manager.sign_in_service(
+            account.service,
+            account_id=account.id,
+            opener=_opener(args, opener),
+            on_url=_show_url(out),
+            timeout=args.timeout,
+        )
+        print(f"Signed in to {account.service_title} as {updated.label}.", file=out)
+    await _tell_running_app(manager, updated.id)
+    return 0
+
+
+def _read_token(title: str, help_url: str, out: TextIO) -> str:
+    """The token from a hidden prompt on a terminal, else one line of standard input.
+
+    Never an argument: command lines are visible to every user in the process list and land
+    in the shell's history.
+    """
+    if sys.stdin.isatty():
+        import getpass
+
+        if help_url:
+            print(f"Make a {title} token at {help_url}", file=out)
+        token = getpass.getpass(f"{title} token (input hidden): ")
+    else:
+        token = sys.stdin.readline()
+    token = token.strip()
+    if not token:
+        raise TrayappError(
+            f"no {title} token was given; type it at the prompt, or pipe it in: "
+            f'`printf %s "$TOKEN" | trayapp accounts add --service ...`'
+        )
+    return token
+
+
+def _opener(args: argparse.Namespace, opener: Callable[[str], Any] | None) -> Callable[[str], Any]:
+    if opener is not None:
+        return opener
+    from trayapp.auth.signin import default_opener
+
+    return _no_browser if args.no_browser else default_opener
+
+
+def _show_url(out: TextIO) -> Callable[[str], None]:
+    def show(url: str) -> None:
+        print("Sign in in your browser. If it does not open, open this link:", file=out)
+        print(f"  {url}", file=out)
+        out.flush()
+
+    return show
 
 
 async def _choose_secret_store(

@@ -124,7 +124,7 @@ def cmd_add(args: argparse.Namespace) -> int:
             args.pattern,
             settings,
             name=args.name,
-            account_id=_account_id(engine, args.account),
+            account_id=_account_id(engine, args.account, args.pattern),
             interval=interval,
             bindings=bindings or None,
         )
@@ -139,18 +139,34 @@ def cmd_add(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _account_id(engine: Engine, given: str | None) -> str | None:
-    """``--account`` takes an account id or its email (as ``trayapp accounts`` does).
+def _account_id(engine: Engine, given: str | None, pattern_id: str | None = None) -> str | None:
+    """``--account`` takes an account id, its email or (another service's) its name, as
+    ``trayapp accounts`` does.
 
     Account ids are opaque, so users type the email; without this the charm would be stored
-    for an account that does not exist and only fail at its first run. An unknown account is
-    one clear line now.
+    for an account that does not exist and only fail at its first run. An unknown account, or
+    one of another service than the pattern's (a Google account for a GitHub pattern), is one
+    clear line now.
     """
     if given is None or not given.strip():
         return None
     from trayapp.auth.accounts import AccountManager
 
-    return str(AccountManager(engine.store, engine.profile.path).find(given.strip()).id)
+    account = AccountManager(engine.store, engine.profile.path).find(given.strip())
+    if pattern_id is not None and pattern_id in engine.patterns:
+        pattern = engine.patterns.get(pattern_id)
+        if pattern.needs_account and account.service != pattern.service:
+            raise ConfigError(
+                f"pattern {pattern_id!r} needs a {pattern.service_title} account, but "
+                f"{account.label} is a {account.service_title} account; see `trayapp accounts "
+                "list`"
+                + (
+                    f", or add one with `trayapp accounts add --service {pattern.service}`"
+                    if pattern.credential is not None
+                    else ""
+                )
+            )
+    return str(account.id)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ from trayapp.cli.target import Target
 
 if TYPE_CHECKING:
     from trayapp.core.charms import CharmInfo
+    from trayapp.core.engine import Engine
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -135,6 +136,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                         {**charm_summary(c), "status": statuses[c.id].to_json()} for c in charms
                     ],
                     "problems": problems_json(problems),
+                    "accounts": _accounts_json(engine),
                 }
             )
             return EXIT_OK
@@ -165,3 +167,17 @@ def cmd_status(args: argparse.Namespace) -> int:
             if s.blocked_loop:
                 print(f"{c.id}: {s.blocked_loop}")
         return EXIT_OK
+
+
+def _accounts_json(engine: Engine) -> list[dict[str, Any]]:
+    """The profile's accounts (Google and other services) with their state, for status --json:
+    a charm parked for sign-in says which account waits and why. Holds no secret."""
+    from trayapp.auth.accounts import AccountManager
+    from trayapp.auth.wiring import charm_scope_needs
+
+    manager = AccountManager(
+        engine.store,
+        engine.profile.path,
+        scope_needs=charm_scope_needs(engine.charms, engine.patterns),
+    )
+    return [account.to_json() for account in manager.accounts()]

@@ -49,6 +49,7 @@ from trayapp.core.charms import (
     resolve_bindings,
 )
 from trayapp.core.clock import Clock, SystemClock
+from trayapp.core.credentials import Credential, CredentialFactory
 from trayapp.core.errors import (
     AuthRequired,
     ConfigError,
@@ -103,6 +104,16 @@ PermissionCheck = Callable[[str, tuple[str, ...]], str]
 """``permission_check(account_id, scopes)`` -> "" when the account's grant holds ``scopes`` (or
 the account has a problem of its own, which its token provider reports), else one sentence
 saying which permission is missing. Set by the accounts wiring."""
+
+CredentialRejected = Callable[[str, str], None]
+"""``credential_rejected(account_id, message)``: the service refused the account's token (a run
+of a pattern with a ``credential`` raised AuthRequired): mark the account "needs sign-in". Set by
+the accounts wiring."""
+
+AccountService = Callable[[str], str | None]
+"""``account_service(account_id)`` -> the service an account belongs to ("google", "github"),
+None for an unknown account. Set by the accounts wiring; lets add_charm refuse an account of
+another service up front."""
 
 
 class SharedHttpClient(httpx.AsyncClient):
@@ -167,6 +178,11 @@ class Engine:
         # A charm whose pattern needs scopes its account has not granted waits alone for them
         # (AuthRequired charm_only) without a request to Google; its siblings keep syncing.
         self.permission_check: PermissionCheck | None = None
+        # Non-Google services (Pattern.credential): the run's ctx.credential, what a refused
+        # token does to its account, and which service an account is for.
+        self.credential_factory: CredentialFactory | None = None
+        self.credential_rejected: CredentialRejected | None = None
+        self.account_service: AccountService | None = None
         self.store = self.profile.open_store()  # an emptied database is damage, not new
         self._status_repo = StoreStatusRepo(self.store)
         self._charms = CharmRepo(self.store)
@@ -280,13 +296,21 @@ class Engine:
         if account_id is not None and not account_id.strip():
             account_id = None
         if pattern.needs_account and account_id is None:
-            what = (
-                f"Google access ({', '.join(pattern.scopes)})" if pattern.scopes else "an account"
-            )
+            if pattern.credential is not None:
+                what = f"a {pattern.credential.title} account"
+                how = f"add one with 'trayapp accounts add --service {pattern.credential.service}'"
+            else:
+                what = (
+                    f"Google access ({', '.join(pattern.scopes)})"
+                    if pattern.scopes
+                    else "an account"
+                )
+                how = "see 'trayapp accounts list'"
             raise ConfigError(
                 f"pattern {pattern.id!r} needs {what}; add the charm with an account "
-                "(--account ACCOUNT; see 'trayapp accounts list')"
+                f"(--account ACCOUNT; {how})"
             )
+        self._check_account_service(pattern, account_id)
         validated = pattern.validate_settings(settings or {})
         for field in pattern.secret_settings():
             if (settings or {}).get(field) == SECRET_PLACEHOLDER:
@@ -645,7 +669,32 @@ class Engine:
         if problem is not None:
             return problem
         log.debug("running charm %s (%s, trigger %s)", info.id, pattern.id, trigger)
-        return await pattern.bg_updater(ctx)
+        if ctx.credential is None:
+            return await pattern.bg_updater(ctx)
+        try:
+            return await pattern.bg_updater(ctx)
+        except AuthRequired as exc:
+            # The service refused the account's token (a 401 through raise_for_status, or the
+            # pattern's own AuthRequired): the account needs sign-in, and every charm of it
+            # waits (the error names the account), as for a Google grant that stopped working.
+            if not exc.charm_only and self.credential_rejected is not None:
+                self.credential_rejected(ctx.credential.account_id, str(exc))
+            if exc.account_id is None and not exc.charm_only:
+                raise AuthRequired(str(exc), account_id=ctx.credential.account_id) from exc
+            raise
+
+    def _check_account_service(self, pattern: Pattern[Any], account_id: str | None) -> None:
+        """Refuse a charm whose account belongs to another service than its pattern's."""
+        if account_id is None or self.account_service is None or not pattern.needs_account:
+            return
+        service = self.account_service(account_id)
+        if service is None or service == pattern.service:
+            return
+        raise ConfigError(
+            f"pattern {pattern.id!r} needs a {pattern.service_title} account, but account "
+            f"{account_id!r} is for {service}; choose a {pattern.service_title} account "
+            "(see 'trayapp accounts list')"
+        )
 
     # ---------------------------------------------------------------------- secret settings
 
@@ -777,7 +826,16 @@ class Engine:
             if spec.name not in bindings:
                 bindings[spec.name] = default_binding(pattern, spec.name, info.id, info.account_id)
         google = None
-        if online and self.google_factory is not None and info.account_id is not None:
+        credential: Credential | None = None
+        if online and pattern.credential is not None and info.account_id is not None:
+            if self.credential_factory is None:
+                raise AuthRequired(
+                    f"this app runs without accounts, so the {pattern.credential.title} "
+                    "account of this charm cannot be used",
+                    account_id=info.account_id,
+                )
+            credential = self.credential_factory(info.account_id, pattern.credential)
+        elif online and self.google_factory is not None and info.account_id is not None:
             missing = (
                 self.permission_check(info.account_id, tuple(pattern.scopes))
                 if self.permission_check is not None
@@ -807,6 +865,7 @@ class Engine:
             collections=tuple(pattern.collections),
             http=self.http,
             google=google,
+            credential=credential,
             log=logging.LoggerAdapter(
                 logging.getLogger(f"trayapp.charm.{info.id}"), {"charm_id": info.id}
             ),

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from trayapp.core.credentials import Credential, CredentialSpec, check_credential
 from trayapp.core.errors import ExportError, NotFoundError, SettingsError
 from trayapp.core.outcomes import RunReport
 
@@ -45,7 +46,7 @@ ENTRY_POINT_GROUP = "trayapp.patterns"
 # The version of the plugin API (``trayapp.api``) this app provides. It grows by one when names a
 # plugin may use are added; a pattern sets ``requires_api`` to the version whose names it uses,
 # and an app older than that refuses it with a clear message instead of a failing import.
-API_VERSION = 1
+API_VERSION = 2  # 2: Pattern.credential (ApiToken, OAuth2Provider) and ctx.credential
 
 # Ids appear in cell names (``charm:<id>:<slot>``), on the command line and in --json output, so
 # they are restricted to lower-case slugs.
@@ -125,6 +126,7 @@ class UpdateContext(Generic[S]):
         log: logging.LoggerAdapter[logging.Logger] | None = None,
         now: Callable[[], datetime] | None = None,
         on_progress: Callable[[int, int | None, str], None] | None = None,
+        credential: Credential | None = None,
     ) -> None:
         self.charm_id = charm_id
         self.settings = settings
@@ -133,6 +135,9 @@ class UpdateContext(Generic[S]):
         # The account's Google clients (``.gmail()``, ``.calendar()``) for a pattern with an
         # account; None otherwise, and for an export (which reads only stored data).
         self.google: GoogleServices | None = google
+        # The account's token for a pattern that declares ``credential`` (ApiToken or
+        # OAuth2Provider); None otherwise, and for an export.
+        self.credential: Credential | None = credential
         self.log: logging.LoggerAdapter[logging.Logger] = log or logging.LoggerAdapter(
             logging.getLogger(f"trayapp.charm.{charm_id}"), {"charm_id": charm_id}
         )
@@ -235,6 +240,9 @@ class Pattern(Generic[S]):
     description: ClassVar[str] = ""
     Settings: type[S]
     scopes: ClassVar[tuple[str, ...]] = ()
+    # The login a non-Google service needs (trayapp.api.ApiToken / OAuth2Provider): charms of
+    # this pattern then belong to an account of that service and get ``ctx.credential``.
+    credential: ClassVar[CredentialSpec | None] = None
     default_interval: ClassVar[timedelta] = timedelta(minutes=30)
     timeout: ClassVar[timedelta] = timedelta(minutes=5)
     cells: ClassVar[tuple[CellSpec, ...]] = ()
@@ -283,7 +291,20 @@ class Pattern(Generic[S]):
 
     @property
     def needs_account(self) -> bool:
-        return bool(self.scopes) or any(spec.owner == "account" for spec in self.cells)
+        return (
+            bool(self.scopes)
+            or self.credential is not None
+            or any(spec.owner == "account" for spec in self.cells)
+        )
+
+    @property
+    def service(self) -> str:
+        """The service its charms' accounts belong to: the credential's, else ``google``."""
+        return self.credential.service if self.credential is not None else "google"
+
+    @property
+    def service_title(self) -> str:
+        return self.credential.title if self.credential is not None else "Google"
 
     def cell_spec(self, slot: str) -> CellSpec:
         for spec in self.cells:
@@ -464,6 +485,16 @@ def check_declaration(pattern: Pattern[Any]) -> None:
         value = getattr(pattern, attr)
         if not isinstance(value, timedelta) or value <= timedelta(0):
             raise PatternDeclarationError(f"{where}: {attr} must be a positive timedelta")
+    credential = getattr(pattern, "credential", None)
+    if credential is not None:
+        problem = check_credential(credential)
+        if problem:
+            raise PatternDeclarationError(f"{where}: {problem}")
+        if pattern.scopes:
+            raise PatternDeclarationError(
+                f"{where}: declares both Google scopes and a credential for "
+                f"{credential.service}; a charm has one account"
+            )
     if cls.bg_updater is Pattern.bg_updater or not inspect.iscoroutinefunction(cls.bg_updater):
         raise PatternDeclarationError(f"{where}: bg_updater must be an 'async def' override")
     if pattern.export_formats and cls.export is Pattern.export:
