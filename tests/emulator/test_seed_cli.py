@@ -197,3 +197,27 @@ def test_cli_main_reports_a_busy_port() -> None:
         )
     assert out.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in out.stderr and "--port 0" in out.stderr
+
+
+def test_cli_stops_when_its_standard_input_closes() -> None:
+    """``--until-stdin-closes``: the demo tray's emulator ends with the tray, even a killed one."""
+    asyncio.run(_stdin_roundtrip())
+
+
+async def _stdin_roundtrip() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "trayapp.emulator", "--port", "0", "--json", "--until-stdin-closes",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        facts = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))
+        async with httpx.AsyncClient(base_url=facts["base_url"]) as http:
+            assert (await http.get("/__emu__/")).status_code == 200  # serving while stdin is open
+        proc.stdin.close()
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

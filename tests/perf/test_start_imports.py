@@ -48,13 +48,8 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_tray_start_leaves_unused_stacks_unimported(tmp_path: Path) -> None:
-    profile = tmp_path / "profile"
-    engine = Engine(profile, patterns=default_registry())
-    port = _closed_port()
-    for n in range(3):
-        engine.add_charm("feed-importer", {"url": f"http://127.0.0.1:{port}/f{n}.xml"})
-    engine.close()
+def _run_tray(tmp_path: Path, profile: Path, *args: str) -> tuple[list[str], list[str]]:
+    """Start the real tray in a child; its modules once ready, and its report lines."""
     report, out = tmp_path / "report.log", tmp_path / "modules.txt"
     env = {
         **os.environ,
@@ -66,11 +61,22 @@ def test_tray_start_leaves_unused_stacks_unimported(tmp_path: Path) -> None:
     env.pop("PYTHON_KEYRING_BACKEND", None)
     child = REPO / "tests" / "perf" / "tray_modules_child.py"
     proc = subprocess.run(
-        [sys.executable, str(child), str(profile), str(report), str(out)],
+        [sys.executable, str(child), str(profile), str(report), str(out), *args],
         env=env, capture_output=True, text=True, timeout=180, check=False,
     )  # fmt: skip
     assert out.exists(), f"the tray never reported ready: {proc.stderr[-2000:]}"
-    modules = out.read_text().split()
+    return out.read_text().split(), report.read_text().splitlines()
+
+
+def test_tray_start_leaves_unused_stacks_unimported(tmp_path: Path) -> None:
+    profile = tmp_path / "profile"
+    engine = Engine(profile, patterns=default_registry())
+    port = _closed_port()
+    for n in range(3):
+        engine.add_charm("feed-importer", {"url": f"http://127.0.0.1:{port}/f{n}.xml"})
+    engine.close()
+    modules, _report = _run_tray(tmp_path, profile)
+    out = tmp_path / "modules.txt"
     assert "trayapp.core.engine" in modules and "PySide6.QtWidgets" in modules  # it did start
     loaded = sorted(
         m for m in modules if any(m == p or m.startswith(p + ".") for p in NOT_AT_START)
@@ -81,3 +87,23 @@ def test_tray_start_leaves_unused_stacks_unimported(tmp_path: Path) -> None:
     # cache the few files it shows.
     cached = out.with_suffix(".linecache").read_text().split()
     assert len(cached) <= 10, f"{len(cached)} module sources held in memory: {cached[:20]}"
+
+
+def test_demo_tray_runs_the_google_emulator_in_its_own_process(tmp_path: Path) -> None:
+    """``--demo``: Google (the emulator and its 3,000 messages) lives in a child process.
+
+    The tray process never imports the emulator's server stack; the child serves the demo
+    account while the tray runs and is gone once the tray has stopped.
+    """
+    modules, report = _run_tray(tmp_path, tmp_path / "profile", "--demo")
+    assert "trayapp.core.engine" in modules
+    server_stack = ("starlette", "uvicorn", "trayapp.emulator")
+    loaded = sorted(
+        m for m in modules if any(m == p or m.startswith(p + ".") for p in server_stack)
+    )
+    assert loaded == [], f"the tray process imported the emulator: {loaded[:10]}"
+    urls = [line.split()[1] for line in report if line.startswith("TRAYAPP_DEMO_EMULATOR ")]
+    assert len(urls) == 1, report
+    host, port = urls[0].removeprefix("http://").split(":")
+    with socket.socket() as s:  # the tray has exited (SIGTERM): its emulator must be gone too
+        assert s.connect_ex((host, int(port))) != 0, "the demo emulator outlived the tray"

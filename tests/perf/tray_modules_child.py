@@ -1,6 +1,7 @@
 """Child process for tests/perf/test_start_imports.py: the real tray, then its sys.modules.
 
-Runs ``trayapp.ui.app.main`` (offscreen) on the profile given; a watcher thread waits for the
+Runs ``trayapp.ui.app.main`` (offscreen) on the profile given (further arguments go to the
+tray, e.g. ``--demo``); a watcher thread waits for the
 app's own ``TRAYAPP_READY`` report line (engine started, menu built), writes the names of every
 imported module to the file given (and the source files :mod:`linecache` holds beside it, with
 the suffix ``.linecache``), and ends the app with SIGTERM (its normal shutdown path).
@@ -39,7 +40,7 @@ def main() -> int:
     threading.Thread(target=watch, daemon=True).start()
     from trayapp.ui.app import main as tray_main
 
-    return tray_main(["--profile", profile])
+    return tray_main(["--profile", profile, *sys.argv[4:]])  # e.g. --demo
 
 
 if __name__ == "__main__":

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from trayapp.emulator.app import EmulatorApp
@@ -39,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--json", action="store_true", help="print one JSON line of startup facts instead of text"
     )
+    p.add_argument(
+        "--until-stdin-closes",
+        action="store_true",
+        help="also stop when standard input closes (for a program that starts the emulator as "
+        "its child: it stops with that program, even one that was killed)",
+    )
     return p
 
 
@@ -52,6 +62,7 @@ async def serve(args: argparse.Namespace) -> int:
         info = seed_demo(control)
         facts.update(
             account=info.email,
+            name=info.name,
             client_id=info.client_id,
             client_secret=info.client_secret,
             messages=info.message_count,
@@ -82,6 +93,8 @@ async def serve(args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
+    if args.until_stdin_closes:
+        _stop_when_stdin_closes(loop, stop)
     facts = {"base_url": base_url, **facts}
     if args.client_config:
         from trayapp.emulator.control import ClientInfo
@@ -111,6 +124,25 @@ async def serve(args: argparse.Namespace) -> int:
         print("Press Ctrl+C to stop.", flush=True)
     await task
     return 0
+
+
+def _stop_when_stdin_closes(loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -> None:
+    """Call ``stop`` on ``loop`` once standard input reaches end of file.
+
+    The parent holds the write end of the pipe; when it exits for any reason (SIGKILL included)
+    the kernel closes it, so the child never outlives it. A daemon thread blocks on the read:
+    no polling, nothing wakes while the parent lives.
+    """
+
+    def wait() -> None:
+        with contextlib.suppress(OSError, ValueError):
+            fd = sys.stdin.fileno()
+            while os.read(fd, 4096):
+                pass
+        with contextlib.suppress(RuntimeError):  # the loop already closed
+            loop.call_soon_threadsafe(stop)
+
+    threading.Thread(target=wait, name="emulator-stdin", daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -213,7 +213,18 @@ class AppRunner:
         from trayapp.ui.tray import TestReporter, TrayController
 
         report = TestReporter(os.environ.get("TRAYAPP_TEST_REPORT"))
-        self.engine = engine = await self.host.open()
+        if self.ns.demo:
+            from trayapp.ui.demo import spawn_demo_emulator
+
+            # Its own process, started first: it seeds its mailbox while the engine opens;
+            # shutdown() stops it whatever happens from here on.
+            self.demo_google = spawn_demo_emulator(self.profile_dir)
+        try:
+            self.engine = engine = await self.host.open()
+        except BaseException:
+            if self.demo_google is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self.demo_google.stop)
+            raise
         manager = self.host.accounts
         accounts = AuthAccounts(manager) if manager is not None else None
         try:
@@ -228,9 +239,11 @@ class AppRunner:
                 seed_demo_charms(engine, base)
                 from trayapp.ui.demo import start_demo_google
 
-                self.demo_google = await start_demo_google(engine, manager)
-                if self.demo_google is not None:
-                    report(f"TRAYAPP_DEMO_EMULATOR {self.demo_google.base_url}")
+                google = self.demo_google
+                if google is not None and await start_demo_google(
+                    engine, manager, google, self.profile_dir
+                ):
+                    report(f"TRAYAPP_DEMO_EMULATOR {google.base_url}")
             prefs = UiPrefs.load(self.profile_dir)
             from datetime import timedelta
 

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import logging
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -221,52 +224,136 @@ def seed_demo_charms(engine: Engine, base_url: str) -> None:
 
 @dataclass
 class DemoGoogle:
-    """The built-in Google emulator with the seeded demo account, running in its own thread."""
+    """The built-in Google emulator with the seeded demo account, in a child process.
 
-    server: Any
-    email: str
+    Google is another machine for a real user; for the demo it is another process, so its
+    server stack (Starlette, uvicorn) and the 3,000-message mailbox never sit in the tray's
+    memory or compete with the tray's threads. The child stops when the tray closes its
+    standard input (``stop``), and by itself when the tray dies (``--until-stdin-closes``).
+    """
+
+    process: subprocess.Popen[bytes]
+    facts: dict[str, Any]
 
     @property
     def base_url(self) -> str:
-        return str(self.server.base_url)
+        return str(self.facts["base_url"])
+
+    @property
+    def email(self) -> str:
+        return str(self.facts["account"])
 
     def stop(self) -> None:
-        self.server.stop_thread()
+        """Stop the emulator (blocking: call from a worker thread)."""
+        proc = self.process
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()  # end of file: the emulator stops (--until-stdin-closes)
+        try:
+            proc.wait(EMULATOR_STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(EMULATOR_STOP_WAIT_S)
+        if proc.stdout is not None:  # after the exit: a reader blocked on it has seen EOF
+            with contextlib.suppress(OSError):
+                proc.stdout.close()
 
 
-async def start_demo_google(engine: Any, manager: Any) -> DemoGoogle | None:
-    """Start the emulator (demo mailbox and calendars), sign the demo account in, add its charms.
+EMULATOR_START_WAIT_S = 60.0  # python start-up, the server stack and 3,000 seeded messages
+EMULATOR_STOP_WAIT_S = 10.0
 
-    The emulator runs in its own thread so serving 3,000 demo messages never competes with the
-    tray for the UI thread. The demo account is signed in by minting tokens through the
-    emulator's control API (a real user would go through the consent page; "Sign in again" in
-    the menu does exactly that). On a reused ``--profile`` the account and charms are kept and
-    only repointed to this run's emulator (a new port, fresh tokens).
+
+def demo_emulator_available() -> bool:
+    """Is the emulator's server stack installed (the Google half of the demo needs it)?"""
+    return all(importlib.util.find_spec(name) is not None for name in ("starlette", "uvicorn"))
+
+
+def emulator_command(*args: str) -> list[str]:
+    """``trayapp emulator ARGS`` as a child process: the frozen bundle or this Python."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, "emulator", *args]
+    return [sys.executable, "-m", "trayapp.emulator", *args]
+
+
+def spawn_demo_emulator(profile_dir: Path) -> DemoGoogle | None:
+    """Start the demo emulator process at once; :func:`start_demo_google` waits for it.
+
+    Started before the engine opens, so seeding its mailbox runs beside the tray's own start.
+    None when the emulator is not installed (the demo then has its feed charms only).
     """
-    try:
-        from trayapp.auth.client_config import parse_client_json
-        from trayapp.auth.signin import OPENID_SCOPES, grant_from_token_response
-        from trayapp.emulator.control import ClientInfo
-        from trayapp.emulator.seed import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_EMAIL, DEMO_NAME
-        from trayapp.emulator.server import EmulatorServer
-    except ImportError as exc:
-        log.info("demo without Google charms: %s", exc)
+    if not demo_emulator_available():
+        log.info("demo without Google charms: the emulator is not installed")
         return None
+    config = profile_dir / DEMO_CLIENT_FILE
+    args = ("--seed", "demo", "--port", "0", "--json", "--until-stdin-closes")
+    process = subprocess.Popen(
+        emulator_command(*args, "--client-config", str(config)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    return DemoGoogle(process, {})
+
+
+DEMO_CLIENT_FILE = "demo-client-secret.json"  # written by the emulator into the demo profile
+
+
+async def start_demo_google(engine: Any, manager: Any, demo: DemoGoogle, profile_dir: Path) -> bool:
+    """Wait for the emulator, sign the demo account in, add its Gmail and Calendar charms.
+
+    False (and the emulator stopped) when the profile has no account manager or the Google
+    patterns are absent. The demo account is signed in by minting tokens through the emulator's
+    control API (``POST /__emu__/issue_tokens``; a real user would go through the consent page,
+    and "Sign in again" in the menu does exactly that). On a reused ``--profile`` the account
+    and charms are kept and only repointed to this run's emulator (a new port, fresh tokens).
+    """
     patterns = {p.id: p for p in engine.patterns}
     wanted = [p for p in ("gmail-importer", "gcalendar-importer") if p in patterns]
+    loop = asyncio.get_running_loop()
     if manager is None or not wanted:
-        return None
-    server = EmulatorServer(demo=True)
-    await asyncio.get_running_loop().run_in_executor(None, server.start_thread)
-    demo = DemoGoogle(server, DEMO_EMAIL)
-    client = ClientInfo(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, False)
-    manager.clients.set(parse_client_json(json.dumps(client.client_config(server.base_url))))
-    scopes = [*OPENID_SCOPES, *(s for p in wanted for s in patterns[p].scopes)]
-    tokens = server.control.issue_tokens(DEMO_EMAIL, DEMO_CLIENT_ID, scopes)
-    grant = grant_from_token_response(
-        tokens, email=DEMO_EMAIL, name=DEMO_NAME, requested_scopes=scopes
+        await loop.run_in_executor(None, demo.stop)
+        return False
+    stdout = demo.process.stdout
+    assert stdout is not None
+    # The CLI's one JSON line of facts is its promise that it listens (nothing polls a port).
+    line = await asyncio.wait_for(
+        loop.run_in_executor(None, stdout.readline), EMULATOR_START_WAIT_S
     )
-    existing = next((a for a in manager.accounts() if a.email == DEMO_EMAIL), None)
+    if not line:
+        raise RuntimeError(f"the demo emulator ended at start (status {demo.process.poll()})")
+    demo.facts = json.loads(line)
+    await _sign_in_demo(demo, engine, manager, patterns, wanted, profile_dir)
+    return True
+
+
+async def _sign_in_demo(
+    demo: DemoGoogle,
+    engine: Any,
+    manager: Any,
+    patterns: dict[str, Any],
+    wanted: list[str],
+    profile_dir: Path,
+) -> None:
+    import httpx
+
+    from trayapp.auth.client_config import parse_client_json
+    from trayapp.auth.signin import OPENID_SCOPES, grant_from_token_response
+
+    config = profile_dir / DEMO_CLIENT_FILE
+    try:
+        text = config.read_text(encoding="utf-8")
+    finally:
+        config.unlink(missing_ok=True)  # the emulator's demo client: no use once read
+    manager.clients.set(parse_client_json(text, source=str(config)))
+    scopes = [*OPENID_SCOPES, *(s for p in wanted for s in patterns[p].scopes)]
+    body = {"email": demo.email, "client_id": demo.facts["client_id"], "scopes": scopes}
+    async with httpx.AsyncClient(base_url=demo.base_url, trust_env=False, timeout=30) as http:
+        answer = await http.post("/__emu__/issue_tokens", json=body)
+        answer.raise_for_status()
+    tokens = answer.json()["result"]
+    grant = grant_from_token_response(
+        tokens, email=demo.email, name=demo.facts.get("name"), requested_scopes=scopes
+    )
+    existing = next((a for a in manager.accounts() if a.email == demo.email), None)
     account = await manager.complete_sign_in(grant, existing.id if existing else None)
     names = {c.name for c in engine.charms()}
     if "Demo Gmail" not in names and "gmail-importer" in wanted:
@@ -282,4 +369,3 @@ async def start_demo_google(engine: Any, manager: Any) -> DemoGoogle | None:
             "gcalendar-importer", {}, name="Demo Calendar", account_id=account.id,
             interval=DEMO_INTERVAL,
         )  # fmt: skip
-    return demo
