@@ -10,6 +10,8 @@ private D-Bus, Xvfb, trayer, dunst) and runs, one after the other on it:
 * ``feeds``: ``python -m trayapp.ui`` with 20 feed charms (a local feed server run by this
   script, nothing due during the idle window);
 * ``demo``: ``python -m trayapp.ui --demo`` (the demo's five charms, feeds + Google emulator).
+  The emulator runs as the tray's child process (Google is another machine for a real user):
+  RSS/PSS are the tray process's own; the child's are printed beside them (``child_*``).
 
 For each: time from spawn to the icon shown (``TRAYAPP_ICON_SHOWN``) and to the engine ready
 (``TRAYAPP_READY``), RSS and PSS (``/proc/<pid>/smaps_rollup``) after the first pass of syncs,
@@ -53,6 +55,17 @@ def mem_kib(pid: int) -> tuple[int, int]:
         elif line.startswith("Pss:"):
             pss = int(line.split()[1])
     return rss, pss
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes (the demo's Google emulator runs as one)."""
+    kids: list[int] = []
+    for tid in threads(pid):
+        try:
+            kids += [int(k) for k in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+        except OSError:
+            continue
+    return kids
 
 
 def threads(pid: int) -> list[str]:
@@ -116,6 +129,10 @@ def measure(
         time.sleep(max(3.0, settle - (time.monotonic() - t0)))
         rss, pss = mem_kib(proc.pid)
         row["rss_mib"], row["pss_mib"] = rss / 1024, pss / 1024
+        kids = [mem_kib(k) for k in children(proc.pid)]
+        if kids:  # reported beside the tray, never added to it (see docs/performance.md)
+            row["child_rss_mib"] = sum(r for r, _p in kids) / 1024
+            row["child_pss_mib"] = sum(p for _r, p in kids) / 1024
         row["threads"] = len(threads(proc.pid))
         c0, cpu0 = ctx_switches(proc.pid), tray_bench.cpu_seconds(proc.pid)
         time.sleep(idle)
@@ -183,12 +200,21 @@ def main() -> None:
         sys.exit(f"needs {', '.join(missing)} (the e2e desktop)")
     use_strace = not args.no_strace and shutil.which("strace") is not None
     reps = []
+    loads = []
     for n in range(args.reps):
         print(f"repetition {n + 1}/{args.reps} ...", file=sys.stderr, flush=True)
+        loads.append(os.getloadavg()[0])
         reps.append(one_rep(args.idle, use_strace))
-    print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; "
+    loads.append(os.getloadavg()[0])
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    print(f"machine: {os.cpu_count()} CPUs, 1-min load average at each repetition's start and "
+          f"at the end: {' '.join(f'{x:.2f}' for x in loads)}; commit {commit or '?'}; "
           f"{args.reps} repetitions, idle window {args.idle:g} s; min median max")  # fmt: skip
-    keys = ["icon_ms", "ready_ms", "rss_mib", "pss_mib", "threads", "ctx_per_min",
+    keys = ["icon_ms", "ready_ms", "rss_mib", "pss_mib", "child_rss_mib", "child_pss_mib",
+            "threads", "ctx_per_min",
             "idle_cpu_ms_per_min", "polls_per_min", "waits_per_min"]  # fmt: skip
     print(f"{'measure':<28}{'floor':>24}{'feeds (20)':>24}{'demo (5)':>24}")
     for key in keys:
