@@ -36,8 +36,8 @@ pytestmark = [pytest.mark.bundle, pytest.mark.timeout(900)]
 # cut from 32 to ~4 MB (packaging/linux/shrink_icu.py), the desktop's own system libraries
 # (incl. OpenSSL, D-Bus, SQLite, GSSAPI) left to the system, unused Qt modules (QtNetwork, the
 # OpenGL library), plugins, requests and httpx's CLI extras out (packaging/trayapp.spec says
-# what and why); the whole standard library in, for plugins. A jump past this means something big (a GTK stack, QML, WebEngine, full ICU data, a
-# bundled OpenSSL, QtNetwork) crept back in.
+# what and why); the whole standard library in, for plugins. A jump past this means something
+# big (a GTK stack, QML, WebEngine, full ICU data, a bundled OpenSSL, QtNetwork) crept back in.
 MAX_UNPACKED_BYTES = 100_000_000
 ICU_DATA_MAX_BYTES = 6_000_000
 ARTIFACTS = REPO / "out" / "packaging"
