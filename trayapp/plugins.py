@@ -116,7 +116,15 @@ def _run_pip(args: list[str], what: str) -> None:
         lines = [ln.strip() for ln in done.stderr.splitlines() if ln.strip()]
         reason = next((ln for ln in reversed(lines) if ln.startswith("ERROR")), None)
         reason = (reason or (lines[-1] if lines else f"pip exited with {done.returncode}"))[:300]
-        raise PluginError(f"could not install {what}: {reason.removeprefix('ERROR: ')}")
+        hint = ""
+        if "build dependencies" in done.stderr:
+            # A project folder is built first, with build tools pip fetches from the index.
+            hint = (
+                "; building a project folder needs its build tools (such as setuptools) from "
+                "the package index: connect to the network, or build a wheel where you can "
+                "(python -m build) and install the .whl file"
+            )
+        raise PluginError(f"could not install {what}: {reason.removeprefix('ERROR: ')}{hint}")
 
 
 def _missing_requirements(dist: metadata.Distribution) -> list[str]:

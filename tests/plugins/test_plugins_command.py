@@ -169,3 +169,19 @@ def test_not_a_plugin_or_missing_file_is_a_clear_error(
     assert not (profile / "plugins" / "not_a_plugin").exists()
     missing = trayapp(profile, "plugins", "install", str(tmp_path / "nope.whl"))
     assert missing.returncode == 1 and "nope.whl does not exist" in missing.stderr
+
+
+def test_a_folder_that_cannot_be_built_offline_says_what_to_do(tmp_path: Path) -> None:
+    # PIP_NO_INDEX: pip cannot fetch the folder's build tools (setuptools), as on a machine
+    # without network. The message says why and offers the wheel route.
+    project = tmp_path / "trayapp-offline"
+    (project / "trayapp_offline").mkdir(parents=True)
+    (project / "trayapp_offline" / "__init__.py").write_text(PLUGIN.format(pid="x", requires=1))
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "trayapp-offline"\nversion = "1.0"\n'
+    )
+    done = trayapp(tmp_path / "profile", "plugins", "install", str(project))
+    assert done.returncode == 1
+    assert "needs its build tools (such as setuptools) from the package index" in done.stderr
+    assert "install the .whl file" in done.stderr and "Traceback" not in done.stderr
