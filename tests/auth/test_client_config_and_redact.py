@@ -108,6 +108,13 @@ def test_redact_masks_secret_shapes() -> None:
     assert MASK in out
 
 
+def test_a_hint_with_an_ellipsis_is_not_redacted() -> None:
+    hint = "enter it again: trayapp charms edit s --set api_key=..."
+    assert redact(hint) == hint
+    assert redact("--set token=...x") == f"--set token={MASK}"  # only the bare ellipsis
+    assert redact("url?token=abc&x=1") == f"url?token={MASK}&x=1"
+
+
 def test_registered_secrets_are_masked_whatever_their_shape() -> None:
     register_secret("emulator-token-XYZ123", None, "short")
     assert redact("got emulator-token-XYZ123 back") == f"got {MASK} back"

@@ -1,4 +1,5 @@
-"""Removing a charm deletes its secret settings even when its plugin is no longer installed."""
+"""Secret settings at the end of their life: removed with the charm (even when its plugin is no
+longer installed), and a lost one asks to be typed again with a hint the redactor leaves alone."""
 
 from __future__ import annotations
 
@@ -49,3 +50,21 @@ async def test_removing_a_charm_of_an_uninstalled_plugin_deletes_its_secret(
     finally:
         await engine.aclose()
     assert TOKEN not in (profile / "secrets.json").read_text()
+
+
+async def test_a_lost_secret_tells_what_to_type_unredacted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRAYAPP_SECRET_STORE", "file")
+    registry = PatternRegistry()
+    registry.register(Keyed)
+    engine = Engine(tmp_path / "p", patterns=registry)
+    try:
+        info = engine.add_charm("keyed", {"url": "https://a.test/", "api_key": TOKEN})
+        (tmp_path / "p" / "secrets.json").unlink()  # the keyring was reset
+        outcome = (await engine.sync([info.id]))[info.id]
+        assert outcome.kind == "auth_required"
+        # The redactor masks "api_key=<value>" shapes, but not the hint's "...".
+        assert outcome.message.endswith(f"trayapp charms edit {info.id} --set api_key=...")
+    finally:
+        await engine.aclose()

@@ -55,8 +55,9 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(rf'(?i)("(?:{_KEYS})"\s*:\s*")[^"]*(")'),
         rf"\1{MASK}\2",
     ),
-    # Form / query fields: access_token=xxx&...
-    (re.compile(rf"(?i)\b((?:{_KEYS})=)[^&\s\"']+"), rf"\1{MASK}"),
+    # Form / query fields: access_token=xxx&... (but not the "--set token=..." of a hint that
+    # tells the user what to type: "..." is never a secret)
+    (re.compile(rf"(?i)\b((?:{_KEYS})=)(?!\.\.\.(?:[&\s\"']|$))[^&\s\"']+"), rf"\1{MASK}"),
     # Google token shapes wherever they appear: access tokens, refresh tokens, auth codes,
     # client secrets of installed apps.
     (re.compile(r"\bya29\.[A-Za-z0-9._-]+"), MASK),
