@@ -197,3 +197,12 @@ async def test_a_short_stall_within_the_timeout_is_not_interrupted(tmp_path: Pat
         eng.add_charm("slow", {}, name="slow")
         outcome: Any = (await asyncio.wait_for(eng.sync(["slow"]), WAIT))["slow"]
         assert outcome.kind is OutcomeKind.OK and outcome.report.added == 1
+
+
+async def test_the_plugin_harness_shows_froze_for_a_blocking_updater(tmp_path: Path) -> None:
+    """What docs/plugins.md tells plugin authors: run_pattern with a short run_timeout."""
+    from trayapp.api.testing import run_pattern
+
+    run = await run_pattern(SleepyImporter, profile=tmp_path, run_timeout=timedelta(seconds=1))
+    assert run.kind == "froze"
+    assert run.outcome.message.startswith("stopped: it blocked Pattern Sync for ")
