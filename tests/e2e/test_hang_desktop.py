@@ -12,7 +12,6 @@ brings it back. Waits are on report lines and command answers, never on fixed sl
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.desktop import Desktop, ReportLog, missing_tools
+from tests.plugins.hang_wheel import build_hang_wheel
 
 pytestmark = [
     pytest.mark.e2e,
@@ -35,7 +35,6 @@ pytestmark = [
 ]
 
 REPO = Path(__file__).resolve().parents[2]
-PLUGIN = REPO / "tests" / "plugins" / "hangplugin"
 FEEDS = REPO / "tests" / "data" / "feeds"
 OUT = REPO / "out" / "e2e"
 WAIT = 90.0
@@ -57,30 +56,6 @@ def feed_url() -> Iterator[str]:
     finally:
         httpd.shutdown()
         httpd.server_close()
-
-
-def build_wheel(work: Path) -> Path:
-    source = work / "plugin-src"
-    shutil.copytree(PLUGIN, source)  # the build leaves files behind: not in the repo
-    out = work / "wheels"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--wheel-dir",
-            str(out),
-            str(source),
-        ],
-        check=True,
-        timeout=180,
-    )
-    (wheel,) = out.glob("trayapp_hang_example-*.whl")
-    return wheel
 
 
 def test_a_plugin_that_blocks_the_tray_is_stopped_and_the_tray_answers(
@@ -110,7 +85,7 @@ def test_a_plugin_that_blocks_the_tray_is_stopped_and_the_tray_answers(
 
     try:
         desktop.start()
-        wheel = build_wheel(work)
+        wheel = build_hang_wheel(work)
         done = cli("plugins", "install", str(wheel))
         assert done.returncode == 0, done.stderr
         assert "hang-sleep" in done.stdout and "hang-busy" in done.stdout

@@ -9,7 +9,12 @@ asserted.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +22,9 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.desktop import wait_for
 from tests.plugins.conftest import JsonServer
+from tests.plugins.hang_wheel import build_hang_wheel
 from tests.plugins.hangplugin.hang_plugin import BusyImporter, SleepyImporter, SocketImporter
 from trayapp.api import NoSettings, Pattern, RunReport, UpdateContext
 from trayapp.core.engine import Engine
@@ -206,3 +213,64 @@ async def test_the_plugin_harness_shows_froze_for_a_blocking_updater(tmp_path: P
     run = await run_pattern(SleepyImporter, profile=tmp_path, run_timeout=timedelta(seconds=1))
     assert run.kind == "froze"
     assert run.outcome.message.startswith("stopped: it blocked Pattern Sync for ")
+
+
+def test_run_headless_survives_a_blocking_plugin_and_answers_over_ipc(tmp_path: Path) -> None:
+    """``trayapp run --headless`` (asyncio's own loop and signal handling) with the plugin
+    installed by ``trayapp plugins install``: the stuck charm ends as froze, status answers,
+    SIGTERM still ends the service cleanly (the rescue signal is not mistaken for it)."""
+    root = Path(__file__).resolve().parents[2]
+    profile = tmp_path / "profile"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(root),
+        "PIP_NO_INDEX": "1",
+        "XDG_RUNTIME_DIR": str(tmp_path / "run"),
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+    }
+    env.pop("TRAYAPP_PROFILE", None)
+    (tmp_path / "run").mkdir(mode=0o700)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "trayapp", "--profile", str(profile), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=WAIT,
+        )
+
+    done = cli("plugins", "install", str(build_hang_wheel(tmp_path)))
+    assert done.returncode == 0, done.stderr
+    assert cli("charms", "add", "hang-busy", "--name", "Busy").returncode == 0
+    log = (tmp_path / "service.log").open("wb")
+    service = subprocess.Popen(
+        [sys.executable, "-m", "trayapp", "--profile", str(profile), "run", "--headless"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    try:
+
+        def busy_froze() -> dict[str, Any] | None:
+            done = cli("status", "--json")
+            if done.returncode != 0:
+                return None
+            (charm,) = json.loads(done.stdout)["charms"]
+            status: dict[str, Any] = charm["status"]
+            return status if status["last_outcome"] == "froze" else None
+
+        status = wait_for(busy_froze, WAIT, "status --json to show the busy charm froze")
+        assert isinstance(status, dict)
+        assert status["freezes"] == 1 and status["state"] == "backing_off"
+        assert service.poll() is None
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(timeout=WAIT) == 0
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.wait(timeout=WAIT)
+        log.close()
+    # Its log names the charm and shows the plugin's line where it was stuck.
+    text = (tmp_path / "service.log").read_text(errors="replace")
+    assert "charm busy blocked the app" in text and "hang_plugin.py" in text
