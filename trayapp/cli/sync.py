@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from trayapp import ipc
 from trayapp.cli.args import add_command, add_json
 from trayapp.cli.output import (
     EXIT_FAILURE,
@@ -24,7 +25,8 @@ from trayapp.cli.output import (
     sync_line,
     when,
 )
-from trayapp.cli.target import Target
+from trayapp.cli.target import PING_S, Target
+from trayapp.core.status import CharmStatus, Progress
 
 if TYPE_CHECKING:
     from trayapp.core.charms import CharmInfo
@@ -125,7 +127,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     with Target.from_args(args) as target:
         engine = target.engine()
         charms = [engine.charm(cid) for cid in args.charms] if args.charms else engine.charms()
-        statuses = engine.statuses()
+        statuses = _with_live_progress(target, engine.statuses())
         problems = engine.damaged()
         if args.json:
             print_json(
@@ -152,7 +154,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 (
                     c.id,
                     s.state.value
-                    + (" (resumes " + when(s.paused_until, now) + ")" if s.paused_until else ""),
+                    + (" (resumes " + when(s.paused_until, now) + ")" if s.paused_until else "")
+                    + (f" ({_progress_words(s.progress)})" if s.progress else ""),
                     when(s.last_run_at, now),
                     result_text(s),
                     when(s.last_success_at, now),
@@ -167,6 +170,27 @@ def cmd_status(args: argparse.Namespace) -> int:
             if s.blocked_loop:
                 print(f"{c.id}: {s.blocked_loop}")
         return EXIT_OK
+
+
+def _with_live_progress(target: Target, statuses: dict[str, CharmStatus]) -> dict[str, CharmStatus]:
+    """What running charms last said through ``ctx.progress``: the running engine keeps it in
+    memory only (the store has the rest), so ask it; without an answer, no progress is shown."""
+    if not any(s.running for s in statuses.values()):
+        return statuses
+    reply = ipc.try_send(target.profile.path, {"cmd": "status"}, timeout=PING_S)
+    live = reply.get("statuses") if reply and reply.get("ok") else None
+    if not isinstance(live, dict):
+        return statuses
+    out = dict(statuses)
+    for cid, status in statuses.items():
+        entry = live.get(cid)
+        if status.running and isinstance(entry, dict):
+            out[cid] = status.with_(progress=Progress.from_json(entry.get("progress")))
+    return out
+
+
+def _progress_words(p: Progress) -> str:
+    return f"{p.done:,} of {p.total:,} {p.unit}" if p.total is not None else f"{p.done:,} {p.unit}"
 
 
 def _accounts_json(engine: Engine) -> list[dict[str, Any]]:
