@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -139,3 +140,38 @@ def test_read_only_slots_may_bind_to_derived_cells_and_written_ones_to_writable(
 def test_bad_explicit_bindings(store: Store, bindings: dict[str, str], match: str) -> None:
     with pytest.raises(BindingError, match=match):
         resolve_bindings(PATTERN, "work", "x", bindings, store)
+
+
+def test_the_charm_list_is_read_once_until_someone_changes_it(tmp_path: Path) -> None:
+    """Issue 17.6: the tray asked for every charm twice per refresh, each a full read and
+    decode. The list is kept while nobody writes; this repo's own writes and another
+    connection's commits (the CLI, another process) both make the next read fresh."""
+    with Store.open(tmp_path / "db") as store, Store.open(tmp_path / "db") as other:
+        repo = CharmRepo(store)
+        repo.save(_info("a"))
+        assert [c.id for c in repo.all()] == ["a"]
+        reads = repo.reads
+        for _ in range(5):
+            assert [c.id for c in repo.all()] == ["a"]
+        assert repo.reads == reads  # no row read or decoded again
+
+        repo.save(_info("b"))  # our own write
+        assert {c.id for c in repo.all()} == {"a", "b"}
+        assert repo.reads == reads + 1
+
+        CharmRepo(other).delete("a")  # another connection commits
+        assert [c.id for c in repo.all()] == ["b"]
+        assert repo.reads == reads + 2
+        CharmRepo(other).save(dataclasses.replace(_info("b"), name="Renamed elsewhere"))
+        assert [c.name for c in repo.all()] == ["Renamed elsewhere"]
+
+
+def test_a_rolled_back_write_is_not_kept_in_the_charm_list(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "db") as store:
+        repo = CharmRepo(store)
+        repo.save(_info("a"))
+        with pytest.raises(RuntimeError), store.transaction():
+            repo.save(_info("b"))
+            assert {c.id for c in repo.all()} == {"a", "b"}  # read inside the transaction
+            raise RuntimeError("undo")
+        assert [c.id for c in repo.all()] == ["a"]

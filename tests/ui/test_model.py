@@ -300,3 +300,77 @@ def test_a_charm_parked_for_freezing_asks_for_resume_not_for_sign_in() -> None:
     err = menu.find("charm:gmail:error")
     assert err is not None and err.visible and "blocked Pattern Sync" in err.text
     assert "Froze" not in err.text and "UpdaterFroze" not in err.text
+
+
+def test_the_menu_builder_rebuilds_only_changed_entries_and_equals_build_menu() -> None:
+    """Issue 17.6: MenuBuilder keeps each charm's entry until what it shows changes. Over a
+    random walk of statuses, accounts and clock ticks its menu always equals build_menu's,
+    and it builds one entry per changed charm, not one per charm."""
+    import random
+
+    from trayapp.core.status import Progress
+    from trayapp.ui.model import MenuBuilder, ViewCache
+
+    rng = random.Random(17)
+    charms = [
+        Charm(f"c{i}", f"Charm {i}", account_id="acct1" if i % 3 == 0 else None) for i in range(12)
+    ]
+    acct_ok = AccountView("acct1", "me@example.com")
+    acct_bad = AccountView("acct1", "me@example.com", AccountState.NEEDS_SIGN_IN, reason="x")
+
+    def random_status(cid: str, now: datetime) -> CharmStatus:
+        pick = rng.randrange(6)
+        if pick == 0:
+            return ok(cid, timedelta(seconds=rng.choice([5, 50, 100, 3000, 7200, 90000])))
+        if pick == 1:
+            return failing(cid, rng.choice(list(OutcomeKind)), "HTTP 503 from example.org")
+        if pick == 2:
+            return CharmStatus(
+                cid, running=True, progress=Progress(rng.randrange(50), 100, "items")
+            )
+        if pick == 3:
+            return CharmStatus(
+                cid, paused=True, paused_until=now + timedelta(minutes=rng.choice([1, 61, 600]))
+            )
+        if pick == 4:
+            return CharmStatus(
+                cid, next_due_at=now + timedelta(seconds=rng.choice([3, 30, 59, 61, 95, 4000]))
+            )
+        return CharmStatus(cid)
+
+    now = NOW
+    statuses = {c.id: random_status(c.id, now) for c in charms}
+    builder, views = MenuBuilder(), ViewCache()
+    accounts = [acct_ok]
+    for step in range(300):
+        changed = 0
+        what = rng.randrange(10)
+        if what < 6:  # one charm's status changes (a new status object, as the engine does)
+            cid = rng.choice(charms).id
+            statuses[cid] = random_status(cid, now)
+            changed = 1
+        elif what < 8:  # the clock moves: seconds (a refresh) or minutes (a tick, a wake)
+            now += timedelta(seconds=rng.choice([0.4, 1, 7, 15, 45, 600]))
+        elif what == 8:
+            accounts = [acct_bad if accounts[0] is acct_ok else acct_ok]
+        snap = make_snapshot(now, charms, statuses, accounts, views=views)
+        before = builder.rows_built
+        assert builder.build(snap) == build_menu(snap), step
+        built = builder.rows_built - before
+        if what < 6 and step:
+            assert built <= changed, step  # never more than the charm that changed
+        if what == 8:
+            assert built <= 4  # only the account's charms (c0, c3, c6, c9)
+    # A tick that moves no relative text rebuilds nothing, and the views are reused.
+    snap = make_snapshot(now, charms, statuses, accounts, views=views)
+    builder.build(snap)
+    again = make_snapshot(
+        now + timedelta(milliseconds=200), charms, statuses, accounts, views=views
+    )
+    before = builder.rows_built
+    assert builder.build(again) == build_menu(again)
+    assert builder.rows_built == before
+    assert all(a is b for a, b in zip(snap.charms, again.charms, strict=True))
+    # A charm removed: its entry is gone, the others stay.
+    snap = make_snapshot(now, charms[1:], statuses, accounts, views=views)
+    assert builder.build(snap) == build_menu(snap) and "c0" not in views

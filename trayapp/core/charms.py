@@ -90,12 +90,23 @@ class CharmRepo:
     """Charm definitions in the store, by id, in creation order."""
 
     def __init__(self, store: Store) -> None:
+        self._store = store
         self._items = store.collection(CHARMS_COLLECTION)
         self.damaged: dict[str, str] = {}  # charm id -> why its row cannot be read (last all())
+        # The decoded list, kept while nobody changed the charms: this repo's own writes drop
+        # it, another connection's commits show in the store's data_version (issue 17.6: the
+        # tray read and decoded every charm twice per menu refresh).
+        self._cache: tuple[CharmInfo, ...] | None = None
+        self._cache_version = -1
+        self.reads = 0  # full reads of the charm rows: tests count them
 
     def all(self) -> list[CharmInfo]:
         """Every readable charm. A damaged row (invalid JSON, missing fields) is left out and
         recorded in :attr:`damaged`, so one bad row never takes the others down."""
+        version = self._store.data_version()
+        if self._cache is not None and version == self._cache_version:
+            return list(self._cache)
+        self.reads += 1
         rows, damaged = self._items.items_checked()
         out: list[CharmInfo] = []
         for key, value in rows:
@@ -108,6 +119,9 @@ class CharmRepo:
                 _warned[key] = reason
                 log.warning("charm %s: %s", key, damaged_message(key, reason))
         self.damaged = damaged
+        # Inside a transaction the rows may still be rolled back: not kept.
+        if not self._store.in_transaction:
+            self._cache, self._cache_version = tuple(out), version
         return out
 
     def find(self, charm_id: str) -> CharmInfo | None:
@@ -132,9 +146,11 @@ class CharmRepo:
         return info
 
     def save(self, info: CharmInfo) -> None:
+        self._cache = None
         self._items.upsert(info.id, info.to_json(), sort_key=info.created_at.timestamp())
 
     def delete(self, charm_id: str) -> bool:
+        self._cache = None
         return self._items.delete(charm_id)
 
     def new_id(self, name: str, *, fallback: str = "charm") -> str:

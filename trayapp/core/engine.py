@@ -561,6 +561,10 @@ class Engine:
         statuses = self._scheduler.statuses()
         return {cid: self._with_progress(statuses[cid]) for cid in ids if cid in statuses}
 
+    def runs_in_progress(self) -> int:
+        """How many runs execute now (0 on an engine that is not running)."""
+        return self._scheduler.running
+
     def status(self, charm_id: str) -> CharmStatus:
         self._charms.get(charm_id)
         if not self._started:

@@ -667,6 +667,12 @@ class Store:
     def in_transaction(self) -> bool:
         return self._depth > 0
 
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version``: changes when ANOTHER connection (the CLI, another
+        process) commits to the database, never for this connection's own writes. Lets a
+        reader keep decoded rows in memory and re-read them only when someone else wrote."""
+        return int(self._execute("PRAGMA data_version").fetchone()[0])
+
     # --- cells --------------------------------------------------------------------------------
 
     def _read_cell(self, name: str) -> str | None:

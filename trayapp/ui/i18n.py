@@ -28,6 +28,7 @@ TRANSLATIONS_ENV = "TRAYAPP_TRANSLATIONS"
 
 _translate: Callable[[str, str], str] | None = None
 _installed: list[object] = []  # keep the QTranslators alive
+_generation = 0  # see generation()
 
 
 def QT_TR_NOOP(text: str) -> str:  # the upper-case name is the one pyside6-lupdate looks for
@@ -40,6 +41,12 @@ def tr(text: str) -> str:
     """``text`` in the user's language when a translation is installed, else as written."""
     fn = _translate
     return fn(CONTEXT, text) if fn is not None else text
+
+
+def generation() -> int:
+    """A number that changes whenever :func:`install` or :func:`uninstall` runs, so views that
+    keep translated text know to build it again."""
+    return _generation
 
 
 def translation_dirs() -> list[Path]:
@@ -59,7 +66,7 @@ def install(locale_name: str | None = None) -> list[str]:
 
     Returns the files loaded (empty when there is none for this locale: English is the source).
     """
-    global _translate
+    global _translate, _generation
     from PySide6.QtCore import QCoreApplication, QLibraryInfo, QLocale, QTranslator
 
     app = QCoreApplication.instance()
@@ -80,6 +87,7 @@ def install(locale_name: str | None = None) -> list[str]:
         _installed.append(qt)
         loaded.append(qt.filePath())
     _translate = QCoreApplication.translate
+    _generation += 1
     if loaded:
         log.info("translations loaded: %s", ", ".join(loaded))
     return loaded
@@ -87,7 +95,7 @@ def install(locale_name: str | None = None) -> list[str]:
 
 def uninstall() -> None:
     """Remove what :func:`install` loaded (tests; a language switch would reinstall)."""
-    global _translate
+    global _translate, _generation
     from PySide6.QtCore import QCoreApplication, QTranslator
 
     app = QCoreApplication.instance()
@@ -96,3 +104,4 @@ def uninstall() -> None:
             app.removeTranslator(translator)
     _installed.clear()
     _translate = None
+    _generation += 1

@@ -4,6 +4,11 @@ Actions are keyed by ``MenuItem.key``. An update only sets properties that chang
 created or deleted only when keys appear or disappear (charms or accounts added or removed), and
 then inserted at the right position. Some Linux tray hosts (StatusNotifier/dbusmenu bridges) break
 when a visible menu is rebuilt, and rebuilding also loses hover and keyboard focus.
+
+An item equal to the one applied last time under its key (usually the very same object:
+:class:`~trayapp.ui.model.MenuBuilder` reuses unchanged charm entries) is skipped with its whole
+submenu, without asking Qt anything: a refresh after one charm changed looks at the top level
+and that charm's entry only (issue 17.6).
 """
 
 from __future__ import annotations
@@ -25,8 +30,12 @@ class MenuBinder:
         self._menus: dict[str, QMenu] = {}
         self._commands: dict[str, str | None] = {}
         self._icons: dict[str, str] = {}
+        self._applied: dict[str, MenuItem] = {}  # what each action shows now
         self.created = 0  # counters for tests and the bench: proof of in-place updates
         self.removed = 0
+        self.visited = 0  # items compared with what their action shows (skipped ones too)
+        self.updated = 0  # items whose action was brought up to date (compared with Qt)
+        self.writes = 0  # Qt property writes (setText, setVisible, ...)
 
     def action(self, key: str) -> QAction | None:
         return self._actions.get(key)
@@ -68,9 +77,14 @@ class MenuBinder:
                 else:
                     menu.insertAction(before, act)
                     current.insert(index, act)
+            self.visited += 1
+            applied = self._applied.get(item.key)
+            if applied is not None and not item.checkable and (applied is item or applied == item):
+                continue  # shows this already, submenu included
             self._update(act, item)
             if item.children is not None:
                 self._apply_level(self._menus[item.key], item.children)
+            self._applied[item.key] = item
 
     def _create(self, parent: QMenu, item: MenuItem) -> QAction:
         if item.children is not None:
@@ -92,6 +106,7 @@ class MenuBinder:
 
     def _forget(self, key: str) -> None:
         self._actions.pop(key, None)
+        self._applied.pop(key, None)
         self._commands.pop(key, None)
         self._icons.pop(key, None)
         sub = self._menus.pop(key, None)
@@ -108,25 +123,33 @@ class MenuBinder:
             self._on_command(command)
 
     def _update(self, act: QAction, item: MenuItem) -> None:
+        self.updated += 1
         self._commands[item.key] = item.command
         if act.text() != item.text:
             act.setText(item.text)
+            self.writes += 1
             sub = self._menus.get(item.key)
             if sub is not None:
                 sub.setTitle(item.text)
         if act.isEnabled() != item.enabled:
             act.setEnabled(item.enabled)
+            self.writes += 1
         if act.isVisible() != item.visible:
             act.setVisible(item.visible)
+            self.writes += 1
         if act.isCheckable() != item.checkable:
             act.setCheckable(item.checkable)
+            self.writes += 1
         if item.checkable and act.isChecked() != item.checked:
             act.setChecked(item.checked)
+            self.writes += 1
         if act.toolTip() != item.tooltip and item.tooltip:
             act.setToolTip(item.tooltip)
+            self.writes += 1
         if self._icons.get(item.key, "") != item.icon:
             self._icons[item.key] = item.icon
             act.setIcon(state_icon(IconState(item.icon)) if item.icon else QIcon())
+            self.writes += 1
 
 
 def new_menu(parent: QWidget | None = None) -> QMenu:

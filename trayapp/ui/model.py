@@ -9,7 +9,7 @@ Linux tray hosts break menus that are rebuilt while they are shown).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -17,7 +17,7 @@ from typing import Protocol
 from trayapp.auth.models import AccountState as AccountState  # the one enum, re-exported
 from trayapp.core.outcomes import OutcomeKind
 from trayapp.core.status import CharmState, CharmStatus
-from trayapp.ui.i18n import tr
+from trayapp.ui.i18n import generation, tr
 from trayapp.ui.iconstate import IconState as IconState  # re-exported (moved for start-up)
 from trayapp.ui.wording import detail_for_gui
 
@@ -115,28 +115,49 @@ class Snapshot:
         return next((a for a in self.accounts if a.id == account_id), None)
 
 
+#: What :func:`make_snapshot` may keep between snapshots: per charm id, the charm and status it
+#: was given (compared by identity) and the view it made of them.
+ViewCache = dict[str, tuple[CharmLike, CharmStatus, CharmView]]
+
+
+def _shown(status: CharmStatus) -> CharmStatus:
+    # The engine's words are for every front end (CLI hints, errno); the GUI's are not.
+    if not status.last_error:
+        return status
+    return status.with_(last_error=detail_for_gui(status.last_error))
+
+
 def make_snapshot(
     now: datetime,
     charms: Sequence[CharmLike],
-    statuses: dict[str, CharmStatus],
+    statuses: Mapping[str, CharmStatus],
     accounts: Sequence[AccountView] = (),
     loop_block: LoopBlock | None = None,
     recent: Sequence[RecentEntry] = (),
     batch: SyncBatch | None = None,
+    *,
+    views: ViewCache | None = None,
 ) -> Snapshot:
-    def shown(status: CharmStatus) -> CharmStatus:
-        # The engine's words are for every front end (CLI hints, errno); the GUI's are not.
-        if not status.last_error:
-            return status
-        return status.with_(last_error=detail_for_gui(status.last_error))
-
-    views = tuple(
-        CharmView(
-            c.id, c.name, c.pattern_id, c.account_id, shown(statuses.get(c.id) or CharmStatus(c.id))
-        )
-        for c in charms
-    )
-    return Snapshot(now, views, tuple(accounts), loop_block, tuple(recent), batch)
+    """The snapshot of these facts. ``views``: a cache kept by the caller between snapshots;
+    a charm whose definition and status are the very objects of last time keeps its view (the
+    engine replaces a status object when it changes, so identity is enough)."""
+    out: list[CharmView] = []
+    for c in charms:
+        status = statuses.get(c.id) or CharmStatus(c.id)
+        if views is not None:
+            hit = views.get(c.id)
+            if hit is not None and hit[0] is c and hit[1] is status:
+                out.append(hit[2])
+                continue
+        view = CharmView(c.id, c.name, c.pattern_id, c.account_id, _shown(status))
+        if views is not None:
+            views[c.id] = (c, status, view)
+        out.append(view)
+    if views is not None and len(views) > len(out):
+        keep = {v.id for v in out}
+        for cid in [cid for cid in views if cid not in keep]:
+            del views[cid]
+    return Snapshot(now, tuple(out), tuple(accounts), loop_block, tuple(recent), batch)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -578,8 +599,55 @@ def _account_items(a: AccountView) -> tuple[MenuItem, ...]:
     )
 
 
+class MenuBuilder:
+    """:func:`build_menu` with a memory: a charm's entry (its line and submenu, about twelve
+    items) is rebuilt only when something it shows changed, so a refresh after one charm's
+    status change builds one entry, not one per charm (issue 17.6).
+
+    What an entry shows depends on its :class:`CharmView`, its account's view and three
+    relative times ("synced 2 min ago", "retry in 3 min", "resumes at 18:00"): those texts,
+    not the clock, are part of the key, so a tick rebuilds only the entries whose words moved.
+    The result is always equal to ``build_menu(snap)``; and an unchanged entry is the same
+    object as last time, which lets :class:`~trayapp.ui.menu.MenuBinder` skip it whole.
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[str, tuple[tuple[object, ...], MenuItem]] = {}
+        self.rows_built = 0  # charm entries built so far: tests and the bench count them
+
+    def build(self, snap: Snapshot) -> MenuModel:
+        model = _build_menu(snap, self._charm_row)
+        if len(self._rows) > len(snap.charms):
+            keep = {c.id for c in snap.charms}
+            for cid in [cid for cid in self._rows if cid not in keep]:
+                del self._rows[cid]
+        return model
+
+    def _charm_row(self, c: CharmView, snap: Snapshot) -> MenuItem:
+        s, now = c.status, snap.now
+        key = (
+            c,
+            snap.account(c.account_id),
+            generation(),
+            relative_past(s.last_success_at, now),
+            relative_future(s.next_due_at, now),
+            relative_future(s.paused_until, now) if s.paused_until is not None else "",
+        )
+        hit = self._rows.get(c.id)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        item = _charm_menu(c, snap)
+        self._rows[c.id] = (key, item)
+        self.rows_built += 1
+        return item
+
+
 def build_menu(snap: Snapshot) -> MenuModel:
     """The whole tray menu for one snapshot. "Sync all now" and "Pause all" come first."""
+    return _build_menu(snap, _charm_menu)
+
+
+def _build_menu(snap: Snapshot, charm_row: Callable[[CharmView, Snapshot], MenuItem]) -> MenuModel:
     now = snap.now
     all_paused = bool(snap.charms) and all(c.status.paused for c in snap.charms)
     any_paused = any(c.status.paused for c in snap.charms)
@@ -645,7 +713,7 @@ def build_menu(snap: Snapshot) -> MenuModel:
         ),
         _sep("sep:charms"),
     ]
-    items.extend(_charm_menu(c, snap) for c in snap.charms)
+    items.extend(charm_row(c, snap) for c in snap.charms)
     items.append(_sep("sep:accounts"))
     items.append(_info("accounts", tr("Accounts")))
     for a in snap.accounts:
