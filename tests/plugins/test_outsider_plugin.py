@@ -256,6 +256,7 @@ def test_outsider_plugin_installed_and_driven_through_the_cli(
     # Removing the plugin leaves the charm waiting; removing the charm then forgets the key.
     ok(trayapp(profile, "plugins", "remove", "trayapp-statuspage-incidents"))
     missing = sync(profile, charm)
-    assert "not installed" in missing["message"]
+    assert missing["outcome"] == "config_error" and "not installed" in missing["message"]
+    assert status(profile)["state"] != "running"
     ok(trayapp(profile, "charms", "remove", charm))
     assert KEY.encode() not in every_profile_byte(profile)

@@ -652,8 +652,10 @@ class Engine:
         try:
             pattern = self.patterns.get(info.pattern_id)
         except NotFoundError:
+            # Only the user can fix this (reinstall the plugin or remove the charm): it needs
+            # attention and is retried slowly; it is no bug in any pattern's code.
             return RunOutcome(
-                OutcomeKind.BUG,
+                OutcomeKind.CONFIG_ERROR,
                 message=f"pattern {info.pattern_id!r} is not installed (was its plugin "
                 "uninstalled?); reinstall it or remove the charm",
             )
