@@ -199,6 +199,8 @@ def test_activity_diagnostics_are_redacted(ctl: TrayController) -> None:
     text = win.diagnostics()
     data = json.loads(text)
     assert data["charms"][0]["pattern"] == "feed-importer"
+    assert {"id": "feed-importer", "source": "built-in", "version": None} in data["patterns"]
+    assert data["plugin_problems"] == []
     assert "SECRETSECRETSECRET" not in text
     win.copy_diagnostics()
     assert "SECRETSECRETSECRET" not in QApplication.clipboard().text()

@@ -10,6 +10,7 @@ import json
 import platform
 import sys
 from datetime import datetime
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ from trayapp.ui.settings import SettingsWindow
 from trayapp.ui.wording import detail_for_gui
 
 if TYPE_CHECKING:
+    from trayapp.core.patterns import PatternRegistry
     from trayapp.ui.tray import TrayController
 
 __all__ = ["ActivityWindow", "SettingsWindow", "StatusWindow", "diagnostics"]
@@ -76,6 +78,9 @@ def diagnostics(ctl: TrayController) -> str:
             {"id": a.id, "email": a.email, "state": a.state.value, "reason": a.reason}
             for a in snap.accounts
         ],
+        # A plugin's bug report needs which plugins (and versions) were loaded, and which failed.
+        "patterns": [_pattern_facts(ctl.engine.patterns, p.id) for p in ctl.engine.patterns],
+        "plugin_problems": [problem.to_json() for problem in ctl.engine.patterns.problems],
         "charms": [],
         "notifications": [
             {"at": e.at.isoformat(), "title": e.notice.title, "shown_by": e.shown_by}
@@ -94,6 +99,17 @@ def diagnostics(ctl: TrayController) -> str:
             }
         )
     return _redact(json.dumps(data, indent=2, default=str))
+
+
+def _pattern_facts(registry: PatternRegistry, pattern_id: str) -> dict[str, Any]:
+    source = registry.source(pattern_id)
+    version: str | None = None
+    if source not in ("built-in", "test"):
+        try:
+            version = metadata.version(source)
+        except (metadata.PackageNotFoundError, ValueError):
+            version = None  # an entry point without a distribution
+    return {"id": pattern_id, "source": source, "version": version}
 
 
 class _Ticking(QWidget):
