@@ -42,6 +42,20 @@ NOT_AT_START = (
 )
 
 
+# Not before the early icon: the engine, its store and HTTP stack, pydantic, the package
+# metadata (trayapp.__version__ is read when first used), the demo module.
+NOT_BEFORE_ICON = (
+    "importlib.metadata",
+    "email",
+    "pydantic",
+    "httpx",
+    "sqlite3",
+    "trayapp.core.engine",
+    "trayapp.ui.tray",
+    "trayapp.ui.demo",
+)
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -87,6 +101,12 @@ def test_tray_start_leaves_unused_stacks_unimported(tmp_path: Path) -> None:
     # cache the few files it shows.
     cached = out.with_suffix(".linecache").read_text().split()
     assert len(cached) <= 10, f"{len(cached)} module sources held in memory: {cached[:20]}"
+    # Before the early icon (the engine's side starts right after it): nothing that can wait.
+    early = out.with_suffix(".before_run").read_text().split()
+    waited = sorted(
+        m for m in early if any(m == p or m.startswith(p + ".") for p in NOT_BEFORE_ICON)
+    )
+    assert waited == [], f"imported before the icon although it can wait: {waited}"
 
 
 def test_demo_tray_runs_the_google_emulator_in_its_own_process(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ Runs ``trayapp.ui.app.main`` (offscreen) on the profile given (further arguments
 tray, e.g. ``--demo``); a watcher thread waits for the
 app's own ``TRAYAPP_READY`` report line (engine started, menu built), writes the names of every
 imported module to the file given (and the source files :mod:`linecache` holds beside it, with
-the suffix ``.linecache``), and ends the app with SIGTERM (its normal shutdown path).
+the suffix ``.linecache``, and those imported before the engine's side started, the early icon's
+moment, with ``.before_run``), and ends the app with SIGTERM (its normal shutdown path).
 """
 
 from __future__ import annotations
@@ -38,7 +39,17 @@ def main() -> int:
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, daemon=True).start()
+    from trayapp.ui import app
     from trayapp.ui.app import main as tray_main
+
+    run = app.AppRunner.run
+
+    async def run_noting_modules(self: app.AppRunner) -> int:
+        # Where the engine's side starts (right after the early icon on a desktop).
+        out.with_suffix(".before_run").write_text("\n".join(sorted(sys.modules)) + "\n")
+        return await run(self)
+
+    app.AppRunner.run = run_noting_modules  # type: ignore[method-assign]
 
     return tray_main(["--profile", profile, *sys.argv[4:]])  # e.g. --demo
 

@@ -60,6 +60,7 @@ from trayapp.auth.tokens import TokenProvider, signin_hint
 from trayapp.core.cells import Cell
 from trayapp.core.credentials import ApiToken, Credential, CredentialSpec, OAuth2Provider
 from trayapp.core.errors import AuthRequired, ConfigError, ConfigProblem, NotFoundError
+from trayapp.core.httptransport import LazyTLSTransport
 from trayapp.core.redact import redact, register_secret
 from trayapp.core.store import Store
 
@@ -493,7 +494,9 @@ class AccountManager:
 
     def _http_client(self) -> httpx.AsyncClient:
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=30, follow_redirects=False)
+            self._http = httpx.AsyncClient(
+                timeout=30, follow_redirects=False, transport=LazyTLSTransport()
+            )
         return self._http
 
     def sign_in_scopes(self, account_id: str | None, extra: Sequence[str] = ()) -> tuple[str, ...]:

@@ -66,6 +66,7 @@ from trayapp.core.events import (
     RunProgress,
     RunStarted,
 )
+from trayapp.core.httptransport import LazyTLSTransport
 from trayapp.core.outcomes import OutcomeKind, RunOutcome, RunReport
 from trayapp.core.patterns import SECRET_PLACEHOLDER, Pattern, PatternRegistry, UpdateContext
 from trayapp.core.profile import Profile
@@ -638,7 +639,8 @@ class Engine:
             self._http = SharedHttpClient(
                 timeout=HTTP_TIMEOUT,
                 headers={"User-Agent": USER_AGENT},
-                transport=self._http_transport,
+                # The CA store loads at the first https request, once per process.
+                transport=self._http_transport or LazyTLSTransport(),
             )
         return self._http
 

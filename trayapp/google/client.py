@@ -35,6 +35,7 @@ import httpx
 
 from trayapp.core.clock import Clock, SystemClock, sleep
 from trayapp.core.errors import Offline
+from trayapp.core.httptransport import LazyTLSTransport
 from trayapp.core.retry import RetryPolicy
 from trayapp.google.calendar import CalendarClient
 from trayapp.google.endpoints import GoogleEndpoints
@@ -93,7 +94,7 @@ class GoogleApi:
         self.retry = retry or RetryPolicy()
         self.rng = rng or random.Random()
         self._http = httpx.AsyncClient(
-            transport=transport,
+            transport=transport or LazyTLSTransport(),  # no CA store for the emulator's http
             timeout=timeout,
             headers={"User-Agent": user_agent, "Accept": "application/json"},
             follow_redirects=False,

@@ -31,12 +31,11 @@ from PySide6.QtCore import QEvent, QObject
 
 from trayapp import DISPLAY_NAME
 from trayapp.core.errors import TrayappError
-from trayapp.host import AlreadyServed, AppHost
 from trayapp.ipc import try_send
-from trayapp.ui.demo import make_demo_profile, remove_demo_profile
 
 if TYPE_CHECKING:
     from trayapp.core.engine import Engine
+    from trayapp.host import AppHost
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +66,8 @@ def _profile_dir(ns: argparse.Namespace) -> Path:
     from trayapp.core.profile import Profile
 
     if ns.demo and not ns.profile:
+        from trayapp.ui.demo import make_demo_profile
+
         # A demo must never touch the user's real profile.
         return make_demo_profile()
     return Profile.resolve(ns.profile).path
@@ -119,6 +120,8 @@ def main(args: Any = None) -> int:
         runner.early_tray.setToolTip(f"{DISPLAY_NAME}: starting…")
         runner.early_tray.show()
         TestReporter(os.environ.get("TRAYAPP_TEST_REPORT"))("TRAYAPP_ICON_SHOWN")
+    from trayapp.host import AlreadyServed  # after the icon: the engine's side loads from here
+
     try:
         with loop:
             try:
@@ -182,13 +185,12 @@ class AppRunner:
     """The tray on top of :class:`trayapp.host.AppHost` (engine, control socket, accounts)."""
 
     def __init__(self, ns: argparse.Namespace, profile_dir: Path) -> None:
-        from trayapp.core.profile import Profile
-
         self.ns = ns
         self.profile_dir = profile_dir
         self._quit = asyncio.Event()
         self._stopped = False
-        self.host = AppHost(Profile.resolve(profile_dir), role="tray", vault=self._demo_vault())
+        # Made by run(), after the early icon: the host's modules are the engine's side.
+        self.host: AppHost | None = None
         self.engine: Engine | None = None
         self.controller: Any = None
         self.demo: Any = None
@@ -208,11 +210,15 @@ class AppRunner:
         self._quit.set()
 
     async def run(self) -> int:
+        from trayapp.core.profile import Profile
+        from trayapp.host import AppHost
         from trayapp.ui.accounts import AuthAccounts
         from trayapp.ui.prefs import UiPrefs
         from trayapp.ui.tray import TestReporter, TrayController
 
         report = TestReporter(os.environ.get("TRAYAPP_TEST_REPORT"))
+        profile = Profile.resolve(self.profile_dir)
+        self.host = host = AppHost(profile, role="tray", vault=self._demo_vault())
         if self.ns.demo:
             from trayapp.ui.demo import spawn_demo_emulator
 
@@ -220,12 +226,12 @@ class AppRunner:
             # shutdown() stops it whatever happens from here on.
             self.demo_google = spawn_demo_emulator(self.profile_dir)
         try:
-            self.engine = engine = await self.host.open()
+            self.engine = engine = await host.open()
         except BaseException:
             if self.demo_google is not None:
                 await asyncio.get_running_loop().run_in_executor(None, self.demo_google.stop)
             raise
-        manager = self.host.accounts
+        manager = host.accounts
         accounts = AuthAccounts(manager) if manager is not None else None
         try:
             if self.ns.demo:
@@ -265,10 +271,10 @@ class AppRunner:
                 report=report,
                 tray=self.early_tray,
             )
-            self.host.on("activate", lambda _req: self._activate())
+            host.on("activate", lambda _req: self._activate())
             # Icon first, then the engine: the user sees the app at once, syncing follows.
             await self.controller.start()
-            await self.host.start()
+            await host.start()
             self.controller.maybe_first_run()  # the welcome window, on a first start only
             self._install_signal_handlers()
             report(f"TRAYAPP_PROFILE {self.profile_dir}")
@@ -289,13 +295,17 @@ class AppRunner:
         if self.controller is not None:
             with contextlib.suppress(Exception):
                 await self.controller.stop()
-        await self.host.close()
+        if self.host is not None:
+            await self.host.close()
         if self.demo is not None:
             await self.demo.stop()
         if self.demo_google is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.demo_google.stop)
         self._remove_signal_handlers()
-        remove_demo_profile(self.profile_dir)  # only a profile this process made for the demo
+        if self.ns.demo:
+            from trayapp.ui.demo import remove_demo_profile
+
+            remove_demo_profile(self.profile_dir)  # only a profile this process made for it
         return 0
 
     def _install_signal_handlers(self) -> None:
