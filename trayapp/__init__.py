@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
+# httpx's package imports its command-line client (``httpx._main``: click, pygments, rich) and
+# falls back to a stub ``httpx.main`` when that fails. Here rich is not installed, so the import
+# always failed, after leaving click and pygments loaded (~18 modules, ~1.4 MiB in every
+# process, issue 17). A ``None`` entry in sys.modules is Python's documented way to make an
+# import fail at once: httpx takes the same fallback, the app never runs httpx's CLI.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
 APP_NAME = "trayapp"
 # The distribution name on the package index (`trayapp` there is an unrelated project); the
 # import name, the command and the `trayapp.patterns` entry-point group stay `trayapp`.

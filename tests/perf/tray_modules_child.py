@@ -1,11 +1,12 @@
 """Child process for tests/perf/test_start_imports.py: the real tray, then its sys.modules.
 
 Runs ``trayapp.ui.app.main`` (offscreen) on the profile given (further arguments go to the
-tray, e.g. ``--demo``); a watcher thread waits for the
-app's own ``TRAYAPP_READY`` report line (engine started, menu built), writes the names of every
-imported module to the file given (and the source files :mod:`linecache` holds beside it, with
-the suffix ``.linecache``, and those imported before the engine's side started, the early icon's
-moment, with ``.before_run``), and ends the app with SIGTERM (its normal shutdown path).
+tray, e.g. ``--demo``); a watcher thread waits for the app's own ``TRAYAPP_READY`` report line
+(engine started, menu built), writes the names of every imported module to the file given, and
+beside it, with other suffixes: the source files :mod:`linecache` holds (``.linecache``), the
+modules imported before the engine's side started, the early icon's moment (``.before_run``),
+and the app's pydantic models already built (``.models``). Then it ends the app with SIGTERM
+(its normal shutdown path).
 """
 
 from __future__ import annotations
@@ -18,6 +19,25 @@ import time
 from pathlib import Path
 
 
+def loaded_modules() -> list[str]:
+    """Names of imported modules (a None entry blocks an import: it is not one)."""
+    return sorted(name for name, module in list(sys.modules.items()) if module is not None)
+
+
+def built_models() -> list[str]:
+    """The app's pydantic models whose validators exist (built at import or on first use)."""
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is None:
+        return []
+    found, todo = [], list(pydantic.BaseModel.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if cls.__module__.startswith("trayapp.") and cls.__dict__.get("__pydantic_complete__"):
+            found.append(f"{cls.__module__}.{cls.__qualname__}")
+    return sorted(found)
+
+
 def main() -> int:
     profile, report, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     os.environ["TRAYAPP_TEST_REPORT"] = str(report)
@@ -27,12 +47,13 @@ def main() -> int:
         while time.monotonic() < deadline:
             if report.exists() and "TRAYAPP_READY" in report.read_text().split():
                 time.sleep(float(os.environ.get("SETTLE", "1")))
-                out.write_text("\n".join(sorted(sys.modules)) + "\n")
+                out.write_text("\n".join(loaded_modules()) + "\n")
                 import linecache
 
                 # Source files held in memory (PySide6's import hook cached every module's).
                 cached = sorted(n for n, e in linecache.cache.items() if len(e) == 4 and e[1])
                 out.with_suffix(".linecache").write_text("\n".join(cached) + "\n")
+                out.with_suffix(".models").write_text("\n".join(built_models()) + "\n")
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
             time.sleep(0.05)
@@ -46,7 +67,7 @@ def main() -> int:
 
     async def run_noting_modules(self: app.AppRunner) -> int:
         # Where the engine's side starts (right after the early icon on a desktop).
-        out.with_suffix(".before_run").write_text("\n".join(sorted(sys.modules)) + "\n")
+        out.with_suffix(".before_run").write_text("\n".join(loaded_modules()) + "\n")
         return await run(self)
 
     app.AppRunner.run = run_noting_modules  # type: ignore[method-assign]

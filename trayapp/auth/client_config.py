@@ -39,7 +39,7 @@ _REQUIRED = ("client_id", "client_secret", "auth_uri", "token_uri")
 class ClientConfig(BaseModel):
     """A validated installed-app OAuth client and the endpoints it talks to."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     client_id: str
     client_secret: SecretStr

@@ -84,7 +84,7 @@ class Account(BaseModel):
     no ``service`` and are Google accounts.
     """
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
     id: str
     service: str = GOOGLE  # "google", or a plugin credential's service ("github")
@@ -178,7 +178,7 @@ class AuthMeta(BaseModel):
     is detected (the access token is then not trusted, and refreshed).
     """
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
     generation: int = 0
     expiry: datetime | None = None
@@ -192,7 +192,7 @@ class AuthMeta(BaseModel):
 class SecretPayload(BaseModel):
     """The one secret per account: JSON in the keyring (or the 0600 file)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
     refresh_token: str | None = None
     access_token: str | None = None
