@@ -104,8 +104,6 @@ def main(args: Any = None) -> int:
     loop = QtLoop(app)  # qasync, with cancelled timers that stop (no idle wake-ups)
     asyncio.set_event_loop(loop)
     runner = AppRunner(ns, profile_dir)
-    guard = QuitGuard(runner.request_quit)
-    app.installEventFilter(guard)
     app.aboutToQuit.connect(runner.request_quit)
     _wait_for_tray(app, QSystemTrayIcon, ns.no_tray)
     if not ns.no_tray and QSystemTrayIcon.isSystemTrayAvailable():
@@ -120,6 +118,11 @@ def main(args: Any = None) -> int:
         runner.early_tray.setToolTip(f"{DISPLAY_NAME}: starting…")
         runner.early_tray.show()
         TestReporter(os.environ.get("TRAYAPP_TEST_REPORT"))("TRAYAPP_ICON_SHOWN")
+    # Installed before the loop runs (quit requests arrive while it runs), after the icon: the
+    # filter's first event makes PySide build its Python enum of QEvent types (~180 members,
+    # tens of milliseconds), which the icon need not wait for.
+    guard = QuitGuard(runner.request_quit)
+    app.installEventFilter(guard)
     from trayapp.host import AlreadyServed  # after the icon: the engine's side loads from here
 
     try:
