@@ -54,6 +54,7 @@ def count_sql(engine: Any, fn: Callable[[], object]) -> int:
 async def measure(n: int, reps: int, base: str) -> dict[str, str]:
     from trayapp.builtins import default_registry
     from trayapp.core.engine import Engine
+    from trayapp.ui.model import build_menu
     from trayapp.ui.notify_policy import NotificationPolicy
     from trayapp.ui.tray import TrayController
 
@@ -112,7 +113,10 @@ async def measure(n: int, reps: int, base: str) -> dict[str, str]:
             timed_refresh()
             no_change.extend(timed)
 
-        # The parts of one refresh after a single change.
+        # The parts of one refresh after a single change. (A tree from before issue 17.6 has
+        # no MenuBuilder: the bench then times build_menu, which that tray called.)
+        builder = getattr(ctl, "menu_builder", None)
+        build = builder.build if builder is not None else build_menu
         snap_t: list[float] = []
         build_t: list[float] = []
         apply_t: list[float] = []
@@ -121,7 +125,7 @@ async def measure(n: int, reps: int, base: str) -> dict[str, str]:
             t0 = time.perf_counter()
             snap = ctl.snapshot()
             t1 = time.perf_counter()
-            model = ctl.menu_builder.build(snap)
+            model = build(snap)
             t2 = time.perf_counter()
             ctl.binder.apply(model)
             t3 = time.perf_counter()

@@ -562,6 +562,13 @@ class Engine:
         statuses = self._scheduler.statuses()
         return {cid: self._with_progress(statuses[cid]) for cid in ids if cid in statuses}
 
+    def stored_items(self, charm_id: str) -> int:
+        """How many items the charm's collections hold: what a reset deletes (read from the
+        store's per-collection counters, not by counting rows)."""
+        info = self._charms.get(charm_id)
+        store = self.store
+        return sum(len(store.collection(name)) for name in store.collection_names(info.prefix()))
+
     def runs_in_progress(self) -> int:
         """How many runs execute now (0 on an engine that is not running)."""
         return self._scheduler.running

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,11 +38,13 @@ from PySide6.QtWidgets import (
 
 from trayapp import DISPLAY_NAME
 from trayapp.core.errors import SettingsError, TrayappError
+from trayapp.core.outcomes import OutcomeKind
 from trayapp.core.patterns import Pattern
+from trayapp.core.status import CharmState
 from trayapp.ui.accounts import AccountActions
 from trayapp.ui.autostart import Autostart
 from trayapp.ui.keyring_choice import is_keyring_choice
-from trayapp.ui.model import AccountState, AccountView, Snapshot
+from trayapp.ui.model import AccountState, AccountView, Snapshot, progress_text
 from trayapp.ui.prefs import UiPrefs
 from trayapp.ui.schema_form import SchemaForm, settings_to_save
 from trayapp.ui.wording import for_gui
@@ -587,7 +589,16 @@ class SettingsWindow(QWidget):
         self.save.setObjectName("save")
         self.save.setDefault(True)
         self.save.clicked.connect(self.save_charm)
+        # Reset (issue 16.5; the CLI's "charms reset"): shown while editing a charm.
+        self.reset_charm = QPushButton(self.tr("Rese&t and resync…"))
+        self.reset_charm.setObjectName("reset_charm")
+        self.reset_charm.setToolTip(
+            self.tr("Clear what this charm has imported and sync it again from the start")
+        )
+        self.reset_charm.clicked.connect(self._reset_charm)
+        self.reset_charm.hide()
         save_row = QHBoxLayout()
+        save_row.addWidget(self.reset_charm)
         save_row.addStretch(1)
         save_row.addWidget(self.save)
         right.addLayout(save_row)
@@ -596,6 +607,8 @@ class SettingsWindow(QWidget):
         self._editing: str | None = None
         self._charm_ids: list[str] = []
         self._pending: bool = False
+        # A reset asked from here: (charm id, when), followed live in the status line.
+        self._following_reset: tuple[str, datetime] | None = None
         self._update_charms(self.ctl.snapshot())
         self.new_charm()
 
@@ -698,6 +711,7 @@ class SettingsWindow(QWidget):
         self._sign_in(None, scopes, self.save_status, then=self.select_account)
 
     def _update_charms(self, snap: Snapshot) -> None:
+        self._follow_reset(snap)
         seen = [(c.id, c.name) for c in snap.charms]
         if seen == self._charms_seen:
             return
@@ -729,6 +743,8 @@ class SettingsWindow(QWidget):
         self.mode.setText(self.tr("New charm"))
         self.save_status.setText("")
         self.remove_charm.setEnabled(False)
+        self.reset_charm.hide()
+        self._following_reset = None
         self._rebuild_form()
 
     def _edit_selected(self, row: int) -> None:
@@ -762,10 +778,81 @@ class SettingsWindow(QWidget):
         self.save.setText(self.tr("&Save changes"))
         self.mode.setText(self.tr("Editing “{name}”").format(name=charm.name))
         self.remove_charm.setEnabled(True)
+        self.reset_charm.show()
+        self.reset_charm.setEnabled(True)
+        if self._following_reset is not None and self._following_reset[0] != charm.id:
+            self._following_reset = None
 
     def _remove_charm(self) -> None:
         if self._editing is not None:
             self.ctl.run_command(f"remove:{self._editing}")
+
+    def _reset_charm(self) -> None:
+        """Ask (saying what is lost), then reset the charm being edited and follow its sync."""
+        charm_id = self._editing
+        if charm_id is None:
+            return
+        name = self.name.text().strip() or charm_id
+        asked_at = self.ctl.engine.clock.now()
+
+        def done(error: BaseException | None) -> None:
+            if error is not None:
+                self.save_status.setText(for_gui(error))
+                return
+            self._following_reset = (charm_id, asked_at)
+            self.save_status.setText(
+                self.tr(
+                    "Cleared what “{name}” had imported; it syncs again from the start…"
+                ).format(name=name)
+            )
+            self.ctl.schedule_refresh()
+
+        self.ctl.confirm_reset(charm_id, parent=self, on_done=done)
+
+    def _follow_reset(self, snap: Snapshot) -> None:
+        """The status line follows a reset asked here: syncing (with progress), then how the
+        first sync from the start ended."""
+        following = self._following_reset
+        if following is None:
+            return
+        charm_id, asked_at = following
+        c = next((c for c in snap.charms if c.id == charm_id), None)
+        if c is None or self._editing != charm_id:
+            self._following_reset = None
+            return
+        s = c.status
+        if s.state is CharmState.RUNNING:
+            progress = progress_text(c)
+            text = (
+                self.tr("Syncing “{name}” again from the start: {progress}…")
+                if progress
+                else self.tr("Syncing “{name}” again from the start…")
+            )
+            self.save_status.setText(text.format(name=c.name, progress=progress))
+            return
+        ended = s.last_run_at
+        if ended is None or ended < asked_at or s.last_outcome is OutcomeKind.CANCELLED:
+            if s.state is CharmState.PARKED:
+                self.save_status.setText(
+                    self.tr(
+                        "Cleared “{name}”; it syncs again once its account is signed in."
+                    ).format(name=c.name)
+                )
+            return  # the run cancelled by the reset, or the new one has not started yet
+        self._following_reset = None
+        if s.last_outcome is not None and not s.last_outcome.is_failure:
+            count = self.ctl.engine.stored_items(charm_id)
+            self.save_status.setText(
+                self.tr("“{name}” synced again from the start: {n} items.").format(
+                    name=c.name, n=f"{count:,}"
+                )
+            )
+        else:
+            self.save_status.setText(
+                self.tr("“{name}” was cleared, but syncing it again failed: {error}").format(
+                    name=c.name, error=s.last_error or self.tr("see Activity for details")
+                )
+            )
 
     def save_charm(self) -> bool:
         """Validate inline first (per-field errors), then let the engine have the last word.

@@ -685,9 +685,21 @@ class TrayController(QObject):
     def _name(self, charm_id: str | None) -> str:
         return next((c.name for c in self.engine.charms() if c.id == charm_id), str(charm_id))
 
-    def _confirm(self, title: str, text: str, verb: str, on_yes: Callable[[], None]) -> None:
+    def _confirm(
+        self,
+        title: str,
+        text: str,
+        verb: str,
+        on_yes: Callable[[], None],
+        *,
+        detail: str = "",
+        parent: QWidget | None = None,
+    ) -> QMessageBox:
         # Non-modal (open(), not exec()): no nested event loop inside the qasync loop.
-        box = QMessageBox(QMessageBox.Icon.Question, title, text)
+        box = QMessageBox(QMessageBox.Icon.Question, title, text, parent=parent)
+        box.setObjectName("confirm")
+        if detail:
+            box.setInformativeText(detail)
         box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel)
         box.setDefaultButton(QMessageBox.StandardButton.Cancel)
         yes = box.button(QMessageBox.StandardButton.Yes)
@@ -705,16 +717,65 @@ class TrayController(QObject):
         self._windows[f"confirm:{id(box)}"] = box
         box.finished.connect(lambda _r: self._windows.pop(f"confirm:{id(box)}", None))
         box.open()
+        return box
 
     def _confirm_reset(self, charm_id: str | None) -> None:
-        if not charm_id:
-            return
+        if charm_id:
+            self.confirm_reset(charm_id)
+
+    def confirm_reset(
+        self,
+        charm_id: str,
+        *,
+        parent: QWidget | None = None,
+        on_done: Callable[[BaseException | None], None] | None = None,
+    ) -> QMessageBox | None:
+        """Ask first, saying what is lost, then reset the charm (the engine's ``reset_charm``,
+        as ``trayapp charms reset``): from the menu's "Reset and resync…" and from Settings.
+
+        ``on_done(error)`` runs after the reset was asked of the engine (error None) or was
+        refused (the charm was removed meanwhile: the error, in the engine's words); not on
+        Cancel.
+        """
+        from trayapp.core.errors import TrayappError
+
         name = self._name(charm_id)
-        self._confirm(
+        try:
+            count = self.engine.stored_items(charm_id)
+        except TrayappError:
+            return None  # removed meanwhile: nothing to reset
+        what = (
+            tr("the 1 item it has imported for this charm")
+            if count == 1
+            else tr("the {n} items it has imported for this charm").format(n=f"{count:,}")
+            if count
+            else tr("what it has imported for this charm so far")
+        )
+        detail = tr(
+            "Pattern Sync deletes {what} and the point where its last sync stopped, then syncs "
+            "everything again (this can take a while for a large mailbox or calendar). Its "
+            "settings and sync history are kept; nothing is changed or deleted at the source."
+        ).format(what=what)
+
+        def reset() -> None:
+            try:
+                self.engine.reset_charm(charm_id)
+            except TrayappError as exc:
+                log.warning("could not reset charm %s: %s", charm_id, exc)
+                if on_done is not None:
+                    on_done(exc)
+                return
+            self.report(f"TRAYAPP_CHARM_RESET {charm_id}")
+            if on_done is not None:
+                on_done(None)
+
+        return self._confirm(
             tr("Reset and resync"),
             tr("Forget what {name} has imported and sync it again from scratch?").format(name=name),
             tr("&Reset and resync"),
-            lambda: self._call(self.engine.reset_charm, charm_id),
+            reset,
+            detail=detail,
+            parent=parent,
         )
 
     def _confirm_remove(self, charm_id: str | None) -> None:
