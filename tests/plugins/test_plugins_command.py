@@ -105,10 +105,13 @@ def test_install_list_use_and_remove_a_wheel(tmp_path: Path, wheels: dict[str, P
     assert "installed trayapp-hello 1.2.0 (patterns: hello)" in done.stdout
     assert "next start of Pattern Sync" in done.stderr
     folder = profile / "plugins"
-    assert (folder / "trayapp_hello" / "__init__.py").is_file()
+    # Its own folder (issue 16.6: what it brought is removable with it).
+    own = folder / "trayapp-hello"
+    assert (own / "trayapp_hello" / "__init__.py").is_file()
+    assert sorted(p.name for p in folder.iterdir()) == ["trayapp-hello"]
     # Neither the app nor the libraries it already has were copied into the folder.
     assert not any(p.name.startswith(("trayapp-", "pattern_sync", "httpx")) for p in
-                   folder.iterdir() if p.name != "trayapp_hello-1.2.0.dist-info"
+                   own.iterdir() if p.name != "trayapp_hello-1.2.0.dist-info"
                    and not p.name.startswith("trayapp_hello"))  # fmt: skip
 
     listed = json.loads(trayapp(profile, "plugins", "list", "--json").stdout)
@@ -117,6 +120,7 @@ def test_install_list_use_and_remove_a_wheel(tmp_path: Path, wheels: dict[str, P
             "name": "trayapp-hello",
             "version": "1.2.0",
             "entry_points": ["hello = trayapp_hello:Hello"],
+            "libraries": [],
             "problem": None,
         }
     ]
@@ -137,6 +141,7 @@ def test_install_list_use_and_remove_a_wheel(tmp_path: Path, wheels: dict[str, P
     removed = trayapp(profile, "plugins", "remove", "trayapp_hello")
     assert removed.returncode == 0, removed.stderr
     assert not (folder / "trayapp_hello").exists()
+    assert list(folder.iterdir()) == []
     assert json.loads(trayapp(profile, "plugins", "list", "--json").stdout)["plugins"] == []
     patterns = json.loads(trayapp(profile, "patterns", "list", "--json").stdout)
     assert "hello" not in {p["id"] for p in patterns["patterns"]}

@@ -118,9 +118,15 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
     profile = _folder(args)
     folder = plugins_dir(profile.path)
-    remove(folder, args.name)
+    gone = remove(folder, args.name)
     if args.json:
-        print_json({"version": JSON_VERSION, "removed": args.name})
+        print_json(
+            {"version": JSON_VERSION, "removed": args.name, "libraries": list(gone.libraries)}
+        )
         return EXIT_OK
-    print(f"removed {args.name}; charms made from its patterns stay and wait until it is back")
+    libraries = f" and the libraries installed for it ({', '.join(gone.libraries)})"
+    print(
+        f"removed {gone.name} {gone.version}{libraries if gone.libraries else ''}; charms made "
+        "from its patterns stay and wait until it is back"
+    )
     return EXIT_OK
