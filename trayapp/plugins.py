@@ -112,6 +112,17 @@ def activate(folder: Path) -> bool:
     return bool(entries)
 
 
+def _header(dist: metadata.Distribution, key: str) -> str | None:
+    """One metadata field, None when missing (indexing raises KeyError on newer Pythons)."""
+    values = dist.metadata.get_all(key)
+    return str(values[0]) if values else None
+
+
+def _name(dist: metadata.Distribution) -> str:
+    """The distribution's name ("" when its metadata has none)."""
+    return _header(dist, "Name") or ""
+
+
 def _patterns_of(dist: metadata.Distribution) -> tuple[str, ...]:
     return tuple(
         f"{ep.name} = {ep.value}" for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP
@@ -123,19 +134,17 @@ def installed(folder: Path) -> list[InstalledPlugin]:
     found: dict[str, InstalledPlugin] = {}
     for sub in _plugin_folders(folder):
         dists = list(metadata.distributions(path=[str(sub)]))
-        own = [d for d in dists if normalize(d.metadata["Name"] or "") == sub.name]
+        own = [d for d in dists if normalize(_name(d)) == sub.name]
         if not own or not _patterns_of(own[0]):
             continue
         plugin = own[0]
-        libraries = tuple(
-            sorted(f"{d.metadata['Name']} {d.version}" for d in dists if d is not plugin)
-        )
+        libraries = tuple(sorted(f"{_name(d)} {d.version}" for d in dists if d is not plugin))
         found[sub.name] = InstalledPlugin(
-            plugin.metadata["Name"], plugin.version, _patterns_of(plugin), sub, libraries
+            _name(plugin), plugin.version, _patterns_of(plugin), sub, libraries
         )
     if _has_flat_install(folder):
         for dist in metadata.distributions(path=[str(folder)]):
-            name = dist.metadata["Name"]
+            name = _name(dist)
             eps = _patterns_of(dist)
             if name and eps and normalize(name) not in found:
                 found[normalize(name)] = InstalledPlugin(name, dist.version, eps, folder)
@@ -154,7 +163,7 @@ def app_distributions() -> dict[str, str]:
     path = [entry for entry in sys.path if entry not in _ACTIVATED]
     found: dict[str, str] = {}
     for dist in metadata.distributions(path=path):
-        name = dist.metadata["Name"]
+        name = _name(dist)
         if name and normalize(name) not in found:
             found[normalize(name)] = dist.version
     return found
@@ -178,7 +187,7 @@ def _missing_requirements(
             req = Requirement(line)
         except InvalidRequirement:
             raise PluginError(
-                f"{dist.metadata['Name']} has a requirement pip cannot read ({line!r}); "
+                f"{_name(dist)} has a requirement pip cannot read ({line!r}); "
                 "ask its author for a fixed release"
             ) from None
         if req.marker is not None and not req.marker.evaluate({"extra": ""}):
@@ -196,7 +205,7 @@ def _missing_requirements(
             fits = True  # a version packaging cannot compare: trust the app's copy
         if not fits:
             raise PluginError(
-                f"{dist.metadata['Name']} needs {req.name}{req.specifier}, but this Pattern Sync "
+                f"{_name(dist)} needs {req.name}{req.specifier}, but this Pattern Sync "
                 f"has {req.name} {version} (and always uses its own copy); look for a version "
                 "of the plugin made for this Pattern Sync, or update Pattern Sync"
             )
@@ -300,9 +309,9 @@ def _check_runs_here(dist: metadata.Distribution) -> None:
     from packaging import tags
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-    name = f"{dist.metadata['Name']} {dist.version}"
+    name = f"{_name(dist)} {dist.version}"
     here = platform.python_version()
-    requires_python = dist.metadata["Requires-Python"]
+    requires_python = _header(dist, "Requires-Python")
     if requires_python:
         try:
             fits = SpecifierSet(requires_python).contains(here, prereleases=True)
@@ -390,7 +399,7 @@ def install(folder: Path, spec: str) -> list[InstalledPlugin]:
                 "entry point (see docs/plugins.md); nothing was installed"
             )
         plugin = plugins[0]
-        name = plugin.metadata["Name"]
+        name = _name(plugin)
         _check_runs_here(plugin)
         provided = app_distributions()
         needed = _missing_requirements(plugin, provided)
@@ -405,7 +414,7 @@ def install(folder: Path, spec: str) -> list[InstalledPlugin]:
             # Pinned to the app's versions, so these copies equal the app's, which is the
             # one imported: they would only take space.
             for dist in metadata.distributions(path=[str(site)]):
-                other = normalize(dist.metadata["Name"] or "")
+                other = normalize(_name(dist))
                 if other in provided or other in APP_DISTRIBUTIONS:
                     _delete_dist(site, dist)
         dest = folder / normalize(name)
@@ -445,7 +454,7 @@ def _remove_flat(folder: Path, name: str) -> bool:
     wanted = normalize(name)
     removed = False
     for dist in metadata.distributions(path=[str(folder)]):
-        if normalize(dist.metadata["Name"] or "") == wanted:
+        if normalize(_name(dist)) == wanted:
             base = folder.resolve()
             for file in dist.files or []:
                 located = (folder / file).resolve()

@@ -320,3 +320,15 @@ def test_a_plugin_installed_flat_by_an_earlier_version_loads_and_moves_on_reinst
     plugins.remove(folder, "trayapp-counter")
     assert plugins.installed(folder) == []
     assert not (folder / "trayapp-counter").exists()
+
+
+def test_metadata_without_optional_fields_from_either_metadata_library(tmp_path: Path) -> None:
+    """importlib_metadata (keyring's) raises KeyError for a missing field where the stdlib
+    returns None; a plugin without Requires-Python must install with both."""
+    importlib_metadata = pytest.importorskip("importlib_metadata")
+    for n, factory in enumerate(
+        (plugins.metadata.PathDistribution, importlib_metadata.PathDistribution)
+    ):
+        dist = factory(_dist(tmp_path / str(n), "py3-none-any")._path)  # type: ignore[attr-defined]
+        plugins._check_runs_here(dist)
+        assert plugins._name(dist) == "p" and plugins._header(dist, "Requires-Python") is None
