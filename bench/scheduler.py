@@ -83,14 +83,25 @@ async def bench_overhead(n: int, concurrency: int) -> dict[str, float]:
 
 
 async def floor_overhead(n: int, concurrency: int) -> dict[str, float]:
-    """The bare asyncio floor for the same work: per run a future handed to the caller, a task
-    that waits for one of ``concurrency`` slots and awaits the no-op updater, and the result
-    set on the future. No status, history, deadline or events."""
+    """The bare asyncio floor for the same work: a scheduler with none of our bookkeeping.
+
+    Per run: a future handed to the caller, one task that waits for one of ``concurrency``
+    slots, awaits the no-op updater under a deadline (``asyncio.timeout``, the entry's default
+    10 minutes), records the result with its start and end times (a dict per charm, as a status
+    store would), and sets the future. No status transitions, history, events, backoff,
+    watchdog, persistence or redaction.
+    """
     slots = asyncio.Semaphore(concurrency)
+    results: dict[str, tuple[float, float, RunReport]] = {}
+    deadline = timedelta(minutes=10).total_seconds()
 
     async def one(charm_id: str, future: asyncio.Future[RunReport]) -> None:
         async with slots:
-            future.set_result(await noop(charm_id, "manual"))
+            started = time.time()
+            async with asyncio.timeout(deadline):
+                result = await noop(charm_id, "manual")
+            results[charm_id] = (started, time.time(), result)
+            future.set_result(result)
 
     loop = asyncio.get_running_loop()
     wall, cpu = time.perf_counter(), time.process_time()
@@ -103,6 +114,7 @@ async def floor_overhead(n: int, concurrency: int) -> dict[str, float]:
     await asyncio.gather(*futures)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     await asyncio.gather(*tasks)
+    assert len(results) == n
     return {"wall_us": wall / n * 1e6, "cpu_us": cpu / n * 1e6, "runs_per_s": n / wall}
 
 

@@ -39,7 +39,7 @@ from trayapp.auth.client_config import parse_client_json
 from trayapp.auth.secrets import SecretVault
 from trayapp.auth.signin import Grant, grant_from_token_response
 from trayapp.auth.wiring import attach_accounts, google_api_kwargs
-from trayapp.core.clock import SystemClock
+from trayapp.core.clock import Cancellable, SystemClock
 from trayapp.core.engine import Engine
 from trayapp.core.outcomes import RunOutcome
 from trayapp.core.patterns import Pattern, PatternRegistry
@@ -79,6 +79,9 @@ class TimeWarp:
         """The real clock's wait with warped seconds made real (``timeout / factor``)."""
         real = None if timeout is None else timeout / self.factor
         return await SystemClock().wait(event, real)
+
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> Cancellable:
+        return SystemClock().call_later(seconds / self.factor, callback)
 
 
 class WarpedEmulatorClock(EmulatorClock):

@@ -18,8 +18,15 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
+
+
+class Cancellable(Protocol):
+    """A pending :meth:`Clock.call_later`: ``cancel()`` stops it (no wake-up is left behind)."""
+
+    def cancel(self) -> object: ...
 
 
 class Clock(Protocol):
@@ -39,6 +46,12 @@ class Clock(Protocol):
 
         ``timeout=None`` waits for the event only; ``timeout <= 0`` just reports the event.
         """
+        ...
+
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> Cancellable:
+        """Call ``callback()`` on the event loop after ``seconds`` (monotonic time), unless the
+        returned handle is cancelled first. No task, no event: one loop timer (the scheduler's
+        run deadlines)."""
         ...
 
 
@@ -67,6 +80,9 @@ class SystemClock:
         except TimeoutError:
             return event.is_set()
         return True
+
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> Cancellable:
+        return asyncio.get_running_loop().call_later(seconds, callback)
 
 
 async def sleep(clock: Clock, seconds: float) -> None:
@@ -129,6 +145,18 @@ class FakeClock:
             setter.cancel()
             deadline.cancel()  # a cancelled timer is skipped (and dropped) by advance()
         return event.is_set()
+
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> Cancellable:
+        self.waits += 1
+        deadline: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._timers, (self._mono + max(0.0, seconds), next(self._seq), deadline))
+
+        def fire(future: asyncio.Future[None]) -> None:
+            if not future.cancelled():
+                callback()
+
+        deadline.add_done_callback(fire)
+        return deadline
 
     def next_deadline(self) -> float | None:
         """Seconds from now until the earliest pending timed wait, or None if there is none."""

@@ -598,6 +598,7 @@ class Engine:
     def history(self, charm_id: str, limit: int = HISTORY_KEEP) -> list[RunRecord]:
         """The charm's last runs, newest first."""
         self._charms.get(charm_id)
+        self._scheduler.flush()  # the runs that ended in this loop iteration too
         return self._status_repo.history(charm_id, limit)
 
     def damaged(self) -> dict[str, str]:

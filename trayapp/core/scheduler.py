@@ -70,9 +70,9 @@ from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
 
-from trayapp.core import aio
+from trayapp.core import aio, slots
 from trayapp.core import watchdog as watchdog_module
-from trayapp.core.clock import Clock
+from trayapp.core.clock import Cancellable, Clock
 from trayapp.core.errors import (
     STORAGE_FULL_MESSAGE,
     AuthRequired,
@@ -204,6 +204,11 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60} min" if minutes % 60 else f"{minutes // 60} h"
 
 
+# RunOutcome(kind, report, message, traceback, retry_after) without its __init__: every
+# successful run builds one (see core/slots.py).
+_ok_outcome = slots.builder(RunOutcome)
+
+
 def _cancelled(reason: str) -> RunOutcome:
     return RunOutcome(
         OutcomeKind.CANCELLED, message=f"stopped: {_CANCEL_MESSAGES.get(reason, reason)}"
@@ -231,18 +236,31 @@ class ScheduleEntry:
 
 @dataclass(eq=False, slots=True)
 class _Run:
-    """One requested run: queued, then executing, then resolved."""
+    """One requested run: queued, then executing, then resolved.
+
+    A run executes in one task (``_execute``), which awaits the updater itself: no second task,
+    no per-run event or timer. Its deadline is kept here and enforced by the scheduler's one
+    shared deadline timer (``_on_deadline``), which cancels the task; a task that ignores that
+    is recorded from outside and abandoned (``_abandon``).
+    """
 
     charm_id: str
     trigger: str
     future: asyncio.Future[RunOutcome]
-    task: asyncio.Task[None] | None = None  # _execute
-    work: asyncio.Future[RunOutcome] | None = None  # _invoke, the updater itself
+    task: asyncio.Task[None] | None = None  # _execute, which awaits the updater
     cancel_reason: str | None = None
     auth_account: str | None = None  # from AuthRequired.account_id
     charm_only: bool = False  # from AuthRequired.charm_only: park this charm, not its account
     blocked: str | None = None  # set by the watchdog while this run executes
     account: str | None = None  # the account whose slot it holds (fixed at dispatch)
+    started_at: datetime | None = None
+    timeout: float = 0.0  # seconds, from the entry when the run started
+    deadline: float = 0.0  # monotonic: when the deadline timer acts on this run next
+    in_updater: bool = False  # the task awaits the updater: cancelling the task stops it
+    cancels: int = 0  # task.cancel() calls made by the scheduler (the rest came from outside)
+    overdue: bool = False  # its deadline passed and the task was cancelled: grace period
+    recorded: bool = False  # _finish ran: the outcome is in, the slot is free
+    frame: FrameType | None = None  # the _invoke frame the watchdog knows it by
 
 
 @dataclass(eq=False, slots=True)
@@ -255,7 +273,7 @@ class _Charm:
     timer_trigger: str = TRIGGER_SCHEDULE
     pending: _Run | None = None  # queued, waiting for a slot
     active: _Run | None = None  # executing
-    zombie: asyncio.Future[RunOutcome] | None = None  # ignored cancellation, still running
+    zombie: asyncio.Task[None] | None = None  # ignored cancellation, still running
 
 
 class Scheduler:
@@ -299,6 +317,18 @@ class Scheduler:
         self._queue: OrderedDict[str, _Run] = OrderedDict()
         self._running = 0
         self._running_by_account: Counter[str] = Counter()
+
+        # Executing runs and their charms, for the one shared deadline timer (_on_deadline).
+        self._timed: dict[_Run, _Charm] = {}
+        self._deadline_handle: Cancellable | None = None
+        self._deadline_at = 0.0
+        # Status and history writes of runs, saved together once per loop iteration (flush()).
+        self._unsaved: dict[str, CharmStatus] = {}
+        self._unsaved_runs: list[RunRecord] = []
+        # End-of-iteration work (_tidy): the writes above, and dropping the deadline timer and
+        # the watchdog once no run executes. One call_soon per loop iteration with runs.
+        self._tidy_handle: asyncio.Handle | None = None
+        self._watching = False  # the watchdog was told a run executes (run_started)
 
         self._wakeup = asyncio.Event()
         self._sleeping = False  # the loop is awaiting its wake-up (not mid-iteration)
@@ -358,16 +388,17 @@ class Scheduler:
             await asyncio.wait({self._loop_task})
         for run in list(self._queue.values()):
             self._drop_pending(run, "the app is shutting down")
-        runs = [c.active for c in self._charms.values() if c.active is not None]
-        for run in runs:
+        runs = [(c, c.active) for c in self._charms.values() if c.active is not None]
+        for _, run in runs:
             self._stop_run(run, _CANCEL_SHUTDOWN)
-        tasks = {run.task for run in runs if run.task is not None}
+        tasks = {run.task for _, run in runs if run.task is not None}
         if tasks:
-            _, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE)
-            for task in stuck:
-                task.cancel()  # _execute records its run as cancelled and returns
-            if stuck:
-                await asyncio.wait(stuck, timeout=SHUTDOWN_GRACE)
+            await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE)
+        for charm, run in runs:  # still running: their updaters ignore being cancelled
+            self._abandon(charm, run)
+        if self._tidy_handle is not None:
+            self._tidy_handle.cancel()
+        self._tidy()  # everything saved; no deadline timer left
         if self._watchdog is not None:
             self._watchdog.close()
 
@@ -428,6 +459,9 @@ class Scheduler:
             self._drop_pending(charm.pending, "the charm was removed")
         if charm.active is not None:
             self._stop_run(charm.active, _CANCEL_REMOVED)
+        # Its writes not saved yet must not bring it back after the delete.
+        self._unsaved.pop(charm_id, None)
+        self._unsaved_runs = [r for r in self._unsaved_runs if r.charm_id != charm_id]
         try:
             self._repo.delete(charm_id)
         except Exception:
@@ -490,7 +524,7 @@ class Scheduler:
             self._reschedule(charm)
             return True
         run = charm.active
-        if run is None or run.cancel_reason is not None or (run.work and run.work.done()):
+        if run is None or run.cancel_reason is not None or run.recorded:
             return False
         self._stop_run(run, _CANCEL_USER)
         return True
@@ -809,7 +843,12 @@ class Scheduler:
 
     def _dispatch(self) -> None:
         """Start queued runs while slots are free, oldest first."""
-        if not self._started or self._stopping or not self._queue:
+        if (
+            self._running >= self._max_concurrency
+            or not self._queue
+            or not self._started
+            or self._stopping
+        ):
             return
         starting: list[tuple[_Charm, _Run]] = []
         for charm_id, run in self._queue.items():
@@ -845,53 +884,73 @@ class Scheduler:
     # -------------------------------------------------------------------------------- one run
 
     def _stop_run(self, run: _Run, reason: str) -> None:
-        """Cancel a dispatched run; one whose task has not started yet ends before it calls
-        the updater (see the top of _execute)."""
+        """Cancel a dispatched run. One whose task has not reached the updater yet ends before
+        it calls it (see the top of _execute); one in its updater has its task cancelled."""
         run.cancel_reason = run.cancel_reason or reason
-        if run.work is not None:
-            run.work.cancel()
+        if run.in_updater and not run.recorded:
+            self._cancel_task(run)
+
+    def _cancel_task(self, run: _Run) -> None:
+        task = run.task
+        if task is not None and not task.done():
+            run.cancels += 1
+            task.cancel()
 
     async def _execute(self, charm: _Charm, run: _Run) -> None:
+        """The one task of a run: mark it running, await the updater, record how it ended."""
         charm_id = charm.entry.charm_id
-        account = run.account
-        started_at = self._clock.now()
-        timeout = charm.entry.timeout.total_seconds()
-        if self._watchdog is not None:
-            self._watchdog.run_started()  # paired with run_finished() in _finish
+        run.started_at = self._clock.now()
         if run.cancel_reason is not None:  # stopped between dispatch and this first step
-            self._finish(charm, run, started_at, _cancelled(run.cancel_reason), account)
+            self._finish(charm, run, _cancelled(run.cancel_reason))
             return
-        self._set(charm, started(charm.status))  # -> RUNNING
+        self._set(charm, started(charm.status), changed=True, defer=True)  # -> RUNNING
         self._emit(RunStarted(charm_id, run.trigger))
 
         coro = self._invoke(charm_id, run)
-        frame: FrameType | None = getattr(coro, "cr_frame", None)
+        run.frame = getattr(coro, "cr_frame", None)
+        run.timeout = charm.entry.timeout.total_seconds()
         if self._watchdog is not None:
-            self._watchdog.label(frame, charm_id, timeout)
-        work = asyncio.get_running_loop().create_task(coro, name=f"trayapp-updater:{charm_id}")
-        run.work = work
-        done = asyncio.Event()
-        work.add_done_callback(lambda _: done.set())
+            # Its deadline in real time too: the watchdog interrupts a run that blocks the
+            # loop past it (it can never reach the await where its cancellation would land).
+            self._watchdog.label(run.frame, charm_id, run.timeout)
+        self._arm_deadline(charm, run, self._clock.monotonic() + run.timeout)
+        run.in_updater = True
+        outcome: RunOutcome | None = None
         try:
-            if not await self._clock.wait(done, timeout):
-                run.cancel_reason = run.cancel_reason or _CANCEL_TIMEOUT
-                work.cancel()
-                await self._clock.wait(done, CANCEL_GRACE)
+            outcome = await coro
         except asyncio.CancelledError:
-            if run.cancel_reason != _CANCEL_SHUTDOWN:
-                work.cancel()
-                self._finish(charm, run, started_at, RunOutcome(OutcomeKind.CANCELLED), account)
+            task = run.task
+            if task is not None and task.cancelling() > run.cancels:
+                # Cancelled from outside the scheduler (not by _stop_run or the deadline):
+                # recorded as cancelled, and the cancellation goes on up, as expected.
+                run.in_updater = False
+                if not run.recorded:
+                    if self._watchdog is not None:
+                        self._watchdog.unlabel(run.frame)
+                    self._finish(charm, run, RunOutcome(OutcomeKind.CANCELLED))
                 raise
-            # shutdown() gave up waiting for an updater that ignores cancellation.
-        outcome = self._outcome_of(run, work, timeout)
-        if not work.done():
-            log.error("charm %s ignored cancellation; its updater is still running", charm_id)
-            charm.zombie = work
-            aio.abandon(work)  # the process must not wait for it at exit either
-            work.add_done_callback(lambda _: self._zombie_done(charm, frame))
-        elif self._watchdog is not None:
-            self._watchdog.unlabel(frame)
-        self._finish(charm, run, started_at, outcome, account)
+            if run.cancel_reason is None:
+                outcome = RunOutcome(
+                    OutcomeKind.BUG,
+                    message="the updater was cancelled from inside (a CancelledError escaped it)",
+                )
+        except Exception as exc:  # _invoke classifies every Exception; this is a scheduler bug
+            outcome = RunOutcome(
+                OutcomeKind.BUG,
+                message=f"{type(exc).__name__}: {exc}",
+                traceback="".join(traceback.format_exception(exc)),
+            )
+        finally:
+            run.in_updater = False
+        if run.recorded:  # abandoned after ignoring cancellation; _zombie_done cleans up
+            return
+        if self._watchdog is not None:
+            self._watchdog.unlabel(run.frame)
+        task = run.task
+        if task is not None:
+            for _ in range(run.cancels):  # our own cancellations end here, handled
+                task.uncancel()
+        self._finish(charm, run, self._outcome_of(run, outcome))
 
     async def _invoke(self, charm_id: str, run: _Run) -> RunOutcome:
         """Call the runner and classify how it ended.
@@ -923,7 +982,7 @@ class Scheduler:
         if isinstance(result, RunOutcome):
             return result
         if isinstance(result, RunReport):
-            return RunOutcome(OutcomeKind.OK, report=result)
+            return _ok_outcome(OutcomeKind.OK, result, "", None, None)
         return RunOutcome(
             OutcomeKind.BUG,
             message=f"the updater returned {type(result).__name__}, expected a RunReport",
@@ -959,43 +1018,88 @@ class Scheduler:
         )
 
     def _outcome_of(
-        self, run: _Run, work: asyncio.Future[RunOutcome], timeout: float
+        self, run: _Run, result: RunOutcome | None, *, ended: bool = True
     ) -> RunOutcome:
+        """How a run ended, given what its updater returned (None: it raised CancelledError;
+        ``ended`` False: it is still running, having ignored being cancelled)."""
         reason = run.cancel_reason
-        if work.done() and not work.cancelled():
-            exc = work.exception()
-            if exc is not None and not isinstance(exc, Exception):
-                raise exc  # KeyboardInterrupt, SystemExit: not ours to swallow
-            if exc is None and work.result().kind is OutcomeKind.FROZE:
-                # Interrupted by the watchdog: the loop was blocked, so the deadline's timer
-                # may have fired in the same turn; what happened is that it froze.
-                return work.result()
+        if result is not None and result.kind is OutcomeKind.FROZE:
+            # Interrupted by the watchdog: the loop was blocked, so the deadline's timer may
+            # have fired right after; what happened is that it froze.
+            return result
         if reason == _CANCEL_TIMEOUT:
-            message = f"the update took longer than {timeout:g} s and was stopped"
-            if not work.done():
+            message = f"the update took longer than {run.timeout:g} s and was stopped"
+            if not ended:
                 message = (
-                    f"the update took longer than {timeout:g} s and ignored being stopped; "
+                    f"the update took longer than {run.timeout:g} s and ignored being stopped; "
                     "it will not run again until it ends (the pattern must not swallow "
                     "asyncio.CancelledError)"
                 )
             return RunOutcome(OutcomeKind.TIMEOUT, message=message)
-        if work.done() and not work.cancelled() and work.exception() is None:
-            return work.result()  # it finished before the cancellation reached it
-        if reason is not None:
-            return _cancelled(reason)
-        if work.cancelled():
-            return RunOutcome(
-                OutcomeKind.BUG,
-                message="the updater was cancelled from inside (a CancelledError escaped it)",
-            )
-        exc = work.exception()
-        if exc is not None:  # an Exception escaping _invoke is a scheduler bug; record it anyway
-            return RunOutcome(
-                OutcomeKind.BUG,
-                message=f"{type(exc).__name__}: {exc}",
-                traceback="".join(traceback.format_exception(exc)),
-            )
-        return work.result()
+        if result is not None:
+            return result  # it finished before the cancellation reached it
+        return _cancelled(reason or _CANCEL_USER)
+
+    # ------------------------------------------------------------------------- run deadlines
+
+    def _arm_deadline(self, charm: _Charm, run: _Run, deadline: float) -> None:
+        """Give an executing run its deadline. One timer serves every executing run: it is
+        re-armed only when this deadline is earlier than the one it waits for (rare: runs start
+        in order and share timeouts), and dropped when no run executes."""
+        run.deadline = deadline
+        self._timed[run] = charm
+        if self._watchdog is not None and not self._watching:
+            self._watching = True
+            self._watchdog.run_started()  # until no run executes: see _tidy
+        if self._deadline_handle is None or deadline < self._deadline_at:
+            self._set_deadline_timer(deadline)
+
+    def _set_deadline_timer(self, at: float) -> None:
+        if self._deadline_handle is not None:
+            self._deadline_handle.cancel()
+        self._deadline_at = at
+        delay = max(0.0, at - self._clock.monotonic())
+        self._deadline_handle = self._clock.call_later(delay, self._on_deadline)
+
+    def _disarm_deadline(self, run: _Run) -> None:
+        """The run is recorded. Once no run executes or waits to start, the deadline timer and
+        the watchdog stop at the end of this loop iteration (_tidy): runs that follow one
+        another (many due at once) share one timer, not one each. A timer left for a run that
+        ended fires once, finds nothing past its deadline and re-arms for the earliest."""
+        self._timed.pop(run, None)
+        if not self._timed:
+            self._tidy_soon()
+
+    def _on_deadline(self) -> None:
+        """The earliest deadline passed: cancel the runs past theirs; abandon those that were
+        cancelled for it :data:`CANCEL_GRACE` seconds ago and still run."""
+        self._deadline_handle = None
+        at = self._deadline_at
+        now = self._clock.monotonic()
+        for run, charm in [(r, c) for r, c in self._timed.items() if r.deadline <= at]:
+            if run.overdue:
+                self._abandon(charm, run)
+                continue
+            run.cancel_reason = run.cancel_reason or _CANCEL_TIMEOUT
+            run.overdue = True
+            run.deadline = now + CANCEL_GRACE
+            self._cancel_task(run)
+        if self._timed:
+            self._set_deadline_timer(min(r.deadline for r in self._timed))
+
+    def _abandon(self, charm: _Charm, run: _Run) -> None:
+        """Record a run whose updater ignores being cancelled, and leave its task running: the
+        charm does not run again until it ends (``_Charm.zombie``)."""
+        if run.recorded:
+            return
+        log.error("charm %s ignored cancellation; its updater is still running", run.charm_id)
+        task = run.task
+        if task is not None and not task.done():
+            aio.abandon(task)  # the process must not wait for it at exit either
+            charm.zombie = task
+            frame = run.frame
+            task.add_done_callback(lambda _: self._zombie_done(charm, frame))
+        self._finish(charm, run, self._outcome_of(run, None, ended=False))
 
     def _zombie_done(self, charm: _Charm, frame: FrameType | None) -> None:
         charm.zombie = None
@@ -1004,20 +1108,16 @@ class Scheduler:
         log.info("the abandoned run of charm %s finally stopped", charm.entry.charm_id)
         self._dispatch()
 
-    def _finish(
-        self,
-        charm: _Charm,
-        run: _Run,
-        started_at: datetime,
-        outcome: RunOutcome,
-        account: str | None,
-    ) -> None:
+    def _finish(self, charm: _Charm, run: _Run, outcome: RunOutcome) -> None:
+        if run.recorded:
+            return
+        run.recorded = True
+        self._disarm_deadline(run)
         charm_id = charm.entry.charm_id
         ended = self._clock.now()
+        started_at = run.started_at or ended
         charm.active = None
         self._release_slot(run)
-        if self._watchdog is not None:
-            self._watchdog.run_finished()
         # Messages and tracebacks are persisted and shown (tray, --json): scrub secrets first.
         # Most runs end OK with neither: no regex pass and no copy for them (issue 17.6).
         if outcome.message or outcome.traceback:
@@ -1037,7 +1137,7 @@ class Scheduler:
         record = RunRecord.from_outcome(charm_id, started_at, ended, outcome, run.trigger)
         removed = self._charms.get(charm_id) is not charm
         if not removed:
-            self._record(charm, run, record, outcome, ended, account)
+            self._record(charm, run, record, outcome, ended, run.account)
         self._emit(RunFinished(record))
         if not run.future.done():
             run.future.set_result(outcome)
@@ -1091,11 +1191,9 @@ class Scheduler:
             status, outcome, ended, next_due_at=next_due, unpark=unpark, blocked=run.blocked
         )
 
-        try:
-            self._repo.append_run(record)
-        except Exception:
-            log.exception("could not save the run history of charm %s", charm.entry.charm_id)
-        self._set(charm, new)
+        self._unsaved_runs.append(record)  # saved with the status, in one transaction
+        self._tidy_soon()
+        self._set(charm, new, changed=status.running, defer=True)  # running -> not: changed
         if frozen_out:
             log.error(
                 "charm %s blocked the app %d times in a row; it is parked until resumed",
@@ -1178,18 +1276,88 @@ class Scheduler:
     def _update(self, charm: _Charm, **changes: Any) -> None:
         self._set(charm, charm.status.with_(**changes))
 
-    def _set(self, charm: _Charm, status: CharmStatus, *, force: bool = False) -> None:
-        """The one writer of a charm's status: keep, persist and announce it if it changed."""
-        if status == charm.status and not force:
+    def _set(
+        self,
+        charm: _Charm,
+        status: CharmStatus,
+        *,
+        force: bool = False,
+        changed: bool = False,
+        defer: bool = False,
+    ) -> None:
+        """The one writer of a charm's status: keep, persist and announce it if it changed.
+
+        ``changed``: the caller knows it differs (a run started or ended), so no comparison.
+        ``defer``: saved with the other writes of this loop iteration (:meth:`flush`), not at
+        once; for the per-run writes, so many runs ending together cost one transaction.
+        """
+        if not (force or changed) and status == charm.status:
             return
         charm.status = status
         if self._charms.get(status.charm_id) is not charm:
             return
-        try:
-            self._repo.save(status)
-        except Exception:
-            log.exception("could not save the status of charm %s", status.charm_id)
+        self._unsaved[status.charm_id] = status
+        if defer:
+            self._tidy_soon()
+        else:
+            self.flush()
         self._emit(CharmStatusChanged(status.charm_id, status))
+
+    def _tidy_soon(self) -> None:
+        """Run :meth:`_tidy` at the end of this loop iteration (at once if the loop is off)."""
+        if self._tidy_handle is None:
+            if self._started and not self._stopping:
+                self._tidy_handle = asyncio.get_running_loop().call_soon(self._tidy)
+            else:
+                self._tidy()
+
+    def _tidy(self) -> None:
+        self._tidy_handle = None
+        self.flush()
+        if self._timed or self._running:
+            return  # runs execute or are about to start: the timer and the watchdog stay
+        if self._deadline_handle is not None:
+            self._deadline_handle.cancel()  # nothing executes: no wake-up left behind
+            self._deadline_handle = None
+        if self._watching and self._watchdog is not None:
+            self._watching = False
+            self._watchdog.run_finished()
+
+    def flush(self) -> None:
+        """Save the statuses and run records not saved yet, in one transaction.
+
+        A run's writes wait at most until the end of the loop iteration it ended in; they are
+        also flushed before a status is written at once, by :meth:`remove` and by
+        :meth:`shutdown`. Readers of the repo's history call this first (``Engine.history``).
+        A run's record and its status are saved in the same transaction, so a crash keeps both
+        or neither: the charm then just runs again, as after a crash mid-run.
+        """
+        if not self._unsaved and not self._unsaved_runs:
+            return
+        statuses = list(self._unsaved.values())
+        records = self._unsaved_runs
+        self._unsaved, self._unsaved_runs = {}, []
+        try:
+            self._repo.save_batch(statuses, records)
+            return
+        except Exception:
+            log.debug(
+                "saving %d statuses and %d runs together failed",
+                len(statuses),
+                len(records),
+                exc_info=True,
+            )
+        # One bad write must not cost the others: save them one by one, naming each failure.
+        for record in records:
+            try:
+                self._repo.append_run(record)
+            except Exception:
+                log.exception("could not save the run history of charm %s", record.charm_id)
+        for status in statuses:
+            try:
+                self._repo.save(status)
+            except Exception:
+                log.exception("could not save the status of charm %s", status.charm_id)
 
     def _emit(self, event: EngineEvent) -> None:
         if self._on_event is None:

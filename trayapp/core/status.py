@@ -10,13 +10,13 @@ status``) read snapshots. ``to_json`` is the stable, documented shape of ``traya
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from trayapp.core.outcomes import OutcomeKind, RunOutcome
+from trayapp.core import slots
+from trayapp.core.outcomes import OutcomeKind, RunOutcome, RunReport
 
 
 class CharmState(StrEnum):
@@ -114,17 +114,19 @@ class RunRecord:
         trigger: str = "schedule",
     ) -> RunRecord:
         r = outcome.report
-        return cls(
-            charm_id=charm_id,
-            started_at=started_at,
-            finished_at=finished_at,
-            outcome=outcome.kind,
-            counts=Counts(r.added, r.updated, r.removed),
-            message=outcome.message or r.message,
-            traceback=outcome.traceback,
-            partial=r.partial,
-            trigger=trigger,
+        # Field order of the class (built without __init__: one per run, see core/slots.py).
+        record: RunRecord = _build_record(
+            charm_id,
+            started_at,
+            finished_at,
+            outcome.kind,
+            counts_of(r),
+            outcome.message or r.message,
+            outcome.traceback,
+            r.partial,
+            trigger,
         )
+        return record
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -305,26 +307,21 @@ def charm_state(status: CharmStatus) -> CharmState:
 # checks every field's kind and goes through the frozen __init__ (one object.__setattr__ per
 # field); the scheduler makes two copies per run, so at 10k charms that showed up in the
 # per-run profile (issue 17.6). CharmStatus has slots, no __post_init__ and no init=False
-# fields, so setting the slots directly builds exactly what replace() would. The copier is
-# written out per field once at import (as dataclasses writes __init__), not looped per call.
-_FIELD_NAMES = tuple(f.name for f in fields(CharmStatus))
-_SLOT_NAMES = frozenset(_FIELD_NAMES)
+# fields, so setting the slots directly builds exactly what replace() would
+# (trayapp.core.slots). The transitions pass their own literal field names and skip the check.
+_SLOT_NAMES = frozenset(f.name for f in fields(CharmStatus))
+_copy_status = slots.copier(CharmStatus)
+_build_record = slots.builder(RunRecord)
+_build_counts = slots.builder(Counts)
+NO_COUNTS = Counts()  # shared: most runs change nothing, and Counts is immutable
 
 
-def _make_copier() -> Callable[[CharmStatus, dict[str, Any]], CharmStatus]:
-    setters = {f"_set_{name}": getattr(CharmStatus, name).__set__ for name in _FIELD_NAMES}
-    body = "".join(
-        f"    _set_{n}(new, changes[{n!r}] if {n!r} in changes else status.{n})\n"
-        for n in _FIELD_NAMES
-    )
-    source = f"def copy(status, changes):\n    new = _new(_cls)\n{body}    return new\n"
-    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": CharmStatus, **setters}
-    exec(source, namespace)  # our own field names, generated once at import
-    copier: Callable[[CharmStatus, dict[str, Any]], CharmStatus] = namespace["copy"]
-    return copier
-
-
-_copy_status = _make_copier()
+def counts_of(report: RunReport) -> Counts:
+    """A report's counts; the shared :data:`NO_COUNTS` when it changed nothing."""
+    added, updated, removed = report.added, report.updated, report.removed
+    if not (added or updated or removed):
+        return NO_COUNTS
+    return _build_counts(added, updated, removed)
 
 
 def _evolve(status: CharmStatus, changes: dict[str, Any]) -> CharmStatus:
@@ -336,7 +333,7 @@ def _evolve(status: CharmStatus, changes: dict[str, Any]) -> CharmStatus:
 
 def started(status: CharmStatus) -> CharmStatus:
     """A run of the charm began."""
-    return _evolve(status, {"running": True, "progress": None})
+    return _copy_status(status, {"running": True, "progress": None})
 
 
 def finished(
@@ -360,15 +357,14 @@ def finished(
         "next_due_at": next_due_at,
     }
     if kind is OutcomeKind.OK:
-        r = outcome.report
-        counts = Counts(r.added, r.updated, r.removed)
+        counts = counts_of(outcome.report)
         changes.update(
             last_success_at=ended,
             consecutive_failures=0,
             last_error_kind=None,
             last_error=None,
             last_counts=counts,
-            totals=status.totals + counts,
+            totals=status.totals if counts is NO_COUNTS else status.totals + counts,
         )
         if unpark:
             changes["parked"] = False
@@ -388,7 +384,7 @@ def finished(
         changes["freezes"] = 0
     if kind is not OutcomeKind.CANCELLED:
         changes["blocked_loop"] = blocked  # a clean run clears an old stall
-    return _evolve(status, changes)
+    return _copy_status(status, changes)
 
 
 def paused(status: CharmStatus, until: datetime | None) -> CharmStatus:

@@ -11,6 +11,7 @@ import logging
 import os
 import uuid
 from collections import defaultdict, deque
+from collections.abc import Iterable
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -83,6 +84,15 @@ class StatusRepo(Protocol):
         """Add a finished run, keeping only the newest ``keep`` for that charm."""
         ...
 
+    def save_batch(
+        self,
+        statuses: Iterable[CharmStatus],
+        records: Iterable[RunRecord],
+        keep: int = HISTORY_KEEP,
+    ) -> None:
+        """Save statuses and append finished runs all together (one transaction), or none."""
+        ...
+
     def history(self, charm_id: str, limit: int = HISTORY_KEEP) -> list[RunRecord]:
         """Newest first."""
         ...
@@ -108,6 +118,17 @@ class InMemoryStatusRepo:
         runs.appendleft(record)
         while len(runs) > keep:
             runs.pop()
+
+    def save_batch(
+        self,
+        statuses: Iterable[CharmStatus],
+        records: Iterable[RunRecord],
+        keep: int = HISTORY_KEEP,
+    ) -> None:
+        for record in records:
+            self.append_run(record, keep)
+        for status in statuses:
+            self._status[status.charm_id] = status
 
     def history(self, charm_id: str, limit: int = HISTORY_KEEP) -> list[RunRecord]:
         return list(self._runs.get(charm_id, ()))[:limit]
@@ -162,19 +183,44 @@ class StoreStatusRepo:
         self.damaged = damaged
         return out
 
-    def save(self, status: CharmStatus) -> None:
+    @staticmethod
+    def _status_row(status: CharmStatus) -> dict[str, Any]:
         record = status.to_record()
         if status.running:
             record["owner"] = process_token()
-        self._status.upsert(status.charm_id, record)
+        return record
 
-    def append_run(self, record: RunRecord, keep: int = HISTORY_KEEP) -> None:
-        runs = self._runs(record.charm_id)
+    @staticmethod
+    def _run_row(record: RunRecord) -> tuple[str, dict[str, Any], float]:
         # The suffix keeps two runs that started in the same microsecond apart.
         key = f"{record.started_at.isoformat()}|{uuid.uuid4().hex[:12]}"
+        return key, record.to_json(), record.started_at.timestamp()
+
+    def save(self, status: CharmStatus) -> None:
+        self._status.upsert(status.charm_id, self._status_row(status))
+
+    def append_run(self, record: RunRecord, keep: int = HISTORY_KEEP) -> None:
+        self.save_batch((), (record,), keep)
+
+    def save_batch(
+        self,
+        statuses: Iterable[CharmStatus],
+        records: Iterable[RunRecord],
+        keep: int = HISTORY_KEEP,
+    ) -> None:
+        """One transaction for every status and run given: what the scheduler wrote during one
+        loop iteration (many runs ending together cost one commit, not three each)."""
+        by_charm: dict[str, list[tuple[str, Any, float]]] = defaultdict(list)
+        for record in records:
+            by_charm[record.charm_id].append(self._run_row(record))
+        rows = [(status.charm_id, self._status_row(status)) for status in statuses]
         with self._store.transaction():
-            runs.upsert(key, record.to_json(), sort_key=record.started_at.timestamp())
-            runs.trim(keep)
+            for charm_id, runs in by_charm.items():
+                collection = self._runs(charm_id)
+                collection.upsert_many(runs)
+                collection.trim(keep)
+            if rows:
+                self._status.upsert_many(rows)
 
     def history(self, charm_id: str, limit: int = HISTORY_KEEP) -> list[RunRecord]:
         runs, _bad = self._runs(charm_id).items_checked(limit=limit, newest_first=True)
