@@ -46,6 +46,27 @@ def test_upsert_many_and_delete_many(coll: Collection) -> None:
     assert coll.keys() == ["d"] and len(coll) == 1
 
 
+def test_put_many_writes_without_reading_keeps_counts_and_trims(
+    store: Store, coll: Collection
+) -> None:
+    statements: list[str] = []
+    store._db().set_trace_callback(statements.append)
+    try:
+        assert coll.put_many([("a", {"v": 1}, 1), ("b", {"v": 2}, 2)]) == 2
+    finally:
+        store._db().set_trace_callback(None)
+    assert not any(s.startswith("SELECT") for s in statements), statements  # no read first
+    assert coll.put_many([("a", {"v": 10}, 5), ("c", {"v": 3}, 3)]) == 2  # a: overwritten
+    assert len(coll) == 3  # the count triggers saw one insert per new key, none for "a"
+    assert coll.get("a") == {"v": 10}
+    assert [k for k, _ in coll.items()] == ["b", "c", "a"]  # a's new sort key
+    assert coll.put_many([("d", 4, 4)], keep=2) == 1
+    assert [k for k, _ in coll.items()] == ["d", "a"] and len(coll) == 2
+    with pytest.raises(TypeError, match="JSON"), store.transaction():
+        coll.put_many([("e", 5, 5), ("f", object(), 6)])
+    assert len(coll) == 2 and "e" not in coll  # all or nothing
+
+
 def test_values_must_be_json(coll: Collection) -> None:
     with pytest.raises(TypeError, match="JSON"):
         coll.upsert("k", object())

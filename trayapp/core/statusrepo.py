@@ -213,14 +213,12 @@ class StoreStatusRepo:
         by_charm: dict[str, list[tuple[str, Any, float]]] = defaultdict(list)
         for record in records:
             by_charm[record.charm_id].append(self._run_row(record))
-        rows = [(status.charm_id, self._status_row(status)) for status in statuses]
+        rows = [(status.charm_id, self._status_row(status), None) for status in statuses]
         with self._store.transaction():
             for charm_id, runs in by_charm.items():
-                collection = self._runs(charm_id)
-                collection.upsert_many(runs)
-                collection.trim(keep)
+                self._runs(charm_id).put_many(runs, keep=keep)
             if rows:
-                self._status.upsert_many(rows)
+                self._status.put_many(rows)
 
     def history(self, charm_id: str, limit: int = HISTORY_KEEP) -> list[RunRecord]:
         runs, _bad = self._runs(charm_id).items_checked(limit=limit, newest_first=True)

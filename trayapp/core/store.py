@@ -914,6 +914,30 @@ class Collection:
                     updated += 1
         return added, updated
 
+    def put_many(
+        self, items: Iterable[tuple[str, Any, SortKey]], *, keep: int | None = None
+    ) -> int:
+        """Write ``(key, value, sort_key)`` items in one transaction, one statement each (an
+        UPSERT), without reading what is stored first as :meth:`upsert_many` does to report
+        "unchanged". For writers whose values always changed (the scheduler's statuses and run
+        records, many per loop iteration). ``keep``: then keep only the newest ``keep`` items,
+        as :meth:`trim`. Returns how many were written.
+        """
+        store = self._store
+        written = 0
+        with store.transaction():
+            for key, value, sort_key in items:
+                store._execute(
+                    "INSERT INTO items (coll, key, sort_key, value) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (coll, key)"
+                    " DO UPDATE SET sort_key = excluded.sort_key, value = excluded.value",
+                    (self.name, key, sort_key, _encode_json(value)),
+                )
+                written += 1
+            if keep is not None:
+                self._trim(keep)
+        return written
+
     def delete(self, key: str) -> bool:
         with self._store.transaction():
             cur = self._store._execute(
@@ -1070,16 +1094,19 @@ class Collection:
 
     def trim(self, keep: int) -> int:
         """Delete all but the newest ``keep`` items by sort key; returns how many went."""
+        with self._store.transaction():
+            return self._trim(keep)
+
+    def _trim(self, keep: int) -> int:
         if keep < 0:
             raise ValueError("keep must be >= 0")
-        with self._store.transaction():
-            cur = self._store._execute(
-                "DELETE FROM items WHERE coll = ? AND key IN ("
-                " SELECT key FROM items WHERE coll = ?"
-                " ORDER BY sort_key DESC, key DESC LIMIT -1 OFFSET ?)",
-                (self.name, self.name, keep),
-            )
-            return max(cur.rowcount, 0)
+        cur = self._store._execute(
+            "DELETE FROM items WHERE coll = ? AND key IN ("
+            " SELECT key FROM items WHERE coll = ?"
+            " ORDER BY sort_key DESC, key DESC LIMIT -1 OFFSET ?)",
+            (self.name, self.name, keep),
+        )
+        return max(cur.rowcount, 0)
 
 
 def _sort_range(low: SortKey, high: SortKey) -> tuple[str, tuple[Any, ...]]:
