@@ -1,38 +1,50 @@
-"""Scheduler benchmark: run overhead, lateness and idle cost, printed as a table.
+"""Scheduler benchmark: run overhead and lateness against a bare asyncio floor, and idle cost.
 
-    PYTHONPATH=. .venv/bin/python bench/scheduler.py [--charms 10000] [--idle-seconds 60]
+    PYTHONPATH=. .venv/bin/python bench/scheduler.py [--charms 10000] [--reps 3]
 
-* overhead: ``run_now()`` of N charms whose updater does nothing; wall and CPU time per run
-  (everything the scheduler does per run: queueing, the deadline, status saves, events,
-  history, the watchdog).
-* lateness: N charms due at staggered times over ``--spread`` seconds (real SystemClock);
-  how late each run started after its due time, p50/p99/max.
+* overhead: ``run_now()`` of N charms whose updater does nothing; CPU time per run of
+  everything the scheduler does per run (queueing, the deadline, status transitions and saves,
+  events, history, the watchdog), against the floor (:func:`floor_overhead`): a bare asyncio
+  scheduler doing the same work minus that bookkeeping (a task per run, a slot, a deadline,
+  the result recorded). Status kept in memory, and again in a real SQLite store against a
+  floor that records each result in SQLite. Scheduler and floor alternate ``--reps`` times in
+  one process; ratios are min/median/max over the repetitions.
+* lateness: N charms due over ``--spread`` seconds (real SystemClock), evenly spread and in
+  bursts due at the very same instant (``--bursts``); how late each run's updater started after
+  its due time, p50/p99/max, against the floor (call_at timers starting the floor's runs).
 * idle: 1,000 charms all due in 10 minutes; CPU seconds, scheduler loop iterations and event
   loop wake-ups (selector ``select()`` calls) while nothing is due. The target is 0 wake-ups.
 
-Runs in well under 3 minutes with the defaults; ``--idle-seconds 5`` for a quick look.
+About 5 minutes with the defaults on a 2-core machine; ``--reps 1 --idle-seconds 5`` for a
+quick look.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import selectors
+import sqlite3
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from trayapp.core.clock import SystemClock
+from trayapp.core.events import EngineEvent
 from trayapp.core.outcomes import RunReport
 from trayapp.core.scheduler import ScheduleEntry, Scheduler
 from trayapp.core.status import CharmStatus
-from trayapp.core.statusrepo import InMemoryStatusRepo
+from trayapp.core.statusrepo import InMemoryStatusRepo, StatusRepo, StoreStatusRepo
+from trayapp.core.store import Store
 
 HOUR = timedelta(hours=1)
 T = TypeVar("T")
@@ -64,33 +76,75 @@ async def noop(charm_id: str, trigger: str) -> RunReport:
     return RunReport()
 
 
-async def bench_overhead(n: int, concurrency: int) -> dict[str, float]:
+def observer(event: EngineEvent) -> None:
+    """The engine always observes the scheduler's events (it publishes them): so does the
+    benchmark, so their cost is counted."""
+
+
+@contextlib.contextmanager
+def status_repo(kind: str) -> Iterator[StatusRepo]:
+    """``memory``: InMemoryStatusRepo; ``sqlite``: the app's StoreStatusRepo in a fresh store
+    (WAL, synchronous=NORMAL, as a profile's) in a temporary directory."""
+    if kind == "memory":
+        yield InMemoryStatusRepo()
+        return
+    with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "store.db") as store:
+        yield StoreStatusRepo(store)
+
+
+@contextlib.contextmanager
+def results_table() -> Iterator[sqlite3.Connection]:
+    """The SQLite floor's own store: one table of results, configured as the app's store."""
+    with tempfile.TemporaryDirectory() as tmp:
+        conn = sqlite3.connect(Path(tmp) / "floor.db", isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(
+            "CREATE TABLE results (charm TEXT PRIMARY KEY, started REAL, ended REAL, ok INTEGER)"
+        )
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+
+async def bench_overhead(n: int, concurrency: int, store: str) -> dict[str, float]:
     clock = SystemClock()
-    repo = InMemoryStatusRepo()
-    for i in range(n):  # already run once: next due in an hour, so only run_now() runs them
-        repo.save(CharmStatus(f"c{i}", next_due_at=clock.now() + HOUR))
-    scheduler = Scheduler(noop, repo, clock, max_concurrency=concurrency)
-    for i in range(n):
-        scheduler.add(ScheduleEntry(f"c{i}", HOUR))
-    await scheduler.start()
-    wall, cpu = time.perf_counter(), time.process_time()
-    futures = {f"c{i}": scheduler.run_now(f"c{i}") for i in range(n)}
-    await asyncio.gather(*futures.values())
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    await scheduler.shutdown()
+    with status_repo(store) as repo:
+        for i in range(n):  # already run once: next due in an hour, so only run_now() runs
+            repo.save(CharmStatus(f"c{i}", next_due_at=clock.now() + HOUR))
+        scheduler = Scheduler(noop, repo, clock, max_concurrency=concurrency, on_event=observer)
+        for i in range(n):
+            scheduler.add(ScheduleEntry(f"c{i}", HOUR))
+        await scheduler.start()
+        wall, cpu = time.perf_counter(), time.process_time()
+        futures = {f"c{i}": scheduler.run_now(f"c{i}") for i in range(n)}
+        await asyncio.gather(*futures.values())
+        scheduler.flush()  # the last iteration's writes are part of the work
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        await scheduler.shutdown()
     assert all(f.result().ok for f in futures.values())
     return {"wall_us": wall / n * 1e6, "cpu_us": cpu / n * 1e6, "runs_per_s": n / wall}
 
 
-async def floor_overhead(n: int, concurrency: int) -> dict[str, float]:
+async def floor_overhead(n: int, concurrency: int, store: str) -> dict[str, float]:
     """The bare asyncio floor for the same work: a scheduler with none of our bookkeeping.
 
     Per run: a future handed to the caller, one task that waits for one of ``concurrency``
     slots, awaits the no-op updater under a deadline (``asyncio.timeout``, the entry's default
     10 minutes), records the result with its start and end times (a dict per charm, as a status
     store would), and sets the future. No status transitions, history, events, backoff,
-    watchdog, persistence or redaction.
+    watchdog or redaction. ``store="sqlite"``: the result is also written to a SQLite table,
+    one row and one commit per run (:func:`results_table`).
     """
+    with contextlib.ExitStack() as stack:
+        conn = stack.enter_context(results_table()) if store == "sqlite" else None
+        return await _floor_overhead(n, concurrency, conn)
+
+
+async def _floor_overhead(
+    n: int, concurrency: int, conn: sqlite3.Connection | None
+) -> dict[str, float]:
     slots = asyncio.Semaphore(concurrency)
     results: dict[str, tuple[float, float, RunReport]] = {}
     deadline = timedelta(minutes=10).total_seconds()
@@ -100,7 +154,13 @@ async def floor_overhead(n: int, concurrency: int) -> dict[str, float]:
             started = time.time()
             async with asyncio.timeout(deadline):
                 result = await noop(charm_id, "manual")
-            results[charm_id] = (started, time.time(), result)
+            ended = time.time()
+            results[charm_id] = (started, ended, result)
+            if conn is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)",
+                    (charm_id, started, ended, 1),
+                )
             future.set_result(result)
 
     loop = asyncio.get_running_loop()
@@ -118,31 +178,54 @@ async def floor_overhead(n: int, concurrency: int) -> dict[str, float]:
     return {"wall_us": wall / n * 1e6, "cpu_us": cpu / n * 1e6, "runs_per_s": n / wall}
 
 
-async def floor_lateness(n: int, spread: float) -> dict[str, float]:
-    """The bare asyncio floor for lateness: one ``call_at`` timer per due time, no scheduler."""
+def due_offsets(n: int, spread: float, burst: int) -> list[float]:
+    """Seconds after the first due time: ``n`` charms over ``spread`` seconds, ``burst`` of them
+    due at the very same instant each time (1: evenly spread)."""
+    groups = max(1, -(-n // burst))
+    return [spread * (i // burst) / groups for i in range(n)]
+
+
+LEAD = 3.0  # seconds from setting up to the first due time: setup must not make charms overdue
+
+
+async def floor_lateness(n: int, spread: float, burst: int, concurrency: int) -> dict[str, float]:
+    """The bare asyncio floor for lateness: at each due time (a ``call_at`` timer) a task is
+    started that waits for one of ``concurrency`` slots, notes how late its updater starts,
+    awaits it under a deadline and records the result: the scheduler's work minus its
+    bookkeeping, as in :func:`floor_overhead`."""
     loop = asyncio.get_running_loop()
-    clock = SystemClock()
+    slots = asyncio.Semaphore(concurrency)
+    results: dict[str, RunReport] = {}
     lateness: list[float] = []
     done = asyncio.Event()
-    first = clock.now() + timedelta(seconds=1)
+    deadline = timedelta(minutes=10).total_seconds()
+    tasks: set[asyncio.Task[None]] = set()
 
-    def fire(due: Any) -> None:
-        lateness.append((clock.now() - due).total_seconds())
+    async def one(charm_id: str, due: float) -> None:
+        async with slots:
+            lateness.append(time.time() - due)
+            async with asyncio.timeout(deadline):
+                results[charm_id] = await noop(charm_id, "schedule")
         if len(lateness) == n:
             done.set()
 
-    base = loop.time() + 1
-    for i in range(n):
-        offset = spread * i / n
-        loop.call_at(base + offset, fire, first + timedelta(seconds=offset))
+    def fire(charm_id: str, due: float) -> None:
+        task = loop.create_task(one(charm_id, due))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    base_loop, base_wall = loop.time() + LEAD, time.time() + LEAD
+    for i, offset in enumerate(due_offsets(n, spread, burst)):
+        loop.call_at(base_loop + offset, fire, f"c{i}", base_wall + offset)
     await asyncio.wait_for(done.wait(), spread + 120)
     ms = [x * 1000 for x in lateness]
     return {"p50_ms": percentile(ms, 0.50), "p99_ms": percentile(ms, 0.99), "max_ms": max(ms)}
 
 
-async def bench_lateness(n: int, spread: float, concurrency: int) -> dict[str, float]:
+async def bench_lateness(
+    n: int, spread: float, burst: int, concurrency: int, store: str
+) -> dict[str, float]:
     clock = SystemClock()
-    repo = InMemoryStatusRepo()
     lateness: list[float] = []
     all_ran = asyncio.Event()
     scheduler: Scheduler | None = None
@@ -156,16 +239,16 @@ async def bench_lateness(n: int, spread: float, concurrency: int) -> dict[str, f
             all_ran.set()
         return RunReport()
 
-    first = clock.now() + timedelta(seconds=1)
-    for i in range(n):
-        due = first + timedelta(seconds=spread * i / n)
-        repo.save(CharmStatus(f"c{i}", next_due_at=due))
-    scheduler = Scheduler(runner, repo, clock, max_concurrency=concurrency)
-    for i in range(n):
-        scheduler.add(ScheduleEntry(f"c{i}", HOUR))
-    await scheduler.start()
-    await asyncio.wait_for(all_ran.wait(), spread + 120)
-    await scheduler.shutdown()
+    first = clock.now() + timedelta(seconds=LEAD)
+    with status_repo(store) as repo:
+        for i, offset in enumerate(due_offsets(n, spread, burst)):
+            repo.save(CharmStatus(f"c{i}", next_due_at=first + timedelta(seconds=offset)))
+        scheduler = Scheduler(runner, repo, clock, max_concurrency=concurrency, on_event=observer)
+        for i in range(n):
+            scheduler.add(ScheduleEntry(f"c{i}", HOUR))
+        await scheduler.start()
+        await asyncio.wait_for(all_ran.wait(), spread + 120)
+        await scheduler.shutdown()
     ms = [x * 1000 for x in lateness]
     return {
         "runs": len(ms),
@@ -209,54 +292,86 @@ def run(
         return runner.run(coro_factory())
 
 
+def min_med_max(values: list[float]) -> tuple[float, float, float]:
+    ordered = sorted(values)
+    return ordered[0], ordered[len(ordered) // 2], ordered[-1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--charms", type=int, default=10_000)
+    parser.add_argument("--reps", type=int, default=3, help="repetitions (min/median/max)")
     parser.add_argument("--spread", type=float, default=5.0, help="seconds the due times span")
+    parser.add_argument(
+        "--bursts",
+        default="1,500",
+        help="charms due at the same instant, comma-separated (1: evenly spread)",
+    )
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--idle-charms", type=int, default=1_000)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     args = parser.parse_args()
+    n, conc, reps = args.charms, args.concurrency, args.reps
 
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, asyncio SelectorEventLoop")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     rows: list[tuple[str, str, str]] = []
 
-    # Scheduler and floor alternate, 3 rounds each, in the same process: the ratio is
-    # min/median/max of scheduler / floor, so machine load hits both alike.
-    overheads = []
-    for _ in range(3):
-        o = run(lambda: bench_overhead(args.charms, args.concurrency))
-        f = run(lambda: floor_overhead(args.charms, args.concurrency))
-        overheads.append((o, f))
-    o, f = min(overheads, key=lambda pair: pair[0]["cpu_us"])
-    label = f"{args.charms} no-op runs, concurrency {args.concurrency}"
-    rows.append(("run overhead (wall)", f"{o['wall_us']:.0f} µs/run", label))
-    rows.append(
-        ("run overhead (CPU)", f"{o['cpu_us']:.0f} µs/run", f"{o['runs_per_s']:.0f} runs/s")
-    )
-    rows.append(("floor overhead (CPU)", f"{f['cpu_us']:.0f} µs/run", "bare asyncio, best of 3"))
-    ratios = sorted(a["cpu_us"] / b["cpu_us"] for a, b in overheads)
-    rows.append(
-        (
-            "overhead ratio (CPU)",
-            f"{ratios[1]:.2f}",
-            f"scheduler / floor, min {ratios[0]:.2f} max {ratios[-1]:.2f}; target <= 2",
+    # Scheduler and floor alternate in the same process: each ratio is scheduler / floor of
+    # the same repetition, so machine load hits both alike.
+    for store in ("memory", "sqlite"):
+        pairs = []
+        for _ in range(reps):
+            o = run(lambda: bench_overhead(n, conc, store))  # noqa: B023 - run at once
+            f = run(lambda: floor_overhead(n, conc, store))  # noqa: B023
+            pairs.append((o["cpu_us"], f["cpu_us"]))
+        lo, med, hi = min_med_max([a for a, _ in pairs])
+        rows.append(
+            (
+                f"run CPU, status in {store}",
+                f"{med:.1f} µs/run",
+                f"{n} no-op runs, concurrency {conc}; min {lo:.1f} max {hi:.1f}",
+            )
         )
-    )
+        lo, med, hi = min_med_max([b for _, b in pairs])
+        floor = "a task, a slot, asyncio.timeout, result kept" + (
+            "" if store == "memory" else ", a row + commit in SQLite"
+        )
+        rows.append((f"  floor, {store}", f"{med:.1f} µs/run", f"{floor}; {lo:.1f}-{hi:.1f}"))
+        lo, med, hi = min_med_max([a / b for a, b in pairs])
+        rows.append(
+            (
+                f"  ratio, {store}",
+                f"{med:.2f}",
+                f"scheduler / floor, min {lo:.2f} max {hi:.2f} (x{reps}); target <= 2",
+            )
+        )
 
-    lt = run(lambda: bench_lateness(args.charms, args.spread, args.concurrency))
-    fl = run(lambda: floor_lateness(args.charms, args.spread))
-    label = f"{lt['runs']} charms due over {args.spread:g} s"
-    rows.append(("lateness p50", f"{lt['p50_ms']:.2f} ms", label))
-    rows.append(("lateness p99", f"{lt['p99_ms']:.2f} ms", f"max {lt['max_ms']:.2f} ms; <= 50"))
-    rows.append(
-        (
-            "floor lateness p99",
-            f"{fl['p99_ms']:.2f} ms",
-            f"call_at timers, max {fl['max_ms']:.2f} ms",
+    bursts = [int(b) for b in args.bursts.split(",")]
+    for store, burst in [(st, b) for st in ("memory", "sqlite") for b in bursts]:
+        ours, floors = [], []
+        for _ in range(reps):
+            ours.append(run(lambda: bench_lateness(n, args.spread, burst, conc, store)))  # noqa: B023
+            floors.append(run(lambda: floor_lateness(n, args.spread, burst, conc)))  # noqa: B023
+        what = ("evenly" if burst == 1 else f"{burst} at once") + f", {store}"
+        lo, med, hi = min_med_max([r["p99_ms"] for r in ours])
+        rows.append(
+            (
+                f"lateness p99, {what}",
+                f"{med:.2f} ms",
+                f"{n} due over {args.spread:g} s; min {lo:.2f} max {hi:.2f}; target <= 50",
+            )
         )
-    )
+        lo, med, hi = min_med_max([r["p99_ms"] for r in floors])
+        rows.append((f"  floor p99, {what}", f"{med:.2f} ms", f"min {lo:.2f} max {hi:.2f}"))
+        rows.append(
+            (
+                f"  p50 / max, {what}",
+                f"{statistics.median(r['p50_ms'] for r in ours):.2f} ms",
+                f"max {max(r['max_ms'] for r in ours):.2f} ms "
+                f"(floor {max(r['max_ms'] for r in floors):.2f} ms)",
+            )
+        )
 
     selector = CountingSelector()
     idle = run(lambda: bench_idle(args.idle_charms, args.idle_seconds, selector), selector)
@@ -264,6 +379,7 @@ def main() -> None:
     rows.append(("idle CPU", f"{idle['cpu_s']:.4f} s", label))
     rows.append(("idle scheduler wake-ups", f"{idle['loop_iterations']:.0f}", "target 0"))
     rows.append(("idle event-loop wake-ups", f"{idle['selects']:.0f}", "select() calls, target 0"))
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     widths = [max(len(r[i]) for r in [*rows, ("metric", "value", "notes")]) for i in range(3)]
     header = ("metric", "value", "notes")

@@ -1182,10 +1182,13 @@ class Scheduler:
             if asked_poll is not None:  # the pattern asked for a later poll: at most a day
                 delay = max(delay, min(asked_poll, MAX_RETRY_AFTER).total_seconds())
             next_due = self._after(ended, delay)
+        # Whether a success unparks it. Only a parked charm needs the answer, and asking scans
+        # every charm of the scheduler (_account_parked): not on every run (issue 17.6).
         unpark = (
-            account is None
-            or not self._account_parked(account, besides=charm)
+            not status.parked
+            or account is None
             or run.trigger == TRIGGER_MANUAL  # the user ran it and it worked: it is fine
+            or not self._account_parked(account, besides=charm)
         )
         new = finished(
             status, outcome, ended, next_due_at=next_due, unpark=unpark, blocked=run.blocked
