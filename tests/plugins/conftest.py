@@ -18,12 +18,15 @@ class JsonServer:
     """Serves ``documents[path]`` as JSON with a strong ETag; 304 on a matching If-None-Match.
 
     ``requests`` records (method, path, If-None-Match, Authorization) of every request;
-    ``status[path]`` forces a status (with ``headers[path]``) instead.
+    ``status[path]`` forces a status (with ``headers[path]``) instead; ``tokens[path]`` makes
+    the path answer 401 unless the request carries ``Authorization: Bearer <that token>`` (as
+    GitHub's API answers a bad token: 401 with a JSON message).
     """
 
     documents: dict[str, Any] = field(default_factory=dict)
     status: dict[str, int] = field(default_factory=dict)
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)
     requests: list[tuple[str, str, str | None, str | None]] = field(default_factory=list)
     url: str = ""
 
@@ -39,7 +42,10 @@ def _handler(server: JsonServer) -> type[BaseHTTPRequestHandler]:
             match = self.headers.get("If-None-Match")
             server.requests.append(("GET", path, match, self.headers.get("Authorization")))
             extra = server.headers.get(path, {})
-            if path in server.status:
+            wanted = server.tokens.get(path)
+            if wanted is not None and self.headers.get("Authorization") != f"Bearer {wanted}":
+                self._send(401, b'{"message": "Bad credentials"}', extra)
+            elif path in server.status:
                 self._send(server.status[path], b"", extra)
             elif path not in server.documents:
                 self._send(404, b'{"error": "not found"}', extra)

@@ -9,6 +9,7 @@ added as a charm with ``trayapp charms add``, synced twice against a real local 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -203,3 +204,95 @@ def test_edit_reset_and_log_lines_in_the_log_file(
     assert json_server.requests[requests_before][2] is None
     status = json.loads(trayapp(plugin_site, profile, "status", "--json").stdout)
     assert status["charms"][0]["status"]["last_counts"]["added"] == 2
+
+
+def trayapp_in(
+    site: Path, profile: Path, stdin: str, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """``trayapp`` with ``stdin`` piped in (a token is never an argument), secrets in the
+    profile's 0600 file (never the keyring of the machine running the tests)."""
+    env = {**plugin_env(site), "TRAYAPP_SECRET_STORE": "file"}
+    return subprocess.run(
+        [sys.executable, "-m", "trayapp", "--profile", str(profile), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        input=stdin,
+        timeout=60,
+    )
+
+
+def test_token_credential_refused_needs_sign_in_and_a_new_token_recovers(
+    plugin_site: Path, tmp_path: Path, json_server: JsonServer
+) -> None:
+    """The example's ApiToken pattern as a user runs it: a token account added from stdin, a
+    401 from the server for a wrong token -> the account needs sign-in in `status --json`, a
+    new token through `accounts signin` -> the next sync imports."""
+    profile = tmp_path / "profile"
+    json_server.documents["/p.json"] = [{"id": "a", "title": "Private"}]
+    json_server.tokens["/p.json"] = "right-token-123"
+    run = functools.partial(trayapp_in, plugin_site, profile)
+
+    added = run(
+        "wrong-token-456\n", "accounts", "add", "--service", "example-notes", "--name", "work"
+    )
+    assert added.returncode == 0, added.stderr
+    assert "Added work (Example Notes" in added.stdout
+    assert "wrong-token-456" not in added.stdout + added.stderr
+
+    # A Google-style charm add without the account: one line saying how to add one.
+    missing = run("", "charms", "add", "example-private-notifications", "--set", "url=http://x/")
+    assert missing.returncode == 1
+    assert "needs a Example Notes account" in missing.stderr
+    assert "trayapp accounts add --service example-notes" in missing.stderr
+
+    charm = run(
+        "",
+        "charms",
+        "add",
+        "example-private-notifications",
+        "--account",
+        "work",
+        "--set",
+        f"url={json_server.url}/p.json",
+        "--json",
+    )
+    assert charm.returncode == 0, charm.stderr
+    charm_id = json.loads(charm.stdout)["charm"]["id"]
+
+    refused = run("", "sync", "--json")
+    assert json.loads(refused.stdout)["results"][0]["outcome"] == "auth_required"
+    assert json_server.requests[-1][3] == "Bearer wrong-token-456"
+    status = json.loads(run("", "status", "--json").stdout)
+    (account,) = status["accounts"]
+    assert (account["service"], account["label"], account["state"], account["cause"]) == (
+        "example-notes",
+        "work",
+        "needs_sign_in",
+        "token_rejected",
+    )
+    assert account["reason"] == "Example Notes refused the token of work."
+    (charm_status,) = status["charms"]
+    assert charm_status["id"] == charm_id
+    assert charm_status["status"]["state"] == "parked"
+    listed = run("", "accounts", "list")
+    assert "work (Example Notes)  needs sign-in" in listed.stdout
+
+    # Re-auth: a new token from stdin; the parked charm runs again and imports.
+    again = run("right-token-123\n", "accounts", "signin", "work")
+    assert again.returncode == 0, again.stderr
+    synced = run("", "sync", "--json")
+    result = json.loads(synced.stdout)["results"][0]
+    assert result["outcome"] == "ok", synced.stdout
+    assert json_server.requests[-1][3] == "Bearer right-token-123"
+    status = json.loads(run("", "status", "--json").stdout)
+    assert status["accounts"][0]["state"] == "signed_in"
+    assert status["charms"][0]["status"]["totals"]["added"] == 1
+
+    # The tokens are only in the 0600 secrets file: not in the database, --json or the log.
+    everything = b"".join(
+        p.read_bytes() for p in profile.rglob("*") if p.is_file() and p.name != "secrets.json"
+    )
+    assert b"right-token-123" not in everything and b"wrong-token-456" not in everything
+    assert (profile / "secrets.json").stat().st_mode & 0o777 == 0o600
+    assert b"right-token-123" in (profile / "secrets.json").read_bytes()

@@ -25,6 +25,16 @@ updater logged with ``ctx.log`` (secrets shown as ``[redacted]``, as in the app'
 :func:`run_pattern_sync` is the same for a plain (not async) test. Secret settings (``SecretStr``)
 are kept in a 0600 file in ``profile``, never in the keyring of the machine running the tests
 (where they would replace the app's own secret of a charm with the same id).
+
+A pattern with a ``credential`` (:class:`~trayapp.api.ApiToken`, or an OAuth provider's access
+token) runs with an account holding ``token=``; give a different ``token`` in a later call to
+"enter a new token" for that account. ``run.account`` is the account as ``trayapp accounts list
+--json`` shows it, so a test can check that a refused token makes it ``needs_sign_in``::
+
+    run = await run_pattern(Issues, {}, token="wrong", transport=..., profile=tmp_path)
+    assert run.kind == "auth_required" and run.account["state"] == "needs_sign_in"
+    run = await run_pattern(Issues, {}, token="good", transport=..., profile=tmp_path)
+    assert run.kind == "ok" and run.account["state"] == "signed_in"
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from typing import Any
 
 import httpx
 
+from trayapp.auth.accounts import AccountManager
 from trayapp.auth.secrets import SecretVault
 from trayapp.core.engine import Engine
 from trayapp.core.errors import NotFoundError, SettingsError
@@ -62,6 +73,8 @@ class PatternRun:
     cells: dict[str, Any] = field(default_factory=dict)
     # the updater's ctx.log lines, formatted ("INFO fetched 2 items")
     logs: list[str] = field(default_factory=list)
+    # a pattern with a credential: its account as `trayapp accounts list --json` shows it
+    account: dict[str, Any] | None = None
 
     @property
     def kind(self) -> OutcomeKind:
@@ -91,6 +104,7 @@ async def run_pattern(
     transport: httpx.AsyncBaseTransport | None = None,
     name: str | None = None,
     run_timeout: timedelta | None = None,
+    token: str | None = None,
 ) -> PatternRun:
     """Run ``pattern``'s updater once as a charm in ``profile`` and return what happened.
 
@@ -100,30 +114,51 @@ async def run_pattern(
     it was created with. ``transport`` replaces the network for ``ctx.http`` (say
     ``httpx.MockTransport(handler)``); without it requests go to the real URLs, so point the
     settings at a local server. ``run_timeout`` overrides the pattern's run timeout (to test a hang
-    quickly). Patterns that need a Google account cannot run here.
+    quickly). ``token``: the token of the account a pattern with a ``credential`` runs with (the
+    first call needs it; a later one replaces it). Patterns that need a Google account cannot
+    run here.
     """
     registry = PatternRegistry()
     instance = registry.register(pattern, source="test")
     if run_timeout is not None:
         # The run's deadline is read from the instance, so this affects this run only.
         object.__setattr__(instance, "timeout", run_timeout)
-    if instance.needs_account:
+    if instance.needs_account and instance.credential is None:
         raise ValueError(
-            f"pattern {instance.id!r} needs an account; run_pattern runs account-free patterns"
+            f"pattern {instance.id!r} needs a Google account; run_pattern runs patterns without "
+            "one (or with a credential: pass token=)"
         )
-    engine = Engine(
-        Path(profile),
-        patterns=registry,
-        http_transport=transport,
-        secrets=SecretVault(Path(profile), mode="file"),
-    )
+    vault = SecretVault(Path(profile), mode="file")
+    engine = Engine(Path(profile), patterns=registry, http_transport=transport, secrets=vault)
+    accounts: AccountManager | None = None
     try:
         display = name or instance.title
         existing = [c for c in engine.charms() if c.pattern_id == instance.id and c.name == display]
+        account_id = existing[0].account_id if existing else None
+        if instance.credential is not None:
+            from trayapp.auth.wiring import attach_accounts
+
+            accounts = attach_accounts(engine, vault=vault)
+            if token is not None:
+                stored = await accounts.add_token(
+                    instance.credential.service,
+                    token,
+                    name="test",
+                    account_id=account_id,
+                    check=False,
+                )
+                account_id = stored.id
+            elif account_id is None:
+                raise ValueError(
+                    f"pattern {instance.id!r} needs a {instance.credential.title} account: "
+                    "pass token= (the token it signs in with)"
+                )
         if existing:
             info = existing[0]
         else:
-            info = engine.add_charm(instance.id, settings or {}, name=display)
+            info = engine.add_charm(
+                instance.id, settings or {}, name=display, account_id=account_id
+            )
         logger = logging.getLogger(f"trayapp.charm.{info.id}")
         lines = _Lines()
         old_level = logger.level
@@ -152,9 +187,12 @@ async def run_pattern(
             items=items,
             cells=cells,
             logs=lines.lines,
+            account=accounts.get(account_id).to_json() if accounts and account_id else None,
         )
     finally:
         await engine.aclose()
+        if accounts is not None:
+            await accounts.aclose()
 
 
 def run_pattern_sync(
@@ -165,6 +203,7 @@ def run_pattern_sync(
     transport: httpx.AsyncBaseTransport | None = None,
     name: str | None = None,
     run_timeout: timedelta | None = None,
+    token: str | None = None,
 ) -> PatternRun:
     """:func:`run_pattern` for a test that is not async (it runs its own event loop)."""
     return asyncio.run(
@@ -175,5 +214,6 @@ def run_pattern_sync(
             transport=transport,
             name=name,
             run_timeout=run_timeout,
+            token=token,
         )
     )

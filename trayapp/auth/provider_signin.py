@@ -177,9 +177,9 @@ async def _complete(
             spec.token_url, data=form, headers={"Accept": "application/json"}, timeout=30
         )
     except httpx.HTTPError as exc:
+        log.warning("the %s code exchange failed: %s", spec.service, type(exc).__name__)
         raise SignInError(
-            f"Cannot reach {spec.title}'s token endpoint ({type(exc).__name__}); check the "
-            "network and sign in again"
+            f"Cannot reach {spec.title}'s token endpoint; check the network and sign in again"
         ) from None
     try:
         body = response.json()

@@ -176,7 +176,10 @@ class ServiceTokenProvider:
         if self._token is None:
             return False
         if self._expiry is None:
-            return isinstance(self.spec, ApiToken)
+            # An API token, or a provider that gave no expires_in (GitHub's OAuth tokens do not
+            # expire): good until the service refuses it (401: refresh if possible, else
+            # needs sign-in).
+            return True
         return self._now() < self._expiry - REFRESH_MARGIN
 
     async def _obtain(self, *, force: bool, rejected: str | None) -> str:

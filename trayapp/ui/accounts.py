@@ -50,6 +50,16 @@ class ClientSummary:
     is_google: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ServiceChoice:
+    """A non-Google service an installed pattern needs an account of (its ``credential``)."""
+
+    service: str
+    title: str
+    token: bool  # True: the user pastes an API token; False: the provider's browser sign-in
+    help_url: str
+
+
 @runtime_checkable
 class AccountActions(Protocol):
     """What Settings and the Connect Google wizard do with accounts (beyond the tray's needs).
@@ -149,6 +159,10 @@ def describe(account: Any) -> tuple[str, str]:
     """
     if _state(account.state) is AccountState.SIGNED_IN:
         return "", ""
+    if not getattr(account, "is_google", True):
+        # Another service's account: the table below speaks of Google; auth's sentence names
+        # the service ("GitHub refused the token of work.") and its hint is a command line.
+        return short_reason(str(account.reason or "")), ""
     cause = account.cause
     known = _CAUSES.get(str(getattr(cause, "value", cause))) if cause is not None else None
     reason, hint = known or ("", "")
@@ -187,6 +201,9 @@ class AuthAccounts:
                     signing_in=str(a.id) in self._flows,
                     permission_prompt=str(a.permission_prompt),
                     permission_words=str(a.permission_words),
+                    service_title="" if a.is_google else str(a.service_title),
+                    token=a.credential_kind == "api_token",
+                    service=str(a.service),
                 )
             )
         return out
@@ -308,6 +325,33 @@ class AuthAccounts:
             return tuple(self._m.missing_scopes(account_id))
         except NotFoundError:
             return ()
+
+    # -- other services' accounts (a plugin's ApiToken / OAuth2Provider) -----------------------
+
+    def services(self) -> dict[str, ServiceChoice]:
+        return {
+            service: ServiceChoice(
+                service, spec.title, spec.kind == "api_token", str(spec.help_url or "")
+            )
+            for service, spec in self._m.service_specs().items()
+        }
+
+    async def add_token(
+        self, service: str, token: str, name: str | None = None, account_id: str | None = None
+    ) -> str:
+        """Store an API token (a new account, or a new token for ``account_id``); its id."""
+        account = await self._m.add_token(service, token, name=name, account_id=account_id)
+        self._changed()
+        return str(account.id)
+
+    async def connect_service(self, service: str) -> str:
+        """A new account of an OAuth provider through its browser sign-in; its id."""
+        kwargs: dict[str, Any] = {}
+        if self._opener is not None:
+            kwargs["opener"] = self._opener
+        account = await self._m.sign_in_service(service, **kwargs)
+        self._changed()
+        return str(account.id)
 
     async def store_pending(self, pending_id: str, use_file: bool) -> str:
         """Finish a sign-in the keychain could not keep (the user's choice); the account id."""

@@ -39,6 +39,30 @@ class AccountView:
     permission_prompt: str = ""
     # needs_permission only: what is asked, in words ("read Google Calendar")
     permission_words: str = ""
+    # Another service's account (a plugin's ApiToken / OAuth2Provider): its name for the user
+    # ("GitHub"), and whether re-auth means typing a new token (True) or a browser sign-in.
+    service_title: str = ""
+    token: bool = False
+    service: str = "google"
+
+    @property
+    def is_google(self) -> bool:
+        return not self.service_title
+
+    @property
+    def sign_in_text(self) -> str:
+        """The re-auth entry: "Sign in again as x@example.com…" / "Sign in again to GitHub
+        (work)…" (a token account's opens the small "new token" dialog)."""
+        if self.is_google:
+            return tr("Sign in again as {email}…").format(email=self.email)
+        return tr("Sign in again to {service} ({account})…").format(
+            service=self.service_title, account=self.email
+        )
+
+    @property
+    def display(self) -> str:
+        """The account as the Accounts section lists it: "x@example.com" / "work (GitHub)"."""
+        return self.email if self.is_google else f"{self.email} ({self.service_title})"
 
     @property
     def needs_user(self) -> bool:
@@ -503,7 +527,13 @@ def _charm_menu(c: CharmView, snap: Snapshot) -> MenuItem:
     if needs:
         # The engine's error is auth's CLI sentence (email, Google's wording, a command line);
         # the account's short reason says the same in the tray's words.
-        err = acct.reason if acct and acct.reason else tr("Google needs you to sign in again.")
+        err = (
+            acct.reason
+            if acct and acct.reason
+            else tr("{service} needs you to sign in again.").format(
+                service=acct.service_title if acct and acct.service_title else "Google"
+            )
+        )
     blocked = s.blocked_loop
     children = (
         _info(
@@ -540,9 +570,7 @@ def _charm_menu(c: CharmView, snap: Snapshot) -> MenuItem:
         ),
         MenuItem(
             f"{k}:signin",
-            tr("Sign in again as {email}…").format(email=acct.email)
-            if acct
-            else tr("Sign in again…"),
+            acct.sign_in_text if acct else tr("Sign in again…"),
             command=f"signin:{c.account_id}",
             visible=needs and c.account_id is not None and not (acct and acct.signing_in),
         ),
@@ -583,7 +611,7 @@ def _account_items(a: AccountView) -> tuple[MenuItem, ...]:
         state = tr("needs sign-in")
     tip = " ".join(x for x in (a.reason, a.hint) if x)
     return (
-        MenuItem(k, f"{a.email} — {state}", enabled=False, tooltip=tip),
+        MenuItem(k, f"{a.display} — {state}", enabled=False, tooltip=tip),
         MenuItem(
             f"{k}:copylink",
             tr("Copy sign-in link"),
@@ -687,9 +715,7 @@ def _build_menu(snap: Snapshot, charm_row: Callable[[CharmView, Snapshot], MenuI
         items.append(
             MenuItem(
                 f"account:{a.id}:signin",
-                f"{a.permission_prompt}…"
-                if a.permission_prompt
-                else tr("Sign in again as {email}…").format(email=a.email),
+                f"{a.permission_prompt}…" if a.permission_prompt else a.sign_in_text,
                 command=f"signin:{a.id}",
                 visible=a.needs_user and not a.signing_in,
                 bold=True,

@@ -302,12 +302,22 @@ def _account_notice(a: AccountView) -> Notice:
         # auth's "Allow Pattern Sync to read Gmail for x@example.com": says what is asked.
         title = a.permission_prompt or tr("Allow access again for {email}").format(email=a.email)
         label, action = tr("Allow…"), f"signin:{a.id}"
+    elif not a.is_google:
+        # Another service (a plugin's): "Sign in again to GitHub (work)"; for a token account
+        # the button opens the small "new token" dialog.
+        title = tr("Sign in again to {service} ({account})").format(
+            service=a.service_title, account=a.email
+        )
+        label = tr("Enter new token") if a.token else tr("Sign in again")
+        action = f"signin:{a.id}"
     else:
         title = tr("Sign in again to {email}").format(email=a.email)
         label, action = tr("Sign in again"), f"signin:{a.id}"
     # The title says what to do and the button does it; the body says only what happened (and a
     # lasting fix when there is one), so nothing is said twice.
-    reason = a.reason or tr("Google no longer accepts the saved sign-in.")
+    reason = a.reason or tr("{service} no longer accepts the saved sign-in.").format(
+        service=a.service_title or "Google"
+    )
     body = " ".join(x for x in (reason, a.hint) if x)
     return Notice(
         f"account:{a.id}",

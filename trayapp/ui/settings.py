@@ -370,6 +370,10 @@ class SettingsWindow(QWidget):
         self._run("signin", actions.sign_in_and_wait(account_id, scopes), done)
 
     def _sign_in_selected(self) -> None:
+        view = self._selected_view()
+        if view is not None and not view.is_google:
+            self.ctl.sign_in(view.id)  # a new token (dialog), or the provider's sign-in
+            return
         aid = self._selected_account()
         if aid is not None and not self._needs_client():
             self._sign_in(aid, self._charm_scopes(aid), self.account_status)
@@ -642,6 +646,7 @@ class SettingsWindow(QWidget):
         self.account_label.setVisible(needs_account)
         self.account.setEnabled(self._editing is None)
         self.connect_account.setVisible(self._editing is None)
+        self.connect_account.setText(self._connect_text(p))
         self._refresh_account_picker()
         self.form = SchemaForm(p.settings_model())
         self.form_host.addWidget(self.form)
@@ -663,11 +668,25 @@ class SettingsWindow(QWidget):
         for label in labels:
             label.setMinimumWidth(width)
 
+    def _connect_text(self, p: Pattern[Any]) -> str:
+        """The button beside the account picker: what adds an account of the pattern's service."""
+        credential = getattr(p, "credential", None)
+        if credential is None:
+            return self.tr("&Connect a Google account…")
+        if credential.kind == "api_token":
+            return self.tr("A&dd a {service} token…").format(service=credential.title)
+        return self.tr("&Connect {service}…").format(service=credential.title)
+
     def _refresh_account_picker(self) -> None:
-        """The account choices, keeping the current one; new accounts appear at once."""
+        """The account choices of the pattern's service (Google, or the service its credential
+        names), keeping the current one; new accounts appear at once."""
         current = self.account.currentData()
         editing = self._editing is not None
-        accounts = list(self._accounts_seen or self.ctl.accounts.accounts())
+        p = self._current_pattern()
+        service = str(getattr(p, "service", "google")) if p is not None else "google"
+        accounts = [
+            a for a in (self._accounts_seen or self.ctl.accounts.accounts()) if a.service == service
+        ]
         items: list[tuple[str, str | None]] = [
             (f"{a.email} ({_state_words(a)})", a.id) for a in accounts
         ]
@@ -676,10 +695,12 @@ class SettingsWindow(QWidget):
             acct = charm.account_id if charm else None
             if acct and acct not in [i for _t, i in items]:
                 items.append((self.tr("a removed account"), acct))
-        elif self.account_actions is not None:
-            items.append((self.tr("A new Google account (sign in when adding)"), NEW_ACCOUNT))
-        else:
+        elif self.account_actions is None:
             items.append((self.tr("No account available"), None))
+        elif service == "google":
+            items.append((self.tr("A new Google account (sign in when adding)"), NEW_ACCOUNT))
+        elif not items:
+            items.append((self.tr("No account yet: add one with the button beside"), None))
         if [
             (self.account.itemText(i), self.account.itemData(i))
             for i in range(self.account.count())
@@ -701,6 +722,11 @@ class SettingsWindow(QWidget):
 
     def _connect_from_form(self) -> None:
         """Sign in a new account with the access this pattern needs, then pick it."""
+        p = self._current_pattern()
+        credential = getattr(p, "credential", None)
+        if credential is not None:
+            self._connect_service(credential.service, credential.kind == "api_token")
+            return
         if self._needs_client():
             self.save_status.setText(
                 self.tr("Set up the connection to Google first, then connect the account.")
@@ -709,6 +735,26 @@ class SettingsWindow(QWidget):
         p = self._current_pattern()
         scopes = tuple(getattr(p, "scopes", ()) or ())
         self._sign_in(None, scopes, self.save_status, then=self.select_account)
+
+    def _connect_service(self, service: str, token: bool) -> None:
+        """A new account of another service: the token dialog, or the provider's sign-in."""
+        if token:
+            self.ctl.open_token_dialog(service, on_saved=self.select_account)
+            return
+        actions = self.account_actions
+        connect = getattr(actions, "connect_service", None)
+        if connect is None:
+            return
+        self.save_status.setText(self.tr("Sign in in your browser…"))
+
+        def done(result: Any, error: BaseException | None) -> None:
+            if error is not None:
+                self.save_status.setText(for_gui(error))
+            else:
+                self.save_status.setText("")
+                self.select_account(str(result))
+
+        self._run("connect", connect(service), done)
 
     def _update_charms(self, snap: Snapshot) -> None:
         self._follow_reset(snap)
@@ -883,6 +929,14 @@ class SettingsWindow(QWidget):
             self.save_status.setText(self.tr("Choose what to sync first."))
             return False
         account = self.account.currentData() if self.account_row.isVisible() else None
+        credential = getattr(p, "credential", None)
+        if credential is not None and account is None:
+            self.save_status.setText(
+                self.tr("Add a {service} account first, with the button beside Account.").format(
+                    service=credential.title
+                )
+            )
+            return False
         if account == NEW_ACCOUNT:
             if self._needs_client():
                 self.save_status.setText(

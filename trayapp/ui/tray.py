@@ -50,6 +50,7 @@ from trayapp.ui.icons import (
 )
 from trayapp.ui.menu import MenuBinder, new_menu
 from trayapp.ui.model import (
+    AccountView,
     CommandTable,
     IconState,
     LoopBlock,
@@ -606,8 +607,16 @@ class TrayController(QObject):
             self.open_window("settings", "accounts")
 
     def sign_in(self, account_id: str | None) -> None:
-        """Start the browser sign-in from a click (menu, notification, Settings), never alone."""
-        if not self._has_client():
+        """Start the browser sign-in from a click (menu, notification, Settings), never alone.
+
+        Another service's account signs in its own way: a token account gets the small "new
+        token" dialog, an OAuth provider's account its browser sign-in (no Google client needed).
+        """
+        view = next((a for a in self.accounts.accounts() if a.id == account_id), None)
+        if view is not None and view.token:
+            self.open_token_dialog(view.service, view)
+            return
+        if (view is None or view.is_google) and not self._has_client():
             self.open_window("connect_google")
             return
 
@@ -632,6 +641,52 @@ class TrayController(QObject):
             self.schedule_refresh()
 
         self.spawn(flow())
+
+    def open_token_dialog(
+        self,
+        service: str,
+        account: AccountView | None = None,
+        on_saved: Callable[[str], None] | None = None,
+    ) -> None:
+        """The token dialog: a new account of ``service`` (``account`` None) or a new token."""
+        from trayapp.ui.accounts import AuthAccounts
+        from trayapp.ui.token_dialog import TokenDialog
+
+        accounts = self.accounts
+        if not isinstance(accounts, AuthAccounts):
+            return
+        choice = accounts.services().get(service)
+        title = choice.title if choice else (account.service_title if account else service)
+        account_id = account.id if account else None
+
+        async def save(token: str, name: str | None) -> str:
+            return await accounts.add_token(service, token, name, account_id)
+
+        def saved(new_id: str) -> None:
+            self.report(f"TRAYAPP_TOKEN_SAVED {new_id}")
+            self.schedule_refresh()
+            if on_saved is not None:
+                on_saved(new_id)
+
+        key = f"token:{account_id or service}"
+        old = self._windows.get(key)
+        if old is not None:
+            old.raise_()
+            old.activateWindow()
+            return
+        box = TokenDialog(
+            title,
+            account=account.email if account else None,
+            help_url=choice.help_url if choice else "",
+            save=save,
+            spawn=self.spawn,
+            on_saved=saved,
+        )
+        self._windows[key] = box
+        box.finished.connect(lambda _r: self._windows.pop(key, None))
+        box.open()
+        self.report("TRAYAPP_WINDOW_SHOWN token_dialog")
+        self.report_widgets(box)
 
     def _sign_in_result(self, account_id: str | None, error: BaseException | None) -> None:
         self.report(f"TRAYAPP_SIGN_IN_DONE {account_id} {type(error).__name__ if error else 'ok'}")
