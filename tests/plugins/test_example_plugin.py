@@ -296,3 +296,59 @@ def test_token_credential_refused_needs_sign_in_and_a_new_token_recovers(
     assert b"right-token-123" not in everything and b"wrong-token-456" not in everything
     assert (profile / "secrets.json").stat().st_mode & 0o777 == 0o600
     assert b"right-token-123" in (profile / "secrets.json").read_bytes()
+
+
+@pytest.mark.keyring
+@pytest.mark.skipif(
+    not (shutil.which("dbus-run-session") and shutil.which("gnome-keyring-daemon")),
+    reason="needs dbus-run-session and gnome-keyring-daemon (apt-get install dbus gnome-keyring)",
+)
+def test_token_account_lives_in_a_real_gnome_keyring(
+    plugin_site: Path, tmp_path: Path, json_server: JsonServer
+) -> None:
+    """The same cycle with a real keyring daemon (a fresh D-Bus session): the token goes to the
+    keyring, not to the profile; the new token replaces it there."""
+    profile = tmp_path / "profile"
+    home = tmp_path / "home"
+    home.mkdir()
+    json_server.documents["/p.json"] = [{"id": "a"}]
+    json_server.tokens["/p.json"] = "right-token-789"
+    app = f"{sys.executable} -m trayapp --profile {profile}"
+    script = f"""
+    eval "$(printf %s test-password | gnome-keyring-daemon --unlock --components=secrets)"
+    printf '%s\\n' wrong-token-000 | {app} accounts add --service example-notes --name work
+    {app} charms add example-private-notifications --account work \\
+        --set url={json_server.url}/p.json
+    {app} sync --json > {tmp_path}/refused.json || true
+    printf '%s\\n' right-token-789 | {app} accounts signin work
+    {app} sync --json > {tmp_path}/synced.json
+    {app} accounts list --json > {tmp_path}/listed.json
+    """
+    env = {
+        **plugin_env(plugin_site),
+        "HOME": str(home),
+        "XDG_DATA_HOME": str(home / ".local/share"),
+        "XDG_RUNTIME_DIR": str(tmp_path),
+        "TRAYAPP_SECRET_STORE": "keyring",
+    }
+    env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+    done = subprocess.run(
+        ["dbus-run-session", "--", "bash", "-euc", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    refused, synced, listed = (
+        json.loads((tmp_path / f"{name}.json").read_text())
+        for name in ("refused", "synced", "listed")
+    )
+    assert refused["results"][0]["outcome"] == "auth_required"
+    assert synced["results"][0]["outcome"] == "ok"
+    (account,) = listed["accounts"]
+    assert (account["state"], account["secret_store"]) == ("signed_in", "keyring")
+    assert not (profile / "secrets.json").exists()
+    everything = b"".join(p.read_bytes() for p in profile.rglob("*") if p.is_file())
+    assert b"right-token-789" not in everything and b"wrong-token-000" not in everything
+    assert "token-" not in done.stdout + done.stderr

@@ -151,3 +151,43 @@ def test_secrets_stay_in_the_test_profile_and_out_of_the_captured_logs(
 def test_settings_error_is_importable_from_the_harness(tmp_path: Path) -> None:
     with pytest.raises(testing.SettingsError, match="token: required"):
         run_pattern_sync(LogsItsToken, {}, profile=tmp_path)
+
+
+@pytest.fixture
+def private_example() -> Iterator[Any]:
+    sys.path.insert(0, str(EXAMPLE))
+    try:
+        import trayapp_notifications
+
+        yield trayapp_notifications.PrivateNotifications
+    finally:
+        sys.path.remove(str(EXAMPLE))
+
+
+async def test_a_credential_pattern_runs_with_a_token_and_a_401_needs_sign_in(
+    tmp_path: Path, private_example: Any, json_server: JsonServer
+) -> None:
+    json_server.documents["/p.json"] = [{"id": "x"}]
+    json_server.tokens["/p.json"] = "good"
+    settings = {"url": f"{json_server.url}/p.json"}
+
+    with pytest.raises(ValueError, match="pass token="):
+        await run_pattern(private_example, settings, profile=tmp_path)
+
+    refused = await run_pattern(private_example, settings, profile=tmp_path, token="bad")
+    assert refused.kind == "auth_required"
+    assert refused.account is not None
+    assert (refused.account["state"], refused.account["cause"]) == (
+        "needs_sign_in",
+        "token_rejected",
+    )
+    assert json_server.requests[-1][3] == "Bearer bad"
+
+    # Same profile, a new token: the same account, signed in again, and the charm imports.
+    fixed = await run_pattern(private_example, settings, profile=tmp_path, token="good")
+    assert fixed.kind == "ok", fixed.outcome.message
+    assert fixed.account is not None and fixed.account["id"] == refused.account["id"]
+    assert fixed.account["state"] == "signed_in"
+    assert fixed.items == {"items": {"x": {"id": "x"}}}
+    assert json_server.requests[-1][3] == "Bearer good"
+    assert not any("good" in line for line in fixed.logs)

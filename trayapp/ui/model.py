@@ -314,7 +314,7 @@ def summary(snap: Snapshot) -> str:
     if not snap.charms and not snap.accounts:
         return tr("No charms yet: add one in Settings")
     if state is IconState.ATTENTION:
-        who = [a.email for a in snap.accounts if a.needs_user]
+        who = [a.display for a in snap.accounts if a.needs_user]
         if not who:
             who = [c.name for c in snap.charms if charm_needs_sign_in(c, snap)]
         asking = [a for a in snap.accounts if a.needs_user]

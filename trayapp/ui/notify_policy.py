@@ -136,7 +136,7 @@ class NotificationPolicy:
                 yield Notice(
                     key,
                     "recovered",
-                    tr("{email} is signed in again").format(email=a.email),
+                    tr("{email} is signed in again").format(email=a.display),
                     tr("Syncing has resumed."),
                     icon=IconState.OK.value,
                 )

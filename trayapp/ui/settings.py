@@ -269,7 +269,7 @@ class SettingsWindow(QWidget):
         self.account_list.blockSignals(True)
         self.account_list.clear()
         for a in accounts:
-            text = f"{a.email} — {_state_words(a)}"
+            text = f"{a.display} — {_state_words(a)}"
             item = QListWidgetItem(text)
             item.setData(Qt.ItemDataRole.UserRole, a.id)
             tip = " ".join(x for x in (a.reason, a.hint) if x)
@@ -700,7 +700,8 @@ class SettingsWindow(QWidget):
         elif service == "google":
             items.append((self.tr("A new Google account (sign in when adding)"), NEW_ACCOUNT))
         elif not items:
-            items.append((self.tr("No account yet: add one with the button beside"), None))
+            title = str(getattr(p, "service_title", "") or service)
+            items.append((self.tr("No {service} account yet").format(service=title), None))
         if [
             (self.account.itemText(i), self.account.itemData(i))
             for i in range(self.account.count())

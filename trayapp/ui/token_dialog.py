@@ -52,6 +52,7 @@ class TokenDialog(QDialog):
     ) -> None:
         super().__init__(parent)
         self.setObjectName("token_dialog")
+        self.setMinimumWidth(460)
         self._save = save
         self._spawn = spawn
         self._on_saved = on_saved
@@ -124,6 +125,7 @@ class TokenDialog(QDialog):
         except Exception as exc:  # shown in words; the dialog stays for another try
             self.status.setText(for_gui(exc))
             self.buttons.setEnabled(True)
+            self.adjustSize()  # room for the sentence (a wrapped label does not ask for it)
             return
         self.token.clear()
         self._on_saved(account_id)
