@@ -291,3 +291,25 @@ def test_a_credential_declaration_is_checked_when_registered() -> None:
 
     with pytest.raises(PatternDeclarationError, match="both Google scopes and a credential"):
         PatternRegistry().register(Both)
+
+
+async def test_a_refusal_of_a_token_replaced_meanwhile_does_not_undo_the_new_one(
+    wired: tuple[Engine, AccountsWiring], provider: Provider
+) -> None:
+    """A run that sent the old token gets its 401 after the user entered a new token: the
+    account stays signed in with the new one (the auth cell's fingerprint tells them apart)."""
+    engine, accounts = wired
+    manager = accounts.manager
+    provider.api_tokens.update({"old-token", "new-token"})
+    account = await manager.add_token("example", "old-token")
+    spec = engine.patterns.get("token-items").credential
+    assert isinstance(spec, ApiToken)
+    in_flight = manager.credential(account.id, spec)
+    assert await in_flight.token() == "old-token"
+    await manager.add_token("example", "new-token", account_id=account.id)
+    in_flight.rejected("HTTP 401")
+    assert manager.get(account.id).state is AccountState.SIGNED_IN
+    current = manager.credential(account.id, spec)
+    assert await current.token() == "new-token"
+    current.rejected("HTTP 401")
+    assert manager.get(account.id).state is AccountState.NEEDS_SIGN_IN

@@ -232,6 +232,17 @@ def test_token_credential_refused_needs_sign_in_and_a_new_token_recovers(
     json_server.documents["/p.json"] = [{"id": "a", "title": "Private"}]
     json_server.tokens["/p.json"] = "right-token-123"
     run = functools.partial(trayapp_in, plugin_site, profile)
+    patterns = json.loads(run("", "patterns", "list", "--json").stdout)["patterns"]
+    private = next(p for p in patterns if p["id"] == "example-private-notifications")
+    assert (private["service"], private["credential"]) == (
+        "example-notes",
+        {
+            "service": "example-notes",
+            "title": "Example Notes",
+            "kind": "api_token",
+            "help_url": "https://example.org/settings/tokens",
+        },
+    )
 
     added = run(
         "wrong-token-456\n", "accounts", "add", "--service", "example-notes", "--name", "work"

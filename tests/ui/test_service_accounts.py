@@ -9,10 +9,12 @@ Qt widgets (offscreen). The dialog's screenshot goes to out/creds/.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from PySide6.QtWidgets import QLabel, QPushButton
 
@@ -169,6 +171,82 @@ def test_refused_token_needs_sign_in_and_the_dialog_takes_a_new_one(
             assert save is not None
             save.click()
             assert "Add a Example Auth account first" in win.save_status.text()
+        finally:
+            await ctl.stop()
+            await manager.aclose()
+            await engine.stop()
+            engine.close()
+
+    qloop.run(body(), timeout=120)
+
+
+class HttpBrowser:
+    """The 'browser' of an OAuth sign-in: follows the provider's redirect to the app's loopback
+    listener, in the background (a browser is another process)."""
+
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def __call__(self, url: str) -> bool:
+        self.urls.append(url)
+        task = asyncio.get_running_loop().create_task(self._go(url))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return True
+
+    async def _go(self, url: str) -> None:
+        async with httpx.AsyncClient(follow_redirects=True, timeout=30) as browser:
+            await browser.get(url)
+
+
+def test_an_oauth_provider_account_is_connected_from_settings_and_signed_in_again_from_the_menu(
+    qloop: QLoop, profile_dir: Path, provider: Provider
+) -> None:
+    engine = Engine(profile_dir, patterns=patterns_for(provider), jitter=0.0)
+    manager = attach_accounts(engine, vault=SecretVault(profile_dir, mode="file"))
+    browser = HttpBrowser()
+    lines: list[str] = []
+    ctl = TrayController(
+        engine,
+        AuthAccounts(manager, opener=browser),
+        policy=NotificationPolicy(grace=timedelta(0)),
+        use_desktop_notifications=False,
+        use_tray=True,
+        report=lines.append,
+    )
+
+    async def body() -> None:
+        await ctl.start()
+        try:
+            # No Google client is configured: another provider's sign-in does not need one.
+            win = ctl.open_window("settings", "charms")
+            assert isinstance(win, SettingsWindow)
+            win.pattern.setCurrentIndex(win.pattern.findData("oauth-items"))
+            win.connect_account.click()
+            await until(lambda: win.account.currentText() == "octo (signed in)")
+            (account,) = manager.accounts()
+            assert (account.service, account.credential_kind) == ("exampleauth", "oauth2")
+            assert browser.urls[0].startswith(provider.url + "/authorize?")
+            save = win.findChild(QPushButton, "save")
+            assert save is not None
+            save.click()
+            await until(lambda: len(engine.charms()) == 1)
+            (charm,) = engine.charms()
+            assert charm.account_id == account.id
+
+            provider.revoke_all()  # the user removed the app's access at the provider
+            outcome = (await engine.sync([charm.id]))[charm.id]
+            assert outcome.kind is OutcomeKind.AUTH_REQUIRED
+            await until(lambda: ctl.state is IconState.ATTENTION)
+            item = ctl.binder.action(f"account:{account.id}:signin")
+            assert item is not None and item.text() == "Sign in again to Example Auth (octo)…"
+            item.trigger()  # the provider's browser sign-in again, as for Google
+            await until(lambda: manager.get(account.id).state is AccountState.SIGNED_IN)
+            await until(lambda: any("SIGN_IN_DONE" in ln and ln.endswith(" ok") for ln in lines))
+            outcome = (await engine.sync([charm.id]))[charm.id]
+            assert outcome.kind is OutcomeKind.OK, outcome.message
+            await until(lambda: ctl.state is IconState.OK)
         finally:
             await ctl.stop()
             await manager.aclose()

@@ -803,15 +803,6 @@ class AccountManager:
             label=account.label,
         )
 
-    def credential_rejected(self, account_id: str, message: str) -> None:
-        """A run's service refused the account's token: the account needs sign-in."""
-        try:
-            holder = self._holder(account_id)
-        except NotFoundError:
-            return
-        if isinstance(holder, ServiceTokenProvider):
-            holder.reject(message)
-
     def find_service_account(self, service: str, name: str) -> Account | None:
         for account in self.accounts():
             if account.service == service and (account.name or "").lower() == name.lower():

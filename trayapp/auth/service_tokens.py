@@ -31,6 +31,7 @@ from trayapp.auth.models import (
     AccountProblem,
     AccountState,
     Cause,
+    fingerprint,
 )
 from trayapp.auth.secrets import KeyringNotReady
 from trayapp.core.credentials import ApiToken, CredentialSpec, OAuth2Provider
@@ -113,14 +114,24 @@ class ServiceTokenProvider:
         async with self._lock:
             return await self._obtain(force=True, rejected=rejected)
 
-    def reject(self, message: str) -> None:
-        """The service refused the token: the account needs sign-in (once; a later failure of
-        an account that already needs the user changes nothing)."""
+    def reject(self, message: str, token: str | None = None) -> None:
+        """The service refused ``token``: the account needs sign-in (once; a later failure of
+        an account that already needs the user changes nothing). A refusal of a token that is
+        no longer the account's (a new one was entered, or refreshed, while the run was under
+        way) changes nothing either: the auth cell's fingerprint says which token is current."""
         try:
             account = self._book.get(self.account_id)
         except NotFoundError:
             return
         if not account.grant_works:
+            return
+        current = self._grants.meta(self.account_id).fingerprint
+        if token is not None and current is not None and fingerprint(token) != current:
+            log.info(
+                "%s refused an older token of account %s; the current one is kept",
+                self.spec.title,
+                self.account_id,
+            )
             return
         self.reset()
         # The run's own words ("... refused the credentials (HTTP 401); ...") go to the log;

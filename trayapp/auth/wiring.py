@@ -124,10 +124,9 @@ def attach_accounts(
     manager.subscribe(on_change)
     engine.subscribe(on_engine_event)
     engine.permission_check = manager.charm_permission_missing
-    # Non-Google services: each run's ctx.credential, a refused token -> needs sign-in, and
+    # Non-Google services: each run's ctx.credential (a refused token -> needs sign-in), and
     # add_charm refusing an account of another service.
     engine.credential_factory = manager.credential
-    engine.credential_rejected = manager.credential_rejected
 
     def account_service(account_id: str) -> str | None:
         try:

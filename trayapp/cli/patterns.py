@@ -33,6 +33,16 @@ def cmd_list(args: argparse.Namespace) -> int:
                         "source": registry.source(p.id),
                         "scopes": list(p.scopes),
                         "needs_account": p.needs_account,
+                        # the account's service: "google", or a plugin credential's ("github")
+                        "service": p.service if p.needs_account else None,
+                        "credential": {
+                            "service": p.credential.service,
+                            "title": p.credential.title,
+                            "kind": p.credential.kind,
+                            "help_url": p.credential.help_url or None,
+                        }
+                        if p.credential is not None
+                        else None,
                         "default_interval_s": int(p.default_interval.total_seconds()),
                         "timeout_s": int(p.timeout.total_seconds()),
                         "settings_schema": p.settings_model().model_json_schema(),
@@ -49,7 +59,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             (
                 p.id,
                 p.title,
-                "yes" if p.needs_account else "no",
+                (p.service if p.credential is not None else "google") if p.needs_account else "no",
                 format_duration(p.default_interval),
                 registry.source(p.id),
             )

@@ -148,8 +148,10 @@ class CredentialSource(Protocol):
         way to get a new one without the user (an API token)."""
         ...
 
-    def reject(self, message: str) -> None:
-        """The service refused the token: the account needs sign-in (tray, status, notice)."""
+    def reject(self, message: str, token: str | None = None) -> None:
+        """The service refused ``token`` (the one the run sent; None: not known): the account
+        needs sign-in (tray, status, notice), unless the account's token was replaced since
+        (a new token entered while the run was under way)."""
         ...
 
 
@@ -176,13 +178,15 @@ class Credential:
         self.account_id = account_id
         self.label = label  # the account's name, as the user sees it ("work", "me@x.org")
         self._source = source
+        self._sent: str | None = None  # the token last handed to the run
 
     def __repr__(self) -> str:
         return f"Credential(service={self.spec.service!r}, account={self.account_id!r})"
 
     async def token(self) -> str:
         """The current token (refreshed first when it is an OAuth token about to expire)."""
-        return await self._source.access_token()
+        self._sent = await self._source.access_token()
+        return self._sent
 
     def header_value(self, token: str) -> str:
         return f"{self.spec.scheme} {token}" if self.spec.scheme else token
@@ -204,11 +208,14 @@ class Credential:
         (Raising ``AuthRequired`` yourself, or through ``raise_for_status``, does the same.)
         """
         text = message or f"{self.spec.title} refused the token of {self.label}"
-        self._source.reject(text)
+        self._source.reject(text, self._sent)
         return AuthRequired(text, account_id=self.account_id)
 
     async def _refresh_after(self, rejected: str) -> str | None:
-        return await self._source.refresh_after_rejection(rejected)
+        fresh = await self._source.refresh_after_rejection(rejected)
+        if fresh is not None:
+            self._sent = fresh
+        return fresh
 
 
 class CredentialAuth(httpx.Auth):

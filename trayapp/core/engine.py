@@ -106,11 +106,6 @@ PermissionCheck = Callable[[str, tuple[str, ...]], str]
 the account has a problem of its own, which its token provider reports), else one sentence
 saying which permission is missing. Set by the accounts wiring."""
 
-CredentialRejected = Callable[[str, str], None]
-"""``credential_rejected(account_id, message)``: the service refused the account's token (a run
-of a pattern with a ``credential`` raised AuthRequired): mark the account "needs sign-in". Set by
-the accounts wiring."""
-
 AccountService = Callable[[str], str | None]
 """``account_service(account_id)`` -> the service an account belongs to ("google", "github"),
 None for an unknown account. Set by the accounts wiring; lets add_charm refuse an account of
@@ -179,10 +174,9 @@ class Engine:
         # A charm whose pattern needs scopes its account has not granted waits alone for them
         # (AuthRequired charm_only) without a request to Google; its siblings keep syncing.
         self.permission_check: PermissionCheck | None = None
-        # Non-Google services (Pattern.credential): the run's ctx.credential, what a refused
-        # token does to its account, and which service an account is for.
+        # Non-Google services (Pattern.credential): the run's ctx.credential (whose rejected()
+        # marks its account when a run ends in AuthRequired), and which service an account is.
         self.credential_factory: CredentialFactory | None = None
-        self.credential_rejected: CredentialRejected | None = None
         self.account_service: AccountService | None = None
         self.store = self.profile.open_store()  # an emptied database is damage, not new
         self._status_repo = StoreStatusRepo(self.store)
@@ -693,8 +687,8 @@ class Engine:
             # The service refused the account's token (a 401 through raise_for_status, or the
             # pattern's own AuthRequired): the account needs sign-in, and every charm of it
             # waits (the error names the account), as for a Google grant that stopped working.
-            if not exc.charm_only and self.credential_rejected is not None:
-                self.credential_rejected(ctx.credential.account_id, str(exc))
+            if not exc.charm_only:
+                ctx.credential.rejected(str(exc))
             if exc.account_id is None and not exc.charm_only:
                 raise AuthRequired(str(exc), account_id=ctx.credential.account_id) from exc
             raise
