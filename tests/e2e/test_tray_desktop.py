@@ -111,7 +111,10 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
             report.wait(f"TRAYAPP_RUN_FINISHED {slug} ok", 60)
         left = max(0, x - 40)
         area = (left, 0, min(SCREEN_WIDTH - left, w + 80), y + h + 4)
-        emu = [ln.split()[1] for ln in report.lines() if ln.startswith("TRAYAPP_DEMO_EMULATOR")]
+        try:  # the demo's Google half joins once its emulator process answers
+            emu = [report.wait("TRAYAPP_DEMO_EMULATOR", 60)[0].split()[1]]
+        except TimeoutError:
+            emu = []  # the Google patterns are absent
         centre = (x + w // 2, y + h // 2)
         yield Session(desktop, app, report, profile, feeds, centre, area, emu[0] if emu else "")
         if app.poll() is None:

@@ -2,11 +2,11 @@
 
 Runs ``trayapp.ui.app.main`` (offscreen) on the profile given (further arguments go to the
 tray, e.g. ``--demo``); a watcher thread waits for the app's own ``TRAYAPP_READY`` report line
-(engine started, menu built), writes the names of every imported module to the file given, and
-beside it, with other suffixes: the source files :mod:`linecache` holds (``.linecache``), the
-modules imported before the engine's side started, the early icon's moment (``.before_run``),
-and the app's pydantic models already built (``.models``). Then it ends the app with SIGTERM
-(its normal shutdown path).
+(engine started, menu built; with ``--demo`` also ``TRAYAPP_DEMO_EMULATOR``), writes the names
+of every imported module to the file given, and beside it, with other suffixes: the source
+files :mod:`linecache` holds (``.linecache``), the modules imported before the engine's side
+started, the early icon's moment (``.before_run``), and the app's pydantic models already built
+(``.models``). Then it ends the app with SIGTERM (its normal shutdown path).
 """
 
 from __future__ import annotations
@@ -42,10 +42,14 @@ def main() -> int:
     profile, report, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     os.environ["TRAYAPP_TEST_REPORT"] = str(report)
 
+    # The demo's Google half joins after ready: wait for it too.
+    wanted = ["TRAYAPP_READY", *(["TRAYAPP_DEMO_EMULATOR"] if "--demo" in sys.argv else [])]
+
     def watch() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            if report.exists() and "TRAYAPP_READY" in report.read_text().split():
+            lines = report.read_text().splitlines() if report.exists() else []
+            if all(any(ln.startswith(w) for ln in lines) for w in wanted):
                 time.sleep(float(os.environ.get("SETTLE", "1")))
                 out.write_text("\n".join(loaded_modules()) + "\n")
                 import linecache

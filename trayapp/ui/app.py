@@ -198,6 +198,7 @@ class AppRunner:
         self.controller: Any = None
         self.demo: Any = None
         self.demo_google: Any = None
+        self._demo_google_task: asyncio.Task[None] | None = None
         self.early_tray: Any = None  # the icon shown while the engine starts; the tray adopts it
         self._signal_socks: tuple[socket.socket, socket.socket] | None = None
 
@@ -246,13 +247,6 @@ class AppRunner:
                 base = await self.demo.start()
                 report(f"TRAYAPP_DEMO_FEEDS {base}")
                 seed_demo_charms(engine, base)
-                from trayapp.ui.demo import start_demo_google
-
-                google = self.demo_google
-                if google is not None and await start_demo_google(
-                    engine, manager, google, self.profile_dir
-                ):
-                    report(f"TRAYAPP_DEMO_EMULATOR {google.base_url}")
             prefs = UiPrefs.load(self.profile_dir)
             from datetime import timedelta
 
@@ -278,6 +272,13 @@ class AppRunner:
             # Icon first, then the engine: the user sees the app at once, syncing follows.
             await self.controller.start()
             await host.start()
+            if self.demo_google is not None:
+                # The demo's Gmail and Calendar charms join once its emulator answers: the
+                # tray is ready (icon, menu, feed charms syncing) without waiting for another
+                # Python to start and seed 3,000 messages.
+                self._demo_google_task = asyncio.create_task(
+                    self._connect_demo_google(engine, manager, report)
+                )
             self.controller.maybe_first_run()  # the welcome window, on a first start only
             self._install_signal_handlers()
             report(f"TRAYAPP_PROFILE {self.profile_dir}")
@@ -285,6 +286,19 @@ class AppRunner:
         finally:
             await self.shutdown()
         return 0
+
+    async def _connect_demo_google(
+        self, engine: Engine, manager: Any, report: Callable[[str], None]
+    ) -> None:
+        from trayapp.ui.demo import start_demo_google
+
+        google = self.demo_google
+        assert google is not None
+        try:
+            if await start_demo_google(engine, manager, google, self.profile_dir):
+                report(f"TRAYAPP_DEMO_EMULATOR {google.base_url}")
+        except Exception as exc:  # the feed half of the demo goes on without it
+            log.warning("the demo's Google account could not be set up: %s", exc)
 
     def _activate(self) -> dict[str, Any]:
         if self.controller is not None:
@@ -295,6 +309,11 @@ class AppRunner:
         if self._stopped:
             return 0
         self._stopped = True
+        task = self._demo_google_task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         if self.controller is not None:
             with contextlib.suppress(Exception):
                 await self.controller.stop()
