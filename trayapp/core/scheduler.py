@@ -991,14 +991,15 @@ class Scheduler:
     def _froze(self, charm_id: str, froze: UpdaterFroze) -> RunOutcome:
         """The outcome of a run the watchdog interrupted because it blocked the loop."""
         # Where the updater was stuck: its frames, without the watchdog's signal handler.
-        frames = [
-            f
-            for f in traceback.extract_tb(froze.__traceback__)
-            if f.filename != watchdog_module.__file__
-        ]
+        handler = watchdog_module.rescue_handler_code()
+        frames = traceback.StackSummary.extract(
+            (frame, line)
+            for frame, line in traceback.walk_tb(froze.__traceback__)
+            if frame.f_code is not handler
+        )
         stack = (
             "The updater was stuck here when it was stopped (most recent call last):\n"
-            + "".join(traceback.format_list(frames))
+            + "".join(frames.format())
         )
         log.error(
             "charm %s blocked the app for %.0f s, past its time limit, and was stopped; its "

@@ -46,7 +46,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import FrameType
+from types import CodeType, FrameType
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,11 @@ def _install_rescue_handler() -> bool:
         return False
     _previous_handler = current
     return True
+
+
+def rescue_handler_code() -> CodeType:
+    """The signal handler's code: its frame tops the traceback of :class:`UpdaterFroze`."""
+    return _on_rescue_signal.__code__
 
 
 def _on_rescue_signal(signum: int, frame: FrameType | None) -> None:
