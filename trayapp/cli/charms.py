@@ -109,7 +109,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--for", dest="for_", metavar="DURATION", help="resume automatically after, e.g. 1h"
     )
 
-    resume = add_command(csub, "resume", "resume a paused charm (or all)", cmd_resume)
+    resume = add_command(
+        csub,
+        "resume",
+        "resume a paused charm, or one stopped for freezing the app (or all)",
+        cmd_resume,
+    )
     resume.add_argument("charm", nargs="?", metavar="CHARM")
     resume.add_argument("--all", action="store_true", help="resume every charm")
 
