@@ -251,6 +251,16 @@ def test_bad_settings_unknown_charm_and_bad_input_are_one_line(profile: Path) ->
     assert line == "trayapp: invalid settings for feed-importer: url: not a valid http(s) URL"
     line = one_error_line(trayapp(profile, "charms", "add", "feed-importer", "--set", "urll=x"))
     assert "urll: unknown setting (known settings: max_items, url)" in line
+    # Every problem in one line: the unknown key and the other fields' mistakes.
+    line = one_error_line(
+        trayapp(
+            profile, "charms", "add", "feed-importer", "--set", "colour=red", "--set", "url=nope"
+        )
+    )
+    assert line == (
+        "trayapp: invalid settings for feed-importer: colour: unknown setting (known settings: "
+        "max_items, url); url: not a valid http(s) URL"
+    )
     line = one_error_line(trayapp(profile, "charms", "add", "nope"))
     assert "unknown pattern 'nope'" in line
     line = one_error_line(

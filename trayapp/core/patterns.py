@@ -328,11 +328,14 @@ class Pattern(Generic[S]):
             if key not in known:
                 hint = f"known settings: {', '.join(sorted(known))}" if known else "it has none"
                 problems.append(f"{key}: unknown setting ({hint})")
-        if not problems:
-            try:
-                return model.model_validate(dict(data))  # type: ignore[return-value]
-            except ValidationError as exc:
-                problems = describe_validation_error(exc, model)
+        try:
+            validated = model.model_validate({k: v for k, v in data.items() if k in known})
+        except ValidationError as exc:
+            # Every bad field in the same line as the unknown ones, not one mistake per attempt.
+            problems += describe_validation_error(exc, model)
+        else:
+            if not problems:
+                return validated  # type: ignore[return-value]
         raise SettingsError(f"invalid settings for {self.id}: " + "; ".join(problems))
 
     def dump_settings(self, settings: BaseModel) -> dict[str, Any]:
