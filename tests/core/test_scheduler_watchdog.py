@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import signal
 import threading
 import time
@@ -114,19 +115,33 @@ async def test_a_run_stuck_past_its_deadline_is_interrupted_in_real_time() -> No
         await scheduler.shutdown()
 
 
-def test_the_rescue_signal_does_nothing_outside_the_stuck_run() -> None:
-    """A signal that arrives after the run moved on (or anywhere else) raises nothing."""
+def test_the_rescue_signal_raises_only_in_code_working_for_the_stuck_run() -> None:
+    """A signal that arrives after the run moved on (or anywhere else) raises nothing; in a
+    task of the stuck run (its context names the run) it raises."""
     loop = asyncio.new_event_loop()
+
+    def in_task_of(label: watchdog.RunLabel) -> None:  # what a task the updater started sees
+        watchdog.enter_run(label)
+        signal.raise_signal(watchdog.RESCUE_SIGNAL)
+
     try:
         dog = LoopWatchdog(loop, 1.0, lambda *_: None)
         assert watchdog._install_rescue_handler()  # tests run on the main thread
         watchdog._watchdogs.add(dog)
-
         elsewhere = object()  # stands for a run frame that is not on this stack
-        dog._labels[id(elsewhere)] = watchdog._Label("x", 0.0)
-        dog._rescue = (id(elsewhere), dog._labels[id(elsewhere)])
+        label = watchdog.RunLabel(id(elsewhere), "x", 0.0)
+        dog._labels[id(elsewhere)] = label
+        dog._rescue = (label,)
         signal.raise_signal(watchdog.RESCUE_SIGNAL)  # handled here, at once: must not raise
-        assert dog._rescue is not None  # not consumed: the target is not on this stack
+        assert dog._rescue == (label,)  # not consumed: nothing here works for that run
+
+        with pytest.raises(UpdaterFroze) as froze:
+            contextvars.Context().run(in_task_of, label)
+        assert froze.value.charm_id == "x" and dog._rescue == ()
+
+        dog._rescue = (label,)
+        del dog._labels[id(elsewhere)]  # the run ended: its tasks are no longer its
+        contextvars.Context().run(in_task_of, label)  # raises nothing
         dog.close()
         assert dog not in watchdog._watchdogs
     finally:

@@ -25,7 +25,12 @@ import pytest
 from tests.e2e.desktop import wait_for
 from tests.plugins.conftest import JsonServer
 from tests.plugins.hang_wheel import build_hang_wheel
-from tests.plugins.hangplugin.hang_plugin import BusyImporter, SleepyImporter, SocketImporter
+from tests.plugins.hangplugin.hang_plugin import (
+    BusyImporter,
+    GatherImporter,
+    SleepyImporter,
+    SocketImporter,
+)
 from trayapp.api import NoSettings, Pattern, RunReport, UpdateContext
 from trayapp.core.engine import Engine
 from trayapp.core.events import EngineEvent, RunFinished
@@ -54,7 +59,7 @@ class Polite(Pattern[NoSettings]):
 
 def registry() -> PatternRegistry:
     reg = PatternRegistry()
-    for cls in (SleepyImporter, BusyImporter, SocketImporter, Polite):
+    for cls in (SleepyImporter, BusyImporter, SocketImporter, GatherImporter, Polite):
         reg.register(cls, source="hang-plugin")
     return reg
 
@@ -89,7 +94,7 @@ async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
     eng.close()
 
 
-@pytest.mark.parametrize("pattern", ["hang-sleep", "hang-busy", "hang-socket"])
+@pytest.mark.parametrize("pattern", ["hang-sleep", "hang-busy", "hang-socket", "hang-gather"])
 async def test_a_blocking_updater_is_stopped_and_the_other_charm_still_syncs(
     engine: Engine,
     json_server: JsonServer,

@@ -106,7 +106,7 @@ from trayapp.core.status import (
     unparked,
 )
 from trayapp.core.statusrepo import StatusRepo
-from trayapp.core.watchdog import LoopWatchdog, UpdaterFroze
+from trayapp.core.watchdog import LoopWatchdog, UpdaterFroze, enter_run
 
 log = logging.getLogger(__name__)
 
@@ -909,10 +909,13 @@ class Scheduler:
         coro = self._invoke(charm_id, run)
         run.frame = getattr(coro, "cr_frame", None)
         run.timeout = charm.entry.timeout.total_seconds()
+        label = None
         if self._watchdog is not None:
             # Its deadline in real time too: the watchdog interrupts a run that blocks the
             # loop past it (it can never reach the await where its cancellation would land).
-            self._watchdog.label(run.frame, charm_id, run.timeout)
+            # Also in this task's context: the tasks its updater starts belong to the run.
+            label = self._watchdog.label(run.frame, charm_id, run.timeout)
+            enter_run(label)
         self._arm_deadline(charm, run, self._clock.monotonic() + run.timeout)
         run.in_updater = True
         outcome: RunOutcome | None = None
@@ -944,6 +947,11 @@ class Scheduler:
             run.in_updater = False
         if run.recorded:  # abandoned after ignoring cancellation; _zombie_done cleans up
             return
+        froze = label.froze if label is not None else None
+        if froze is not None and (outcome is None or outcome.kind is not OutcomeKind.FROZE):
+            # Interrupted in a task its updater started (asyncio.gather): the deadline's
+            # cancellation may have reached the run first; what happened is that it froze.
+            outcome = self._froze(charm_id, froze)
         if self._watchdog is not None:
             self._watchdog.unlabel(run.frame)
         task = run.task

@@ -24,7 +24,9 @@ a socket read, ``requests.get`` without a timeout, a lock, a subprocess wait), a
 Python runs the handler; a pure-Python busy loop runs it at its next bytecode. The handler
 (:func:`_on_rescue_signal`) walks up from the frame it interrupted and raises
 :class:`UpdaterFroze` only if that frame is still inside the very run that was found stuck
-(the same labelled frame, same label); anywhere else it does nothing but chain to a handler
+(the same labelled frame, same label), or if the current task belongs to that run (the run's
+task runs in a context naming it, which the tasks its updater starts inherit: a stall in an
+``asyncio.gather`` child is caught too); anywhere else it does nothing but chain to a handler
 installed before ours. The scheduler turns :class:`UpdaterFroze` into the ``froze`` outcome.
 
 Limits: Python runs signal handlers on the main thread only, so the rescue works only when the
@@ -32,12 +34,14 @@ loop runs there (the tray, ``run --headless``, ``trayapp sync``: all of them); e
 are still reported, not stopped. C code that holds the GIL and never returns to Python (a
 catastrophic regular expression, arithmetic on a huge integer, a C extension's busy loop) cannot
 be interrupted from inside the process at all. An updater that swallows ``BaseException`` is
-interrupted again every ``grace`` seconds while it stays stuck.
+interrupted again every ``grace`` seconds while it stays stuck. A task an updater started and
+left running after its run ended is no longer watched (its run is over).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import signal
 import sys
@@ -78,13 +82,33 @@ class UpdaterFroze(BaseException):
 
 
 @dataclass(eq=False, slots=True)
-class _Label:
-    """A labelled run frame: whose it is and when its deadline passes (monotonic, or None)."""
+class RunLabel:
+    """A labelled run: its frame, whose it is and when its deadline passes (monotonic, or
+    None). Compared by identity: a label is one run."""
 
+    frame_id: int
     charm_id: str
     deadline: float | None
     attempts: int = 0  # rescue signals sent for it
     last_attempt: float = field(default=0.0)
+    # The first UpdaterFroze raised for it. Raised in a task its updater started, it may
+    # reach the run as a cancellation (its deadline fired meanwhile): the run reads it here.
+    froze: UpdaterFroze | None = None
+
+
+# The run the current task works for, so the
+# tasks its updater starts (asyncio.gather, create_task) inherit it: a stall in one of them has
+# no labelled frame on the stack, yet the handler can tell which run it belongs to. Set by
+# enter_run in the run's own task (each task runs in its own copy of the context).
+_current_run: contextvars.ContextVar[RunLabel | None] = contextvars.ContextVar(
+    "trayapp_current_run", default=None
+)
+
+
+def enter_run(label: RunLabel | None) -> None:
+    """Make ``label`` the current run of the calling task (its own context; the tasks it
+    starts from now on inherit it)."""
+    _current_run.set(label)
 
 
 # Watchdogs that may have a rescue armed; the signal handler looks at each one's target.
@@ -115,25 +139,44 @@ def rescue_handler_code() -> CodeType:
 
 
 def _on_rescue_signal(signum: int, frame: FrameType | None) -> None:
-    """Raise :class:`UpdaterFroze` if ``frame`` is inside the run a watchdog found stuck."""
+    """Raise :class:`UpdaterFroze` if the code interrupted at ``frame`` works for a run a
+    watchdog found stuck past its deadline (and still running); else only chain.
+
+    No logging here: the interrupted code may hold the logging lock.
+    """
     for watchdog in list(_watchdogs):
-        target = watchdog._rescue
-        if target is None:
+        armed = watchdog._rescue
+        if not armed:
             continue
-        frame_id, label = target
-        current = frame
-        depth = 0
-        while current is not None and depth < _MAX_DEPTH:
-            if id(current) == frame_id and watchdog._labels.get(frame_id) is label:
-                watchdog._rescue = None
-                seconds = time.monotonic() - watchdog._last_beat
-                del current, frame  # do not keep the interrupted stack alive in the traceback
-                raise UpdaterFroze(label.charm_id, seconds)
-            current = current.f_back
-            depth += 1
+        label = _stuck_run(watchdog._labels, armed, frame)
+        if label is not None:
+            watchdog._rescue = ()
+            froze = UpdaterFroze(label.charm_id, time.monotonic() - watchdog._last_beat)
+            if label.froze is None:
+                label.froze = froze
+            del frame  # do not keep the interrupted stack alive in the traceback
+            raise froze
     previous = _previous_handler
     if callable(previous):
         previous(signum, frame)
+
+
+def _stuck_run(
+    live: dict[int, RunLabel], armed: tuple[RunLabel, ...], frame: FrameType | None
+) -> RunLabel | None:
+    """The armed, live run that ``frame`` works for: its labelled frame is on the stack, or
+    the current task belongs to it (a task its updater started)."""
+    current = _current_run.get()
+    if current is not None and current in armed and live.get(current.frame_id) is current:
+        return current
+    depth = 0
+    while frame is not None and depth < _MAX_DEPTH:
+        label = live.get(id(frame))
+        if label is not None:
+            return label if label in armed else None  # the innermost run is the one stuck
+        frame = frame.f_back
+        depth += 1
+    return None
 
 
 class LoopWatchdog:
@@ -160,10 +203,10 @@ class LoopWatchdog:
         # A beat every quarter threshold: a stall is seen at most threshold/4 after it starts to
         # count, and an unblocked loop pays one cheap timer per 250 ms (default) while it works.
         self._interval = threshold / 4
-        self._labels: dict[int, _Label] = {}  # id(frame) -> its label, for frames of live runs
-        # Set by the thread just before it signals the loop thread: (id(frame), label) of the
-        # stuck run. The handler raises only inside that frame with that very label.
-        self._rescue: tuple[int, _Label] | None = None
+        self._labels: dict[int, RunLabel] = {}  # id(frame) -> label, for frames of live runs
+        # Set by the thread just before it signals the loop thread: the runs found stuck past
+        # their deadline. The handler raises only in code working for one of them.
+        self._rescue: tuple[RunLabel, ...] = ()
         self._can_rescue = False
         self._active_runs = 0
         self._beat_handle: asyncio.TimerHandle | None = None
@@ -185,29 +228,34 @@ class LoopWatchdog:
 
     # -- frames -----------------------------------------------------------------------------------
 
-    def label(self, frame: FrameType | None, charm_id: str, timeout: float | None = None) -> None:
+    def label(
+        self, frame: FrameType | None, charm_id: str, timeout: float | None = None
+    ) -> RunLabel | None:
         """Say that code running under ``frame`` works for ``charm_id`` (until :meth:`unlabel`).
 
         ``timeout`` (real seconds from now): past it, plus the grace, a loop stuck under
-        ``frame`` is interrupted (see the module docstring); None: never.
+        ``frame`` is interrupted (see the module docstring); None: never. Pass the returned
+        label to :func:`enter_run` in the run's task, so the tasks it starts are known too.
         """
-        if frame is not None:
-            deadline = time.monotonic() + timeout if timeout is not None else None
-            self._labels[id(frame)] = _Label(charm_id, deadline)
+        if frame is None:
+            return None
+        deadline = time.monotonic() + timeout if timeout is not None else None
+        label = RunLabel(id(frame), charm_id, deadline)
+        self._labels[id(frame)] = label
+        return label
 
     def unlabel(self, frame: FrameType | None) -> None:
         if frame is not None:
-            self._labels.pop(id(frame), None)
-            rescue = self._rescue
-            if rescue is not None and rescue[0] == id(frame):
-                self._rescue = None
+            label = self._labels.pop(id(frame), None)
+            if label is not None and label in self._rescue:
+                self._rescue = ()
 
-    def _identify(self, frame: FrameType | None) -> tuple[int, _Label] | None:
+    def _identify(self, frame: FrameType | None) -> RunLabel | None:
         depth = 0
         while frame is not None and depth < _MAX_DEPTH:
             label = self._labels.get(id(frame))
             if label is not None:
-                return id(frame), label
+                return label
             frame = frame.f_back
             depth += 1
         return None
@@ -255,7 +303,7 @@ class LoopWatchdog:
     def close(self) -> None:
         """Stop the thread (it exits at once, not after its sleep) and the heartbeat."""
         self._closed = True
-        self._rescue = None
+        self._rescue = ()
         _watchdogs.discard(self)
         self._deactivate()
         self._stop.set()
@@ -319,45 +367,60 @@ class LoopWatchdog:
             return
         frame = sys._current_frames().get(thread_id)
         try:
-            found = self._identify(frame)
+            label = self._identify(frame)
         finally:
             del frame  # frames keep their locals alive: do not hold on to the loop's stack
-        if found is None:
-            return
-        frame_id, label = found
-        if self._suspect is None:
+        if label is not None and self._suspect is None:
             self._suspect = label.charm_id
             log.debug("event loop stalled inside run of %s", label.charm_id)
+        if not self._can_rescue:
+            return
         now = time.monotonic()
-        if (
-            self._can_rescue
-            and label.deadline is not None
+        if label is not None:
+            overdue = [label] if self._overdue(label, now) else []
+        else:
+            # Stuck where no run's frame is on the stack: maybe in a task an updater started
+            # (asyncio.gather). The handler tells by the task's context; offer it every run
+            # that is past its deadline (it raises only in code working for one of them).
+            overdue = [lb for lb in list(self._labels.values()) if self._overdue(lb, now)]
+        if overdue:
+            self._interrupt(overdue, now, named=label is not None)
+
+    def _overdue(self, label: RunLabel, now: float) -> bool:
+        return (
+            label.deadline is not None
             and now >= label.deadline + self._grace
             and now - label.last_attempt >= self._grace
-        ):
-            self._interrupt(frame_id, label, now)
+        )
 
-    def _interrupt(self, frame_id: int, label: _Label, now: float) -> None:
+    def _interrupt(self, labels: list[RunLabel], now: float, *, named: bool) -> None:
         """Signal the loop thread: its handler raises UpdaterFroze inside the stuck run."""
         thread_id = self._loop_thread_id
         if thread_id is None or signal.getsignal(RESCUE_SIGNAL) is not _on_rescue_signal:
             return  # someone replaced our handler: the signal's default would kill the app
-        label.attempts += 1
-        label.last_attempt = now
-        if label.attempts == 1:
-            log.warning(
-                "charm %s blocks the app past its time limit; interrupting it", label.charm_id
+        for label in labels:
+            label.attempts += 1
+            label.last_attempt = now
+        first = labels[0]
+        if not named:
+            log.debug(
+                "event loop stalled outside the runs' own frames; offering the overdue runs of %s",
+                ", ".join(lb.charm_id for lb in labels),
             )
-        elif label.attempts == 4:
+        elif first.attempts == 1:
+            log.warning(
+                "charm %s blocks the app past its time limit; interrupting it", first.charm_id
+            )
+        elif first.attempts == 4:
             log.error(
                 "charm %s keeps blocking the app although it was interrupted %d times (it "
                 "swallows the interruption, or is stuck in C code that never returns to Python)",
-                label.charm_id,
-                label.attempts - 1,
+                first.charm_id,
+                first.attempts - 1,
             )
-        self._rescue = (frame_id, label)
+        self._rescue = tuple(labels)
         self.rescues += 1
         try:
             signal.pthread_kill(thread_id, RESCUE_SIGNAL)
         except (OSError, ProcessLookupError):
-            self._rescue = None
+            self._rescue = ()

@@ -8,6 +8,7 @@ updater blocks the whole event loop in its own way; after that it returns at onc
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from datetime import timedelta
@@ -67,3 +68,21 @@ class SocketImporter(Pattern[HangSettings]):
             with mine, theirs:
                 mine.recv(1)  # nobody ever writes to ``theirs``
         return RunReport()
+
+
+class GatherImporter(Pattern[HangSettings]):
+    """Fetches pages concurrently with asyncio.gather; each fetch blocks (requests-style)."""
+
+    id = "hang-gather"
+    title = "Gather importer"
+    Settings = HangSettings
+    timeout = timedelta(seconds=1)
+
+    async def bg_updater(self, ctx: UpdateContext[HangSettings]) -> RunReport:
+        async def fetch(page: int) -> int:
+            if not _released(ctx.settings):
+                time.sleep(600)  # noqa: ASYNC251 - blocks inside a task the updater started
+            return page
+
+        pages = await asyncio.gather(fetch(1), fetch(2))
+        return RunReport(added=len(pages))
