@@ -673,6 +673,28 @@ class Store:
         reader keep decoded rows in memory and re-read them only when someone else wrote."""
         return int(self._execute("PRAGMA data_version").fetchone()[0])
 
+    @contextmanager
+    def _one_write(self) -> Iterator[None]:
+        """Scope of a change made by one SQL write statement (an item upsert or delete).
+
+        Inside a transaction the same task holds open, no SAVEPOINT: one statement is atomic
+        on its own in SQLite (a failing one changes nothing, its triggers included), so the
+        savepoint would protect nothing, and an importer storing a 250-event step item by
+        item paid a SAVEPOINT/RELEASE pair for each (a fifth of the time the step held the
+        event loop). Otherwise a transaction of its own, with its checks.
+        """
+        if self._depth == 0 or _current_task() is not self._owner:
+            with self.transaction():
+                yield
+            return
+        conn = self._db()
+        try:
+            yield
+        except BaseException:
+            if not conn.in_transaction:
+                self._aborted = True  # SQLite rolled the whole transaction back (disk full)
+            raise
+
     # --- cells --------------------------------------------------------------------------------
 
     def _read_cell(self, name: str) -> str | None:
@@ -873,7 +895,7 @@ class Collection:
     def upsert(self, key: str, value: Any, sort_key: SortKey = None) -> UpsertResult:
         """Insert or replace one item; "unchanged" (and no write) if identical to what's stored."""
         text = _encode_json(value)
-        with self._store.transaction():
+        with self._store._one_write():
             return self._upsert(key, text, sort_key)
 
     def _upsert(self, key: str, text: str, sort_key: SortKey) -> UpsertResult:
@@ -939,7 +961,7 @@ class Collection:
         return written
 
     def delete(self, key: str) -> bool:
-        with self._store.transaction():
+        with self._store._one_write():
             cur = self._store._execute(
                 "DELETE FROM items WHERE coll = ? AND key = ?", (self.name, key)
             )
