@@ -17,6 +17,7 @@ network watch, control socket (no new requests), engine (runs in progress end as
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -72,6 +73,10 @@ class AppHost:
     role: str = "engine"
     vault: SecretVault | None = None
     engine_factory: Callable[[Profile], Engine] | None = None
+    #: Told (on the loop thread) how far an upgrade of an older store has come, 0.0-1.0, while
+    #: :meth:`open` runs it before the engine starts (the tray's "Upgrading your data (40%)…",
+    #: the headless engine's stderr). Not called when there is nothing to upgrade.
+    on_upgrade: Callable[[float], None] | None = None
     engine: Engine | None = None
     server: ipc.Server | None = None
     wiring: AccountsWiring | None = None
@@ -107,6 +112,7 @@ class AppHost:
         except OSError as exc:  # syncing does not need it: say so on stderr and go on
             log.warning("cannot write the log file in %s (%s)", self.profile.logs_dir, exc)
         try:
+            await self._upgrade_store()
             self.engine = self._make_engine()
             from trayapp.auth.wiring import AccountsWiring
 
@@ -130,6 +136,32 @@ class AppHost:
             await self.close()
             raise
         return self.engine
+
+    async def _upgrade_store(self) -> None:
+        """Upgrade an older store on a worker thread before the engine opens it (issue 17.5).
+
+        Seconds on a large profile: done here, with the profile locked and nothing else
+        started, the event loop stays free (the tray's icon shows the progress and answers)
+        instead of the engine's constructor holding it with no word to the user.
+        """
+        from trayapp.core.store import needs_upgrade
+
+        if not needs_upgrade(self.profile.db_path):
+            return
+        loop = asyncio.get_running_loop()
+        report = self.on_upgrade
+        shown = -1
+
+        def progress(done: float) -> None:  # on the worker thread
+            nonlocal shown
+            percent = int(done * 100)
+            if report is not None and percent != shown:
+                shown = percent
+                loop.call_soon_threadsafe(report, done)
+
+        log.info("upgrading the store of %s to this version's schema", self.profile.path)
+        await asyncio.to_thread(self.profile.upgrade_store, progress)
+        log.info("store upgraded")
 
     def _make_engine(self) -> Engine:
         if self.engine_factory is not None:

@@ -188,8 +188,11 @@ class Target:
 
 def open_engine(profile: Profile) -> Engine:
     from trayapp.builtins import default_registry
+    from trayapp.cli.output import UpgradeProgress
     from trayapp.core.engine import Engine
 
+    # An older store is upgraded first, its progress on stderr (seconds on a large profile).
+    profile.upgrade_store(UpgradeProgress())
     return Engine(profile, patterns=default_registry(profile=profile.path))
 
 

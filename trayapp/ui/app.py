@@ -184,6 +184,44 @@ def _wait_for_tray(app: Any, tray_cls: Any, no_tray: bool) -> None:
         time.sleep(0.25)
 
 
+class UpgradeShown:
+    """Shows the store upgrade's progress while the engine waits for it (issue 17.5): the start-up
+    icon's tooltip and a one-line menu say "Upgrading your data (40%)…", so a long upgrade of a
+    large profile never looks like an app that hangs. Without an icon (--no-tray, no panel) the
+    progress goes to stderr as for the CLI. The tray controller replaces the menu once it
+    adopts the icon."""
+
+    def __init__(self, tray: Any, report: Callable[[str], None]) -> None:
+        self.tray = tray
+        self.report = report
+        self.menu: Any = None
+        self.line: Any = None
+        self.stderr: Callable[[float], None] | None = None
+
+    @staticmethod
+    def text(done: float) -> str:
+        return f"Upgrading your data ({int(done * 100)}%)…"
+
+    def __call__(self, done: float) -> None:
+        self.report(f"TRAYAPP_UPGRADE {int(done * 100)}")
+        if self.tray is None:
+            if self.stderr is None:
+                from trayapp.cli.output import UpgradeProgress
+
+                self.stderr = UpgradeProgress()
+            self.stderr(done)
+            return
+        if self.menu is None:
+            from PySide6.QtWidgets import QMenu
+
+            self.menu = QMenu()
+            self.line = self.menu.addAction(self.text(done))
+            self.line.setEnabled(False)
+            self.tray.setContextMenu(self.menu)
+        self.line.setText(self.text(done))
+        self.tray.setToolTip(f"{DISPLAY_NAME}: upgrading your data ({int(done * 100)}%)…")
+
+
 class AppRunner:
     """The tray on top of :class:`trayapp.host.AppHost` (engine, control socket, accounts)."""
 
@@ -223,6 +261,7 @@ class AppRunner:
         report = TestReporter(os.environ.get("TRAYAPP_TEST_REPORT"))
         profile = Profile.resolve(self.profile_dir)
         self.host = host = AppHost(profile, role="tray", vault=self._demo_vault())
+        host.on_upgrade = UpgradeShown(self.early_tray, report)
         if self.ns.demo:
             from trayapp.ui.demo import spawn_demo_emulator
 
