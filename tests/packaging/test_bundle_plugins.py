@@ -15,8 +15,10 @@ example), so the example's requirement on ``pattern-sync`` must be met by the bu
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -122,10 +124,8 @@ def test_bundle_installs_the_example_plugin_syncs_it_and_removes_it(
     ]
 
     done = run("plugins", "install", str(source))
-    assert (
-        "installed trayapp-notifications-example 1.0.0 (patterns: example-notifications)"
-        in done.stdout
-    )
+    assert "installed trayapp-notifications-example 1.0.0 (patterns: " in done.stdout
+    assert "example-notifications" in done.stdout.split("(patterns: ")[1].split(")")[0]
     own = profile / "plugins" / "trayapp-notifications-example"
     assert (own / "trayapp_notifications" / "__init__.py").is_file()
     # The example needs pattern-sync (and through it httpx, pydantic): all the bundle's own,
@@ -222,3 +222,117 @@ def test_bundle_runs_the_example_shell_script_pattern(
     (charm,) = json.loads(run("status", "--json").stdout)["charms"]
     assert charm["status"]["last_outcome"] == "ok"
     assert charm["status"]["totals"] == {"added": 2, "updated": 0, "removed": 0}
+
+
+def _other_python() -> str | None:
+    """A python3 with pip whose minor version differs from the bundle's (3.11)."""
+    candidates = [os.environ.get("TRAYAPP_TEST_OTHER_PYTHON", "")]
+    candidates += sorted(
+        str(p) for p in Path("/root/.pyenv/versions").glob("3.1[2-9]*/bin/python3")
+    )
+    candidates += [f"/usr/bin/python3.{minor}" for minor in range(12, 20)]
+    for candidate in filter(None, candidates):
+        if not Path(candidate).is_file():
+            continue
+        probe = subprocess.run(
+            [candidate, "-c", "import sys, pip; print(sys.version_info[:2] != (3, 11))"],
+            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, check=False,
+        )  # fmt: skip
+        if probe.stdout.strip() == "True":
+            return candidate
+    return None
+
+
+COMPILED_PLUGIN = """
+from datetime import timedelta
+
+import msgpack
+from trayapp.api import NoSettings, Pattern, RunReport
+
+
+class Packed(Pattern[NoSettings]):
+    id = "packed"
+    title = "Packed"
+    Settings = NoSettings
+    default_interval = timedelta(hours=1)
+
+    async def bg_updater(self, ctx):
+        data = msgpack.unpackb(msgpack.packb({"n": 3}))
+        # msgpack falls back to pure Python when its compiled module cannot load: say which.
+        return RunReport(updated=data["n"], message=msgpack.Packer.__module__)
+"""
+
+
+def test_bundle_with_another_pythons_pip_gets_libraries_built_for_the_bundle(
+    frozen: Path, tmp_path: Path
+) -> None:
+    """pip of Python 3.12+ installing for the 3.11 bundle: msgpack (compiled) must be cp311.
+
+    The cp311 wheel is fetched once from pip's configured index (skipped when offline); the
+    bundle's install then runs offline from that folder, where the other Python's own pip,
+    left to itself, would find no wheel for its version.
+    """
+    other = _other_python()
+    if other is None:
+        pytest.skip("needs a python3 other than 3.11, with pip")
+    links = tmp_path / "links"
+    fetched = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+         "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
+         "--platform", "manylinux2014_x86_64", "-d", str(links), "msgpack"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    if fetched.returncode != 0 or os.uname().machine != "x86_64":
+        pytest.skip(f"no cp311 msgpack wheel from the package index: {fetched.stderr[-300:]}")
+    # The plugin as a wheel (the other Python may have no setuptools to build a folder).
+    project = tmp_path / "packed"
+    (project / "packed_plugin").mkdir(parents=True)
+    (project / "packed_plugin" / "__init__.py").write_text(COMPILED_PLUGIN)
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "packed-plugin"\nversion = "1.0"\n'
+        'dependencies = ["pattern-sync", "msgpack>=1"]\n'
+        '[project.entry-points."trayapp.patterns"]\npacked = "packed_plugin:Packed"\n'
+        "[tool.setuptools]\npackages = ['packed_plugin']\n"
+    )
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+         "--no-index", "-w", str(links), str(project)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    (wheel,) = links.glob("packed_plugin-*.whl")
+
+    home, profile, bin_dir = tmp_path / "home", tmp_path / "profile", tmp_path / "bin"
+    home.mkdir()
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(other)
+    env = user_env(home, PATH=f"{bin_dir}:/usr/bin:/bin", PIP_NO_INDEX="1",
+                   PIP_FIND_LINKS=str(links))  # fmt: skip
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [str(frozen), "--profile", str(profile), *args],
+            env=env, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, f"{args}: {done.stdout}\n{done.stderr}"
+        return done
+
+    run("plugins", "install", str(wheel))
+    own = profile / "plugins" / "packed-plugin"
+    compiled = sorted(p.name for p in (own / "msgpack").glob("*.so"))
+    assert compiled and all("cpython-311" in name for name in compiled), compiled
+    (listed,) = json.loads(run("plugins", "list", "--json").stdout)["plugins"]
+    assert listed["problem"] is None and listed["libraries"][0].startswith("msgpack ")
+    run("charms", "add", "packed")
+    (result,) = json.loads(run("sync", "--json").stdout)["results"]
+    assert result["outcome"] == "ok", result
+    assert result["counts"]["updated"] == 3
+    assert result["message"] == "msgpack._cmsgpack"  # the compiled module loaded in the bundle
+
+    # The same Python's pip on its own finds nothing it could use: the flags made the difference.
+    alone = subprocess.run(
+        [other, "-m", "pip", "install", "--dry-run", "--no-index", "--find-links", str(links),
+         "--only-binary=:all:", "--target", str(tmp_path / "alone"), "msgpack"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert alone.returncode != 0, alone.stdout
