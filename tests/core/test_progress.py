@@ -80,6 +80,9 @@ async def test_progress_is_published_shown_in_status_and_cleared_when_the_run_en
         Progress(1, None, "messages"),
         Progress(2, 5, "messages"),
     ]
+    # Unchanged, the status is the very same object on every read (the tray keeps its menu
+    # entry by identity: issue 17.6).
+    assert engine.statuses()[cid] is engine.statuses()[cid] is engine.status(cid)
 
     Slow.gate.set()
     await until(lambda: any(isinstance(e, RunFinished) for e in events))

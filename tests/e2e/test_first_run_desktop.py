@@ -68,6 +68,7 @@ class Run:
     client_json: Path
     url_log: Path
     gmail_id: str = ""
+    calendar_id: str = ""
 
     def control(self, op: str, **kwargs: object) -> object:
         req = urllib.request.Request(
@@ -262,6 +263,7 @@ def test_then_a_calendar_charm_asks_permission_once_and_syncs(run: Run) -> None:
     )
     assert isinstance(first, list)
     calendar_id = first[0].split()[1]
+    run.calendar_id = calendar_id
     assert first[0].endswith(" auth_required"), first
     # The new charm needs access the account has not granted: the account asks, once.
     calls = wait_for(
@@ -314,6 +316,39 @@ def test_then_a_calendar_charm_asks_permission_once_and_syncs(run: Run) -> None:
     assert cleared
     assert len([c for c in run.desktop.notify_calls()[before:] if "Calendar" in c]) == 2
     assert len([c for c in run.desktop.notify_calls()[before:] if "Allow Pattern Sync" in c]) == 1
+
+
+def test_reset_the_calendar_charm_in_settings_and_it_syncs_again_from_scratch(run: Run) -> None:
+    """Issue 16.5: Settings' "Reset and resync…" (the CLI's ``charms reset``): asks first with
+    what is lost, then the charm's next request to Google is a full sync, not an incremental
+    one (no syncToken), and it ends ok."""
+    report = run.report
+    calendar_id = run.calendar_id
+    assert calendar_id, "the Calendar step did not finish"
+    # A click on the icon first: a plain sync asks Google for changes only (a syncToken).
+    x, y, w, h = (int(v) for v in report.wait("TRAYAPP_TRAY_GEOMETRY", 30)[0].split()[1:])
+    before = len(run.control("requests", api_method="calendar.events.list") or [])  # type: ignore[arg-type]
+    mark = report.mark()
+    run.desktop.click(x + w // 2, y + h // 2, 1)
+    report.wait(f"TRAYAPP_RUN_FINISHED {calendar_id} ok", 120, after=mark)
+    # Settings still edits the Calendar charm it added: its reset button is on screen.
+    widgets = run.widgets("settings_window")
+    assert "reset_charm" in widgets
+    lists = len(run.control("requests", api_method="calendar.events.list") or [])  # type: ignore[arg-type]
+    mark = report.mark()
+    run.click("settings_window", "reset_charm")
+    report.wait("TRAYAPP_WIDGETS_DONE confirm", 30, after=mark)
+    run.shot("9b-reset-confirm")
+    run.click("confirm", "confirm_yes", mark)
+    report.wait(f"TRAYAPP_CHARM_RESET {calendar_id}", 30, after=mark)
+    report.wait(f"TRAYAPP_RUN_FINISHED {calendar_id} ok", 120, after=mark)
+    run.shot("9c-reset-done")
+    calls = run.control("requests", api_method="calendar.events.list")
+    assert isinstance(calls, list) and len(calls) > lists
+    # Before the reset the charm held a sync token and asked for changes only; after it, the
+    # first list of each calendar starts from nothing.
+    assert any("syncToken" in json.dumps(c) for c in calls[before:lists]), calls[before:lists]
+    assert all("syncToken" not in json.dumps(c) for c in calls[lists:]), calls[lists:]
 
 
 def _dunst_count(run: Run, which: str) -> int:

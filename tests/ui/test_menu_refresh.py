@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.ui.conftest import QLoop, until
@@ -25,8 +25,21 @@ from trayapp.ui.tray import TrayController
 CHARMS = 40
 
 
+class TrayClock:
+    """The tray's clock, held still unless a test moves it: relative times ("synced 2 min
+    ago") then change only when the test says, so the counts below are exact."""
+
+    def __init__(self) -> None:
+        self.at = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
 @asynccontextmanager
-async def many_charms(profile: Path, n: int = CHARMS) -> AsyncIterator[TrayController]:
+async def many_charms(
+    profile: Path, n: int = CHARMS, clock: TrayClock | None = None
+) -> AsyncIterator[TrayController]:
     feeds = DemoFeedServer()
     base = await feeds.start()
     engine = Engine(profile, patterns=default_registry())
@@ -40,6 +53,7 @@ async def many_charms(profile: Path, n: int = CHARMS) -> AsyncIterator[TrayContr
         )
     ctl = TrayController(
         engine,
+        now=clock or TrayClock(),
         policy=NotificationPolicy(grace=timedelta(0)),
         use_desktop_notifications=False,
         use_tray=True,
@@ -83,11 +97,13 @@ def test_one_charm_changed_costs_one_entry_not_one_per_charm(
     qloop: QLoop, profile_dir: Path
 ) -> None:
     async def body() -> None:
-        async with many_charms(profile_dir) as ctl:
+        clock = TrayClock()
+        async with many_charms(profile_dir, clock=clock) as ctl:
             engine, binder, builder = ctl.engine, ctl.binder, ctl.menu_builder
             cid = engine.charms()[7].id
             ctl.refresh()
             before = (builder.rows_built, binder.visited, binder.updated, binder.writes)
+            compared = builder.texts_compared
             reads = engine._charms.reads
 
             engine.pause(cid)  # one status change, published by the engine
@@ -103,6 +119,9 @@ def test_one_charm_changed_costs_one_entry_not_one_per_charm(
             updated = binder.updated - before[2]
             writes = binder.writes - before[3]
             assert built == 1  # the paused charm's entry; the other 39 are reused
+            # ...without even working out their relative times (the clock stayed inside
+            # every other entry's window).
+            assert builder.texts_compared - compared == 1
             # The binder walks the top level (one item per charm plus ~20 fixed ones) and the
             # changed entry's own submenu, and touches Qt only for items that changed: before
             # issue 17.6 it compared all ~12 items of every charm (about 500 here).
@@ -119,9 +138,24 @@ def test_one_charm_changed_costs_one_entry_not_one_per_charm(
             assert ctl.menu_builder.build(snap) == build_menu(snap)
 
             # A tick with nothing changed rebuilds nothing and writes nothing to Qt.
-            before = (builder.rows_built, binder.writes)
+            before = (builder.rows_built, binder.writes, builder.texts_compared)
             ctl.refresh()
-            assert (builder.rows_built, binder.writes) == before
+            assert (builder.rows_built, binder.writes, builder.texts_compared) == before
+            # Ten minutes later every "synced just now" reads "synced 10 min ago": every entry
+            # is rebuilt once, and the next tick is quiet again.
+            first = engine.charms()[0].id
+            synced = engine.status(first).last_success_at
+            assert synced is not None
+            clock.at = synced + timedelta(minutes=10)
+            rebuilt = builder.rows_built
+            ctl.refresh()
+            assert builder.rows_built - rebuilt == CHARMS
+            assert line.text().endswith("— paused")
+            other = binder.action(f"charm:{first}")
+            assert other is not None and other.text().endswith("— synced 10 min ago")
+            rebuilt = builder.rows_built
+            ctl.refresh()
+            assert builder.rows_built == rebuilt
 
     qloop.run(body(), timeout=180)
 

@@ -350,7 +350,7 @@ def test_the_menu_builder_rebuilds_only_changed_entries_and_equals_build_menu() 
             statuses[cid] = random_status(cid, now)
             changed = 1
         elif what < 8:  # the clock moves: seconds (a refresh) or minutes (a tick, a wake)
-            now += timedelta(seconds=rng.choice([0.4, 1, 7, 15, 45, 600]))
+            now += timedelta(seconds=rng.choice([0.05, 0.4, 1, 7, 15, 45, 600, 3600, 40000]))
         elif what == 8:
             accounts = [acct_bad if accounts[0] is acct_ok else acct_ok]
         snap = make_snapshot(now, charms, statuses, accounts, views=views)
@@ -361,16 +361,50 @@ def test_the_menu_builder_rebuilds_only_changed_entries_and_equals_build_menu() 
             assert built <= changed, step  # never more than the charm that changed
         if what == 8:
             assert built <= 4  # only the account's charms (c0, c3, c6, c9)
-    # A tick that moves no relative text rebuilds nothing, and the views are reused.
+    # A tick that moves no relative text rebuilds nothing, and the views are reused; inside
+    # every entry's window not even the texts are worked out again.
+    statuses = {c.id: ok(c.id, timedelta(minutes=10)) for c in charms}
     snap = make_snapshot(now, charms, statuses, accounts, views=views)
     builder.build(snap)
     again = make_snapshot(
         now + timedelta(milliseconds=200), charms, statuses, accounts, views=views
     )
-    before = builder.rows_built
+    before, compared = builder.rows_built, builder.texts_compared
     assert builder.build(again) == build_menu(again)
-    assert builder.rows_built == before
+    assert builder.rows_built == before and builder.texts_compared == compared
     assert all(a is b for a, b in zip(snap.charms, again.charms, strict=True))
     # A charm removed: its entry is gone, the others stay.
     snap = make_snapshot(now, charms[1:], statuses, accounts, views=views)
     assert builder.build(snap) == build_menu(snap) and "c0" not in views
+
+
+def test_relative_texts_hold_until_the_time_their_window_says() -> None:
+    """MenuBuilder skips working out an entry's relative times while the clock is inside the
+    window these give: at any instant in [now, until) the text must be the one at now."""
+    import random
+
+    from trayapp.ui.model import future_text_until, past_text_until
+
+    rng = random.Random(6)
+    spans = [0, 1, 4.9, 5, 5.1, 30, 44.9, 45, 59.9, 60, 89, 90, 91, 150, 3569, 3570, 3571,
+             5400, 7000, 86399, 86400, 86401, 200000]  # fmt: skip
+    for _ in range(3000):
+        now = NOW + timedelta(seconds=rng.uniform(0, 3 * 86400))
+        span = timedelta(seconds=rng.choice(spans) + rng.uniform(-2, 2))
+        local = now.astimezone()
+        midnight = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        for when, text, until in (
+            (now - span, relative_past, past_text_until(now - span, now)),
+            (now + span, relative_future, future_text_until(now + span, now, midnight)),
+        ):
+            at_now = text(when, now)  # type: ignore[operator]
+            if until is None:
+                later = [now + timedelta(seconds=s) for s in (1, 60, 3600, 90000)]
+            else:
+                assert until >= now - timedelta(microseconds=1), (when, now, until)
+                width = (until - now).total_seconds()
+                later = [now + timedelta(seconds=width * f) for f in (0.25, 0.5, 0.9)]
+                later.append(until - timedelta(microseconds=1))
+            for t in later:
+                if t >= now:
+                    assert text(when, t) == at_now, (when, now, t, until)  # type: ignore[operator]

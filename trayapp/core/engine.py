@@ -185,6 +185,9 @@ class Engine:
         self._http: SharedHttpClient | None = None
         self._subscribers: list[EventCallback] = []
         self._progress: dict[str, Progress] = {}  # running charms' last ctx.progress report
+        # The status with its progress, as last handed out: the same object while neither
+        # changed, so observers that keep views by identity (the tray) reuse them.
+        self._shown_progress: dict[str, tuple[CharmStatus, Progress, CharmStatus]] = {}
         # (charm id, state version) pairs whose stored state is known to be at that version.
         self._state_current: set[tuple[str, int]] = set()
         self._scheduler_options: dict[str, Any] = {
@@ -579,7 +582,12 @@ class Engine:
         progress = self._progress.get(status.charm_id)
         if progress is None or status.state is not CharmState.RUNNING:
             return status
-        return status.with_(progress=progress)
+        shown = self._shown_progress.get(status.charm_id)
+        if shown is not None and shown[0] is status and shown[1] is progress:
+            return shown[2]
+        with_progress = status.with_(progress=progress)
+        self._shown_progress[status.charm_id] = (status, progress, with_progress)
+        return with_progress
 
     def _report_progress(self, charm_id: str, done: int, total: int | None, unit: str) -> None:
         """An updater's ``ctx.progress``: kept until its run ends, and told to observers."""
@@ -626,8 +634,10 @@ class Engine:
         """Deliver an event to every subscriber (other engine parts, e.g. accounts, use it)."""
         if isinstance(event, RunStarted):
             self._progress.pop(event.charm_id, None)
+            self._shown_progress.pop(event.charm_id, None)
         elif isinstance(event, RunFinished):
             self._progress.pop(event.record.charm_id, None)
+            self._shown_progress.pop(event.record.charm_id, None)
         for callback in list(self._subscribers):
             try:
                 callback(event)

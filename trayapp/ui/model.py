@@ -225,6 +225,49 @@ def relative_future(when: datetime | None, now: datetime) -> str:
     return f"{local:%a %H:%M}"
 
 
+def past_text_until(when: datetime | None, now: datetime) -> datetime | None:
+    """Until when :func:`relative_past` keeps its text for ``when`` (from ``now`` on): the
+    next rounding boundary. None: never changes. Never later than the real change (it may be
+    earlier at an exact boundary; the caller then just compares the text again)."""
+    if when is None:
+        return None
+    secs = (now - when).total_seconds()
+    if secs < 45:
+        return when + timedelta(seconds=45)
+    mins = round(secs / 60)
+    if mins < 60:
+        return when + timedelta(seconds=(mins + 0.5) * 60)
+    hours = round(secs / 3600)
+    if hours < 24:
+        return when + timedelta(seconds=(hours + 0.5) * 3600)
+    return when + timedelta(days=round(secs / 86400) + 0.5)
+
+
+def future_text_until(when: datetime | None, now: datetime, day_ends: datetime) -> datetime | None:
+    """Until when :func:`relative_future` keeps its text for ``when`` (see
+    :func:`past_text_until`). ``day_ends``: no later than the next local midnight after
+    ``now`` ("at 18:00" becomes "Tue 18:00" when the day changes)."""
+    if when is None:
+        return None
+    secs = (when - now).total_seconds()
+    if secs <= 5:
+        return None  # "now" from here on
+    if secs < 60:
+        return when - timedelta(seconds=int(secs))
+    mins = round(secs / 60)
+    if mins < 60:
+        return when - timedelta(seconds=max(60.0, (mins - 0.5) * 60))
+    until = min(when - timedelta(seconds=3570), day_ends)  # 3570 s: round(secs / 60) < 60
+    if secs >= 86400:
+        until = min(until, when - timedelta(seconds=86400))
+    return until
+
+
+def _earliest(*times: datetime | None) -> datetime | None:
+    known = [t for t in times if t is not None]
+    return min(known) if known else None
+
+
 def tomorrow_morning(now: datetime, hour: int = 8) -> datetime:
     """ "Until tomorrow" means tomorrow at 08:00 local time, the usual meaning in peers."""
     local = now.astimezone()
@@ -280,12 +323,28 @@ _FIX_DETAIL = {
 }
 
 
+# One refresh asks for the icon state and the summary of the same snapshot three and two times
+# (icon, tooltip, menu header); each is a pass over every charm. Kept for the last snapshot.
+_last_icon: tuple[Snapshot, IconState] | None = None
+_last_summary: tuple[Snapshot, int, str] | None = None
+
+
 def icon_state(snap: Snapshot) -> IconState:
     """Priority: what the user must act on first, then what is happening, then health.
 
     Attention beats syncing so a click-to-sync never hides a dead token; syncing beats error so
     a retry shows it is being worked on.
     """
+    global _last_icon
+    last = _last_icon
+    if last is not None and last[0] is snap:
+        return last[1]
+    state = _icon_state(snap)
+    _last_icon = (snap, state)
+    return state
+
+
+def _icon_state(snap: Snapshot) -> IconState:
     if any(a.needs_user for a in snap.accounts) or any(
         charm_needs_sign_in(c, snap) or charm_needs_fix(c) for c in snap.charms
     ):
@@ -310,6 +369,17 @@ def _names(items: Sequence[str]) -> str:
 
 def summary(snap: Snapshot) -> str:
     """The header line and tooltip: answers "is everything syncing?" in one line."""
+    global _last_summary
+    last = _last_summary
+    gen = generation()
+    if last is not None and last[0] is snap and last[1] == gen:
+        return last[2]
+    text = _summary(snap)
+    _last_summary = (snap, gen, text)
+    return text
+
+
+def _summary(snap: Snapshot) -> str:
     state = icon_state(snap)
     if not snap.charms and not snap.accounts:
         return tr("No charms yet: add one in Settings")
@@ -637,11 +707,17 @@ class MenuBuilder:
     not the clock, are part of the key, so a tick rebuilds only the entries whose words moved.
     The result is always equal to ``build_menu(snap)``; and an unchanged entry is the same
     object as last time, which lets :class:`~trayapp.ui.menu.MenuBinder` skip it whole.
+
+    Checking an entry costs no text at all while the clock stays inside the window in which
+    those three texts cannot change (:func:`past_text_until`, :func:`future_text_until`): a
+    refresh after one change, or a tick, does O(1) work per unchanged charm.
     """
 
     def __init__(self) -> None:
-        self._rows: dict[str, tuple[tuple[object, ...], MenuItem]] = {}
+        self._rows: dict[str, _Row] = {}
+        self._day_ends: tuple[datetime, datetime] | None = None  # (now, its local day's end)
         self.rows_built = 0  # charm entries built so far: tests and the bench count them
+        self.texts_compared = 0  # entries whose relative texts had to be worked out again
 
     def build(self, snap: Snapshot) -> MenuModel:
         model = _build_menu(snap, self._charm_row)
@@ -651,23 +727,69 @@ class MenuBuilder:
                 del self._rows[cid]
         return model
 
+    def _day_end(self, now: datetime) -> datetime:
+        cached = self._day_ends
+        if cached is not None and cached[0] <= now < cached[1]:
+            return cached[1]
+        local = now.astimezone()
+        midnight = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        # An hour early: a daylight-saving change tonight moves the real midnight by up to one.
+        end = midnight - timedelta(hours=1)
+        self._day_ends = (now, end)
+        return end
+
     def _charm_row(self, c: CharmView, snap: Snapshot) -> MenuItem:
         s, now = c.status, snap.now
-        key = (
-            c,
-            snap.account(c.account_id),
-            generation(),
+        acct = snap.account(c.account_id)
+        gen = generation()
+        hit = self._rows.get(c.id)
+        if (
+            hit is not None
+            and hit.view is c
+            and hit.account == acct
+            and hit.generation == gen
+            and hit.since <= now
+            and (hit.until is None or now < hit.until)
+        ):
+            return hit.item
+        self.texts_compared += 1
+        texts = (
             relative_past(s.last_success_at, now),
             relative_future(s.next_due_at, now),
             relative_future(s.paused_until, now) if s.paused_until is not None else "",
         )
-        hit = self._rows.get(c.id)
-        if hit is not None and hit[0] == key:
-            return hit[1]
-        item = _charm_menu(c, snap)
-        self._rows[c.id] = (key, item)
-        self.rows_built += 1
+        day_end = self._day_end(now)
+        until = _earliest(
+            past_text_until(s.last_success_at, now),
+            future_text_until(s.next_due_at, now, day_end),
+            future_text_until(s.paused_until, now, day_end),
+        )
+        if (
+            hit is not None
+            and hit.texts == texts
+            and hit.generation == gen
+            and hit.account == acct
+            and (hit.view is c or hit.view == c)
+        ):
+            item = hit.item
+        else:
+            item = _charm_menu(c, snap)
+            self.rows_built += 1
+        self._rows[c.id] = _Row(c, acct, gen, texts, now, until, item)
         return item
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """A built charm entry and what it was built from (see :class:`MenuBuilder`)."""
+
+    view: CharmView
+    account: AccountView | None
+    generation: int
+    texts: tuple[str, str, str]
+    since: datetime  # the texts hold from here...
+    until: datetime | None  # ...to here (None: for good)
+    item: MenuItem
 
 
 def build_menu(snap: Snapshot) -> MenuModel:

@@ -827,6 +827,7 @@ class SettingsWindow(QWidget):
         self.remove_charm.setEnabled(True)
         self.reset_charm.show()
         self.reset_charm.setEnabled(True)
+        self.ctl.report_widgets(self)  # test mode: the reset button appeared
         if self._following_reset is not None and self._following_reset[0] != charm.id:
             self._following_reset = None
 

@@ -761,6 +761,10 @@ class TrayController(QObject):
         if yes is not None:
             yes.setText(verb)  # the button says what it does ("Remove"), not "Yes"
             yes.setAccessibleName(verb.replace("&", ""))
+            yes.setObjectName("confirm_yes")
+        cancel = box.button(QMessageBox.StandardButton.Cancel)
+        if cancel is not None:
+            cancel.setObjectName("confirm_cancel")
 
         def done(result: int) -> None:
             if result == QMessageBox.StandardButton.Yes:
@@ -772,6 +776,7 @@ class TrayController(QObject):
         self._windows[f"confirm:{id(box)}"] = box
         box.finished.connect(lambda _r: self._windows.pop(f"confirm:{id(box)}", None))
         box.open()
+        self.report_widgets(box)  # test mode: where its buttons are
         return box
 
     def _confirm_reset(self, charm_id: str | None) -> None:
@@ -919,7 +924,9 @@ class TrayController(QObject):
         """Test mode: where a window's named controls are, so a desktop test can click them."""
         if isinstance(self.report, TestReporter) and not self.report.enabled:
             return
-        QTimer.singleShot(0, lambda: self._report_widgets_now(win))
+        # With ``win`` as the context: dropped if the window is deleted first (a confirmation
+        # answered at once).
+        QTimer.singleShot(0, win, lambda: self._report_widgets_now(win))
 
     def _report_widgets_now(self, win: QWidget) -> None:
         from PySide6.QtCore import QPoint
