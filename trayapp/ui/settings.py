@@ -890,11 +890,12 @@ class SettingsWindow(QWidget):
         self._following_reset = None
         if s.last_outcome is not None and not s.last_outcome.is_failure:
             count = self.ctl.engine.stored_items(charm_id)
-            self.save_status.setText(
-                self.tr("“{name}” synced again from the start: {n} items.").format(
-                    name=c.name, n=f"{count:,}"
-                )
+            text = (
+                self.tr("“{name}” synced again from the start: 1 item.")
+                if count == 1
+                else self.tr("“{name}” synced again from the start: {n} items.")
             )
+            self.save_status.setText(text.format(name=c.name, n=f"{count:,}"))
         else:
             self.save_status.setText(
                 self.tr("“{name}” was cleared, but syncing it again failed: {error}").format(
