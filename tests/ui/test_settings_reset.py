@@ -8,6 +8,7 @@ line follows that sync.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -115,5 +116,53 @@ def test_reset_of_a_charm_removed_while_asking_says_so_without_a_traceback(
         await until(lambda: not env.ctl._refresh_timer.isActive())
         assert win.save_status.text() == "That charm was removed."
         assert "TRAYAPP_CHARM_RESET project-news" not in env.lines
+
+    scenario(qloop, profile_dir, body)
+
+
+def test_the_status_line_follows_the_sync_after_a_reset(qloop: QLoop, profile_dir: Path) -> None:
+    """While the charm syncs again from the start the line says so; then how it ended. The
+    feed here answers only when the test lets it, so the running state is seen for sure."""
+
+    async def body(env: Env) -> None:
+        gate = [asyncio.Event()]
+        feed = env.feeds.feed_xml("team-blog").encode()
+
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                pass  # request line and headers
+            await gate[0].wait()
+            head = "HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nConnection: close\r\n"
+            writer.write(f"{head}Content-Length: {len(feed)}\r\n\r\n".encode() + feed)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        try:
+            port = server.sockets[0].getsockname()[1]
+            slow = env.engine.add_charm(
+                "feed-importer", {"url": f"http://127.0.0.1:{port}/slow.xml"}, name="Slow"
+            )
+            await until(lambda: env.engine.runs_in_progress() == 1)
+            gate[0].set()  # its first sync may finish
+            await until(lambda: env.engine.status(slow.id).last_success_at is not None)
+            gate[0] = asyncio.Event()
+
+            win = open_on(env, slow.id)
+            win.reset_charm.click()
+            yes = the_box(win).button(QMessageBox.StandardButton.Yes)
+            assert yes is not None
+            yes.click()
+            await until(lambda: env.engine.runs_in_progress() == 1)
+            await until(lambda: win.save_status.text() == "Syncing “Slow” again from the start…")
+            assert env.engine.stored_items(slow.id) == 0  # cleared while it waits
+            gate[0].set()
+            await until(lambda: "synced again from the start" in win.save_status.text())
+            assert win.save_status.text() == (
+                f"“Slow” synced again from the start: {env.engine.stored_items(slow.id)} items."
+            )
+        finally:
+            gate[0].set()
+            server.close()
 
     scenario(qloop, profile_dir, body)
