@@ -104,9 +104,9 @@ class TokenDialog(QDialog):
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
         )
-        save = self.buttons.button(QDialogButtonBox.StandardButton.Save)
-        save.setObjectName("token_save")
-        save.setDefault(True)  # Return in the token field saves
+        save_button = self.buttons.button(QDialogButtonBox.StandardButton.Save)
+        save_button.setObjectName("token_save")
+        save_button.setDefault(True)  # Return in the token field saves
         self.buttons.accepted.connect(self.submit)
         self.buttons.rejected.connect(self.reject)
         lay.addWidget(self.buttons)
