@@ -29,6 +29,7 @@ import dataclasses
 import logging
 import random
 import traceback
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -97,6 +98,8 @@ MIN_INTERVAL = timedelta(seconds=1)
 # start with a letter, so it cannot clash with a pattern's own cells; it is under the charm's
 # prefix, so removing or resetting the charm drops it with the rest.
 STATE_VERSION_CELL = "charm:{charm_id}:_state_version"
+# A random id of the profile, in the names of its charms' keyring entries (see _secret_keys).
+SECRET_NAMESPACE_CELL = "engine:secret_namespace"
 
 GoogleFactory = Callable[[str], GoogleServices]
 """``google_factory(account_id)`` -> the per-account Google services given to ``ctx.google``."""
@@ -167,6 +170,7 @@ class Engine:
         secrets: SecretVault | None = None,
     ) -> None:
         self._vault = secrets
+        self._secret_ns: str | None = None  # see _secret_namespace
         self.profile = profile if isinstance(profile, Profile) else Profile.resolve(profile)
         self.clock: Clock = clock or SystemClock()
         self.patterns = patterns
@@ -676,6 +680,7 @@ class Engine:
         settings: dict[str, Any] | None = None
         if pattern.secret_settings():
             try:  # keyring round trips block: off the loop
+                self._secret_namespace()  # from the store, on this thread
                 settings = await asyncio.to_thread(self._reveal, info, pattern)
             except KeyringNotReady as exc:
                 return RunOutcome(OutcomeKind.OFFLINE, message=str(exc))
@@ -725,9 +730,29 @@ class Engine:
             self._vault = SecretVault(self.profile.path)
         return self._vault
 
-    @staticmethod
-    def _secret_key(charm_id: str, field: str) -> str:
-        return f"charm:{charm_id}:setting:{field}"
+    def _secret_namespace(self) -> str:
+        """This profile's random id, made once and kept in its database.
+
+        The keyring is shared by every profile of the user (another ``--profile``, a test
+        profile) and charm ids come from names, so the profile's id goes into each entry's name:
+        one profile's "status" charm never reads, replaces or deletes another's secret. Read on
+        the loop thread (the store is not for worker threads), then cached.
+        """
+        if self._secret_ns is None:
+            with self.store.transaction():  # BEGIN IMMEDIATE: two processes agree on one id
+                cell = self.store.cell(SECRET_NAMESPACE_CELL, str, default="")
+                value = cell.get()
+                if not value:
+                    value = uuid.uuid4().hex[:16]
+                    cell.set(value)
+            self._secret_ns = value
+        return self._secret_ns
+
+    def _secret_keys(self, charm_id: str, field: str) -> tuple[str, str]:
+        """The entry name of a secret setting, and the name it had before profiles had ids
+        (still read, so secrets stored by an older version are found)."""
+        legacy = f"charm:{charm_id}:setting:{field}"
+        return f"profile:{self._secret_namespace()}:{legacy}", legacy
 
     def _secret_values(
         self, pattern: Pattern[Any], given: Mapping[str, Any], validated: Any
@@ -749,18 +774,23 @@ class Engine:
                 self._forget_secret(charm_id, field)
                 continue
             target = target or self.secrets.store_for_new_secret()  # raises KeyringNotReady
-            key = self._secret_key(charm_id, field)
+            key, legacy = self._secret_keys(charm_id, field)
             target.set(key, value)
             register_secret(value)
             if target is self.secrets.keyring and self.secrets.file.get(key) is not None:
                 self.secrets.file.delete(key)  # moved to the keyring: no stale copy in the file
+            if self.secrets.file.get(legacy) is not None:
+                self.secrets.file.delete(legacy)  # the profile's own file: replaced, not kept
 
     def _stored_secret(self, charm_id: str, field: str, *, required: bool) -> str | None:
         """A secret setting's value (the 0600 file first: no D-Bus round trip), or None."""
-        key = self._secret_key(charm_id, field)
-        value = self.secrets.file.get(key)
-        if value is None and self.secrets.mode != "file":
-            value = self.secrets.keyring.get(key)
+        value = None
+        for key in self._secret_keys(charm_id, field):
+            value = self.secrets.file.get(key)
+            if value is None and self.secrets.mode != "file":
+                value = self.secrets.keyring.get(key)
+            if value is not None:
+                break
         if value is None and required:
             raise AuthRequired(
                 f"the secret setting {field!r} of charm {charm_id!r} is no longer stored (was "
@@ -772,15 +802,15 @@ class Engine:
         return value
 
     def _forget_secret(self, charm_id: str, field: str) -> None:
-        key = self._secret_key(charm_id, field)
         stores = [self.secrets.file]
         if self.secrets.mode != "file":
             stores.append(self.secrets.keyring)  # type: ignore[arg-type]
-        for store in stores:
-            try:
-                store.delete(key)
-            except Exception as exc:  # best effort: the charm is gone either way
-                log.warning("could not delete a secret setting of charm %s: %s", charm_id, exc)
+        for key in self._secret_keys(charm_id, field):
+            for store in stores:
+                try:
+                    store.delete(key)
+                except Exception as exc:  # best effort: the charm is gone either way
+                    log.warning("could not delete a secret setting of charm %s: %s", charm_id, exc)
 
     def _reveal(self, info: CharmInfo, pattern: Pattern[Any]) -> dict[str, Any]:
         """The charm's settings with each secret placeholder replaced by the stored value."""
