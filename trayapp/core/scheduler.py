@@ -945,6 +945,9 @@ class Scheduler:
             )
         finally:
             run.in_updater = False
+            # The scheduler's own code from here on is not the run's: the watchdog must never
+            # interrupt it (the tasks the updater started keep their own copy of the context).
+            enter_run(None)
         if run.recorded:  # abandoned after ignoring cancellation; _zombie_done cleans up
             return
         froze = label.froze if label is not None else None
