@@ -126,4 +126,8 @@ def sync_line(r: Mapping[str, Any]) -> str:
         if r["message"]:
             text += f" ({r['message']})"
         return text
+    from trayapp.core.outcomes import WAITING_PREFIX, OutcomeKind
+
+    if r["outcome"] == OutcomeKind.RATE_LIMITED and str(r["message"]).startswith(WAITING_PREFIX):
+        return f"{r['charm_id']}: {r['message']}"  # not run: the server's wait is not over
     return f"{r['charm_id']}: {r['outcome']}: {r['message']}"

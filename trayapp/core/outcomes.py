@@ -166,3 +166,17 @@ class RunOutcome:
             traceback=traceback if isinstance(traceback, str) else None,
             retry_after=when,
         )
+
+
+WAITING_PREFIX = "the server asked to wait"
+
+
+def waiting_outcome(until: datetime) -> RunOutcome:
+    """What a manual sync of a charm waiting for the server's Retry-After answers: it did not
+    run (``rate_limited``, ``retry_after`` = ``until``), and says when the next try is."""
+    local = until.astimezone()
+    today = datetime.now(local.tzinfo).date()
+    at = local.strftime("%H:%M") if local.date() == today else local.strftime("%a %H:%M")
+    return RunOutcome(
+        OutcomeKind.RATE_LIMITED, message=f"{WAITING_PREFIX}; next try at {at}", retry_after=until
+    )

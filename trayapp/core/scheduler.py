@@ -88,7 +88,7 @@ from trayapp.core.events import (
     RunFinished,
     RunStarted,
 )
-from trayapp.core.outcomes import OutcomeKind, RunOutcome, RunReport
+from trayapp.core.outcomes import OutcomeKind, RunOutcome, RunReport, waiting_outcome
 from trayapp.core.redact import redact
 from trayapp.core.retry import MAX_RETRY_AFTER
 from trayapp.core.retry import BackoffPolicy as BackoffPolicy  # re-exported: engine, tests
@@ -486,6 +486,13 @@ class Scheduler:
                 RunOutcome(OutcomeKind.CANCELLED, message="not run: the app is shutting down")
             )
             return future
+        wait = charm.status.waiting_until(self._clock.now()) if charm.pending is None else None
+        if wait is not None and trigger == TRIGGER_MANUAL:
+            # The server said when to try again: not even the user's sync asks sooner
+            # (docs/plugins.md). Nothing runs and nothing is recorded; its timer stays.
+            future = asyncio.get_running_loop().create_future()
+            future.set_result(waiting_outcome(wait))
+            return future
         run = self._enqueue(charm, trigger)
         run.trigger = trigger  # a queued scheduled run becomes the user's run
         self._queue.move_to_end(charm_id, last=False)
@@ -499,7 +506,9 @@ class Scheduler:
             self.run_now(charm_id)
         else:
             charm = self._get(charm_id)
-            self._set(charm, due(charm.status, self._clock.now()))
+            now = self._clock.now()
+            if charm.status.waiting_until(now) is None:  # else: due when the server allows
+                self._set(charm, due(charm.status, now))
 
     def refresh(self) -> None:
         """Not started: re-read the saved statuses (another process may be running these

@@ -17,6 +17,7 @@ from typing import Any
 
 from trayapp.core import slots
 from trayapp.core.outcomes import OutcomeKind, RunOutcome, RunReport
+from trayapp.core.retry import MAX_RETRY_AFTER
 
 
 class CharmState(StrEnum):
@@ -197,6 +198,16 @@ class CharmStatus:
     parked_frozen: bool = False
     # While RUNNING: what the updater last reported through ``ctx.progress`` (None otherwise).
     progress: Progress | None = None
+    # The last run was rate_limited and the server said when to try again (capped at a day):
+    # no run before then, not even one the user asks for (docs/plugins.md). None otherwise.
+    retry_after: datetime | None = None
+
+    def waiting_until(self, now: datetime) -> datetime | None:
+        """When the server allows the next request, if that is still ahead of ``now``."""
+        when = self.retry_after
+        if when is None or self.last_outcome is not OutcomeKind.RATE_LIMITED or when <= now:
+            return None
+        return when
 
     @property
     def healthy(self) -> bool:
@@ -245,6 +256,7 @@ class CharmStatus:
             "freezes": self.freezes,
             "parked_frozen": self.parked_frozen,
             "progress": self.progress.to_json() if self.progress is not None else None,
+            "retry_after": _dt(self.retry_after),
         }
 
     @classmethod
@@ -280,6 +292,7 @@ class CharmStatus:
             freezes=int(data.get("freezes") or 0),
             parked_frozen=bool(parked) and data.get("parked_frozen") is True,
             progress=Progress.from_json(data.get("progress")),
+            retry_after=_parse_dt(data.get("retry_after")),
         )
 
 
@@ -375,6 +388,12 @@ def finished(
             last_error_kind=kind,
             last_error=outcome.message or kind.value,
         )
+    if kind is not OutcomeKind.CANCELLED:
+        # Only a rate limit carries the server's wait; any other end forgets an older one.
+        wait = outcome.retry_after if kind is OutcomeKind.RATE_LIMITED else None
+        if wait is not None and wait - ended > MAX_RETRY_AFTER:
+            wait = ended + MAX_RETRY_AFTER
+        changes["retry_after"] = wait
     if kind is OutcomeKind.AUTH_REQUIRED:
         changes["parked"] = True
         changes["next_due_at"] = None
