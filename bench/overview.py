@@ -127,7 +127,10 @@ def measure(
                 print(f"  ({name}: fewer than {runs} runs finished in time)", file=sys.stderr)
         # Let the first pass settle (status writes, GC, the notification grace period and
         # start-up D-Bus call timeouts, which are one-shot): idle means after all of that.
-        time.sleep(max(3.0, settle - (time.monotonic() - t0)))
+        # 35 s after spawn, and at least 30 s after the first pass ended (1,000 charms take
+        # longer than 35 s): one-shot timers a run leaves (keep-alive expiry, D-Bus call
+        # timeouts) are over before the idle window opens.
+        time.sleep(max(30.0, settle - (time.monotonic() - t0)))
         rss, pss = mem_kib(proc.pid)
         row["rss_mib"], row["pss_mib"] = rss / 1024, pss / 1024
         kids = [mem_kib(k) for k in children(proc.pid)]
