@@ -30,6 +30,7 @@ import asyncio
 import base64
 import email.message
 import json
+import os
 import random
 import statistics
 import sys
@@ -220,6 +221,13 @@ def main() -> int:
     p.add_argument("--messages", type=int, default=5000)
     p.add_argument("--events", type=int, default=20000)
     args = p.parse_args()
+    # As the app's process does (AppHost.open), when this tree does it.
+    from trayapp import host
+
+    interval = getattr(host, "LOOP_SWITCH_INTERVAL_S", None)
+    if interval is not None:
+        sys.setswitchinterval(interval)
+    print(f"switch interval {sys.getswitchinterval() * 1000:.1f} ms; load {os.getloadavg()}")
     emu = Emulator(latency_ms=0)
     try:
         t0 = time.perf_counter()
