@@ -236,8 +236,14 @@ def _rebuild_v3(
     if wal.exists():  # another connection kept it open: its program still uses the old file
         tmp.unlink(missing_ok=True)
         return sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None), False
-    os.replace(tmp, path)
-    _fsync(path.parent)
+    try:
+        os.replace(tmp, path)
+        _fsync(path.parent)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot put the upgraded copy of the database {path} in its place "
+            f"({exc.strerror}); nothing was lost: start trayapp again to retry"
+        ) from None
     path.with_name(path.name + "-shm").unlink(missing_ok=True)  # the old file's, if left
     progress(1.0)
     log.info("store upgraded to v3 (%d items copied into a new file)", copied)
