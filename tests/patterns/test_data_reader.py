@@ -10,6 +10,7 @@ from __future__ import annotations
 import email
 import email.policy
 import sqlite3
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -119,3 +120,33 @@ async def test_the_reader_cannot_write_and_is_not_blocked_by_a_write(h: GoogleHa
     finally:
         reader.close()
     assert "x" not in dict(h.collection(charm, "messages").items())
+
+
+async def test_the_trays_ics_export_runs_off_the_loop_on_its_own_connection(
+    h: GoogleHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17.5: an export (20,000 events took 22-43 s) never runs on the event loop thread,
+    nor through the engine's connection: counted by where the pattern's export was called."""
+    for n in range(30):
+        day = f"2026-11-{1 + n % 28:02d}"
+        event = timed_event(f"e{n}", f"{day}T09:00:00Z", f"{day}T10:00:00Z")
+        h.emu.control.add_event(h.email, "primary", event)
+    charm = h.add_charm("gcalendar-importer", {})
+    assert (await h.sync(charm)).kind is OutcomeKind.OK
+    calls: list[tuple[int, Any]] = []
+    real = CalendarImporter.export
+
+    def export(self: Any, source: Any, fmt: str, dest: Path) -> int:
+        calls.append((threading.get_ident(), source.collection("events")._store))
+        return real(self, source, fmt, dest)
+
+    monkeypatch.setattr(CalendarImporter, "export", export)
+    reader = DataReader(h.engine.profile.db_path, h.engine.patterns)
+    try:
+        n = await reader.export(h.engine.charm(charm), "ics", tmp_path / "cal.ics")
+    finally:
+        reader.close()
+    assert n == 30 and (tmp_path / "cal.ics").read_bytes().count(b"BEGIN:VEVENT") == 30
+    assert len(calls) == 1
+    thread, store = calls[0]
+    assert thread != threading.get_ident() and store is not h.engine.store
