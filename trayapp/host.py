@@ -64,6 +64,28 @@ def already_running_message(profile: Path) -> str:
 LOOP_SWITCH_INTERVAL_S = 0.0005  # sys.setswitchinterval for the app's process (see AppHost.open)
 
 
+class StderrUpgradeProgress:
+    """Prints the store upgrade's progress on stderr: a line per 10% (a terminal sees one
+    line rewritten in place), so a long upgrade never looks like a hung command."""
+
+    def __init__(self) -> None:
+        self._shown = -1
+        self._tty = sys.stderr.isatty()
+
+    def __call__(self, done: float) -> None:
+        percent = int(done * 100)
+        step = percent if self._tty else percent // 10 * 10
+        if step == self._shown:
+            return
+        self._shown = step
+        text = f"trayapp: upgrading your data for this version ({step}%)…"
+        if self._tty:
+            end = "\n" if percent >= 100 else ""
+            print(f"\r{text}", end=end, file=sys.stderr, flush=True)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+
 @dataclass
 class AppHost:
     """Engine + control socket + accounts for one profile; see the module docstring.

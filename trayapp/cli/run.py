@@ -50,13 +50,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def run_headless(args: argparse.Namespace) -> int:
-    from trayapp.cli.output import UpgradeProgress
     from trayapp.core.events import EngineEvent, LoopBlocked, RunFinished
     from trayapp.core.profile import Profile
-    from trayapp.host import AppHost
+    from trayapp.host import AppHost, StderrUpgradeProgress
 
     host = AppHost(Profile.resolve(getattr(args, "profile", None)), role="headless engine")
-    host.on_upgrade = UpgradeProgress()  # an older store is upgraded first: progress on stderr
+    host.on_upgrade = StderrUpgradeProgress()  # an older store is upgraded first: on stderr
 
     def on_event(event: EngineEvent) -> None:
         if isinstance(event, RunFinished):

@@ -188,11 +188,11 @@ class Target:
 
 def open_engine(profile: Profile) -> Engine:
     from trayapp.builtins import default_registry
-    from trayapp.cli.output import UpgradeProgress
     from trayapp.core.engine import Engine
+    from trayapp.host import StderrUpgradeProgress
 
     # An older store is upgraded first, its progress on stderr (seconds on a large profile).
-    profile.upgrade_store(UpgradeProgress())
+    profile.upgrade_store(StderrUpgradeProgress())
     return Engine(profile, patterns=default_registry(profile=profile.path))
 
 

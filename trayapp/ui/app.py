@@ -206,9 +206,9 @@ class UpgradeShown:
         self.report(f"TRAYAPP_UPGRADE {int(done * 100)}")
         if self.tray is None:
             if self.stderr is None:
-                from trayapp.cli.output import UpgradeProgress
+                from trayapp.host import StderrUpgradeProgress
 
-                self.stderr = UpgradeProgress()
+                self.stderr = StderrUpgradeProgress()
             self.stderr(done)
             return
         if self.menu is None:
