@@ -580,6 +580,11 @@ def test_a_network_failure_reads_without_errno_in_the_menu_and_activity(
         assert "Errno" not in text and "Error)" not in text and "trayapp " not in text
 
 
+def first_row(win: SettingsWindow) -> str | None:
+    item = win.account_list.item(0)
+    return None if item is None else item.text()
+
+
 def test_allow_access_in_settings_asks_for_the_missing_scope_once(
     qloop: QLoop, profile_dir: Path
 ) -> None:
@@ -604,16 +609,15 @@ def test_allow_access_in_settings_asks_for_the_missing_scope_once(
                 f"Allow Pattern Sync to read Google Calendar for {EMAIL}…"
             )
             assert accounts.account_detail.text()  # why, in one sentence
-            item = accounts.account_list.item(0)
-            assert item is not None and item.text() == f"{EMAIL} — needs your permission"
+            # The list follows the account's state on the next refresh, not synchronously.
+            await until(lambda: first_row(accounts) == f"{EMAIL} — needs your permission")
             shot(accounts, "accounts-needs-permission")
             accounts.grant.click()
             await until(lambda: manager.get(account.id).state is AccountState.SIGNED_IN, 60)
             assert len(browser.urls) == 1 and "calendar.readonly" in browser.urls[0]
             assert calendar in manager.get(account.id).scopes
             await until(lambda: not accounts.grant.isVisible())
-            item = accounts.account_list.item(0)
-            assert item is not None and item.text() == f"{EMAIL} — signed in"
+            await until(lambda: first_row(accounts) == f"{EMAIL} — signed in")
 
     qloop.run(body(), timeout=120)
 
