@@ -10,6 +10,7 @@ import asyncio
 import threading
 
 from tests.ui.conftest import QLoop
+from trayapp.ui.qtloop import POOL_WORKERS
 
 
 def test_cancelled_timers_are_gone(qloop: QLoop) -> None:
@@ -55,16 +56,24 @@ def test_due_callbacks_run_once_in_order(qloop: QLoop) -> None:
 def test_default_executor_starts_threads_on_demand(qloop: QLoop) -> None:
     # Counted by the pool's own threads, not threading.active_count(): threads of other parts
     # of the process (earlier tests' helpers ending, D-Bus) came and went during the scenario.
-    def pool_threads() -> set[int]:
-        return {t.ident or 0 for t in threading.enumerate() if t.name.startswith("trayapp-pool")}
+    # Thread objects, not idents: an ident of an earlier test's ended worker can be reused.
+    def pool_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name.startswith("trayapp-pool")}
 
-    async def scenario() -> tuple[set[int], set[int]]:
+    Threads = set[threading.Thread]
+
+    async def scenario() -> tuple[Threads, Threads]:
         before = pool_threads()
-        used = set()
-        for _ in range(5):  # sequential work reuses the one idle worker
-            used.add(await asyncio.to_thread(threading.get_ident))
-        return used, pool_threads() - before
+        await asyncio.to_thread(threading.get_ident)
+        after_first = pool_threads() - before
+        for _ in range(4):
+            await asyncio.to_thread(threading.get_ident)
+        return after_first, pool_threads() - before
 
-    used, started = qloop.run(scenario())
-    assert len(used) == 1
-    assert len(started) <= 1
+    after_first, started = qloop.run(scenario())
+    # The first call starts exactly one worker (qasync's executor started ten at first use).
+    assert len(after_first) == 1
+    # Sequential calls mostly reuse it, but the stdlib pool may start one more per call: its
+    # worker marks itself idle only after the result is delivered, so the next submit can race
+    # it (concurrent.futures.thread._worker). Never more than one per call, never the full pool.
+    assert len(started) <= 5 < POOL_WORKERS
