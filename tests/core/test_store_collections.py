@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import sqlite3
 from collections.abc import Callable
 from typing import Any
@@ -89,6 +90,35 @@ def test_trim_keeps_the_newest(coll: Collection) -> None:
     assert [k for k, _ in coll.items()] == [f"k{i:03}" for i in range(90, 100)]
     assert coll.trim(keep=10) == 0
     assert coll.clear() == 10 and len(coll) == 0 and coll.items() == []
+
+
+def test_trim_drops_what_all_but_the_newest_would_and_reads_only_those(
+    store: Store, coll: Collection
+) -> None:
+    """Trim deletes the oldest (count - keep) from the start of the sort index; what stays is
+    exactly "the newest keep" by (sort_key, key) descending, for mixed and missing sort keys."""
+    rng = random.Random(5)
+    kinds: list[Callable[[int], Any]] = [lambda i: None, lambda i: i, lambda i: i / 3, str]
+    coll.upsert_many((f"k{i:03}", i, rng.choice(kinds)(rng.randrange(40))) for i in range(120))
+    for keep in (100, 57, 57, 10, 1, 0):
+        newest = [
+            str(r[0])
+            for r in store._db().execute(
+                "SELECT key FROM items WHERE coll = ? ORDER BY sort_key DESC, key DESC LIMIT ?",
+                (coll.name, keep),
+            )
+        ]
+        before = len(coll)
+        statements: list[str] = []
+        store._db().set_trace_callback(statements.append)
+        try:
+            removed = coll.trim(keep)
+        finally:
+            store._db().set_trace_callback(None)
+        assert removed == max(0, before - keep)
+        assert sorted(coll.keys()) == sorted(newest) and len(coll) == len(newest)
+        if removed == 0:
+            assert not any(s.startswith("DELETE") for s in statements)  # a count read only
 
 
 def test_collections_are_separate(store: Store) -> None:

@@ -1128,11 +1128,17 @@ class Collection:
     def _trim(self, keep: int) -> int:
         if keep < 0:
             raise ValueError("keep must be >= 0")
+        # How many go, from the trigger-kept count (one row read); then the oldest that many, read
+        # from the start of the sort index. "All but the newest keep" (ORDER BY sort_key DESC,
+        # key DESC ... OFFSET keep) walked every kept row on every call: the scheduler trims a
+        # charm's history after each run, a feed after each sync (issue 17.6).
+        excess = len(self) - keep
+        if excess <= 0:
+            return 0
         cur = self._store._execute(
             "DELETE FROM items WHERE coll = ? AND key IN ("
-            " SELECT key FROM items WHERE coll = ?"
-            " ORDER BY sort_key DESC, key DESC LIMIT -1 OFFSET ?)",
-            (self.name, self.name, keep),
+            " SELECT key FROM items WHERE coll = ? ORDER BY sort_key, key LIMIT ?)",
+            (self.name, self.name, excess),
         )
         return max(cur.rowcount, 0)
 
