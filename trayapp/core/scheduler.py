@@ -141,6 +141,7 @@ STAGGER_MAX = 10.0
 # by an older version, a plugin's far-future Retry-After), so no date arithmetic can overflow.
 MAX_INTERVAL = timedelta(days=366)
 MAX_PAUSE = timedelta(days=366)
+_MAX_DELAY_S = (MAX_INTERVAL * 2).total_seconds()  # the clamp of every computed due time
 # After cancelling a timed-out run, how long to wait for it to actually stop before recording it.
 CANCEL_GRACE = 5.0
 # How long shutdown() waits (real time) for cancelled runs to unwind before giving up on them.
@@ -204,9 +205,12 @@ def _duration(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60} min" if minutes % 60 else f"{minutes // 60} h"
 
 
-# RunOutcome(kind, report, message, traceback, retry_after) without its __init__: every
-# successful run builds one (see core/slots.py).
+# Built without their __init__ (core/slots.py): every run builds these. RunOutcome(kind,
+# report, message, traceback, retry_after) for a successful run, and the events it emits.
 _ok_outcome = slots.builder(RunOutcome)
+_run_started = slots.builder(RunStarted)
+_run_finished = slots.builder(RunFinished)
+_status_changed = slots.builder(CharmStatusChanged)
 
 
 def _cancelled(reason: str) -> RunOutcome:
@@ -825,8 +829,7 @@ class Scheduler:
     @staticmethod
     def _after(when: datetime, seconds: float) -> datetime:
         """``when`` plus a delay, clamped so no interval, backoff or Retry-After overflows."""
-        limit = (MAX_INTERVAL * 2).total_seconds()
-        return when + timedelta(seconds=min(max(0.0, seconds), limit))
+        return when + timedelta(seconds=min(max(0.0, seconds), _MAX_DELAY_S))
 
     # ------------------------------------------------------------------------- queue and slots
 
@@ -913,7 +916,7 @@ class Scheduler:
             self._finish(charm, run, _cancelled(run.cancel_reason))
             return
         self._set(charm, started(charm.status), changed=True, defer=True)  # -> RUNNING
-        self._emit(RunStarted(charm_id, run.trigger))
+        self._emit(_run_started(charm_id, run.trigger))
 
         coro = self._invoke(charm_id, run)
         run.frame = getattr(coro, "cr_frame", None)
@@ -1159,7 +1162,7 @@ class Scheduler:
         removed = self._charms.get(charm_id) is not charm
         if not removed:
             self._record(charm, run, record, outcome, ended, run.account)
-        self._emit(RunFinished(record))
+        self._emit(_run_finished(record))
         if not run.future.done():
             run.future.set_result(outcome)
         self._dispatch()
@@ -1216,7 +1219,8 @@ class Scheduler:
         )
 
         self._unsaved_runs.append(record)  # saved with the status, in one transaction
-        self._tidy_soon()
+        if self._tidy_handle is None:
+            self._tidy_soon()
         self._set(charm, new, changed=status.running, defer=True)  # running -> not: changed
         if frozen_out:
             log.error(
@@ -1322,10 +1326,11 @@ class Scheduler:
             return
         self._unsaved[status.charm_id] = status
         if defer:
-            self._tidy_soon()
+            if self._tidy_handle is None:
+                self._tidy_soon()
         else:
             self.flush()
-        self._emit(CharmStatusChanged(status.charm_id, status))
+        self._emit(_status_changed(status.charm_id, status))
 
     def _tidy_soon(self) -> None:
         """Run :meth:`_tidy` at the end of this loop iteration (at once if the loop is off)."""

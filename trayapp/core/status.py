@@ -344,9 +344,12 @@ def _evolve(status: CharmStatus, changes: dict[str, Any]) -> CharmStatus:
     return _copy_status(status, changes)
 
 
+_STARTED: dict[str, Any] = {"running": True, "progress": None}  # read only
+
+
 def started(status: CharmStatus) -> CharmStatus:
     """A run of the charm began."""
-    return _copy_status(status, {"running": True, "progress": None})
+    return _copy_status(status, _STARTED)
 
 
 def finished(
