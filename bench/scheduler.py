@@ -186,7 +186,7 @@ def due_offsets(n: int, spread: float, burst: int) -> list[float]:
     return [spread * (i // burst) / groups for i in range(n)]
 
 
-LEAD = 5.0  # seconds from setting up to the first due time: setup must not make charms overdue
+LEAD = 10.0  # seconds from setup to the first due time: setup must not make charms overdue
 
 
 async def floor_lateness(n: int, spread: float, burst: int, concurrency: int) -> dict[str, float]:
@@ -310,6 +310,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--charms", type=int, default=10_000)
     parser.add_argument("--reps", type=int, default=3, help="repetitions (min/median/max)")
+    parser.add_argument("--lateness-reps", type=int, default=3, help="repetitions of lateness")
     parser.add_argument("--spread", type=float, default=5.0, help="seconds the due times span")
     parser.add_argument(
         "--bursts",
@@ -359,7 +360,7 @@ def main() -> None:
     bursts = [int(b) for b in args.bursts.split(",")]
     for store, burst in [(st, b) for st in ("memory", "sqlite") for b in bursts]:
         ours, floors = [], []
-        for _ in range(reps):
+        for _ in range(args.lateness_reps):
             ours.append(run(lambda: bench_lateness(n, args.spread, burst, conc, store)))  # noqa: B023
             floors.append(run(lambda: floor_lateness(n, args.spread, burst, conc)))  # noqa: B023
         what = ("evenly" if burst == 1 else f"{burst} at once") + f", {store}"
