@@ -15,8 +15,8 @@
 * idle: 1,000 charms all due in 10 minutes; CPU seconds, scheduler loop iterations and event
   loop wake-ups (selector ``select()`` calls) while nothing is due. The target is 0 wake-ups.
 
-About 5 minutes with the defaults on a 2-core machine; ``--reps 1 --idle-seconds 5`` for a
-quick look.
+About 12 minutes with the defaults on a 2-core machine; ``--reps 1 --lateness-reps 1
+--idle-seconds 5`` for a quick look.
 """
 
 from __future__ import annotations
