@@ -15,6 +15,7 @@ from trayapp.ui.model import (
     IconState,
     LoopBlock,
     RecentEntry,
+    Snapshot,
     build_menu,
     icon_state,
     make_snapshot,
@@ -408,3 +409,51 @@ def test_relative_texts_hold_until_the_time_their_window_says() -> None:
             for t in later:
                 if t >= now:
                     assert text(when, t) == at_now, (when, now, t, until)  # type: ignore[operator]
+
+
+def rate_limited(cid: str, until: datetime | None, n: int = 1) -> CharmStatus:
+    st = failing(cid, OutcomeKind.RATE_LIMITED, "the feed is limiting requests (HTTP 429)", n)
+    return st.with_(retry_after=until, next_due_at=until or NOW + timedelta(minutes=4))
+
+
+def test_a_rate_limited_charm_is_waiting_not_failing() -> None:
+    until = NOW + timedelta(minutes=20)
+    at = until.astimezone().strftime("%H:%M")
+    snap = make_snapshot(
+        NOW, [GMAIL, NEWS], {"gmail": ok("gmail"), "news": rate_limited("news", until)}
+    )
+    # No error icon: the tray says all is well, and why News waits.
+    assert icon_state(snap) is IconState.OK
+    assert "failing" not in summary(snap)
+    assert summary(snap).endswith(f"News is waiting: the server asked to wait until {at}")
+    menu = build_menu(snap)
+    row = menu.find("charm:news")
+    assert row is not None
+    assert row.text == f"News — waiting: the server asked to wait until {at}"
+    assert row.icon == IconState.OK.value
+    err = menu.find("charm:news:error")
+    assert err is not None and not err.visible
+    # Every refresh: the rate limit stays a wait however often it repeated.
+    again = make_snapshot(NOW, [NEWS], {"news": rate_limited("news", until, n=4)})
+    assert icon_state(again) is IconState.OK
+    # Without a Retry-After it still waits (for its backoff), in the user's words.
+    vague = make_snapshot(NOW, [NEWS], {"news": rate_limited("news", None)})
+    assert icon_state(vague) is IconState.OK
+    assert menu_text(vague, "charm:news") == "News — waiting: the server asked to slow down"
+    # A real failure next to it still shows as one.
+    both = make_snapshot(
+        NOW,
+        [GMAIL, NEWS],
+        {
+            "gmail": failing("gmail", OutcomeKind.SERVER_ERROR, "HTTP 503"),
+            "news": rate_limited("news", until),
+        },
+    )
+    assert icon_state(both) is IconState.ERROR
+    assert summary(both) == "Gmail is failing: HTTP 503"
+
+
+def menu_text(snap: Snapshot, key: str) -> str:
+    item = build_menu(snap).find(key)
+    assert item is not None
+    return item.text

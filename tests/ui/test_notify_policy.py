@@ -290,3 +290,13 @@ def test_a_charm_that_froze_the_app_is_told_at_once_and_again_when_it_stops_tryi
     out = p.observe(snap(GRACE_OVER + timedelta(minutes=5), third))
     assert len(out) == 1
     assert out[0].body == parked  # no "keeps retrying": it does not
+
+
+def test_a_rate_limit_is_quiet_unless_it_persists() -> None:
+    p = started_policy()
+    until = GRACE_OVER + timedelta(minutes=20)
+    once = failing("news", OutcomeKind.RATE_LIMITED, "HTTP 429", n=1).with_(retry_after=until)
+    assert p.observe(snap(GRACE_OVER, {"news": once})) == []
+    # It repeats: the existing rule for transient failures speaks once.
+    twice = once.with_(consecutive_failures=2)
+    assert len(p.observe(snap(GRACE_OVER + timedelta(minutes=1), {"news": twice}))) == 1

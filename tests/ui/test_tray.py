@@ -299,3 +299,60 @@ def test_reset_and_remove_ask_first_then_call_the_engine(qloop: QLoop, profile_d
         assert env.ctl.binder.action("charm:project-news") is news
 
     scenario(qloop, profile_dir, body)
+
+
+def test_sync_now_of_a_rate_limited_charm_waits_and_says_so(
+    qloop: QLoop, profile_dir: Path
+) -> None:
+    """A 429 with Retry-After: shown as waiting (no error icon), and "Sync now" within the
+    wait sends no request but tells the user when the next try is."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hits: list[str] = []
+
+    class Limited(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(429)
+            self.send_header("Retry-After", "1200")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Limited)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+
+    async def body(env: Env) -> None:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/feed.xml"
+        env.engine.update_charm("team-blog", settings={"url": url})
+        env.engine.sync_now("team-blog")
+        await until(lambda: env.engine.status("team-blog").last_outcome is OutcomeKind.RATE_LIMITED)
+        await until(lambda: not env.engine.status("team-blog").running)
+        assert hits == ["/feed.xml"]
+        env.ctl.refresh()
+        assert env.ctl.state is IconState.OK
+        line = env.text("charm:team-blog")
+        assert line.startswith("Team blog — waiting: the server asked to wait until "), line
+        before = len(env.feeds.requests)
+        env.trigger("charm:team-blog:sync")
+        await until(lambda: any(ln.startswith("TRAYAPP_NOTIFIED") for ln in env.lines))
+        assert "TRAYAPP_SYNC_WAITING team-blog" in env.lines
+        notice = env.ctl.notifier.recent.items()[-1].notice
+        assert notice.title == "Not synced yet"
+        assert notice.body.startswith("Team blog: the server asked to wait until "), notice.body
+        # A click on the icon syncs the other charms; the waiting one still is not contacted.
+        assert env.ctl.tray is not None
+        env.ctl.tray.activated.emit(QSystemTrayIcon.ActivationReason.Trigger)
+        await until(lambda: len(env.feeds.requests) >= before + 2)
+        await until(lambda: env.ctl.state is IconState.OK)
+        assert hits == ["/feed.xml"]
+        assert "/team-blog.xml" not in env.feeds.requests[before:]
+
+    try:
+        scenario(qloop, profile_dir, body)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -19,7 +19,7 @@ from trayapp.core.outcomes import OutcomeKind
 from trayapp.core.status import CharmState, CharmStatus
 from trayapp.ui.i18n import generation, tr
 from trayapp.ui.iconstate import IconState as IconState  # re-exported (moved for start-up)
-from trayapp.ui.wording import detail_for_gui
+from trayapp.ui.wording import detail_for_gui, server_wait
 
 # ---------------------------------------------------------------------------------------------
 # Accounts: the one AccountState (trayapp.auth's) and the small view of an account the menu shows.
@@ -287,6 +287,19 @@ def charm_failing(c: CharmView) -> bool:
     return s.consecutive_failures > 0 and s.last_outcome is not None and s.last_outcome.is_failure
 
 
+def charm_waiting(c: CharmView) -> bool:
+    """The server rate-limited it and it waits to try again (the server's Retry-After, else
+    its backoff): a wait, not a failure, so no error icon or badge. Notifications still treat
+    it as a failure that must persist before they speak (notify_policy)."""
+    s = c.status
+    return charm_failing(c) and not s.paused and s.last_outcome is OutcomeKind.RATE_LIMITED
+
+
+def waiting_detail(c: CharmView, now: datetime) -> str:
+    """ "waiting: the server asked to wait until 14:05" for a :func:`charm_waiting` charm."""
+    return tr("waiting: {why}").format(why=server_wait(c.status.retry_after, now))
+
+
 def charm_needs_sign_in(c: CharmView, snap: Snapshot) -> bool:
     acct = snap.account(c.account_id)
     if acct is not None and acct.needs_user and acct.state is not AccountState.NEEDS_PERMISSION:
@@ -351,7 +364,9 @@ def _icon_state(snap: Snapshot) -> IconState:
         return IconState.ATTENTION
     if snap.batch is not None or any(c.status.state is CharmState.RUNNING for c in snap.charms):
         return IconState.SYNCING
-    failing = [c for c in snap.charms if charm_failing(c) and not c.status.paused]
+    failing = [
+        c for c in snap.charms if charm_failing(c) and not c.status.paused and not charm_waiting(c)
+    ]
     if failing:
         if all(c.status.last_outcome in _TRANSIENT for c in failing):
             return IconState.OFFLINE
@@ -420,7 +435,11 @@ def _summary(snap: Snapshot) -> str:
     if state is IconState.OFFLINE:
         return tr("Offline: will retry automatically")
     if state is IconState.ERROR:
-        failing = [c for c in snap.charms if charm_failing(c) and not c.status.paused]
+        failing = [
+            c
+            for c in snap.charms
+            if charm_failing(c) and not c.status.paused and not charm_waiting(c)
+        ]
         if len(failing) == 1:
             err = failing[0].status.last_error or failing[0].status.last_outcome or "failed"
             return tr("{name} is failing: {error}").format(
@@ -444,6 +463,13 @@ def _summary(snap: Snapshot) -> str:
     text = tr("All synced {when}").format(when=relative_past(oldest, snap.now))
     if len(active) < len(snap.charms):
         text += " " + tr("({n} paused)").format(n=len(snap.charms) - len(active))
+    waiting = [c for c in active if charm_waiting(c)]
+    if len(waiting) == 1:
+        text += " · " + tr("{name} is waiting: {why}").format(
+            name=waiting[0].name, why=server_wait(waiting[0].status.retry_after, snap.now)
+        )
+    elif waiting:
+        text += " · " + tr("{n} waiting for their servers").format(n=len(waiting))
     return text
 
 
@@ -544,6 +570,8 @@ def charm_state(c: CharmView, snap: Snapshot) -> IconState:
         return IconState.SYNCING
     if c.status.paused:
         return IconState.PAUSED
+    if charm_waiting(c):
+        return IconState.OK  # a wait the server asked for: not an error (the line says why)
     if charm_failing(c):
         return IconState.OFFLINE if c.status.last_outcome in _TRANSIENT else IconState.ERROR
     return IconState.OK
@@ -568,6 +596,8 @@ def charm_line(c: CharmView, snap: Snapshot) -> str:
             if s.paused_until
             else tr("paused")
         )
+    elif charm_waiting(c):
+        detail = waiting_detail(c, now)
     elif st in (IconState.ERROR, IconState.OFFLINE):
         kind = (s.last_outcome or OutcomeKind.SERVER_ERROR).value.replace("_", " ")
         detail = tr("{kind}, retry {when}").format(
@@ -593,7 +623,7 @@ def _charm_menu(c: CharmView, snap: Snapshot) -> MenuItem:
     s, now, k = c.status, snap.now, f"charm:{c.id}"
     needs = charm_needs_sign_in(c, snap)
     acct = snap.account(c.account_id)
-    err = s.last_error if charm_failing(c) and s.last_error else None
+    err = s.last_error if charm_failing(c) and not charm_waiting(c) and s.last_error else None
     if needs:
         # The engine's error is auth's CLI sentence (email, Google's wording, a command line);
         # the account's short reason says the same in the tray's words.

@@ -51,6 +51,7 @@ from trayapp.ui.icons import (
 from trayapp.ui.menu import MenuBinder, new_menu
 from trayapp.ui.model import (
     AccountView,
+    CharmView,
     CommandTable,
     IconState,
     LoopBlock,
@@ -496,13 +497,37 @@ class TrayController(QObject):
         """A click on the icon or on "Sync now": start the runs and show it at once."""
         self.engine.sync_now(charm_id)
         snap = self.snapshot()
-        ids = [
-            c.id
+        targets = [
+            c
             for c in snap.charms
             if (charm_id is None or c.id == charm_id) and not charm_needs_sign_in(c, snap)
         ]
+        # A charm the server asked to wait is not contacted before that time (the engine
+        # does not run it): no "syncing" for it, and a word if nothing else syncs.
+        waiting = [c for c in targets if c.status.waiting_until(snap.now) is not None]
+        ids = [c.id for c in targets if c not in waiting]
+        if waiting:
+            self.report(f"TRAYAPP_SYNC_WAITING {' '.join(c.id for c in waiting)}")
+        if waiting and not ids:
+            self._tell_waiting(waiting, snap.now)
         self._start_batch(ids)
         self.refresh()  # now, not after the event queue: the icon changes within the click
+
+    def _tell_waiting(self, waiting: Sequence[CharmView], now: datetime) -> None:
+        from trayapp.ui.wording import server_wait
+
+        first = waiting[0]
+        why = server_wait(first.status.retry_after, now)
+        body = (
+            self.tr("{name}: {why}. It syncs by itself then.").format(name=first.name, why=why)
+            if len(waiting) == 1
+            else self.tr(
+                "{n} charms: the servers asked to wait. They sync by themselves then."
+            ).format(n=len(waiting))
+        )
+        self.notifier.deliver(
+            Notice(f"wait:{first.id}", "waiting", self.tr("Not synced yet"), body)
+        )
 
     def activate(self) -> None:
         """A second launch asked us to show ourselves: pop the menu (or raise the window)."""

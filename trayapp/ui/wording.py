@@ -13,6 +13,7 @@ Qt-free on purpose (plain functions, unit-tested alone); the sentences go throug
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 from trayapp.ui.i18n import QT_TR_NOOP, tr
 
@@ -131,3 +132,16 @@ def for_gui(error: BaseException | str) -> str:
         return tr("Something went wrong: the details are in the log.")
     cleaned = clean(raw)
     return cleaned or tr("Something went wrong: the details are in the log.")
+
+
+def clock_time(when: datetime, now: datetime) -> str:
+    """``when`` as the user's clock shows it: "14:05", or "Tue 14:05" on another day."""
+    local, today = when.astimezone(), now.astimezone().date()
+    return local.strftime("%H:%M") if local.date() == today else local.strftime("%a %H:%M")
+
+
+def server_wait(until: datetime | None, now: datetime) -> str:
+    """Why a rate-limited charm is not syncing, in the user's words (a wait, not a failure)."""
+    if until is None:
+        return tr("the server asked to slow down")
+    return tr("the server asked to wait until {time}").format(time=clock_time(until, now))
