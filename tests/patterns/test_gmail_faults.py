@@ -263,12 +263,19 @@ async def test_outcomes_map_to_the_engine_kinds(h: GoogleHarness) -> None:
     assert limited.kind is OutcomeKind.RATE_LIMITED
     assert limited.retry_after is not None
     control.clear_faults(rule)
+    # Within those 15 minutes not even a manual sync asks Gmail again (docs/plugins.md).
+    before = len(control.requests())
+    waiting = await h.sync(charm)
+    assert waiting.kind is OutcomeKind.RATE_LIMITED and waiting.retry_after == limited.retry_after
+    assert len(control.requests()) == before
 
-    # The user revoked access: auth_required, and nothing was stored.
+    # The user revoked access: auth_required, and nothing was stored. (Another charm of the
+    # account: the first one waits out Gmail's 15 minutes.)
+    other = h.add_charm("gmail-importer", {}, name="other")
     control.revoke_refresh_token(h.email)
-    denied = await h.sync(charm)
+    denied = await h.sync(other)
     assert denied.kind is OutcomeKind.AUTH_REQUIRED
-    assert h.items(charm) == {} and state_of(h, charm).history_id is None
+    assert h.items(other) == {} and state_of(h, other).history_id is None
 
 
 @pytest.mark.parametrize("query", ["in:inbox", "label:work"])
