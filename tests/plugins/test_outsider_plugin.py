@@ -161,8 +161,8 @@ def sync(profile: Path, charm: str) -> dict[str, Any]:
     return dict(result)
 
 
-def status(profile: Path) -> dict[str, Any]:
-    (charm,) = json.loads(ok(trayapp(profile, "status", "--json")).stdout)["charms"]
+def status(profile: Path, *charm_ids: str) -> dict[str, Any]:
+    (charm,) = json.loads(ok(trayapp(profile, "status", *charm_ids, "--json")).stdout)["charms"]
     return dict(charm["status"])
 
 
@@ -211,18 +211,28 @@ def test_outsider_plugin_installed_and_driven_through_the_cli(
         (f"Bearer {KEY}", '"v1"'),
     ]
 
-    # 429 with Retry-After: rate_limited, and the next run is not before the server's time.
+    # 429 with Retry-After: rate_limited, and the next run is not before the server's time. On
+    # a second charm of the page (the first one goes on below, and could not within 10 min).
     status_page.mode = "ratelimit"
+    second = [*base[:4], "Status limited", *base[5:]]
+    slow = json.loads(ok(trayapp(profile, *second, "--json")).stdout)["charm"]["id"]
     before = datetime.now().astimezone()
-    limited = sync(profile, charm)
+    limited = sync(profile, slow)
     after = datetime.now().astimezone()
     assert limited["outcome"] == "rate_limited" and limited["retry_after"] is not None
     retry_at = datetime.fromisoformat(limited["retry_after"])
     assert before + timedelta(seconds=600) <= retry_at <= after + timedelta(seconds=601)
-    st = status(profile)
+    st = status(profile, slow)
     assert st["state"] == "backing_off" and st["last_outcome"] == "rate_limited"
     assert datetime.fromisoformat(st["next_due_at"]) >= retry_at
-    assert st["totals"]["added"] == 3  # nothing lost
+    # A manual sync within the server's wait does not ask the server again.
+    asked = len(status_page.requests)
+    waiting = sync(profile, slow)
+    assert waiting["outcome"] == "rate_limited" and waiting["retry_after"] == limited["retry_after"]
+    assert waiting["message"].startswith("the server asked to wait; next try at ")
+    assert len(status_page.requests) == asked
+    ok(trayapp(profile, "charms", "remove", slow))
+    assert status(profile, charm)["totals"]["added"] == 3  # nothing lost
 
     # A hang: the server never answers; the run ends at the pattern's timeout (3 s here).
     status_page.mode = "hang"
