@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.test_cli import WAIT, spawned, trayapp
+from tests.test_cli import WAIT, Lines, spawned, trayapp
 
 SCRIPT = """#!/bin/sh
 cat > /dev/null
@@ -40,22 +40,31 @@ def test_status_shows_the_progress_of_a_run_in_the_running_engine(tmp_path: Path
     )
     assert added.returncode == 0, added.stderr
     with spawned(profile, "run", "--headless") as (proc, err):
-        err.wait_for(r"running headless with 1 charm")
-        deadline = time.monotonic() + WAIT
-        while not (tmp_path / "printed").exists():
-            assert time.monotonic() < deadline, "the script did not start"
-            time.sleep(0.05)
-        # The engine reads the line a moment after the script printed it: ask until it shows.
-        while (status := status_of(profile))["progress"] is None:
-            assert status["running"], status
-            assert time.monotonic() < deadline, "no progress in status --json"
-            time.sleep(0.1)
-        assert status["progress"] == {"done": 2, "total": 1500, "unit": "notes"}
-        human = trayapp(profile, "status")
-        assert "running (2 of 1,500 notes)" in human.stdout, human.stdout
-        (tmp_path / "go").touch()
+        try:
+            _watch_progress(profile, tmp_path, err)
+        finally:
+            # Let the script end even when an assertion failed: killing the engine (spawned's
+            # clean-up) would otherwise leave it waiting for this file for ever.
+            (tmp_path / "go").touch()
         err.wait_for(r"charm slow: ok")
         done = status_of(profile)
         assert done["progress"] is None and done["running"] is False
         proc.terminate()
         assert proc.wait(timeout=WAIT) == 0
+
+
+def _watch_progress(profile: Path, tmp_path: Path, err: Lines) -> None:
+    """Wait for the run to print its progress; check `status` shows it (JSON and table)."""
+    err.wait_for(r"running headless with 1 charm")
+    deadline = time.monotonic() + WAIT
+    while not (tmp_path / "printed").exists():
+        assert time.monotonic() < deadline, "the script did not start"
+        time.sleep(0.05)
+    # The engine reads the line a moment after the script printed it: ask until it shows.
+    while (status := status_of(profile))["progress"] is None:
+        assert status["running"], status
+        assert time.monotonic() < deadline, "no progress in status --json"
+        time.sleep(0.1)
+    assert status["progress"] == {"done": 2, "total": 1500, "unit": "notes"}
+    human = trayapp(profile, "status")
+    assert "running (2 of 1,500 notes)" in human.stdout, human.stdout
