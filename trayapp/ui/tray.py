@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from PySide6.QtCore import QObject, QTimer, QUrl
+from PySide6.QtCore import QObject, Qt, QTimer, QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import QMenu, QMessageBox, QSystemTrayIcon, QWidget
 
@@ -160,7 +160,10 @@ class TrayController(QObject):
         self._tick.timeout.connect(self.refresh)
         self._grace_timer = QTimer(self)
         self._grace_timer.setSingleShot(True)
-        self._grace_timer.timeout.connect(self.refresh)
+        # Precise: a coarse QTimer may fire up to 5% early (0.75 s of the 15 s quiet period),
+        # and a notice held back by the quiet period is delivered only by this refresh.
+        self._grace_timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self._grace_timer.timeout.connect(self._grace_over)
 
         # Test mode only: polls the icon geometry until the tray host has placed it.
         self._geo_timer = QTimer(self)
@@ -286,6 +289,13 @@ class TrayController(QObject):
             self._geo_timer.stop()
             if g.width() > 0:
                 self.report("TRAYAPP_TRAY_GEOMETRY {} {} {} {}".format(*geo))
+
+    def _grace_over(self) -> None:
+        """The quiet period ended: tell what it held back (re-armed if the timer came early)."""
+        if self.policy.in_quiet_period(self.now()):
+            self._arm_grace_timer()
+            return
+        self.refresh()
 
     def _arm_grace_timer(self) -> None:
         until = self.policy.quiet_until()
