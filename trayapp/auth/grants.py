@@ -29,10 +29,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from trayapp.auth.models import AuthMeta, SecretPayload, fingerprint
+from trayapp.auth.models import Account, AuthMeta, SecretPayload, fingerprint
 from trayapp.auth.secrets import SecretStore, SecretStoreKind, SecretVault
 from trayapp.core.cells import Cell
-from trayapp.core.errors import NotFoundError, ReadOnlyCellError
+from trayapp.core.errors import AuthRequired, NotFoundError, ReadOnlyCellError, ServerError
 from trayapp.core.redact import register_secret
 from trayapp.core.store import Store
 
@@ -47,6 +47,18 @@ def auth_cell_name(account_id: str) -> str:
 
 class GrantChanged(Exception):
     """The grant was rewritten (signed in or out elsewhere) since it was read: nothing written."""
+
+
+def grant_changed_error(current: Account) -> ServerError | AuthRequired:
+    """What a refresh that lost to another process's sign-in or sign-out (:class:`GrantChanged`)
+    ends with: a retry when the account was signed in again, else sign-in required."""
+    if current.grant_works:
+        return ServerError(
+            f"{current.label} was signed in again meanwhile; the sync will be retried"
+        )
+    return AuthRequired(
+        current.cli_text or f"{current.label} is not signed in", account_id=current.id
+    )
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from trayapp.auth.grants import GrantChanged, GrantStore
+from trayapp.auth.grants import GrantChanged, GrantStore, grant_changed_error
 from trayapp.auth.models import (
     DEFAULT_TOKEN_LIFETIME_S,
     Account,
@@ -318,15 +318,7 @@ class ServiceTokenProvider:
             )
         except GrantChanged:
             self.reset()
-            current = self._book.get(self.account_id)
-            if current.grant_works:
-                raise ServerError(
-                    f"{current.label} was signed in again meanwhile; the sync will be retried"
-                ) from None
-            raise AuthRequired(
-                current.cli_text or f"{current.label} is not signed in",
-                account_id=self.account_id,
-            ) from None
+            raise grant_changed_error(self._book.get(self.account_id)) from None
         except KeyringNotReady as exc:
             raise self._fail(
                 account, str(exc), Cause.KEYRING_LOCKED, state=AccountState.KEYRING_NOT_READY

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 
 from trayapp.auth.client_config import ClientConfig
-from trayapp.auth.grants import GrantChanged, GrantStore
+from trayapp.auth.grants import GrantChanged, GrantStore, grant_changed_error
 from trayapp.auth.models import (
     DEFAULT_TOKEN_LIFETIME_S,
     Account,
@@ -520,15 +520,7 @@ class TokenProvider:
         except GrantChanged:
             # Signed in or out by another process while the refresh ran: its grant wins.
             self.reset()
-            current = self._book.get(self.account_id)
-            if current.grant_works:
-                raise ServerError(
-                    f"{current.label} was signed in again meanwhile; the sync will be retried"
-                ) from None
-            raise AuthRequired(
-                current.cli_text or f"{current.label} is not signed in",
-                account_id=self.account_id,
-            ) from None
+            raise grant_changed_error(self._book.get(self.account_id)) from None
         except KeyringNotReady as exc:
             # The refreshed credentials stay in memory (self._loaded), so the next attempt after
             # the keyring is unlocked writes them instead of refreshing again.
