@@ -11,7 +11,6 @@ plugin names one (else from the user).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -30,7 +29,6 @@ from trayapp.auth.signin import (
     SignInDenied,
     SignInError,
     SignInStateMismatch,
-    SignInTimeout,
     _page,
     default_opener,
     pkce_pair,
@@ -87,22 +85,16 @@ async def run_provider_sign_in(
         verifier, challenge = pkce_pair()
         state = secrets.token_urlsafe(24)
         url = authorize_url(spec, receiver.redirect_uri, state, challenge)
-        receiver.expected_state = state
-        if on_url is not None:
-            on_url(url)
-        opened = (opener or default_opener)(url)
-        if asyncio.iscoroutine(opened) or isinstance(opened, asyncio.Future):
-            opened = await opened
-        if opened is False:
-            log.warning("could not open a browser; the user must open the sign-in URL by hand")
-        try:
-            params = await asyncio.wait_for(receiver.wait(), timeout)
-        except TimeoutError:
-            raise SignInTimeout(
-                f"Sign-in with {spec.title} timed out after {int(timeout)} s without an answer "
-                "from the browser; start it again and finish it in the browser window that "
-                "opens (or open the printed link yourself)"
-            ) from None
+        params = await receiver.open_and_wait(
+            url,
+            state,
+            opener=opener or default_opener,
+            on_url=on_url,
+            wait_s=timeout,
+            timed_out=f"Sign-in with {spec.title} timed out after {int(timeout)} s without an "
+            "answer from the browser; start it again and finish it in the browser window that "
+            "opens (or open the printed link yourself)",
+        )
         try:
             grant = await _complete(spec, params, state, verifier, receiver.redirect_uri, http)
             name = await keep(grant) if keep is not None else (grant.identity or spec.title)

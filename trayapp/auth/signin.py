@@ -214,6 +214,34 @@ class LoopbackReceiver:
         callback = await asyncio.shield(self._result)
         return callback.params
 
+    async def open_and_wait(
+        self,
+        url: str,
+        state: str,
+        *,
+        opener: Callable[[str], Awaitable[Any] | Any],
+        on_url: Callable[[str], None] | None,
+        wait_s: float,
+        timed_out: str,
+    ) -> dict[str, str]:
+        """Open ``url`` in the browser and wait for its redirect carrying ``state``.
+
+        A callback with another state is refused (see :attr:`expected_state`); no answer within
+        ``wait_s`` seconds raises :class:`SignInTimeout` with the words ``timed_out``.
+        """
+        self.expected_state = state
+        if on_url is not None:
+            on_url(url)
+        opened = opener(url)
+        if asyncio.iscoroutine(opened) or isinstance(opened, asyncio.Future):
+            opened = await opened
+        if opened is False:
+            log.warning("could not open a browser; the user must open the sign-in URL by hand")
+        try:
+            return await asyncio.wait_for(self.wait(), wait_s)
+        except TimeoutError:
+            raise SignInTimeout(timed_out) from None
+
     async def respond(self, status: int, page: str) -> None:
         """Send the final page to the browser and close the connection."""
         if self._result is None or not self._result.done() or self._result.cancelled():
@@ -408,23 +436,16 @@ async def run_sign_in(
             force_consent=force_consent,
             include_granted_scopes=include_granted_scopes,
         )
-        receiver.expected_state = request.state
-        if on_url is not None:
-            on_url(request.url)
-        open_ = opener or default_opener
-        opened = open_(request.url)
-        if asyncio.iscoroutine(opened) or isinstance(opened, asyncio.Future):
-            opened = await opened
-        if opened is False:
-            log.warning("could not open a browser; the user must open the sign-in URL by hand")
-        try:
-            params = await asyncio.wait_for(receiver.wait(), timeout)
-        except TimeoutError:
-            raise SignInTimeout(
-                f"Sign-in timed out after {int(timeout)} s without an answer from the browser; "
-                "start the sign-in again and finish it in the browser window that opens "
-                "(or open the printed link yourself)"
-            ) from None
+        params = await receiver.open_and_wait(
+            request.url,
+            request.state,
+            opener=opener or default_opener,
+            on_url=on_url,
+            wait_s=timeout,
+            timed_out=f"Sign-in timed out after {int(timeout)} s without an answer from the "
+            "browser; start the sign-in again and finish it in the browser window that opens "
+            "(or open the printed link yourself)",
+        )
         try:
             grant = await _complete(client, request, params, http=http, scopes=all_scopes)
             if expected_email and grant.email.lower() != expected_email.lower():
