@@ -71,6 +71,41 @@ class ReportLog:
         return result
 
 
+Rect = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class MenuLayout:
+    """The open tray menu as the app last reported it (``TRAYAPP_MENU_LAYOUT``)."""
+
+    generation: int
+    geometry: Rect
+    items: dict[str, Rect]
+
+
+def open_menu_layout(lines: Sequence[str]) -> MenuLayout | None:
+    """The layout of the menu these report lines leave open, or None (none reported yet since
+    it began to open, or closed). The app reports a new generation whenever the open menu moves,
+    resizes or an entry moves; its ``TRAYAPP_MENU_ITEM`` lines come just before it."""
+    layout: MenuLayout | None = None
+    items: dict[str, Rect] = {}
+    for line in lines:
+        parts = line.split()
+        if not parts:
+            continue
+        if parts[0] == "TRAYAPP_MENU_ITEM":
+            x, y, w, h = (int(v) for v in parts[2:6])
+            items[parts[1]] = (x, y, w, h)
+        elif parts[0] == "TRAYAPP_MENU_LAYOUT":
+            x, y, w, h = (int(v) for v in parts[2:6])
+            layout = MenuLayout(int(parts[1]), (x, y, w, h), items)
+            items = {}
+        elif parts[0] in ("TRAYAPP_MENU_OPENING", "TRAYAPP_MENU_HIDDEN"):
+            layout = None
+            items = {}
+    return layout
+
+
 @dataclass
 class Desktop:
     workdir: Path
@@ -211,6 +246,81 @@ class Desktop:
 
     def click(self, x: int, y: int, button: int) -> None:
         self.xdotool("mousemove", str(x), str(y), "click", str(button))
+
+    def open_menu(
+        self,
+        report: ReportLog,
+        icon: tuple[int, int],
+        *,
+        attempts: int = 4,
+        receipt: float = 10,
+        timeout: float = 60,
+    ) -> MenuLayout:
+        """Right-click the tray icon until its menu is open and laid out; return that layout.
+
+        The app reports ``TRAYAPP_MENU_OPENING`` when it gets the click. Under Xvfb + trayer a
+        right-click is sometimes lost (the first one after a menu entry was chosen): with no
+        receipt after ``receipt`` s it clicks again. A menu that opened late may be closed by
+        that click: the menu counts as open only while the app's last word about it is a
+        layout, and a menu seen closed is opened again (``attempts`` right-clicks in all).
+        """
+        start = report.mark()
+        for attempt in range(attempts):
+            mark = report.mark()
+            self.click(*icon, 3)
+            try:
+                report.wait("TRAYAPP_MENU_OPENING", receipt, after=mark)
+            except TimeoutError:
+                if attempt == attempts - 1:
+                    raise
+                continue
+
+            def settled() -> tuple[MenuLayout | None] | None:
+                lines = report.since(start)
+                menu = [ln for ln in lines if ln.startswith("TRAYAPP_MENU_")]
+                if menu and menu[-1] == "TRAYAPP_MENU_HIDDEN":
+                    return (None,)  # closed (a late menu by this click?): open it again
+                layout = open_menu_layout(lines)
+                return (layout,) if layout is not None else None
+
+            found = wait_for(settled, timeout, "the tray menu to open or close")
+            assert isinstance(found, tuple)
+            if found[0] is not None:
+                return found[0]
+        raise TimeoutError(f"the tray menu did not stay open after {attempts} right-clicks")
+
+    def click_menu_item(
+        self, report: ReportLog, icon: tuple[int, int], key: str, *, timeout: float = 60
+    ) -> list[str]:
+        """Open the tray menu and click its top-level entry ``key`` with the pointer (see
+        :meth:`click_open_menu_item`); return the report lines since the right-click."""
+        start = report.mark()
+        self.open_menu(report, icon, timeout=timeout)
+        return self.click_open_menu_item(report, key, since=start, timeout=timeout)
+
+    def click_open_menu_item(
+        self, report: ReportLog, key: str, *, since: int, timeout: float = 60
+    ) -> list[str]:
+        """Click the top-level entry ``key`` of the menu opened after report line ``since``;
+        wait for the app's ``TRAYAPP_COMMAND <key>`` and return the report lines since then.
+
+        It clicks where the latest layout reported has the entry, read just before the click
+        (the menu is still that generation). A click that still reaches another entry fails
+        with the layouts seen, rather than waiting for a command that cannot come.
+        """
+        layout = open_menu_layout(report.since(since))
+        assert layout is not None, "the tray menu is not open"
+        assert key in layout.items, f"the menu reported no entry {key!r}: {layout}"
+        x, y, w, h = layout.items[key]
+        clicked = report.mark()
+        self.click(x + w // 3, y + h // 2, 1)
+        line = report.wait("TRAYAPP_COMMAND", timeout, after=clicked)[0]
+        if line != f"TRAYAPP_COMMAND {key}":
+            layouts = [ln for ln in report.since(since) if ln.startswith("TRAYAPP_MENU_")]
+            raise AssertionError(
+                f"clicked {key!r} at generation {layout.generation}, got {line!r}; {layouts}"
+            )
+        return report.since(since)
 
     def screenshot(self, path: Path, crop: tuple[int, int, int, int] | None = None) -> Path:
         """Screenshot the root window; ``crop`` (x, y, w, h) is cut out and enlarged 4x."""

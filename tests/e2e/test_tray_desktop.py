@@ -392,13 +392,7 @@ def _gmail_inbox_ids(session: Session, limit: int) -> list[str]:
 
 
 def _open_from_menu(session: Session, key: str) -> None:
-    mark = session.report.mark()
-    session.desktop.click(*session.icon, 3)
-    session.report.wait("TRAYAPP_MENU_SHOWN", after=mark)
-    item = session.report.wait(f"TRAYAPP_MENU_ITEM {key} ", after=mark)[0].split()[2:]
-    x, y, w, h = (int(v) for v in item)
-    session.desktop.click(x + w // 3, y + h // 2, 1)
-    session.report.wait(f"TRAYAPP_COMMAND {key}", after=mark)
+    session.desktop.click_menu_item(session.report, session.icon, key)
 
 
 def test_the_data_window_lists_what_the_emulator_holds(session: Session) -> None:
@@ -511,12 +505,5 @@ def test_revoked_token_asks_once_and_chromium_signs_in_again(session: Session) -
 
 
 def test_quit_from_the_menu_exits_cleanly(session: Session) -> None:
-    mark = session.report.mark()
-    session.desktop.click(*session.icon, 3)
-    session.report.wait("TRAYAPP_MENU_SHOWN", after=mark)
-    x, y, w, h = (
-        int(v) for v in session.report.wait("TRAYAPP_MENU_ITEM quit", after=mark)[0].split()[2:]
-    )
-    session.desktop.click(x + w // 3, y + h // 2, 1)
-    session.report.wait("TRAYAPP_COMMAND quit", after=mark)
+    session.desktop.click_menu_item(session.report, session.icon, "quit")
     assert session.app.wait(timeout=60) == 0

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QTimer, QUrl
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import QMenu, QMessageBox, QSystemTrayIcon, QWidget
 
@@ -85,6 +85,20 @@ BATCH_GIVE_UP_S = 5.0  # a clicked charm that has not started by then is not wai
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class _MenuWatch(QObject):
+    """Test mode: calls back after the open menu moved, resized or was repainted (an entry
+    that moves inside it repaints it), so its layout is reported again if it changed."""
+
+    def __init__(self, changed: Callable[[], None], parent: QObject) -> None:
+        super().__init__(parent)
+        self._changed = changed
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() in (QEvent.Type.Move, QEvent.Type.Resize, QEvent.Type.Paint):
+            self._changed()
+        return False
 
 
 class TrayController(QObject):
@@ -174,7 +188,11 @@ class TrayController(QObject):
         self._menu_report_timer = QTimer(self)
         self._menu_report_timer.setSingleShot(True)
         self._menu_report_timer.setInterval(50)
-        self._menu_report_timer.timeout.connect(self._report_menu)
+        self._menu_report_timer.timeout.connect(self._first_menu_report)
+        self._menu_reporting = False  # test mode: the open menu's layout has been reported
+        self._menu_layout: tuple[object, ...] | None = None  # ...and this is what was reported
+        self._menu_generation = 0
+        self._menu_watch: _MenuWatch | None = None
 
         self.tray: QSystemTrayIcon | None = None
         self.status_window: QWidget | None = None
@@ -467,23 +485,59 @@ class TrayController(QObject):
         self.refresh()
         self._tick.start()
         if isinstance(self.report, TestReporter) and self.report.enabled:
+            self.report("TRAYAPP_MENU_OPENING")
+            if self._menu_watch is None:
+                self._menu_watch = _MenuWatch(self._report_menu_if_moved, self)
+                self.menu.installEventFilter(self._menu_watch)
+            self._menu_reporting = False
+            self._menu_layout = None
             self._menu_report_timer.start()
 
-    def _report_menu(self) -> None:
+    def _first_menu_report(self) -> None:
+        if not self.menu.isVisible():
+            return  # closed within 50 ms: never report a hidden menu as shown
+        self._menu_reporting = True
+        self._report_menu(first=True)
+
+    def _report_menu_if_moved(self) -> None:
+        if self._menu_reporting and self.menu.isVisible():
+            self._report_menu(first=False)
+
+    def _report_menu(self, *, first: bool) -> None:
+        """Test mode: where the open menu's entries are, as one numbered layout.
+
+        Each top-level item's screen rectangle (``TRAYAPP_MENU_ITEM``), then on the first report
+        of an opening ``TRAYAPP_MENU_SHOWN``, then ``TRAYAPP_MENU_LAYOUT <generation> x y w h``.
+        Reported again, with a new generation, whenever the menu moves or resizes or an entry
+        moves while it is open, so a test clicks an entry where it is now (the pointer: keys
+        sent before the menu holds the keyboard grab are lost).
+        """
         g = self.menu.geometry()
-        # Each top-level item's screen rectangle first, so a test can click an entry with the
-        # pointer: keys sent before the menu holds the keyboard grab are lost.
+        rows: list[tuple[str, int, int, int, int]] = []
         for key in ("sync_all", "settings", "activity", "data", "about", "open_data", "quit"):
             action = self.binder.action(key)
             if action is None or not action.isVisible():
                 continue
             r = self.menu.actionGeometry(action).translated(g.topLeft())
             if r.isValid():
-                self.report(f"TRAYAPP_MENU_ITEM {key} {r.x()} {r.y()} {r.width()} {r.height()}")
-        self.report(f"TRAYAPP_MENU_SHOWN {g.x()} {g.y()} {g.width()} {g.height()}")
+                rows.append((key, r.x(), r.y(), r.width(), r.height()))
+        layout = (g.x(), g.y(), g.width(), g.height(), *rows)
+        if layout == self._menu_layout:
+            return
+        self._menu_layout = layout
+        self._menu_generation += 1
+        for row in rows:
+            self.report("TRAYAPP_MENU_ITEM {} {} {} {} {}".format(*row))
+        if first:
+            self.report(f"TRAYAPP_MENU_SHOWN {g.x()} {g.y()} {g.width()} {g.height()}")
+        self.report(
+            f"TRAYAPP_MENU_LAYOUT {self._menu_generation} {g.x()} {g.y()} {g.width()} {g.height()}"
+        )
 
     def _menu_hidden(self) -> None:
         self._tick.stop()
+        self._menu_report_timer.stop()
+        self._menu_reporting = False
         self.report("TRAYAPP_MENU_HIDDEN")
 
     def visible_window_ticking(self, visible: bool) -> None:
