@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QPoint
+from PySide6.QtWidgets import QApplication, QMenu
 
 from tests.ui.test_model import GMAIL, NEWS, NOW, Charm, failing, ok
 from trayapp.core.outcomes import OutcomeKind
@@ -100,3 +101,79 @@ def test_refresh_reads_each_level_once_and_keeps_order(qapp: QApplication) -> No
     binder.apply(MenuModel(items=(MenuItem("new", text="New"), *model(199).items)))
     assert [a.data() for a in QMenu.actions(menu)] == ["new", *(f"c{i}" for i in range(199))]
     assert binder.created == 201 and binder.removed == 1
+
+
+def _rows(menu: QMenu) -> dict[str, tuple[int, int, int, int]]:
+    """Where each visible top-level entry is drawn in the menu: key -> (x, y, w, h)."""
+    out = {}
+    for act in menu.actions():
+        if isinstance(act.data(), str) and act.isVisible():
+            r = menu.actionGeometry(act)
+            out[act.data()] = (r.x(), r.y(), r.width(), r.height())
+    return out
+
+
+def test_an_open_menu_updates_rows_in_place_and_moves_none_until_it_closes(
+    qapp: QApplication,
+) -> None:
+    """A click aimed at "Quit" hit the entry a background charm had pushed into its place: while
+    the menu is open, charms added or removed and entries shown or hidden wait for it to close;
+    what the existing entries say keeps updating."""
+    menu = new_menu()
+    binder = MenuBinder(menu, lambda _c: None)
+    blog = Charm("blog", "Blog")
+    binder.apply(build_menu(make_snapshot(NOW, [NEWS, GMAIL], {"news": ok("news")})))
+    menu.popup(QPoint(40, 40))
+    qapp.processEvents()
+    assert menu.isVisible()
+    rows, height = _rows(menu), menu.geometry().height()
+    quit_y = rows["quit"][1]
+
+    # A charm joins, one goes, News starts failing (its error line would appear): the words
+    # change, the rows stay.
+    bad = failing("news", OutcomeKind.SERVER_ERROR, "HTTP 503")
+    binder.apply(build_menu(make_snapshot(NOW, [NEWS, blog], {"news": bad})))
+    qapp.processEvents()
+    now = _rows(menu)
+    assert {k: r[1] for k, r in now.items()} == {k: r[1] for k, r in rows.items()}
+    assert now["quit"][1] == quit_y and menu.geometry().height() == height
+    assert binder.deferred
+    assert binder.action("charm:blog") is None  # not yet
+    gmail = binder.action("charm:gmail")
+    assert gmail is not None and not gmail.isEnabled()  # gone: greyed out where it was
+    assert binder.action("header").text() == "News is failing: HTTP 503"  # type: ignore[union-attr]
+    news_row = binder.action("charm:news")
+    assert news_row is not None and news_row.icon().cacheKey() != 0
+
+    # Closed: what waited is applied, in order.
+    menu.hide()
+    qapp.processEvents()
+    assert not binder.deferred
+    assert binder.action("charm:gmail") is None
+    texts = [a.text() for a in menu.actions() if a.text()]
+    assert texts.index("Blog — not synced yet") == texts.index(news_row.text()) + 1
+    menu.popup(QPoint(40, 40))
+    qapp.processEvents()
+    assert _rows(menu)["charm:blog"][1] == rows["charm:gmail"][1]  # in the place Gmail left
+    menu.hide()
+
+
+def test_an_open_submenu_holds_its_rows_while_the_top_level_updates(qapp: QApplication) -> None:
+    menu = new_menu()
+    binder = MenuBinder(menu, lambda _c: None)
+    blog = Charm("blog", "Blog")
+    binder.apply(build_menu(make_snapshot(NOW, [NEWS], {"news": ok("news")})))
+    sub = binder.submenu("charm:news")
+    assert sub is not None
+    sub.popup(QPoint(300, 40))
+    qapp.processEvents()
+    err = binder.action("charm:news:error")
+    assert err is not None and not err.isVisible()
+    bad = failing("news", OutcomeKind.SERVER_ERROR, "HTTP 503")
+    # The top level is closed: the new charm is added at once; the open submenu waits.
+    binder.apply(build_menu(make_snapshot(NOW, [NEWS, blog], {"news": bad})))
+    assert binder.action("charm:blog") is not None
+    assert not err.isVisible() and binder.deferred
+    sub.hide()
+    qapp.processEvents()
+    assert err.isVisible() and err.text() == "Error: HTTP 503" and not binder.deferred

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QPoint, QTimer
 from PySide6.QtWidgets import QLabel, QMessageBox, QSystemTrayIcon
 
 from tests.ui.conftest import QLoop, until
@@ -214,6 +214,54 @@ def test_loop_blocked_charm_is_shown(qloop: QLoop, profile_dir: Path) -> None:
         env.engine.publish(LoopBlocked("release-notes", 2.4))
         await until(lambda: env.ctl.binder.action("blocked").isVisible())  # type: ignore[union-attr]
         assert env.text("blocked").startswith("Release notes froze the app for 2.4 s")
+
+    scenario(qloop, profile_dir, body)
+
+
+def test_the_open_menu_moves_no_row_and_shows_new_charms_once_closed(
+    qloop: QLoop, profile_dir: Path
+) -> None:
+    """A charm added in the background (the demo's Gmail) used to push "Quit" down under the
+    pointer; a freeze notice appearing at the top moved every row."""
+
+    async def body(env: Env) -> None:
+        menu = env.ctl.menu
+        menu.popup(QPoint(40, 40))  # aboutToShow: one last full refresh before it shows
+        await until(menu.isVisible)
+
+        def rows() -> dict[str, int]:
+            return {
+                a.data(): menu.actionGeometry(a).y()
+                for a in menu.actions()
+                if isinstance(a.data(), str) and a.isVisible()
+            }
+
+        before, height = rows(), menu.height()
+        refreshes = env.ctl.refreshes
+        env.engine.add_charm(
+            "feed-importer", {"url": f"{env.feeds.base_url}/team-blog.xml"}, name="Late feed"
+        )
+        fetched = len(env.feeds.requests)
+        env.ctl.sync_clicked(None)  # status lines keep changing meanwhile
+        await until(lambda: env.text("header").startswith("Syncing"))  # the words update
+        await until(lambda: len(env.feeds.requests) >= fetched + 4)
+        await until(lambda: env.engine.runs_in_progress() == 0)
+        await until(lambda: env.text("header").startswith("All synced"))
+        env.engine.publish(LoopBlocked("release-notes", 2.4))
+        await until(lambda: env.text("blocked").startswith("Release notes froze"))
+        assert rows() == before and menu.height() == height
+        assert env.ctl.refreshes > refreshes + 1 and env.ctl.binder.deferred
+        new = [c.id for c in env.engine.charms() if c.name == "Late feed"]
+        assert env.ctl.binder.action(f"charm:{new[0]}") is None
+        blocked = env.ctl.binder.action("blocked")
+        assert blocked is not None and not blocked.isVisible()
+        menu.hide()
+        await until(lambda: env.ctl.binder.action(f"charm:{new[0]}") is not None)
+        assert blocked.isVisible() and not env.ctl.binder.deferred
+        menu.popup(QPoint(40, 40))
+        await until(menu.isVisible)
+        assert rows()["quit"] > before["quit"]  # two rows more: the charm and the notice
+        menu.hide()
 
     scenario(qloop, profile_dir, body)
 

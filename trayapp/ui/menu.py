@@ -5,6 +5,13 @@ created or deleted only when keys appear or disappear (charms or accounts added 
 then inserted at the right position. Some Linux tray hosts (StatusNotifier/dbusmenu bridges) break
 when a visible menu is rebuilt, and rebuilding also loses hover and keyboard focus.
 
+While a menu is open, nothing moves under the pointer: an update that would add, remove,
+reorder, show or hide entries of an open menu (or submenu) changes only what the existing
+entries say (text, icon, enabled, checked: a charm's live status and progress keep updating);
+the entries of a charm removed meanwhile are greyed out. The rest waits: :attr:`MenuBinder.deferred`
+tells the owner to apply the model again once the menu has closed (issue: a click aimed at
+"Quit" hit the entry that a charm added in the background had pushed into its place).
+
 An item equal to the one applied last time under its key (usually the very same object:
 :class:`~trayapp.ui.model.MenuBuilder` reuses unchanged charm entries) is skipped with its whole
 submenu, without asking Qt anything: a refresh after one charm changed looks at the top level
@@ -14,7 +21,9 @@ and that charm's entry only (issue 17.6).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QAction, QIcon
 from PySide6.QtWidgets import QMenu, QWidget
 
@@ -36,6 +45,12 @@ class MenuBinder:
         self.visited = 0  # items compared with what their action shows (skipped ones too)
         self.updated = 0  # items whose action was brought up to date (compared with Qt)
         self.writes = 0  # Qt property writes (setText, setVisible, ...)
+        # The rows each level shows: (key, visible) in order; "" is the top level, a
+        # submenu's level is its item's key.
+        self._shapes: dict[str, tuple[tuple[str, bool], ...]] = {}
+        self.deferred = False  # the last apply left rows of an open menu for after it closes
+        self._latest: MenuModel | None = None
+        menu.aboutToHide.connect(self._closing)
 
     def action(self, key: str) -> QAction | None:
         return self._actions.get(key)
@@ -44,9 +59,28 @@ class MenuBinder:
         return self._menus.get(key)
 
     def apply(self, model: MenuModel) -> None:
-        self._apply_level(self.menu, model.items)
+        self._latest = model
+        self.deferred = False
+        self._apply_level(self.menu, "", model.items)
 
-    def _apply_level(self, menu: QMenu, items: Sequence[MenuItem]) -> None:
+    def _closing(self) -> None:
+        """A menu or submenu is closing: once it has, apply what it held back."""
+        if self.deferred:
+            QTimer.singleShot(0, self.menu, self._catch_up)
+
+    def _catch_up(self) -> None:
+        if self.deferred and self._latest is not None:
+            self.apply(self._latest)  # a menu still open keeps holding its rows back
+
+    def _apply_level(self, menu: QMenu, level: str, items: Sequence[MenuItem]) -> bool:
+        """Bring one menu level up to date; False if an open menu held some of it back."""
+        shape = tuple((i.key, i.visible) for i in items)
+        if shape != self._shapes.get(level) and menu.isVisible() and level in self._shapes:
+            self._apply_in_place(menu, items)  # open: rows stay where the pointer aims
+            self.deferred = True
+            return False
+        self._shapes[level] = shape
+        complete = True
         # Linear in the items: the level's action list is read from Qt once and mirrored here
         # while actions move (QWidget.actions() builds a new list on every call; calling it per
         # item made a refresh quadratic, 50-85 ms at 200 charms, issue 17).
@@ -82,13 +116,46 @@ class MenuBinder:
             if applied is not None and not item.checkable and (applied is item or applied == item):
                 continue  # shows this already, submenu included
             self._update(act, item)
-            if item.children is not None:
-                self._apply_level(self._menus[item.key], item.children)
-            self._applied[item.key] = item
+            if item.children is None or self._apply_level(
+                self._menus[item.key], item.key, item.children
+            ):
+                self._applied[item.key] = item
+            else:
+                self._applied.pop(item.key, None)  # its submenu held rows back: visit again
+                complete = False
+        return complete
+
+    def _apply_in_place(self, menu: QMenu, items: Sequence[MenuItem]) -> None:
+        """Update the rows an open menu shows without adding, removing, showing or hiding any."""
+        wanted = {i.key: i for i in items}
+        for act in menu.actions():
+            key = act.data()
+            if not isinstance(key, str):
+                continue
+            item = wanted.get(key)
+            if item is None:
+                # Gone (a charm removed): greyed out where it is until the menu closes.
+                if act.isEnabled():
+                    act.setEnabled(False)
+                    self.writes += 1
+                self._applied.pop(key, None)  # brought up to date in full next time
+                continue
+            self.visited += 1
+            if item.visible != act.isVisible():
+                item = replace(item, visible=act.isVisible())
+            applied = self._applied.get(key)
+            if applied is not None and not item.checkable and (applied is item or applied == item):
+                continue
+            self._update(act, item)
+            if item.children is None or self._apply_level(self._menus[key], key, item.children):
+                self._applied[key] = item
+            else:
+                self._applied.pop(key, None)
 
     def _create(self, parent: QMenu, item: MenuItem) -> QAction:
         if item.children is not None:
             sub = QMenu(item.text, parent)
+            sub.aboutToHide.connect(self._closing)
             self._menus[item.key] = sub
             act = sub.menuAction()
         else:
@@ -109,6 +176,7 @@ class MenuBinder:
         self._applied.pop(key, None)
         self._commands.pop(key, None)
         self._icons.pop(key, None)
+        self._shapes.pop(key, None)
         sub = self._menus.pop(key, None)
         if sub is not None:
             for child in sub.actions():
