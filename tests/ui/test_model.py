@@ -457,3 +457,29 @@ def menu_text(snap: Snapshot, key: str) -> str:
     item = build_menu(snap).find(key)
     assert item is not None
     return item.text
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "America/Havana"])
+def test_the_day_ends_at_the_next_local_midnight_even_in_its_last_hour(
+    zone: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "at 18:00" turns into "Sun 18:00" at local midnight. The builder's bound for that was
+    "midnight - 1 h", which lies in the past from 23:00 on: every refresh in the last hour of
+    the day worked out every entry's texts again (and test_menu_refresh failed then). Havana
+    moves its clocks at midnight (2026-03-08 00:00 -> 01:00)."""
+    import time as _time
+
+    from trayapp.ui.model import MenuBuilder
+
+    monkeypatch.setenv("TZ", zone)
+    _time.tzset()
+    try:
+        for local in ("2026-03-07 23:30", "2026-03-07 22:59", "2026-07-01 12:00"):
+            now = datetime.fromisoformat(local).astimezone()  # naive -> that local time
+            end = MenuBuilder()._day_end(now.astimezone(UTC))
+            assert end > now
+            assert end.astimezone().date() > now.date()  # the day has changed by then
+            assert (end - timedelta(seconds=1)).astimezone().date() == now.date()  # not before
+    finally:
+        monkeypatch.undo()
+        _time.tzset()

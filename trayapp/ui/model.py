@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Protocol
 
 from trayapp.auth.models import AccountState as AccountState  # the one enum, re-exported
@@ -761,10 +761,16 @@ class MenuBuilder:
         cached = self._day_ends
         if cached is not None and cached[0] <= now < cached[1]:
             return cached[1]
-        local = now.astimezone()
-        midnight = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-        # An hour early: a daylight-saving change tonight moves the real midnight by up to one.
-        end = midnight - timedelta(hours=1)
+        # The next local midnight at the offset it really has (a daylight-saving change tonight
+        # moves it): a naive local time's astimezone() asks the system's zone rules; fold 0/1
+        # are the two readings of a midnight the clocks skip or repeat, and the first instant
+        # that is already tomorrow is the one. (It was "midnight - 1 h" at today's offset, which
+        # lies before ``now`` in the day's last hour: every refresh then worked out every
+        # entry's texts again.)
+        tomorrow = now.astimezone().date() + timedelta(days=1)
+        readings = (datetime.combine(tomorrow, time(fold=f)).astimezone() for f in (0, 1))
+        ends = [t for t in readings if t > now and t.astimezone().date() == tomorrow]
+        end = min(ends) if ends else now + timedelta(minutes=1)
         self._day_ends = (now, end)
         return end
 
