@@ -177,3 +177,43 @@ def test_an_open_submenu_holds_its_rows_while_the_top_level_updates(qapp: QAppli
     sub.hide()
     qapp.processEvents()
     assert err.isVisible() and err.text() == "Error: HTTP 503" and not binder.deferred
+
+
+def test_an_open_menu_never_narrows_and_widens_without_leaving_the_screen(
+    qapp: QApplication,
+) -> None:
+    """A charm's line grows while the menu is open (its progress text): the menu stays whole on
+    the screen (it went past the right edge, cut off) and never narrows under the pointer."""
+    from trayapp.ui.model import MenuItem, MenuModel
+
+    def model(text: str) -> MenuModel:
+        return MenuModel(items=(MenuItem("line", text=text), MenuItem("quit", text="Quit")))
+
+    menu = new_menu()
+    binder = MenuBinder(menu, lambda _c: None)
+    binder.apply(model("Gmail — synced"))
+    screen = menu.screen().availableGeometry()
+    menu.popup(QPoint(screen.right() - menu.sizeHint().width() - 4, 40))
+    qapp.processEvents()
+    opened = menu.geometry()
+    rows = _rows(menu)
+    assert opened.right() <= screen.right()
+
+    binder.apply(model("Gmail — syncing 1,200 of 3,000 messages, 40% done"))
+    qapp.processEvents()
+    wide = menu.geometry()
+    assert wide.width() > opened.width()
+    assert wide.right() <= screen.right() and wide.x() < opened.x()  # moved left to stay whole
+    assert wide.y() == opened.y() and {k: r[1] for k, r in _rows(menu).items()} == {
+        k: r[1] for k, r in rows.items()
+    }
+
+    binder.apply(model("Gmail — synced"))
+    qapp.processEvents()
+    assert menu.geometry() == wide  # no narrowing while open
+    menu.hide()
+    qapp.processEvents()
+    menu.popup(QPoint(40, 40))
+    qapp.processEvents()
+    assert menu.width() == opened.width()  # the next opening has its natural width
+    menu.hide()

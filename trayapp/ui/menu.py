@@ -23,8 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from PySide6.QtCore import QTimer
-from PySide6.QtGui import QAction, QIcon
+from PySide6.QtCore import QCoreApplication, QEvent, QTimer
+from PySide6.QtGui import QAction, QHideEvent, QIcon, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import QMenu, QWidget
 
 from trayapp.ui.icons import state_icon
@@ -154,7 +154,7 @@ class MenuBinder:
 
     def _create(self, parent: QMenu, item: MenuItem) -> QAction:
         if item.children is not None:
-            sub = QMenu(item.text, parent)
+            sub = SteadyMenu(item.text, parent)
             sub.aboutToHide.connect(self._closing)
             self._menus[item.key] = sub
             act = sub.menuAction()
@@ -220,7 +220,38 @@ class MenuBinder:
             self.writes += 1
 
 
+class SteadyMenu(QMenu):
+    """A QMenu that holds still while open: it never narrows (an entry under the pointer near
+    its right edge would slip out from under it), and when it widens (a charm's progress text
+    grew) past the screen's right edge it moves left just enough to stay whole: the rows keep
+    their height, and a pointer on a row stays on that row."""
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self.setMinimumWidth(self.width())  # as wide as it opened, until it closes
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        self.setMinimumWidth(0)  # the next opening takes its natural width again...
+        # ...once QMenu lays its entries out again: it keeps the entries' rectangles (sized
+        # to the minimum width) until something marks them stale, as a style change does.
+        QCoreApplication.sendEvent(self, QEvent(QEvent.Type.StyleChange))
+        super().hideEvent(event)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if not self.isVisible():
+            return
+        self.setMinimumWidth(self.width())
+        screen = self.screen()
+        if screen is None:
+            return
+        area = screen.availableGeometry()
+        over = self.geometry().right() - area.right()
+        if over > 0:
+            self.move(max(area.left(), self.x() - over), self.y())
+
+
 def new_menu(parent: QWidget | None = None) -> QMenu:
-    menu = QMenu(parent)
+    menu = SteadyMenu(parent)
     menu.setToolTipsVisible(True)
     return menu
