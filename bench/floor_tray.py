@@ -35,6 +35,8 @@ def main() -> int:
     if report:
         with open(report, "a", encoding="utf-8") as fh:
             fh.write("TRAYAPP_ICON_SHOWN\nTRAYAPP_READY\n")
+    if os.environ.get("BENCH_EXIT_AT_ICON"):  # bench/icon_start.py: the process ends here
+        os._exit(0)
     # SIGTERM keeps its default action (the process ends): no handler, no polling timer.
     with loop:
         loop.run_forever()

@@ -49,11 +49,25 @@ from trayapp.ipc_client import (  # the blocking client half; callers may import
     _key,
     _pointer_file,
     _token_file,
-    send_sync,  # noqa: F401  (re-exported)
+    send_sync,
     socket_path,
-    socket_problem,  # noqa: F401  (re-exported)
+    socket_problem,
     try_send,
 )
+
+__all__ = [
+    "IS_WINDOWS",
+    "MAX_LINE",
+    "AlreadyRunning",
+    "Server",
+    "SocketDirError",
+    "register_engine_commands",
+    "send_sync",
+    "serve",
+    "socket_path",
+    "socket_problem",
+    "try_send",
+]
 
 log = logging.getLogger(__name__)
 

@@ -180,12 +180,12 @@ def try_send(profile_dir: Path, command: dict[str, Any], timeout: float) -> dict
 
     Blocking on purpose: the CLI calls it before deciding whether to start an engine at all.
     """
-    import json  # here: when no instance runs (the usual start) nothing needs it
-
     profile_dir = Path(profile_dir)
     sock: socket.socket | None
     try:
         if IS_WINDOWS:  # untested here
+            import json
+
             info = json.loads(_token_file(profile_dir).read_text(encoding="utf-8"))
             sock = socket.create_connection(("127.0.0.1", int(info["port"])), timeout=timeout)
             command = {**command, "token": info["token"]}
@@ -195,6 +195,8 @@ def try_send(profile_dir: Path, command: dict[str, Any], timeout: float) -> dict
         return None
     if sock is None:
         return None
+    import json  # only once an instance answers: at the usual start none does
+
     with sock:
         try:
             sock.sendall(json.dumps(command).encode() + b"\n")

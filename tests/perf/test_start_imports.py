@@ -16,6 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.e2e.desktop import Desktop, missing_tools
 from trayapp.builtins import default_registry
 from trayapp.core.engine import Engine
 
@@ -46,7 +49,11 @@ NOT_AT_START = (
 
 
 # Not before the early icon: the engine, its store and HTTP stack, pydantic, the package
-# metadata (trayapp.__version__ is read when first used), the demo module.
+# metadata (trayapp.__version__ is read when first used), the demo module (its throwaway
+# profile comes from trayapp.ui.demo_profile). Issue 17.2: nor asyncio and qasync (the loop is
+# made after the icon; the single-instance check is trayapp.ipc_client, blocking sockets), the
+# IPC server, the translations, and trayapp.ui.icons (the start-up icon is PNGs drawn ahead of
+# time, trayapp.ui.early_icon: drawing it built PySide's enums of the whole Qt namespace).
 NOT_BEFORE_ICON = (
     "importlib.metadata",
     "email",
@@ -56,6 +63,16 @@ NOT_BEFORE_ICON = (
     "trayapp.core.engine",
     "trayapp.ui.tray",
     "trayapp.ui.demo",
+    "asyncio",
+    "qasync",
+    "concurrent.futures",
+    "ssl",
+    "json",
+    "trayapp.ipc",
+    "trayapp.host",
+    "trayapp.ui.i18n",
+    "trayapp.ui.icons",
+    "trayapp.ui.qtloop",
 )
 
 
@@ -65,12 +82,14 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _run_tray(tmp_path: Path, profile: Path, *args: str) -> tuple[list[str], list[str]]:
+def _run_tray(
+    tmp_path: Path, profile: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[list[str], list[str]]:
     """Start the real tray in a child; its modules once ready, and its report lines."""
     report, out = tmp_path / "report.log", tmp_path / "modules.txt"
     env = {
-        **os.environ,
-        "QT_QPA_PLATFORM": "offscreen",
+        **(env if env is not None else os.environ),
+        "QT_QPA_PLATFORM": "offscreen" if env is None else "xcb",
         "PYTHONPATH": str(REPO),
         "XDG_RUNTIME_DIR": str(tmp_path),
         "TRAYAPP_SECRET_STORE": "auto",
@@ -115,6 +134,35 @@ def test_tray_start_leaves_unused_stacks_unimported(tmp_path: Path) -> None:
     assert "trayapp.patterns.feed.FeedSettings" in built  # the charms' own settings are
     unused = sorted(m for m in built if m.startswith(("trayapp.auth.",)))
     assert unused == [], f"models built with no account or client to read: {unused}"
+
+
+def _before_icon(tmp_path: Path) -> list[str]:
+    early = (tmp_path / "modules.before_run").read_text().split()
+    return sorted(m for m in early if any(m == p or m.startswith(p + ".") for p in NOT_BEFORE_ICON))
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(bool(missing_tools()), reason=f"needs {', '.join(missing_tools())}")
+def test_on_a_desktop_the_icon_shows_before_the_engine_side_loads(tmp_path: Path) -> None:
+    """With a real tray (Xvfb + trayer), the start-up icon is shown from the shipped PNGs and
+    nothing of NOT_BEFORE_ICON is imported before it (offscreen there is no icon to show)."""
+    profile = tmp_path / "profile"
+    engine = Engine(profile, patterns=default_registry())
+    engine.add_charm("feed-importer", {"url": f"http://127.0.0.1:{_closed_port()}/f.xml"})
+    engine.close()
+    desk = Desktop(tmp_path / "desk")
+    desk.workdir.mkdir()
+    try:
+        desk.start()
+        _modules, report = _run_tray(tmp_path, profile, env=desk.env(TRAYAPP_TRAY_WAIT="10"))
+    finally:
+        desk.stop()
+    assert "TRAYAPP_ICON_SHOWN" in report and "TRAYAPP_READY" in report, report
+    assert report.index("TRAYAPP_ICON_SHOWN") < report.index("TRAYAPP_READY")
+    early = (tmp_path / "modules.before_run").read_text().split()
+    assert "trayapp.ui.early_icon" in early and "PySide6.QtWidgets" in early  # the icon path ran
+    waited = _before_icon(tmp_path)
+    assert waited == [], f"imported before the icon although it can wait: {waited}"
 
 
 def test_demo_tray_runs_the_google_emulator_in_its_own_process(tmp_path: Path) -> None:

@@ -4,9 +4,11 @@ Runs ``trayapp.ui.app.main`` (offscreen) on the profile given (further arguments
 tray, e.g. ``--demo``); a watcher thread waits for the app's own ``TRAYAPP_READY`` report line
 (engine started, menu built; with ``--demo`` also ``TRAYAPP_DEMO_EMULATOR``), writes the names
 of every imported module to the file given, and beside it, with other suffixes: the source
-files :mod:`linecache` holds (``.linecache``), the modules imported before the engine's side
-started, the early icon's moment (``.before_run``), and the app's pydantic models already built
-(``.models``). Then it ends the app with SIGTERM (its normal shutdown path).
+files :mod:`linecache` holds (``.linecache``), the modules imported before the tray handed over
+to :mod:`trayapp.ui.runner`, right after its start-up icon (``.before_run``: noted by a
+meta-path finder that only watches, so the child itself imports nothing of the app early), and
+the app's pydantic models already built (``.models``). Then it ends the app with SIGTERM (its
+normal shutdown path).
 """
 
 from __future__ import annotations
@@ -38,6 +40,19 @@ def built_models() -> list[str]:
     return sorted(found)
 
 
+class NoteBeforeRunner:
+    """A meta-path finder that finds nothing: when the app first imports
+    ``trayapp.ui.runner`` (where the engine's side starts, right after the start-up icon), it
+    writes down the modules imported so far."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name == "trayapp.ui.runner" and not self.path.exists():
+            self.path.write_text("\n".join(loaded_modules()) + "\n")
+
+
 def main() -> int:
     profile, report, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     os.environ["TRAYAPP_TEST_REPORT"] = str(report)
@@ -64,17 +79,8 @@ def main() -> int:
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, daemon=True).start()
-    from trayapp.ui import app
+    sys.meta_path.insert(0, NoteBeforeRunner(out.with_suffix(".before_run")))
     from trayapp.ui.app import main as tray_main
-
-    run = app.AppRunner.run
-
-    async def run_noting_modules(self: app.AppRunner) -> int:
-        # Where the engine's side starts (right after the early icon on a desktop).
-        out.with_suffix(".before_run").write_text("\n".join(loaded_modules()) + "\n")
-        return await run(self)
-
-    app.AppRunner.run = run_noting_modules  # type: ignore[method-assign]
 
     return tray_main(["--profile", profile, *sys.argv[4:]])  # e.g. --demo
 

@@ -66,6 +66,9 @@ CHECK = textwrap.dedent(
     for state in IconState:
         path = icons.icon_path(state)
         assert path is not None and QSvgRenderer(str(path)).isValid(), state
+    from trayapp.ui import early_icon
+    files = early_icon.icon_files()  # the start-up icon's PNGs, drawn ahead of time
+    assert files is not None and all(f.is_relative_to(site) for f in files), files
     home = Path(tempfile.mkdtemp())
     auto = Autostart("linux", home=home, config_home=home, command=["/bin/true"])
     auto.enable()
@@ -99,6 +102,7 @@ def test_an_installed_wheel_draws_the_real_icons(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "trayapp/_resources/trayapp.desktop.in" in names
     assert "trayapp/_resources/icons/tray-attention.svg" in names
+    assert "trayapp/_resources/icons/tray-syncing-22.png" in names  # the start-up icon
     assert not any(n.startswith("resources/") for n in names)  # no stray top-level package
 
     venv = tmp_path / "venv"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
-from trayapp.ui.app import UpgradeShown
+from trayapp.ui.runner import UpgradeShown
 
 
 def test_the_start_up_icon_says_how_far_the_upgrade_is(qapp: QApplication) -> None:

@@ -125,13 +125,19 @@ class Profile:
 
     @classmethod
     def resolve(
-        cls, explicit: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+        cls,
+        explicit: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        *,
+        private: bool = True,
     ) -> Profile:
         """Pick the profile directory and make sure it exists.
 
         A missing directory is created (a first run has none); one that cannot be created or is
         not a writable directory raises :class:`ProfileError` with one sentence saying which path
-        and what to do, so the CLI never shows a traceback for it.
+        and what to do, so the CLI never shows a traceback for it. ``private=False`` skips
+        :meth:`make_private` (a walk over every file): the tray resolves its profile before its
+        icon shows and tightens the modes right after it, when it opens the profile.
         """
         environ = os.environ if env is None else env
         if explicit is not None and str(explicit) != "":
@@ -156,7 +162,8 @@ class Profile:
         if not os.access(path, os.W_OK | os.X_OK):
             raise ProfileError(f"{where} is not writable; fix its permissions or choose another")
         profile = cls(path.resolve())
-        profile.make_private()
+        if private:
+            profile.make_private()
         return profile
 
     def make_private(self) -> int:

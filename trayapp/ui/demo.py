@@ -17,12 +17,8 @@ import contextlib
 import importlib.util
 import json
 import logging
-import os
-import shutil
-import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,6 +26,11 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
+
+from trayapp.ui.demo_profile import (  # the throwaway profile lives there; re-exported
+    make_demo_profile,  # noqa: F401
+    remove_demo_profile,  # noqa: F401
+)
 
 if TYPE_CHECKING:
     from trayapp.core.engine import Engine
@@ -46,56 +47,6 @@ NEW_ITEM_EVERY = 2  # requests per new item, per feed
 FEED_WINDOW = 20  # a feed lists its newest 20 items, like most real feeds
 # The request log serves tests and the curious; a demo left running for days must not grow it.
 REQUEST_LOG_KEEP = 1000
-
-
-# The throwaway profiles this process made: only these are ever deleted, so a user's own
-# ``--demo --profile DIR`` is never removed.
-_temp_profiles: set[Path] = set()
-
-
-def make_demo_profile() -> Path:
-    """The demo's throwaway profile for ``--demo`` without ``--profile``: never the user's real one.
-
-    One per user (``$XDG_RUNTIME_DIR/trayapp-demo-<uid>``, else the temp folder), not one per
-    launch: a second ``trayapp --demo`` then finds the first through the profile's control
-    socket and shows its menu, instead of adding a second tray icon. A folder there that is not
-    ours (another owner, a symlink, open to others) is never used: a fresh one is made instead.
-    """
-    uid = os.getuid() if hasattr(os, "getuid") else 0
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    base = Path(runtime) if runtime and Path(runtime).is_dir() else Path(tempfile.gettempdir())
-    path = base / f"trayapp-demo-{uid}"
-    try:
-        path.mkdir(mode=0o700, exist_ok=True)
-        st = path.lstat()
-        mine = stat.S_ISDIR(st.st_mode) and st.st_uid == uid and not st.st_mode & 0o077
-        if not mine:
-            raise PermissionError(f"{path} is not a private folder of this user")
-    except OSError as exc:
-        log.info("demo profile: %s; using a fresh temporary folder", exc)
-        path = Path(tempfile.mkdtemp(prefix="trayapp-demo-"))
-    _temp_profiles.add(path)
-    return path
-
-
-def remove_demo_profile(path: Path) -> bool:
-    """Delete a profile made by :func:`make_demo_profile`, on clean shutdown; True if removed.
-
-    Called after the engine and account stores are closed. Any other path is left alone (a
-    ``--profile`` the user chose), so the call needs no condition at the call site.
-    """
-    if path not in _temp_profiles:
-        return False
-    _temp_profiles.discard(path)
-    from trayapp.ipc import try_send
-
-    if try_send(path, {"cmd": "ping"}, timeout=2.0) is not None:
-        return False  # another demo instance runs on it (ours stopped serving before this)
-    shutil.rmtree(path, ignore_errors=True)
-    if path.exists():
-        log.warning("could not remove the demo profile %s", path)
-        return False
-    return True
 
 
 @dataclass
