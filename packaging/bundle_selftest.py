@@ -103,7 +103,14 @@ def _trayapp_modules() -> dict[str, int]:
         raise RuntimeError(f"cannot import {failed}")
     if len(names) < 3:
         raise RuntimeError(f"only {names} were collected")
-    return {"modules": len(names)}
+    # The built-in patterns are registered by descriptor and imported by name when first used.
+    from trayapp.builtins import default_registry
+
+    registry = default_registry(plugins=False)
+    loaded = [registry.get(meta.id).id for meta in registry.metas()]
+    if registry.problems or len(loaded) < 4:
+        raise RuntimeError(f"built-in patterns {loaded}; problems {registry.problems}")
+    return {"modules": len(names), "patterns": len(loaded)}
 
 
 def _modules() -> dict[str, int]:

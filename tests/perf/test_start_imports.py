@@ -45,6 +45,21 @@ NOT_AT_START = (
     # httpx's command-line client (trayapp/__init__.py keeps httpx from importing it).
     "click",
     "pygments",
+    # The built-in patterns are registered by descriptor (trayapp/builtins.py): a pattern's
+    # module and its Google clients load when a charm of it runs; sign-in and token refresh
+    # when an account signs in or a charm of one runs.
+    "trayapp.patterns.gmail",
+    "trayapp.patterns.gcalendar",
+    "trayapp.patterns.exec_importer",
+    "trayapp.api.google",
+    "trayapp.google.client",
+    "trayapp.google.gmail",
+    "trayapp.google.calendar",
+    "trayapp.google.batch",
+    "trayapp.auth.signin",
+    "trayapp.auth.tokens",
+    "trayapp.auth.service_tokens",
+    "webbrowser",
 )
 
 

@@ -77,23 +77,11 @@ data that was not stored.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 from trayapp.api.cells import Cell, Collection, DerivedCell, ReadOnlyCellError
 from trayapp.api.credentials import ApiToken, Credential, CredentialAuth, OAuth2Provider
-from trayapp.api.google import (
-    CalendarClient,
-    CalendarListResult,
-    EventsPage,
-    EventsResult,
-    GmailClient,
-    GoogleApiError,
-    GoogleRequestError,
-    GoogleServices,
-    HistoryExpired,
-    HistoryPage,
-    MessagePage,
-    MessagesResult,
-    SyncTokenExpired,
-)
 from trayapp.api.http import (
     HTTP_TIMEOUT,
     MAX_RETRY_AFTER,
@@ -132,6 +120,52 @@ from trayapp.api.patterns import (
     UpdateContext,
     field_validator,
 )
+
+if TYPE_CHECKING:
+    from trayapp.api.google import (
+        CalendarClient,
+        CalendarListResult,
+        EventsPage,
+        EventsResult,
+        GmailClient,
+        GoogleApiError,
+        GoogleRequestError,
+        GoogleServices,
+        HistoryExpired,
+        HistoryPage,
+        MessagePage,
+        MessagesResult,
+        SyncTokenExpired,
+    )
+
+# The Google client names load with their first use (PEP 562): a pattern that never talks to
+# Google (a feed, a script, most plugins) does not import the Gmail and Calendar clients.
+_GOOGLE_NAMES = frozenset(
+    {
+        "CalendarClient",
+        "CalendarListResult",
+        "EventsPage",
+        "EventsResult",
+        "GmailClient",
+        "GoogleApiError",
+        "GoogleRequestError",
+        "GoogleServices",
+        "HistoryExpired",
+        "HistoryPage",
+        "MessagePage",
+        "MessagesResult",
+        "SyncTokenExpired",
+    }
+)
+
+
+def __getattr__(name: str) -> object:
+    if name not in _GOOGLE_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value: object = getattr(importlib.import_module("trayapp.api.google"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "API_VERSION",

@@ -119,10 +119,12 @@ async def run_pattern(
     run here.
     """
     registry = PatternRegistry()
-    instance = registry.register(pattern, source="test")
+    instance = pattern() if isinstance(pattern, type) else pattern
     if run_timeout is not None:
-        # The run's deadline is read from the instance, so this affects this run only.
+        # Set on the instance before it is registered (the registry's descriptor, which the
+        # scheduler reads the run's deadline from, is taken then): this run only.
         object.__setattr__(instance, "timeout", run_timeout)
+    registry.register(instance, source="test")
     if instance.needs_account and instance.credential is None:
         raise ValueError(
             f"pattern {instance.id!r} needs a Google account; run_pattern runs patterns without "

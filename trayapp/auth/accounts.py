@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -48,21 +48,20 @@ from trayapp.auth.models import (
     describe_scopes,
 )
 from trayapp.auth.secrets import KeyringNotReady, SecretStoreKind, SecretVault
-from trayapp.auth.service_tokens import ServiceTokenProvider, service_signin_hint
-from trayapp.auth.signin import (
-    OPENID_SCOPES,
-    Grant,
-    KeyringUnavailable,
-    SignInError,
-    run_sign_in,
-)
-from trayapp.auth.tokens import TokenProvider, signin_hint
 from trayapp.core.cells import Cell
 from trayapp.core.credentials import ApiToken, Credential, CredentialSpec, OAuth2Provider
 from trayapp.core.errors import AuthRequired, ConfigError, ConfigProblem, NotFoundError
 from trayapp.core.httptransport import LazyTLSTransport
 from trayapp.core.redact import redact, register_secret
 from trayapp.core.store import Store
+
+if TYPE_CHECKING:
+    # Imported where used: the sign-in flow (browser, loopback listener), the token refresh
+    # and the service tokens load with the first sign-in or the first run of an account's
+    # charm, not with the account list a tray without accounts shows at start (issue 17).
+    from trayapp.auth.service_tokens import ServiceTokenProvider
+    from trayapp.auth.signin import Grant
+    from trayapp.auth.tokens import TokenProvider
 
 __all__ = [
     "Account",
@@ -423,6 +422,8 @@ class AccountManager:
         """The account's token provider (one per account; implements TokenSource)."""
         provider = self._providers.get(account_id)
         if provider is None:
+            from trayapp.auth.tokens import TokenProvider
+
             self._stored(account_id)
             provider = TokenProvider(
                 self,
@@ -444,6 +445,8 @@ class AccountManager:
         its next refresh, they are marked now with the reason, and the ones that were
         ``client_misconfigured`` because of the old client become signable again.
         """
+        from trayapp.auth.tokens import signin_hint
+
         self.clients.set(config)
         changed: list[Account] = []
         for account in self.accounts():
@@ -507,6 +510,8 @@ class AccountManager:
         if account_id is not None:
             granted = self._stored(account_id).scopes
             needed = self.required_scopes(account_id)
+        from trayapp.auth.signin import OPENID_SCOPES
+
         return tuple(dict.fromkeys((*OPENID_SCOPES, *granted, *needed, *extra)))
 
     async def sign_in(
@@ -530,6 +535,8 @@ class AccountManager:
         grant is stored; if the keyring cannot store it, :class:`KeyringUnavailable` is raised
         with the grant kept for :meth:`store_pending_grant` (no second consent page).
         """
+        from trayapp.auth.signin import SignInError, run_sign_in
+
         existing = self.get(account_id) if account_id else None
         if existing is not None and not existing.is_google:
             return await self.sign_in_service(
@@ -593,6 +600,8 @@ class AccountManager:
 
     async def _keep_or_hold(self, grant: Grant, account_id: str | None) -> Account:
         """Store the grant; if the keyring cannot, keep it in memory and ask the user."""
+        from trayapp.auth.signin import KeyringUnavailable
+
         try:
             return await self.complete_sign_in(grant, account_id)
         except KeyringNotReady as exc:
@@ -622,6 +631,8 @@ class AccountManager:
                 "that sign-in is no longer waiting (it was finished, cancelled, or the app "
                 "restarted); sign in again"
             )
+        from trayapp.auth.signin import KeyringUnavailable
+
         target = SecretStoreKind.FILE if use_file else None
         try:
             account = await self.complete_sign_in(
@@ -754,6 +765,8 @@ class AccountManager:
         """The token provider of a non-Google account (one per account)."""
         provider = self._service_providers.get(account_id)
         if provider is None:
+            from trayapp.auth.service_tokens import ServiceTokenProvider
+
             account = self._stored(account_id)
             spec = spec or self.service_spec(account.service)
             provider = ServiceTokenProvider(
@@ -982,7 +995,7 @@ class AccountManager:
             )
         existing = self._stored(account_id) if account_id else None
         from trayapp.auth.provider_signin import ProviderGrant, run_provider_sign_in
-        from trayapp.auth.signin import WrongAccountError
+        from trayapp.auth.signin import SignInError, WrongAccountError
 
         stored: list[Account] = []
 
@@ -1046,6 +1059,8 @@ class AccountManager:
     def _holder_for(self, account: Account, spec: CredentialSpec) -> ServiceTokenProvider:
         provider = self._service_providers.get(account.id)
         if provider is None:
+            from trayapp.auth.service_tokens import ServiceTokenProvider
+
             provider = ServiceTokenProvider(
                 self, account.id, self.grants, spec, http=self._http_client, now=self._now
             )
@@ -1235,9 +1250,7 @@ class AccountManager:
                         AccountState.NEEDS_SIGN_IN,
                         Cause.SECRET_MISSING,
                         f"The saved sign-in of {account.label} is no longer in the keyring.",
-                        signin_hint(account.label)
-                        if account.is_google
-                        else service_signin_hint(account),
+                        _signin_hint(account),
                     ),
                 )
         return back
@@ -1288,3 +1301,14 @@ class AccountManager:
 
 def _new_account_id() -> str:
     return "acct-" + pysecrets.token_hex(4)
+
+
+def _signin_hint(account: Account) -> str:
+    """What to do to sign ``account`` in again (the Google or the other service's words)."""
+    if account.is_google:
+        from trayapp.auth.tokens import signin_hint
+
+        return signin_hint(account.label)
+    from trayapp.auth.service_tokens import service_signin_hint
+
+    return service_signin_hint(account)

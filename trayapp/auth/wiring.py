@@ -63,7 +63,7 @@ def charm_scope_needs(
         for info in charms():
             if info.account_id != account_id or info.pattern_id not in patterns:
                 continue
-            wanted.extend(patterns.get(info.pattern_id).scopes)
+            wanted.extend(patterns.meta(info.pattern_id).scopes)  # imports no pattern module
         return list(dict.fromkeys(wanted))
 
     return needs
@@ -75,9 +75,9 @@ def registry_services(patterns: PatternRegistry) -> Callable[[], Mapping[str, Cr
 
     def services() -> dict[str, CredentialSpec]:
         found: dict[str, CredentialSpec] = {}
-        for pattern in patterns:
-            if pattern.credential is not None:
-                found.setdefault(pattern.credential.service, pattern.credential)
+        for meta in patterns.metas():  # descriptors: no pattern module is imported
+            if meta.credential is not None:
+                found.setdefault(meta.credential.service, meta.credential)
         return found
 
     return services

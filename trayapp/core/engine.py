@@ -69,7 +69,13 @@ from trayapp.core.events import (
 )
 from trayapp.core.httptransport import LazyTLSTransport
 from trayapp.core.outcomes import OutcomeKind, RunOutcome, RunReport
-from trayapp.core.patterns import SECRET_PLACEHOLDER, Pattern, PatternRegistry, UpdateContext
+from trayapp.core.patterns import (
+    SECRET_PLACEHOLDER,
+    Pattern,
+    PatternLoadError,
+    PatternRegistry,
+    UpdateContext,
+)
 from trayapp.core.profile import Profile
 from trayapp.core.redact import register_secret
 from trayapp.core.scheduler import (
@@ -345,7 +351,7 @@ class Engine:
             self._state_version(charm_id).set(pattern.state_version)
         if charm_id in self._scheduler:  # a charm of that id another process removed
             self._scheduler.remove(charm_id)
-        self._scheduler.add(self._entry(info, pattern))
+        self._scheduler.add(self._entry(info))
         log.info("added charm %s (%s)", charm_id, pattern.id)
         self.publish(CharmsChanged())
         return info
@@ -394,7 +400,7 @@ class Engine:
         self._store_secrets(updated.id, new_secrets)
         self._charms.save(updated)
         if "interval" in changes and updated.id in self._scheduler:
-            self._scheduler.update(self._entry(updated, pattern))
+            self._scheduler.update(self._entry(updated))
         if "settings" in changes and updated.id in self._scheduler:
             # A charm without an account parked on refused credentials: the user just changed
             # its settings (a new token), which is the fix; try again now.
@@ -669,6 +675,9 @@ class Engine:
             return RunOutcome(OutcomeKind.CANCELLED, message="the charm was removed")
         try:
             pattern = self.patterns.get(info.pattern_id)
+        except PatternLoadError as exc:
+            # A damaged installation: its message says so and what to do; retried slowly.
+            return RunOutcome(OutcomeKind.CONFIG_ERROR, message=str(exc))
         except NotFoundError:
             # Only the user can fix this (reinstall the plugin or remove the charm): it needs
             # attention and is retried slowly; it is no bug in any pattern's code.
@@ -957,7 +966,7 @@ class Engine:
             **self._scheduler_options,
         )
         for info in self._charms.all():
-            scheduler.add(self._entry(info, self._pattern_or_none(info.pattern_id)))
+            scheduler.add(self._entry(info))
         return scheduler
 
     async def _fresh_scheduler(self) -> None:
@@ -967,8 +976,12 @@ class Engine:
         finally:
             self._scheduler = self._make_scheduler()  # loads what the old one saved
 
-    def _entry(self, info: CharmInfo, pattern: Pattern[Any] | None) -> ScheduleEntry:
-        timeout = pattern.timeout if pattern is not None else timedelta(minutes=5)
+    def _entry(self, info: CharmInfo) -> ScheduleEntry:
+        # From the pattern's descriptor: loading the scheduler imports no pattern module.
+        try:
+            timeout = self.patterns.meta(info.pattern_id).timeout
+        except NotFoundError:
+            timeout = timedelta(minutes=5)
         return ScheduleEntry(
             charm_id=info.id,
             interval=info.interval,
@@ -992,7 +1005,7 @@ class Engine:
         for cid in entries.keys() - current.keys():
             scheduler.remove(cid)
         for cid, info in current.items():
-            entry = self._entry(info, self._pattern_or_none(info.pattern_id))
+            entry = self._entry(info)
             if cid not in entries:
                 scheduler.add(entry)
             elif entries[cid] != entry:

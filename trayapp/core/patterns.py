@@ -14,6 +14,7 @@ app can show; it never stops the app from starting.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
 import re
@@ -538,26 +539,77 @@ class PluginProblem:
 
 
 @dataclass(frozen=True, slots=True)
+class PatternMeta:
+    """What the app knows of a pattern before (or without) importing its module.
+
+    The built-ins are registered by such a descriptor (:data:`trayapp.patterns.BUILTIN_PATTERNS`)
+    and their module is imported at the first :meth:`PatternRegistry.get`: when a charm of the
+    pattern runs or is added or edited, when its settings are shown or an export is asked for.
+    A profile of feed charms thus never imports the Gmail and Calendar importers and their
+    stacks (issue 17). What start-up needs without the class is here: the id, the title, the
+    Google scopes (the scope union of an account's charms), the credential (the services the
+    accounts offer) and the run timeout (the scheduler's entries). A loaded pattern's descriptor
+    is :meth:`of` it; a built-in's is checked against its class when the class is loaded.
+    """
+
+    id: str
+    title: str
+    target: str  # "package.module:ClassName"
+    scopes: tuple[str, ...] = ()
+    timeout: timedelta = timedelta(minutes=5)
+    credential: CredentialSpec | None = None
+
+    @classmethod
+    def of(cls, pattern: Pattern[Any]) -> PatternMeta:
+        kind = type(pattern)
+        return cls(
+            id=pattern.id,
+            title=pattern.title,
+            target=f"{kind.__module__}:{kind.__qualname__}",
+            scopes=tuple(pattern.scopes),
+            timeout=pattern.timeout,
+            credential=pattern.credential,
+        )
+
+
+class PatternLoadError(NotFoundError):
+    """A registered pattern whose module could not be imported (a damaged installation)."""
+
+
+@dataclass(slots=True)
 class PatternInfo:
-    pattern: Pattern[Any]
+    meta: PatternMeta
     source: str  # "built-in" or the distribution name of a plugin
+    pattern: Pattern[Any] | None = None  # None until its module is imported
+    failure: str | None = None  # why its module could not be imported, once it was tried
 
 
 @dataclass
 class PatternRegistry:
-    """Every pattern the app can run, by id."""
+    """Every pattern the app can run, by id.
+
+    A pattern registered by its :class:`PatternMeta` (the built-ins) is imported at the first
+    :meth:`get`; :meth:`meta` and :meth:`metas` answer without importing anything. Iterating
+    the registry yields the pattern objects, importing every one not imported yet.
+    """
 
     _patterns: dict[str, PatternInfo] = field(default_factory=dict)
     problems: list[PluginProblem] = field(default_factory=list)
 
     @classmethod
     def with_patterns(
-        cls, patterns: Iterable[type[Pattern[Any]]], *, plugins: bool = True
+        cls,
+        patterns: Iterable[type[Pattern[Any]] | PatternMeta],
+        *,
+        plugins: bool = True,
     ) -> PatternRegistry:
         """``patterns`` (the app's built-ins) plus whatever the installed plugins provide."""
         registry = cls()
-        for pattern_cls in patterns:
-            registry.register(pattern_cls)
+        for pattern in patterns:
+            if isinstance(pattern, PatternMeta):
+                registry.register_meta(pattern)
+            else:
+                registry.register(pattern)
         if plugins:
             registry.load_entry_points()
         return registry
@@ -569,13 +621,31 @@ class PatternRegistry:
         if not isinstance(instance, Pattern):
             raise PatternDeclarationError(f"{pattern!r} is not a trayapp.api.Pattern")
         check_declaration(instance)
-        existing = self._patterns.get(instance.id)
+        self._check_new(instance.id)
+        self._patterns[instance.id] = PatternInfo(PatternMeta.of(instance), source, instance)
+        return instance
+
+    def register_meta(self, meta: PatternMeta, *, source: str = "built-in") -> None:
+        """Register a pattern by its descriptor; its module is imported when first needed."""
+        if not _ID_RE.match(meta.id):
+            raise PatternDeclarationError(
+                f"pattern {meta.target}: id {meta.id!r} must be a lower-case slug like "
+                "'feed-importer'"
+            )
+        module, _, attr = meta.target.partition(":")
+        if not module or not attr:
+            raise PatternDeclarationError(
+                f"pattern {meta.id!r}: target {meta.target!r} must be 'package.module:Class'"
+            )
+        self._check_new(meta.id)
+        self._patterns[meta.id] = PatternInfo(meta, source)
+
+    def _check_new(self, pattern_id: str) -> None:
+        existing = self._patterns.get(pattern_id)
         if existing is not None:
             raise PatternDeclarationError(
-                f"pattern id {instance.id!r} is already registered (by {existing.source})"
+                f"pattern id {pattern_id!r} is already registered (by {existing.source})"
             )
-        self._patterns[instance.id] = PatternInfo(instance, source)
-        return instance
 
     def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> list[PluginProblem]:
         """Register every plugin pattern; return (and remember) the ones that failed."""
@@ -617,7 +687,7 @@ class PatternRegistry:
             return PluginProblem(label, dist, f"could not be created: {type(exc).__name__}: {exc}")
         return None
 
-    def get(self, pattern_id: str) -> Pattern[Any]:
+    def _info(self, pattern_id: str) -> PatternInfo:
         info = self._patterns.get(pattern_id)
         if info is None:
             known = ", ".join(sorted(self._patterns)) or "none"
@@ -625,17 +695,81 @@ class PatternRegistry:
                 f"unknown pattern {pattern_id!r}; available patterns: {known} "
                 "(see 'trayapp patterns list')"
             )
+        return info
+
+    def get(self, pattern_id: str) -> Pattern[Any]:
+        """The pattern object (its module imported now if it was not yet).
+
+        Raises :class:`NotFoundError` for an unknown id and :class:`PatternLoadError` (one)
+        when the pattern's module cannot be imported; the latter is also kept in
+        :attr:`problems`, as a broken plugin's is.
+        """
+        info = self._info(pattern_id)
+        if info.pattern is None:
+            info.pattern = self._import(info)
         return info.pattern
 
+    def _import(self, info: PatternInfo) -> Pattern[Any]:
+        meta = info.meta
+        if info.failure is None:
+            module_name, _, attr = meta.target.partition(":")
+            try:
+                module = importlib.import_module(module_name)
+                obj: object = module
+                for part in attr.split("."):
+                    obj = getattr(obj, part)
+                if not (isinstance(obj, type) and issubclass(obj, Pattern)):
+                    raise PatternDeclarationError(
+                        f"{meta.target} does not name a trayapp.api.Pattern subclass"
+                    )
+                instance: Pattern[Any] = obj()
+                check_declaration(instance)
+                actual = PatternMeta.of(instance)
+                if actual != meta:
+                    raise PatternDeclarationError(
+                        f"{meta.target} does not match its registration ({actual} != {meta})"
+                    )
+            except Exception as exc:  # any failure of the import is reported the same way
+                info.failure = f"import failed: {type(exc).__name__}: {exc}"
+                problem = PluginProblem(f"{meta.id} = {meta.target}", info.source, info.failure)
+                log.warning("pattern %s not loaded: %s", problem.entry_point, info.failure)
+                self.problems.append(problem)
+            else:
+                return instance
+        raise PatternLoadError(
+            f"the {meta.title} pattern ({meta.id!r}) could not be loaded ({info.failure}); "
+            "the installation is damaged: reinstall Pattern Sync"
+            + ("" if info.source == "built-in" else f" or the plugin {info.source}")
+        )
+
+    def meta(self, pattern_id: str) -> PatternMeta:
+        """The pattern's descriptor, without importing its module."""
+        return self._info(pattern_id).meta
+
+    def metas(self) -> Iterator[PatternMeta]:
+        """Every pattern's descriptor, by id, without importing any module."""
+        return iter(info.meta for _, info in sorted(self._patterns.items()))
+
+    def is_loaded(self, pattern_id: str) -> bool:
+        """Whether the pattern's module has been imported (its object exists)."""
+        return self._info(pattern_id).pattern is not None
+
     def source(self, pattern_id: str) -> str:
-        self.get(pattern_id)
-        return self._patterns[pattern_id].source
+        return self._info(pattern_id).source
 
     def __contains__(self, pattern_id: object) -> bool:
         return pattern_id in self._patterns
 
     def __iter__(self) -> Iterator[Pattern[Any]]:
-        return iter(info.pattern for _, info in sorted(self._patterns.items()))
+        """Every pattern object, by id; one whose module cannot be imported is left out (it is
+        in :attr:`problems`)."""
+        found: list[Pattern[Any]] = []
+        for pattern_id in sorted(self._patterns):
+            try:
+                found.append(self.get(pattern_id))
+            except PatternLoadError:
+                continue
+        return iter(found)
 
     def __len__(self) -> int:
         return len(self._patterns)

@@ -1,26 +1,9 @@
-"""Built-in patterns, registered in code (third-party ones come through entry points).
+"""Built-in patterns (third-party ones come through entry points).
 
 Each module here imports only :mod:`trayapp.api` and third-party libraries, exactly as a plugin
-would. To add a built-in, import its class here and append it to :data:`BUILTIN_PATTERNS`. The
-app's start-up code builds the registry from it (:func:`trayapp.builtins.default_registry`) and
-passes it to the Engine: ``trayapp.core`` knows no pattern.
+would. This package imports none of them by itself: :data:`trayapp.builtins.BUILTIN_PATTERNS`
+names each built-in by a descriptor (id, title, ``module:Class``, and what start-up needs without
+the class), and the registry imports a pattern's module when it is first needed (a charm of it
+runs, is added or edited, its settings are shown). To add a built-in, append its descriptor
+there; ``tests/core/test_builtin_registry.py`` checks that every descriptor matches its class.
 """
-
-from __future__ import annotations
-
-from typing import Any
-
-from trayapp.api import Pattern
-from trayapp.patterns.exec_importer import ExecImporter
-from trayapp.patterns.feed import FeedImporter
-from trayapp.patterns.gcalendar import CalendarImporter
-from trayapp.patterns.gmail import GmailImporter
-
-BUILTIN_PATTERNS: tuple[type[Pattern[Any]], ...] = (
-    FeedImporter,
-    GmailImporter,
-    CalendarImporter,
-    ExecImporter,
-)
-
-__all__ = ["BUILTIN_PATTERNS"]

@@ -257,7 +257,7 @@ async def start_demo_google(engine: Any, manager: Any, demo: DemoGoogle, profile
     and "Sign in again" in the menu does exactly that). On a reused ``--profile`` the account
     and charms are kept and only repointed to this run's emulator (a new port, fresh tokens).
     """
-    patterns = {p.id: p for p in engine.patterns}
+    patterns = {m.id: m for m in engine.patterns.metas()}  # descriptors: no import
     wanted = [p for p in ("gmail-importer", "gcalendar-importer") if p in patterns]
     loop = asyncio.get_running_loop()
     if manager is None or not wanted:
