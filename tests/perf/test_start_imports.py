@@ -88,6 +88,10 @@ NOT_BEFORE_ICON = (
     "trayapp.ui.i18n",
     "trayapp.ui.icons",
     "trayapp.ui.qtloop",
+    # the ``trayapp`` command reaches the tray without its full parser (trayapp/cli/tray.py)
+    "trayapp.cli.parser",
+    "trayapp.cli.run",
+    "trayapp.core.aio",
 )
 
 
@@ -98,7 +102,11 @@ def _closed_port() -> int:
 
 
 def _run_tray(
-    tmp_path: Path, profile: Path, *args: str, env: dict[str, str] | None = None
+    tmp_path: Path,
+    profile: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    route: str = "ui",
 ) -> tuple[list[str], list[str]]:
     """Start the real tray in a child; its modules once ready, and its report lines."""
     report, out = tmp_path / "report.log", tmp_path / "modules.txt"
@@ -108,6 +116,7 @@ def _run_tray(
         "PYTHONPATH": str(REPO),
         "XDG_RUNTIME_DIR": str(tmp_path),
         "TRAYAPP_SECRET_STORE": "auto",
+        "TRAY_CHILD_ROUTE": route,
     }
     env.pop("PYTHON_KEYRING_BACKEND", None)
     child = REPO / "tests" / "perf" / "tray_modules_child.py"
@@ -119,14 +128,16 @@ def _run_tray(
     return out.read_text().split(), report.read_text().splitlines()
 
 
-def test_tray_start_leaves_unused_stacks_unimported(tmp_path: Path) -> None:
+# "ui": python -m trayapp.ui; "cli": the ``trayapp`` command (the desktop and autostart entries).
+@pytest.mark.parametrize("route", ["ui", "cli"])
+def test_tray_start_leaves_unused_stacks_unimported(tmp_path: Path, route: str) -> None:
     profile = tmp_path / "profile"
     engine = Engine(profile, patterns=default_registry())
     port = _closed_port()
     for n in range(3):
         engine.add_charm("feed-importer", {"url": f"http://127.0.0.1:{port}/f{n}.xml"})
     engine.close()
-    modules, _report = _run_tray(tmp_path, profile)
+    modules, _report = _run_tray(tmp_path, profile, route=route)
     out = tmp_path / "modules.txt"
     assert "trayapp.core.engine" in modules and "PySide6.QtWidgets" in modules  # it did start
     loaded = sorted(
@@ -158,7 +169,10 @@ def _before_icon(tmp_path: Path) -> list[str]:
 
 @pytest.mark.e2e
 @pytest.mark.skipif(bool(missing_tools()), reason=f"needs {', '.join(missing_tools())}")
-def test_on_a_desktop_the_icon_shows_before_the_engine_side_loads(tmp_path: Path) -> None:
+@pytest.mark.parametrize("route", ["ui", "cli"])
+def test_on_a_desktop_the_icon_shows_before_the_engine_side_loads(
+    tmp_path: Path, route: str
+) -> None:
     """With a real tray (Xvfb + trayer), the start-up icon is shown from the shipped PNGs and
     nothing of NOT_BEFORE_ICON is imported before it (offscreen there is no icon to show)."""
     profile = tmp_path / "profile"

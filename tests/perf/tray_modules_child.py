@@ -1,6 +1,7 @@
 """Child process for tests/perf/test_start_imports.py: the real tray, then its sys.modules.
 
-Runs ``trayapp.ui.app.main`` (offscreen) on the profile given (further arguments go to the
+Runs ``trayapp.ui.app.main`` (with ``TRAY_CHILD_ROUTE=cli``: the ``trayapp`` command line's
+``main``) (offscreen) on the profile given (further arguments go to the
 tray, e.g. ``--demo``); a watcher thread waits for the app's own ``TRAYAPP_READY`` report line
 (engine started, menu built; with ``--demo`` also ``TRAYAPP_DEMO_EMULATOR``), writes the names
 of every imported module to the file given, and beside it, with other suffixes: the source
@@ -80,9 +81,14 @@ def main() -> int:
 
     threading.Thread(target=watch, daemon=True).start()
     sys.meta_path.insert(0, NoteBeforeRunner(out.with_suffix(".before_run")))
+    args = ["--profile", profile, *sys.argv[4:]]  # e.g. --demo
+    if os.environ.get("TRAY_CHILD_ROUTE") == "cli":  # the ``trayapp`` command, as desktops run it
+        from trayapp.cli import main as cli_main
+
+        return cli_main(args)
     from trayapp.ui.app import main as tray_main
 
-    return tray_main(["--profile", profile, *sys.argv[4:]])  # e.g. --demo
+    return tray_main(args)
 
 
 if __name__ == "__main__":

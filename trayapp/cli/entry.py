@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from trayapp.cli.output import (
     EXIT_BROKEN_PIPE,
@@ -23,18 +24,28 @@ from trayapp.core.errors import TrayappError
 
 log = logging.getLogger("trayapp.cli")
 
+AIO = "trayapp.core.aio"
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script exits with it)."""
-    from trayapp.core import aio
     from trayapp.core.profile import use_private_umask
 
     use_private_umask()
     args_list = list(sys.argv[1:] if argv is None else argv)
-    before = aio.abandoned()
+    # Only trayapp.core.aio abandons tasks; not imported yet (the tray does not import asyncio
+    # before its icon), nothing was abandoned before this command.
+    before: frozenset[Any] = frozenset()
+    if AIO in sys.modules:
+        from trayapp.core import aio
+
+        before = aio.abandoned()
     rc = _main(args_list)
     # An updater that ignored cancellation during this command must not hang the exit.
-    aio.exit_if_abandoned(rc, before=before)
+    if AIO in sys.modules:
+        from trayapp.core import aio
+
+        aio.exit_if_abandoned(rc, before=before)
     return rc
 
 
@@ -43,8 +54,18 @@ def _main(args_list: list[str]) -> int:
         routed = _route_emulator(args_list)
         if routed is not None:
             return routed
+        from trayapp.cli.tray import cmd_tray, tray_options
+
+        tray_only = tray_options(args_list)
+        if tray_only is not None:
+            # ``trayapp`` as the desktop entry starts it: straight to the tray, without the
+            # full parser (every command group, the package metadata for --version).
+            configure_logging(_log_level(tray_only, long_running=False))
+            rc = int(cmd_tray(tray_only))
+            sys.stdout.flush()
+            return rc
         from trayapp.cli.parser import build_parser
-        from trayapp.cli.run import cmd_run, cmd_tray
+        from trayapp.cli.run import cmd_run
 
         args = build_parser().parse_args(args_list)
         handler = getattr(args, "handler", None) or cmd_tray

@@ -7,7 +7,6 @@ starting with ``trayapp: ``.
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from collections.abc import Mapping, Sequence
@@ -49,6 +48,8 @@ def problems_json(problems: Mapping[str, str]) -> list[dict[str, str]]:
 
 
 def print_json(data: Any) -> None:
+    import json  # here: the tray starts through this package and needs no JSON before its icon
+
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
-import sys
 
 from trayapp import DISPLAY_NAME
 from trayapp.cli.args import add_command
-from trayapp.cli.output import EXIT_OK, fail
+from trayapp.cli.output import EXIT_OK
+from trayapp.cli.tray import cmd_tray
 
 log = logging.getLogger("trayapp.cli")
 
@@ -26,19 +25,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument(
         "--headless", action="store_true", help="no tray: log to stderr, stop on Ctrl+C/SIGTERM"
     )
-
-
-def cmd_tray(args: argparse.Namespace) -> int:
-    graphical = ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
-    if sys.platform.startswith("linux") and not any(os.environ.get(v) for v in graphical):
-        # Without this Qt aborts the process with a page of plugin errors.
-        return fail(
-            "there is no graphical session here (DISPLAY and WAYLAND_DISPLAY are unset), so the "
-            "tray cannot start; run the engine without it: trayapp run --headless"
-        )
-    from trayapp.ui.app import main as ui_main
-
-    return int(ui_main(args))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
