@@ -207,6 +207,13 @@ def test_demo_tray_runs_the_google_emulator_in_its_own_process(tmp_path: Path) -
         m for m in modules if any(m == p or m.startswith(p + ".") for p in server_stack)
     )
     assert loaded == [], f"the tray process imported the emulator: {loaded[:10]}"
+    # The demo account's tokens are fresh: google-auth (and cryptography, ~60 modules) load
+    # with the first refresh, not to use a stored token that is still valid; the script
+    # importer has no demo charm.
+    assert "trayapp.patterns.gmail" in modules  # the Google half did start
+    unused = ("google.auth", "google.oauth2", "cryptography", "trayapp.patterns.exec_importer")
+    loaded = sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in unused))
+    assert loaded == [], f"the demo tray imported {loaded[:10]}"
     urls = [line.split()[1] for line in report if line.startswith("TRAYAPP_DEMO_EMULATOR ")]
     assert len(urls) == 1, report
     host, port = urls[0].removeprefix("http://").split(":")

@@ -35,7 +35,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -230,11 +230,42 @@ def _naive_utc(value: datetime | None) -> datetime | None:
 
 @dataclass
 class _Loaded:
-    """The credentials of one grant generation, with what the write-back needs to know."""
+    """The credentials of one grant generation, with what the write-back needs to know.
 
-    creds: Credentials
+    google-auth's ``Credentials`` (and with them google-auth's JWT and crypto modules, about 60
+    modules with cryptography) are made at the first refresh: a stored token that is still
+    valid is used without them (issue 17: the demo's tray never loads them at start).
+    """
+
+    access_token: str | None = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+    token_uri: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    expiry: datetime | None  # naive UTC, as google-auth keeps it
     generation: int
     granted_at: datetime | None
+    _creds: Credentials | None = field(default=None, repr=False)
+
+    @property
+    def creds(self) -> Credentials:
+        if self._creds is None:
+            # token_uri is passed explicitly, never taken from google-auth's defaults: its
+            # from_authorized_user_info() resets it to Google's URL, which would send an
+            # emulator (or any non-Google issuer) account's refresh token to the internet. No
+            # scopes: a refresh then asks for the grant as it is, and Google's answer says
+            # which scopes that is (a scope the user took back is learnt here, not guessed).
+            from google.oauth2.credentials import Credentials
+
+            self._creds = Credentials(  # type: ignore[no-untyped-call]
+                token=self.access_token,
+                refresh_token=self.refresh_token,
+                token_uri=self.token_uri,
+                client_id=self.client_id,
+                client_secret=self.client_secret,
+                expiry=self.expiry,
+            )
+        return self._creds
 
 
 class TokenProvider:
@@ -413,22 +444,16 @@ class TokenProvider:
                 hint=signin_hint(account.label),
             )
         expiry = _to_aware(stored.expiry)
-        # token_uri is passed explicitly, never taken from google-auth's defaults: its
-        # from_authorized_user_info() resets it to Google's URL, which would send an emulator
-        # (or any non-Google issuer) account's refresh token to the internet. No scopes: a
-        # refresh then asks for the grant as it is, and Google's answer says which scopes that
-        # is (a scope the user took back is learnt here, not guessed).
-        from google.oauth2.credentials import Credentials
-
-        creds = Credentials(  # type: ignore[no-untyped-call]
-            token=stored.access_token,
+        self._loaded = _Loaded(
+            access_token=stored.access_token,
             refresh_token=stored.refresh_token,
             token_uri=client.token_uri,
             client_id=client.client_id,
             client_secret=client.secret,
             expiry=_naive_utc(expiry),
+            generation=stored.generation,
+            granted_at=stored.granted_at or account.granted_at,
         )
-        self._loaded = _Loaded(creds, stored.generation, stored.granted_at or account.granted_at)
         self._token = stored.access_token
         self._expiry = expiry if stored.access_token else None
         return self._loaded
