@@ -37,7 +37,7 @@ class OutcomeKind(StrEnum):
     @property
     def is_failure(self) -> bool:
         """Counts toward consecutive failures (not cancelled: the user or shutdown did that)."""
-        return self not in (OutcomeKind.OK, OutcomeKind.CANCELLED)
+        return self not in _NOT_FAILURES
 
     @property
     def backs_off(self) -> bool:
@@ -45,15 +45,7 @@ class OutcomeKind(StrEnum):
 
         ``auth_required`` is not here: it parks the charm until its account is usable again.
         """
-        return self in (
-            OutcomeKind.RATE_LIMITED,
-            OutcomeKind.OFFLINE,
-            OutcomeKind.SERVER_ERROR,
-            OutcomeKind.BUG,
-            OutcomeKind.TIMEOUT,
-            OutcomeKind.STORAGE,
-            OutcomeKind.FROZE,
-        )
+        return self in _BACKS_OFF
 
     @property
     def retries_slowly(self) -> bool:
@@ -67,7 +59,24 @@ class OutcomeKind(StrEnum):
     @property
     def needs_user(self) -> bool:
         """Only the user can fix it: shown as needing attention and notified at once."""
-        return self in (OutcomeKind.AUTH_REQUIRED, OutcomeKind.CONFIG_ERROR, OutcomeKind.STORAGE)
+        return self in _NEEDS_USER
+
+
+# The kinds behind the properties above, as sets: the scheduler asks them on every run, and a
+# tuple of members built per call cost more than the rest of the question (issue 17.6).
+_NOT_FAILURES = frozenset({OutcomeKind.OK, OutcomeKind.CANCELLED})
+_BACKS_OFF = frozenset(
+    {
+        OutcomeKind.RATE_LIMITED,
+        OutcomeKind.OFFLINE,
+        OutcomeKind.SERVER_ERROR,
+        OutcomeKind.BUG,
+        OutcomeKind.TIMEOUT,
+        OutcomeKind.STORAGE,
+        OutcomeKind.FROZE,
+    }
+)
+_NEEDS_USER = frozenset({OutcomeKind.AUTH_REQUIRED, OutcomeKind.CONFIG_ERROR, OutcomeKind.STORAGE})
 
 
 @dataclass(frozen=True, slots=True)

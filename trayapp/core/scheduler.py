@@ -62,6 +62,7 @@ import itertools
 import logging
 import random
 import sqlite3
+import sys
 import traceback
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
@@ -264,7 +265,7 @@ class _Run:
     cancels: int = 0  # task.cancel() calls made by the scheduler (the rest came from outside)
     overdue: bool = False  # its deadline passed and the task was cancelled: grace period
     recorded: bool = False  # _finish ran: the outcome is in, the slot is free
-    frame: FrameType | None = None  # the _invoke frame the watchdog knows it by
+    frame: FrameType | None = None  # the _execute frame the watchdog knows it by
 
 
 @dataclass(eq=False, slots=True)
@@ -801,7 +802,8 @@ class Scheduler:
 
     def _reschedule(self, charm: _Charm) -> None:
         """Arm the one timer a charm at rest needs: its next run, or the end of its pause."""
-        self._clear_timer(charm)
+        charm.timer_token += 1  # _clear_timer, inline: every run ends here
+        charm.timer_at = None
         if self._stopping or charm.pending is not None or charm.active is not None:
             return
         status = charm.status
@@ -810,8 +812,10 @@ class Scheduler:
                 self._set_timer(
                     charm, status.paused_until.timestamp(), _ACTION_UNPAUSE, TRIGGER_SCHEDULE
                 )
-        elif not charm.status.parked:
-            self._set_timer(charm, self._due_ts(charm), _ACTION_RUN, TRIGGER_SCHEDULE)
+        elif not status.parked:
+            due = status.next_due_at
+            at = due.timestamp() if due is not None else self._clock.now().timestamp()
+            self._set_timer(charm, at, _ACTION_RUN, TRIGGER_SCHEDULE)
 
     def _due_ts(self, charm: _Charm) -> float:
         due = charm.status.next_due_at
@@ -824,12 +828,17 @@ class Scheduler:
 
     def _interval_delay(self, entry: ScheduleEntry) -> float:
         seconds = min(entry.interval, MAX_INTERVAL).total_seconds()
-        return seconds * (1.0 + entry.jitter * self._rng.uniform(-1.0, 1.0))
+        # rng.uniform(-1.0, 1.0), which is exactly this, without its call (every run).
+        return seconds * (1.0 + entry.jitter * (-1.0 + 2.0 * self._rng.random()))
 
     @staticmethod
     def _after(when: datetime, seconds: float) -> datetime:
         """``when`` plus a delay, clamped so no interval, backoff or Retry-After overflows."""
-        return when + timedelta(seconds=min(max(0.0, seconds), _MAX_DELAY_S))
+        if seconds > _MAX_DELAY_S:
+            seconds = _MAX_DELAY_S
+        elif not seconds > 0.0:  # negative or NaN
+            seconds = 0.0
+        return when + timedelta(0, seconds)
 
     # ------------------------------------------------------------------------- queue and slots
 
@@ -909,30 +918,46 @@ class Scheduler:
             task.cancel()
 
     async def _execute(self, charm: _Charm, run: _Run) -> None:
-        """The one task of a run: mark it running, await the updater, record how it ended."""
+        """The one task of a run: mark it running, await the updater, classify and record how
+        it ended.
+
+        This coroutine's frame is what the watchdog looks for on the loop thread's stack: while
+        an updater blocks the loop, this frame is below it and is labelled with ``charm_id``.
+        (The updater is awaited here, not in a coroutine of its own: one frame less per run.)
+        """
         charm_id = charm.entry.charm_id
         run.started_at = self._clock.now()
         if run.cancel_reason is not None:  # stopped between dispatch and this first step
             self._finish(charm, run, _cancelled(run.cancel_reason))
             return
         self._set(charm, started(charm.status), changed=True, defer=True)  # -> RUNNING
-        self._emit(_run_started(charm_id, run.trigger))
+        if self._on_event is not None:
+            self._emit(_run_started(charm_id, run.trigger))
 
-        coro = self._invoke(charm_id, run)
-        run.frame = getattr(coro, "cr_frame", None)
-        run.timeout = charm.entry.timeout.total_seconds()
+        run.frame = frame = sys._getframe()
+        run.timeout = timeout = charm.entry.timeout.total_seconds()
+        watchdog = self._watchdog
         label = None
-        if self._watchdog is not None:
+        if watchdog is not None:
             # Its deadline in real time too: the watchdog interrupts a run that blocks the
             # loop past it (it can never reach the await where its cancellation would land).
             # Also in this task's context: the tasks its updater starts belong to the run.
-            label = self._watchdog.label(run.frame, charm_id, run.timeout)
+            label = watchdog.label(frame, charm_id, timeout)
             enter_run(label)
-        self._arm_deadline(charm, run, self._clock.monotonic() + run.timeout)
+        self._arm_deadline(charm, run, self._clock.monotonic() + timeout)
         run.in_updater = True
         outcome: RunOutcome | None = None
         try:
-            outcome = await coro
+            result = await self._runner(charm_id, run.trigger)
+            if isinstance(result, RunReport):
+                outcome = _ok_outcome(OutcomeKind.OK, result, "", None, None)
+            elif isinstance(result, RunOutcome):
+                outcome = result
+            else:
+                outcome = RunOutcome(
+                    OutcomeKind.BUG,
+                    message=f"the updater returned {type(result).__name__}, expected a RunReport",
+                )
         except asyncio.CancelledError:
             task = run.task
             if task is not None and task.cancelling() > run.cancels:
@@ -940,8 +965,8 @@ class Scheduler:
                 # recorded as cancelled, and the cancellation goes on up, as expected.
                 run.in_updater = False
                 if not run.recorded:
-                    if self._watchdog is not None:
-                        self._watchdog.unlabel(run.frame)
+                    if watchdog is not None:
+                        watchdog.unlabel(frame)
                     self._finish(charm, run, RunOutcome(OutcomeKind.CANCELLED))
                 raise
             if run.cancel_reason is None:
@@ -949,12 +974,24 @@ class Scheduler:
                     OutcomeKind.BUG,
                     message="the updater was cancelled from inside (a CancelledError escaped it)",
                 )
-        except Exception as exc:  # _invoke classifies every Exception; this is a scheduler bug
-            outcome = RunOutcome(
-                OutcomeKind.BUG,
-                message=f"{type(exc).__name__}: {exc}",
-                traceback="".join(traceback.format_exception(exc)),
-            )
+        except SyncError as err:
+            if isinstance(err, AuthRequired):
+                run.auth_account = err.account_id
+                run.charm_only = err.charm_only
+            retry_after = err.retry_after if isinstance(err, RateLimited) else None
+            outcome = RunOutcome(err.kind, message=err.message or str(err), retry_after=retry_after)
+        except UpdaterFroze as froze:
+            outcome = self._froze(charm_id, froze)
+        except Exception as err:
+            full = disk_full(err)
+            if full is not None:
+                outcome = RunOutcome(OutcomeKind.STORAGE, message=full)
+            else:
+                outcome = RunOutcome(
+                    OutcomeKind.BUG,
+                    message=f"{type(err).__name__}: {err}",
+                    traceback=traceback.format_exc(),
+                )
         finally:
             run.in_updater = False
             # The scheduler's own code from here on is not the run's: the watchdog must never
@@ -962,54 +999,19 @@ class Scheduler:
             enter_run(None)
         if run.recorded:  # abandoned after ignoring cancellation; _zombie_done cleans up
             return
-        froze = label.froze if label is not None else None
-        if froze is not None and (outcome is None or outcome.kind is not OutcomeKind.FROZE):
-            # Interrupted in a task its updater started (asyncio.gather): the deadline's
-            # cancellation may have reached the run first; what happened is that it froze.
-            outcome = self._froze(charm_id, froze)
-        if self._watchdog is not None:
-            self._watchdog.unlabel(run.frame)
-        task = run.task
-        if task is not None:
-            for _ in range(run.cancels):  # our own cancellations end here, handled
-                task.uncancel()
+        if watchdog is not None:
+            stuck = label.froze if label is not None else None
+            if stuck is not None and (outcome is None or outcome.kind is not OutcomeKind.FROZE):
+                # Interrupted in a task its updater started (asyncio.gather): the deadline's
+                # cancellation may have reached the run first; what happened is that it froze.
+                outcome = self._froze(charm_id, stuck)
+            watchdog.unlabel(frame)
+        if run.cancels:
+            task = run.task
+            if task is not None:
+                for _ in range(run.cancels):  # our own cancellations end here, handled
+                    task.uncancel()
         self._finish(charm, run, self._outcome_of(run, outcome))
-
-    async def _invoke(self, charm_id: str, run: _Run) -> RunOutcome:
-        """Call the runner and classify how it ended.
-
-        This coroutine's frame is what the watchdog looks for on the loop thread's stack: while
-        an updater blocks the loop, this frame is below it and is labelled with ``charm_id``.
-        """
-        try:
-            result = await self._runner(charm_id, run.trigger)
-        except SyncError as err:
-            if isinstance(err, AuthRequired):
-                run.auth_account = err.account_id
-                run.charm_only = err.charm_only
-            retry_after = err.retry_after if isinstance(err, RateLimited) else None
-            return RunOutcome(err.kind, message=err.message or str(err), retry_after=retry_after)
-        except asyncio.CancelledError:
-            raise
-        except UpdaterFroze as froze:
-            return self._froze(charm_id, froze)
-        except Exception as err:
-            full = disk_full(err)
-            if full is not None:
-                return RunOutcome(OutcomeKind.STORAGE, message=full)
-            return RunOutcome(
-                OutcomeKind.BUG,
-                message=f"{type(err).__name__}: {err}",
-                traceback=traceback.format_exc(),
-            )
-        if isinstance(result, RunOutcome):
-            return result
-        if isinstance(result, RunReport):
-            return _ok_outcome(OutcomeKind.OK, result, "", None, None)
-        return RunOutcome(
-            OutcomeKind.BUG,
-            message=f"the updater returned {type(result).__name__}, expected a RunReport",
-        )
 
     def _froze(self, charm_id: str, froze: UpdaterFroze) -> RunOutcome:
         """The outcome of a run the watchdog interrupted because it blocked the loop."""
@@ -1322,15 +1324,17 @@ class Scheduler:
         if not (force or changed) and status == charm.status:
             return
         charm.status = status
-        if self._charms.get(status.charm_id) is not charm:
+        charm_id = status.charm_id
+        if self._charms.get(charm_id) is not charm:
             return
-        self._unsaved[status.charm_id] = status
+        self._unsaved[charm_id] = status
         if defer:
             if self._tidy_handle is None:
                 self._tidy_soon()
         else:
             self.flush()
-        self._emit(_status_changed(status.charm_id, status))
+        if self._on_event is not None:
+            self._emit(_status_changed(charm_id, status))
 
     def _tidy_soon(self) -> None:
         """Run :meth:`_tidy` at the end of this loop iteration (at once if the loop is off)."""

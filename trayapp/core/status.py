@@ -344,12 +344,32 @@ def _evolve(status: CharmStatus, changes: dict[str, Any]) -> CharmStatus:
     return _copy_status(status, changes)
 
 
-_STARTED: dict[str, Any] = {"running": True, "progress": None}  # read only
+# The two transitions of every run, as fixed-field copies (no dictionary per run).
+_start = slots.replacer(CharmStatus, "running", "progress")
+_end_ok = slots.replacer(
+    CharmStatus,
+    "running",
+    "progress",
+    "last_run_at",
+    "last_outcome",
+    "next_due_at",
+    "last_success_at",
+    "consecutive_failures",
+    "last_error_kind",
+    "last_error",
+    "last_counts",
+    "totals",
+    "parked",
+    "parked_alone",
+    "retry_after",
+    "freezes",
+    "blocked_loop",
+)
 
 
 def started(status: CharmStatus) -> CharmStatus:
     """A run of the charm began."""
-    return _copy_status(status, _STARTED)
+    return _start(status, True, None)
 
 
 def finished(
@@ -365,6 +385,27 @@ def finished(
     (``next_due_at``: interval, backoff or Retry-After) and whether a success unparks; the rest
     of what changes follows from the outcome kind alone."""
     kind = outcome.kind
+    if kind is OutcomeKind.OK:  # most runs: the same fields as below, set without a dict
+        counts = counts_of(outcome.report)
+        return _end_ok(
+            status,
+            False,  # running
+            None,  # progress
+            ended,  # last_run_at
+            kind,  # last_outcome
+            next_due_at,
+            ended,  # last_success_at
+            0,  # consecutive_failures
+            None,  # last_error_kind
+            None,  # last_error
+            counts,  # last_counts
+            status.totals if counts is NO_COUNTS else status.totals + counts,
+            False if unpark else status.parked,
+            False if unpark else status.parked_alone,
+            None,  # retry_after: only a rate limit carries one
+            0,  # freezes
+            blocked,  # blocked_loop: a clean run clears an old stall
+        )
     changes: dict[str, Any] = {
         "running": False,
         "progress": None,
@@ -372,20 +413,7 @@ def finished(
         "last_outcome": kind,
         "next_due_at": next_due_at,
     }
-    if kind is OutcomeKind.OK:
-        counts = counts_of(outcome.report)
-        changes.update(
-            last_success_at=ended,
-            consecutive_failures=0,
-            last_error_kind=None,
-            last_error=None,
-            last_counts=counts,
-            totals=status.totals if counts is NO_COUNTS else status.totals + counts,
-        )
-        if unpark:
-            changes["parked"] = False
-            changes["parked_alone"] = False
-    elif kind.is_failure:
+    if kind.is_failure:
         changes.update(
             consecutive_failures=status.consecutive_failures + 1,
             last_error_kind=kind,

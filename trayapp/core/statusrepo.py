@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Iterable
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
@@ -105,7 +105,7 @@ class InMemoryStatusRepo:
 
     def __init__(self) -> None:
         self._status: dict[str, CharmStatus] = {}
-        self._runs: defaultdict[str, deque[RunRecord]] = defaultdict(deque)
+        self._runs: dict[str, list[RunRecord]] = {}  # oldest first, at most ``keep`` each
 
     def load_all(self) -> dict[str, CharmStatus]:
         return dict(self._status)
@@ -114,10 +114,12 @@ class InMemoryStatusRepo:
         self._status[status.charm_id] = status
 
     def append_run(self, record: RunRecord, keep: int = HISTORY_KEEP) -> None:
-        runs = self._runs[record.charm_id]
-        runs.appendleft(record)
-        while len(runs) > keep:
-            runs.pop()
+        runs = self._runs.get(record.charm_id)
+        if runs is None:
+            self._runs[record.charm_id] = runs = []
+        runs.append(record)
+        if len(runs) > keep:
+            del runs[: len(runs) - keep]
 
     def save_batch(
         self,
@@ -131,7 +133,8 @@ class InMemoryStatusRepo:
             self._status[status.charm_id] = status
 
     def history(self, charm_id: str, limit: int = HISTORY_KEEP) -> list[RunRecord]:
-        return list(self._runs.get(charm_id, ()))[:limit]
+        runs = self._runs.get(charm_id, [])
+        return runs[: -limit - 1 : -1] if limit > 0 else []
 
     def delete(self, charm_id: str) -> None:
         self._status.pop(charm_id, None)
