@@ -18,7 +18,7 @@ from typing import Any
 
 from trayapp.core.clock import Cancellable, FakeClock
 from trayapp.core.outcomes import OutcomeKind, RunReport
-from trayapp.core.scheduler import ScheduleEntry, Scheduler
+from trayapp.core.scheduler import BackoffPolicy, ScheduleEntry, Scheduler
 from trayapp.core.status import CharmState
 from trayapp.core.statusrepo import InMemoryStatusRepo, StatusRepo, StoreStatusRepo
 from trayapp.core.store import Store
@@ -144,7 +144,17 @@ async def test_deadline_still_applies_to_each_run_under_the_shared_timer() -> No
         await gate.wait()
         return RunReport()
 
-    scheduler = Scheduler(hangs, InMemoryStatusRepo(), clock, loop_lag_threshold=0)
+    # A long backoff: the timed-out short run must not run again (and hold a deadline of its
+    # own) before long's deadline; with the default 30 s backoff its third run started before
+    # t=100 in about one test in twelve (the jitter), and a timer was rightly left for it.
+    scheduler = Scheduler(
+        hangs,
+        InMemoryStatusRepo(),
+        clock,
+        loop_lag_threshold=0,
+        backoff=BackoffPolicy(base=1000.0),
+        rng=random.Random(1),
+    )
     scheduler.add(ScheduleEntry("long", HOUR, timeout=timedelta(seconds=100)))
     scheduler.add(ScheduleEntry("short", HOUR, timeout=timedelta(seconds=10)))
     await scheduler.start(schedule=False)

@@ -934,7 +934,7 @@ class Scheduler:
         if self._on_event is not None:
             self._emit(_run_started(charm_id, run.trigger))
 
-        run.frame = frame = sys._getframe()
+        run.frame = sys._getframe()
         run.timeout = timeout = charm.entry.timeout.total_seconds()
         watchdog = self._watchdog
         label = None
@@ -942,7 +942,7 @@ class Scheduler:
             # Its deadline in real time too: the watchdog interrupts a run that blocks the
             # loop past it (it can never reach the await where its cancellation would land).
             # Also in this task's context: the tasks its updater starts belong to the run.
-            label = watchdog.label(frame, charm_id, timeout)
+            label = watchdog.label(run.frame, charm_id, timeout)
             enter_run(label)
         self._arm_deadline(charm, run, self._clock.monotonic() + timeout)
         run.in_updater = True
@@ -966,7 +966,8 @@ class Scheduler:
                 run.in_updater = False
                 if not run.recorded:
                     if watchdog is not None:
-                        watchdog.unlabel(frame)
+                        watchdog.unlabel(run.frame)
+                    run.frame = None
                     self._finish(charm, run, RunOutcome(OutcomeKind.CANCELLED))
                 raise
             if run.cancel_reason is None:
@@ -1005,7 +1006,11 @@ class Scheduler:
                 # Interrupted in a task its updater started (asyncio.gather): the deadline's
                 # cancellation may have reached the run first; what happened is that it froze.
                 outcome = self._froze(charm_id, stuck)
-            watchdog.unlabel(frame)
+            watchdog.unlabel(run.frame)
+        # Done with the frame: a frame object kept past its coroutine's end keeps the
+        # coroutine's locals (this run among them), a reference cycle only the garbage
+        # collector would free, for every run.
+        run.frame = None
         if run.cancels:
             task = run.task
             if task is not None:
