@@ -242,8 +242,10 @@ async def test_network_manager_state_changed_wakes_the_offline_charm(
     await monitor.start()
     server: asyncio.Server | None = None
     try:
-        assert monitor.network_manager
+        # Every charm healthy: no D-Bus connection yet (it is made for the first offline one).
+        assert not monitor.network_manager
         charm = await offline_feed_charm(engine, port)
+        await until(lambda: monitor.network_manager)
         assert not monitor.probing  # NetworkManager says down: its signal will come, no probing
 
         server = await serve_feed(port)
@@ -289,10 +291,17 @@ async def test_network_manager_online_but_host_down_still_probes(
 
 
 async def test_no_bus_means_probe_only(engine: Engine, tmp_path: Path) -> None:
-    monitor = NetworkMonitor(engine, bus_address=f"unix:path={tmp_path}/nothing")
+    port = free_port()
+    monitor = NetworkMonitor(
+        engine, bus_address=f"unix:path={tmp_path}/nothing", probe_interval=0.2
+    )
     await monitor.start()
-    assert not monitor.network_manager
-    await monitor.stop()
+    try:
+        await offline_feed_charm(engine, port)
+        await until(lambda: monitor.probes >= 1)  # tried the bus, found none, probes instead
+        assert not monitor.network_manager
+    finally:
+        await monitor.stop()
 
 
 # ---- the headless engine ------------------------------------------------------------------

@@ -8,8 +8,9 @@ of every imported module to the file given, and beside it, with other suffixes: 
 files :mod:`linecache` holds (``.linecache``), the modules imported before the tray handed over
 to :mod:`trayapp.ui.runner`, right after its start-up icon (``.before_run``: noted by a
 meta-path finder that only watches, so the child itself imports nothing of the app early), and
-the app's pydantic models already built (``.models``). Then it ends the app with SIGTERM (its
-normal shutdown path).
+the app's pydantic models already built (``.models``) and the class of its QApplication
+(``.app``). Then it ends the app with SIGTERM (its normal shutdown path), or with
+``QApplication.quit()`` (as a session end does) if ``TRAY_END=quit``.
 """
 
 from __future__ import annotations
@@ -74,6 +75,17 @@ def main() -> int:
                 cached = sorted(n for n, e in linecache.cache.items() if len(e) == 4 and e[1])
                 out.with_suffix(".linecache").write_text("\n".join(cached) + "\n")
                 out.with_suffix(".models").write_text("\n".join(built_models()) + "\n")
+                from PySide6.QtWidgets import QApplication
+
+                qt_app = QApplication.instance()
+                out.with_suffix(".app").write_text(type(qt_app).__name__ + "\n")
+                if os.environ.get("TRAY_END") == "quit" and qt_app is not None:
+                    from PySide6.QtCore import QMetaObject, Qt
+
+                    # As a session end does, on the app's own thread (quit() from this one
+                    # would wait for the GUI thread while holding the GIL it needs).
+                    QMetaObject.invokeMethod(qt_app, "quit", Qt.ConnectionType.QueuedConnection)
+                    return
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
             time.sleep(0.05)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,8 @@ from trayapp.core.engine import Engine
 from trayapp.core.outcomes import OutcomeKind
 from trayapp.ipc import try_send
 from trayapp.ui.app import main
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_session_end_quit_stops_the_engine_and_returns_0(
@@ -123,3 +128,30 @@ def test_a_tray_on_a_profile_held_by_another_process_says_why(
         lock.release()
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and "another trayapp sync" in err[0], err
+
+
+def test_the_app_object_turns_qt_quit_into_the_orderly_shutdown(tmp_path: Path) -> None:
+    """``TrayApplication`` (the app's own QApplication) refuses ``QEvent.Quit`` and asks for the
+    orderly shutdown instead, seeing only the application object's own events: no application-
+    wide event filter (each event of every widget crossed into Python: ~4-5 MiB, issue 17).
+    A fresh process: this test process already has its QApplication (pytest-qt)."""
+    script = (
+        "import sys\n"
+        "from PySide6.QtCore import QTimer\n"
+        "from trayapp.ui.qtapp import TrayApplication\n"
+        "app = TrayApplication([])\n"
+        "asked = []\n"
+        "def on_quit():\n"
+        "    asked.append(1)\n"
+        "    QTimer.singleShot(0, lambda: app.exit(7))\n"
+        "app.on_quit = on_quit\n"
+        "QTimer.singleShot(0, app.quit)\n"
+        "rc = app.exec()\n"
+        "print(rc, len(asked))\n"
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    # exec() ends with our code (7), not Qt's 0: the quit went to on_quit and was refused.
+    assert proc.stdout.split()[:2] == ["7", "1"], proc.stderr[-2000:]

@@ -8,7 +8,8 @@ every charm whose last failure was ``offline``), from two sources:
 * **NetworkManager over D-Bus** where it runs (most Linux desktops): its ``StateChanged`` signal
   on the system bus. Reaching ``NM_STATE_CONNECTED_GLOBAL`` (70) from a lower state is "back".
   While NetworkManager says the machine is not connected, nothing is probed: its signal will
-  come.
+  come. The monitor connects to the bus when the first charm goes offline (the signal matters
+  only then), not at start: an app whose charms are healthy never loads dbus-fast (~4 MiB).
 * **A cheap probe** otherwise, and also while NetworkManager says "connected" (the outage may be
   further away than the local link: a router, the ISP, the server itself): a TCP connect to the
   hosts the offline charms talk to, every :data:`PROBE_INTERVAL` seconds, **only while some
@@ -125,6 +126,8 @@ class NetworkMonitor:
         self._probe_task: asyncio.Task[None] | None = None
         self._bus: Any = None
         self._nm_state: int | None = None  # None: NetworkManager not available
+        # Connecting to NetworkManager: once, when the first charm goes offline.
+        self._nm_task: asyncio.Task[None] | None = None
         self._stopped = False
         self._reachable = False  # within a probe session: the last probe got through
         self.probes = 0  # connect attempts made (tests and the idle benchmark read it)
@@ -133,8 +136,6 @@ class NetworkMonitor:
     # ---- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._use_dbus:
-            await self._connect_network_manager()
         self._unsubscribe = self._engine.subscribe(self._on_event)
         for charm_id, status in self._engine.statuses().items():
             if is_offline(status):
@@ -146,11 +147,12 @@ class NetworkMonitor:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        task, self._probe_task = self._probe_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._probe_task, self._nm_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._probe_task = self._nm_task = None
         if self._bus is not None:
             bus, self._bus = self._bus, None
             bus.disconnect()
@@ -176,9 +178,18 @@ class NetworkMonitor:
         self._update_probe()
 
     def _update_probe(self) -> None:
-        """Probe exactly while some charm is offline and NetworkManager does not say "down"."""
+        """Probe exactly while some charm is offline and NetworkManager does not say "down".
+
+        The first offline charm connects to NetworkManager first (bounded: a few seconds at
+        most), then probes if it says "connected" or is not there.
+        """
+        if self._offline and self._use_dbus and self._nm_task is None and not self._stopped:
+            self._nm_task = asyncio.get_running_loop().create_task(
+                self._follow_network_manager(), name="trayapp-network-manager"
+            )
+        connecting = self._nm_task is not None and not self._nm_task.done()
         nm_down = self._nm_state is not None and self._nm_state < NM_STATE_CONNECTED_GLOBAL
-        wanted = bool(self._offline) and not nm_down and not self._stopped
+        wanted = bool(self._offline) and not nm_down and not self._stopped and not connecting
         if wanted and not self.probing:
             self._probe_task = asyncio.get_running_loop().create_task(
                 self._probe_loop(), name="trayapp-network-probe"
@@ -260,6 +271,13 @@ class NetworkMonitor:
             log.exception("telling the engine the network is back failed")
 
     # ---- NetworkManager -----------------------------------------------------------------
+
+    async def _follow_network_manager(self) -> None:
+        try:
+            await self._connect_network_manager()
+        finally:
+            if not self._stopped:
+                asyncio.get_running_loop().call_soon(self._update_probe)
 
     async def _connect_network_manager(self) -> None:
         try:

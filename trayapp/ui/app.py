@@ -85,7 +85,9 @@ def main(args: Any = None) -> int:
     # isort: split
     from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    from trayapp.ui.qtapp import TrayApplication
+
+    app = QApplication.instance() or TrayApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
     app.setApplicationName(DISPLAY_NAME)
     # Wayland compositors and task bars match the app to its menu entry and icon by this name.

@@ -6,6 +6,11 @@ availability check is ``get_capabilities()`` (``send()`` only logs when no serve
 call is bounded by ``asyncio.wait_for`` (a server that owns the name but never answers would hang
 ``send()``), callbacks are plain functions, and the notifier is created on the running qasync loop.
 
+The service is asked on the **first notice**, not at start: a tray whose charms are healthy never
+notifies, and desktop-notifier with its D-Bus stack (dbus-fast: ~50 modules, ~3 MiB) then never
+loads (issue 17). Notices that arrive while the question is out wait for its answer (at most
+:data:`CALL_TIMEOUT_S`) and are then shown in order, by the service or else by the balloon.
+
 Whatever happens, the notice goes into :class:`~trayapp.ui.notify_policy.RecentNotices` with how
 it was shown, so nothing is lost when the desktop has no notification service.
 """
@@ -53,14 +58,17 @@ class Notifier:
         self._server_ids: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._listeners: list[Callable[[], None]] = []
+        # The notification service is asked once, at the first notice; until it answers,
+        # notices wait here with the time they came.
+        self._chosen = not use_desktop
+        self._choosing: asyncio.Task[None] | None = None
+        self._waiting: list[tuple[Notice, datetime]] = []
 
     def on_change(self, callback: Callable[[], None]) -> None:
         self._listeners.append(callback)
 
-    async def start(self) -> None:
-        """Find out once whether a notification service answers (bounded, never hangs)."""
-        if not self._use_desktop:
-            return
+    async def _find_service(self) -> None:
+        """Find out whether a notification service answers (bounded, never hangs)."""
         try:
             from desktop_notifier import DesktopNotifier, Icon
 
@@ -78,8 +86,29 @@ class Notifier:
             self._desktop = None
             self.desktop_available = False
 
-    def deliver(self, notice: Notice) -> RecentNotice:
-        """Show a notice; always returns its Recent-notifications entry."""
+    def deliver(self, notice: Notice) -> None:
+        """Show a notice; it always gets a Recent-notifications entry.
+
+        The first one asks for the desktop's notification service first: it and any notice
+        delivered meanwhile are shown once that answer is in.
+        """
+        if self._chosen:
+            self._show(notice, self._now())
+            return
+        self._waiting.append((notice, self._now()))
+        if self._choosing is None:
+            self._choosing = asyncio.get_running_loop().create_task(
+                self._choose(), name="trayapp-notification-service"
+            )
+
+    async def _choose(self) -> None:
+        await self._find_service()
+        self._chosen = True
+        waiting, self._waiting = self._waiting, []
+        for notice, at in waiting:
+            self._show(notice, at)
+
+    def _show(self, notice: Notice, at: datetime) -> RecentNotice:
         if self._desktop is not None and self.desktop_available:
             shown_by = "desktop"
             task = asyncio.get_running_loop().create_task(self._send(notice))
@@ -89,7 +118,7 @@ class Notifier:
             shown_by = "tray"
         else:
             shown_by = "none"
-        entry = self.recent.add(notice, self._now(), shown_by)
+        entry = self.recent.add(notice, at, shown_by)
         self._report(f"TRAYAPP_NOTIFIED {shown_by} {notice.kind} {notice.title}")
         for cb in self._listeners:
             cb()
@@ -181,6 +210,8 @@ class Notifier:
         self._on_action(entry.notice.action or "activity")
 
     async def stop(self) -> None:
+        if self._choosing is not None and not self._choosing.done():
+            self._tasks.add(self._choosing)  # cancelled with the sends below; waiting: dropped
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

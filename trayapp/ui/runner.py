@@ -30,6 +30,7 @@ from PySide6.QtCore import QEvent, QObject
 from trayapp import DISPLAY_NAME
 from trayapp.core.errors import TrayappError
 from trayapp.ipc_client import try_send
+from trayapp.ui.qtapp import TrayApplication, refused_quit
 
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QApplication, QSystemTrayIcon
@@ -57,11 +58,14 @@ def run(
     runner = AppRunner(ns, profile_dir)
     runner.early_tray = early_tray
     app.aboutToQuit.connect(runner.request_quit)
-    # Installed before the loop runs (quit requests arrive while it runs), after the icon: the
-    # filter's first event makes PySide build its Python enum of QEvent types (~180 members,
-    # tens of milliseconds), which the icon need not wait for.
-    guard = QuitGuard(runner.request_quit)
-    app.installEventFilter(guard)
+    # Set before the loop runs (quit requests arrive while it runs), after the icon: the first
+    # quit check makes PySide build its Python enum of QEvent types (~180 members, tens of
+    # milliseconds), which the icon need not wait for.
+    if isinstance(app, TrayApplication):
+        app.on_quit = runner.request_quit
+    else:  # a QApplication made by someone else (tests): filter all of its events instead
+        guard = QuitGuard(runner.request_quit)
+        app.installEventFilter(guard)
     from trayapp.host import AlreadyServed  # the engine's side loads from here
 
     try:
@@ -92,23 +96,16 @@ def run(
 
 
 class QuitGuard(QObject):
-    """Turns Qt's quit requests (session end, ``app.quit()``) into our orderly shutdown.
-
-    In Qt 6 ``quit()`` posts ``QEvent.Quit``, which the application may refuse. Refusing it and
-    setting the quit event instead lets the engine stop (runs recorded as cancelled) while the
-    qasync loop still runs; the loop then ends when the main coroutine returns.
-    """
+    """:class:`~trayapp.ui.qtapp.TrayApplication`'s quit handling for a QApplication made
+    elsewhere (tests): an application-wide event filter, which sees every event of the app
+    (costly: see trayapp/ui/qtapp.py), hence only where the application object is not ours."""
 
     def __init__(self, on_quit: Callable[[], None]) -> None:
         super().__init__()
         self._on_quit = on_quit
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.Quit:
-            event.ignore()
-            self._on_quit()
-            return True
-        return False
+        return refused_quit(event, self._on_quit)
 
 
 class UpgradeShown:

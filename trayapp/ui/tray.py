@@ -235,7 +235,6 @@ class TrayController(QObject):
             win.show()
             self.report("TRAYAPP_STATUS_WINDOW")
         self.report("TRAYAPP_READY")
-        await self.notifier.start()
         if self._watch_system:
             from trayapp.ui.system_events import SleepWatcher
 
