@@ -9,6 +9,7 @@ iteration committed together.
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import sqlite3
 from collections.abc import Callable, Coroutine, Generator
@@ -16,8 +17,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from trayapp.core import scheduler as scheduler_module
 from trayapp.core.clock import Cancellable, FakeClock
 from trayapp.core.outcomes import OutcomeKind, RunReport
+from trayapp.core.redact import redact
 from trayapp.core.scheduler import BackoffPolicy, ScheduleEntry, Scheduler
 from trayapp.core.status import CharmState
 from trayapp.core.statusrepo import InMemoryStatusRepo, StatusRepo, StoreStatusRepo
@@ -216,7 +221,14 @@ async def test_sqlite_statements_and_commits_per_run(tmp_path: Path) -> None:
             # (up to CONCURRENCY here) commit together: status and record in one transaction.
             commits = log.count("COMMIT")
             assert commits <= RUNS // CONCURRENCY + 1, log.statements
-            assert len(log.statements) <= 7 * RUNS, len(log.statements)
+            # Per run: its record, the trim of its history (one DELETE that reads the count
+            # and only the rows that go) and its status, written with executemany per
+            # iteration; nothing is read first. Session 3: 6 statements per run (a count read
+            # and a statement per item); before it 17.
+            assert log.count("INSERT") == 2 * RUNS, log.statements
+            assert log.count("DELETE") == RUNS, log.statements
+            assert log.count("SELECT") == 0, log.statements
+            assert len(log.statements) <= 3 * RUNS + 2 * commits, len(log.statements)
             # Nothing lost by batching: every run's record and final status are stored.
             saved = repo.load_all()
             for i in range(RUNS):
@@ -259,3 +271,66 @@ async def test_a_run_in_progress_is_saved_as_running_before_its_updater_continue
                 assert [r.outcome for r in seen.history("a")] == [OutcomeKind.OK]
         finally:
             await scheduler.shutdown()
+
+
+async def test_runs_leave_no_reference_cycles_for_the_garbage_collector() -> None:
+    """Everything a run makes is freed by reference counting when it ends. Each run used to
+    leave a cycle (the run kept its coroutine's frame object, which kept the finished
+    coroutine's locals, the run among them): at 10k runs that was most of the collector's work
+    (153 young-generation collections per 10k runs instead of 36)."""
+    clock = FakeClock()
+    scheduler = make(InMemoryStatusRepo(), clock, on_event=lambda event: None)
+    await started(scheduler, clock)
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):  # every charm runs three times: steady state, history kept
+            futures = [scheduler.run_now(f"c{i}") for i in range(RUNS)]
+            await asyncio.gather(*futures)
+            await clock.settle()
+            assert all(f.result().ok for f in futures)
+        del futures
+        assert gc.collect() == 0  # nothing unreachable: no cycle was left behind
+    finally:
+        gc.enable()
+        await scheduler.shutdown()
+
+
+async def test_a_run_without_error_text_is_not_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Messages and tracebacks are scrubbed of secrets before they are saved; a run that ends
+    OK has neither, so it costs no regular-expression pass (issue 17.6)."""
+    calls: list[str] = []
+
+    def counting(text: str) -> str:
+        calls.append(text)
+        return redact(text)
+
+    monkeypatch.setattr(scheduler_module, "redact", counting)
+
+    async def fails_for_c0(charm_id: str, trigger: str) -> RunReport:
+        if charm_id == "c0":
+            raise RuntimeError("bad thing with token=abc123")
+        return RunReport()
+
+    clock = FakeClock()
+    scheduler = Scheduler(
+        fails_for_c0,
+        InMemoryStatusRepo(),
+        clock,
+        max_concurrency=CONCURRENCY,
+        loop_lag_threshold=0,
+    )
+    for i in range(RUNS):
+        scheduler.add(ScheduleEntry(f"c{i}", HOUR))
+    await started(scheduler, clock)
+    try:
+        oks = [scheduler.run_now(f"c{i}") for i in range(1, RUNS)]
+        await asyncio.gather(*oks)
+        assert all(f.result().ok for f in oks)
+        assert calls == []  # RUNS - 1 clean runs: no redaction at all
+        failed = await scheduler.run_now("c0")
+        assert failed.kind is OutcomeKind.BUG
+        assert calls  # the failure's message and traceback went through it
+        assert "abc123" not in failed.message
+    finally:
+        await scheduler.shutdown()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 
 import pytest
 
+from trayapp.core import slots
 from trayapp.core.outcomes import OutcomeKind, RunOutcome, RunReport
-from trayapp.core.status import CharmState, CharmStatus
+from trayapp.core.status import CharmState, CharmStatus, Counts, Progress, finished, started
 
 
 @pytest.mark.parametrize(
@@ -105,3 +107,59 @@ def test_status_copies_are_exactly_what_dataclasses_replace_builds() -> None:
         base.with_(bogus=1)
     with pytest.raises(dataclasses.FrozenInstanceError):
         changed.running = True  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("unpark", [True, False])
+@pytest.mark.parametrize("added", [0, 3])
+def test_a_successful_run_changes_what_replace_would(unpark: bool, added: int) -> None:
+    """The OK transition sets its fields without a dict (slots.replacer); it must build exactly
+    the status dataclasses.replace would, every other field kept."""
+    t0, t1 = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    before = CharmStatus(
+        "c",
+        running=True,
+        last_run_at=t0,
+        consecutive_failures=2,
+        last_outcome=OutcomeKind.OFFLINE,
+        last_error_kind=OutcomeKind.OFFLINE,
+        last_error="offline",
+        totals=Counts(5, 1, 0),
+        paused=True,
+        paused_until=t1,
+        blocked_loop="old stall",
+        parked=True,
+        parked_alone=True,
+        freezes=1,
+        progress=Progress(3, 10),
+        retry_after=t1,
+    )
+    outcome = RunOutcome(OutcomeKind.OK, RunReport(added=added))
+    after = finished(before, outcome, t1, next_due_at=t1, unpark=unpark, blocked=None)
+    counts = Counts(added, 0, 0)
+    assert after == dataclasses.replace(
+        before,
+        running=False,
+        progress=None,
+        last_run_at=t1,
+        last_outcome=OutcomeKind.OK,
+        next_due_at=t1,
+        last_success_at=t1,
+        consecutive_failures=0,
+        last_error_kind=None,
+        last_error=None,
+        last_counts=counts,
+        totals=before.totals + counts,
+        parked=before.parked and not unpark,
+        parked_alone=before.parked_alone and not unpark,
+        retry_after=None,
+        freezes=0,
+        blocked_loop=None,
+    )
+    assert started(after) == dataclasses.replace(after, running=True, progress=None)
+
+
+def test_replacer_checks_its_field_names() -> None:
+    with pytest.raises(TypeError, match="no field 'nope'"):
+        slots.replacer(CharmStatus, "running", "nope")
+    with pytest.raises(TypeError, match="named twice"):
+        slots.replacer(CharmStatus, "running", "running")

@@ -7,10 +7,10 @@ and the last runs of each charm so they survive restarts.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HISTORY_KEEP = 50
+
+# Run record keys: "<start time>|<process prefix><counter>" (see StoreStatusRepo._run_row).
+_RUN_KEY_PREFIX = uuid.uuid4().hex[:8]
+_run_keys = itertools.count()
 
 
 def _proc_stat(pid: int) -> tuple[str, str] | None:
@@ -195,8 +199,9 @@ class StoreStatusRepo:
 
     @staticmethod
     def _run_row(record: RunRecord) -> tuple[str, dict[str, Any], float]:
-        # The suffix keeps two runs that started in the same microsecond apart.
-        key = f"{record.started_at.isoformat()}|{uuid.uuid4().hex[:12]}"
+        # The suffix keeps two runs that started in the same microsecond apart: this process's
+        # random prefix and a counter (uuid4 per run read the kernel's random source each time).
+        key = f"{record.started_at.isoformat()}|{_RUN_KEY_PREFIX}{next(_run_keys):04x}"
         return key, record.to_json(), record.started_at.timestamp()
 
     def save(self, status: CharmStatus) -> None:
@@ -213,15 +218,24 @@ class StoreStatusRepo:
     ) -> None:
         """One transaction for every status and run given: what the scheduler wrote during one
         loop iteration (many runs ending together cost one commit, not three each)."""
-        by_charm: dict[str, list[tuple[str, Any, float]]] = defaultdict(list)
+        if keep < 0:
+            raise ValueError("keep must be >= 0")
+        runs: list[tuple[str, str, float, dict[str, Any]]] = []
         for record in records:
-            by_charm[record.charm_id].append(self._run_row(record))
-        rows = [(status.charm_id, self._status_row(status), None) for status in statuses]
-        with self._store.transaction():
-            for charm_id, runs in by_charm.items():
-                self._runs(charm_id).put_many(runs, keep=keep)
+            key, value, sort_key = self._run_row(record)
+            runs.append((self.RUNS_PREFIX + record.charm_id, key, sort_key, value))
+        rows = [
+            (self.STATUS, status.charm_id, None, self._status_row(status)) for status in statuses
+        ]
+        store = self._store
+        # Three statements for the whole batch, however many charms (executemany): the runs,
+        # each touched history trimmed to its newest ``keep``, the statuses.
+        with store.transaction():
+            if runs:
+                store._put_items(runs)
+                store._trim_collections((name, keep) for name in {run[0]: None for run in runs})
             if rows:
-                self._status.put_many(rows)
+                store._put_items(rows)
 
     def history(self, charm_id: str, limit: int = HISTORY_KEEP) -> list[RunRecord]:
         runs, _bad = self._runs(charm_id).items_checked(limit=limit, newest_first=True)

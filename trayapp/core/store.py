@@ -324,12 +324,30 @@ _COMPACT_AFTER = frozenset({3})
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+# One encoder for every write: json.dumps with options builds a new JSONEncoder per call.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def _encode_json(value: Any) -> str:
     """Canonical JSON, so "unchanged" can be decided by comparing stored text."""
     try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
+        return _ENCODER.encode(value)
+    except (TypeError, ValueError, RecursionError) as exc:
         raise TypeError(f"collection values must be JSON data: {exc}") from None
+
+
+# An item write that does not read first (Store.put_items) and the trim of a collection to its
+# newest ``keep`` items in one statement: how many go comes from the trigger-kept count, and only
+# those oldest are read from the sort index (Store.trim_collections).
+_PUT_ITEM = (
+    "INSERT INTO items (coll, key, sort_key, value) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (coll, key) DO UPDATE SET sort_key = excluded.sort_key, value = excluded.value"
+)
+_TRIM = (
+    "DELETE FROM items WHERE coll = ?1 AND key IN ("
+    " SELECT key FROM items WHERE coll = ?1 ORDER BY sort_key, key"
+    " LIMIT max(0, coalesce((SELECT count FROM collections WHERE name = ?1), 0) - ?2))"
+)
 
 
 def _current_task() -> asyncio.Task[Any] | None:
@@ -578,6 +596,13 @@ class Store:
         except sqlite3.Error as exc:
             raise self._runtime_error(exc) from None
 
+    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> sqlite3.Cursor:
+        conn = self._db()
+        try:
+            return conn.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise self._runtime_error(exc) from None
+
     def _runtime_error(self, exc: sqlite3.Error) -> StoreError:
         code = _primary(exc)
         if code == _SQLITE_FULL or (code == _SQLITE_IOERR and _disk_full(self.path)):
@@ -817,6 +842,34 @@ class Store:
         finally:
             self._damaged_sink = previous
 
+    def put_items(self, items: Iterable[tuple[str, str, SortKey, Any]]) -> int:
+        """Write ``(collection, key, sort_key, value)`` items of any collections in one
+        transaction and one statement for all (``executemany``), without reading what is stored
+        first (see :meth:`Collection.put_many`). Returns how many were written."""
+        with self.transaction():
+            return self._put_items(items)
+
+    def _put_items(self, items: Iterable[tuple[str, str, SortKey, Any]]) -> int:
+        """:meth:`put_items` inside a transaction the caller holds (no savepoint of its own:
+        one statement is atomic by itself)."""
+        rows = [(coll, key, sort_key, _encode_json(value)) for coll, key, sort_key, value in items]
+        if rows:
+            self._executemany(_PUT_ITEM, rows)
+        return len(rows)
+
+    def trim_collections(self, limits: Iterable[tuple[str, int]]) -> int:
+        """Keep only the newest ``keep`` items (by sort key, then key) of each ``(collection,
+        keep)``, in one transaction and one statement for all; returns how many went."""
+        with self.transaction():
+            return self._trim_collections(limits)
+
+    def _trim_collections(self, limits: Iterable[tuple[str, int]]) -> int:
+        """:meth:`trim_collections` inside a transaction the caller holds."""
+        rows = list(limits)
+        if any(keep < 0 for _, keep in rows):
+            raise ValueError("keep must be >= 0")
+        return max(self._executemany(_TRIM, rows).rowcount, 0) if rows else 0
+
     def collection(self, name: str) -> Collection:
         """The keyed collection ``name`` (created lazily: it exists once it holds an item)."""
         self._db()
@@ -952,16 +1005,11 @@ class Collection:
         as :meth:`trim`. Returns how many were written.
         """
         store = self._store
-        written = 0
+        name = self.name
         with store.transaction():
-            for key, value, sort_key in items:
-                store._execute(
-                    "INSERT INTO items (coll, key, sort_key, value) VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT (coll, key)"
-                    " DO UPDATE SET sort_key = excluded.sort_key, value = excluded.value",
-                    (self.name, key, sort_key, _encode_json(value)),
-                )
-                written += 1
+            written = store._put_items(
+                (name, key, sort_key, value) for key, value, sort_key in items
+            )
             if keep is not None:
                 self._trim(keep)
         return written
@@ -1131,7 +1179,8 @@ class Collection:
         # How many go, from the trigger-kept count (one row read); then the oldest that many, read
         # from the start of the sort index. "All but the newest keep" (ORDER BY sort_key DESC,
         # key DESC ... OFFSET keep) walked every kept row on every call: the scheduler trims a
-        # charm's history after each run, a feed after each sync (issue 17.6).
+        # charm's history after each run, a feed after each sync (issue 17.6). (Store's batch
+        # trim, _TRIM, does both in one statement for many collections.)
         excess = len(self) - keep
         if excess <= 0:
             return 0
