@@ -252,42 +252,52 @@ class Desktop:
         report: ReportLog,
         icon: tuple[int, int],
         *,
-        attempts: int = 4,
+        attempts: int = 8,
         receipt: float = 10,
-        timeout: float = 60,
+        timeout: float = 120,
     ) -> MenuLayout:
         """Right-click the tray icon until its menu is open and laid out; return that layout.
 
-        The app reports ``TRAYAPP_MENU_OPENING`` when it gets the click. Under Xvfb + trayer a
-        right-click is sometimes lost (the first one after a menu entry was chosen): with no
-        receipt after ``receipt`` s it clicks again. A menu that opened late may be closed by
-        that click: the menu counts as open only while the app's last word about it is a
-        layout, and a menu seen closed is opened again (``attempts`` right-clicks in all).
+        The app reports ``TRAYAPP_MENU_OPENING`` for a right-click that opens the menu; a
+        right-click while it is open closes it (``TRAYAPP_MENU_HIDDEN``), sometimes opening it
+        again. Under Xvfb + trayer a right-click is sometimes lost (the first one after a menu
+        entry was chosen), and an app busy for a while answers late, several clicks at once.
+        So: the menu counts as open only while the app's last word about it is a layout, taken
+        at once when every right-click was answered with an opening, else after ``receipt`` s
+        without news (the others were lost or closed it). With the menu closed (or never
+        opened) it right-clicks again: at once if every click was answered, else after
+        ``receipt`` s without news; ``attempts`` right-clicks in all.
         """
         start = report.mark()
-        for attempt in range(attempts):
-            mark = report.mark()
-            self.click(*icon, 3)
-            try:
-                report.wait("TRAYAPP_MENU_OPENING", receipt, after=mark)
-            except TimeoutError:
-                if attempt == attempts - 1:
-                    raise
+        deadline = time.monotonic() + timeout
+        clicks = 0
+        seen = -1
+        news = time.monotonic()
+        delay = 0.01
+        while True:
+            lines = report.since(start)
+            menu = [ln for ln in lines if ln.startswith("TRAYAPP_MENU_")]
+            now = time.monotonic()
+            if len(menu) != seen:
+                seen, news = len(menu), now  # the app said something: wait for the rest
+            quiet = now - news >= receipt
+            answered = menu.count("TRAYAPP_MENU_OPENING") >= clicks
+            layout = open_menu_layout(lines)
+            if layout is not None and (answered or quiet):
+                return layout
+            last = menu[-1] if menu else ""
+            closed = last in ("", "TRAYAPP_MENU_HIDDEN")
+            if layout is None and (clicks == 0 or (closed and (answered or quiet))):
+                if clicks == attempts:
+                    raise TimeoutError(f"the tray menu did not open after {clicks} right-clicks")
+                self.click(*icon, 3)
+                clicks += 1
+                news = time.monotonic()
                 continue
-
-            def settled() -> tuple[MenuLayout | None] | None:
-                lines = report.since(start)
-                menu = [ln for ln in lines if ln.startswith("TRAYAPP_MENU_")]
-                if menu and menu[-1] == "TRAYAPP_MENU_HIDDEN":
-                    return (None,)  # closed (a late menu by this click?): open it again
-                layout = open_menu_layout(lines)
-                return (layout,) if layout is not None else None
-
-            found = wait_for(settled, timeout, "the tray menu to open or close")
-            assert isinstance(found, tuple)
-            if found[0] is not None:
-                return found[0]
-        raise TimeoutError(f"the tray menu did not stay open after {attempts} right-clicks")
+            if now > deadline:
+                raise TimeoutError(f"timed out after {timeout:.0f} s waiting for the tray menu")
+            time.sleep(delay)  # polling the report file, as wait_for does
+            delay = min(delay * 2, 0.1)
 
     def click_menu_item(
         self, report: ReportLog, icon: tuple[int, int], key: str, *, timeout: float = 60
