@@ -165,9 +165,7 @@ def test_left_click_syncs_everything(session: Session) -> None:
 
 def test_right_click_opens_the_menu(session: Session) -> None:
     mark = session.report.mark()
-    session.desktop.click(*session.icon, 3)
-    shown = session.report.wait("TRAYAPP_MENU_SHOWN", after=mark)[0].split()[1:]
-    x, y, w, h = (int(v) for v in shown)
+    x, y, w, h = session.desktop.open_menu(session.report, session.icon).geometry
     assert w > 200 and h > 200  # header, actions, three charms, accounts, settings, quit
     shot = session.desktop.screenshot(OUT / "menu.png")
     assert shot.stat().st_size > 5000
@@ -215,8 +213,7 @@ def test_a_failing_charm_gives_the_error_icon_and_exactly_one_notification(
     wid = _window(session, "Pattern Sync: Activity")
     session.desktop.xdotool("windowunmap", wid)
     mark = session.report.mark()
-    session.desktop.click(*session.icon, 3)
-    session.report.wait("TRAYAPP_MENU_SHOWN", after=mark)
+    session.desktop.open_menu(session.report, session.icon)
     session.desktop.screenshot(OUT / "menu-error.png")
     session.desktop.xdotool("key", "Escape")
     session.report.wait("TRAYAPP_MENU_HIDDEN", after=mark)
@@ -478,8 +475,7 @@ def test_revoked_token_asks_once_and_chromium_signs_in_again(session: Session) -
     assert "Token has been expired" not in calls[0] and "trayapp accounts" not in calls[0]
     session.desktop.screenshot(OUT / "tray-attention.png", session.tray_area)
     mark = session.report.mark()
-    session.desktop.click(*session.icon, 3)
-    session.report.wait("TRAYAPP_MENU_SHOWN", after=mark)
+    session.desktop.open_menu(session.report, session.icon)
     session.desktop.screenshot(OUT / "menu-sign-in.png")
     session.desktop.xdotool("key", "Escape")
     session.report.wait("TRAYAPP_MENU_HIDDEN", after=mark)
