@@ -118,6 +118,7 @@ def main() -> None:
     if missing:
         sys.exit(f"needs {', '.join(missing)} (the e2e desktop)")
     subjects = ["floor", *[s for s in SUBJECTS[1:] if s in (args.only or SUBJECTS[:3])]]
+    tray_bench.compile_app()  # the tray's bytecode, as installed (see bench/tray.py)
     work = Path(tempfile.mkdtemp(prefix="trayapp-icon-"))
     feeds = tray_bench.FeedThread()
     base = feeds.start()

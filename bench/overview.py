@@ -13,6 +13,7 @@ private D-Bus, Xvfb, trayer, dunst) and runs, one after the other on it:
   The emulator runs as the tray's child process (Google is another machine for a real user):
   RSS/PSS are the tray process's own; the child's are printed beside them (``child_*``).
 
+The tray's bytecode is written first (bench/tray.py ``compile_app``), as an install has it.
 For each: time from spawn to the icon shown (``TRAYAPP_ICON_SHOWN``) and to the engine ready
 (``TRAYAPP_READY``), RSS and PSS (``/proc/<pid>/smaps_rollup``) after the first pass of syncs,
 threads, and wake-ups over an idle window starting 35 s after spawn (past the one-shot
@@ -213,6 +214,7 @@ def main() -> None:
     if missing:
         sys.exit(f"needs {', '.join(missing)} (the e2e desktop)")
     use_strace = not args.no_strace and shutil.which("strace") is not None
+    tray_bench.compile_app()  # the tray's bytecode, as installed (see bench/tray.py)
     reps = []
     loads = []
     for n in range(args.reps):
