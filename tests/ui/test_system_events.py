@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,7 +46,13 @@ def emit(address: str, sleeping: bool) -> None:
     )  # fmt: skip
 
 
-def test_resume_signal_reaches_the_watcher(qloop: QLoop, private_bus: str) -> None:
+@pytest.mark.parametrize("library", ["qtdbus", "dbus-fast"])
+def test_resume_signal_reaches_the_watcher(
+    qloop: QLoop, private_bus: str, library: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QtDBus where its binding is there; dbus-fast where it is left out (the frozen bundle)."""
+    if library == "dbus-fast":
+        monkeypatch.setitem(sys.modules, "PySide6.QtDBus", None)  # import raises ImportError
     resumed: list[bool] = []
 
     async def body() -> None:
@@ -55,6 +62,7 @@ def test_resume_signal_reaches_the_watcher(qloop: QLoop, private_bus: str) -> No
             emit(private_bus, True)  # going to sleep: nothing to do
             emit(private_bus, False)  # woke up
             await until(lambda: bool(resumed))
+            assert (watcher._fast_bus is not None) is (library == "dbus-fast")
         finally:
             watcher.stop()
 
