@@ -1,7 +1,10 @@
 """Event-loop stalls while large pages are stored and large exports are written (issue 17.5).
 
 Run: ``PYTHONPATH=. .venv/bin/python bench/stalls.py [--reps 3] [--messages 5000]
-[--events 20000]``.
+[--events 20000] [--cases gmail,gmail-history,gmail-resync] [--why]``.
+
+``--why`` explains every beat later than 50 ms: the garbage collections (any thread's) that
+overlap it and the loop thread's stacks the watchdog's thread sampled during it.
 
 The stall figure is the app's own watchdog's (:class:`trayapp.core.watchdog.LoopWatchdog`):
 its heartbeat measures how late each beat fired, which is how long the loop was held. The
@@ -14,6 +17,12 @@ trayapp.emulator``, no added latency) so its work does not compete for this proc
 
 * ``gmail``: full sync of ``--messages`` messages with ``parts=raw`` (the stdlib MIME parse of
   every message is the CPU), 50-message batches, three in flight.
+* ``gmail-history`` (not run by default): after the full sync, ``--changes`` new messages
+  and as many stored ones starred, then the incremental sync (history) that fetches, checks
+  and stores them.
+* ``gmail-resync`` (not run by default; runs the two above first): the new messages deleted,
+  the stars taken off, the history made too old (404): the full resync in the same run, which
+  stores every message again and prunes the deleted ones at its end.
 * ``calendar``: full sync of ``--events`` events in one calendar (pages of Google's maximum,
   2,500 events).
 * ``export-ics``: the tray's export action (``DataReader.export``) of those events as ICS.
@@ -29,14 +38,16 @@ import argparse
 import asyncio
 import base64
 import email.message
+import gc
 import json
 import os
 import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,19 +70,94 @@ QUOTA_SCALE = 20
 
 
 class RecordingWatchdog(LoopWatchdog):
-    """The app's watchdog, keeping every beat's lateness (its stall figure) in ``lags``."""
+    """The app's watchdog, keeping every beat's lateness (its stall figure) in ``lags``.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    With ``why``, it also keeps when each beat fired, the loop thread's stack each time its
+    thread samples a stall (every 2.5 ms of it), and every garbage collection (any thread's:
+    a collection holds the GIL, so it stops the loop thread too), to explain the stalls.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, why: bool = False) -> None:
         super().__init__(loop, THRESHOLD_S, lambda _charm, _lag: None)
         self.lags: list[float] = []
+        self.why = why
+        self.beats: list[tuple[float, float]] = []  # (fired at, lateness)
+        self.samples: list[tuple[float, list[str]]] = []
+        self.collections: list[tuple[float, float, int, int, str]] = []
+        self._gc_start: dict[int, float] = {}
+        self.gen2_sizes: list[int] = []  # objects tracked when each full collection started
+        if why:
+            gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        now = time.monotonic()
+        ident = threading.get_ident()
+        if phase == "start":
+            if info["generation"] == 2:  # how big the heap it walks is (counted outside the time)
+                self.gen2_sizes.append(sum(len(gc.get_objects(g)) for g in range(3)))
+            self._gc_start[ident] = time.monotonic()
+        else:
+            start = self._gc_start.pop(ident, now)
+            self.collections.append(
+                (start, now, info["generation"], info["collected"], threading.current_thread().name)
+            )
 
     def _check(self, now: float) -> None:
-        self.lags.append(max(0.0, now - self._expected))
+        lag = max(0.0, now - self._expected)
+        self.lags.append(lag)
+        if self.why:
+            self.beats.append((now, lag))
         super()._check(now)
+
+    def _sample(self) -> None:
+        if self.why and self._loop_thread_id is not None:
+            frame = sys._current_frames().get(self._loop_thread_id)
+            stack: list[str] = []
+            while frame is not None and len(stack) < 40:
+                code = frame.f_code
+                stack.append(
+                    f"{code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {code.co_name}"
+                )
+                frame = frame.f_back
+            del frame
+            self.samples.append((time.monotonic(), stack))
+        super()._sample()
+
+    def close(self) -> None:
+        super().close()
+        if self.why and self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+
+    def explain(self, over: float = 0.050) -> list[str]:
+        """One paragraph per beat later than ``over``: the collections and stacks inside it."""
+        lines: list[str] = []
+        for fired, lag in self.beats:
+            if lag <= over:
+                continue
+            start = fired - lag - self._interval
+            gcs = [c for c in self.collections if c[1] >= start and c[0] <= fired]
+            gc_ms = sum((min(e, fired) - max(s, start)) for s, e, *_ in gcs) * 1000
+            lines.append(
+                f"beat {lag * 1000:6.1f} ms late; gc in it {gc_ms:5.1f} ms: "
+                + ", ".join(
+                    f"gen{g} {1000 * (e - s):.1f} ms ({n} freed, {t})" for s, e, g, n, t in gcs
+                )
+            )
+            stacks = [st for at, st in self.samples if start <= at <= fired]
+            counts: dict[str, int] = {}
+            for st in stacks:
+                key = " < ".join(st[:12])
+                counts[key] = counts.get(key, 0) + 1
+            for key, n in sorted(counts.items(), key=lambda kv: -kv[1])[:4]:
+                lines.append(f"    {n:3d}x {key}")
+        return lines
+
+
+WHY = False
 
 
 async def watched(work: Callable[[], Awaitable[Any]]) -> tuple[list[float], float, Any]:
-    dog = RecordingWatchdog(asyncio.get_running_loop())
+    dog = RecordingWatchdog(asyncio.get_running_loop(), why=WHY)
     dog.run_started()
     start = time.perf_counter()
     try:
@@ -80,6 +166,16 @@ async def watched(work: Callable[[], Awaitable[Any]]) -> tuple[list[float], floa
         elapsed = time.perf_counter() - start
         dog.run_finished()
         dog.close()
+    if WHY:
+        gen2 = [c for c in dog.collections if c[2] == 2]
+        longest = max((e - s for s, e, *_ in gen2), default=0.0) * 1000
+        print(
+            f"  collections: {len(dog.collections)} (gen2 {len(gen2)}, longest gen2 "
+            f"{longest:.1f} ms, objects tracked then: {dog.gen2_sizes}; frozen "
+            f"{gc.get_freeze_count()})"
+        )
+        for line in dog.explain():
+            print("  " + line)
     return dog.lags, elapsed, result
 
 
@@ -188,20 +284,92 @@ class World:
 Result = dict[str, tuple[list[float], float, str]]
 
 
-async def one_rep(emu: Emulator, tmp: Path) -> Result:
+CASES = (
+    "gmail",
+    "gmail-history",
+    "gmail-resync",
+    "calendar",
+    "export-ics",
+    "export-jsonl",
+)
+DEFAULT_CASES = ("gmail", "calendar", "export-ics", "export-jsonl")
+CHANGES = 1000  # --changes
+
+
+def mailbox_changes(emu: Emulator, rep: int) -> tuple[list[str], list[str]]:
+    """``CHANGES`` new messages and ``CHANGES`` stored ones starred (the history case)."""
+    rng = random.Random(1000 + rep)
+    relabel = emu.op("message_ids", email=EMAIL)[:CHANGES]
+    added = [
+        emu.op(
+            "add_message",
+            email=EMAIL,
+            raw_base64=raw_mail(100_000 * (rep + 1) + n, rng),
+            label_ids=["INBOX"],
+        )
+        for n in range(CHANGES)
+    ]
+    for mid in relabel:
+        emu.op("modify_labels", email=EMAIL, message_id=mid, add=["STARRED"])
+    return added, relabel
+
+
+def undo_changes(emu: Emulator, added: list[str], relabel: list[str]) -> None:
+    """Back to the seeded mailbox: the new messages deleted, the stars taken off."""
+    for mid in added:
+        emu.op("delete_message", email=EMAIL, message_id=mid)
+    for mid in relabel:
+        emu.op("modify_labels", email=EMAIL, message_id=mid, remove=["STARRED"])
+
+
+async def one_rep(emu: Emulator, tmp: Path, cases: Sequence[str] = CASES, rep: int = 0) -> Result:
     out: Result = {}
     world = World(emu, tmp / "profile")
+    changes: tuple[list[str], list[str]] | None = None
+    keeper = None
     try:
         await world.setup()
-        lags, secs, what = await watched(lambda: world.sync_fully(world.gmail))
-        out["gmail"] = (lags, secs, what)
-        lags, secs, what = await watched(lambda: world.sync_fully(world.calendar))
-        out["calendar"] = (lags, secs, what)
-        lags, secs, n = await watched(lambda: world.export(world.calendar, "ics", tmp / "e.ics"))
-        out["export-ics"] = (lags, secs, f"{n} events")
-        lags, secs, n = await watched(lambda: world.export(world.gmail, "jsonl", tmp / "m.jsonl"))
-        out["export-jsonl"] = (lags, secs, f"{n} messages")
+        try:  # as the app's process does once its engine has started (AppHost.start)
+            from trayapp.core.heap import HeapKeeper
+        except ImportError:  # a tree from before it
+            pass
+        else:
+            keeper = HeapKeeper(world.engine)
+            keeper.start()
+        if {"gmail", "gmail-history", "gmail-resync", "export-jsonl"} & set(cases):
+            lags, secs, what = await watched(lambda: world.sync_fully(world.gmail))
+            out["gmail"] = (lags, secs, what)
+        if {"gmail-history", "gmail-resync"} & set(cases):
+            # Incremental: CHANGES new messages to fetch and store, CHANGES relabelled ones.
+            changes = mailbox_changes(emu, rep)
+            lags, secs, what = await watched(lambda: world.sync_fully(world.gmail))
+            out["gmail-history"] = (lags, secs, what)
+        if "gmail-resync" in cases and changes is not None:
+            # History too old (404): a full resync that stores every message again (the
+            # stars come off) and prunes the CHANGES deleted ones at its end.
+            undo_changes(emu, *changes)
+            changes = None
+            emu.op("set_history_floor", email=EMAIL)
+            lags, secs, what = await watched(lambda: world.sync_fully(world.gmail))
+            out["gmail-resync"] = (lags, secs, what)
+        if "calendar" in cases or "export-ics" in cases:
+            lags, secs, what = await watched(lambda: world.sync_fully(world.calendar))
+            out["calendar"] = (lags, secs, what)
+        if "export-ics" in cases:
+            lags, secs, n = await watched(
+                lambda: world.export(world.calendar, "ics", tmp / "e.ics")
+            )
+            out["export-ics"] = (lags, secs, f"{n} events")
+        if "export-jsonl" in cases:
+            lags, secs, n = await watched(
+                lambda: world.export(world.gmail, "jsonl", tmp / "m.jsonl")
+            )
+            out["export-jsonl"] = (lags, secs, f"{n} messages")
     finally:
+        if keeper is not None:
+            keeper.stop()
+        if changes is not None:
+            undo_changes(emu, *changes)
         await world.aclose()
     return out
 
@@ -220,7 +388,34 @@ def main() -> int:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--messages", type=int, default=5000)
     p.add_argument("--events", type=int, default=20000)
+    p.add_argument(
+        "--cases",
+        default=",".join(DEFAULT_CASES),
+        help="comma-separated subset of " + ", ".join(CASES) + " (default: %(default)s)",
+    )
+    p.add_argument(
+        "--changes",
+        type=int,
+        default=1000,
+        help="gmail-history/-resync: new messages and relabelled ones (default: %(default)s)",
+    )
+    p.add_argument(
+        "--why",
+        action="store_true",
+        help="explain every beat over 50 ms: the garbage collections in it and the loop "
+        "thread's stacks sampled during it",
+    )
     args = p.parse_args()
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    if unknown := set(cases) - set(CASES):
+        p.error(f"unknown case(s) {', '.join(sorted(unknown))}; choose from {', '.join(CASES)}")
+    global WHY, CHANGES
+    WHY = args.why
+    CHANGES = args.changes
+    needs_events = "calendar" in cases or "export-ics" in cases
+    events = args.events if needs_events else 0
+    needs_mail = any(c.startswith("gmail") for c in cases) or "export-jsonl" in cases
+    messages = args.messages if needs_mail else 0
     # As the app's process does (AppHost.open), when this tree does it.
     from trayapp import host
 
@@ -231,13 +426,13 @@ def main() -> int:
     emu = Emulator(latency_ms=0)
     try:
         t0 = time.perf_counter()
-        seed(emu, args.messages, args.events)
-        print(f"seeded {args.messages} messages and {args.events} events "
+        seed(emu, messages, events)
+        print(f"seeded {messages} messages and {events} events "
               f"in {time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
         reps: list[Result] = []
         for rep in range(args.reps):
             with tempfile.TemporaryDirectory() as tmp:
-                result = asyncio.run(one_rep(emu, Path(tmp)))
+                result = asyncio.run(one_rep(emu, Path(tmp), cases, rep))
             reps.append(result)
             for case, (lags, secs, what) in result.items():
                 ms = sorted(x * 1000 for x in lags)
