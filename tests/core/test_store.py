@@ -387,3 +387,54 @@ async def test_a_transaction_held_across_an_await_refuses_other_tasks_writes(sto
 
     await asyncio.wait_for(asyncio.create_task(owner_nests()), 10)
     assert (cursor.get(), status.get()) == (2, "nested")
+
+
+def test_the_wal_is_checkpointed_on_a_thread_of_its_own_not_in_the_commit(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's automatic checkpoint ran inside the COMMIT that took the WAL past 1,000 pages,
+    on the event loop thread, and held it 80-140 ms (issue 17.5). The store's connection now
+    checkpoints only past WAL_AUTOCHECKPOINT_PAGES; one thread with its own connection does
+    it after commits, started at the first commit and parked when there are none."""
+    from trayapp.core import store as store_module
+
+    monkeypatch.setattr(store_module, "CHECKPOINT_GAP_S", 0.01)
+    wal = db.with_name(db.name + "-wal")
+    with Store.open(db) as s:
+        conn = s._db()
+        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == (
+            store_module.WAL_AUTOCHECKPOINT_PAGES
+        )
+        checkpointer = s._checkpointer
+        s.collection("charm:a:items").get("x")  # reads start no thread
+        assert checkpointer._thread is None
+        s.collection("charm:a:items").upsert_many(
+            (f"k{i}", {"body": "x" * 2000}, i) for i in range(500)
+        )
+        thread = checkpointer._thread
+        assert thread is not None and thread.name == "trayapp-store-checkpoint"
+        assert thread is not threading.current_thread()
+        assert _until(lambda: checkpointer.checkpoints >= 1)
+        # Every frame of the WAL is in the database file now: nothing left to copy.
+        busy, frames, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert busy == 0 and frames == done and frames > 0
+        for i in range(20):  # many commits: the same one thread
+            s.cell("charm:a:cursor", int, 0).set(i)
+        assert checkpointer._thread is thread
+        assert _until(lambda: checkpointer.checkpoints >= 2)
+        # No commits, no checkpoints: the thread is parked (zero wake-ups while idle).
+        count = checkpointer.checkpoints
+        threading.Event().wait(0.2)
+        assert checkpointer.checkpoints == count
+    assert not thread.is_alive()
+    # The store's own connection closed last and removed the WAL, as before.
+    assert not wal.exists()
+
+
+def _until(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+    done = threading.Event()
+    for _ in range(int(timeout / 0.01)):
+        if condition():
+            return True
+        done.wait(0.01)
+    return condition()

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from trayapp.core import store as store_module
 from trayapp.core.store import Collection, Store
 
 
@@ -345,3 +346,94 @@ def test_ranges_prefixes_and_keyset_pages_use_the_indexes_at_100k(store: Store) 
     # (no keyset bound yet): compare two chunks that both continue after a (sort_key, key).
     first, deep = steps_of_chunk(3), steps_of_chunk(190)
     assert deep < first * 1.5, (first, deep)  # OFFSET paging would cost ~190x more here
+
+
+def _statements(store: Store, work: Callable[[], Any]) -> tuple[Any, list[str]]:
+    """``work()``'s result and the SQL statements it ran on the store's connection (SQLite
+    traces a statement again for each trigger it fires: those repeats are left out)."""
+    statements: list[str] = []
+    store._db().set_trace_callback(statements.append)
+    try:
+        result = work()
+    finally:
+        store._db().set_trace_callback(None)
+    return result, [s for i, s in enumerate(statements) if i == 0 or statements[i - 1] != s]
+
+
+def test_upsert_many_counts_as_one_upsert_after_another(coll: Collection) -> None:
+    """A key given twice counts twice; identical values are unchanged, in the same call too;
+    sort keys compare as numbers (1 == 1.0), as upsert does."""
+    assert coll.upsert_many([("a", {"x": 1}, 1), ("b", 2), ("a", {"x": 1}, 1), ("a", 9, 1)]) == (
+        2,
+        1,
+    )
+    assert coll.get("a") == 9
+    assert coll.upsert_many([("a", 9, 1.0), ("b", 2), ("c", 3, 2.5)]) == (1, 0)
+    assert coll.upsert_many([("a", 9, 2), ("a", 9, 1), ("c", 3, 2.5), ("b", 3)]) == (0, 3)
+    assert sorted(coll.items()) == [("a", 9), ("b", 3), ("c", 3)] and len(coll) == 3
+    # The same, item by item, in a collection of its own: the same answers and contents.
+    other = coll._store.collection("charm:b:items")
+    results = [
+        other.upsert(k, v, sk)
+        for batch in (
+            [("a", {"x": 1}, 1), ("b", 2, None), ("a", {"x": 1}, 1), ("a", 9, 1)],
+            [("a", 9, 1.0), ("b", 2, None), ("c", 3, 2.5)],
+            [("a", 9, 2), ("a", 9, 1), ("c", 3, 2.5), ("b", 3, None)],
+        )
+        for k, v, sk in batch
+    ]
+    assert results.count("added") == 3 and results.count("updated") == 4
+    assert sorted(other.items()) == sorted(coll.items())
+
+
+def test_upsert_many_and_delete_many_take_a_statement_per_hundred_items_not_per_item(
+    store: Store, coll: Collection
+) -> None:
+    """The loop thread gives up the GIL for every SQLite statement (issue 17.5): a batch costs
+    two statements per ROWS_PER_STATEMENT items (read which exist, write), not two per item."""
+    assert store_module.ROWS_PER_STATEMENT == 100
+    rows = [(f"m{i:04}", {"n": i, "text": "x" * 50}, i) for i in range(250)]
+    result, statements = _statements(store, lambda: coll.upsert_many(rows))
+    assert result == (250, 0) and len(coll) == 250
+    selects = [s for s in statements if s.startswith("SELECT")]
+    inserts = [s for s in statements if s.startswith("INSERT INTO items")]
+    assert len(selects) == 3 and len(inserts) == 3, statements  # 100 + 100 + 50
+
+    # Again with 10 changed: reads as before, each chunk writes just its changed ones.
+    again = [
+        (k, {**v, "n": v["n"] + 1000} if i % 25 == 0 else v, sk)
+        for i, (k, v, sk) in enumerate(rows)
+    ]
+    result, statements = _statements(store, lambda: coll.upsert_many(again))
+    assert result == (0, 10)
+    inserts = [s for s in statements if s.startswith("INSERT INTO items")]
+    assert [s.count("('charm:a:items', 'm") for s in inserts] == [4, 4, 2]
+    assert coll.get("m0025") == {"n": 1025, "text": "x" * 50}
+
+    # Nothing changed: no write at all.
+    changes = store._db().total_changes
+    result, statements = _statements(store, lambda: coll.upsert_many(again))
+    assert result == (0, 0) and store._db().total_changes == changes
+    assert not any(s.startswith("INSERT") for s in statements)
+
+    keys = [k for k, _v, _sk in rows[:230]] + ["missing", "m0001"]
+    result, statements = _statements(store, lambda: coll.delete_many(keys))
+    assert result == 230 and len(coll) == 20
+    assert len([s for s in statements if s.startswith("DELETE")]) == 3
+
+
+def test_iter_keys_walks_every_key_in_order_in_chunks(store: Store, coll: Collection) -> None:
+    keys = [f"k{i:04}" for i in range(1, 26)]
+    coll.upsert_many((k, 1) for k in reversed(keys))
+    store.collection("charm:a:itemsX").upsert("k0000", 1)  # another collection: not seen
+    walked, statements = _statements(store, lambda: list(coll.iter_keys(chunk=10)))
+    assert walked == keys
+    assert len(statements) == 3  # 10 + 10 + 5
+    # Deleting behind the position while walking (the Gmail prune does) is fine.
+    seen = []
+    for key in coll.iter_keys(chunk=4):
+        seen.append(key)
+        coll.delete(key)
+    assert seen == keys and len(coll) == 0
+    with pytest.raises(ValueError):
+        next(coll.iter_keys(chunk=0))

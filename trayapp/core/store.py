@@ -15,12 +15,13 @@ guarantees other modules build on:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +57,15 @@ PAGE_SIZE = 8192  # for new databases and migrated ones (see _migrate_v3)
 UpgradeProgress = Callable[[float], None]
 UPGRADE_CHUNK = 2000  # items copied per step of an upgrade (one progress report per step)
 UPGRADE_SUFFIX = ".upgrade"  # the new file an upgrade builds beside the database
+#: The loop's connection checkpoints the WAL itself only past this many pages (64 MB at 8 KB
+#: pages), a safety net: normally :class:`_Checkpointer` does it on a thread of its own first.
+WAL_AUTOCHECKPOINT_PAGES = 8192
+#: After a commit, the checkpointer waits this long (collecting more commits) before it copies
+#: the WAL into the database: at most one checkpoint per gap while writes go on, none when idle.
+CHECKPOINT_GAP_S = 1.0
+#: Items per statement of Collection.upsert_many/delete_many (at most 4 parameters each, far
+#: below SQLite's limit of 32,766 per statement).
+ROWS_PER_STATEMENT = 100
 
 
 # --- schema ------------------------------------------------------------------------------------
@@ -370,6 +380,73 @@ def _primary(exc: sqlite3.Error) -> int | None:
     return None if code is None else code & 0xFF
 
 
+class _Checkpointer:
+    """Copies the WAL into the database file on a thread of its own (issue 17.5).
+
+    SQLite's automatic checkpoint runs inside the COMMIT that takes the WAL past 1,000 pages
+    (8 MB): it copies the pages into the database file and, with ``synchronous=NORMAL``, waits
+    for two fsyncs, on the committing thread. For the engine that is the event loop thread: a
+    Gmail full sync's commit now and then held the loop 80-140 ms there (the watchdog's stacks
+    showed COMMIT; with the automatic checkpoint off, no beat over 50 ms). So the loop's
+    connection checkpoints only as a safety net (:data:`WAL_AUTOCHECKPOINT_PAGES`), and this
+    thread runs a PASSIVE checkpoint with its own connection :data:`CHECKPOINT_GAP_S` after a
+    commit: it never blocks the writer (SQLite lets the writer append to the WAL meanwhile) nor
+    a reader, and it gives up the GIL while SQLite works. Durability is unchanged: a commit is
+    in the WAL when COMMIT returns, whoever copies it on.
+
+    The thread starts at the first commit and parks on an event when no commits come (zero
+    wake-ups while the app is idle). :meth:`close` stops it before the store's own connection
+    closes, so that connection is the last and removes the WAL as before.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.checkpoints = 0  # checkpoints run so far (tests count them)
+
+    def committed(self) -> None:
+        """Called on the store's thread after each commit; cheap (sets an event)."""
+        if self._thread is None:
+            if self._stop.is_set():
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="trayapp-store-checkpoint", daemon=True
+            )
+            self._thread.start()
+        self._wake.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            # A checkpoint in progress finishes first (bounded by the WAL's size); should it
+            # hang on a dead disk, the store closes anyway.
+            self._thread.join(timeout=BUSY_TIMEOUT_S * 2)
+            self._thread = None
+
+    def _run(self) -> None:
+        try:
+            conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            log.warning("store checkpoints stay on the main connection: %s", exc)
+            return
+        try:
+            while True:
+                self._wake.wait()
+                if self._stop.wait(CHECKPOINT_GAP_S):
+                    return
+                self._wake.clear()
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self.checkpoints += 1
+                except sqlite3.Error as exc:  # e.g. disk full: the safety net remains
+                    log.debug("store checkpoint failed: %s", exc)
+        finally:
+            conn.close()
+
+
 class Store:
     """The profile's database.
 
@@ -395,6 +472,8 @@ class Store:
         # While set (:meth:`collect_damaged`), collection reads skip undecodable rows and
         # record them here as (collection, key) instead of failing.
         self._damaged_sink: list[tuple[str, str]] | None = None
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+        self._checkpointer = _Checkpointer(path)
 
     # --- opening and closing -------------------------------------------------------------------
 
@@ -556,6 +635,7 @@ class Store:
         self._check_thread()
         if self._depth:
             raise StoreError("cannot close the store inside a transaction")
+        self._checkpointer.close()  # first: the store's own connection must be the last one
         self._conn.close()
         self._conn = None
 
@@ -693,6 +773,7 @@ class Store:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise self._runtime_error(exc) from None
+        self._checkpointer.committed()
 
     @property
     def in_transaction(self) -> bool:
@@ -981,19 +1062,80 @@ class Collection:
     ) -> tuple[int, int]:
         """Upsert ``(key, value)`` or ``(key, value, sort_key)`` tuples in one transaction.
 
-        Returns ``(added, updated)``.
+        Returns ``(added, updated)``, counted as if each tuple were :meth:`upsert` in turn (a
+        key given twice counts twice; an identical value is "unchanged" and not written).
+
+        At most two SQL statements per :data:`ROWS_PER_STATEMENT` items (one reads which keys
+        exist and whether they differ, one multi-row UPSERT writes the new and changed ones),
+        not two per item: the loop thread gives up the GIL for every statement, and with
+        worker threads busy (a MIME parse) each give-up could cost it a switch interval to get
+        the GIL back, so a 50-message batch held the event loop 50-150 ms (issue 17.5).
         """
         added = updated = 0
         with self._store.transaction():
-            for item in items:
-                key, value = item[0], item[1]
-                sort_key = item[2] if len(item) > 2 else None
-                result = self._upsert(key, _encode_json(value), sort_key)
-                if result == "added":
-                    added += 1
-                elif result == "updated":
-                    updated += 1
+            written: dict[str, tuple[str, SortKey]] = {}  # by this call: compared in Python
+            for chunk in _chunks(items, ROWS_PER_STATEMENT):
+                rows = [
+                    (item[0], _encode_json(item[1]), item[2] if len(item) > 2 else None)
+                    for item in chunk
+                ]
+                ask: dict[str, tuple[str, SortKey]] = {}  # first time seen: compared in SQL
+                for key, text, sort_key in rows:
+                    if key not in written and key not in ask:
+                        ask[key] = (text, sort_key)
+                stored = self._stored_same(ask)
+                changed: dict[str, tuple[str, SortKey]] = {}
+                for key, text, sort_key in rows:
+                    if key in written:
+                        before = written[key]
+                        same = before[0] == text and before[1] == sort_key
+                        exists = True
+                    else:
+                        exists = key in stored
+                        same = exists and stored[key]
+                    if not exists:
+                        added += 1
+                    elif not same:
+                        updated += 1
+                    if not same:
+                        changed[key] = (text, sort_key)
+                    written[key] = (text, sort_key)
+                self._write_rows(changed)
         return added, updated
+
+    def _stored_same(self, rows: Mapping[str, tuple[str, SortKey]]) -> dict[str, bool]:
+        """For each key of ``rows`` that is stored: whether the stored value and sort key are
+        the ones given. One statement (one row of JSON), whatever the number of keys."""
+        if not rows:
+            return {}
+        values = ",".join(["(?, ?, ?)"] * len(rows))
+        params: list[Any] = []
+        for key, (text, sort_key) in rows.items():
+            params += (key, text, sort_key)
+        row = self._store._execute(
+            "SELECT json_group_array(json_array(i.key, i.value IS n.column2"
+            f" AND i.sort_key IS n.column3)) FROM (VALUES {values}) AS n"
+            " JOIN items AS i ON i.coll = ? AND i.key = n.column1",
+            (*params, self.name),
+        ).fetchone()
+        return {str(key): bool(same) for key, same in json.loads(row[0])}
+
+    def _write_rows(self, rows: Mapping[str, tuple[str, SortKey]]) -> None:
+        """Insert or update ``{key: (json text, sort key)}`` in one statement (an UPSERT that
+        leaves a row holding the same value and sort key untouched)."""
+        if not rows:
+            return
+        params: list[Any] = []
+        for key, (text, sort_key) in rows.items():
+            params += (self.name, key, sort_key, text)
+        self._store._execute(
+            "INSERT INTO items (coll, key, sort_key, value) VALUES "
+            + ",".join(["(?, ?, ?, ?)"] * len(rows))
+            + " ON CONFLICT (coll, key) DO UPDATE SET sort_key = excluded.sort_key,"
+            " value = excluded.value"
+            " WHERE value IS NOT excluded.value OR sort_key IS NOT excluded.sort_key",
+            params,
+        )
 
     def put_many(
         self, items: Iterable[tuple[str, Any, SortKey]], *, keep: int | None = None
@@ -1022,11 +1164,19 @@ class Collection:
             return cur.rowcount > 0
 
     def delete_many(self, keys: Iterable[str]) -> int:
+        """Delete the given keys in one transaction; returns how many were stored.
+
+        One statement per :data:`ROWS_PER_STATEMENT` keys (see :meth:`upsert_many` for why).
+        """
         deleted = 0
         with self._store.transaction():
-            for key in keys:
+            for chunk in _chunks(keys, ROWS_PER_STATEMENT):
+                unique = list(dict.fromkeys(chunk))
                 cur = self._store._execute(
-                    "DELETE FROM items WHERE coll = ? AND key = ?", (self.name, key)
+                    "DELETE FROM items WHERE coll = ? AND key IN ("
+                    + ",".join(["?"] * len(unique))
+                    + ")",
+                    (self.name, *unique),
                 )
                 deleted += max(cur.rowcount, 0)
         return deleted
@@ -1042,6 +1192,29 @@ class Collection:
             f"SELECT key FROM items WHERE coll = ?{where} ORDER BY key", (self.name, *params)
         )
         return [str(r[0]) for r in rows]
+
+    def iter_keys(self, chunk: int = 1000) -> Iterator[str]:
+        """Every key, in key order, read ``chunk`` at a time (keyset pagination on the key
+        index, no cursor open between chunks: the caller may write, and await, while walking).
+        A key deleted or added behind the position is not seen; one added ahead of it is."""
+        if chunk < 1:
+            raise ValueError("chunk must be >= 1")
+        last: str | None = None
+        while True:
+            if last is None:
+                rows = self._store._execute(
+                    "SELECT key FROM items WHERE coll = ? ORDER BY key LIMIT ?", (self.name, chunk)
+                ).fetchall()
+            else:
+                rows = self._store._execute(
+                    "SELECT key FROM items WHERE coll = ? AND key > ? ORDER BY key LIMIT ?",
+                    (self.name, last, chunk),
+                ).fetchall()
+            for (key,) in rows:
+                yield str(key)
+            if len(rows) < chunk:
+                return
+            last = str(rows[-1][0])
 
     def items(
         self,
@@ -1190,6 +1363,13 @@ class Collection:
             (self.name, self.name, excess),
         )
         return max(cur.rowcount, 0)
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of at most ``size``, in order."""
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 def _sort_range(low: SortKey, high: SortKey) -> tuple[str, tuple[Any, ...]]:
