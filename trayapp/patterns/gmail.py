@@ -8,15 +8,23 @@ How a run decides what to do (the ``state`` cell holds everything between runs):
   batches of 50, a few batches in flight so the account's shared quota budget, not latency, sets
   the pace. Every stored batch commits together with the progress (the next page token and the
   ids listed but not stored yet), so a killed full sync resumes where it stopped. Only when the
-  last id is stored does the start ``historyId`` become the cursor, in the same transaction that
-  removes what a *re*sync no longer found; the same run then catches up through the history
-  from that cursor with whatever changed while it listed and fetched.
+  last id is stored does the start ``historyId`` become the cursor, right after a *re*sync
+  removed what it no longer found (in short steps, the event loop free between them; a killed
+  run prunes the rest at its next run, the cursor moves only after the prune); the same run
+  then catches up through the history from that cursor with whatever changed while it listed
+  and fetched.
 * **A cursor** -> incremental sync. ``history.list`` from the cursor, following *every* page
   (the importer we replace stored the first page's historyId and lost the rest), collecting per
   message whether it was added, deleted or relabelled. Candidates are then checked against the
   query (below); matches are stored, messages that no longer match or no longer exist are
-  removed, and the new ``historyId`` is written in the same transaction as all of it. A run that
-  fails anywhere before that commit stores nothing and the next run starts from the same cursor.
+  removed, and the new ``historyId`` is written in the same transaction as the last of it. A
+  run that fails anywhere before its writes start stores nothing, and the next run starts from
+  the same cursor. Up to ``APPLY_STEP`` changed messages are written in one transaction with
+  the cursor; more (thousands after a day offline or a bulk relabel) in steps of
+  ``APPLY_STEP``, the event loop free between them, the cursor in the last: a run stopped
+  between steps leaves the cursor where it was, and the next run replays the same history over
+  the messages already written, which gives the same result (each message's new labels and
+  match are worked out from the history and Gmail again; writing or deleting twice is a no-op).
 * **History 404** (``startHistoryId`` too old) -> a resumable full resync, in the same run. If
   Gmail refuses the history again before any incremental sync has worked since (the resync's
   own catch-up is the first try), a resync cannot help (lieer's "full sync forever" loop): the
@@ -56,8 +64,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -109,6 +119,12 @@ FULL_SYNC_STRETCH = timedelta(minutes=20)
 # (search indexing can lag the history), and at most how many such messages are remembered.
 RECHECK_WINDOW = timedelta(hours=1)
 RECHECK_LIMIT = 2000
+# A resync's prune walks the stored keys and deletes the stale ones this many at a time, the
+# event loop free between steps.
+PRUNE_STEP = 500
+# An incremental sync with more changes than this stores them in steps of this many, the event
+# loop free between steps (a step of 100 raw messages is a few ms of SQLite and JSON).
+APPLY_STEP = 100
 
 
 # ---- settings and state ---------------------------------------------------------------------
@@ -463,7 +479,7 @@ class _Sync:
                 message=f"full sync in progress: {len(self.messages)} messages so far; "
                 "it continues at the next run",
             )
-        summary = self.finish_full_sync()
+        summary = await self.finish_full_sync()
         # Catch up at once with what changed while we listed and fetched (it is all in the
         # history after the start historyId), so the run ends with the store matching the
         # mailbox, not the mailbox as it was when the sync began. This is also the first use
@@ -576,25 +592,22 @@ class _Sync:
         # What was stored stays stored; the ids that failed stay pending for the next run.
         return list(fetched.errors.values())
 
-    def finish_full_sync(self) -> RunReport:
+    async def finish_full_sync(self) -> RunReport:
         state = self.state
         progress = state.full_sync
         assert progress is not None
-        removed = 0
-        with self.ctx.transaction():
-            if progress.prune:
-                stale = set(self.messages.keys()) - set(self.sweep.keys())
-                removed = self.messages.delete_many(stale)
-                self.sweep.clear()
-            self.save(
-                state.model_copy(
-                    update={
-                        "history_id": progress.start_history_id,
-                        "full_sync": None,
-                        "last_full_sync": self.ctx.now(),
-                    }
-                )
+        removed = await self.prune() if progress.prune else 0
+        self.save(
+            state.model_copy(
+                update={
+                    "history_id": progress.start_history_id,
+                    "full_sync": None,
+                    "last_full_sync": self.ctx.now(),
+                }
             )
+        )
+        if progress.prune:
+            await self.clear_sweep()
         self.ctx.log.info(
             "full sync done: %d messages, cursor historyId %s",
             len(self.messages),
@@ -611,6 +624,45 @@ class _Sync:
             removed=removed,
             message=f"{what}: {len(self.messages)} messages",
         )
+
+    async def prune(self) -> int:
+        """A resync's end: remove the stored messages its listing did not find (not in
+        ``sweep``). Returns how many went.
+
+        Both collections are walked in key order side by side, ``PRUNE_STEP`` keys at a time,
+        and the stale ones deleted ``PRUNE_STEP`` at a time, each step its own short
+        transaction with the event loop free in between (issue 17.5: in one go, a 100k-message
+        resync held the loop for the whole walk). Safe to stop anywhere: what a step deleted
+        is gone from the mailbox's listing for good, the sweep and the full sync state stay
+        until :meth:`finish_full_sync` commits the cursor, so a killed run prunes the rest
+        at its next run.
+        """
+        removed = 0
+        swept = self.sweep.iter_keys(PRUNE_STEP)
+        found = next(swept, None)
+        stale: list[str] = []
+        for seen, key in enumerate(self.messages.iter_keys(PRUNE_STEP), start=1):
+            while found is not None and found < key:
+                found = next(swept, None)
+            if found != key:
+                stale.append(key)
+            if len(stale) >= PRUNE_STEP:
+                removed += self.messages.delete_many(stale)
+                stale.clear()
+                await asyncio.sleep(0)
+            elif seen % PRUNE_STEP == 0:
+                await asyncio.sleep(0)
+        if stale:
+            removed += self.messages.delete_many(stale)
+        return removed
+
+    async def clear_sweep(self) -> None:
+        """Empty the sweep after a resync, ``PRUNE_STEP`` keys per step, the event loop free
+        between steps. Only after the cursor is saved: from then on the sweep means nothing
+        (the next resync clears it first), so a run stopped halfway loses nothing."""
+        while keys := list(itertools.islice(self.sweep.iter_keys(PRUNE_STEP), PRUNE_STEP)):
+            self.sweep.delete_many(keys)
+            await asyncio.sleep(0)
 
     # ---- incremental sync ---------------------------------------------------------------
 
@@ -671,7 +723,9 @@ class _Sync:
         gone = {mid for mid, ch in changes.items() if ch.deleted}
         stored: dict[str, dict[str, Any]] = {}
         to_fetch: list[str] = []
-        for mid, ch in changes.items():
+        for read, (mid, ch) in enumerate(changes.items(), start=1):
+            if read % APPLY_STEP == 0:
+                await asyncio.sleep(0)  # thousands of relabelled messages are read and decoded
             if ch.deleted:
                 continue
             current = self.messages.get(mid)
@@ -701,27 +755,37 @@ class _Sync:
             for mid in local - matching
             if (changes[mid].added or mid in earlier)
             and mid not in gone
-            and self.messages.get(mid) is None
+            and mid not in stored  # (fetched: it was not stored)
         }
         if len(again) > RECHECK_LIMIT:
             again = dict(sorted(again.items(), key=lambda kv: kv[1])[-RECHECK_LIMIT:])
 
+        # What to write: None deletes. Up to APPLY_STEP of it commits with the cursor in one
+        # transaction; more is written in steps of APPLY_STEP, the event loop free between
+        # them, and the cursor moves with the last step (see the module docstring).
+        rows: list[tuple[str, dict[str, Any] | None]] = [(mid, None) for mid in gone]
+        rows += [(mid, item if mid in matching else None) for mid, item in candidates.items()]
         added = updated = removed = 0
-        with self.ctx.transaction():
-            for mid in gone:
-                removed += self.messages.delete(mid)
-            for mid, item in candidates.items():
-                if mid in matching:
-                    result = self.messages.upsert(mid, item, sort_key=item["internalDate"])
-                    added += result == "added"
-                    updated += result == "updated"
-                else:
-                    removed += self.messages.delete(mid)
-            if self.settings.max_messages is not None:
-                removed += self.messages.trim(self.settings.max_messages)
-            self.save(
-                state.model_copy(update={"history_id": cursor, "expiries": 0, "recheck": again})
-            )
+        for start in range(0, max(len(rows), 1), APPLY_STEP):
+            step = rows[start : start + APPLY_STEP]
+            last = start + APPLY_STEP >= len(rows)
+            with self.ctx.transaction():
+                removed += self.messages.delete_many(mid for mid, item in step if item is None)
+                new, changed = self.messages.upsert_many(
+                    (mid, item, item["internalDate"]) for mid, item in step if item is not None
+                )
+                added += new
+                updated += changed
+                if last:
+                    if self.settings.max_messages is not None:
+                        removed += self.messages.trim(self.settings.max_messages)
+                    self.save(
+                        state.model_copy(
+                            update={"history_id": cursor, "expiries": 0, "recheck": again}
+                        )
+                    )
+            if not last:
+                await asyncio.sleep(0)
         return RunReport(added=added, updated=updated, removed=removed)
 
     async def matching(self, ids: set[str], items: Mapping[str, Mapping[str, Any]]) -> set[str]:
@@ -834,17 +898,41 @@ def _item_of(message: Mapping[str, Any], parts: Parts) -> dict[str, Any]:
 async def _items_of(
     messages: Mapping[str, Mapping[str, Any]], parts: Parts
 ) -> dict[str, dict[str, Any]]:
-    """Fetched messages as stored items, built on a worker thread.
+    """Fetched messages as stored items, built on a worker thread, one batch at a time.
 
     With ``parts=raw`` every message goes through the stdlib MIME parser (2-3 ms of CPU each),
     so a 50-message batch parsed on the loop held it 100-500 ms (issue 17.5). The parse is pure
     (no store, no context), so it runs in the loop's default executor; the loop thread keeps
     serving the tray and the other charms meanwhile, and writes the items afterwards.
+
+    Only one batch is parsed at a time in the whole app (:func:`_parse_gate`): parsing is
+    CPU-bound Python, so parallel parses finish no sooner under the GIL, but every extra thread
+    that wants the GIL makes the loop thread wait for it again after each SQLite statement.
+    With the three batches of a full sync parsed at once, storing one batch held the loop
+    50-150 ms; with one parse thread, a few ms.
     """
     if not messages:
         return {}
     batch = dict(messages)
-    return await asyncio.to_thread(lambda: {mid: _item_of(m, parts) for mid, m in batch.items()})
+    async with _parse_gate():
+        return await asyncio.to_thread(
+            lambda: {mid: _item_of(m, parts) for mid, m in batch.items()}
+        )
+
+
+# One lock per event loop (tests run many loops in one process; an asyncio.Lock belongs to one).
+_parse_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _parse_gate() -> asyncio.Lock:
+    """The running loop's lock that lets one batch of messages be parsed at a time."""
+    loop = asyncio.get_running_loop()
+    gate = _parse_gates.get(loop)
+    if gate is None:
+        gate = _parse_gates[loop] = asyncio.Lock()
+    return gate
 
 
 def _apply_record(changes: dict[str, _Change], record: Mapping[str, Any]) -> None:
