@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from trayapp.auth.secrets import SecretVault
     from trayapp.auth.wiring import AccountsWiring
     from trayapp.core.engine import Engine
+    from trayapp.core.heap import HeapKeeper
     from trayapp.core.network import NetworkMonitor
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ class AppHost:
     server: ipc.Server | None = None
     wiring: AccountsWiring | None = None
     network: NetworkMonitor | None = None
+    heap: HeapKeeper | None = None
     _lock: ProfileLock | None = field(default=None, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
@@ -218,6 +220,12 @@ class AppHost:
         if self.engine is None:
             raise RuntimeError("AppHost.start() before open()")
         await self.engine.start()
+        # The start-up heap out of the garbage collector's full collections, which stop the
+        # event loop for as long as they walk it (trayapp.core.heap).
+        from trayapp.core.heap import HeapKeeper
+
+        self.heap = HeapKeeper(self.engine)
+        self.heap.start()
         # Network back: offline charms retry within seconds (NetworkManager or a probe).
         from trayapp.core.network import NetworkMonitor
 
@@ -236,6 +244,8 @@ class AppHost:
                 await self.network.stop()
             if self.server is not None:
                 await self.server.close()
+            if self.heap is not None:
+                self.heap.stop()
             if self.engine is not None:
                 await self.engine.stop()
             if self.wiring is not None:
