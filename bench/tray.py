@@ -189,8 +189,10 @@ def bench_app(idle_s: float) -> dict[str, str]:
     }
 
 
-def soak_child(hours: float) -> None:
-    """Run in a child process: one sync of every charm per simulated 5 min; print RSS samples."""
+def soak_child(hours: float, freeze: bool = True) -> None:
+    """Run in a child process: one sync of every charm per simulated 5 min; print RSS samples.
+
+    ``freeze``: the heap is frozen after start-up as the app's process does (HeapKeeper)."""
     os.environ["QT_QPA_PLATFORM"] = "offscreen"
     from PySide6.QtWidgets import QApplication
 
@@ -219,6 +221,12 @@ def soak_child(hours: float) -> None:
         )  # fmt: skip
         await engine.start()
         await ctl.start()
+        keeper = None
+        if freeze:  # as AppHost.start does in the app's process (issue 17.5)
+            from trayapp.core.heap import HeapKeeper
+
+            keeper = HeapKeeper(engine)
+            keeper.start()
         ids = [c.id for c in engine.charms()]
         for r in range(rounds):
             done = asyncio.Event()
@@ -247,11 +255,16 @@ def soak_child(hours: float) -> None:
                 # heap (its page cache is capped by cache_size) and the scheduler's timer heap.
                 scheduler = engine._scheduler
                 backlog = scheduler.timer_backlog if scheduler is not None else 0
+                # Objects: the collector's generations plus the frozen ones (gc.get_objects()
+                # leaves those out).
+                objects = len(gc.get_objects()) + gc.get_freeze_count()
                 print(
                     f"SAMPLE {(r + 1) * len(ids)} {rss_mib(os.getpid()):.1f} "
-                    f"{len(gc.get_objects())} {sqlite_mib():.2f} {backlog}",
+                    f"{objects} {sqlite_mib():.2f} {backlog}",
                     flush=True,
                 )
+        if keeper is not None:
+            keeper.stop()
         await ctl.stop()
         await engine.stop()
         engine.close()
@@ -262,10 +275,11 @@ def soak_child(hours: float) -> None:
         loop.run_until_complete(main())
 
 
-def bench_soak(hours: float, budget_s: float) -> dict[str, str]:
+def bench_soak(hours: float, budget_s: float, freeze: bool = True) -> dict[str, str]:
     t0 = time.monotonic()
     child = subprocess.Popen(
-        [sys.executable, __file__, "--soak-child", str(hours)],
+        [sys.executable, __file__, "--soak-child", str(hours),
+         *([] if freeze else ["--no-freeze"])],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
@@ -312,12 +326,17 @@ def main() -> None:
     p.add_argument("--budget", type=float, default=1800, help="seconds for the soak (1800)")
     p.add_argument("--soak-only", action="store_true", help="only the simulated hours")
     p.add_argument("--soak-child", type=float, default=None, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--no-freeze",
+        action="store_true",
+        help="soak without freezing the heap after start-up (the app freezes it)",
+    )
     args = p.parse_args()
     if args.soak_child is not None:
-        soak_child(args.soak_child)
+        soak_child(args.soak_child, freeze=not args.no_freeze)
         return
     rows = {} if args.soak_only else bench_app(args.idle)
-    rows.update(bench_soak(args.hours, args.budget))
+    rows.update(bench_soak(args.hours, args.budget, freeze=not args.no_freeze))
     width = max(len(k) for k in rows)
     print(f"{'measure':<{width}}  value")
     print(f"{'-' * width}  {'-' * 40}")
