@@ -128,7 +128,12 @@ async def test_nothing_unreachable_is_frozen() -> None:
         keeper.stop()
 
 
-async def test_the_app_host_freezes_once_when_its_engine_starts(tmp_path: Path) -> None:
+async def test_the_app_host_freezes_once_when_its_engine_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # AppHost.open sets the process's GIL switch interval: the rest of the suite keeps its own.
+    interval = sys.getswitchinterval()
+    monkeypatch.setattr(sys, "setswitchinterval", lambda _s: None)
     host = AppHost(Profile.resolve(tmp_path / "profile"), role="headless engine")
     try:
         await host.open()
@@ -138,3 +143,4 @@ async def test_the_app_host_freezes_once_when_its_engine_starts(tmp_path: Path) 
         assert gc.get_freeze_count() > 1000
     finally:
         await host.close()
+    assert sys.getswitchinterval() == interval
