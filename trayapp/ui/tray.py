@@ -513,7 +513,10 @@ class TrayController(QObject):
         """
         g = self.menu.geometry()
         rows: list[tuple[str, int, int, int, int]] = []
-        for key in ("sync_all", "settings", "activity", "data", "about", "open_data", "quit"):
+        for key in (
+            "sync_all", "add_account", "welcome", "settings", "activity", "data", "about",
+            "open_data", "quit",
+        ):  # fmt: skip
             action = self.binder.action(key)
             if action is None or not action.isVisible():
                 continue
