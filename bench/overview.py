@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/overview.py                  # 3 repetitions, 20 s idle windows
     .venv/bin/python bench/overview.py --reps 1 --idle 10 --no-strace   # quick look
+    .venv/bin/python bench/overview.py --only bundle    # + the frozen bundle (packaging/build.sh)
 
 Each repetition starts one throwaway desktop exactly as the e2e tests do (tests/e2e/desktop.py:
 private D-Bus, Xvfb, trayer, dunst) and runs, one after the other on it:
@@ -9,6 +10,11 @@ private D-Bus, Xvfb, trayer, dunst) and runs, one after the other on it:
 * ``floor``: bench/floor_tray.py, a bare PySide6 + qasync ``QSystemTrayIcon``;
 * ``feeds``: ``python -m trayapp.ui`` with 20 feed charms (a local feed server run by this
   script, nothing due during the idle window);
+* ``bundle`` (only with ``--only bundle`` or ``--bundle PATH``): the frozen PyInstaller bundle's
+  tray (``trayapp --profile``) on its own freshly seeded ``feeds`` profile, measured the same way.
+  The bundle is the one packaging/build.sh leaves in out/pyinstaller/dist/trayapp/ unless
+  ``--bundle`` names another (its ``trayapp`` executable, or a folder holding it or ``app/``);
+  with none, that subject is skipped with a note saying how to build one;
 * ``demo``: ``python -m trayapp.ui --demo`` (the demo's five charms, feeds + Google emulator).
   The emulator runs as the tray's child process (Google is another machine for a real user):
   RSS/PSS are the tray process's own; the child's are printed beside them (``child_*``).
@@ -105,7 +111,7 @@ def strace_calls(pid: int, seconds: float, out: Path) -> dict[str, int]:
 
 
 def measure(
-    name: str, args: list[str], desk: Desktop, work: Path, idle: float, use_strace: bool,
+    name: str, argv: list[str], desk: Desktop, work: Path, idle: float, use_strace: bool,
     runs: int, settle: float = 35.0,
 ) -> dict[str, float]:  # fmt: skip
     report = work / f"{name}.report"
@@ -114,8 +120,10 @@ def measure(
         TRAYAPP_TEST_REPORT=str(report), PYTHONPATH=str(REPO), QT_QPA_PLATFORM="xcb",
         TRAYAPP_TRAY_WAIT="10", PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
     )  # fmt: skip
+    if argv[0] != sys.executable:
+        del env["PYTHONPATH"]  # the frozen bundle imports only what it carries
     t0 = time.monotonic()
-    proc = desk.spawn([sys.executable, *args], log=name, env=env)
+    proc = desk.spawn(argv, log=name, env=env)
     row: dict[str, float] = {}
     try:
         row["icon_ms"] = (tray_bench.wait_line(report, "TRAYAPP_ICON_SHOWN", 60) - t0) * 1000
@@ -161,27 +169,46 @@ def measure(
     return row
 
 
-def one_rep(idle: float, use_strace: bool, subjects: set[str]) -> dict[str, dict[str, float]]:
+def find_bundle(given: Path | None) -> Path | None:
+    """The frozen ``trayapp`` executable: ``given`` (the file, or a folder holding it or the
+    release's ``app/``), else the one packaging/build.sh leaves in out/pyinstaller/dist/."""
+    path = given or REPO / "out" / "pyinstaller" / "dist" / "trayapp"
+    for exe in (path, path / "trayapp", path / "app" / "trayapp"):
+        if exe.is_file() and os.access(exe, os.X_OK):
+            return exe
+    return None
+
+
+def one_rep(
+    idle: float, use_strace: bool, subjects: set[str], bundle: Path | None
+) -> dict[str, dict[str, float]]:
     work = Path(tempfile.mkdtemp(prefix="trayapp-overview-"))
     feeds = tray_bench.FeedThread()
     base = feeds.start()
     desk = Desktop(work)
     rows: dict[str, dict[str, float]] = {}
+    # The 20-feed-charm tray, from source and frozen: each on a fresh profile (a synced one
+    # would have nothing due, so no first pass to wait for).
+    trays = {"feeds": [sys.executable, "-m", "trayapp.ui"], "bundle": [str(bundle)]}
     try:
         desk.start()
-        tray_bench.seed_profile(work / "profile", base, timedelta(hours=6))
         rows["floor"] = measure(
-            "floor", [str(REPO / "bench" / "floor_tray.py")], desk, work, idle, use_strace, 0
-        )
-        if "feeds" in subjects:
-            rows["feeds"] = measure(
-                "feeds", ["-m", "trayapp.ui", "--profile", str(work / "profile")],
-                desk, work, idle, use_strace, tray_bench.CHARMS,
-            )  # fmt: skip
+            "floor", [sys.executable, str(REPO / "bench" / "floor_tray.py")],
+            desk, work, idle, use_strace, 0,
+        )  # fmt: skip
+        for name, argv in trays.items():
+            if name in subjects:
+                profile = work / f"profile-{name}"
+                tray_bench.seed_profile(profile, base, timedelta(hours=6))
+                rows[name] = measure(
+                    name, [*argv, "--profile", str(profile)],
+                    desk, work, idle, use_strace, tray_bench.CHARMS,
+                )  # fmt: skip
         if "demo" in subjects:
             rows["demo"] = measure(
-                "demo", ["-m", "trayapp.ui", "--demo"], desk, work, idle, use_strace, 5
-            )
+                "demo", [sys.executable, "-m", "trayapp.ui", "--demo"],
+                desk, work, idle, use_strace, 5,
+            )  # fmt: skip
     finally:
         desk.stop()
         feeds.stop()
@@ -204,11 +231,25 @@ def main() -> None:
     p.add_argument("--charms", type=int, default=tray_bench.CHARMS, help="feed charms (20)")
     p.add_argument(
         "--only",
-        choices=["floor", "feeds", "demo"],
+        choices=["floor", "feeds", "bundle", "demo"],
         action="append",
         help="measure only these subjects (repeatable; the floor always runs)",
     )
+    p.add_argument(
+        "--bundle", type=Path, metavar="PATH",
+        help="an already built frozen bundle (its trayapp executable or folder): adds `bundle`",
+    )  # fmt: skip
     args = p.parse_args()
+    subjects = set(args.only or ("feeds", "demo"))
+    if args.bundle:
+        subjects.add("bundle")
+    bundle = find_bundle(args.bundle) if "bundle" in subjects else None
+    if "bundle" in subjects and bundle is None:
+        where = args.bundle or "out/pyinstaller/dist/trayapp/"
+        print(f"no frozen bundle in {where}: skipping `bundle`. Build one with "
+              "`packaging/build.sh --no-deb` (a few minutes), or pass --bundle PATH to one "
+              "(its trayapp executable or folder).", file=sys.stderr)  # fmt: skip
+        subjects.discard("bundle")
     tray_bench.CHARMS = args.charms
     missing = missing_tools()
     if missing:
@@ -220,7 +261,7 @@ def main() -> None:
     for n in range(args.reps):
         print(f"repetition {n + 1}/{args.reps} ...", file=sys.stderr, flush=True)
         loads.append(os.getloadavg()[0])
-        reps.append(one_rep(args.idle, use_strace, set(args.only or ("feeds", "demo"))))
+        reps.append(one_rep(args.idle, use_strace, subjects, bundle))
     loads.append(os.getloadavg()[0])
     commit = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
@@ -229,17 +270,21 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs, 1-min load average at each repetition's start and "
           f"at the end: {' '.join(f'{x:.2f}' for x in loads)}; commit {commit or '?'}; "
           f"{args.reps} repetitions, idle window {args.idle:g} s; min median max")  # fmt: skip
+    if bundle:
+        print(f"bundle: {bundle}")
     keys = ["icon_ms", "ready_ms", "rss_mib", "pss_mib", "child_rss_mib", "child_pss_mib",
             "threads", "ctx_per_min",
             "idle_cpu_ms_per_min", "polls_per_min", "waits_per_min"]  # fmt: skip
-    print(f"{'measure':<28}{'floor':>24}{f'feeds ({args.charms})':>24}{'demo (5)':>24}")
+    titles = {"floor": "floor", "feeds": f"feeds ({args.charms})",
+              "bundle": f"bundle ({args.charms})", "demo": "demo (5)"}  # fmt: skip
+    shown = [s for s in titles if s == "floor" or s in subjects]
+    print(f"{'measure':<28}" + "".join(f"{titles[s]:>24}" for s in shown))
     for key in keys:
-        subjects = ("floor", "feeds", "demo")
-        cols = [fmt([r[s][key] for r in reps if key in r.get(s, {})]) for s in subjects]
+        cols = [fmt([r[s][key] for r in reps if key in r.get(s, {})]) for s in shown]
         print(f"{key:<28}" + "".join(f"{c:>24}" for c in cols))
     print("ratios against the floor of the same repetition:")
     for key in ("icon_ms", "rss_mib", "pss_mib"):
-        for s in ("feeds", "demo"):
+        for s in shown[1:]:
             ratios = [r[s][key] / r["floor"][key] for r in reps if r["floor"].get(key) and s in r]
             print(f"  {key} {s:<6} x {fmt(ratios)}")
 
