@@ -45,6 +45,7 @@ REQUIRED_MODULES = (
     "pydantic",
     "pydantic_core",
     "qasync",
+    "PySide6.QtDBus",  # the sleep watcher's D-Bus (else dbus-fast at start: more RSS)
     "secretstorage",
     "sqlite3",
     "ssl",
