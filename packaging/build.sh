@@ -15,6 +15,10 @@
 # data, certifi, clean child environment), `trayapp --version` against pyproject's version,
 # icons rendered from resources/icons, the tarball with install.sh/uninstall.sh, and a .deb.
 set -euo pipefail
+# What is installed must be readable by every user (files 0644, folders and programs 0755) and
+# dpkg-deb refuses a DEBIAN folder outside 0755-0775, whatever the builder's own umask is (a
+# private 077 is common, and a test process that opened a profile had one).
+umask 022
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
